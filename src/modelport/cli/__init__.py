@@ -1,0 +1,75 @@
+"""``modelport`` command line. Each ``serve`` flag is exactly one field of ``Settings``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, Sequence
+
+from ..settings import Settings, SettingsError
+
+# flag → Settings field (and its help). Flags override MODELPORT_* variables and the config file.
+SERVE_FLAGS: list[tuple[str, str, dict[str, Any]]] = [
+    ("--host", "host", {"help": "interface to listen on (default 127.0.0.1)"}),
+    ("--port", "port", {"type": int, "help": "port to listen on (default 8787)"}),
+    ("--workers", "workers", {"type": int, "help": "worker processes (default 1)"}),
+    ("--data-dir", "data_dir", {"help": "where SQLite data and key files live (default ./.modelport)"}),
+    ("--log-level", "log_level", {"choices": ["critical", "error", "warning", "info", "debug"]}),
+    ("--config", "config", {"help": "TOML config file (settings and [[providers]])"}),
+    ("--public-url", "public_url", {"help": "the gateway's public origin, used in rewritten URLs"}),
+]
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    overrides = {field: getattr(args, field, None) for _, field, _ in SERVE_FLAGS}
+    return Settings.load(overrides)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="modelport", description="ModelPort: a fast, self-hosted AI gateway.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="start the gateway")
+    for flag, field, options in SERVE_FLAGS:
+        serve.add_argument(flag, dest=field, default=None, **options)
+    serve.set_defaults(handler=_serve)
+    from . import admin
+
+    admin.register(commands, settings_from_args)
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from ..server.bootstrap import bootstrap
+    from ..server.supervisor import serve
+
+    settings = settings_from_args(args)
+    boot = bootstrap(settings)
+    origin = f"http://{settings.host}:{settings.port}"
+    print(f"ModelPort listening on {origin} ({settings.workers} worker{'s' if settings.workers > 1 else ''}, "
+          f"data in {settings.data_dir.resolve()})")
+    if boot.admin_key_created:
+        print(f"Created the first admin key (shown once, also saved to {boot.admin_key_file}):\n  {boot.admin_key_created}")
+    elif boot.admin_key_file:
+        print(f"Admin key: in {boot.admin_key_file}")
+    if boot.providers_synced:
+        print(f"Providers from the config file: {', '.join('@' + s for s in boot.providers_synced)}")
+    print("First call (Replicate through the gateway, with your own Replicate token):\n"
+          f"  curl {origin}/v1/models/replicate/hello-world -H 'x-portkey-api-key: <gateway key>' "
+          "-H 'x-portkey-provider: replicate' -H 'Authorization: Bearer $REPLICATE_API_TOKEN'", flush=True)
+    return serve(settings)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except SettingsError as exc:
+        print(f"modelport: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

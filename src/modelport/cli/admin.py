@@ -1,0 +1,428 @@
+"""Admin commands: ``keys``, ``providers``, ``configs`` and ``vault``, working directly on the store.
+
+They open the store themselves, so they work whether or not a gateway is running; a running gateway
+sees each change on its next request (``Store.data_version``). Every command prints an aligned table
+or record for people, or JSON with ``--json`` for scripts. Provider secrets are read from an
+environment variable (``--secret-env NAME``), a no-echo prompt, or standard input, never from an
+argument: arguments end up in shell history and in ``ps`` output.
+
+``register(subparsers, settings_factory)`` adds the commands to the main ``modelport`` parser; each
+leaf parser gets ``handler(args) -> exit code`` as a default. Each command also takes ``--data-dir``
+and ``--config``, the ``serve`` flags that say where the store and the master key are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import re
+import sys
+from dataclasses import asdict
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import orjson
+
+from ..store import PROVIDER_KINDS, SCOPES, ApiKey, Page, StoreError, open_store
+from ..store.base import Store
+from ..vault import VaultError, generate_master_key, key_id, parse_master_key
+
+SettingsFactory = Callable[[argparse.Namespace], Any]
+Command = Callable[[argparse.Namespace, Store, "Output"], None]
+
+
+class CommandError(Exception):
+    """A problem with what the user asked for; printed without a traceback."""
+
+
+def register(subparsers: Any, settings_factory: SettingsFactory) -> None:
+    """Add ``keys``, ``providers``, ``configs`` and ``vault`` to a ``modelport`` parser's subparsers."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print JSON for scripts")
+    common.add_argument("--data-dir", help="where the database and key file live (as for serve)")
+    common.add_argument("--config", type=Path, help="TOML config file (as for serve)")
+
+    def leaf(group: Any, name: str, command: Command, help: str) -> argparse.ArgumentParser:
+        parser = group.add_parser(name, parents=[common], help=help, description=help)
+        parser.set_defaults(handler=lambda args: _run(command, args, settings_factory))
+        return parser
+
+    keys = _group(subparsers, "keys", "gateway API keys")
+    p = leaf(keys, "create", keys_create, "create a key (its secret is printed once)")
+    p.add_argument("--name", required=True)
+    p.add_argument("--scope", action="append", dest="scopes", choices=SCOPES, help="repeatable; default: inference")
+    p.add_argument(
+        "--provider", action="append", dest="providers", default=[], metavar="ID_OR_@SLUG",
+        help="restrict the key to these providers (repeatable; default: all)",
+    )  # fmt: skip
+    p.add_argument("--expires-in", type=_duration, metavar="DURATION", help="e.g. 90d, 12h, 30m")
+    p.add_argument("--metadata", type=_json_object, default=None, help="JSON object merged into request metadata")
+    leaf(keys, "list", keys_list, "list keys")
+    for name, command, text in (
+        ("revoke", keys_revoke, "revoke a key: it stops working at once, everywhere"),
+        ("rotate", keys_rotate, "give a key a new secret (printed once); the old one stops working"),
+        ("delete", keys_delete, "delete a key"),
+    ):
+        leaf(keys, name, command, text).add_argument("key_id")
+
+    providers = _group(subparsers, "providers", "stored provider credentials (used as @slug)")
+    p = leaf(providers, "add", providers_add, "store a provider credential")
+    p.add_argument("slug")
+    p.add_argument("--provider", help="provider id, e.g. replicate (inherited from --integration if omitted)")
+    p.add_argument("--kind", choices=PROVIDER_KINDS, default="provider")
+    p.add_argument("--name")
+    p.add_argument("--integration", metavar="SLUG", help="inherit secret and settings from this integration")
+    p.add_argument("--custom-host", metavar="URL")
+    p.add_argument("--setting", action="append", default=[], type=_setting, metavar="KEY=VALUE", help="repeatable")
+    p.add_argument("--model", action="append", dest="models", default=[], help="allowed model (repeatable)")
+    p.add_argument("--note")
+    p.add_argument("--usage-limits", type=_json_value, metavar="JSON")
+    p.add_argument("--rate-limits", type=_json_value, metavar="JSON")
+    secret = p.add_mutually_exclusive_group()
+    secret.add_argument("--secret-env", metavar="NAME", help="read the secret from this environment variable")
+    secret.add_argument("--no-secret", action="store_true", help="store no secret (e.g. a local model server)")
+    leaf(providers, "list", providers_list, "list stored providers")
+    leaf(providers, "show", providers_show, "show one stored provider (never its secret)").add_argument("slug")
+    leaf(providers, "remove", providers_remove, "remove a stored provider").add_argument("slug")
+
+    configs = _group(subparsers, "configs", "saved gateway configs (x-portkey-config: <id or slug>)")
+    p = leaf(configs, "create", configs_create, "save a config")
+    p.add_argument("--name", required=True)
+    p.add_argument("--slug")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--file", type=Path, help="JSON file with the config ('-' for standard input)")
+    source.add_argument("--data", type=_json_object, metavar="JSON", help="the config as JSON text")
+    p.add_argument("--default", action="store_true", help="make it the default config")
+    leaf(configs, "list", configs_list, "list saved configs")
+    leaf(configs, "show", configs_show, "show a config").add_argument("ref", metavar="ID_OR_SLUG")
+    leaf(configs, "delete", configs_delete, "delete a config").add_argument("ref", metavar="ID_OR_SLUG")
+
+    vault = _group(subparsers, "vault", "the master key that encrypts provider secrets")
+    p = leaf(vault, "rotate", vault_rotate, "re-encrypt every stored secret under a new master key")
+    p.add_argument("--new-key-env", metavar="NAME", help="take the new key from this variable (default: generate)")
+
+
+# -- keys ----------------------------------------------------------------------------------------
+def keys_create(args: argparse.Namespace, store: Store, out: Output) -> None:
+    expires_at = datetime.now(timezone.utc) + args.expires_in if args.expires_in else None
+    record, token = store.create_api_key(
+        args.name,
+        scopes=args.scopes or ("inference",),
+        allowed_providers=args.providers,
+        expires_at=expires_at,
+        metadata=args.metadata,
+    )
+    _print_new_secret(out, record, token, "Created")
+
+
+def keys_list(args: argparse.Namespace, store: Store, out: Output) -> None:
+    keys = list(_all(store.list_api_keys))
+    out.table(
+        keys,
+        {
+            "ID": lambda k: k.id,
+            "NAME": lambda k: k.name,
+            "PREFIX": lambda k: k.prefix + "…",
+            "SCOPES": lambda k: ",".join(k.scopes),
+            "PROVIDERS": lambda k: ",".join(k.allowed_providers) or "all",
+            "STATUS": _key_status,
+            "EXPIRES": lambda k: _when(k.expires_at),
+            "LAST USED": lambda k: _when(k.last_used_at),
+        },
+    )
+
+
+def keys_revoke(args: argparse.Namespace, store: Store, out: Output) -> None:
+    out.record(store.revoke_api_key(args.key_id), f"Revoked {args.key_id}.")
+
+
+def keys_rotate(args: argparse.Namespace, store: Store, out: Output) -> None:
+    record, token = store.rotate_api_key(args.key_id)
+    _print_new_secret(out, record, token, "Rotated")
+
+
+def keys_delete(args: argparse.Namespace, store: Store, out: Output) -> None:
+    store.delete_api_key(args.key_id)
+    out.done({"deleted": args.key_id}, f"Deleted {args.key_id}.")
+
+
+def _print_new_secret(out: Output, record: ApiKey, token: str, verb: str) -> None:
+    if out.json:
+        out.emit({**_public(record), "secret": token})
+        return
+    out.line(f"{verb} key {record.id} ({record.name}). Copy the secret now; it is not shown again:")
+    out.line("")
+    out.line(f"    {token}")
+
+
+def _key_status(key: ApiKey) -> str:
+    if key.revoked_at is not None:
+        return "revoked"
+    return "active" if key.is_active() else "expired"
+
+
+# -- providers -----------------------------------------------------------------------------------
+def providers_add(args: argparse.Namespace, store: Store, out: Output) -> None:
+    record = store.create_provider(
+        args.slug,
+        kind=args.kind,
+        provider=args.provider,
+        name=args.name,
+        secret=_read_secret(args),
+        custom_host=args.custom_host,
+        settings=dict(args.setting),
+        allowed_models=args.models,
+        note=args.note,
+        integration_slug=args.integration,
+        usage_limits=args.usage_limits,
+        rate_limits=args.rate_limits,
+    )
+    out.record(record, f"Stored {record.kind} @{record.slug} ({record.provider}).")
+
+
+def providers_list(args: argparse.Namespace, store: Store, out: Output) -> None:
+    out.table(
+        list(_all(store.list_providers)),
+        {
+            "SLUG": lambda p: p.slug,
+            "KIND": lambda p: p.kind,
+            "PROVIDER": lambda p: p.provider,
+            "SECRET": lambda p: p.secret_hint or ("inherited" if p.integration_slug else "none"),
+            "INTEGRATION": lambda p: p.integration_slug or "",
+            "CUSTOM HOST": lambda p: p.custom_host or "",
+            "MODELS": lambda p: ",".join(p.allowed_models) or "all",
+        },
+    )
+
+
+def providers_show(args: argparse.Namespace, store: Store, out: Output) -> None:
+    record = store.get_provider(args.slug)
+    if record is None:
+        raise CommandError(f"no stored provider {args.slug!r}")
+    out.record(record)
+
+
+def providers_remove(args: argparse.Namespace, store: Store, out: Output) -> None:
+    store.delete_provider(args.slug)
+    out.done({"deleted": args.slug}, f"Removed @{args.slug}.")
+
+
+def _read_secret(args: argparse.Namespace) -> str | None:
+    if args.secret_env:
+        value = os.environ.get(args.secret_env, "")
+        if not value:
+            raise CommandError(f"environment variable {args.secret_env} is not set or empty")
+        return value
+    if args.no_secret or args.integration:
+        return None
+    if sys.stdin.isatty():
+        value = getpass.getpass(f"Secret for @{args.slug} (input hidden): ")
+    else:
+        value = sys.stdin.readline().rstrip("\r\n")  # piped: `printf %s "$TOKEN" | modelport providers add ...`
+    if not value:
+        raise CommandError("no secret given (use --no-secret to store none)")
+    return value
+
+
+# -- configs -------------------------------------------------------------------------------------
+def configs_create(args: argparse.Namespace, store: Store, out: Output) -> None:
+    try:
+        config = args.data if args.file is None else _json_object(_read_text(args.file))
+    except argparse.ArgumentTypeError as exc:
+        raise CommandError(f"{args.file}: {exc}") from None
+    record = store.create_config(args.name, config, slug=args.slug, is_default=args.default)
+    out.record(record, f"Saved config {record.id} (slug {record.slug}).")
+
+
+def configs_list(args: argparse.Namespace, store: Store, out: Output) -> None:
+    out.table(
+        list(_all(store.list_configs)),
+        {
+            "ID": lambda c: c.id,
+            "SLUG": lambda c: c.slug,
+            "NAME": lambda c: c.name,
+            "DEFAULT": lambda c: "yes" if c.is_default else "",
+            "STATUS": lambda c: c.status,
+            "UPDATED": lambda c: _when(c.updated_at),
+        },
+    )
+
+
+def configs_show(args: argparse.Namespace, store: Store, out: Output) -> None:
+    record = store.get_config(args.ref)
+    if record is None:
+        raise CommandError(f"no config {args.ref!r}")
+    out.record(record)
+
+
+def configs_delete(args: argparse.Namespace, store: Store, out: Output) -> None:
+    store.delete_config(args.ref)
+    out.done({"deleted": args.ref}, f"Deleted config {args.ref}.")
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return sys.stdin.read() if str(path) == "-" else path.read_text()
+    except OSError as exc:
+        raise CommandError(f"cannot read {path}: {exc.strerror}") from None
+
+
+# -- vault ---------------------------------------------------------------------------------------
+def vault_rotate(args: argparse.Namespace, store: Store, out: Output) -> None:
+    generated = None
+    if args.new_key_env:
+        text = os.environ.get(args.new_key_env, "")
+        if not text:
+            raise CommandError(f"environment variable {args.new_key_env} is not set or empty")
+        new_key = parse_master_key(text)
+    else:
+        generated = generate_master_key()
+        new_key = parse_master_key(generated)
+    vault = store.vault
+    from_file = vault.key_file is not None
+    count = vault.rotate(new_key, store)
+    result: dict[str, Any] = {"reencrypted": count, "key_id": key_id(new_key), "key_file": str(vault.key_file or "")}
+    if from_file:
+        out.done(result, f"Re-encrypted {count} secret(s) under key {key_id(new_key)}; updated {vault.key_file}.")
+        return
+    # The key came from MODELPORT_MASTER_KEY, which this process cannot change: hand the new key over.
+    if generated is not None:
+        result["master_key"] = generated
+    source = generated if generated is not None else f"the value of {args.new_key_env}"
+    out.done(
+        result,
+        f"Re-encrypted {count} secret(s) under key {key_id(new_key)}.\n"
+        f"Set MODELPORT_MASTER_KEY to {source} before restarting ModelPort.",
+    )
+
+
+# -- running a command ---------------------------------------------------------------------------
+def _run(command: Command, args: argparse.Namespace, settings_factory: SettingsFactory) -> int:
+    out = Output(json=args.json)
+    try:
+        settings = settings_factory(args)
+        store = open_store(Path(settings.data_dir), settings.master_key)
+        try:
+            command(args, store, out)
+        finally:
+            store.close()
+    except (CommandError, StoreError, VaultError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _group(subparsers: Any, name: str, help: str) -> Any:
+    parser = subparsers.add_parser(name, help=help, description=help)
+    return parser.add_subparsers(dest=f"{name}_command", required=True, metavar="COMMAND")
+
+
+def _all(list_page: Callable[..., Page[Any]]) -> Iterator[Any]:
+    cursor = None
+    while True:
+        page = list_page(cursor=cursor)
+        yield from page.items
+        if page.next_cursor is None:
+            return
+        cursor = page.next_cursor
+
+
+class Output:
+    """Prints records as JSON (``--json``) or as text for people."""
+
+    def __init__(self, json: bool, stream: Any = None) -> None:
+        self.json = json
+        self.stream = stream or sys.stdout
+
+    def line(self, text: str) -> None:
+        print(text, file=self.stream)
+
+    def emit(self, value: Any) -> None:
+        self.line(orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_UTC_Z, default=_json_default).decode())
+
+    def done(self, result: dict[str, Any], message: str) -> None:
+        if self.json:
+            self.emit(result)
+        else:
+            self.line(message)
+
+    def record(self, record: Any, message: str | None = None) -> None:
+        if self.json:
+            self.emit(_public(record))
+            return
+        if message:
+            self.line(message)
+        fields = _public(record)
+        width = max(len(name) for name in fields)
+        for name, value in fields.items():
+            self.line(f"{name.ljust(width)}  {_text(value)}")
+
+    def table(self, records: list[Any], columns: dict[str, Callable[[Any], str]]) -> None:
+        if self.json:
+            self.emit([_public(r) for r in records])
+            return
+        rows = [list(columns)] + [[str(cell(r)) for cell in columns.values()] for r in records]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
+        for row in rows:
+            self.line("  ".join(value.ljust(width) for value, width in zip(row, widths)).rstrip())
+
+
+def _public(record: Any) -> dict[str, Any]:
+    fields = asdict(record)
+    fields.pop("key_hash", None)  # not secret, but useless to a reader and a needless oracle
+    return fields
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, datetime):
+        return _when(value)
+    if value is None or value == () or value == {}:
+        return "-"
+    if isinstance(value, (dict, list, tuple)):
+        return orjson.dumps(value, option=orjson.OPT_UTC_Z, default=_json_default).decode()
+    return str(value)
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value is not None else "-"
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (frozenset, set)):
+        return sorted(value)
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+# -- argument types ------------------------------------------------------------------------------
+_DURATION = re.compile(r"^(\d+)([smhd])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def _duration(text: str) -> timedelta:
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 90d, 12h, 30m or 45s")
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+def _json_value(text: str) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from None
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    value = _json_value(text)
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object")
+    return value
+
+
+def _setting(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    return name, value

@@ -1,0 +1,97 @@
+"""Gateway API key → ``Principal``.
+
+Keys are checked by their SHA-256 (only hashes are stored); the lookup is cached in-process and the
+cache is dropped whenever the store's data version moves, so a key revoked by any worker process or
+by the CLI stops working on the very next request everywhere (SQLite's ``PRAGMA data_version``).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..keys import hash_api_key
+from .errors import Forbidden, Unauthorized
+from .store_cache import StoreCache
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    key_id: str | None
+    name: str
+    scopes: frozenset[str] = frozenset({"inference"})
+    providers: frozenset[str] = frozenset()  # allowed provider ids / slugs; empty means all
+    metadata: dict[str, Any] = field(default_factory=dict)
+    expires_at: float | None = None
+    log_bodies: bool = True
+
+    def can(self, scope: str) -> bool:
+        return scope in self.scopes or "admin" in self.scopes
+
+    def may_use(self, provider: str, slug: str | None) -> bool:
+        if not self.providers or "*" in self.providers:
+            return True
+        return provider in self.providers or (slug is not None and (slug in self.providers or f"@{slug}" in self.providers))
+
+
+ANONYMOUS = Principal(key_id=None, name="anonymous")
+
+
+class KeyStore(Protocol):
+    def data_version(self) -> int: ...
+
+    def get_api_key_by_hash(self, key_hash: str) -> Any: ...
+
+
+class Authenticator:
+    def __init__(self, store: KeyStore, require_key: bool) -> None:
+        self._require_key = require_key
+        self._principals: StoreCache[Principal | None] = StoreCache(store, lambda h: _load_principal(store, h))
+
+    def authenticate(self, token: str | None, scope: str = "inference") -> Principal:
+        if not token:
+            if self._require_key:
+                raise Unauthorized(
+                    "a gateway API key is required: send it in x-portkey-api-key "
+                    "(or as the Bearer token, if it starts with mp-)"
+                )
+            return ANONYMOUS
+        principal = self._principals.get(hash_api_key(token))
+        if principal is None:
+            raise Unauthorized("the gateway API key is invalid, revoked or expired")
+        if principal.expires_at is not None and principal.expires_at <= time.time():
+            raise Unauthorized("the gateway API key has expired")
+        if not principal.can(scope):
+            raise Forbidden(f"this gateway API key lacks the '{scope}' scope")
+        return principal
+
+
+def _load_principal(store: KeyStore, key_hash: str) -> Principal | None:
+    record = store.get_api_key_by_hash(key_hash)
+    return principal_from_record(record) if record is not None else None
+
+
+def principal_from_record(record: Any) -> Principal | None:
+    if getattr(record, "revoked_at", None):
+        return None
+    return Principal(
+        key_id=record.id,
+        name=record.name,
+        scopes=frozenset(record.scopes or ("inference",)),
+        providers=frozenset(record.allowed_providers or ()),
+        metadata=dict(getattr(record, "metadata", None) or {}),
+        expires_at=_epoch(getattr(record, "expires_at", None)),
+        log_bodies=bool(getattr(record, "log_bodies", True)),
+    )
+
+
+def _epoch(value: Any) -> float | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, datetime):
+        return value.timestamp()
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()

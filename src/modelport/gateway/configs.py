@@ -1,0 +1,255 @@
+"""``x-portkey-config`` (inline JSON or a saved config id) → a validated routing tree.
+
+Validation is strict where Portkey is silent: an unknown key, a wrong type, weights that are all
+zero or a ``then`` naming no target is a 400 that names the path, e.g.
+``config.targets[1].retry.attempts must be an integer from 0 to 10``. Keys are Portkey's
+(research/portkey.md §2.1); ``use_retry_after_headers`` (the docs' spelling) is accepted too.
+Units: ``request_timeout`` in milliseconds, ``cache.max_age`` in seconds (as Portkey documents).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import orjson
+
+from .auth import Principal
+from .errors import InvalidConfig
+from .headers import RequestOptions
+from .resolve import TargetResolver
+from .routing import DEFAULT_RETRY_CODES, Branch, CachePolicy, Leaf, Node, RetryPolicy
+from .store_cache import StoreCache
+
+MODES = ("single", "fallback", "loadbalance", "conditional")
+_INHERITED = ("retry", "request_timeout", "override_params", "custom_host", "forward_headers", "cache",
+              "strict_open_ai_compliance")
+_PROVIDER_SETTINGS = ("resource_name", "deployment_id", "api_version", "anthropic_version", "anthropic_beta",
+                      "openai_organization", "openai_project")
+_LEAF_KEYS = frozenset({"provider", "api_key", "virtual_key", "name", "weight", *_INHERITED, *_PROVIDER_SETTINGS,
+                        "azure_resource_name", "azure_deployment_id", "azure_api_version"})
+_BRANCH_KEYS = frozenset({"strategy", "targets", "name", "weight", "id", *_INHERITED})
+_CONDITION_OPERATORS = frozenset({"$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$regex", "$and", "$or"})
+
+
+class ConfigPlanner:
+    def __init__(self, store: Any, resolver: TargetResolver) -> None:
+        self._resolver = resolver
+        self._saved: StoreCache[Any] = StoreCache(store, store.get_config)
+
+    def plan(self, options: RequestOptions, principal: Principal) -> Node:
+        config = self._config(options.config) if options.config else None
+        root: dict[str, Any] = {} if config is None else config
+        return _Builder(self._resolver, options, principal).node(root, "config", {})
+
+    def _config(self, raw: str) -> dict[str, Any]:
+        text = raw.strip()
+        if text.startswith("{"):
+            try:
+                config = orjson.loads(text)
+            except orjson.JSONDecodeError as exc:
+                raise InvalidConfig(f"x-portkey-config is not valid JSON: {exc}") from None
+        else:
+            record = self._saved.get(text)
+            if record is None:
+                raise InvalidConfig(f"x-portkey-config names no saved config '{text}' (create one with POST /v1/configs)")
+            config = record.config
+        validate_config(config)
+        return config
+
+
+def validate_config(config: Any) -> None:
+    """Check a config's shape without resolving providers (used on save, too)."""
+    _check_node(config, "config")
+
+
+class _Builder:
+    def __init__(self, resolver: TargetResolver, options: RequestOptions, principal: Principal) -> None:
+        self.resolver, self.options, self.principal = resolver, options, principal
+
+    def node(self, config: Mapping[str, Any], index: str, inherited: Mapping[str, Any]) -> Node:
+        settings = {**inherited, **{k: config[k] for k in _INHERITED if k in config}}
+        if "override_params" in inherited and "override_params" in config:
+            settings["override_params"] = {**inherited["override_params"], **config["override_params"]}
+        if "targets" in config:
+            strategy = config.get("strategy", {"mode": "single"})
+            children = tuple(self.node(t, f"{index}.targets[{i}]", settings) for i, t in enumerate(config["targets"]))
+            codes = strategy.get("on_status_codes")
+            return Branch(
+                index=index, mode=strategy["mode"], children=children,
+                on_status_codes=frozenset(codes) if codes is not None else None,
+                conditions=tuple((c["query"], c["then"]) for c in strategy.get("conditions", ())),
+                default=strategy.get("default"), weight=float(config.get("weight", 1)), name=config.get("name"),
+            )
+        return self.leaf(config, index, settings)
+
+    def leaf(self, config: Mapping[str, Any], index: str, settings: Mapping[str, Any]) -> Leaf:
+        options = self.options
+        provider = config.get("provider") or (None if config.get("virtual_key") else options.provider)
+        virtual_key = config.get("virtual_key") or (options.virtual_key if not config.get("provider") else None)
+        caller_settings = {**options.provider_settings, **_provider_settings(config)}
+        custom_host = settings.get("custom_host") or options.custom_host
+        resolved = self.resolver.resolve(
+            self.principal, provider=provider, virtual_key=virtual_key, custom_host=custom_host,
+            caller_key=config.get("api_key") or options.provider_key, caller_settings=caller_settings,
+        )
+        return Leaf(
+            index=index,
+            resolved=resolved,
+            retry=_retry(settings.get("retry")),
+            timeout=settings["request_timeout"] / 1000 if settings.get("request_timeout") else None,
+            override_params=dict(settings.get("override_params") or {}),
+            forward_headers=options.forward_headers | frozenset(h.lower().encode() for h in settings.get("forward_headers") or ()),
+            cache=_cache(settings.get("cache")),
+            weight=float(config.get("weight", 1)),
+            name=config.get("name"),
+        )
+
+
+def _provider_settings(config: Mapping[str, Any]) -> dict[str, str]:
+    found = {k: config[k] for k in _PROVIDER_SETTINGS if config.get(k)}
+    for key in ("resource_name", "deployment_id", "api_version"):
+        if config.get(f"azure_{key}"):
+            found[key] = config[f"azure_{key}"]
+    return found
+
+
+def _retry(raw: Mapping[str, Any] | None) -> RetryPolicy:
+    if not raw:
+        return RetryPolicy()
+    codes = raw.get("on_status_codes")
+    return RetryPolicy(
+        attempts=int(raw.get("attempts", 0)),
+        on_status_codes=frozenset(codes) if codes else DEFAULT_RETRY_CODES,
+        use_retry_after_header=bool(raw.get("use_retry_after_header", raw.get("use_retry_after_headers", False))),
+    )
+
+
+def _cache(raw: Mapping[str, Any] | None) -> CachePolicy | None:
+    if not raw:
+        return None
+    return CachePolicy(mode=raw.get("mode", "simple"), max_age=float(raw["max_age"]) if raw.get("max_age") is not None else None)
+
+
+# ---- validation -----------------------------------------------------------------------------------------
+
+def _fail(path: str, message: str) -> None:
+    raise InvalidConfig(f"{path} {message}")
+
+
+def _check_node(config: Any, path: str) -> None:
+    if not isinstance(config, dict):
+        _fail(path, "must be a JSON object")
+    if "options" in config:
+        _fail(path, "uses the legacy 'options' format; use 'strategy' and 'targets'")
+    is_branch = "targets" in config or "strategy" in config
+    allowed = _BRANCH_KEYS if is_branch else _LEAF_KEYS
+    unknown = sorted(set(config) - allowed)
+    if unknown:
+        _fail(path, f"has unknown key(s) {', '.join(repr(k) for k in unknown)}")
+    _check_shared(config, path)
+    if is_branch:
+        _check_branch(config, path)
+    else:
+        for key in ("provider", "api_key", "virtual_key", "name"):
+            if key in config and not isinstance(config[key], str):
+                _fail(f"{path}.{key}", "must be a string")
+
+
+def _check_branch(config: dict[str, Any], path: str) -> None:
+    strategy, targets = config.get("strategy"), config.get("targets")
+    if not isinstance(strategy, dict) or strategy.get("mode") not in MODES:
+        _fail(f"{path}.strategy.mode", f"must be one of {', '.join(MODES)}")
+    unknown = sorted(set(strategy) - {"mode", "on_status_codes", "conditions", "default"})
+    if unknown:
+        _fail(f"{path}.strategy", f"has unknown key(s) {', '.join(repr(k) for k in unknown)}")
+    if not isinstance(targets, list) or not targets:
+        _fail(f"{path}.targets", "must be a non-empty list")
+    for i, target in enumerate(targets):
+        _check_node(target, f"{path}.targets[{i}]")
+    if "on_status_codes" in strategy:
+        _check_codes(strategy["on_status_codes"], f"{path}.strategy.on_status_codes")
+    if strategy["mode"] == "loadbalance" and not any(float(t.get("weight", 1)) > 0 for t in targets):
+        _fail(f"{path}.targets", "all have weight 0: a loadbalance needs at least one positive weight")
+    if strategy["mode"] == "conditional":
+        _check_conditions(strategy, targets, path)
+
+
+def _check_conditions(strategy: dict[str, Any], targets: list[Any], path: str) -> None:
+    names = {t.get("name") for t in targets if t.get("name")}
+    conditions = strategy.get("conditions")
+    if not isinstance(conditions, list) or not conditions:
+        _fail(f"{path}.strategy.conditions", "must be a non-empty list of {query, then}")
+    for i, condition in enumerate(conditions):
+        where = f"{path}.strategy.conditions[{i}]"
+        if not isinstance(condition, dict) or not isinstance(condition.get("query"), dict) or "then" not in condition:
+            _fail(where, "must be an object with 'query' (object) and 'then' (a target name)")
+        if condition["then"] not in names:
+            _fail(f"{where}.then", f"names no target ('{condition['then']}'; targets are named {sorted(names)})")
+        _check_query(condition["query"], f"{where}.query")
+    if "default" in strategy and strategy["default"] not in names:
+        _fail(f"{path}.strategy.default", f"names no target ('{strategy['default']}')")
+
+
+def _check_query(query: dict[str, Any], path: str) -> None:
+    for key, value in query.items():
+        if key in ("$and", "$or"):
+            if not isinstance(value, list):
+                _fail(f"{path}.{key}", "must be a list of queries")
+            for i, sub in enumerate(value):
+                _check_query(sub, f"{path}.{key}[{i}]")
+        elif key.startswith("$"):
+            _fail(path, f"has unknown operator {key!r}")
+        elif not key.startswith(("metadata.", "params.", "url.")):
+            _fail(f"{path}.{key}", "must start with 'metadata.', 'params.' or 'url.'")
+        elif isinstance(value, dict):
+            bad = sorted(set(value) - _CONDITION_OPERATORS)
+            if bad:
+                _fail(f"{path}.{key}", f"has unknown operator(s) {bad}")
+
+
+def _check_shared(config: dict[str, Any], path: str) -> None:
+    retry = config.get("retry")
+    if retry is not None:
+        if not isinstance(retry, dict):
+            _fail(f"{path}.retry", "must be an object like {\"attempts\": 3}")
+        unknown = sorted(set(retry) - {"attempts", "on_status_codes", "use_retry_after_header", "use_retry_after_headers"})
+        if unknown:
+            _fail(f"{path}.retry", f"has unknown key(s) {', '.join(repr(k) for k in unknown)}")
+        attempts = retry.get("attempts", 0)
+        if not isinstance(attempts, int) or isinstance(attempts, bool) or not 0 <= attempts <= 10:
+            _fail(f"{path}.retry.attempts", "must be an integer from 0 to 10")
+        if "on_status_codes" in retry:
+            _check_codes(retry["on_status_codes"], f"{path}.retry.on_status_codes")
+    if "request_timeout" in config:
+        value = config["request_timeout"]
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+            _fail(f"{path}.request_timeout", "must be a positive number of milliseconds")
+    if "weight" in config:
+        value = config["weight"]
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+            _fail(f"{path}.weight", "must be a number >= 0")
+    if "override_params" in config and not isinstance(config["override_params"], dict):
+        _fail(f"{path}.override_params", "must be an object")
+    if "forward_headers" in config and not (
+        isinstance(config["forward_headers"], list) and all(isinstance(h, str) for h in config["forward_headers"])
+    ):
+        _fail(f"{path}.forward_headers", "must be a list of header names")
+    if "custom_host" in config and not isinstance(config["custom_host"], str):
+        _fail(f"{path}.custom_host", "must be a URL string")
+    cache = config.get("cache")
+    if cache is not None:
+        if not isinstance(cache, dict) or cache.get("mode", "simple") not in ("simple", "semantic"):
+            _fail(f"{path}.cache", "must be an object like {\"mode\": \"simple\", \"max_age\": 3600}")
+        if cache.get("mode") == "semantic":
+            _fail(f"{path}.cache.mode", "'semantic' is not supported; use 'simple' (exact match)")
+        unknown = sorted(set(cache) - {"mode", "max_age"})
+        if unknown:
+            _fail(f"{path}.cache", f"has unknown key(s) {', '.join(repr(k) for k in unknown)}")
+        max_age = cache.get("max_age")
+        if max_age is not None and (not isinstance(max_age, (int, float)) or isinstance(max_age, bool) or max_age <= 0):
+            _fail(f"{path}.cache.max_age", "must be a positive number of seconds")
+
+
+def _check_codes(codes: Any, path: str) -> None:
+    if not isinstance(codes, list) or not all(isinstance(c, int) and not isinstance(c, bool) and 100 <= c <= 599 for c in codes):
+        _fail(path, "must be a list of HTTP status codes (integers 100-599)")

@@ -1,0 +1,92 @@
+"""Errors the gateway itself raises (never the provider's). Each maps to one status and one JSON shape.
+
+    GatewayError                      500 internal_error
+    ├── BadRequest                    400 invalid_request_error
+    │   ├── InvalidHeader             400   a malformed x-portkey-* value
+    │   ├── UnknownProvider           400   no such provider id or @slug
+    │   ├── InvalidConfig             400   the routing config fails validation
+    │   ├── UnsupportedEndpoint       400   a unified endpoint the provider does not serve
+    │   └── ForbiddenHost             400   a custom host that breaks the SSRF rules
+    ├── Unauthorized                  401 authentication_error
+    ├── Forbidden                     403 permission_error
+    ├── NotFound                      404 not_found_error
+    ├── PayloadTooLarge               413 payload_too_large
+    ├── RateLimited                   429 rate_limit_error
+    ├── UpstreamUnreachable           502 upstream_error
+    └── UpstreamTimeout               504 timeout_error
+
+Every response built from these carries ``x-portkey-gateway-exception: true`` and the body
+``{"error": {"message", "type", "code"}}``: the message says what to change.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+
+class GatewayError(Exception):
+    status = 500
+    type = "internal_error"
+    code = "internal_error"
+
+    def __init__(self, message: str, *, code: str | None = None, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.headers = headers or {}
+
+    def body(self) -> bytes:
+        return orjson.dumps({"error": {"message": self.message, "type": self.type, "code": self.code}})
+
+
+class BadRequest(GatewayError):
+    status, type, code = 400, "invalid_request_error", "bad_request"
+
+
+class InvalidHeader(BadRequest):
+    code = "invalid_header"
+
+
+class UnknownProvider(BadRequest):
+    code = "unknown_provider"
+
+
+class InvalidConfig(BadRequest):
+    code = "invalid_config"
+
+
+class UnsupportedEndpoint(BadRequest):
+    code = "unsupported_endpoint"
+
+
+class ForbiddenHost(BadRequest):
+    code = "forbidden_custom_host"
+
+
+class Unauthorized(GatewayError):
+    status, type, code = 401, "authentication_error", "invalid_api_key"
+
+
+class Forbidden(GatewayError):
+    status, type, code = 403, "permission_error", "forbidden"
+
+
+class NotFound(GatewayError):
+    status, type, code = 404, "not_found_error", "not_found"
+
+
+class PayloadTooLarge(GatewayError):
+    status, type, code = 413, "invalid_request_error", "payload_too_large"
+
+
+class RateLimited(GatewayError):
+    status, type, code = 429, "rate_limit_error", "rate_limited"
+
+
+class UpstreamUnreachable(GatewayError):
+    status, type, code = 502, "upstream_error", "upstream_unreachable"
+
+
+class UpstreamTimeout(GatewayError):
+    status, type, code = 504, "timeout_error", "upstream_timeout"

@@ -1,0 +1,187 @@
+"""``x-portkey-*`` request headers → ``RequestOptions``, in one pass over the ASGI header list.
+
+Names and formats follow Portkey's gateway (research/portkey.md §1.1): metadata and config are JSON,
+forward-headers is comma-separated, request-timeout is in milliseconds, cache-force-refresh is
+presence-only unless explicitly "false" (Portkey treats even "false" as on; we honour the word).
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from .errors import InvalidHeader
+
+PREFIX = b"x-portkey-"
+GATEWAY_KEY_PREFIX = "mp-"
+
+# Client headers that never reach an upstream (RFC 9110 §7.6.1 hop-by-hop, plus what the client
+# library recomputes). ``x-portkey-*`` are dropped by prefix.
+HOP_BY_HOP = frozenset(
+    {
+        b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailer",
+        b"trailers", b"transfer-encoding", b"upgrade", b"host", b"content-length", b"expect",
+    }
+)
+
+# Provider-specific x-portkey-* headers that become target settings (Azure, Anthropic, OpenAI).
+_PROVIDER_SETTINGS = {
+    "azure-resource-name": "resource_name",
+    "azure-deployment-id": "deployment_id",
+    "azure-api-version": "api_version",
+    "anthropic-version": "anthropic_version",
+    "anthropic-beta": "anthropic_beta",
+    "openai-organization": "openai_organization",
+    "openai-project": "openai_project",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RequestOptions:
+    """What the caller asked of the gateway, parsed and validated; upstream headers kept raw."""
+
+    api_key: str | None = None
+    provider: str | None = None
+    virtual_key: str | None = None
+    config: str | None = None
+    trace_id: str = ""
+    trace_id_given: bool = False
+    metadata: dict[str, Any] = field(default_factory=dict)
+    custom_host: str | None = None
+    forward_headers: frozenset[bytes] = frozenset()
+    request_timeout: float | None = None
+    cache_force_refresh: bool = False
+    strict_compliance: bool = False
+    provider_key: str | None = None
+    provider_settings: dict[str, str] = field(default_factory=dict)
+    upstream_headers: tuple[tuple[bytes, bytes], ...] = ()
+    content_type: bytes = b""
+    content_length: int | None = None
+
+
+def new_trace_id() -> str:
+    return secrets.token_hex(16)
+
+
+def parse_request_options(raw_headers: list[tuple[bytes, bytes]]) -> RequestOptions:
+    """Split the header list into gateway options and the headers that may go upstream."""
+    portkey: dict[str, str] = {}
+    upstream: list[tuple[bytes, bytes]] = []
+    authorization = None
+    x_api_key = None
+    content_type = b""
+    content_length = None
+    for name, value in raw_headers:
+        if name.startswith(PREFIX):
+            portkey[name[len(PREFIX):].decode("latin-1")] = value.decode("latin-1")
+            continue
+        if name == b"authorization":
+            authorization = value.decode("latin-1")
+            if _bearer(authorization) is not None:
+                continue  # a Bearer token is either the gateway key or a provider key re-injected last
+
+        if name == b"x-api-key" and value.startswith(GATEWAY_KEY_PREFIX.encode()):
+            x_api_key = value.decode("latin-1")  # the Anthropic SDK sends its api_key here: the gateway key
+            continue
+        if name == b"content-type":
+            content_type = value
+        elif name == b"content-length":
+            content_length = _content_length(value)
+        if name not in HOP_BY_HOP:
+            upstream.append((name, value))
+    if x_api_key and "api-key" not in portkey:
+        portkey["api-key"] = x_api_key
+    return _options(portkey, authorization, upstream, content_type, content_length)
+
+
+def _options(
+    portkey: dict[str, str],
+    authorization: str | None,
+    upstream: list[tuple[bytes, bytes]],
+    content_type: bytes,
+    content_length: int | None,
+) -> RequestOptions:
+    api_key = portkey.get("api-key") or None
+    bearer = _bearer(authorization)
+    provider_key = bearer
+    if bearer and bearer.startswith(GATEWAY_KEY_PREFIX) and api_key is None:
+        # The OpenAI SDK pointed at the gateway sends the gateway key as its api_key.
+        api_key, provider_key = bearer, None
+    elif bearer and bearer == api_key:
+        provider_key = None
+    trace_given = bool(portkey.get("trace-id"))
+    return RequestOptions(
+        api_key=api_key,
+        provider=portkey.get("provider") or None,
+        virtual_key=portkey.get("virtual-key") or None,
+        config=portkey.get("config") or None,
+        trace_id=portkey["trace-id"] if trace_given else new_trace_id(),
+        trace_id_given=trace_given,
+        metadata=_metadata(portkey.get("metadata")),
+        custom_host=portkey.get("custom-host") or None,
+        forward_headers=_forward_headers(portkey.get("forward-headers")),
+        request_timeout=_timeout(portkey.get("request-timeout")),
+        cache_force_refresh=_flag(portkey.get("cache-force-refresh")),
+        strict_compliance=(portkey.get("strict-open-ai-compliance", "").lower() == "true"),
+        provider_key=provider_key,
+        provider_settings={key: portkey[h] for h, key in _PROVIDER_SETTINGS.items() if portkey.get(h)},
+        upstream_headers=tuple(upstream),
+        content_type=content_type,
+        content_length=content_length,
+    )
+
+
+def _bearer(authorization: str | None) -> str | None:
+    if authorization and authorization[:7].lower() == "bearer ":
+        return authorization[7:].strip() or None
+    return None
+
+
+def _content_length(value: bytes) -> int:
+    try:
+        length = int(value)
+    except ValueError:
+        raise InvalidHeader("content-length must be a non-negative integer") from None
+    if length < 0:
+        raise InvalidHeader("content-length must be a non-negative integer")
+    return length
+
+
+def _metadata(raw: str | None) -> dict[str, Any]:
+    if not raw:
+        return {}
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise InvalidHeader("x-portkey-metadata must be a JSON object, e.g. {\"user\": \"alice\"}") from None
+    if not isinstance(value, dict):
+        raise InvalidHeader("x-portkey-metadata must be a JSON object, e.g. {\"user\": \"alice\"}")
+    return value
+
+
+def _forward_headers(raw: str | None) -> frozenset[bytes]:
+    if not raw:
+        return frozenset()
+    names = frozenset(part.strip().lower().encode("latin-1") for part in raw.split(",") if part.strip())
+    if b"x-portkey-forward-headers" in names:
+        raise InvalidHeader("x-portkey-forward-headers cannot name itself")
+    return names
+
+
+def _timeout(raw: str | None) -> float | None:
+    if raw is None or raw == "":
+        return None
+    try:
+        ms = float(raw)
+    except ValueError:
+        raise InvalidHeader(f"x-portkey-request-timeout must be a number of milliseconds, got {raw!r}") from None
+    if ms <= 0:
+        raise InvalidHeader(f"x-portkey-request-timeout must be positive, got {raw!r}")
+    return ms / 1000.0
+
+
+def _flag(raw: str | None) -> bool:
+    return raw is not None and raw.strip().lower() not in ("false", "0", "no")

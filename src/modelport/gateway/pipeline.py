@@ -1,0 +1,219 @@
+"""The one request path: parse → authenticate → resolve → route → forward → respond → record.
+
+Every inference request — unified or proxied, any provider — goes through ``Gateway.__call__``.
+Features are steps here or in the modules it calls, never a second path.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ..logs.record import Attempt, LogRecord, Recorder
+from ..server.http import ClientDisconnected, Headers, Receive, Scope, Send, read_body, send_error, stream_body
+from ..settings import Settings
+from .auth import Authenticator, Principal
+from .configs import ConfigPlanner
+from .errors import BadRequest, GatewayError, PayloadTooLarge
+from .forward import Outbound, open_upstream, proxy_headers, upstream_url
+from .headers import RequestOptions, parse_request_options
+from .resolve import TargetResolver
+from .respond import Rewriting, relay
+from .routing import Leaf, Outcome, Walk, execute
+from .streams import STREAM_ROUTE, StreamSigner
+from .unified import UnifiedCall, unified_endpoint
+from .upstream import Upstreams
+
+BUFFER_LIMIT = 4 * 1024 * 1024  # bodies up to this are held (and so can be retried); larger ones stream
+_BODYLESS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
+# Statuses that prove a POST created nothing upstream, so replaying it cannot duplicate a prediction.
+_NOT_CREATED = frozenset({408, 425, 429})
+
+
+class Gateway:
+    def __init__(self, settings: Settings, store: Any, upstreams: Upstreams, recorder: Recorder, signer: StreamSigner) -> None:
+        self.settings = settings
+        self.upstreams = upstreams
+        self.recorder = recorder
+        self.signer = signer
+        self.auth = Authenticator(store, settings.require_api_key)
+        self.resolver = TargetResolver(store, settings.allow_private_hosts)
+        self.planner = ConfigPlanner(store, self.resolver)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        method = scope["method"]
+        path = _path_after_v1(scope)
+        record = LogRecord(trace_id="", method=method, path="/v1" + path)
+        options: RequestOptions | None = None
+        try:
+            options = parse_request_options(scope["headers"])
+            record.trace_id = options.trace_id
+            principal = self.auth.authenticate(options.api_key)
+            _note_principal(record, principal, options)
+            tree = self.planner.plan(options, principal)
+            outbound = await self._read(method, path, scope, receive, options)
+            record.request_bytes = len(outbound.body) if outbound.body is not None else (options.content_length or 0)
+            call = _Call(self, scope, receive, send, outbound, record, principal)
+            walk = Walk(call.attempt, call.may_retry, call.routing_context())
+            outcome = await execute(tree, walk)
+            await call.respond(outcome)
+        except GatewayError as error:
+            await self._fail(send, record, error, options)
+        except ClientDisconnected:
+            record.status, record.error = 499, "the client disconnected before sending the whole request"
+        finally:
+            record.latency_ms = (time.perf_counter() - started) * 1000
+            self.recorder.submit(record)
+
+    async def _read(self, method: str, path: str, scope: Scope, receive: Receive, options: RequestOptions) -> Outbound:
+        query = scope.get("query_string", b"").decode("latin-1")
+        length = options.content_length
+        limit = self.settings.max_body_bytes
+        if length is not None and length > limit:
+            raise PayloadTooLarge(f"request body of {length} bytes exceeds the gateway limit of {limit} bytes (MODELPORT_MAX_BODY_BYTES)")
+        if (length is not None and length <= BUFFER_LIMIT) or (length is None and method in _BODYLESS) or unified_endpoint(method, path):
+            return Outbound(method, path, query, options, await read_body(receive, limit))
+        return Outbound(method, path, query, options, None, stream_body(receive, limit))
+
+    async def _fail(self, send: Send, record: LogRecord, error: GatewayError, options: RequestOptions | None) -> None:
+        if not record.trace_id:
+            record.trace_id = options.trace_id if options else ""
+        record.status, record.error, record.gateway_exception = error.status, error.message, True
+        if record.response_bytes == 0 and not record.stream:  # nothing sent yet
+            await send_error(send, error, record.trace_id)
+
+
+class _Call:
+    """The per-request state the attempt and respond steps share."""
+
+    __slots__ = ("gateway", "scope", "receive", "send", "outbound", "record", "principal", "unified")
+
+    def __init__(self, gateway: Gateway, scope: Scope, receive: Receive, send: Send, outbound: Outbound,
+                 record: LogRecord, principal: Principal) -> None:
+        self.gateway, self.scope, self.receive, self.send = gateway, scope, receive, send
+        self.outbound, self.record, self.principal = outbound, record, principal
+        self.unified: UnifiedCall | None = None
+
+    def routing_context(self) -> dict[str, Any]:
+        params = UnifiedCall.peek_json(self.outbound) if self.outbound.body else {}
+        return {"metadata": self.record.metadata, "params": params, "url": {"pathname": "/v1" + self.outbound.path}}
+
+    def may_retry(self, outcome: Outcome) -> bool:
+        if self.outbound.body is None:
+            return False  # a streamed body was consumed by the first attempt
+        if self.outbound.method != "POST" or unified_endpoint("POST", self.outbound.path):
+            return True
+        return outcome.status in _NOT_CREATED or (outcome.error is not None and outcome.error.code == "upstream_unreachable"
+                                                  and "could not connect" in outcome.error.message)
+
+    async def attempt(self, leaf: Leaf, retry: int) -> Outcome:
+        gateway, outbound = self.gateway, self.outbound
+        resolved = leaf.resolved
+        span = Attempt(index=leaf.index, provider=resolved.spec.id, slug=resolved.target.slug, started_at=time.time(), retry=retry)
+        self.record.attempts.append(span)
+        started = time.perf_counter()
+        try:
+            endpoint = unified_endpoint(outbound.method, outbound.path)
+            if endpoint is not None and not resolved.spec.proxy_only:
+                self.unified = UnifiedCall.prepare(endpoint, outbound, leaf, self.record)
+                method, url, headers, body = self.unified.request()
+            else:
+                self.unified = None
+                method, url = outbound.method, upstream_url(resolved.target.base_url, outbound.path, outbound.query)
+                headers = proxy_headers(outbound.options, resolved.spec, resolved.target)
+                body = UnifiedCall.proxy_body(outbound, leaf)
+                if outbound.body is None and outbound.options.content_length is not None:
+                    headers.append(("content-length", str(outbound.options.content_length)))
+            timeout = outbound.options.request_timeout or leaf.timeout
+            response = await open_upstream(gateway.upstreams, resolved, method, url, headers, body, timeout,
+                                           gateway.settings.upstream_timeout)
+            span.status = response.status
+            return Outcome(leaf, response.status, response=response)
+        except GatewayError as error:
+            span.status, span.error = error.status, error.message
+            return Outcome(leaf, error.status, error=error)
+        finally:
+            span.latency_ms = (time.perf_counter() - started) * 1000
+
+    async def respond(self, outcome: Outcome) -> None:
+        record, leaf = self.record, outcome.leaf
+        record.provider, record.slug = leaf.resolved.spec.id, leaf.resolved.target.slug
+        record.retry_count = -1 if outcome.retry_exhausted else outcome.retries
+        record.last_used_index = leaf.index
+        if outcome.error is not None:
+            raise outcome.error
+        record.upstream_latency_ms = self.record.attempts[-1].latency_ms if self.record.attempts else None
+        extra = self._portkey_headers(outcome)
+        cap = self._capture_limit()
+        if self.unified is not None:
+            relayed = await self.unified.respond(self.send, self.receive, outcome.response, extra, cap)
+        else:
+            relayed = await relay(self.send, self.receive, outcome.response, extra, cap, self._rewriting(leaf))
+        outcome.release()
+        record.status = 499 if relayed.disconnected else relayed.status
+        record.response_bytes = relayed.size
+        record.response_headers = relayed.headers
+        record.response_content_type = relayed.content_type
+        record.stream = "event-stream" in relayed.content_type
+        record.error = relayed.error
+        if record.store_bodies:
+            record.response_body = bytes(relayed.captured)
+
+    def _portkey_headers(self, outcome: Outcome) -> Headers:
+        record = self.record
+        return [
+            (b"x-portkey-trace-id", record.trace_id.encode("latin-1")),
+            (b"x-portkey-provider", outcome.leaf.resolved.spec.id.encode()),
+            (b"x-portkey-last-used-option-index", outcome.leaf.index.encode()),
+            (b"x-portkey-retry-attempt-count", str(record.retry_count).encode()),
+            (b"x-portkey-cache-status", record.cache_status.encode()),
+        ]
+
+    def _capture_limit(self) -> int:
+        settings = self.gateway.settings
+        return settings.log_body_max_bytes if (settings.log_bodies and self.record.store_bodies) else 0
+
+    def _rewriting(self, leaf: Leaf) -> Rewriting | None:
+        rule = leaf.resolved.spec.rewrite
+        if rule is None:
+            return None
+        gateway_base = self.gateway_base()
+        signer, guarded, trace = self.gateway.signer, leaf.resolved.caller_chosen_host, self.record.trace_id
+        slug = leaf.resolved.target.slug
+
+        def sign(url: str) -> str:
+            token = signer.sign(url, g=guarded, t=trace, p=leaf.resolved.spec.id, s=slug, k=self.principal.key_id)
+            return f"{gateway_base}{STREAM_ROUTE[3:]}{token}"
+
+        return Rewriting(rule, leaf.resolved.target.base_url, gateway_base, sign)
+
+    def gateway_base(self) -> str:
+        """The gateway's public ``/v1`` root as the client reached it (or as the operator set it)."""
+        public = self.gateway.settings.public_url
+        if not public:
+            host = next((v.decode("latin-1") for k, v in self.scope["headers"] if k == b"host"), None)
+            if host is None:
+                server = self.scope.get("server") or ("127.0.0.1", self.gateway.settings.port)
+                host = f"{server[0]}:{server[1]}"
+            public = f"{self.scope.get('scheme', 'http')}://{host}"
+        return public.rstrip("/") + "/v1"
+
+
+def _path_after_v1(scope: Scope) -> str:
+    raw = scope.get("raw_path") or scope["path"].encode()
+    path = raw.split(b"?", 1)[0].decode("latin-1")
+    return path[3:] if path.startswith("/v1") else path
+
+
+def _note_principal(record: LogRecord, principal: Principal, options: RequestOptions) -> None:
+    record.key_id, record.key_name = principal.key_id, principal.name
+    record.metadata = {**principal.metadata, **options.metadata} if principal.metadata else options.metadata
+    record.store_bodies = principal.log_bodies
+    record.request_headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in options.upstream_headers}
+    if not options.provider and not options.config and not options.virtual_key:
+        raise BadRequest(
+            "no provider chosen: send x-portkey-provider (a provider id like 'replicate' or a stored '@slug'), "
+            "x-portkey-virtual-key, or x-portkey-config",
+            code="missing_provider",
+        )

@@ -1,0 +1,112 @@
+"""Which upstream, with which credential: ``@slug`` / virtual key / provider id (+ custom host).
+
+A stored credential only ever goes to the host its provider record names (set by an admin); a
+caller may choose a host only for its own key, and that host passes the SSRF rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Protocol
+
+from ..providers.base import ProviderSpec, Target
+from ..providers.registry import PROVIDERS, get_provider
+from .auth import Principal
+from .errors import BadRequest, Forbidden, ForbiddenHost, UnknownProvider
+from .hosts import check_custom_host
+from .store_cache import StoreCache
+
+# Settings a caller may set per request even on a stored provider: none of them changes the host.
+CALLER_SETTINGS_ON_STORED = frozenset(
+    {"deployment_id", "api_version", "anthropic_version", "anthropic_beta", "openai_organization", "openai_project"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    spec: ProviderSpec
+    target: Target
+    caller_chosen_host: bool
+
+
+class ProviderStore(Protocol):
+    def data_version(self) -> int: ...
+
+    def resolve_provider(self, slug: str) -> Any: ...
+
+
+class TargetResolver:
+    def __init__(self, store: ProviderStore, allow_private_hosts: bool = False) -> None:
+        self._allow_private = allow_private_hosts
+        self._stored: StoreCache[Any] = StoreCache(store, store.resolve_provider)
+
+    def resolve(
+        self,
+        principal: Principal,
+        *,
+        provider: str | None,
+        virtual_key: str | None = None,
+        custom_host: str | None = None,
+        caller_key: str | None = None,
+        caller_settings: Mapping[str, str] | None = None,
+    ) -> Resolved:
+        caller_settings = caller_settings or {}
+        if provider and provider.startswith("@"):
+            resolved = self._stored_target(provider[1:], custom_host, caller_settings)
+        elif virtual_key and not provider:
+            resolved = self._stored_target(virtual_key, custom_host, caller_settings)
+        elif provider:
+            resolved = self._builtin_target(provider, custom_host, caller_key, caller_settings)
+        else:
+            raise BadRequest(
+                "no provider chosen: send x-portkey-provider (a provider id like 'replicate' or a stored "
+                "'@slug'), x-portkey-virtual-key, or x-portkey-config",
+                code="missing_provider",
+            )
+        if not principal.may_use(resolved.spec.id, resolved.target.slug):
+            name = f"@{resolved.target.slug}" if resolved.target.slug else resolved.spec.id
+            raise Forbidden(f"this gateway API key may not use provider {name}")
+        return resolved
+
+    def _stored_target(self, slug: str, custom_host: str | None, caller_settings: Mapping[str, str]) -> Resolved:
+        record = self._stored.get(slug)
+        if record is None:
+            raise UnknownProvider(
+                f"no stored provider '@{slug}': create it with `modelport providers add` or POST /v1/providers"
+            )
+        if custom_host:
+            raise ForbiddenHost(
+                "x-portkey-custom-host cannot be used with a stored provider: its credential only goes to the "
+                "host an admin configured (set custom_host on the stored provider instead)"
+            )
+        spec = _spec(record.provider)
+        settings = dict(record.settings or {})
+        settings.update({k: v for k, v in caller_settings.items() if k in CALLER_SETTINGS_ON_STORED})
+        base = (record.custom_host or _base_url(spec, settings)).rstrip("/")
+        target = Target(provider=spec.id, base_url=base, api_key=record.secret, settings=settings, slug=slug)
+        return Resolved(spec, target, caller_chosen_host=False)
+
+    def _builtin_target(
+        self, provider: str, custom_host: str | None, caller_key: str | None, caller_settings: Mapping[str, str]
+    ) -> Resolved:
+        spec = _spec(provider)
+        settings = dict(caller_settings)
+        base = check_custom_host(custom_host, self._allow_private) if custom_host else _base_url(spec, settings)
+        target = Target(provider=spec.id, base_url=base, api_key=caller_key, settings=settings)
+        return Resolved(spec, target, caller_chosen_host=bool(custom_host))
+
+
+def _spec(provider: str) -> ProviderSpec:
+    spec = get_provider(provider)
+    if spec is None:
+        known = ", ".join(sorted(PROVIDERS))
+        raise UnknownProvider(f"unknown provider '{provider}'; use a stored '@slug' or one of: {known}")
+    return spec
+
+
+def _base_url(spec: ProviderSpec, settings: Mapping[str, Any]) -> str:
+    missing = [name for name in spec.requires if not settings.get(name)]
+    if missing:
+        header = ", ".join(f"x-portkey-{spec.id.split('-')[0]}-{m.replace('_', '-')}" for m in missing)
+        raise BadRequest(f"provider '{spec.id}' needs {', '.join(missing)} (header {header} or provider settings)")
+    return spec.base_url.format(**settings) if spec.requires else spec.base_url

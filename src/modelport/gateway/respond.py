@@ -1,0 +1,149 @@
+"""Step 6, respond: relay an upstream response to the client (status, headers, body) as it arrives.
+
+Small bodies with a known length are read and sent in one piece (fewest event-loop round trips);
+everything else — SSE above all — is relayed chunk by chunk as it arrives, with no added delay. While a
+body streams, a watcher notices a client that goes away and cancels the upstream read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Callable
+
+import aiohttp
+
+from ..server.http import Headers, Receive, Send
+from .rewrite import UrlRewrite, decode_content
+
+ONE_PIECE_LIMIT = 1024 * 1024
+_DROP = frozenset({"connection", "keep-alive", "transfer-encoding", "proxy-authenticate", "trailer", "upgrade", "te"})
+
+
+@dataclass(slots=True)
+class Relayed:
+    """What the client got, for the log record."""
+
+    status: int
+    headers: dict[str, str]
+    size: int = 0
+    captured: bytearray = field(default_factory=bytearray)
+    disconnected: bool = False
+    content_type: str = ""
+    error: str | None = None
+    usage: dict | None = None  # set where the gateway translated a stream and saw its usage
+
+
+@dataclass(slots=True)
+class Rewriting:
+    rule: UrlRewrite
+    upstream_base: str
+    gateway_base: str
+    sign_stream: Callable[[str], str]
+
+
+def response_headers(upstream: aiohttp.ClientResponse, extra: Headers, drop: frozenset[str] = frozenset()) -> Headers:
+    headers: Headers = [
+        (name, value)
+        for name, value in upstream.raw_headers
+        if (lowered := name.lower().decode("latin-1")) not in _DROP and lowered not in drop
+    ]
+    headers.extend(extra)
+    return headers
+
+
+async def relay(
+    send: Send,
+    receive: Receive,
+    upstream: aiohttp.ClientResponse,
+    extra_headers: Headers,
+    capture_limit: int,
+    rewriting: Rewriting | None = None,
+) -> Relayed:
+    content_type = upstream.headers.get("content-type", "")
+    result = Relayed(upstream.status, dict(upstream.headers), content_type=content_type)
+    length = upstream.content_length
+    drop: frozenset[str] = frozenset()
+    if rewriting is not None and "location" in upstream.headers:
+        location = rewriting.rule.location(upstream.headers["location"], rewriting.upstream_base, rewriting.gateway_base)
+        extra_headers.append((b"location", location.encode("latin-1")))
+        drop = frozenset({"location"})
+    if rewriting is not None and "json" in content_type and (length is None or length <= 32 * ONE_PIECE_LIMIT):
+        raw = await upstream.read()
+        decoded = decode_content(raw, upstream.headers.get("content-encoding", "").lower())
+        if decoded is None:  # an encoding we cannot open: relay it untouched
+            return await _send_whole(send, upstream, extra_headers, raw, result, capture_limit, drop=drop)
+        body = rewriting.rule.body(decoded, rewriting.upstream_base, rewriting.gateway_base, rewriting.sign_stream)
+        return await _send_whole(send, upstream, extra_headers, body, result, capture_limit, drop=drop | {"content-encoding"})
+    if length is not None and length <= ONE_PIECE_LIMIT:
+        body = await upstream.read()
+        return await _send_whole(send, upstream, extra_headers, body, result, capture_limit, drop=drop)
+    return await _stream(send, receive, upstream, response_headers(upstream, extra_headers, drop), result, capture_limit)
+
+
+async def _send_whole(
+    send: Send,
+    upstream: aiohttp.ClientResponse,
+    extra: Headers,
+    body: bytes,
+    result: Relayed,
+    capture_limit: int,
+    drop: frozenset[str] = frozenset(),
+) -> Relayed:
+    headers = response_headers(upstream, extra, drop | {"content-length"})
+    headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": upstream.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+    result.size = len(body)
+    result.captured += body[:capture_limit]
+    return result
+
+
+async def _stream(
+    send: Send, receive: Receive, upstream: aiohttp.ClientResponse, headers: Headers, result: Relayed, capture_limit: int
+) -> Relayed:
+    await send({"type": "http.response.start", "status": upstream.status, "headers": headers})
+    watcher = asyncio.ensure_future(_wait_for_disconnect(receive))
+    try:
+        async for chunk in _chunks(upstream, watcher):
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            result.size += len(chunk)
+            if len(result.captured) < capture_limit:
+                result.captured += chunk[: capture_limit - len(result.captured)]
+        await send({"type": "http.response.body", "body": b""})
+    except _ClientGone:
+        result.disconnected = True
+        upstream.close()  # drops the upstream connection: the provider sees the cancel
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        # The upstream broke mid-body. The status line is gone already, so the honest signal is to end
+        # the client's connection without the final chunk: the client sees a truncated response.
+        result.error = f"upstream stream broke after {result.size} bytes: {type(exc).__name__}"
+        upstream.close()
+    finally:
+        watcher.cancel()
+    return result
+
+
+class _ClientGone(Exception):
+    pass
+
+
+async def _chunks(upstream: aiohttp.ClientResponse, watcher: asyncio.Future[None]):
+    content = upstream.content
+    while True:
+        read = asyncio.ensure_future(content.readany())
+        done, _ = await asyncio.wait((read, watcher), return_when=asyncio.FIRST_COMPLETED)
+        if watcher in done:
+            read.cancel()
+            raise _ClientGone()
+        chunk = read.result()
+        if not chunk:
+            return
+        yield chunk
+
+
+async def _wait_for_disconnect(receive: Receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return

@@ -1,0 +1,69 @@
+"""Keep clients on the gateway: rewrite absolute upstream URLs in proxied responses.
+
+Configured per provider by ``UrlRewrite`` in its spec (Replicate: research/replicate.md §3). API URLs
+under the upstream base become gateway URLs (``next``/``previous`` are followed literally by every
+Replicate client; left alone, page 2 would carry the gateway key to the provider). Paths listed in
+``keep`` are left alone (Replicate file URLs go into prediction inputs, which the provider's workers
+fetch). URLs in ``stream_field`` become signed gateway stream routes. The JSON bytes are edited in
+place, never re-encoded, so everything else reaches the client exactly as the provider sent it.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from dataclasses import dataclass
+from typing import Callable
+
+_URL_IN_JSON = re.compile(rb'"(https?://[^"\\\s]+)"')
+
+
+@dataclass(frozen=True, slots=True)
+class UrlRewrite:
+    keep: tuple[str, ...] = ()  # paths under the base that stay upstream URLs, e.g. "/files/"
+    stream_field: str | None = None  # JSON key whose URL value becomes a signed gateway stream route
+
+    def body(self, body: bytes, upstream_base: str, gateway_base: str, sign_stream: Callable[[str], str]) -> bytes:
+        upstream = upstream_base.rstrip("/").encode()
+        if self.stream_field:
+            body = self._streams(body, sign_stream)
+        if upstream not in body:
+            return body
+        gateway = gateway_base.rstrip("/").encode()
+        keep = tuple(upstream + k.encode() for k in self.keep)
+
+        def api_url(match: re.Match[bytes]) -> bytes:
+            url = match.group(1)
+            rest = url[len(upstream):]
+            if url.startswith(upstream) and rest[:1] in (b"/", b"?", b"") and not url.startswith(keep):
+                return b'"' + gateway + rest + b'"'
+            return match.group(0)
+
+        return _URL_IN_JSON.sub(api_url, body)
+
+    def _streams(self, body: bytes, sign_stream: Callable[[str], str]) -> bytes:
+        field = f'"{self.stream_field}"'.encode()
+        if field not in body:
+            return body
+        pattern = re.compile(b"(" + re.escape(field) + rb'\s*:\s*")(https?://[^"\\\s]+)(")')
+        return pattern.sub(lambda m: m.group(1) + sign_stream(m.group(2).decode()).encode() + m.group(3), body)
+
+    def location(self, value: str, upstream_base: str, gateway_base: str) -> str:
+        upstream = upstream_base.rstrip("/")
+        if value.startswith(upstream + "/") and not any(value.startswith(upstream + k) for k in self.keep):
+            return gateway_base.rstrip("/") + value[len(upstream):]
+        return value
+
+
+def decode_content(body: bytes, encoding: str) -> bytes | None:
+    """Decompress gzip/deflate bodies so they can be rewritten; None for encodings we leave alone."""
+    if encoding == "gzip":
+        return zlib.decompress(body, 16 + zlib.MAX_WBITS)
+    if encoding == "deflate":
+        try:
+            return zlib.decompress(body)
+        except zlib.error:
+            return zlib.decompress(body, -zlib.MAX_WBITS)
+    if encoding in ("", "identity"):
+        return body
+    return None

@@ -1,0 +1,57 @@
+"""``GET /v1/streams/<token>``: relay a provider's SSE stream that the gateway signed a reference to.
+
+No auth header is needed (Replicate's JS and Go clients send none to ``urls.stream``); the token is
+the capability. The caller's ``Authorization`` (replicate-python sends its key here) is never
+forwarded: the stream host is the provider's choice, not an operator-configured host.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ..logs.record import Attempt, LogRecord
+from ..providers.registry import get_provider
+from ..server.http import Receive, Scope, Send, send_error
+from .errors import GatewayError, NotFound
+from .forward import open_upstream
+from .resolve import Resolved
+from .respond import relay
+from .streams import InvalidStreamToken
+from ..providers.base import Target
+from yarl import URL
+
+_PASS = frozenset({b"accept", b"last-event-id", b"cache-control", b"user-agent"})
+
+
+async def relay_stream(gateway, scope: Scope, receive: Receive, send: Send, token: str) -> None:
+    started = time.perf_counter()
+    record = LogRecord(trace_id="", method=scope["method"], path="/v1/streams/…", endpoint="stream")
+    try:
+        try:
+            claims = gateway.signer.verify(token)
+        except InvalidStreamToken:
+            raise NotFound("this stream link is invalid or has expired; fetch the prediction again for a fresh one") from None
+        record.trace_id, record.provider, record.slug, record.key_id = claims.get("t", ""), claims.get("p"), claims.get("s"), claims.get("k")
+        spec = get_provider(record.provider or "replicate")
+        url = URL(claims["u"], encoded=True)
+        resolved = Resolved(spec, Target(provider=spec.id, base_url=f"{url.scheme}://{url.raw_authority}"), bool(claims.get("g")))
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"] if k in _PASS]
+        span = Attempt(index="stream", provider=spec.id, slug=record.slug, started_at=time.time())
+        record.attempts.append(span)
+        upstream = await open_upstream(gateway.upstreams, resolved, "GET", url, headers, None, None,
+                                       gateway.settings.upstream_timeout)
+        span.status = upstream.status
+        extra = [(b"x-portkey-trace-id", record.trace_id.encode("latin-1")), (b"x-portkey-provider", spec.id.encode())]
+        cap = gateway.settings.log_body_max_bytes if gateway.settings.log_bodies else 0
+        relayed = await relay(send, receive, upstream, extra, cap)
+        upstream.release()
+        record.status = 499 if relayed.disconnected else relayed.status
+        record.response_bytes, record.stream, record.error = relayed.size, True, relayed.error
+        record.response_body = bytes(relayed.captured) or None
+        record.response_content_type = relayed.content_type
+    except GatewayError as error:
+        record.status, record.error, record.gateway_exception = error.status, error.message, True
+        await send_error(send, error, record.trace_id)
+    finally:
+        record.latency_ms = (time.perf_counter() - started) * 1000
+        gateway.recorder.submit(record)

@@ -1,0 +1,75 @@
+"""Signed, expiring references to upstream stream URLs: ``{gateway}/v1/streams/<token>``.
+
+Replicate's ``urls.stream`` is a capability URL that JS and Go clients fetch with no auth header, so the
+gateway route that relays it must work without one; it serves only what the gateway itself signed.
+Token = base64url(JSON payload) "." base64url(HMAC-SHA256(payload)). The payload names the upstream
+URL, the expiry, whether the host was caller-chosen (then the SSRF-guarded session is used) and the
+trace/provider so the relayed stream is logged against the prediction.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+STREAM_ROUTE = "/v1/streams/"
+
+
+class InvalidStreamToken(Exception):
+    pass
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class StreamSigner:
+    def __init__(self, key: bytes, ttl: int) -> None:
+        self._key = key
+        self._ttl = ttl
+
+    @classmethod
+    def from_data_dir(cls, data_dir: Path, ttl: int) -> "StreamSigner":
+        """Load (or create once, 0600) the signing key shared by every worker using this data dir."""
+        path = data_dir / "stream-signing.key"
+        if not path.exists():
+            data_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                pass  # another worker won the race
+            else:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(secrets.token_bytes(32))
+        return cls(path.read_bytes(), ttl)
+
+    def sign(self, upstream_url: str, **claims: Any) -> str:
+        payload = orjson.dumps({"u": upstream_url, "e": int(time.time()) + self._ttl, **claims})
+        mac = hmac.new(self._key, payload, hashlib.sha256).digest()
+        return f"{_b64(payload)}.{_b64(mac)}"
+
+    def verify(self, token: str) -> dict[str, Any]:
+        try:
+            body, mac = token.split(".", 1)
+            payload = _unb64(body)
+            expected = hmac.new(self._key, payload, hashlib.sha256).digest()
+            if not hmac.compare_digest(expected, _unb64(mac)):
+                raise InvalidStreamToken("signature mismatch")
+            claims = orjson.loads(payload)
+        except (ValueError, orjson.JSONDecodeError) as exc:
+            raise InvalidStreamToken(str(exc)) from None
+        if claims.get("e", 0) < time.time():
+            raise InvalidStreamToken("expired")
+        return claims

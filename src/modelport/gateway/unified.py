@@ -1,0 +1,162 @@
+"""Unified endpoints (OpenAI format) on top of the same forward/respond steps.
+
+OpenAI-compatible providers (no adapter) get the body as sent, with ``override_params`` merged, at
+``base_url + path``; their responses are relayed untouched. Providers with an adapter get a translated
+request, and their responses, streams and errors are translated back. Provider errors keep the
+provider's status and are never marked as gateway exceptions; the original body goes to the log.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+import orjson
+from yarl import URL
+
+from ..logs.record import LogRecord
+from ..providers.base import Endpoint, UnsupportedParameter
+from ..providers.registry import adapter_for
+from ..server.http import Headers, Receive, Send
+from .errors import BadRequest, UnsupportedEndpoint
+from .forward import Outbound, proxy_headers, upstream_url
+from .respond import Relayed, relay, response_headers
+from .routing import Leaf
+
+_ENDPOINTS: dict[tuple[str, str], Endpoint] = {
+    ("POST", "/chat/completions"): "chat",
+    ("POST", "/completions"): "completions",
+    ("POST", "/embeddings"): "embeddings",
+    ("GET", "/models"): "models",
+    ("POST", "/messages"): "messages",
+}
+
+
+def unified_endpoint(method: str, path: str) -> Endpoint | None:
+    return _ENDPOINTS.get((method, path.rstrip("/") or "/"))
+
+
+class UnifiedCall:
+    __slots__ = ("endpoint", "outbound", "leaf", "body", "adapter", "stream")
+
+    def __init__(self, endpoint: Endpoint, outbound: Outbound, leaf: Leaf, body: dict[str, Any]) -> None:
+        self.endpoint, self.outbound, self.leaf, self.body = endpoint, outbound, leaf, body
+        self.adapter = adapter_for(leaf.resolved.spec)
+        self.stream = bool(body.get("stream"))
+
+    @staticmethod
+    def peek_json(outbound: Outbound) -> dict[str, Any]:
+        """The request body as a JSON object, parsed once per request ({} when it is not one)."""
+        if outbound.parsed is None:
+            try:
+                value = orjson.loads(outbound.body) if outbound.body else {}
+            except orjson.JSONDecodeError:
+                value = {}
+            outbound.parsed = value if isinstance(value, dict) else {}
+        return outbound.parsed
+
+    @staticmethod
+    def proxy_body(outbound: Outbound, leaf: Leaf) -> Any:
+        if outbound.body is None:
+            return outbound.body_stream
+        if leaf.override_params and outbound.body:
+            body = UnifiedCall.peek_json(outbound)
+            if body:
+                return orjson.dumps({**body, **leaf.override_params})
+        return outbound.body
+
+    @classmethod
+    def prepare(cls, endpoint: Endpoint, outbound: Outbound, leaf: Leaf, record: LogRecord) -> "UnifiedCall":
+        spec = leaf.resolved.spec
+        if endpoint not in spec.unified and endpoint != "models":
+            raise UnsupportedEndpoint(f"provider '{spec.id}' does not serve /v1{outbound.path} through the unified API")
+        body: dict[str, Any] = {}
+        if outbound.method == "POST":
+            try:
+                parsed = orjson.loads(outbound.body or b"")
+            except orjson.JSONDecodeError as exc:
+                raise BadRequest(f"the request body is not valid JSON: {exc}", code="invalid_json") from None
+            if not isinstance(parsed, dict):
+                raise BadRequest("the request body must be a JSON object", code="invalid_json")
+            body = {**parsed, **leaf.override_params} if leaf.override_params else parsed
+        record.endpoint = endpoint
+        record.model = body.get("model") if isinstance(body.get("model"), str) else record.model
+        return cls(endpoint, outbound, leaf, body)
+
+    def request(self) -> tuple[str, URL, list[tuple[str, str]], bytes | None]:
+        outbound, resolved = self.outbound, self.leaf.resolved
+        if self.adapter is None or self.endpoint not in resolved.spec.unified:
+            body = outbound.body if not self.leaf.override_params else orjson.dumps(self.body)
+            url = upstream_url(resolved.target.base_url, outbound.path, outbound.query)
+            return outbound.method, url, proxy_headers(outbound.options, resolved.spec, resolved.target), body
+        try:
+            built = self.adapter.build_request(self.endpoint, self.body, resolved.target, outbound.options.strict_compliance)
+        except UnsupportedParameter as exc:
+            raise BadRequest(str(exc), code="unsupported_parameter") from None
+        except ValueError as exc:
+            raise BadRequest(str(exc), code="untranslatable_request") from None
+        headers = self._adapter_headers(built.headers)
+        return built.method, URL(built.url, encoded=False), headers, built.body
+
+    def _adapter_headers(self, built: dict[str, str]) -> list[tuple[str, str]]:
+        spec, target, options = self.leaf.resolved.spec, self.leaf.resolved.target, self.outbound.options
+        headers = {k.lower(): v for k, v in spec.default_headers.items()}
+        headers.update({k.lower(): v for k, v in built.items()})
+        forward = options.forward_headers | self.leaf.forward_headers | {h.encode() for h in spec.caller_headers}
+        for name, value in options.upstream_headers:
+            if name in forward:
+                headers[name.decode("latin-1")] = value.decode("latin-1")
+        headers.update(spec.auth.headers_for(target.api_key))
+        return list(headers.items())
+
+    async def respond(self, send: Send, receive: Receive, upstream: aiohttp.ClientResponse, extra: Headers, cap: int) -> Relayed:
+        if self.adapter is None or self.endpoint not in self.leaf.resolved.spec.unified:
+            return await relay(send, receive, upstream, extra, cap)
+        if upstream.status >= 300 and self.endpoint == "messages":
+            return await relay(send, receive, upstream, extra, cap)  # Anthropic-native clients expect Anthropic errors
+        if upstream.status >= 300:
+            raw = await upstream.read()
+            body = orjson.dumps(self.adapter.error_body(upstream.status, raw))
+            return await _send_json(send, upstream, extra, body, raw[:cap])
+        if self.stream and "event-stream" in upstream.headers.get("content-type", ""):
+            return await self._translate_stream(send, upstream, extra, cap)
+        raw = await upstream.read()
+        body = self.adapter.parse_response(self.endpoint, upstream.status, raw, self.body)
+        return await _send_json(send, upstream, extra, body, body[:cap])
+
+    async def _translate_stream(self, send: Send, upstream: aiohttp.ClientResponse, extra: Headers, cap: int) -> Relayed:
+        translator = self.adapter.stream_translator(self.endpoint, self.body)
+        headers = response_headers(upstream, extra, frozenset({"content-length", "content-encoding", "content-type"}))
+        headers.append((b"content-type", b"text/event-stream; charset=utf-8"))
+        result = Relayed(upstream.status, dict(upstream.headers), content_type="text/event-stream")
+        await send({"type": "http.response.start", "status": upstream.status, "headers": headers})
+        try:
+            async for chunk in upstream.content.iter_any():
+                out = translator.feed(chunk)
+                if out:
+                    await _send_chunk(send, out, result, cap)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            result.error = f"upstream stream broke after {result.size} bytes: {type(exc).__name__}"
+            return result
+        await _send_chunk(send, translator.finish(), result, cap)
+        await send({"type": "http.response.body", "body": b""})
+        result.usage = translator.usage
+        return result
+
+
+async def _send_chunk(send: Send, data: bytes, result: Relayed, cap: int) -> None:
+    await send({"type": "http.response.body", "body": data, "more_body": True})
+    result.size += len(data)
+    if len(result.captured) < cap:
+        result.captured += data[: cap - len(result.captured)]
+
+
+async def _send_json(send: Send, upstream: aiohttp.ClientResponse, extra: Headers, body: bytes, captured: bytes) -> Relayed:
+    headers = response_headers(upstream, extra, frozenset({"content-length", "content-encoding", "content-type"}))
+    headers.append((b"content-type", b"application/json"))
+    headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": upstream.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+    result = Relayed(upstream.status, dict(upstream.headers), size=len(body), content_type="application/json")
+    result.captured += captured
+    return result

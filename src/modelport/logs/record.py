@@ -1,0 +1,75 @@
+"""One log record per request through the gateway; one ``Attempt`` per upstream try inside it."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One span: a try against one target (retries and fallbacks each add one)."""
+
+    index: str  # the config path of the target, e.g. "config.targets[1]"
+    provider: str
+    slug: str | None
+    started_at: float
+    latency_ms: float = 0.0
+    status: int | None = None
+    retry: int = 0
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class LogRecord:
+    trace_id: str
+    method: str
+    path: str
+    id: str = field(default_factory=lambda: "log_" + secrets.token_hex(12))
+    created_at: float = field(default_factory=time.time)
+    key_id: str | None = None
+    key_name: str | None = None
+    provider: str | None = None
+    slug: str | None = None
+    endpoint: str = "proxy"  # "proxy" or a unified endpoint name
+    model: str | None = None
+    status: int = 0
+    latency_ms: float = 0.0
+    upstream_latency_ms: float | None = None
+    request_bytes: int = 0
+    response_bytes: int = 0
+    metadata: dict[str, Any] = field(default_factory=dict)
+    cache_status: str = "DISABLED"
+    gateway_exception: bool = False
+    error: str | None = None
+    stream: bool = False
+    request_headers: dict[str, str] = field(default_factory=dict)
+    response_headers: dict[str, str] = field(default_factory=dict)
+    request_body: bytes | None = None
+    response_body: bytes | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+    usage: dict[str, Any] | None = None
+    cost_usd: float | None = None
+    cost_status: str = "unpriced"
+    cost_reason: str | None = None
+    prediction_id: str | None = None
+    retry_count: int = 0
+    last_used_index: str | None = None
+    store_bodies: bool = True
+    content_type: str | None = None
+    response_content_type: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key in ("request_body", "response_body"):
+            value = data[key]
+            data[key] = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+        return data
+
+
+class Recorder(Protocol):
+    def submit(self, record: LogRecord) -> None:
+        """Hand a finished record over; never blocks the request path."""
+        ...

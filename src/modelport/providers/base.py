@@ -1,0 +1,148 @@
+"""What a provider is: a spec (data) and, only where its wire format differs from OpenAI's, an adapter.
+
+The pipeline never branches on a provider id. It reads the spec to build the upstream URL and the
+auth header, and calls the adapter (if any) to translate unified requests and responses.
+
+Endpoint names used for the unified API (``Endpoint``):
+    "chat"        POST /v1/chat/completions
+    "completions" POST /v1/completions
+    "embeddings"  POST /v1/embeddings
+    "models"      GET  /v1/models
+    "messages"    POST /v1/messages          (Anthropic-native clients)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Mapping, Protocol
+
+Endpoint = Literal["chat", "completions", "embeddings", "models", "messages"]
+
+
+@dataclass(frozen=True, slots=True)
+class AuthScheme:
+    """How a provider credential is presented upstream.
+
+    kind "bearer": ``Authorization: Bearer <key>``; kind "header": ``<header>: <key>``;
+    kind "none": no credential (e.g. a local Ollama).
+    """
+
+    kind: Literal["bearer", "header", "none"] = "bearer"
+    header: str = "authorization"
+
+    def headers_for(self, secret: str | None) -> dict[str, str]:
+        if self.kind == "none" or not secret:
+            return {}
+        if self.kind == "bearer":
+            return {"authorization": f"Bearer {secret}"}
+        return {self.header: secret}
+
+
+BEARER = AuthScheme("bearer")
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One upstream a request may be sent to: everything an adapter needs, already resolved.
+
+    ``base_url`` is the provider's API root without a trailing slash (for Replicate
+    ``https://api.replicate.com/v1``), already replaced by a custom host where one applies.
+    ``settings`` holds provider-specific values (Azure ``resource_name``, ``deployment_id``,
+    ``api_version``; Anthropic ``anthropic_version``; ...).
+    """
+
+    provider: str
+    base_url: str
+    api_key: str | None = None
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    slug: str | None = None
+
+
+@dataclass(slots=True)
+class UpstreamRequest:
+    """A translated request, ready to send. ``headers`` never include the credential: the
+    pipeline injects auth last, from the spec's ``AuthScheme``."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: bytes | None
+    stream: bool = False
+
+
+class UnsupportedParameter(ValueError):
+    """A request parameter the provider cannot honour, raised only under strict compliance."""
+
+    def __init__(self, parameter: str, provider: str) -> None:
+        super().__init__(f"Parameter '{parameter}' is not supported by provider '{provider}'.")
+        self.parameter = parameter
+        self.provider = provider
+
+
+class StreamTranslator(Protocol):
+    """Turns an upstream event stream into OpenAI-shaped SSE bytes, chunk by chunk.
+
+    ``feed`` takes raw upstream bytes (any split, events may straddle chunks) and returns the bytes
+    to send on (possibly ``b""``); ``finish`` flushes and returns the tail, ending with
+    ``data: [DONE]\\n\\n`` for OpenAI-shaped endpoints. ``usage`` is the OpenAI-shaped usage dict
+    seen so far (or None).
+    """
+
+    usage: dict[str, Any] | None
+
+    def feed(self, chunk: bytes) -> bytes: ...
+
+    def finish(self) -> bytes: ...
+
+
+class Adapter(Protocol):
+    """Translation between the unified (OpenAI) format and one provider's native format."""
+
+    def build_request(
+        self, endpoint: Endpoint, body: dict[str, Any], target: Target, strict: bool
+    ) -> UpstreamRequest:
+        """Translate a unified request. Raise ``UnsupportedParameter`` (strict) or drop (lenient)
+        parameters the provider cannot take. Raise ``ValueError`` with a user-facing message for
+        a request that cannot be translated at all."""
+        ...
+
+    def parse_response(
+        self, endpoint: Endpoint, status: int, body: bytes, request_body: dict[str, Any]
+    ) -> bytes:
+        """Translate a successful (2xx) upstream body into the unified JSON body."""
+        ...
+
+    def stream_translator(self, endpoint: Endpoint, request_body: dict[str, Any]) -> StreamTranslator:
+        ...
+
+    def error_body(self, status: int, body: bytes) -> dict[str, Any]:
+        """Normalise an upstream error body to ``{"error": {"message", "type", "code", ...}}``."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSpec:
+    """A provider as data.
+
+    ``unified`` lists the unified endpoints the provider serves; an empty set means proxy-only
+    (every ``/v1/<path>`` is forwarded untouched, even paths that are unified endpoints for others).
+    ``adapter`` names the module under ``modelport.providers`` whose ``ADAPTER`` translates unified
+    requests (loaded on first use by the registry); None for OpenAI-compatible providers, whose unified
+    requests pass through unchanged to ``base_url + path``. ``default_headers`` are added to every upstream request (caller's wins).
+    ``requires`` names settings without which the provider cannot build a URL (Azure's resource).
+    """
+
+    id: str
+    base_url: str
+    auth: AuthScheme = BEARER
+    unified: frozenset[str] = frozenset()
+    adapter: str | None = None
+    default_headers: Mapping[str, str] = field(default_factory=dict)
+    requires: tuple[str, ...] = ()
+    rewrite: Any = None  # a gateway.rewrite.UrlRewrite when responses carry absolute upstream URLs
+    caller_headers: tuple[str, ...] = ()  # client headers that always reach the provider, over adapter defaults
+    docs: str = ""
+
+    @property
+    def proxy_only(self) -> bool:
+        return not self.unified

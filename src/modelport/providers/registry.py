@@ -1,0 +1,70 @@
+"""The provider registry: one table, one place. Adding an OpenAI-compatible provider is one entry.
+
+Base URLs are each provider's API root as the proxy route sees it: ``{gateway}/v1/<path>`` goes to
+``<base_url>/<path>``. Adapters (translation code) are named by module and loaded on first use, so a
+provider without one costs nothing.
+"""
+
+from __future__ import annotations
+
+import importlib
+from functools import cache
+from typing import Any
+
+from ..gateway.rewrite import UrlRewrite
+from .base import Adapter, AuthScheme, ProviderSpec
+
+CHAT = frozenset({"chat"})
+CHAT_EMBED = frozenset({"chat", "embeddings", "models"})
+OPENAI_ALL = frozenset({"chat", "completions", "embeddings", "models"})
+
+X_API_KEY = AuthScheme("header", "x-api-key")
+AZURE_KEY = AuthScheme("header", "api-key")
+GOOGLE_KEY = AuthScheme("header", "x-goog-api-key")
+NO_AUTH = AuthScheme("none")
+
+# (id, base URL, auth, unified endpoints, adapter module, extra spec fields)
+_TABLE: list[tuple[str, str, AuthScheme | None, frozenset[str], str | None, dict[str, Any]]] = [
+    # Replicate: file URLs go into prediction inputs and must stay upstream; urls.stream is signed.
+    ("replicate", "https://api.replicate.com/v1", None, frozenset(), None,
+     {"rewrite": UrlRewrite(keep=("/files/",), stream_field="stream"), "docs": "proxy-only; prices predictions"}),
+    ("openai", "https://api.openai.com/v1", None, OPENAI_ALL, None, {}),
+    ("anthropic", "https://api.anthropic.com/v1", X_API_KEY, frozenset({"chat", "messages"}), "anthropic",
+     {"default_headers": {"anthropic-version": "2023-06-01"}, "caller_headers": ("anthropic-version", "anthropic-beta")}),
+    ("azure-openai", "https://{resource_name}.openai.azure.com/openai", AZURE_KEY,
+     frozenset({"chat", "completions", "embeddings"}), "azure", {"requires": ("resource_name",)}),
+    ("google", "https://generativelanguage.googleapis.com/v1beta", GOOGLE_KEY,
+     frozenset({"chat", "embeddings"}), "google", {}),
+    ("cohere", "https://api.cohere.com/v1", None, frozenset({"chat", "embeddings"}), "cohere", {}),
+    ("mistral-ai", "https://api.mistral.ai/v1", None, CHAT_EMBED, None, {}),
+    ("groq", "https://api.groq.com/openai/v1", None, frozenset({"chat", "models"}), None, {}),
+    ("together-ai", "https://api.together.xyz/v1", None, OPENAI_ALL, None, {}),
+    ("deepseek", "https://api.deepseek.com/v1", None, frozenset({"chat", "completions", "models"}), None, {}),
+    ("fireworks-ai", "https://api.fireworks.ai/inference/v1", None, OPENAI_ALL, None, {}),
+    ("openrouter", "https://openrouter.ai/api/v1", None, frozenset({"chat", "completions", "models"}), None, {}),
+    ("perplexity-ai", "https://api.perplexity.ai", None, CHAT, None, {}),
+    ("x-ai", "https://api.x.ai/v1", None, frozenset({"chat", "embeddings", "models"}), None, {}),
+    ("cerebras", "https://api.cerebras.ai/v1", None, frozenset({"chat", "models"}), None, {}),
+    ("deepinfra", "https://api.deepinfra.com/v1/openai", None, OPENAI_ALL, None, {}),
+    ("sambanova", "https://api.sambanova.ai/v1", None, frozenset({"chat", "models"}), None, {}),
+    ("ollama", "http://localhost:11434/v1", NO_AUTH, OPENAI_ALL, None, {"docs": "local; set custom_host"}),
+]
+
+PROVIDERS: dict[str, ProviderSpec] = {
+    pid: ProviderSpec(id=pid, base_url=base, auth=auth or AuthScheme(), unified=unified, adapter=module, **extra)
+    for pid, base, auth, unified, module, extra in _TABLE
+}
+
+
+def get_provider(provider_id: str) -> ProviderSpec | None:
+    return PROVIDERS.get(provider_id)
+
+
+@cache
+def load_adapter(module: str) -> Adapter:
+    """The adapter object of ``modelport.providers.<module>`` (its ``ADAPTER``), imported once."""
+    return importlib.import_module(f"modelport.providers.{module}").ADAPTER
+
+
+def adapter_for(spec: ProviderSpec) -> Adapter | None:
+    return load_adapter(spec.adapter) if spec.adapter else None

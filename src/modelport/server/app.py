@@ -1,0 +1,110 @@
+"""The ASGI application: dispatch by path, lifecycle (start, drain, shutdown).
+
+    /health                 readiness
+    /v1/streams/<token>     signed provider streams (no auth; the token is the capability)
+    /v1/<control resource>  control plane (api-keys, virtual-keys, integrations, providers, configs, logs, ...)
+    /v1/<anything else>     the gateway pipeline (unified API or proxy)
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ..gateway.errors import NotFound
+from ..gateway.pipeline import Gateway
+from ..gateway.stream_relay import relay_stream
+from ..gateway.streams import STREAM_ROUTE, StreamSigner
+from ..gateway.upstream import Upstreams
+from ..logs.record import LogRecord
+from ..settings import Settings
+from ..store import open_store
+from .http import Receive, Scope, Send, send_error, send_json
+
+log = logging.getLogger("modelport")
+
+CONTROL_RESOURCES = frozenset(
+    {"api-keys", "virtual-keys", "integrations", "providers", "configs", "logs", "feedback", "analytics", "admin"}
+)
+
+
+class _DiscardingRecorder:
+    """Placeholder until the log writer is started; counts what it would have written."""
+
+    def __init__(self) -> None:
+        self.records: list[LogRecord] = []
+
+    def submit(self, record: LogRecord) -> None:
+        self.records.append(record)
+        del self.records[:-1000]
+
+
+class ModelPortApp:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.ready = False
+        self.store: Any = None
+        self.gateway: Gateway | None = None
+        self.control: Any = None
+        self.upstreams = Upstreams(settings)
+        self.recorder: Any = _DiscardingRecorder()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        if path.startswith("/v1/"):
+            if path.startswith(STREAM_ROUTE):
+                await relay_stream(self.gateway, scope, receive, send, path[len(STREAM_ROUTE):])
+                return
+            resource = path[4:].split("/", 1)[0]
+            if resource in CONTROL_RESOURCES and self.control is not None:
+                await self.control(scope, receive, send)
+                return
+            await self.gateway(scope, receive, send)  # type: ignore[misc]
+        elif path == "/openapi.json" and self.control is not None:
+            await self.control(scope, receive, send)
+        elif path == "/health":
+            await send_json(send, 200 if self.ready else 503, {"status": "ok" if self.ready else "starting"})
+        else:
+            await send_error(send, NotFound(f"no route for {path}: the API lives under /v1"), "")
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.start()
+                except Exception as exc:  # report, don't crash with a traceback
+                    log.error("startup failed: %s", exc)
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def start(self) -> None:
+        settings = self.settings
+        self.store = open_store(settings.data_dir, settings.master_key)
+        await self.upstreams.start()
+        signer = StreamSigner.from_data_dir(settings.data_dir, settings.stream_url_ttl)
+        self.gateway = Gateway(settings, self.store, self.upstreams, self.recorder, signer)
+        self.ready = True
+
+    async def stop(self) -> None:
+        self.ready = False
+        await self.upstreams.close()
+        if self.store is not None:
+            self.store.close()
+
+
+def create_app() -> ModelPortApp:
+    """Factory for running under another ASGI server: settings come from the environment."""
+    return ModelPortApp(Settings.load())

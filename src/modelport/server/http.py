@@ -1,0 +1,82 @@
+"""The few ASGI primitives the gateway needs: read a body, stream a body, send a response."""
+
+from __future__ import annotations
+
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+import orjson
+
+from ..gateway.errors import GatewayError, PayloadTooLarge
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+Headers = list[tuple[bytes, bytes]]
+
+JSON = b"application/json"
+
+
+class ClientDisconnected(Exception):
+    """The client went away before the request body was complete."""
+
+
+async def read_body(receive: Receive, limit: int) -> bytes:
+    """The whole request body, refusing more than ``limit`` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected()
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"request body exceeds the gateway limit of {limit} bytes (MODELPORT_MAX_BODY_BYTES)")
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def stream_body(receive: Receive, limit: int) -> AsyncIterator[bytes]:
+    """The request body as it arrives (never held whole in memory), refusing more than ``limit``."""
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected()
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"request body exceeds the gateway limit of {limit} bytes (MODELPORT_MAX_BODY_BYTES)")
+            yield chunk
+        if not message.get("more_body", False):
+            return
+
+
+async def send_response(send: Send, status: int, headers: Headers, body: bytes) -> None:
+    headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_json(send: Send, status: int, payload: Any, extra: Headers | None = None) -> None:
+    headers: Headers = [(b"content-type", JSON)]
+    if extra:
+        headers.extend(extra)
+    await send_response(send, status, headers, orjson.dumps(payload))
+
+
+def error_headers(error: GatewayError, trace_id: str) -> Headers:
+    headers: Headers = [
+        (b"content-type", JSON),
+        (b"x-portkey-gateway-exception", b"true"),
+        (b"x-portkey-trace-id", trace_id.encode("latin-1")),
+    ]
+    headers.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in error.headers.items())
+    return headers
+
+
+async def send_error(send: Send, error: GatewayError, trace_id: str) -> None:
+    await send_response(send, error.status, error_headers(error, trace_id), error.body())

@@ -1,0 +1,179 @@
+"""Every setting of ModelPort, in one typed object. The only module that reads the environment.
+
+Precedence: command-line flag > ``MODELPORT_<NAME>`` environment variable > config file > default.
+The config file (TOML, ``--config`` / ``MODELPORT_CONFIG``, else ``<data_dir>/modelport.toml`` if
+present) holds any field below by name at top level, plus ``[[providers]]`` tables that declare stored
+provider credentials (``slug``, ``provider``, ``secret_env``, optional ``custom_host``, ``settings``).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used; the message names it."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeclaredProvider:
+    """A stored provider declared in the config file; its secret comes from an environment variable."""
+
+    slug: str
+    provider: str
+    secret_env: str | None = None
+    custom_host: str | None = None
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8787
+    workers: int = 1
+    data_dir: Path = Path(".modelport")
+    log_level: str = "info"
+    config: Path | None = None
+    public_url: str | None = None
+    admin_key: str | None = None
+    master_key: str | None = None
+    require_api_key: bool = True
+    allow_private_hosts: bool = False
+    max_body_bytes: int = 256 * 1024 * 1024
+    upstream_timeout: float = 600.0
+    connect_timeout: float = 10.0
+    stream_url_ttl: int = 6 * 3600
+    logging: bool = True
+    log_bodies: bool = True
+    log_body_max_bytes: int = 64 * 1024
+    log_redact_paths: tuple[str, ...] = ()
+    log_queue_size: int = 10_000
+    pricing_file: Path | None = None
+    replicate_default_hardware: str = "gpu-a40-large"
+    replicate_autopoll: bool = False
+    replicate_autopoll_interval: float = 5.0
+    replicate_isolate_predictions: bool = True
+    database_url: str | None = None
+    redis_url: str | None = None
+    providers: tuple[DeclaredProvider, ...] = ()
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "modelport.db"
+
+    @classmethod
+    def load(cls, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> "Settings":
+        """Build settings from flags (``overrides``, None values ignored), environment and config file."""
+        environ = os.environ if environ is None else environ
+        flags = {k: v for k, v in (overrides or {}).items() if v is not None}
+        env = _from_environ(environ)
+        merged: dict[str, Any] = {}
+        config_path = flags.get("config") or env.get("config")
+        data_dir = Path(flags.get("data_dir") or env.get("data_dir") or _DEFAULTS["data_dir"])
+        if config_path is None and (data_dir / "modelport.toml").is_file():
+            config_path = data_dir / "modelport.toml"
+        if config_path is not None:
+            merged.update(_from_file(Path(config_path)))
+            merged["config"] = Path(config_path)
+        merged.update(env)
+        merged.update(flags)
+        return cls(**{name: _coerce(name, value) for name, value in merged.items()}).validated()
+
+    def validated(self) -> "Settings":
+        if not 0 < self.port < 65536:
+            raise SettingsError(f"port must be between 1 and 65535, got {self.port}")
+        if self.workers < 1:
+            raise SettingsError(f"workers must be at least 1, got {self.workers}")
+        if self.public_url and not self.public_url.startswith(("http://", "https://")):
+            raise SettingsError("public_url must start with http:// or https://")
+        return self
+
+    def with_changes(self, **changes: Any) -> "Settings":
+        return replace(self, **changes)
+
+
+_FIELD_TYPES = {f.name: f.type for f in fields(Settings)}
+_DEFAULTS = {f.name: f.default for f in fields(Settings)}
+_ENV_PREFIX = "MODELPORT_"
+
+
+def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
+    found = {}
+    for name in _FIELD_TYPES:
+        if name == "providers":
+            continue
+        value = environ.get(_ENV_PREFIX + name.upper())
+        if value is not None and value != "":
+            found[name] = value
+    return found
+
+
+def _from_file(path: Path) -> dict[str, Any]:
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise SettingsError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"config file {path} is not valid TOML: {exc}") from None
+    unknown = set(raw) - set(_FIELD_TYPES)
+    if unknown:
+        raise SettingsError(f"config file {path}: unknown setting(s) {', '.join(sorted(unknown))}")
+    if "providers" in raw:
+        raw["providers"] = tuple(_declared_provider(path, entry) for entry in raw["providers"])
+    return raw
+
+
+def _declared_provider(path: Path, entry: Any) -> DeclaredProvider:
+    if not isinstance(entry, dict) or "slug" not in entry or "provider" not in entry:
+        raise SettingsError(f"config file {path}: each [[providers]] needs 'slug' and 'provider'")
+    allowed = {f.name for f in fields(DeclaredProvider)}
+    unknown = set(entry) - allowed
+    if unknown:
+        raise SettingsError(f"config file {path}: provider '{entry['slug']}' has unknown key(s) {sorted(unknown)}")
+    return DeclaredProvider(**entry)
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Turn a flag, env string or TOML value into the field's type, naming the setting on failure."""
+    if name not in _FIELD_TYPES:
+        raise SettingsError(f"unknown setting '{name}'")
+    kind = _FIELD_TYPES[name]
+    try:
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in _TRUE | _FALSE:
+                return text in _TRUE
+            raise ValueError(value)
+        if kind == "int":
+            return int(value)
+        if kind == "float":
+            return float(value)
+        if kind in ("Path", "Path | None"):
+            return Path(value).expanduser()
+        if kind == "tuple[str, ...]":
+            return tuple(value) if isinstance(value, (list, tuple)) else tuple(p.strip() for p in str(value).split(",") if p.strip())
+        return value
+    except (TypeError, ValueError):
+        env = _ENV_PREFIX + name.upper()
+        raise SettingsError(f"setting '{name}' ({env}) has an invalid value {value!r}; expected {kind}") from None
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """(env var, type, default) for every setting, for the README table and ``--help``."""
+    rows = []
+    for f in fields(Settings):
+        if f.name == "providers":
+            continue
+        rows.append((_ENV_PREFIX + f.name.upper(), str(f.type), repr(f.default)))
+    return rows

@@ -1,0 +1,110 @@
+"""Run ``modelport serve`` as a real process on a free loopback port, the way a user would."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ADMIN_KEY = "mp-test-admin-key-0123456789abcdefghijklmnop"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def write_config(path: Path, settings: dict[str, Any], providers: list[dict[str, Any]]) -> Path:
+    lines = [f"{key} = {toml_value(value)}" for key, value in settings.items()]
+    for provider in providers:
+        lines.append("\n[[providers]]")
+        lines.extend(f"{key} = {toml_value(value)}" for key, value in provider.items())
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+class GatewayProcess:
+    """A gateway subprocess. ``url`` is its origin; ``v1`` its API root."""
+
+    def __init__(self, data_dir: Path, *, providers: list[dict[str, Any]] | None = None,
+                 settings: dict[str, Any] | None = None, env: dict[str, str] | None = None, workers: int = 1) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.workers = workers
+        self.admin_key = ADMIN_KEY
+        self.config = write_config(data_dir.parent / f"{data_dir.name}.toml", settings or {}, providers or [])
+        self.env = {**os.environ, "MODELPORT_ADMIN_KEY": ADMIN_KEY, **(env or {})}
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = data_dir.parent / f"{data_dir.name}.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def v1(self) -> str:
+        return self.url + "/v1"
+
+    def start(self, timeout: float = 20) -> "GatewayProcess":
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "modelport", "serve", "--port", str(self.port), "--data-dir", str(self.data_dir),
+                   "--config", str(self.config), "--workers", str(self.workers), "--log-level", "warning"]
+        self._log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(command, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gateway exited with {self.process.returncode}:\n{self.log_path.read_text()}")
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"gateway did not become ready:\n{self.log_path.read_text()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.process is None:
+            return 0
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            code = self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = self.process.wait()
+        self._log.close()
+        self.process = None
+        return code
+
+    def log_text(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def headers(self, **extra: str) -> dict[str, str]:
+        return {"x-portkey-api-key": self.admin_key, **extra}
+
+    def __enter__(self) -> "GatewayProcess":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

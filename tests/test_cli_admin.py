@@ -1,0 +1,264 @@
+"""The admin CLI (keys, providers, configs, vault), run as a separate process like an operator would."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import pty
+import select
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import modelport.store
+from modelport.keys import hash_api_key
+from modelport.store import open_store
+from modelport.vault import KEY_FILE_NAME, key_id
+
+SRC = str(Path(modelport.store.__file__).resolve().parents[2])
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def modelport(data_dir: Path):
+    """Run ``python -m modelport ARGS... --data-dir <tmp>``; returns the finished process."""
+
+    def run(*args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> subprocess.CompletedProcess:
+        full_env = {**clean_environment(), **(env or {})}
+        return subprocess.run(
+            [sys.executable, "-m", "modelport", *args, "--data-dir", str(data_dir)],
+            env=full_env, input=stdin or "", capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+
+    return run
+
+
+def clean_environment() -> dict[str, str]:
+    """This environment without MODELPORT_* settings, with ModelPort importable."""
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("MODELPORT_")}, "PYTHONPATH": SRC}
+
+
+def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def as_json(result: subprocess.CompletedProcess):
+    return json.loads(ok(result).stdout)
+
+
+# -- keys ----------------------------------------------------------------------------------------
+def test_a_key_created_on_the_command_line_authenticates(modelport, data_dir: Path) -> None:
+    created = as_json(
+        modelport("keys", "create", "--name", "ci", "--scope", "inference", "--scope", "logs.read",
+                  "--provider", "@team-a", "--expires-in", "30d", "--metadata", '{"team": "ml"}', "--json")
+    )  # fmt: skip
+    assert created["secret"].startswith("mp-") and "key_hash" not in created
+    store = open_store(data_dir)
+    record = store.get_api_key_by_hash(hash_api_key(created["secret"]))
+    assert record.id == created["id"] and record.scopes == ("inference", "logs.read")
+    assert record.allowed_providers == ("@team-a",) and record.metadata == {"team": "ml"}
+    assert record.expires_at is not None and record.is_active()
+    store.close()
+
+
+def test_the_key_secret_is_printed_once_and_never_listed(modelport) -> None:
+    out = ok(modelport("keys", "create", "--name", "laptop")).stdout
+    secret = next(word for word in out.split() if word.startswith("mp-"))
+    listing = ok(modelport("keys", "list")).stdout + ok(modelport("keys", "list", "--json")).stdout
+    assert "laptop" in listing and secret not in listing and secret[:10] in listing
+
+
+def test_revoking_from_the_command_line_reaches_a_running_gateway(modelport, data_dir: Path) -> None:
+    gateway = open_store(data_dir)  # as a running gateway process holds it
+    record, token = gateway.create_api_key("shared")
+    version = gateway.data_version()
+    ok(modelport("keys", "revoke", record.id))
+    assert gateway.data_version() != version
+    assert not gateway.get_api_key_by_hash(hash_api_key(token)).is_active()
+    assert "revoked" in ok(modelport("keys", "list")).stdout
+    gateway.close()
+
+
+def test_rotating_a_key_prints_a_new_secret_and_the_old_one_stops_working(modelport, data_dir: Path) -> None:
+    created = as_json(modelport("keys", "create", "--name", "svc", "--json"))
+    rotated = as_json(modelport("keys", "rotate", created["id"], "--json"))
+    assert rotated["id"] == created["id"] and rotated["secret"] != created["secret"]
+    store = open_store(data_dir)
+    assert store.get_api_key_by_hash(hash_api_key(created["secret"])) is None
+    assert store.get_api_key_by_hash(hash_api_key(rotated["secret"])).id == created["id"]
+    store.close()
+    ok(modelport("keys", "delete", created["id"]))
+    assert as_json(modelport("keys", "list", "--json")) == []
+
+
+def test_errors_are_one_line_and_exit_non_zero(modelport) -> None:
+    for args in (("keys", "revoke", "key_missing"), ("keys", "create", "--name", " ")):
+        result = modelport(*args)
+        assert result.returncode == 1
+        assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+    assert modelport("keys", "create", "--name", "x", "--scope", "everything").returncode == 2
+
+
+# -- providers -----------------------------------------------------------------------------------
+def test_a_provider_secret_comes_from_the_environment_and_is_never_printed(modelport, data_dir: Path) -> None:
+    secret = "r8_test_token_from_env"
+    added = ok(modelport("providers", "add", "team-rep", "--provider", "replicate", "--secret-env", "REP_TOKEN",
+                         "--model", "meta/llama", "--setting", "region=eu", env={"REP_TOKEN": secret}))  # fmt: skip
+    shown = ok(modelport("providers", "show", "team-rep")).stdout + ok(modelport("providers", "list", "--json")).stdout
+    assert secret not in added.stdout + added.stderr + shown
+    assert "r8…nv" in shown
+    store = open_store(data_dir)
+    resolved = store.resolve_provider("team-rep")
+    assert (resolved.secret, resolved.settings, resolved.allowed_models) == (secret, {"region": "eu"}, {"meta/llama"})
+    store.close()
+
+
+def test_a_provider_secret_can_be_piped_on_standard_input(modelport, data_dir: Path) -> None:
+    ok(modelport("providers", "add", "team-oai", "--provider", "openai", stdin="sk-test-piped\n"))
+    store = open_store(data_dir)
+    assert store.resolve_provider("team-oai").secret == "sk-test-piped"
+    store.close()
+
+
+def test_a_provider_without_a_secret_source_is_refused(modelport) -> None:
+    result = modelport("providers", "add", "empty", "--provider", "openai")
+    assert result.returncode == 1 and "no secret" in result.stderr
+    result = modelport("providers", "add", "unset", "--provider", "openai", "--secret-env", "NOT_SET_ANYWHERE")
+    assert result.returncode == 1 and "NOT_SET_ANYWHERE" in result.stderr
+    ok(modelport("providers", "add", "local", "--provider", "ollama", "--no-secret", "--custom-host", "http://127.0.0.1:11434"))
+
+
+def test_providers_built_on_an_integration(modelport, data_dir: Path) -> None:
+    env = {"ORG_KEY": "sk-test-org-anthropic"}
+    ok(modelport("providers", "add", "org-ant", "--kind", "integration", "--provider", "anthropic",
+                 "--secret-env", "ORG_KEY", env=env))  # fmt: skip
+    ok(modelport("providers", "add", "team-ant", "--integration", "org-ant", "--note", "team budget"))
+    rows = {row["slug"]: row for row in as_json(modelport("providers", "list", "--json"))}
+    assert rows["team-ant"]["provider"] == "anthropic" and rows["team-ant"]["integration_slug"] == "org-ant"
+    removal = modelport("providers", "remove", "org-ant")
+    assert removal.returncode == 1 and "team-ant" in removal.stderr
+    ok(modelport("providers", "remove", "team-ant"))
+    ok(modelport("providers", "remove", "org-ant"))
+    assert as_json(modelport("providers", "list", "--json")) == []
+
+
+def test_human_tables_are_aligned(modelport) -> None:
+    ok(modelport("providers", "add", "a", "--provider", "openai", "--no-secret"))
+    ok(modelport("providers", "add", "much-longer-slug", "--provider", "replicate", "--no-secret"))
+    lines = ok(modelport("providers", "list")).stdout.splitlines()
+    assert lines[0].split()[:3] == ["SLUG", "KIND", "PROVIDER"]
+    column = lines[0].index("KIND")
+    assert all(line[column:].startswith("provider") for line in lines[1:]) and len(lines) == 3
+
+
+# -- configs -------------------------------------------------------------------------------------
+def test_configs_are_saved_listed_shown_and_deleted(modelport, tmp_path: Path) -> None:
+    body = {"strategy": {"mode": "fallback"}, "targets": [{"provider": "@a"}, {"provider": "@b"}]}
+    path = tmp_path / "fallback.json"
+    path.write_text(json.dumps(body))
+    saved = as_json(
+        modelport("configs", "create", "--name", "fallback", "--slug", "prod", "--file", str(path), "--default",
+                  "--json")  # fmt: skip
+    )
+    assert saved["id"].startswith("pc-") and saved["is_default"] is True
+    inline = as_json(
+        modelport("configs", "create", "--name", "retry", "--data", '{"retry": {"attempts": 3}}', "--json")
+    )
+    assert as_json(modelport("configs", "show", "prod", "--json"))["config"] == body
+    assert as_json(modelport("configs", "show", inline["id"], "--json"))["config"] == {"retry": {"attempts": 3}}
+    assert [c["slug"] for c in as_json(modelport("configs", "list", "--json"))] == ["prod", inline["id"]]
+    ok(modelport("configs", "delete", "prod"))
+    assert modelport("configs", "show", "prod").returncode == 1
+    bad = tmp_path / "bad.json"
+    bad.write_text("[1, 2]")
+    assert modelport("configs", "create", "--name", "bad", "--file", str(bad)).returncode == 1
+
+
+# -- vault ---------------------------------------------------------------------------------------
+def test_vault_rotation_with_the_key_file(modelport, data_dir: Path) -> None:
+    ok(modelport("providers", "add", "p", "--provider", "openai", "--secret-env", "S", env={"S": "sk-test-rotate"}))
+    before = (data_dir / KEY_FILE_NAME).read_text()
+    result = as_json(modelport("vault", "rotate", "--json"))
+    assert result["reencrypted"] == 1 and "master_key" not in result
+    after = (data_dir / KEY_FILE_NAME).read_text()
+    assert after != before and len(after.split()) == 1
+    store = open_store(data_dir)
+    assert store.resolve_provider("p").secret == "sk-test-rotate"
+    store.close()
+
+
+def test_vault_rotation_with_a_master_key_from_the_environment(modelport, data_dir: Path) -> None:
+    old = base64.b64encode(bytes(32)).decode()
+    new = base64.b64encode(bytes(range(32))).decode()
+    env = {"MODELPORT_MASTER_KEY": old, "S": "sk-test-env-rotate", "NEW_KEY": new}
+    ok(modelport("providers", "add", "p", "--provider", "openai", "--secret-env", "S", env=env))
+    result = as_json(modelport("vault", "rotate", "--new-key-env", "NEW_KEY", "--json", env=env))
+    assert result == {"reencrypted": 1, "key_id": key_id(bytes(range(32))), "key_file": ""}
+    assert not (data_dir / KEY_FILE_NAME).exists()
+    store = open_store(data_dir, new)
+    assert store.resolve_provider("p").secret == "sk-test-env-rotate"
+    store.close()
+    # Without --new-key-env a key is generated and handed to the operator, who must set it.
+    out = ok(modelport("vault", "rotate", env={"MODELPORT_MASTER_KEY": new})).stdout
+    generated = out.split("Set MODELPORT_MASTER_KEY to ")[1].split()[0]
+    store = open_store(data_dir, generated)
+    assert store.resolve_provider("p").secret == "sk-test-env-rotate"
+    store.close()
+
+
+def test_the_interactive_secret_prompt_does_not_echo(data_dir: Path) -> None:
+    controller, terminal = pty.openpty()
+    env = clean_environment()
+    command = [sys.executable, "-m", "modelport", "providers", "add", "typed", "--provider", "openai",
+               "--data-dir", str(data_dir)]  # fmt: skip
+    # A new session has no /dev/tty, so getpass turns echo off on the pty it was given as stdin.
+    proc = subprocess.Popen(command, stdin=terminal, stdout=terminal, stderr=terminal, env=env, start_new_session=True)
+    os.close(terminal)
+    screen = read_terminal(controller, until=b"input hidden")
+    os.write(controller, b"sk-test-typed-secret\n")
+    assert proc.wait(timeout=60) == 0
+    screen += read_terminal(controller)
+    os.close(controller)
+    assert b"Secret for @typed" in screen and b"Stored provider @typed" in screen
+    assert b"sk-test-typed-secret" not in screen
+    store = open_store(data_dir)
+    assert store.resolve_provider("typed").secret == "sk-test-typed-secret"
+    store.close()
+
+
+def read_terminal(fd: int, until: bytes | None = None, timeout: float = 30) -> bytes:
+    seen = b""
+    while until is None or until not in seen:
+        ready, _, _ = select.select([fd], [], [], timeout)
+        if not ready:
+            break
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    return seen
+
+
+def test_commands_find_the_store_through_the_config_file(tmp_path: Path) -> None:
+    data_dir, master_key = tmp_path / "elsewhere", base64.b64encode(bytes(range(32))).decode()
+    config = tmp_path / "modelport.toml"
+    config.write_text(f'data_dir = "{data_dir}"\nmaster_key = "{master_key}"\n')
+    env = {**clean_environment(), "S": "sk-test-c"}
+    command = [sys.executable, "-m", "modelport", "providers", "add", "p", "--provider", "openai", "--secret-env", "S",
+               "--config", str(config)]  # fmt: skip
+    ok(subprocess.run(command, env=env, capture_output=True, text=True, timeout=60))
+    store = open_store(data_dir, master_key)
+    assert store.resolve_provider("p").secret == "sk-test-c"
+    store.close()
+    assert not (data_dir / KEY_FILE_NAME).exists()

@@ -1,0 +1,415 @@
+"""The SQLite store: migrations, API keys, stored providers, configs, and cache invalidation."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+from contextlib import closing
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+import modelport.store
+from modelport.keys import hash_api_key
+from modelport.store import Conflict, NotFound, SQLiteStore, open_store
+from modelport.store.migrations import MIGRATIONS, apply_migrations
+from modelport.vault import VaultError
+
+SRC = str(Path(modelport.store.__file__).resolve().parents[2])
+
+
+def raw_sql(path: Path) -> closing[sqlite3.Connection]:
+    """A plain autocommit connection to the database, as another program (or an attacker) would open."""
+    return closing(sqlite3.connect(path, isolation_level=None))
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def store(data_dir: Path):
+    store = open_store(data_dir)
+    yield store
+    store.close()
+
+
+def run_python(code: str, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELPORT_")}
+    env["PYTHONPATH"] = SRC
+    return subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+def later(**delta: float) -> datetime:
+    return datetime.now(timezone.utc) + timedelta(**delta)
+
+
+# -- files and migrations ------------------------------------------------------------------------
+def test_database_is_one_private_file_in_wal_mode(store: SQLiteStore, data_dir: Path) -> None:
+    db = data_dir / "modelport.db"
+    assert store.path == db
+    assert (db.stat().st_mode & 0o777) == 0o600
+    assert (data_dir.stat().st_mode & 0o777) == 0o700
+    with raw_sql(db) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_migrations_are_recorded_and_not_reapplied(store: SQLiteStore, data_dir: Path) -> None:
+    store.create_api_key("survivor")
+    store.close()
+    again = open_store(data_dir)
+    assert [k.name for k in again.list_api_keys().items] == ["survivor"]
+    with raw_sql(data_dir / "modelport.db") as conn:
+        versions = [row[0] for row in conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
+    assert versions == list(range(1, len(MIGRATIONS) + 1))
+    again.close()
+
+
+def test_adding_a_migration_is_appending_one_script(store: SQLiteStore) -> None:
+    extended = [*MIGRATIONS, "CREATE TABLE notes (id TEXT PRIMARY KEY, body TEXT);"]
+    conn = sqlite3.connect(store.path, isolation_level=None)
+    assert apply_migrations(conn, extended) == [len(extended)]
+    assert apply_migrations(conn, extended) == []
+    conn.execute("INSERT INTO notes VALUES ('a', 'b')")
+    conn.close()
+
+
+def test_a_failing_migration_leaves_the_schema_unchanged(store: SQLiteStore) -> None:
+    broken = [*MIGRATIONS, "CREATE TABLE half (id TEXT);\nINSERT INTO no_such_table VALUES (1);"]
+    conn = sqlite3.connect(store.path, isolation_level=None)
+    with pytest.raises(sqlite3.OperationalError):
+        apply_migrations(conn, broken)
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "half" not in tables
+    assert conn.execute("SELECT max(version) FROM schema_migrations").fetchone()[0] == len(MIGRATIONS)
+    conn.close()
+
+
+def test_processes_opening_a_new_database_at_once_all_succeed(data_dir: Path) -> None:
+    code = (
+        "import sys; from pathlib import Path; from modelport.store import open_store\n"
+        "s = open_store(Path(sys.argv[1])); s.create_api_key('p'); print(s.data_version() > 0)"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELPORT_")}
+    env["PYTHONPATH"] = SRC
+    command = [sys.executable, "-c", code, str(data_dir)]
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    procs = [subprocess.Popen(command, env=env, **pipes) for _ in range(6)]
+    results = [p.communicate(timeout=60) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 6, results
+    store = open_store(data_dir)
+    assert len(store.list_api_keys().items) == 6
+    with raw_sql(store.path) as conn:
+        assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] == len(MIGRATIONS)
+    store.close()
+
+
+# -- gateway API keys ----------------------------------------------------------------------------
+def test_a_key_is_found_by_the_hash_of_its_plaintext(store: SQLiteStore) -> None:
+    record, token = store.create_api_key("ci", scopes=["inference", "logs.read"], metadata={"team": "ml"})
+    assert token.startswith("mp-") and record.prefix == token[:10]
+    found = store.get_api_key_by_hash(hash_api_key(token))
+    assert found == record
+    assert found.id.startswith("key_") and found.scopes == ("inference", "logs.read")
+    assert found.metadata == {"team": "ml"} and found.is_active()
+    assert store.get_api_key_by_hash(hash_api_key(token + "x")) is None
+
+
+def test_key_plaintext_is_never_stored(store: SQLiteStore) -> None:
+    tokens = [store.create_api_key(f"k{i}")[1] for i in range(3)]
+    tokens.append(store.rotate_api_key(store.list_api_keys().items[0].id)[1])
+    blob = b"".join(p.read_bytes() for p in store.path.parent.glob("modelport.db*"))
+    for token in tokens:
+        assert token.encode() not in blob
+        assert token[10:].encode() not in blob
+
+
+def test_rotating_a_key_keeps_its_id_and_the_old_secret_stops_working(store: SQLiteStore) -> None:
+    record, old = store.create_api_key("svc", scopes=["inference"], allowed_providers=["@team-a"])
+    rotated, new = store.rotate_api_key(record.id)
+    assert rotated.id == record.id and new != old
+    assert rotated.allowed_providers == ("@team-a",)
+    assert store.get_api_key_by_hash(hash_api_key(old)) is None
+    assert store.get_api_key_by_hash(hash_api_key(new)).id == record.id
+
+
+def test_a_revoked_key_is_inactive_and_cannot_be_rotated_back_to_life(store: SQLiteStore) -> None:
+    record, token = store.create_api_key("leaked")
+    revoked = store.revoke_api_key(record.id)
+    assert revoked.revoked_at is not None and not revoked.is_active()
+    assert not store.get_api_key_by_hash(hash_api_key(token)).is_active()
+    with pytest.raises(Conflict):
+        store.rotate_api_key(record.id)
+
+
+def test_a_key_expires_at_its_expiry_time(store: SQLiteStore) -> None:
+    record, _ = store.create_api_key("temp", expires_at=later(hours=1))
+    assert record.is_active()
+    assert not record.is_active(now=later(hours=2))
+
+
+def test_updating_a_key_changes_only_the_given_fields(store: SQLiteStore) -> None:
+    record, _ = store.create_api_key("a", scopes=["inference"], expires_at=later(days=1), metadata={"x": 1})
+    updated = store.update_api_key(record.id, name="b", expires_at=None)
+    assert (updated.name, updated.expires_at, updated.scopes, updated.metadata) == ("b", None, ("inference",), {"x": 1})
+    with pytest.raises(ValueError):
+        store.update_api_key(record.id, name=None)
+    with pytest.raises(NotFound):
+        store.update_api_key("key_missing", name="c")
+
+
+def test_unknown_scopes_are_refused(store: SQLiteStore) -> None:
+    with pytest.raises(ValueError, match="inferance"):
+        store.create_api_key("typo", scopes=["inferance"])
+    assert store.list_api_keys().items == ()
+
+
+def test_admin_scope_implies_every_scope_and_empty_providers_mean_all(store: SQLiteStore) -> None:
+    admin, _ = store.create_api_key("root", scopes=["admin"])
+    narrow, _ = store.create_api_key("narrow", allowed_providers=["replicate", "@team-a"])
+    assert admin.has_scope("providers.write") and admin.allows_target("@anything")
+    assert not narrow.has_scope("logs.read")
+    assert narrow.allows_target("@team-a") and narrow.allows_target("replicate")
+    assert not narrow.allows_target("@team-b")
+
+
+def test_an_imported_token_works_like_a_generated_one(store: SQLiteStore) -> None:
+    token = "mp-bootstrap-admin-key-0123456789abcdef"
+    record, returned = store.create_api_key("admin", scopes=["admin"], token=token)
+    assert returned == token and store.get_api_key_by_hash(hash_api_key(token)) == record
+    with pytest.raises(ValueError):
+        store.create_api_key("weak", token="admin")
+    with pytest.raises(Conflict):
+        store.create_api_key("twice", token=token)
+
+
+def test_keys_list_in_creation_order_page_by_page(store: SQLiteStore) -> None:
+    ids = [store.create_api_key(f"k{i}")[0].id for i in range(7)]
+    seen, cursor = [], None
+    while True:
+        page = store.list_api_keys(limit=3, cursor=cursor)
+        seen += [k.id for k in page.items]
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert seen == ids
+
+
+def test_a_deleted_key_is_gone(store: SQLiteStore) -> None:
+    record, token = store.create_api_key("old")
+    store.delete_api_key(record.id)
+    assert store.get_api_key(record.id) is None and store.get_api_key_by_hash(hash_api_key(token)) is None
+    with pytest.raises(NotFound):
+        store.delete_api_key(record.id)
+
+
+def test_last_used_only_moves_forward(store: SQLiteStore) -> None:
+    record, _ = store.create_api_key("busy")
+    t1 = datetime(2030, 1, 1, tzinfo=timezone.utc)
+    store.touch_api_keys({record.id: t1})
+    store.touch_api_keys({record.id: t1 - timedelta(hours=1)})
+    assert store.get_api_key(record.id).last_used_at == t1
+
+
+# -- data_version: cache invalidation ------------------------------------------------------------
+def test_data_version_moves_on_this_process_writes(store: SQLiteStore) -> None:
+    before = store.data_version()
+    assert store.data_version() == before
+    record, _ = store.create_api_key("k")
+    after_create = store.data_version()
+    assert after_create != before
+    store.revoke_api_key(record.id)
+    assert store.data_version() != after_create
+
+
+def test_data_version_moves_when_another_thread_writes(store: SQLiteStore) -> None:
+    record, _ = store.create_api_key("k")
+    before = store.data_version()
+    worker = threading.Thread(target=store.revoke_api_key, args=(record.id,))
+    worker.start()
+    worker.join()
+    assert store.data_version() != before
+
+
+def test_a_key_revoked_by_another_process_is_seen_at_once(store: SQLiteStore, data_dir: Path) -> None:
+    record, token = store.create_api_key("shared")
+    before = store.data_version()
+    result = run_python(
+        "import sys; from pathlib import Path; from modelport.store import open_store\n"
+        "open_store(Path(sys.argv[1])).revoke_api_key(sys.argv[2])",
+        str(data_dir),
+        record.id,
+    )
+    assert result.returncode == 0, result.stderr
+    assert store.data_version() != before
+    assert not store.get_api_key_by_hash(hash_api_key(token)).is_active()
+
+
+def test_data_version_ignores_writes_that_do_not_touch_cached_state(store: SQLiteStore) -> None:
+    record, _ = store.create_api_key("k")
+    before = store.data_version()
+    store.touch_api_keys({record.id: later(seconds=1)})
+    other = sqlite3.connect(store.path, isolation_level=None)
+    other.execute("CREATE TABLE IF NOT EXISTS request_logs (id INTEGER PRIMARY KEY, body TEXT)")
+    other.execute("INSERT INTO request_logs (body) VALUES ('a log line')")
+    other.close()
+    assert store.data_version() == before
+
+
+# -- stored providers ----------------------------------------------------------------------------
+def test_a_stored_provider_resolves_with_its_decrypted_secret(store: SQLiteStore) -> None:
+    stored = store.create_provider(
+        "team-rep", provider="replicate", secret="r8_test_token_team", settings={"region": "eu"},
+        allowed_models=["meta/llama"], usage_limits={"credit_limit": 10, "type": "cost"},
+    )  # fmt: skip
+    assert stored.secret_hint == "r8…am" and stored.has_secret
+    assert "r8_test_token_team" not in repr(stored)
+    resolved = store.resolve_provider("team-rep")
+    assert resolved.secret == "r8_test_token_team"
+    assert "r8_test_token_team" not in repr(resolved)
+    assert (resolved.provider, resolved.settings, resolved.usage_limits) == (
+        "replicate", {"region": "eu"}, {"credit_limit": 10, "type": "cost"},
+    )  # fmt: skip
+    assert resolved.allows_model("meta/llama") and not resolved.allows_model("other/model")
+    assert store.resolve_provider("missing") is None
+
+
+def test_a_provider_inherits_what_it_does_not_set_from_its_integration(store: SQLiteStore) -> None:
+    store.create_provider(
+        "org-azure", kind="integration", provider="azure-openai", secret="sk-test-azure",
+        custom_host="https://azure.example.com/", settings={"resource_name": "org", "api_version": "2024-02-01"},
+    )  # fmt: skip
+    store.create_provider("team-azure", integration_slug="org-azure", settings={"deployment_id": "gpt4o"})
+    resolved = store.resolve_provider("team-azure")
+    assert resolved.provider == "azure-openai" and resolved.secret == "sk-test-azure"
+    assert resolved.custom_host == "https://azure.example.com"
+    assert resolved.settings == {"resource_name": "org", "api_version": "2024-02-01", "deployment_id": "gpt4o"}
+    assert store.get_provider("team-azure").secret_hint is None
+    store.update_provider("team-azure", secret="sk-test-team-own")
+    assert store.resolve_provider("team-azure").secret == "sk-test-team-own"
+
+
+def test_an_integration_model_list_narrows_its_providers_never_widens(store: SQLiteStore) -> None:
+    store.create_provider("org", kind="integration", provider="openai", secret="sk-test-o", allowed_models=["a", "b"])
+    store.create_provider("wide", integration_slug="org", allowed_models=["b", "c"])
+    store.create_provider("same", integration_slug="org")
+    store.create_provider("none", integration_slug="org", allowed_models=["c"])
+    assert store.resolve_provider("wide").allowed_models == {"b"}
+    assert store.resolve_provider("same").allowed_models == {"a", "b"}
+    assert not store.resolve_provider("none").allows_model("c")
+
+
+def test_integration_links_are_checked(store: SQLiteStore) -> None:
+    store.create_provider("org", kind="integration", provider="openai", secret="sk-test-o")
+    with pytest.raises(ValueError, match="does not match"):
+        store.create_provider("bad", provider="anthropic", integration_slug="org")
+    with pytest.raises(NotFound):
+        store.create_provider("dangling", integration_slug="nope")
+    with pytest.raises(ValueError, match="only a 'provider'"):
+        store.create_provider("vk", kind="virtual-key", integration_slug="org")
+    with pytest.raises(ValueError, match="provider id"):
+        store.create_provider("bare")
+    store.create_provider("team", integration_slug="org")
+    with pytest.raises(Conflict, match="team"):
+        store.delete_provider("org")
+    store.delete_provider("team")
+    store.delete_provider("org")
+    assert store.get_provider("org") is None
+
+
+def test_slugs_are_unique_across_kinds_and_well_formed(store: SQLiteStore) -> None:
+    store.create_provider("shared", kind="virtual-key", provider="openai", secret="sk-test-1")
+    with pytest.raises(Conflict):
+        store.create_provider("shared", kind="integration", provider="openai", secret="sk-test-2")
+    for slug in ("Upper", "has space", "@at", "", "x" * 65):
+        with pytest.raises(ValueError):
+            store.create_provider(slug, provider="openai")
+    with pytest.raises(ValueError):
+        store.create_provider("host", provider="openai", custom_host="ftp://example.com")
+
+
+def test_updating_a_provider_secret_replaces_it_and_none_clears_it(store: SQLiteStore) -> None:
+    store.create_provider("p", provider="replicate", secret="r8_test_first_secret")
+    updated = store.update_provider("p", secret="r8_test_second_secret", note="rotated")
+    assert updated.secret_hint == "r8…et" and updated.note == "rotated"
+    assert store.resolve_provider("p").secret == "r8_test_second_secret"
+    store.update_provider("p", secret=None)
+    assert store.resolve_provider("p").secret is None and not store.get_provider("p").has_secret
+
+
+def test_a_ciphertext_moved_to_another_record_does_not_decrypt(store: SQLiteStore) -> None:
+    store.create_provider("victim", provider="openai", secret="sk-test-victim")
+    store.create_provider("attacker", provider="openai", secret="sk-test-attacker")
+    with raw_sql(store.path) as conn:
+        conn.execute(
+            "UPDATE providers SET secret_ciphertext = (SELECT secret_ciphertext FROM providers WHERE slug = 'victim')"
+            " WHERE slug = 'attacker'"
+        )
+    with pytest.raises(VaultError):
+        store.resolve_provider("attacker")
+
+
+def test_providers_list_by_kind(store: SQLiteStore) -> None:
+    store.create_provider("b-int", kind="integration", provider="openai", secret="sk-test-1")
+    store.create_provider("a-vk", kind="virtual-key", provider="openai", secret="sk-test-2")
+    assert [p.slug for p in store.list_providers().items] == ["a-vk", "b-int"]
+    assert [p.slug for p in store.list_providers(kind="integration").items] == ["b-int"]
+
+
+# -- configs -------------------------------------------------------------------------------------
+def test_a_config_is_found_by_id_or_slug(store: SQLiteStore) -> None:
+    body = {"strategy": {"mode": "fallback"}, "targets": [{"provider": "@a"}, {"provider": "@b"}]}
+    config = store.create_config("fallback", body, slug="prod-fallback")
+    assert config.id.startswith("pc-") and config.status == "active"
+    assert store.get_config(config.id) == store.get_config("prod-fallback") == config
+    assert config.config == body
+    plain = store.create_config("plain", {"retry": {"attempts": 2}})
+    assert plain.slug == plain.id
+    with pytest.raises(Conflict):
+        store.create_config("again", {}, slug="prod-fallback")
+    with pytest.raises(ValueError):
+        store.create_config("sneaky", {}, slug="pc-not-mine")
+
+
+def test_only_one_config_is_the_default(store: SQLiteStore) -> None:
+    first = store.create_config("first", {}, is_default=True)
+    second = store.create_config("second", {}, is_default=True)
+    assert store.get_default_config().id == second.id
+    store.update_config(first.id, is_default=True)
+    assert store.get_default_config().id == first.id
+    assert not store.get_config(second.id).is_default
+
+
+def test_updating_and_deleting_a_config(store: SQLiteStore) -> None:
+    config = store.create_config("c", {"cache": {"mode": "simple"}}, slug="c")
+    updated = store.update_config("c", status="archived", config={"cache": {"mode": "semantic"}})
+    assert (updated.status, updated.config) == ("archived", {"cache": {"mode": "semantic"}})
+    with pytest.raises(ValueError):
+        store.update_config("c", status="deleted")
+    with pytest.raises(ValueError):
+        store.update_config("c", config=None)
+    store.delete_config(config.id)
+    assert store.get_config("c") is None
+    with pytest.raises(NotFound):
+        store.delete_config("c")
+
+
+def test_a_store_opened_before_a_fork_works_in_the_child_and_the_parent(store: SQLiteStore) -> None:
+    record, token = store.create_api_key("forked")
+    pid = os.fork()
+    if pid == 0:  # the child: as a worker forked from a parent that had the store open
+        try:
+            store.revoke_api_key(record.id)
+            os._exit(0)
+        except BaseException:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert not store.get_api_key_by_hash(hash_api_key(token)).is_active()
+    store.create_api_key("after")
+    assert [k.name for k in store.list_api_keys().items] == ["forked", "after"]
