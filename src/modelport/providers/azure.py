@@ -1,0 +1,65 @@
+"""Azure OpenAI: OpenAI's body format at deployment-scoped URLs, with ``api-key`` auth and an api-version.
+
+URL: ``{base}/deployments/{deployment}/{chat/completions|completions|embeddings}?api-version=...`` where
+``base`` is ``https://{resource_name}.openai.azure.com/openai``. The deployment comes from the target's
+``deployment_id`` setting, else the request's ``model``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from ..sse import SSEParser
+from .base import Endpoint, Target, UpstreamRequest
+
+DEFAULT_API_VERSION = "2024-10-21"
+_PATHS = {"chat": "chat/completions", "completions": "completions", "embeddings": "embeddings"}
+
+
+class AzureOpenAIAdapter:
+    def build_request(self, endpoint: Endpoint, body: dict[str, Any], target: Target, strict: bool) -> UpstreamRequest:
+        deployment = target.settings.get("deployment_id") or body.get("model")
+        if not deployment:
+            raise ValueError("azure-openai needs a deployment: set deployment_id on the provider or send 'model'")
+        version = target.settings.get("api_version") or DEFAULT_API_VERSION
+        url = f"{target.base_url}/deployments/{deployment}/{_PATHS[endpoint]}?api-version={version}"
+        return UpstreamRequest("POST", url, {"content-type": "application/json"}, orjson.dumps(body), bool(body.get("stream")))
+
+    def parse_response(self, endpoint: Endpoint, status: int, body: bytes, request_body: dict[str, Any]) -> bytes:
+        return body
+
+    def stream_translator(self, endpoint: Endpoint, request_body: dict[str, Any]) -> "PassThroughStream":
+        return PassThroughStream()
+
+    def error_body(self, status: int, body: bytes) -> dict[str, Any]:
+        try:
+            parsed = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            parsed = None
+        if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
+            return parsed
+        return {"error": {"message": body.decode("utf-8", "replace")[:2000], "type": "provider_error", "code": str(status)}}
+
+
+class PassThroughStream:
+    """Relays OpenAI-format SSE unchanged while noting the usage chunk, if the provider sends one."""
+
+    def __init__(self) -> None:
+        self.usage: dict[str, Any] | None = None
+        self._parser = SSEParser()
+
+    def feed(self, chunk: bytes) -> bytes:
+        for event in self._parser.feed(chunk):
+            if event.data.startswith("{") and '"usage"' in event.data:
+                usage = orjson.loads(event.data).get("usage")
+                if usage:
+                    self.usage = usage
+        return chunk
+
+    def finish(self) -> bytes:
+        return b""
+
+
+ADAPTER = AzureOpenAIAdapter()
