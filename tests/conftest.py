@@ -35,24 +35,75 @@ def fake_openai():
         yield server, app["openai"]
 
 
+def _serve(app, state_key):
+    from tests.fakes.server import FakeServer
+
+    server = FakeServer(app).start()
+    return server, app[state_key]
+
+
+@pytest.fixture(scope="session")
+def fake_openai_backup():
+    from tests.fakes.openai import make_openai_app
+
+    server, state = _serve(make_openai_app(api_key=OPENAI_KEY), "openai")
+    yield server, state
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def fake_anthropic():
+    from tests.fakes.anthropic import make_anthropic_app
+
+    server, state = _serve(make_anthropic_app(api_key=ANTHROPIC_KEY), "anthropic")
+    yield server, state
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def fake_gemini():
+    from tests.fakes.gemini import GEMINI, make_gemini_app
+
+    server, state = _serve(make_gemini_app(api_key=GEMINI_KEY), GEMINI)
+    yield server, state
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def fake_cohere():
+    from tests.fakes.cohere import COHERE, make_cohere_app
+
+    server, state = _serve(make_cohere_app(api_key=COHERE_KEY), COHERE)
+    yield server, state
+    server.stop()
+
+
 def replicate_provider(fake_url: str, slug: str = "replicate-test") -> dict:
     return {"slug": slug, "provider": "replicate", "secret_env": "TEST_REPLICATE_TOKEN", "custom_host": fake_url + "/v1"}
 
 
 @pytest.fixture(scope="session")
-def gateway(tmp_path_factory: pytest.TempPathFactory, fake_replicate, fake_openai) -> Iterator[GatewayProcess]:
+def gateway(tmp_path_factory: pytest.TempPathFactory, fake_replicate, fake_openai, fake_openai_backup,
+            fake_anthropic, fake_gemini, fake_cohere) -> Iterator[GatewayProcess]:
     """The default gateway: keys required, private custom hosts refused, stored providers on the fakes."""
-    replicate_server, _ = fake_replicate
-    openai_server, _ = fake_openai
     providers = [
-        replicate_provider(replicate_server.url),
-        {"slug": "openai-test", "provider": "openai", "secret_env": "TEST_OPENAI_KEY", "custom_host": openai_server.url + "/v1"},
+        replicate_provider(fake_replicate[0].url),
         replicate_provider(f"http://127.0.0.1:{free_port()}", slug="replicate-down"),  # nothing listens there
+        stored("openai-test", "openai", "TEST_OPENAI_KEY", fake_openai[0].url + "/v1"),
+        stored("openai-backup", "openai", "TEST_OPENAI_KEY", fake_openai_backup[0].url + "/v1"),
+        stored("anthropic-test", "anthropic", "TEST_ANTHROPIC_KEY", fake_anthropic[0].url + "/v1"),
+        stored("gemini-test", "google", "TEST_GEMINI_KEY", fake_gemini[0].url + "/v1beta"),
+        stored("cohere-test", "cohere", "TEST_COHERE_KEY", fake_cohere[0].url + "/v1"),
     ]
-    env = {"TEST_REPLICATE_TOKEN": REPLICATE_TOKEN, "TEST_OPENAI_KEY": OPENAI_KEY}
+    env = {"TEST_REPLICATE_TOKEN": REPLICATE_TOKEN, "TEST_OPENAI_KEY": OPENAI_KEY, "TEST_ANTHROPIC_KEY": ANTHROPIC_KEY,
+           "TEST_GEMINI_KEY": GEMINI_KEY, "TEST_COHERE_KEY": COHERE_KEY}
     process = GatewayProcess(tmp_path_factory.mktemp("gw") / "data", providers=providers, env=env)
     with process:
         yield process
+
+
+def stored(slug: str, provider: str, secret_env: str, custom_host: str) -> dict:
+    return {"slug": slug, "provider": provider, "secret_env": secret_env, "custom_host": custom_host}
 
 
 @pytest.fixture(scope="session")

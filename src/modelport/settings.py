@@ -58,6 +58,8 @@ class Settings:
     replicate_autopoll: bool = False
     replicate_autopoll_interval: float = 5.0
     replicate_isolate_predictions: bool = True
+    cache_max_bytes: int = 64 * 1024 * 1024
+    cache_share_across_keys: bool = False
     database_url: str | None = None
     redis_url: str | None = None
     providers: tuple[DeclaredProvider, ...] = ()

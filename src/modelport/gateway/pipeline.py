@@ -13,12 +13,13 @@ from ..logs.record import Attempt, LogRecord, Recorder
 from ..server.http import ClientDisconnected, Headers, Receive, Scope, Send, read_body, send_error, stream_body
 from ..settings import Settings
 from .auth import Authenticator, Principal
+from .cache import CachedResponse, ResponseCache, cache_key, credential_scope
 from .configs import ConfigPlanner
-from .errors import BadRequest, GatewayError, PayloadTooLarge
+from .errors import BadRequest, Forbidden, GatewayError, PayloadTooLarge
 from .forward import Outbound, open_upstream, proxy_headers, upstream_url
 from .headers import RequestOptions, parse_request_options
 from .resolve import TargetResolver
-from .respond import Rewriting, relay
+from .respond import Relayed, Rewriting, relay
 from .routing import Leaf, Outcome, Walk, execute
 from .streams import STREAM_ROUTE, StreamSigner
 from .unified import UnifiedCall, unified_endpoint
@@ -26,6 +27,7 @@ from .upstream import Upstreams
 
 BUFFER_LIMIT = 4 * 1024 * 1024  # bodies up to this are held (and so can be retried); larger ones stream
 _BODYLESS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
+CACHEABLE = frozenset({"chat", "completions", "embeddings"})
 # Statuses that prove a POST created nothing upstream, so replaying it cannot duplicate a prediction.
 _NOT_CREATED = frozenset({408, 425, 429})
 
@@ -39,6 +41,7 @@ class Gateway:
         self.auth = Authenticator(store, settings.require_api_key)
         self.resolver = TargetResolver(store, settings.allow_private_hosts)
         self.planner = ConfigPlanner(store, self.resolver)
+        self.cache = ResponseCache(settings.cache_max_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -87,13 +90,14 @@ class Gateway:
 class _Call:
     """The per-request state the attempt and respond steps share."""
 
-    __slots__ = ("gateway", "scope", "receive", "send", "outbound", "record", "principal", "unified")
+    __slots__ = ("gateway", "scope", "receive", "send", "outbound", "record", "principal", "unified", "cache_key")
 
     def __init__(self, gateway: Gateway, scope: Scope, receive: Receive, send: Send, outbound: Outbound,
                  record: LogRecord, principal: Principal) -> None:
         self.gateway, self.scope, self.receive, self.send = gateway, scope, receive, send
         self.outbound, self.record, self.principal = outbound, record, principal
         self.unified: UnifiedCall | None = None
+        self.cache_key: str | None = None
 
     def routing_context(self) -> dict[str, Any]:
         params = UnifiedCall.peek_json(self.outbound) if self.outbound.body else {}
@@ -117,6 +121,11 @@ class _Call:
             endpoint = unified_endpoint(outbound.method, outbound.path)
             if endpoint is not None and not resolved.spec.proxy_only:
                 self.unified = UnifiedCall.prepare(endpoint, outbound, leaf, self.record)
+                _check_model_allowed(leaf, self.unified.body.get("model"))
+                cached = self._cached(leaf, endpoint)
+                if cached is not None:
+                    span.status = cached.status
+                    return Outcome(leaf, cached.status, response=cached)
                 method, url, headers, body = self.unified.request()
             else:
                 self.unified = None
@@ -136,6 +145,22 @@ class _Call:
         finally:
             span.latency_ms = (time.perf_counter() - started) * 1000
 
+    def _cached(self, leaf: Leaf, endpoint: str) -> CachedResponse | None:
+        """Look the request up in the cache when its config asks for one; note the cache status."""
+        self.cache_key = None
+        if leaf.cache is None or endpoint not in CACHEABLE or self.unified is None or self.unified.stream:
+            return None
+        target, gateway = leaf.resolved.target, self.gateway
+        key_id = None if gateway.settings.cache_share_across_keys else self.principal.key_id
+        self.cache_key = cache_key(provider=target.provider, credential=credential_scope(target.slug, target.api_key),
+                                   key_id=key_id, path=self.outbound.path, body=self.unified.body)
+        if self.outbound.options.cache_force_refresh:
+            self.record.cache_status = "REFRESH"
+            return None
+        hit = gateway.cache.get(self.cache_key, leaf.cache.max_age)
+        self.record.cache_status = "HIT" if hit is not None else "MISS"
+        return hit
+
     async def respond(self, outcome: Outcome) -> None:
         record, leaf = self.record, outcome.leaf
         record.provider, record.slug = leaf.resolved.spec.id, leaf.resolved.target.slug
@@ -146,11 +171,19 @@ class _Call:
         record.upstream_latency_ms = self.record.attempts[-1].latency_ms if self.record.attempts else None
         extra = self._portkey_headers(outcome)
         cap = self._capture_limit()
-        if self.unified is not None:
-            relayed = await self.unified.respond(self.send, self.receive, outcome.response, extra, cap)
+        keep = max(cap, self.gateway.cache.max_entry_bytes) if self.cache_key else cap
+        if isinstance(outcome.response, CachedResponse):
+            relayed = await _send_cached(self.send, outcome.response, extra)
+        elif self.unified is not None:
+            relayed = await self.unified.respond(self.send, self.receive, outcome.response, extra, keep)
         else:
-            relayed = await relay(self.send, self.receive, outcome.response, extra, cap, self._rewriting(leaf))
+            relayed = await relay(self.send, self.receive, outcome.response, extra, keep, self._rewriting(leaf))
         outcome.release()
+        if self.cache_key and 200 <= relayed.status < 300 and relayed.size == len(relayed.captured) and not relayed.error:
+            content_type = relayed.content_type.encode("latin-1") or b"application/json"
+            self.gateway.cache.put(self.cache_key, relayed.status, [(b"content-type", content_type)], bytes(relayed.captured))
+        if len(relayed.captured) > cap:
+            del relayed.captured[cap:]
         record.status = 499 if relayed.disconnected else relayed.status
         record.response_bytes = relayed.size
         record.response_headers = relayed.headers
@@ -198,6 +231,24 @@ class _Call:
                 host = f"{server[0]}:{server[1]}"
             public = f"{self.scope.get('scheme', 'http')}://{host}"
         return public.rstrip("/") + "/v1"
+
+
+async def _send_cached(send: Send, cached: CachedResponse, extra: Headers) -> Relayed:
+    headers = list(cached.headers) + extra + [(b"content-length", str(len(cached.body)).encode())]
+    await send({"type": "http.response.start", "status": cached.status, "headers": headers})
+    await send({"type": "http.response.body", "body": cached.body})
+    content_type = dict(cached.headers).get(b"content-type", b"").decode("latin-1")
+    relayed = Relayed(cached.status, {k.decode("latin-1"): v.decode("latin-1") for k, v in cached.headers},
+                      size=len(cached.body), content_type=content_type)
+    relayed.captured += cached.body
+    return relayed
+
+
+def _check_model_allowed(leaf: Leaf, model: object) -> None:
+    allowed = leaf.resolved.allowed_models
+    if allowed is not None and isinstance(model, str) and model not in allowed:
+        slug = leaf.resolved.target.slug
+        raise Forbidden(f"model '{model}' is not allowed on provider @{slug}; allowed: {', '.join(sorted(allowed))}")
 
 
 def _path_after_v1(scope: Scope) -> str:

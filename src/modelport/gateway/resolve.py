@@ -27,6 +27,7 @@ class Resolved:
     spec: ProviderSpec
     target: Target
     caller_chosen_host: bool
+    allowed_models: frozenset[str] | None = None  # a stored provider's allow-list; None = every model
 
 
 class ProviderStore(Protocol):
@@ -84,7 +85,7 @@ class TargetResolver:
         settings.update({k: v for k, v in caller_settings.items() if k in CALLER_SETTINGS_ON_STORED})
         base = (record.custom_host or _base_url(spec, settings)).rstrip("/")
         target = Target(provider=spec.id, base_url=base, api_key=record.secret, settings=settings, slug=slug)
-        return Resolved(spec, target, caller_chosen_host=False)
+        return Resolved(spec, target, caller_chosen_host=False, allowed_models=record.allowed_models)
 
     def _builtin_target(
         self, provider: str, custom_host: str | None, caller_key: str | None, caller_settings: Mapping[str, str]
