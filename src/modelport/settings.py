@@ -171,11 +171,46 @@ def _coerce(name: str, value: Any) -> Any:
         raise SettingsError(f"setting '{name}' ({env}) has an invalid value {value!r}; expected {kind}") from None
 
 
-def describe() -> list[tuple[str, str, str]]:
-    """(env var, type, default) for every setting, for the README table and ``--help``."""
+HELP = {
+    "host": "interface to listen on",
+    "port": "port to listen on",
+    "workers": "worker processes (each with its own SO_REUSEPORT socket)",
+    "data_dir": "SQLite database, key files, spill files",
+    "log_level": "server log level: critical, error, warning, info, debug",
+    "config": "TOML config file: any setting by name, plus [[providers]]",
+    "public_url": "the gateway's public origin for rewritten URLs (default: the request's Host)",
+    "admin_key": "the admin gateway key (mp-...); generated into <data_dir>/admin.key when unset",
+    "master_key": "base64/hex 32-byte key(s) sealing provider secrets, comma-separated for rotation; default: <data_dir>/master.key",
+    "require_api_key": "refuse inference without a gateway key (false = Portkey OSS behaviour)",
+    "allow_private_hosts": "let callers choose private/loopback custom hosts",
+    "max_body_bytes": "largest request body accepted",
+    "upstream_timeout": "seconds an upstream may stay silent mid-response",
+    "connect_timeout": "seconds to connect to an upstream",
+    "stream_url_ttl": "seconds a signed stream link stays valid",
+    "logging": "record every request in the log store",
+    "log_bodies": "store request/response bodies in logs",
+    "log_body_max_bytes": "cap on each stored body",
+    "log_redact_paths": "comma-separated JSON paths redacted in stored bodies",
+    "log_queue_size": "in-memory log queue before spilling to disk",
+    "pricing_file": "operator price overrides (same format as the shipped table)",
+    "replicate_default_hardware": "SKU assumed for Replicate models of unknown hardware (cost is 'estimated')",
+    "replicate_autopoll": "poll unpolled Replicate predictions so their cost is recorded",
+    "replicate_autopoll_interval": "seconds between those polls",
+    "replicate_isolate_predictions": "reserved: per-key prediction isolation on a shared account",
+    "cache_max_bytes": "memory for the response cache",
+    "cache_share_across_keys": "let different gateway keys share cache entries",
+    "database_url": "reserved: PostgreSQL store for scale-out",
+    "redis_url": "reserved: Redis counters/cache for scale-out",
+}
+
+
+def describe() -> list[tuple[str, str, str, str]]:
+    """(env var, type, default, meaning) for every setting, for the README table."""
     rows = []
     for f in fields(Settings):
         if f.name == "providers":
             continue
-        rows.append((_ENV_PREFIX + f.name.upper(), str(f.type), repr(f.default)))
+        kind = str(f.type).replace(" | None", ", optional")
+        default = "unset" if f.default is None else str(f.default)
+        rows.append((_ENV_PREFIX + f.name.upper(), kind, default, HELP.get(f.name, "")))
     return rows

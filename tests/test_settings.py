@@ -1,0 +1,70 @@
+"""One settings object: flags over environment over config file over defaults, with clear errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from modelport.settings import Settings, SettingsError, describe
+
+README = Path(__file__).parent.parent / "README.md"
+
+
+def test_flags_beat_environment_beat_file_beat_defaults(tmp_path):
+    config = tmp_path / "modelport.toml"
+    config.write_text('port = 9001\nworkers = 3\nlog_level = "debug"\n')
+    env = {"MODELPORT_PORT": "9002", "MODELPORT_CONFIG": str(config), "MODELPORT_ALLOW_PRIVATE_HOSTS": "yes"}
+    settings = Settings.load({"port": 9003}, environ=env)
+    assert (settings.port, settings.workers, settings.log_level) == (9003, 3, "debug")
+    assert settings.allow_private_hosts is True
+    assert Settings.load({}, environ=env).port == 9002
+    assert Settings.load({}, environ={}).port == 8787
+
+
+def test_config_file_in_the_data_dir_is_found(tmp_path):
+    (tmp_path / "modelport.toml").write_text("workers = 2\n")
+    assert Settings.load({"data_dir": str(tmp_path)}, environ={}).workers == 2
+
+
+def test_declared_providers(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text('[[providers]]\nslug = "r"\nprovider = "replicate"\nsecret_env = "X"\ncustom_host = "http://h/v1"\n')
+    (declared,) = Settings.load({"config": str(config)}, environ={}).providers
+    assert (declared.slug, declared.provider, declared.secret_env, declared.custom_host) == ("r", "replicate", "X", "http://h/v1")
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"MODELPORT_PORT": "eighty"}, "setting 'port' (MODELPORT_PORT) has an invalid value 'eighty'"),
+    ({"MODELPORT_REQUIRE_API_KEY": "maybe"}, "MODELPORT_REQUIRE_API_KEY"),
+    ({"MODELPORT_WORKERS": "0"}, "workers must be at least 1"),
+    ({"MODELPORT_PUBLIC_URL": "gateway.example.com"}, "public_url must start with http"),
+])
+def test_bad_values_name_the_setting(env, message):
+    with pytest.raises(SettingsError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        Settings.load({}, environ=env)
+
+
+def test_config_file_errors_are_precise(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("prot = 1\n")
+    with pytest.raises(SettingsError, match="unknown setting"):
+        Settings.load({"config": str(bad)}, environ={})
+    bad.write_text("port = \n")
+    with pytest.raises(SettingsError, match="not valid TOML"):
+        Settings.load({"config": str(bad)}, environ={})
+
+
+def test_serve_reports_bad_settings_without_a_traceback(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "modelport", "serve", "--data-dir", str(tmp_path)],
+                            env={"MODELPORT_PORT": "nope", "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert "MODELPORT_PORT" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_readme_documents_every_setting():
+    readme = README.read_text()
+    for env, kind, default, meaning in describe():
+        assert f"| `{env}` | {kind} | `{default}` | {meaning} |" in readme, env
