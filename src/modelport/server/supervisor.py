@@ -54,6 +54,10 @@ def uvicorn_config(settings: Settings) -> uvicorn.Config:
 def run_worker(settings: Settings) -> None:
     sock = bind_socket(settings.host, settings.port, reuse_port=settings.workers > 1)
     server = uvicorn.Server(uvicorn_config(settings))
+    # uvicorn re-raises the signal it caught once shutdown is complete; with these handlers in place the
+    # re-raise is a no-op, so a finished graceful shutdown exits 0 instead of dying "by SIGTERM".
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: None)
     server.run(sockets=[sock])
 
 

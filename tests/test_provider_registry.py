@@ -1,0 +1,56 @@
+"""Every provider in the registry works on the proxy route, each with its own way of presenting the key."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from aiohttp import web
+
+from modelport.providers.registry import PROVIDERS
+from tests.fakes.server import FakeServer
+
+REQUIRED = {"replicate", "openai", "anthropic", "azure-openai", "google", "mistral-ai", "groq", "together-ai",
+            "deepseek", "fireworks-ai", "openrouter", "perplexity-ai", "cohere", "ollama"}
+AUTH = {"anthropic": ("x-api-key", "k-123"), "azure-openai": ("api-key", "k-123"), "google": ("x-goog-api-key", "k-123"),
+        "ollama": None}
+
+
+@pytest.fixture(scope="module")
+def echo():
+    seen: list[web.Request] = []
+
+    async def record(request: web.Request) -> web.Response:
+        seen.append(request)
+        return web.json_response({"path": request.path_qs})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", record)
+    with FakeServer(app) as server:
+        yield server, seen
+
+
+def test_the_registry_has_the_providers_users_expect():
+    assert REQUIRED <= set(PROVIDERS)
+    assert PROVIDERS["replicate"].base_url == "https://api.replicate.com/v1" and PROVIDERS["replicate"].proxy_only
+
+
+@pytest.mark.parametrize("provider", sorted(PROVIDERS))
+def test_proxy_route_reaches_each_provider_with_its_auth(open_gateway, echo, provider):
+    server, seen = echo
+    headers = {"x-portkey-provider": provider, "x-portkey-custom-host": server.url + "/base",
+               "Authorization": "Bearer k-123", "x-portkey-azure-resource-name": "res"}
+    response = httpx.get(open_gateway.v1 + "/some/path?x=1", headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.json()["path"] == "/base/some/path?x=1"
+    received = seen[-1].headers
+    expected = AUTH.get(provider, ("authorization", "Bearer k-123"))
+    if expected is None:
+        assert "authorization" not in received
+    else:
+        name, value = expected
+        assert received[name] == value
+        if name != "authorization":
+            assert "authorization" not in received
+    assert not any(h.lower().startswith("x-portkey-") for h in received)
+    if provider == "anthropic":
+        assert received["anthropic-version"] == "2023-06-01"
