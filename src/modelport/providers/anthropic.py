@@ -6,13 +6,35 @@ Formats: docs.anthropic.com/en/api/messages (request and response), /en/docs/bui
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import orjson
 
-from modelport.providers.base import Endpoint, Target, UnsupportedParameter, UpstreamRequest
-from modelport.sse import ServerSentEvent, SSEParser
+from modelport.providers.base import (
+    Endpoint,
+    Target,
+    UnsupportedParameter,
+    UpstreamRequest,
+)
+from modelport.providers.openai_shapes import (
+    ChunkStream,
+    RelayStream,
+    chat_messages,
+    choice,
+    completion,
+    finish_reason,
+    include_usage,
+    json_value,
+    max_tokens,
+    openai_error,
+    raw_error_message,
+    refuse_unsupported,
+    stop_sequences,
+    token_usage,
+    tool_arguments,
+    tool_call,
+)
+from modelport.sse import ServerSentEvent
 
 PROVIDER = "anthropic"
 DEFAULT_VERSION = "2023-06-01"
@@ -53,8 +75,8 @@ TRANSLATED = frozenset({
     "thinking",
 })
 # OpenAI parameters Anthropic lacks, at values that change nothing: accepted even under strict compliance.
-NEUTRAL = {"n": 1, "frequency_penalty": 0, "presence_penalty": 0, "logprobs": False, "store": False,
-           "modalities": ["text"]}
+NEUTRAL = {"n": (1,), "frequency_penalty": (0,), "presence_penalty": (0,), "logprobs": (False,),
+           "store": (False,), "modalities": (["text"],)}
 JSON_INSTRUCTION = "Respond with a single valid JSON object and nothing else."
 
 
@@ -79,8 +101,7 @@ class AnthropicAdapter:
     def stream_translator(self, endpoint: Endpoint, request_body: dict[str, Any]) -> ChatStream | MessagesStream:
         if endpoint == "messages":
             return MessagesStream()
-        include_usage = bool((request_body.get("stream_options") or {}).get("include_usage"))
-        return ChatStream(include_usage)
+        return ChatStream(include_usage(request_body))
 
     def error_body(self, status: int, body: bytes) -> dict[str, Any]:
         return to_openai_error(status, body)
@@ -101,24 +122,20 @@ def _version_headers(target: Target) -> dict[str, str]:
 
 def to_messages_request(body: dict[str, Any], strict: bool) -> dict[str, Any]:
     """Translate a unified chat body; raise UnsupportedParameter (strict) or drop what Anthropic lacks."""
-    _refuse_untranslatable(body, strict)
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise ValueError("'messages' must be a non-empty list.")
-    system, turns = _translate_messages(messages)
+    refuse_unsupported(body, TRANSLATED, PROVIDER, strict, NEUTRAL)
+    system, turns = _translate_messages(chat_messages(body))
     system.extend(_json_instruction(body.get("response_format"), strict))
     native: dict[str, Any] = {
         "model": body.get("model"),
         "messages": turns,
-        "max_tokens": body.get("max_completion_tokens") or body.get("max_tokens") or DEFAULT_MAX_TOKENS,
+        "max_tokens": max_tokens(body) or DEFAULT_MAX_TOKENS,
     }
     if native["model"] is None:
         del native["model"]  # let Anthropic say "model: Field required"
     if system:
         native["system"] = system
-    stop = body.get("stop")
-    if stop:
-        native["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+    if stop := stop_sequences(body):
+        native["stop_sequences"] = stop
     for name in ("temperature", "top_p", "top_k", "thinking"):
         if body.get(name) is not None:
             native[name] = body[name]
@@ -133,15 +150,6 @@ def to_messages_request(body: dict[str, Any], strict: bool) -> dict[str, Any]:
         if choice is not None:
             native["tool_choice"] = choice
     return native
-
-
-def _refuse_untranslatable(body: dict[str, Any], strict: bool) -> None:
-    if not strict:
-        return
-    for name, value in body.items():
-        if value is None or name in TRANSLATED or NEUTRAL.get(name, ...) == value:
-            continue
-        raise UnsupportedParameter(name, PROVIDER)
 
 
 def _json_instruction(response_format: Any, strict: bool) -> list[dict[str, Any]]:
@@ -254,12 +262,8 @@ def _document(file: dict[str, Any], i: int) -> dict[str, Any]:
 def _assistant_blocks(message: dict[str, Any], i: int) -> list[dict[str, Any]]:
     blocks = _text_blocks(message.get("content"), i)
     for call in message.get("tool_calls") or []:
-        function = call.get("function") or {}
-        try:
-            arguments = orjson.loads(function.get("arguments") or "{}")
-        except orjson.JSONDecodeError:
-            raise ValueError(f"messages[{i}]: tool call '{call.get('id')}' has arguments that are not JSON.") from None
-        blocks.append({"type": "tool_use", "id": call.get("id"), "name": function.get("name"), "input": arguments})
+        name = (call.get("function") or {}).get("name")
+        blocks.append({"type": "tool_use", "id": call.get("id"), "name": name, "input": tool_arguments(call)})
     return blocks
 
 
@@ -307,17 +311,14 @@ def _tool_choice(choice: Any, parallel: bool | None) -> dict[str, Any] | None:
 # --- response: Anthropic message -> OpenAI chat.completion -------------------------------------
 
 
-def openai_usage(usage: dict[str, Any]) -> dict[str, Any]:
+def openai_usage(native: dict[str, Any]) -> dict[str, Any]:
     """Anthropic usage in OpenAI's shape. Anthropic's ``input_tokens`` excludes cached tokens, so the
     prompt is input + cache read + cache write; the two cache counts are kept for pricing."""
-    cache_read = usage.get("cache_read_input_tokens") or 0
-    cache_write = usage.get("cache_creation_input_tokens") or 0
-    prompt = (usage.get("input_tokens") or 0) + cache_read + cache_write
-    completion = usage.get("output_tokens") or 0
+    cache_read = native.get("cache_read_input_tokens") or 0
+    cache_write = native.get("cache_creation_input_tokens") or 0
+    prompt = (native.get("input_tokens") or 0) + cache_read + cache_write
     return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
+        **token_usage(prompt, native.get("output_tokens") or 0),
         "prompt_tokens_details": {"cached_tokens": cache_read},
         "cache_read_input_tokens": cache_read,
         "cache_creation_input_tokens": cache_write,
@@ -331,150 +332,86 @@ def to_chat_completion(message: dict[str, Any]) -> dict[str, Any]:
         if block.get("type") == "text":
             texts.append(block.get("text", ""))
         elif block.get("type") == "tool_use":
-            arguments = orjson.dumps(block.get("input") or {}).decode()
-            tool_calls.append({"id": block.get("id"), "type": "function",
-                               "function": {"name": block.get("name"), "arguments": arguments}})
-    reply: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts or not tool_calls else None,
-                             "refusal": None}
-    if tool_calls:
-        reply["tool_calls"] = tool_calls
-    return {
-        "id": message.get("id"),
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": message.get("model"),
-        "system_fingerprint": None,
-        "choices": [{"index": 0, "message": reply, "logprobs": None,
-                     "finish_reason": FINISH_REASONS.get(message.get("stop_reason") or "", "stop")}],
-        "usage": openai_usage(message.get("usage") or {}),
-    }
+            tool_calls.append(tool_call(block.get("id"), block.get("name"), orjson.dumps(block.get("input") or {}).decode()))
+    only = choice("".join(texts), tool_calls, finish_reason(message.get("stop_reason"), FINISH_REASONS))
+    only["message"]["refusal"] = None  # Anthropic refuses by stop reason; the text is the content
+    return completion(message.get("id"), message.get("model"), [only], openai_usage(message.get("usage") or {}))
 
 
 def to_openai_error(status: int, body: bytes) -> dict[str, Any]:
     """``{"type":"error","error":{"type","message"}}`` -> OpenAI's error shape, keeping the message."""
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        payload = None
+    payload = json_value(body)
     error = payload.get("error") if isinstance(payload, dict) else None
     error = error if isinstance(error, dict) else {}
     kind = error.get("type") or STATUS_ERROR_TYPES.get(status, "api_error")
-    message = error.get("message") or body.decode("utf-8", "replace").strip()[:500] or f"Anthropic returned HTTP {status}."
-    return {"error": {"message": message, "type": ERROR_TYPES.get(kind, "server_error"), "param": None, "code": kind}}
+    message = error.get("message") or raw_error_message(status, body, "Anthropic")
+    return openai_error(message, ERROR_TYPES.get(kind, "server_error"), kind)
 
 
 # --- streams -------------------------------------------------------------------------------------
 
 
-def _json_event(event: ServerSentEvent) -> dict[str, Any]:
-    try:
-        data = orjson.loads(event.data) if event.data else {}
-    except orjson.JSONDecodeError:
-        return {}
-    return data if isinstance(data, dict) else {}
+def _tally(native: dict[str, Any], reported: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Merge one usage report into ``native``; the OpenAI usage so far (None before any).
+    message_delta usage is cumulative (streaming docs): later counts replace earlier ones."""
+    if reported:
+        native.update({k: v for k, v in reported.items() if v is not None})
+    return openai_usage(native) if native else None
 
 
-class ChatStream:
+class ChatStream(ChunkStream):
     """Anthropic message events -> OpenAI ``chat.completion.chunk`` SSE (then ``[DONE]``)."""
 
     def __init__(self, include_usage: bool) -> None:
-        self.usage: dict[str, Any] | None = None
-        self._include_usage = include_usage
-        self._parser = SSEParser()
+        super().__init__(None, include_usage)
         self._native_usage: dict[str, Any] = {}
-        self._head: dict[str, Any] = {"id": None, "object": "chat.completion.chunk", "created": int(time.time()),
-                                      "model": None, "system_fingerprint": None}
         self._tool_index: dict[int, int] = {}  # content block index -> OpenAI tool_calls index
-        self._done = False
-
-    def feed(self, chunk: bytes) -> bytes:
-        return b"".join(self._translate(_json_event(event)) for event in self._parser.feed(chunk))
-
-    def finish(self) -> bytes:
-        tail = b"".join(self._translate(_json_event(event)) for event in self._parser.finish())
-        return tail if self._done else tail + self._close()
-
-    def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
-        chunk = {**self._head, "choices": [{"index": 0, "delta": delta, "logprobs": None,
-                                            "finish_reason": finish_reason}]}
-        if self._include_usage:
-            chunk["usage"] = None  # OpenAI sends usage: null on every chunk but the last
-        return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
     def _translate(self, data: dict[str, Any]) -> bytes:
         kind = data.get("type")
         if kind == "message_start":
             message = data.get("message") or {}
-            self._head["id"], self._head["model"] = message.get("id"), message.get("model")
-            self._add_usage(message.get("usage"))
-            return self._chunk({"role": "assistant", "content": ""})
+            self.id, self.model = message.get("id"), message.get("model")
+            self.usage = _tally(self._native_usage, message.get("usage"))
+            return self._delta({"role": "assistant", "content": ""})
         if kind == "content_block_start":
             block = data.get("content_block") or {}
             if block.get("type") == "tool_use":
                 index = self._tool_index.setdefault(data.get("index", 0), len(self._tool_index))
-                call = {"index": index, "id": block.get("id"), "type": "function",
-                        "function": {"name": block.get("name"), "arguments": ""}}
-                return self._chunk({"tool_calls": [call]})
-            return self._chunk({"content": block["text"]}) if block.get("text") else b""
+                return self._delta({"tool_calls": [{"index": index, **tool_call(block.get("id"), block.get("name"), "")}]})
+            return self._delta({"content": block["text"]}) if block.get("text") else b""
         if kind == "content_block_delta":
-            return self._delta(data.get("index", 0), data.get("delta") or {})
+            return self._content_delta(data.get("index", 0), data.get("delta") or {})
         if kind == "message_delta":
-            self._add_usage(data.get("usage"))
-            reason = (data.get("delta") or {}).get("stop_reason")
-            return self._chunk({}, FINISH_REASONS.get(reason or "", "stop"))
+            self.usage = _tally(self._native_usage, data.get("usage"))
+            return self._delta({}, finish_reason((data.get("delta") or {}).get("stop_reason"), FINISH_REASONS))
         if kind == "message_stop":
             return self._close()
         if kind == "error":
-            error = orjson.dumps({"error": data.get("error") or {}})
-            return b"data: " + orjson.dumps(to_openai_error(500, error)) + b"\n\n"
+            return self._fail(to_openai_error(500, orjson.dumps({"error": data.get("error") or {}})))
         return b""  # ping, content_block_stop, and event types added later
 
-    def _delta(self, index: int, delta: dict[str, Any]) -> bytes:
+    def _content_delta(self, index: int, delta: dict[str, Any]) -> bytes:
         if delta.get("type") == "text_delta":
-            return self._chunk({"content": delta.get("text", "")})
+            return self._delta({"content": delta.get("text", "")})
         if delta.get("type") == "input_json_delta" and delta.get("partial_json"):
             call = {"index": self._tool_index.get(index, 0), "function": {"arguments": delta["partial_json"]}}
-            return self._chunk({"tool_calls": [call]})
+            return self._delta({"tool_calls": [call]})
         return b""  # thinking, signature and citation deltas have no OpenAI chunk
 
-    def _add_usage(self, usage: dict[str, Any] | None) -> None:
-        # message_delta usage is cumulative (streaming docs): later counts replace earlier ones.
-        if usage:
-            self._native_usage.update({k: v for k, v in usage.items() if v is not None})
-            self.usage = openai_usage(self._native_usage)
 
-    def _close(self) -> bytes:
-        self._done = True
-        tail = b""
-        if self._include_usage and self.usage is not None:
-            chunk = {**self._head, "choices": [], "usage": self.usage}
-            tail = b"data: " + orjson.dumps(chunk) + b"\n\n"
-        return tail + b"data: [DONE]\n\n"
-
-
-class MessagesStream:
+class MessagesStream(RelayStream):
     """Native ``/v1/messages`` stream: bytes pass through untouched; usage is read on the side."""
 
     def __init__(self) -> None:
-        self.usage: dict[str, Any] | None = None
-        self._parser = SSEParser()
+        super().__init__()
         self._native_usage: dict[str, Any] = {}
 
-    def feed(self, chunk: bytes) -> bytes:
-        self._read(self._parser.feed(chunk))
-        return chunk
-
-    def finish(self) -> bytes:
-        self._read(self._parser.finish())
-        return b""
-
-    def _read(self, events: list[ServerSentEvent]) -> None:
-        for event in events:
-            # Only two event types carry usage; skip parsing the (many) content deltas.
-            if event.event not in ("message_start", "message_delta", "message"):
-                continue
-            data = _json_event(event)
-            usage = (data.get("message") or {}).get("usage") if data.get("type") == "message_start" else data.get("usage")
-            if usage:
-                self._native_usage.update({k: v for k, v in usage.items() if v is not None})
-                self.usage = openai_usage(self._native_usage)
+    def _read(self, event: ServerSentEvent) -> None:
+        # Only two event types carry usage; skip parsing the (many) content deltas.
+        if event.event not in ("message_start", "message_delta", "message"):
+            return
+        data = json_value(event.data)
+        data = data if isinstance(data, dict) else {}
+        reported = (data.get("message") or {}).get("usage") if data.get("type") == "message_start" else data.get("usage")
+        self.usage = _tally(self._native_usage, reported)

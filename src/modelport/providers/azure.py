@@ -11,8 +11,9 @@ from typing import Any
 
 import orjson
 
-from ..sse import SSEParser
-from .base import Endpoint, Target, UpstreamRequest
+from modelport.providers.base import Endpoint, Target, UpstreamRequest
+from modelport.providers.openai_shapes import RelayStream, json_value, openai_error
+from modelport.sse import ServerSentEvent
 
 DEFAULT_API_VERSION = "2024-10-21"
 _PATHS = {"chat": "chat/completions", "completions": "completions", "embeddings": "embeddings"}
@@ -30,36 +31,25 @@ class AzureOpenAIAdapter:
     def parse_response(self, endpoint: Endpoint, status: int, body: bytes, request_body: dict[str, Any]) -> bytes:
         return body
 
-    def stream_translator(self, endpoint: Endpoint, request_body: dict[str, Any]) -> "PassThroughStream":
+    def stream_translator(self, endpoint: Endpoint, request_body: dict[str, Any]) -> PassThroughStream:
         return PassThroughStream()
 
     def error_body(self, status: int, body: bytes) -> dict[str, Any]:
-        try:
-            parsed = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            parsed = None
+        parsed = json_value(body)
         if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
-            return parsed
-        return {"error": {"message": body.decode("utf-8", "replace")[:2000], "type": "provider_error", "code": str(status)}}
+            return parsed  # Azure's errors are already OpenAI's shape
+        return openai_error(body.decode("utf-8", "replace")[:2000], "provider_error", str(status))
 
 
-class PassThroughStream:
+class PassThroughStream(RelayStream):
     """Relays OpenAI-format SSE unchanged while noting the usage chunk, if the provider sends one."""
 
-    def __init__(self) -> None:
-        self.usage: dict[str, Any] | None = None
-        self._parser = SSEParser()
-
-    def feed(self, chunk: bytes) -> bytes:
-        for event in self._parser.feed(chunk):
-            if event.data.startswith("{") and '"usage"' in event.data:
-                usage = orjson.loads(event.data).get("usage")
-                if usage:
-                    self.usage = usage
-        return chunk
-
-    def finish(self) -> bytes:
-        return b""
+    def _read(self, event: ServerSentEvent) -> None:
+        if '"usage"' not in event.data:  # most chunks carry none; skip parsing them
+            return
+        data = json_value(event.data)
+        if isinstance(data, dict) and data.get("usage"):
+            self.usage = data["usage"]
 
 
 ADAPTER = AzureOpenAIAdapter()

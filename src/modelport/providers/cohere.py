@@ -10,16 +10,31 @@ proxy route forwards to), so the v2 URLs are derived from it here.
 
 from __future__ import annotations
 
-import base64
-import secrets
-import struct
-import time
 from typing import Any
 
 import orjson
 
-from modelport.providers.base import Endpoint, Target, UnsupportedParameter, UpstreamRequest
-from modelport.sse import SSEParser, encode_event
+from modelport.providers.base import Endpoint, Target, UpstreamRequest
+from modelport.providers.openai_shapes import (
+    ChunkStream,
+    chat_messages,
+    choice,
+    completion,
+    completion_id,
+    embedding_list,
+    embedding_texts,
+    error_type,
+    finish_reason,
+    include_usage,
+    json_value,
+    max_tokens,
+    openai_error,
+    raw_error_message,
+    refuse_unsupported,
+    stop_sequences,
+    token_usage,
+    tool_call,
+)
 
 PROVIDER = "cohere"
 
@@ -39,8 +54,6 @@ _FINISH_REASONS = {
     "COMPLETE": "stop", "STOP_SEQUENCE": "stop", "MAX_TOKENS": "length", "TOOL_CALL": "tool_calls",
     "ERROR": "stop", "TIMEOUT": "stop",
 }
-_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-                404: "not_found_error", 422: "invalid_request_error", 429: "rate_limit_error"}
 
 
 class CohereAdapter:
@@ -51,14 +64,14 @@ class CohereAdapter:
     ) -> UpstreamRequest:
         headers = {"content-type": "application/json", "accept": "application/json"}
         if endpoint == "chat":
-            _check_parameters(body, _CHAT_PARAMETERS, strict)
+            refuse_unsupported(body, _CHAT_PARAMETERS, PROVIDER, strict, _HARMLESS_VALUES)
             stream = bool(body.get("stream"))
             if stream:
                 headers["accept"] = "text/event-stream"
             payload = orjson.dumps(_chat_body(body))
             return UpstreamRequest("POST", f"{_v2_root(target)}/chat", headers, payload, stream)
         if endpoint == "embeddings":
-            _check_parameters(body, _EMBEDDING_PARAMETERS, strict)
+            refuse_unsupported(body, _EMBEDDING_PARAMETERS, PROVIDER, strict, _HARMLESS_VALUES)
             return UpstreamRequest("POST", f"{_v2_root(target)}/embed", headers, orjson.dumps(_embed_body(body)))
         raise ValueError(f"Endpoint '{endpoint}' is not supported by provider '{PROVIDER}'.")
 
@@ -67,7 +80,7 @@ class CohereAdapter:
     ) -> bytes:
         data = orjson.loads(body)
         if endpoint == "embeddings":
-            return orjson.dumps(_embeddings(data, request_body))
+            return orjson.dumps(_embedding_list(data, request_body))
         return orjson.dumps(_completion(data, request_body))
 
     def stream_translator(self, endpoint: Endpoint, request_body: dict[str, Any]) -> CohereChatStream:
@@ -77,19 +90,13 @@ class CohereAdapter:
 
     def error_body(self, status: int, body: bytes) -> dict[str, Any]:
         """Cohere answers ``{"message": ...}`` (often with an ``id``); some v2 errors carry ``data``."""
-        try:
-            data: Any = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            data = None
+        data = json_value(body)
         message = None
         if isinstance(data, dict):
             message = data.get("message") or data.get("data")
             if isinstance(data.get("error"), dict):  # already OpenAI-shaped (a proxy in front of Cohere)
                 message = message or data["error"].get("message")
-        if not message:  # not JSON: keep the start of it (an HTML error page can be long)
-            message = body.decode("utf-8", "replace").strip()[:500] or f"Cohere returned HTTP {status}."
-        kind = _ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
-        return {"error": {"message": str(message), "type": kind, "param": None, "code": None}}
+        return openai_error(str(message or raw_error_message(status, body, "Cohere")), error_type(status))
 
 
 # ---------------------------------------------------------------------------------------- requests
@@ -106,27 +113,13 @@ def _v2_root(target: Target) -> str:
     return f"{root}/v2"
 
 
-def _check_parameters(body: dict[str, Any], accepted: frozenset[str], strict: bool) -> None:
-    """Under strict compliance, refuse what Cohere cannot honour; lenient requests just lose it
-    (the native body is built only from parameters that map)."""
-    if not strict:
-        return
-    for name in sorted(body):
-        value = body[name]
-        if name in accepted or value is None or value in _HARMLESS_VALUES.get(name, ()):
-            continue
-        raise UnsupportedParameter(name, PROVIDER)
-
-
 def _chat_body(body: dict[str, Any]) -> dict[str, Any]:
-    payload: dict[str, Any] = {"model": body.get("model"), "messages": _messages(body.get("messages"))}
+    payload: dict[str, Any] = {"model": body.get("model"), "messages": [_message(m) for m in chat_messages(body)]}
     payload.update({native: body[name] for name, native in _SAMPLING_FIELDS.items() if body.get(name) is not None})
-    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
-    if max_tokens is not None:
-        payload["max_tokens"] = max_tokens
-    stop = body.get("stop")
-    if stop:
-        payload["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+    if (limit := max_tokens(body)) is not None:
+        payload["max_tokens"] = limit
+    if stop := stop_sequences(body):
+        payload["stop_sequences"] = stop
     tools = body.get("tools") or []
     choice = body.get("tool_choice")
     if isinstance(choice, dict) and choice.get("type") == "function":
@@ -147,12 +140,6 @@ def _chat_body(body: dict[str, Any]) -> dict[str, Any]:
     if body.get("stream"):
         payload["stream"] = True
     return payload
-
-
-def _messages(messages: Any) -> list[dict[str, Any]]:
-    if not isinstance(messages, list) or not messages:
-        raise ValueError("'messages' must be a non-empty list.")
-    return [_message(message) for message in messages]
 
 
 def _message(message: dict[str, Any]) -> dict[str, Any]:
@@ -199,12 +186,9 @@ def _user_content(content: Any) -> list[dict[str, Any]]:
 
 
 def _tool_call(call: dict[str, Any]) -> dict[str, Any]:
+    """Cohere v2 tool calls have OpenAI's shape, in both directions."""
     function = call.get("function") or {}
-    return {
-        "id": call.get("id"),
-        "type": "function",
-        "function": {"name": function.get("name"), "arguments": function.get("arguments") or "{}"},
-    }
+    return tool_call(call.get("id"), function.get("name"), function.get("arguments") or "{}")
 
 
 def _tool(tool: dict[str, Any]) -> dict[str, Any]:
@@ -227,13 +211,9 @@ def _response_format(response_format: Any) -> dict[str, Any] | None:
 
 
 def _embed_body(body: dict[str, Any]) -> dict[str, Any]:
-    texts = body.get("input")
-    texts = [texts] if isinstance(texts, str) else texts
-    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
-        raise ValueError(f"Provider '{PROVIDER}' embeds strings only; 'input' must be a string or a list of strings.")
     payload: dict[str, Any] = {
         "model": body.get("model"),
-        "texts": texts,
+        "texts": embedding_texts(body, PROVIDER),
         # Cohere v3+ models refuse a request without input_type; OpenAI has none, and documents are
         # the common case. Callers may pass Cohere's input_type through the unified body.
         "input_type": body.get("input_type") or "search_document",
@@ -251,130 +231,59 @@ def _completion(data: dict[str, Any], request_body: dict[str, Any]) -> dict[str,
     message = data.get("message") or {}
     text = "".join(item.get("text", "") for item in message.get("content") or [] if item.get("type") == "text")
     tool_calls = [_tool_call(call) for call in message.get("tool_calls") or []]
-    reply: dict[str, Any] = {"role": "assistant", "content": text or (None if tool_calls else "")}
-    if tool_calls:
-        reply["tool_calls"] = tool_calls
-    finish = _FINISH_REASONS.get(data.get("finish_reason", ""), "stop")
-    return {
-        "id": data.get("id") or f"chatcmpl-{secrets.token_hex(12)}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": request_body.get("model"),
-        "choices": [{"index": 0, "message": reply, "logprobs": None, "finish_reason": finish}],
-        "usage": _usage(data.get("usage") or {}),
-    }
+    only = choice(text, tool_calls, finish_reason(data.get("finish_reason"), _FINISH_REASONS))
+    return completion(data.get("id") or completion_id(), request_body.get("model"), [only], _usage(data.get("usage") or {}))
 
 
-def _usage(usage: dict[str, Any]) -> dict[str, Any]:
+def _usage(reported: dict[str, Any]) -> dict[str, Any]:
     """OpenAI usage from Cohere's. ``billed_units`` is what Cohere charges for; ``tokens`` also
     counts the prompt Cohere wraps around the messages, so it is only the fallback."""
-    counts = usage.get("billed_units") or usage.get("tokens") or {}
-    prompt = int(counts.get("input_tokens") or 0)
-    completion = int(counts.get("output_tokens") or 0)
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    counts = reported.get("billed_units") or reported.get("tokens") or {}
+    return token_usage(int(counts.get("input_tokens") or 0), int(counts.get("output_tokens") or 0))
 
 
-def _embeddings(data: dict[str, Any], request_body: dict[str, Any]) -> dict[str, Any]:
+def _embedding_list(data: dict[str, Any], request_body: dict[str, Any]) -> dict[str, Any]:
     embeddings = data.get("embeddings")
     vectors = embeddings.get("float", []) if isinstance(embeddings, dict) else embeddings or []
-    as_base64 = request_body.get("encoding_format") == "base64"
-    items = [
-        {"object": "embedding", "index": i, "embedding": _base64_floats(v) if as_base64 else v}
-        for i, v in enumerate(vectors)
-    ]
     tokens = int(((data.get("meta") or {}).get("billed_units") or {}).get("input_tokens") or 0)
-    return {
-        "object": "list",
-        "data": items,
-        "model": request_body.get("model"),
-        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-    }
-
-
-def _base64_floats(values: list[float]) -> str:
-    """OpenAI's base64 encoding: little-endian float32. The openai SDK asks for it by default."""
-    return base64.b64encode(struct.pack(f"<{len(values)}f", *values)).decode()
+    return embedding_list(vectors, request_body.get("model"), tokens, request_body.get("encoding_format"))
 
 
 # ----------------------------------------------------------------------------------------- streams
 
 
-class CohereChatStream:
+class CohereChatStream(ChunkStream):
     """Cohere v2 stream events (``data:`` objects typed by ``type``) to OpenAI chunks."""
 
     def __init__(self, request_body: dict[str, Any]) -> None:
-        self.usage: dict[str, Any] | None = None
-        self._parser = SSEParser()
-        self._id = f"chatcmpl-{secrets.token_hex(12)}"
-        self._created = int(time.time())
-        self._model = request_body.get("model")
-        self._include_usage = bool((request_body.get("stream_options") or {}).get("include_usage"))
+        super().__init__(request_body.get("model"), include_usage(request_body), completion_id())
         self._tool_calls = 0
-        self._started = False
-        self._ended = False
 
-    def feed(self, chunk: bytes) -> bytes:
-        return b"".join(self._translate(event.data) for event in self._parser.feed(chunk))
-
-    def finish(self) -> bytes:
-        tail = b"".join(self._translate(event.data) for event in self._parser.finish())
-        if self._include_usage and self.usage is not None:
-            tail += self._chunk(None, None, usage=self.usage)
-        return tail + b"data: [DONE]\n\n"
-
-    def _translate(self, data: str) -> bytes:
-        try:
-            event = orjson.loads(data) if not self._ended and data.strip() not in ("", "[DONE]") else None
-        except orjson.JSONDecodeError:
-            event = None  # not Cohere's; dropping one malformed event beats breaking the stream
-        if not isinstance(event, dict):
-            return b""
+    def _translate(self, event: dict[str, Any]) -> bytes:
         kind = event.get("type")
         message = (event.get("delta") or {}).get("message") or {}
         if kind == "message-start":
-            self._id = event.get("id") or self._id
-            return self._chunk({"role": "assistant", "content": ""}, None)
+            self.id = event.get("id") or self.id
+            return self._delta({"role": "assistant", "content": ""})
         if kind == "content-delta":
             text = (message.get("content") or {}).get("text")
-            return self._chunk({"content": text}, None) if text else b""
+            return self._delta({"content": text}) if text else b""
         if kind == "tool-call-start":
             call = message.get("tool_calls") or {}
             function = call.get("function") or {}
             self._tool_calls += 1
-            delta = {"index": self._tool_calls - 1, "id": call.get("id"), "type": "function",
-                     "function": {"name": function.get("name"), "arguments": function.get("arguments") or ""}}
-            return self._chunk({"tool_calls": [delta]}, None)
+            start = tool_call(call.get("id"), function.get("name"), function.get("arguments") or "")
+            return self._delta({"tool_calls": [{"index": self._tool_calls - 1, **start}]})
         if kind == "tool-call-delta":
             arguments = ((message.get("tool_calls") or {}).get("function") or {}).get("arguments")
             if not arguments:
                 return b""
-            return self._chunk({"tool_calls": [{"index": self._tool_calls - 1, "function": {"arguments": arguments}}]}, None)
+            return self._delta({"tool_calls": [{"index": self._tool_calls - 1, "function": {"arguments": arguments}}]})
         if kind == "message-end":
-            self._ended = True
             delta = event.get("delta") or {}
             self.usage = _usage(delta.get("usage") or {})
-            return self._chunk({}, _FINISH_REASONS.get(delta.get("finish_reason", ""), "stop"))
+            return self._delta({}, finish_reason(delta.get("finish_reason"), _FINISH_REASONS)) + self._close()
         return b""  # content-start/-end, tool-plan-delta, tool-call-end, citations, debug
-
-    def _chunk(
-        self, delta: dict[str, Any] | None, finish: str | None, usage: dict[str, Any] | None = None
-    ) -> bytes:
-        choices = []
-        if delta is not None:
-            if not self._started:  # OpenAI's first delta carries the role
-                self._started = True
-                delta = {"role": "assistant", **delta}
-            choices.append({"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish})
-        chunk: dict[str, Any] = {
-            "id": self._id,
-            "object": "chat.completion.chunk",
-            "created": self._created,
-            "model": self._model,
-            "choices": choices,
-        }
-        if self._include_usage:
-            chunk["usage"] = usage  # OpenAI: null on every chunk but the last when usage is asked for
-        return encode_event(orjson.dumps(chunk).decode())
 
 
 ADAPTER = CohereAdapter()
