@@ -58,7 +58,7 @@ class Gateway:
             outbound = await self._read(method, path, scope, receive, options)
             record.request_bytes = len(outbound.body) if outbound.body is not None else (options.content_length or 0)
             call = _Call(self, scope, receive, send, outbound, record, principal)
-            walk = Walk(call.attempt, call.may_retry, call.routing_context())
+            walk = Walk(call.attempt, call.may_retry, call.routing_context)
             outcome = await execute(tree, walk)
             await call.respond(outcome)
         except GatewayError as error:

@@ -91,7 +91,7 @@ class Walk:
 
     attempt: Callable[[Leaf, int], Awaitable[Outcome]]
     may_retry: Callable[[Outcome], bool]
-    context: dict[str, Any]
+    context: Callable[[], dict[str, Any]]  # built only if a conditional node asks (it parses the body)
 
 
 async def execute(node: Node, walk: Walk) -> Outcome:
@@ -103,7 +103,7 @@ async def execute(node: Node, walk: Walk) -> Outcome:
     if node.mode == "loadbalance":
         return await execute(_weighted_pick(node), walk)
     if node.mode == "conditional":
-        return await execute(_conditional_pick(node, walk.context), walk)
+        return await execute(_conditional_pick(node, walk.context()), walk)
     return await _fallback(node, walk)
 
 
