@@ -136,29 +136,31 @@ class SlowStream:
         return response
 
 
-def test_client_disconnect_cancels_the_upstream_request(open_gateway):
+@pytest.fixture
+def slow_stream():
     slow = SlowStream()
     app = web.Application()
     app.router.add_get("/v1/events", slow.handle)
     with FakeServer(app) as upstream:
         headers = {"x-portkey-provider": "openai", "x-portkey-custom-host": upstream.url + "/v1", "Authorization": "Bearer sk-x"}
-        with httpx.stream("GET", open_gateway.v1 + "/events", headers=headers, timeout=10) as response:
-            first = next(response.iter_raw())
-            assert first.startswith(b"data: 0")
-        upstream.call(asyncio.wait_for(slow.client_left.wait(), timeout=5))
-        assert not slow.finished and slow.sent < 60
+        yield slow, upstream, headers
 
 
-def test_sse_is_relayed_event_by_event_without_delay(open_gateway):
-    slow = SlowStream()
-    app = web.Application()
-    app.router.add_get("/v1/events", slow.handle)
-    with FakeServer(app) as upstream:
-        headers = {"x-portkey-provider": "openai", "x-portkey-custom-host": upstream.url + "/v1", "Authorization": "Bearer sk-x"}
-        with httpx.stream("GET", open_gateway.v1 + "/events", headers=headers, timeout=10) as response:
-            chunks = response.iter_raw()
-            assert next(chunks) == b"data: 0\n\n"  # alone: nothing held back to batch with the next event
-            first_at = time.monotonic()
-            assert next(chunks) == b"data: 1\n\n"
-            gap = time.monotonic() - first_at
+def test_client_disconnect_cancels_the_upstream_request(open_gateway, slow_stream):
+    slow, upstream, headers = slow_stream
+    with httpx.stream("GET", open_gateway.v1 + "/events", headers=headers, timeout=10) as response:
+        first = next(response.iter_raw())
+        assert first.startswith(b"data: 0")
+    upstream.call(asyncio.wait_for(slow.client_left.wait(), timeout=5))
+    assert not slow.finished and slow.sent < 60
+
+
+def test_sse_is_relayed_event_by_event_without_delay(open_gateway, slow_stream):
+    _, _, headers = slow_stream
+    with httpx.stream("GET", open_gateway.v1 + "/events", headers=headers, timeout=10) as response:
+        chunks = response.iter_raw()
+        assert next(chunks) == b"data: 0\n\n"  # alone: nothing held back to batch with the next event
+        first_at = time.monotonic()
+        assert next(chunks) == b"data: 1\n\n"
+        gap = time.monotonic() - first_at
     assert 0.02 < gap < 0.5  # paced by the upstream's 50 ms, not by the gateway

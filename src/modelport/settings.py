@@ -54,6 +54,7 @@ class Settings:
     log_redact_paths: tuple[str, ...] = ()
     log_queue_size: int = 10_000
     pricing_file: Path | None = None
+    replicate_pricing_file: Path | None = None
     replicate_default_hardware: str = "gpu-a40-large"
     replicate_autopoll: bool = False
     replicate_autopoll_interval: float = 5.0
@@ -193,6 +194,7 @@ HELP = {
     "log_redact_paths": "comma-separated JSON paths redacted in stored bodies",
     "log_queue_size": "in-memory log queue before spilling to disk",
     "pricing_file": "operator price overrides (same format as the shipped table)",
+    "replicate_pricing_file": "operator overrides of Replicate hardware, model and official prices (same format as usage/data/replicate.json)",
     "replicate_default_hardware": "SKU assumed for Replicate models of unknown hardware (cost is 'estimated')",
     "replicate_autopoll": "poll unpolled Replicate predictions so their cost is recorded",
     "replicate_autopoll_interval": "seconds between those polls",

@@ -50,13 +50,14 @@ class Gateway:
         record = LogRecord(trace_id="", method=method, path="/v1" + path)
         options: RequestOptions | None = None
         try:
+            record.request_headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
             options = parse_request_options(scope["headers"])
             record.trace_id = options.trace_id
             principal = self.auth.authenticate(options.api_key)
             _note_principal(record, principal, options)
             tree = self.planner.plan(options, principal)
             outbound = await self._read(method, path, scope, receive, options)
-            record.request_bytes = len(outbound.body) if outbound.body is not None else (options.content_length or 0)
+            self._capture_request(record, outbound)
             call = _Call(self, scope, receive, send, outbound, record, principal)
             walk = Walk(call.attempt, call.may_retry, call.routing_context)
             outcome = await execute(tree, walk)
@@ -78,6 +79,18 @@ class Gateway:
         if (length is not None and length <= BUFFER_LIMIT) or (length is None and method in _BODYLESS) or unified_endpoint(method, path):
             return Outbound(method, path, query, options, await read_body(receive, limit))
         return Outbound(method, path, query, options, None, stream_body(receive, limit))
+
+    def _capture_request(self, record: LogRecord, outbound: Outbound) -> None:
+        """Keep the first bytes of the request body for the log (a streamed body as it passes). Captured
+        even when bodies are not stored: the writer reads usage and cost from them, then drops them."""
+        cap = self.settings.log_body_max_bytes if self.settings.logging else 0
+        if outbound.body is not None:
+            record.request_bytes = len(outbound.body)
+            if cap and outbound.body:
+                record.request_body = outbound.body[:cap]
+        elif outbound.body_stream is not None:
+            record.request_bytes = outbound.options.content_length or 0
+            outbound.body_stream = _teed(outbound.body_stream, record, cap)
 
     async def _fail(self, send: Send, record: LogRecord, error: GatewayError, options: RequestOptions | None) -> None:
         if not record.trace_id:
@@ -190,8 +203,8 @@ class _Call:
         record.response_content_type = relayed.content_type
         record.stream = "event-stream" in relayed.content_type
         record.error = relayed.error
-        if record.store_bodies:
-            record.response_body = bytes(relayed.captured)
+        record.usage = relayed.usage
+        record.response_body = bytes(relayed.captured) or None
 
     def _portkey_headers(self, outcome: Outcome) -> Headers:
         record = self.record
@@ -205,7 +218,7 @@ class _Call:
 
     def _capture_limit(self) -> int:
         settings = self.gateway.settings
-        return settings.log_body_max_bytes if (settings.log_bodies and self.record.store_bodies) else 0
+        return settings.log_body_max_bytes if settings.logging else 0
 
     def _rewriting(self, leaf: Leaf) -> Rewriting | None:
         rule = leaf.resolved.spec.rewrite
@@ -215,8 +228,9 @@ class _Call:
         signer, guarded, trace = self.gateway.signer, leaf.resolved.caller_chosen_host, self.record.trace_id
         slug = leaf.resolved.target.slug
 
-        def sign(url: str) -> str:
-            token = signer.sign(url, g=guarded, t=trace, p=leaf.resolved.spec.id, s=slug, k=self.principal.key_id)
+        def sign(url: str, prediction_id: str | None) -> str:
+            token = signer.sign(url, g=guarded, t=trace, p=leaf.resolved.spec.id, s=slug, k=self.principal.key_id,
+                                i=prediction_id)
             return f"{gateway_base}{STREAM_ROUTE[3:]}{token}"
 
         return Rewriting(rule, leaf.resolved.target.base_url, gateway_base, sign)
@@ -257,11 +271,23 @@ def _path_after_v1(scope: Scope) -> str:
     return path[3:] if path.startswith("/v1") else path
 
 
+async def _teed(stream, record: LogRecord, cap: int):
+    """Pass a streamed request body through, keeping its first ``cap`` bytes and counting the rest."""
+    kept = bytearray()
+    size = 0
+    async for chunk in stream:
+        size += len(chunk)
+        if len(kept) < cap:
+            kept += chunk[: cap - len(kept)]
+        yield chunk
+    record.request_bytes = size
+    record.request_body = bytes(kept) if kept else None
+
+
 def _note_principal(record: LogRecord, principal: Principal, options: RequestOptions) -> None:
     record.key_id, record.key_name = principal.key_id, principal.name
     record.metadata = {**principal.metadata, **options.metadata} if principal.metadata else options.metadata
     record.store_bodies = principal.log_bodies
-    record.request_headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in options.upstream_headers}
     if not options.provider and not options.config and not options.virtual_key:
         raise BadRequest(
             "no provider chosen: send x-portkey-provider (a provider id like 'replicate' or a stored '@slug'), "

@@ -39,7 +39,7 @@ class Rewriting:
     rule: UrlRewrite
     upstream_base: str
     gateway_base: str
-    sign_stream: Callable[[str], str]
+    sign_stream: Callable[[str, str | None], str]
 
 
 def response_headers(upstream: aiohttp.ClientResponse, extra: Headers, drop: frozenset[str] = frozenset()) -> Headers:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 _URL_IN_JSON = re.compile(rb'"(https?://[^"\\\s]+)"')
+_ID_FIELD = re.compile(rb'"id"\s*:\s*"([^"\\]+)"')
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,7 +24,8 @@ class UrlRewrite:
     keep: tuple[str, ...] = ()  # paths under the base that stay upstream URLs, e.g. "/files/"
     stream_field: str | None = None  # JSON key whose URL value becomes a signed gateway stream route
 
-    def body(self, body: bytes, upstream_base: str, gateway_base: str, sign_stream: Callable[[str], str]) -> bytes:
+    def body(self, body: bytes, upstream_base: str, gateway_base: str,
+             sign_stream: Callable[[str, str | None], str]) -> bytes:
         upstream = upstream_base.rstrip("/").encode()
         if self.stream_field:
             body = self._streams(body, sign_stream)
@@ -41,12 +43,20 @@ class UrlRewrite:
 
         return _URL_IN_JSON.sub(api_url, body)
 
-    def _streams(self, body: bytes, sign_stream: Callable[[str], str]) -> bytes:
+    def _streams(self, body: bytes, sign_stream: Callable[[str, str | None], str]) -> bytes:
+        """Sign each stream URL together with the id of the object it belongs to (the nearest ``"id"``
+        before it), so the relayed stream is logged against its prediction."""
         field = f'"{self.stream_field}"'.encode()
         if field not in body:
             return body
         pattern = re.compile(b"(" + re.escape(field) + rb'\s*:\s*")(https?://[^"\\\s]+)(")')
-        return pattern.sub(lambda m: m.group(1) + sign_stream(m.group(2).decode()).encode() + m.group(3), body)
+
+        def signed(match: re.Match[bytes]) -> bytes:
+            ids = _ID_FIELD.findall(body, 0, match.start())
+            owner = ids[-1].decode() if ids else None
+            return match.group(1) + sign_stream(match.group(2).decode(), owner).encode() + match.group(3)
+
+        return pattern.sub(signed, body)
 
     def location(self, value: str, upstream_base: str, gateway_base: str) -> str:
         upstream = upstream_base.rstrip("/")

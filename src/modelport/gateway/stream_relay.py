@@ -32,6 +32,7 @@ async def relay_stream(gateway, scope: Scope, receive: Receive, send: Send, toke
         except InvalidStreamToken:
             raise NotFound("this stream link is invalid or has expired; fetch the prediction again for a fresh one") from None
         record.trace_id, record.provider, record.slug, record.key_id = claims.get("t", ""), claims.get("p"), claims.get("s"), claims.get("k")
+        record.prediction_id = claims.get("i")
         spec = get_provider(record.provider or "replicate")
         url = URL(claims["u"], encoded=True)
         resolved = Resolved(spec, Target(provider=spec.id, base_url=f"{url.scheme}://{url.raw_authority}"), bool(claims.get("g")))
@@ -42,7 +43,7 @@ async def relay_stream(gateway, scope: Scope, receive: Receive, send: Send, toke
                                        gateway.settings.upstream_timeout)
         span.status = upstream.status
         extra = [(b"x-portkey-trace-id", record.trace_id.encode("latin-1")), (b"x-portkey-provider", spec.id.encode())]
-        cap = gateway.settings.log_body_max_bytes if gateway.settings.log_bodies else 0
+        cap = gateway.settings.log_body_max_bytes if gateway.settings.logging else 0
         relayed = await relay(send, receive, upstream, extra, cap)
         upstream.release()
         record.status = 499 if relayed.disconnected else relayed.status

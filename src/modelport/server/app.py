@@ -1,6 +1,7 @@
 """The ASGI application: dispatch by path, lifecycle (start, drain, shutdown).
 
     /health                 readiness
+    /metrics                Prometheus text, this worker process's counters (no auth)
     /v1/streams/<token>     signed provider streams (no auth; the token is the capability)
     /v1/<control resource>  control plane (api-keys, virtual-keys, integrations, providers, configs, logs, ...)
     /v1/<anything else>     the gateway pipeline (unified API or proxy)
@@ -16,27 +17,17 @@ from ..gateway.pipeline import Gateway
 from ..gateway.stream_relay import relay_stream
 from ..gateway.streams import STREAM_ROUTE, StreamSigner
 from ..gateway.upstream import Upstreams
-from ..logs.record import LogRecord
+from ..logs.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from ..logs.writer import LogWriter
 from ..settings import Settings
 from ..store import open_store
-from .http import Receive, Scope, Send, send_error, send_json
+from .http import Receive, Scope, Send, send_error, send_json, send_response
 
 log = logging.getLogger("modelport")
 
 CONTROL_RESOURCES = frozenset(
     {"api-keys", "virtual-keys", "integrations", "providers", "configs", "logs", "feedback", "analytics", "admin"}
 )
-
-
-class _DiscardingRecorder:
-    """Placeholder until the log writer is started; counts what it would have written."""
-
-    def __init__(self) -> None:
-        self.records: list[LogRecord] = []
-
-    def submit(self, record: LogRecord) -> None:
-        self.records.append(record)
-        del self.records[:-1000]
 
 
 class ModelPortApp:
@@ -47,7 +38,7 @@ class ModelPortApp:
         self.gateway: Gateway | None = None
         self.control: Any = None
         self.upstreams = Upstreams(settings)
-        self.recorder: Any = _DiscardingRecorder()
+        self.recorder: LogWriter | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -69,6 +60,9 @@ class ModelPortApp:
             await self.gateway(scope, receive, send)  # type: ignore[misc]
         elif path == "/openapi.json" and self.control is not None:
             await self.control(scope, receive, send)
+        elif path == "/metrics" and self.recorder is not None:
+            body = self.recorder.metrics.render().encode()
+            await send_response(send, 200, [(b"content-type", METRICS_CONTENT_TYPE.encode())], body)
         elif path == "/health":
             await send_json(send, 200 if self.ready else 503, {"status": "ok" if self.ready else "starting"})
         else:
@@ -94,12 +88,16 @@ class ModelPortApp:
         settings = self.settings
         self.store = open_store(settings.data_dir, settings.master_key)
         await self.upstreams.start()
+        self.recorder = LogWriter(settings, self.store, lambda: self.upstreams.session(False))
+        await self.recorder.start()
         signer = StreamSigner.from_data_dir(settings.data_dir, settings.stream_url_ttl)
         self.gateway = Gateway(settings, self.store, self.upstreams, self.recorder, signer)
         self.ready = True
 
     async def stop(self) -> None:
         self.ready = False
+        if self.recorder is not None:
+            await self.recorder.stop()  # drains every queued record before the process exits
         await self.upstreams.close()
         if self.store is not None:
             self.store.close()

@@ -22,20 +22,8 @@ class ClientDisconnected(Exception):
 
 async def read_body(receive: Receive, limit: int) -> bytes:
     """The whole request body, refusing more than ``limit`` bytes."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnected()
-        chunk = message.get("body", b"")
-        if chunk:
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLarge(f"request body exceeds the gateway limit of {limit} bytes (MODELPORT_MAX_BODY_BYTES)")
-            chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    chunks = [chunk async for chunk in stream_body(receive, limit)]
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 async def stream_body(receive: Receive, limit: int) -> AsyncIterator[bytes]:

@@ -68,6 +68,88 @@ MIGRATIONS: list[str] = [
         updated_at BIGINT NOT NULL
     );
     """,
+    # 2: request logs, feedback, and the Replicate prediction lifecycle (logs/store.py, logs/lifecycle.py).
+    # DOUBLE PRECISION has REAL affinity in SQLite and is float8 in PostgreSQL (REAL there is float4).
+    """
+    CREATE TABLE logs (
+        id TEXT PRIMARY KEY,
+        trace_id TEXT,
+        created_at BIGINT NOT NULL,
+        key_id TEXT,
+        key_name TEXT,
+        provider TEXT,
+        slug TEXT,
+        endpoint TEXT,
+        method TEXT,
+        path TEXT,
+        model TEXT,
+        status INTEGER,
+        latency_ms DOUBLE PRECISION,
+        upstream_latency_ms DOUBLE PRECISION,
+        request_bytes BIGINT,
+        response_bytes BIGINT,
+        cache_status TEXT,
+        gateway_exception INTEGER NOT NULL DEFAULT 0,
+        error TEXT,
+        stream INTEGER NOT NULL DEFAULT 0,
+        prediction_id TEXT,
+        input_tokens BIGINT,
+        output_tokens BIGINT,
+        total_tokens BIGINT,
+        cost_usd DOUBLE PRECISION,
+        cost_status TEXT,
+        cost_reason TEXT,
+        retry_count INTEGER,
+        last_used_index TEXT,
+        metadata TEXT,
+        attempts TEXT,
+        usage TEXT,
+        request_headers TEXT,
+        response_headers TEXT,
+        request_body BLOB,
+        response_body BLOB,
+        request_content_type TEXT,
+        response_content_type TEXT
+    );
+    CREATE INDEX logs_by_time ON logs (created_at, id);
+    CREATE INDEX logs_by_trace ON logs (trace_id);
+    CREATE INDEX logs_by_provider ON logs (provider, created_at);
+    CREATE INDEX logs_by_key ON logs (key_id, created_at);
+    CREATE INDEX logs_by_prediction ON logs (prediction_id);
+    CREATE INDEX logs_by_status ON logs (status, created_at);
+    CREATE INDEX logs_by_model ON logs (model, created_at);
+
+    CREATE TABLE feedback (
+        id TEXT PRIMARY KEY,
+        trace_id TEXT NOT NULL,
+        value INTEGER NOT NULL,
+        weight DOUBLE PRECISION NOT NULL,
+        metadata TEXT NOT NULL,
+        created_at BIGINT NOT NULL
+    );
+    CREATE INDEX feedback_by_trace ON feedback (trace_id);
+
+    CREATE TABLE predictions (
+        id TEXT PRIMARY KEY,
+        provider TEXT NOT NULL,
+        slug TEXT,
+        key_id TEXT,
+        model TEXT,
+        version TEXT,
+        deployment TEXT,
+        status TEXT,
+        created_at BIGINT NOT NULL,
+        terminal_at BIGINT,
+        predict_time DOUBLE PRECISION,
+        cost_usd DOUBLE PRECISION,
+        cost_status TEXT,
+        cost_reason TEXT,
+        usage TEXT,
+        first_log_id TEXT,
+        terminal_log_id TEXT
+    );
+    CREATE INDEX predictions_open ON predictions (terminal_at, created_at);
+    """,
 ]
 
 

@@ -1,0 +1,343 @@
+"""Turn a ``LogRecord`` into a ``logs`` row: usage, cost, redaction, body caps. Runs on the writer's
+thread, off the request path, so JSON parsing of bodies never stalls the event loop.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from ..usage import Cost, PriceBook, Usage, usage_from_body, usage_from_sse
+from .lifecycle import Sighting, is_prediction_path, sightings_from
+from .record import LogRecord
+
+REDACTED = "[redacted]"
+# Header names whose values are credentials; plus any name containing one of _SECRET_WORDS.
+_SECRET_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "x-api-key", "api-key", "x-goog-api-key", "cookie", "set-cookie",
+     "x-portkey-api-key"}
+)
+_SECRET_WORDS = ("token", "secret", "key", "password", "signature")
+MAX_DECOMPRESSED = 4 * 1024 * 1024  # a compressed capture is opened up to this (zip bombs)
+_READS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
+_PATH_PART = re.compile(r"([^.\[\]]+)|\[(\*|\d+)\]")
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A row ready to insert, and the Replicate predictions it saw (priced in the write transaction)."""
+
+    row: dict[str, Any]
+    sightings: list[Sighting] = field(default_factory=list)
+
+
+class Redactor:
+    """Credentials out of headers, configured JSON paths out of bodies, known secrets out of everything."""
+
+    def __init__(self, paths: tuple[str, ...] = ()) -> None:
+        self.paths = [parse_json_path(p) for p in paths]
+
+    def headers(self, headers: dict[str, str], secrets: tuple[str, ...]) -> dict[str, str]:
+        # str(): aiohttp's case-insensitive names are a str subclass that orjson refuses as keys.
+        return {
+            str(name).lower(): REDACTED if _is_secret_header(name) else scrub_text(str(value), secrets) or ""
+            for name, value in headers.items()
+        }
+
+    def body(self, body: bytes | None, stream: bool, secrets: tuple[str, ...]) -> bytes | None:
+        """The body with configured paths replaced. A JSON body that cannot be parsed (cut at the cap)
+        while paths are configured is not stored at all: it might hold what the paths name."""
+        if not body:
+            return body
+        if self.paths and _looks_like_json(body):
+            body = self._json(body)
+        elif self.paths and stream:
+            body = self._sse(body)
+        if body is not None:
+            for secret in secrets:
+                body = body.replace(secret.encode(), REDACTED.encode())
+        return body
+
+    def _json(self, body: bytes) -> bytes | None:
+        try:
+            value = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return None
+        return orjson.dumps(self.value(value))
+
+    def _sse(self, body: bytes) -> bytes:
+        lines = []
+        for line in body.split(b"\n"):
+            if line.startswith(b"data:") and _looks_like_json(line[5:].strip()):
+                redacted = self._json(line[5:].strip())
+                if redacted is None:
+                    continue  # a cut-off event: drop it rather than store it unredacted
+                line = b"data: " + redacted
+            lines.append(line)
+        return b"\n".join(lines)
+
+    def value(self, value: Any) -> Any:
+        for path in self.paths:
+            value = _replace(value, path)
+        return value
+
+
+def parse_json_path(path: str) -> list[str | int]:
+    """``input.api_key`` → ["input", "api_key"]; ``messages[*].content`` → ["messages", "*", "content"]."""
+    parts: list[str | int] = []
+    for name, index in _PATH_PART.findall(path):
+        parts.append(name if name else (index if index == "*" else int(index)))
+    if not parts:
+        raise ValueError(f"empty redaction path {path!r}")
+    return parts
+
+
+def _replace(value: Any, path: list[str | int]) -> Any:
+    head, rest = path[0], path[1:]
+    if isinstance(value, dict) and isinstance(head, str) and head != "*" and head in value:
+        value[head] = REDACTED if not rest else _replace(value[head], rest)
+    elif isinstance(value, list) and (head == "*" or isinstance(head, int)):
+        indexes = range(len(value)) if head == "*" else [head] if isinstance(head, int) and head < len(value) else []
+        for i in indexes:
+            value[i] = REDACTED if not rest else _replace(value[i], rest)
+    elif isinstance(value, dict) and head == "*":
+        for key in value:
+            value[key] = REDACTED if not rest else _replace(value[key], rest)
+    return value
+
+
+def scrub_text(value: str | None, secrets: tuple[str, ...]) -> str | None:
+    if value:
+        for secret in secrets:
+            value = value.replace(secret, REDACTED)
+    return value
+
+
+class Enricher:
+    """``secrets_for(slug)`` returns the stored provider's secret (to scrub it if it shows up verbatim)."""
+
+    def __init__(
+        self,
+        prices: PriceBook,
+        redactor: Redactor,
+        *,
+        log_bodies: bool,
+        body_cap: int,
+        secrets_for: Callable[[str], str | None] = lambda slug: None,
+    ) -> None:
+        self.prices = prices
+        self.redactor = redactor
+        self.log_bodies = log_bodies
+        self.body_cap = body_cap
+        self.secrets_for = secrets_for
+
+    def prepare(self, record: LogRecord) -> Prepared:
+        record.response_body = _decompressed(record.response_body, record.response_headers)
+        request_json = _json_object(record.request_body)
+        stream = record.stream or "event-stream" in (record.response_content_type or "")
+        response_json = None if stream else _json_value(record.response_body)
+        sightings = sightings_from(record, request_json, response_json) if record.provider == "replicate" else []
+        if sightings or is_prediction_path(record.path) or (record.endpoint == "stream" and record.prediction_id):
+            model = record.model or (sightings[0].model if sightings else None)
+            usage, cost = None, _lifecycle_cost(record, sightings)
+        else:
+            model = record.model or _model_of(request_json) or _model_of(response_json)
+            usage = _usage_of(record, response_json, stream)
+            cost = self._cost(record, model, usage)
+        record.model, record.cost_usd, record.cost_status, record.cost_reason = model, cost.usd, cost.status, _reason(cost)
+        record.prediction_id = record.prediction_id or (sightings[0].id if len(sightings) == 1 else None)
+        return Prepared(self._row(record, usage, stream), sightings)
+
+    def _cost(self, record: LogRecord, model: str | None, usage: Usage | None) -> Cost:
+        provider = record.provider or ""
+        failed = record.gateway_exception or (record.status >= 400 and record.status != 499)
+        if usage is None and failed:
+            return Cost(0.0, "priced", basis="not billed: the request failed")
+        if usage is None and record.method in _READS:
+            return Cost(0.0, "priced", basis="not billed: a read")
+        if provider == "replicate":
+            if "/trainings" in record.path:
+                return Cost.unpriced("Replicate trainings are not priced by the gateway")
+            return Cost(0.0, "priced", basis="not billed: Replicate bills predictions and trainings only")
+        if usage is not None and usage.reported_usd is not None:
+            return self.prices.cost(provider, model or "", usage)
+        if not model:
+            return Cost.unpriced("the model is unknown")
+        return self.prices.cost(provider, model, usage)
+
+    def _row(self, record: LogRecord, usage: Usage | None, stream: bool) -> dict[str, Any]:
+        secret = self.secrets_for(record.slug) if record.slug else None
+        secrets = (secret,) if secret and len(secret) >= 8 else ()  # a short "secret" would shred the text
+        keep = self.log_bodies and record.store_bodies
+        redactor, cap = self.redactor, self.body_cap
+        # Redact, then cut: a whole body (an autopoll's) parses, a body cut first might not.
+        request_body = _cut(redactor.body(record.request_body, False, secrets), cap) if keep else None
+        response_body = _cut(redactor.body(record.response_body, stream, secrets), cap) if keep else None
+        reported = record.usage if usage is None else usage  # orjson writes the dataclass itself (asdict is slow)
+        tokens = (usage.input_tokens, usage.output_tokens, usage.total_tokens) if usage else (None, None, None)
+        request_headers = redactor.headers(record.request_headers, secrets)
+        return {
+            "id": record.id,
+            "trace_id": record.trace_id,
+            "created_at": int(record.created_at * 1000),
+            "key_id": record.key_id,
+            "key_name": record.key_name,
+            "provider": record.provider,
+            "slug": record.slug,
+            "endpoint": record.endpoint,
+            "method": record.method,
+            "path": scrub_text(record.path, secrets),
+            "model": record.model,
+            "status": record.status,
+            "latency_ms": round(record.latency_ms, 3),
+            "upstream_latency_ms": round(record.upstream_latency_ms, 3) if record.upstream_latency_ms is not None else None,
+            "request_bytes": record.request_bytes,
+            "response_bytes": record.response_bytes,
+            "cache_status": record.cache_status,
+            "gateway_exception": int(record.gateway_exception),
+            "error": scrub_text(record.error, secrets),
+            "stream": int(stream),
+            "prediction_id": record.prediction_id,
+            "input_tokens": tokens[0],
+            "output_tokens": tokens[1],
+            "total_tokens": tokens[2],
+            "cost_usd": record.cost_usd,
+            "cost_status": record.cost_status,
+            "cost_reason": record.cost_reason,
+            "retry_count": record.retry_count,
+            "last_used_index": record.last_used_index,
+            "metadata": orjson.dumps(record.metadata, default=str).decode(),
+            "attempts": orjson.dumps([_attempt(a, secrets) for a in record.attempts]).decode(),
+            "usage": orjson.dumps(reported).decode() if reported is not None else None,
+            "request_headers": orjson.dumps(request_headers).decode(),
+            "response_headers": orjson.dumps(redactor.headers(record.response_headers, secrets)).decode(),
+            "request_body": request_body,
+            "response_body": response_body,
+            "request_content_type": record.content_type or _header(record.request_headers, "content-type"),
+            "response_content_type": record.response_content_type,
+        }
+
+
+def metrics_row(record: LogRecord) -> dict[str, Any]:
+    """What ``Metrics.observe`` reads, without enrichment (logging off: no bodies parsed, so no
+    tokens or cost are counted)."""
+    return {"provider": record.provider, "endpoint": record.endpoint, "status": record.status,
+            "gateway_exception": record.gateway_exception, "error": record.error, "latency_ms": record.latency_ms,
+            "upstream_latency_ms": record.upstream_latency_ms, "input_tokens": None, "output_tokens": None,
+            "cost_usd": None, "cost_status": None}
+
+
+def fallback_row(record: LogRecord, problem: str) -> dict[str, Any]:
+    """A row for a record that could not be enriched: everything but usage, cost and bodies."""
+    enricher = Enricher(PriceBook({}), Redactor(), log_bodies=False, body_cap=0)
+    record.cost_usd, record.cost_status, record.cost_reason = None, "unpriced", f"log enrichment failed: {problem}"
+    record.request_headers = {}
+    record.response_headers = {}
+    return enricher._row(record, None, record.stream)
+
+
+def _cut(body: bytes | None, cap: int) -> bytes | None:
+    return body[:cap] if body else None
+
+
+def _lifecycle_cost(record: LogRecord, sightings: list[Sighting]) -> Cost:
+    """The provisional cost of a prediction request; the write transaction prices the one row that
+    first sees a prediction end (``PredictionLedger``)."""
+    if record.gateway_exception or (record.status >= 400 and record.status != 499):
+        return Cost(0.0, "priced", basis="not billed: the request failed")
+    if not sightings:
+        if record.method in _READS and record.prediction_id:  # a signed stream relay of a known prediction
+            return Cost(0.0, "priced", basis=f"not billed: a read of prediction {record.prediction_id}, "
+                                             "priced on the log that first sees it end")
+        if record.method in _READS:
+            return Cost(0.0, "priced", basis="not billed: a read")
+        return Cost.unpriced("the prediction in the response could not be read (body not captured or cut at the cap)")
+    if sightings[0].listed:  # a list page: predictions that end in it are priced onto this row
+        return Cost(0.0, "priced", basis="not billed: a read")
+    sighting = sightings[0]
+    return Cost.unpriced(f"prediction {sighting.id} is {sighting.status}; its cost is recorded on the log that first sees it end")
+
+
+def _usage_of(record: LogRecord, response_json: Any, stream: bool) -> Usage | None:
+    if record.usage:
+        found = usage_from_body({"usage": record.usage})
+        if found is not None:
+            return found
+    if stream:
+        return usage_from_sse(record.response_body) if record.response_body else None
+    return usage_from_body(response_json) if isinstance(response_json, dict) else None
+
+
+def _decompressed(body: bytes | None, headers: dict[str, str]) -> bytes | None:
+    """A gzip/deflate body as the client's ``Accept-Encoding`` got it, opened so usage can be read
+    and the log shows text. The capture may be cut anywhere: a decompressor object takes a prefix."""
+    encoding = _header(headers, "content-encoding") or ""
+    if not body or encoding.lower() not in ("gzip", "deflate"):
+        return body
+    window = 16 + zlib.MAX_WBITS if encoding.lower() == "gzip" else zlib.MAX_WBITS
+    try:
+        return zlib.decompressobj(window).decompress(body, MAX_DECOMPRESSED)
+    except zlib.error:
+        try:
+            return zlib.decompressobj(-zlib.MAX_WBITS).decompress(body, MAX_DECOMPRESSED)  # raw deflate
+        except zlib.error:
+            return body
+
+
+def _reason(cost: Cost) -> str | None:
+    if cost.reason and cost.basis:
+        return f"{cost.reason} ({cost.basis})"
+    return cost.reason or cost.basis or None
+
+
+def _model_of(value: Any) -> str | None:
+    model = value.get("model") if isinstance(value, dict) else None
+    return model if isinstance(model, str) and model else None
+
+
+def _json_value(body: bytes | None) -> Any:
+    if not body or not _looks_like_json(body):
+        return None
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _json_object(body: bytes | None) -> dict[str, Any] | None:
+    value = _json_value(body)
+    return value if isinstance(value, dict) else None
+
+
+def _looks_like_json(body: bytes) -> bool:
+    start = body.lstrip()[:1]
+    return start in (b"{", b"[")
+
+
+@functools.lru_cache(maxsize=1024)  # header names repeat on every request
+def _is_secret_header(name: str) -> bool:
+    lowered = name.lower()
+    return lowered in _SECRET_HEADERS or any(word in lowered for word in _SECRET_WORDS)
+
+
+def _header(headers: dict[str, str], name: str) -> str | None:
+    return next((v for k, v in headers.items() if k.lower() == name), None)
+
+
+def _attempt(attempt: Any, secrets: tuple[str, ...]) -> dict[str, Any]:
+    return {
+        "index": attempt.index,
+        "provider": attempt.provider,
+        "slug": attempt.slug,
+        "started_at": attempt.started_at,
+        "latency_ms": round(attempt.latency_ms, 3),
+        "status": attempt.status,
+        "retry": attempt.retry,
+        "error": scrub_text(attempt.error, secrets),
+    }

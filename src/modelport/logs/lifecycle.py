@@ -1,0 +1,296 @@
+"""Replicate predictions as one lifecycle keyed by prediction id: create, polls, list pages, cancel.
+
+Cost is computed once per prediction, by the write transaction that first sees a terminal status
+(``predictions.terminal_at`` is the guard; SQLite's write lock, or a row lock elsewhere, makes that
+hold across worker processes), and it goes on THAT log row only, so summing ``logs.cost_usd`` counts
+each prediction once. The other rows of the lifecycle say where the cost went.
+
+Replicate returns no hardware in predictions (research/replicate.md §5): a deployment's hardware is
+read from ``GET /deployments/{owner}/{name}`` with the stored credential and cached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+
+from ..usage import (
+    Cost,
+    DeploymentHardware,
+    ReplicatePricer,
+    Usage,
+    is_terminal,
+    ref_from_path,
+)
+from .record import Attempt, LogRecord
+
+log = logging.getLogger("modelport.logs")
+
+REPLICATE_API = "https://api.replicate.com/v1"
+_CREATE = re.compile(r"^/v1/(?:predictions|(?:models|deployments)/[^/]+/[^/]+/predictions)/?$")
+_ONE = re.compile(r"^/v1/predictions/([^/]+)(?:/cancel)?/?$")
+_MISSING_HARDWARE_TTL = 60.0  # seconds before a failed deployment lookup is tried again
+
+
+@dataclass(slots=True)
+class Sighting:
+    """A prediction seen in a response. ``model`` is the model the request named when it named one
+    (it wins over the returned model for pricing); ``listed``: seen in a list page, which may update
+    a prediction created through the gateway but never adds one."""
+
+    id: str
+    status: str | None
+    prediction: dict[str, Any]
+    model: str | None
+    version: str | None
+    deployment: str | None
+    listed: bool = False
+
+
+def is_prediction_path(path: str) -> bool:
+    return bool(_CREATE.match(path) or _ONE.match(path))
+
+
+def sightings_from(record: LogRecord, request_json: dict[str, Any] | None, response_json: Any) -> list[Sighting]:
+    if not isinstance(response_json, dict) or not 200 <= record.status < 300:
+        return []
+    path = record.path
+    if record.method == "GET" and path.rstrip("/") == "/v1/predictions":
+        results = response_json.get("results")
+        return [_sighting(p, None, listed=True) for p in results if _is_prediction(p)] if isinstance(results, list) else []
+    if not _is_prediction(response_json):
+        return []
+    if record.method == "POST" and _CREATE.match(path):
+        requested = ref_from_path(path, request_json)
+        return [_sighting(response_json, requested.model if requested else None, requested.deployment if requested else None)]
+    if _ONE.match(path) and record.method in ("GET", "POST"):
+        return [_sighting(response_json, None)]
+    return []
+
+
+def _is_prediction(value: Any) -> bool:
+    return isinstance(value, dict) and isinstance(value.get("id"), str) and "status" in value
+
+
+def _sighting(prediction: dict[str, Any], model: str | None, deployment: str | None = None, listed: bool = False) -> Sighting:
+    returned_model = prediction.get("model") if isinstance(prediction.get("model"), str) else None
+    version = prediction.get("version") if isinstance(prediction.get("version"), str) else None
+    deployment = deployment or (prediction.get("deployment") if isinstance(prediction.get("deployment"), str) else None)
+    status = prediction.get("status") if isinstance(prediction.get("status"), str) else None
+    return Sighting(prediction["id"], status, prediction, model or returned_model, version, deployment, listed)
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    """Where and how to reach Replicate for one stored provider."""
+
+    base_url: str
+    secret: str
+
+
+class PredictionLedger:
+    """The ``predictions`` table: upserts each sighting and prices a prediction the first time its
+    end is seen. Runs inside the writer's transaction."""
+
+    def __init__(self, pricer: ReplicatePricer, hardware: DeploymentHardware) -> None:
+        self.pricer = pricer
+        self.hardware = hardware
+
+    def deployments_to_look_up(self, conn: sqlite3.Connection, sightings: list[tuple[Sighting, str | None]]) -> set[tuple[str, str]]:
+        """(deployment, slug) pairs whose hardware is needed to price terminal sightings and not cached."""
+        wanted = set()
+        for sighting, slug in sightings:
+            if not is_terminal(sighting.status):
+                continue
+            deployment, known_slug = sighting.deployment, slug
+            if deployment is None or known_slug is None:
+                known = conn.execute("SELECT deployment, slug FROM predictions WHERE id = ?", (sighting.id,)).fetchone()
+                if known is not None:
+                    deployment, known_slug = deployment or known[0], known_slug or known[1]
+            if deployment and known_slug and self.hardware.get(deployment) is None:
+                wanted.add((deployment, known_slug))
+        return wanted
+
+    def apply(self, conn: sqlite3.Connection, sighting: Sighting, row: dict[str, Any]) -> None:
+        if sighting.listed:
+            conn.execute("UPDATE predictions SET status = ? WHERE id = ? AND terminal_at IS NULL", (sighting.status, sighting.id))
+        else:
+            conn.execute(_UPSERT, (sighting.id, row["provider"] or "replicate", row["slug"], row["key_id"], sighting.model,
+                                   sighting.version, sighting.deployment, sighting.status, row["created_at"], row["id"]))
+        known = conn.execute(
+            "SELECT model, deployment, terminal_at, terminal_log_id FROM predictions WHERE id = ?", (sighting.id,)
+        ).fetchone()
+        if known is None or not is_terminal(sighting.status):
+            return
+        model, deployment, terminal_at, terminal_log_id = known
+        if terminal_at is not None:
+            if not sighting.listed:
+                _set_cost(row, Cost(0.0, "priced", basis=f"prediction {sighting.id} is priced on log {terminal_log_id}"), None)
+            return
+        deployment = deployment or sighting.deployment
+        hardware = self.hardware.get(deployment) if deployment else None
+        usage, cost = self.pricer.cost(sighting.prediction, hardware=hardware, model=model or sighting.model)
+        conn.execute(
+            "UPDATE predictions SET status = ?, terminal_at = ?, predict_time = ?, cost_usd = ?, cost_status = ?,"
+            " cost_reason = ?, usage = ?, terminal_log_id = ? WHERE id = ?",
+            (sighting.status, row["created_at"], usage.seconds or None, cost.usd, cost.status, _reason(cost),
+             orjson.dumps(usage).decode(), row["id"], sighting.id),
+        )
+        if sighting.listed:
+            _add_cost(row, cost, usage)
+        else:
+            _set_cost(row, cost, usage)
+
+
+_UPSERT = """
+INSERT INTO predictions (id, provider, slug, key_id, model, version, deployment, status, created_at, first_log_id)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET
+    status = CASE WHEN predictions.terminal_at IS NULL THEN excluded.status ELSE predictions.status END,
+    slug = COALESCE(predictions.slug, excluded.slug),
+    key_id = COALESCE(predictions.key_id, excluded.key_id),
+    model = COALESCE(predictions.model, excluded.model),
+    version = COALESCE(predictions.version, excluded.version),
+    deployment = COALESCE(predictions.deployment, excluded.deployment)
+"""
+
+
+def _set_cost(row: dict[str, Any], cost: Cost, usage: Usage | None) -> None:
+    row["cost_usd"], row["cost_status"], row["cost_reason"] = cost.usd, cost.status, _reason(cost)
+    if usage is not None:
+        row["usage"] = orjson.dumps(usage).decode()
+        row["input_tokens"], row["output_tokens"], row["total_tokens"] = usage.input_tokens, usage.output_tokens, usage.total_tokens
+
+
+def _add_cost(row: dict[str, Any], cost: Cost, usage: Usage) -> None:
+    """A list page in which several predictions end carries the sum of their costs."""
+    reasons = [r for r in (row["cost_reason"] if row["cost_usd"] else None, _reason(cost)) if r]
+    if cost.usd is None:
+        row["cost_status"], row["cost_usd"] = "unpriced", None
+    elif row["cost_status"] != "unpriced":
+        row["cost_usd"] = (row["cost_usd"] or 0.0) + cost.usd
+        if cost.status == "estimated":
+            row["cost_status"] = "estimated"
+    row["cost_reason"] = "; ".join(reasons) or None
+    for column, amount in (("input_tokens", usage.input_tokens), ("output_tokens", usage.output_tokens),
+                           ("total_tokens", usage.total_tokens)):
+        row[column] = (row[column] or 0) + amount
+
+
+def _reason(cost: Cost) -> str | None:
+    if cost.reason and cost.basis:
+        return f"{cost.reason} ({cost.basis})"
+    return cost.reason or cost.basis or None
+
+
+class DeploymentLookup:
+    """Reads deployments' hardware from the Replicate API into ``hardware`` (a TTL cache)."""
+
+    def __init__(self, session: Callable[[], aiohttp.ClientSession], hardware: DeploymentHardware, timeout: float = 10.0) -> None:
+        self._session = session
+        self.hardware = hardware
+        self._timeout = timeout
+        self._missing: dict[str, float] = {}
+
+    async def fetch(self, deployment: str, upstream: Upstream) -> str | None:
+        if self._missing.get(deployment, 0.0) > time.monotonic():
+            return None
+        try:
+            async with self._session().get(
+                f"{upstream.base_url}/deployments/{deployment}",
+                headers={"Authorization": f"Bearer {upstream.secret}"},
+                timeout=aiohttp.ClientTimeout(total=self._timeout),
+            ) as response:
+                if response.status == 200:
+                    found = self.hardware.remember(orjson.loads(await response.read()))
+                    if found:
+                        return found
+                log.warning("deployment %s: hardware lookup answered %s", deployment, response.status)
+        except (TimeoutError, aiohttp.ClientError, orjson.JSONDecodeError) as exc:
+            log.warning("deployment %s: hardware lookup failed: %s", deployment, exc)
+        self._missing[deployment] = time.monotonic() + _MISSING_HARDWARE_TTL
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class OpenPrediction:
+    id: str
+    slug: str
+    key_id: str | None
+    upstream: Upstream
+
+
+def open_predictions(conn: sqlite3.Connection, since_ms: int, limit: int) -> list[tuple[str, str, str | None]]:
+    """Predictions created through the gateway with a stored credential that have not ended."""
+    return conn.execute(
+        "SELECT id, slug, key_id FROM predictions WHERE terminal_at IS NULL AND slug IS NOT NULL"
+        " AND provider = 'replicate' AND created_at >= ? ORDER BY created_at LIMIT ?",
+        (since_ms, limit),
+    ).fetchall()
+
+
+class AutoPoller:
+    """Polls predictions nobody polls (fire-and-forget callers), so their cost is recorded too.
+    Each poll becomes a log record like any other, tagged ``metadata.modelport_autopoll``."""
+
+    def __init__(
+        self,
+        find_open: Callable[[], Awaitable[list[OpenPrediction]]],
+        session: Callable[[], aiohttp.ClientSession],
+        submit: Callable[[LogRecord], None],
+        interval: float,
+        concurrency: int = 4,
+    ) -> None:
+        self._find_open = find_open
+        self._session = session
+        self._submit = submit
+        self._interval = interval
+        self._limit = asyncio.Semaphore(concurrency)
+        self._in_flight: set[str] = set()
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                found = await self._find_open()
+            except sqlite3.Error as exc:  # the store is busy: try again next round
+                log.warning("autopoll: could not list open predictions: %s", exc)
+                continue
+            await asyncio.gather(*(self._poll(p) for p in found if p.id not in self._in_flight))
+
+    async def _poll(self, prediction: OpenPrediction) -> None:
+        self._in_flight.add(prediction.id)
+        path = f"/v1/predictions/{prediction.id}"
+        record = LogRecord(trace_id=f"autopoll-{prediction.id}", method="GET", path=path, provider="replicate",
+                           slug=prediction.slug, key_id=prediction.key_id, key_name="modelport autopoll",
+                           metadata={"modelport_autopoll": "true"})
+        span = Attempt(index="autopoll", provider="replicate", slug=prediction.slug, started_at=time.time())
+        record.attempts.append(span)
+        started = time.perf_counter()
+        try:
+            async with self._limit, self._session().get(
+                f"{prediction.upstream.base_url}/predictions/{prediction.id}",
+                headers={"Authorization": f"Bearer {prediction.upstream.secret}"},
+                timeout=aiohttp.ClientTimeout(total=30),
+            ) as response:
+                body = await response.read()
+                record.status = span.status = response.status
+                record.response_bytes, record.response_body = len(body), body
+                record.response_content_type = response.headers.get("content-type", "")
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            record.status = span.status = 502
+            record.error = span.error = f"autopoll failed: {type(exc).__name__}: {exc}"
+        finally:
+            span.latency_ms = record.latency_ms = (time.perf_counter() - started) * 1000
+            record.upstream_latency_ms = span.latency_ms
+            self._in_flight.discard(prediction.id)
+        self._submit(record)

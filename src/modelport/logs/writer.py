@@ -1,0 +1,297 @@
+"""The log writer: the gateway's ``Recorder``. Nothing is lost, and the request path never waits.
+
+    submit(record) ─▶ bounded deque ─(≤500 records or 200 ms)─▶ writer thread: enrich, price, one
+         │ full                                                   transaction ─▶ logs, predictions
+         ▼                                                              │ store locked / failing
+    spill/<pid>.jsonl ◀─────────────────────────────────────────────────┘
+         └─▶ replayed when the store answers again, by this process or, after a crash, the next one
+
+``submit`` is an append to a deque (O(1), no allocation beyond the deque's). Enrichment (JSON parsing
+of bodies, usage, redaction) and SQLite run on one dedicated thread, so they neither stall the event
+loop nor race each other. ``stop()`` drains the queue fully before the process exits (SIGTERM).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from ..settings import Settings
+from ..usage import DeploymentHardware, PriceBook, ReplicatePricer
+from ..vault import VaultError
+from .enrich import Enricher, Prepared, Redactor, fallback_row, metrics_row
+from .lifecycle import (
+    REPLICATE_API,
+    AutoPoller,
+    DeploymentLookup,
+    OpenPrediction,
+    PredictionLedger,
+    Upstream,
+    open_predictions,
+)
+from .metrics import Metrics
+from .record import LogRecord
+from .spill import SpillFile, read_lines, record_to_line
+from .store import connect, insert_logs, stored_ids
+
+log = logging.getLogger("modelport.logs")
+
+BATCH_SIZE = 500
+FLUSH_SECONDS = 0.2
+# After a failed write, new batches go straight to the spill file for this long, so a locked store
+# costs one busy-timeout wait per second rather than one per batch.
+RETRY_SECONDS = 1.0
+WRITE_BUSY_TIMEOUT = 1.0
+HARDWARE_LOOKUP_SECONDS = 15.0
+SECRET_CACHE_SECONDS = 60.0
+AUTOPOLL_MAX_AGE_MS = 24 * 3600 * 1000
+AUTOPOLL_BATCH = 100
+
+
+class LogWriter:
+    """``store`` is the gateway's ``Store`` (stored provider secrets, for redaction and Replicate
+    lookups); ``session`` returns the pooled upstream session for operator-configured hosts."""
+
+    def __init__(self, settings: Settings, store: Any, session: Callable[[], Any]) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self._store = store
+        self._session = session
+        self._queue: deque[LogRecord] = deque()
+        self._capacity = max(1, settings.log_queue_size)
+        self._wake = asyncio.Event()
+        self._spill: SpillFile | None = None
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="modelport-log-writer")
+        self._conn: sqlite3.Connection | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._poller: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._down_until = 0.0
+        self._secrets: dict[str, tuple[str | None, float]] = {}
+        self._enricher = Enricher(
+            PriceBook.load(settings.pricing_file),
+            Redactor(settings.log_redact_paths),
+            log_bodies=settings.log_bodies,
+            body_cap=settings.log_body_max_bytes,
+            secrets_for=self._secret_of,
+        )
+        pricer = ReplicatePricer.load(settings.replicate_pricing_file, default_hardware=settings.replicate_default_hardware)
+        self._ledger = PredictionLedger(pricer, DeploymentHardware())
+        self._lookup = DeploymentLookup(session, self._ledger.hardware)
+        self.metrics.gauge("modelport_log_queue_depth", lambda: len(self._queue))
+        self.metrics.gauge("modelport_log_spill_pending", lambda: float(self.spill_pending))
+
+    @property
+    def spill_pending(self) -> bool:
+        return self._spill is not None and (self._spill.pending or bool(self._spill.backlog))
+
+    # -- the request path -------------------------------------------------------------------------
+    def submit(self, record: LogRecord) -> None:
+        queue = self._queue
+        if len(queue) < self._capacity or self._spill is None:
+            queue.append(record)
+            if len(queue) == BATCH_SIZE:
+                self._wake.set()
+            return
+        self._overflow(record)
+
+    def _overflow(self, record: LogRecord) -> None:
+        try:
+            self._spill.append([record_to_line(record)], durable=False)  # type: ignore[union-attr]
+            self.metrics.add("modelport_log_spilled_records_total")
+        except Exception:  # never raise into the request path; keep it in memory instead
+            log.exception("log spill failed; keeping the record in memory")
+            self._queue.append(record)
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._spill = SpillFile(self.settings.data_dir / "spill")
+        await self._loop.run_in_executor(self._executor, self._open)
+        self._task = asyncio.create_task(self._run(), name="modelport-log-writer")
+        if self.settings.replicate_autopoll and self.settings.logging:
+            poller = AutoPoller(self._find_open, self._session, self.submit, self.settings.replicate_autopoll_interval)
+            self._poller = asyncio.create_task(poller.run(), name="modelport-autopoll")
+
+    async def stop(self) -> None:
+        """Drain everything queued into the store (or, if it is down, the spill file), then close."""
+        if self._poller is not None:
+            self._poller.cancel()
+            await asyncio.gather(self._poller, return_exceptions=True)
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._close)
+        self._executor.shutdown(wait=True)
+
+    def _open(self) -> None:
+        self._conn = connect(self.settings.db_path, WRITE_BUSY_TIMEOUT)
+        assert self._spill is not None
+        self._spill.adopt_orphans()
+
+    def _close(self) -> None:
+        late = list(self._queue)  # submitted after the drain finished: keep them on disk
+        self._queue.clear()
+        if late:
+            self._spill_batch(late)
+        if self._spill is not None:
+            self._spill.close()
+        if self._conn is not None:
+            self._conn.close()
+
+    # -- the writer loop --------------------------------------------------------------------------
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._queue and not self._stopping:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), FLUSH_SECONDS)
+                except TimeoutError:
+                    pass
+                self._wake.clear()
+            batch = [self._queue.popleft() for _ in range(min(BATCH_SIZE, len(self._queue)))]
+            try:
+                if batch:
+                    await loop.run_in_executor(self._executor, self._write_or_spill, batch)
+                    batch = []
+                if self.spill_pending and time.monotonic() >= self._down_until and self.settings.logging:
+                    await loop.run_in_executor(self._executor, self._replay)
+            except Exception:  # neither the store nor the disk took the batch: keep it and retry
+                if self._stopping:  # the process is going: say what is lost rather than hang the shutdown
+                    log.exception("log writer could neither write nor spill %d records", len(batch) + len(self._queue))
+                    self._queue.clear()
+                    return
+                log.exception("log writer could not write or spill %d records; retrying", len(batch))
+                self._queue.extendleft(reversed(batch))
+                await asyncio.sleep(RETRY_SECONDS)
+            if self._stopping and not self._queue:
+                return
+
+    def _write_or_spill(self, batch: list[LogRecord]) -> None:
+        if not self.settings.logging:
+            for record in batch:
+                self.metrics.observe(metrics_row(record))
+            return
+        prepared = [self._prepare(record) for record in batch]
+        if time.monotonic() < self._down_until:
+            self._spill_batch(batch)
+            return
+        try:
+            self._write(prepared)
+        except sqlite3.Error as exc:
+            log.warning("log store unavailable (%s); spilling %d records to disk", exc, len(batch))
+            self.metrics.add("modelport_log_write_failures_total")
+            self._down_until = time.monotonic() + RETRY_SECONDS
+            self._spill_batch(batch)
+
+    def _prepare(self, record: LogRecord) -> Prepared:
+        try:
+            return self._enricher.prepare(record)
+        except Exception as exc:  # keep the record; only its enrichment is lost
+            log.exception("log enrichment failed for %s", record.id)
+            return Prepared(fallback_row(record, f"{type(exc).__name__}: {exc}"))
+
+    def _write(self, prepared: list[Prepared]) -> None:
+        """One transaction: skip ids already stored (replays), price predictions, insert rows."""
+        conn = self._conn
+        assert conn is not None
+        self._look_up_hardware(conn, prepared)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            seen = stored_ids(conn, [item.row["id"] for item in prepared])
+            fresh = []
+            for item in prepared:
+                if item.row["id"] in seen:
+                    continue
+                seen.add(item.row["id"])
+                for sighting in item.sightings:
+                    self._ledger.apply(conn, sighting, item.row)
+                fresh.append(item.row)
+            insert_logs(conn, fresh)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        # Counted once written (a replayed record is counted by the process that writes it).
+        self.metrics.add("modelport_log_written_records_total", amount=len(fresh))
+        for row in fresh:
+            self.metrics.observe(row)
+
+    def _spill_batch(self, batch: list[LogRecord]) -> None:
+        assert self._spill is not None
+        self._spill.append([record_to_line(record) for record in batch], durable=True)
+        self.metrics.add("modelport_log_spilled_records_total", amount=len(batch))
+
+    def _replay(self) -> None:
+        """Write the spilled records (this process's and adopted ones); stop at the first failure."""
+        spill = self._spill
+        assert spill is not None
+        spill.take()
+        for path in list(spill.backlog):
+            try:
+                for chunk in read_lines(path, BATCH_SIZE):
+                    self._write([self._prepare(record) for record in chunk])
+            except sqlite3.Error as exc:
+                log.warning("log store still unavailable (%s); the spill file is kept", exc)
+                self._down_until = time.monotonic() + RETRY_SECONDS
+                return
+            except FileNotFoundError:
+                pass  # claimed and replayed by another worker
+            spill.done(path)
+
+    # -- Replicate: hardware lookups and autopoll -------------------------------------------------
+    def _look_up_hardware(self, conn: sqlite3.Connection, prepared: list[Prepared]) -> None:
+        """Fetch, before the transaction, the hardware of deployments whose predictions end here."""
+        pairs = [(sighting, item.row["slug"]) for item in prepared for sighting in item.sightings]
+        if not pairs or self._loop is None:
+            return
+        for deployment, slug in self._ledger.deployments_to_look_up(conn, pairs):
+            upstream = self._upstream_of(slug)
+            if upstream is None:
+                continue
+            future = asyncio.run_coroutine_threadsafe(self._lookup.fetch(deployment, upstream), self._loop)
+            try:
+                future.result(timeout=HARDWARE_LOOKUP_SECONDS)
+            except (TimeoutError, asyncio.CancelledError) as exc:  # priced by the model map or default hardware
+                log.warning("deployment %s: hardware lookup failed: %s", deployment, exc)
+
+    def _upstream_of(self, slug: str) -> Upstream | None:
+        provider = self._store.resolve_provider(slug)
+        if provider is None or provider.provider != "replicate" or not provider.secret:
+            return None
+        return Upstream((provider.custom_host or REPLICATE_API).rstrip("/"), provider.secret)
+
+    def _secret_of(self, slug: str) -> str | None:
+        known = self._secrets.get(slug)
+        if known is not None and known[1] > time.monotonic():
+            return known[0]
+        try:
+            provider = self._store.resolve_provider(slug)
+        except (sqlite3.Error, VaultError):
+            provider = None  # nothing to scrub beyond the header and path redaction
+        secret = provider.secret if provider is not None else None
+        self._secrets[slug] = (secret, time.monotonic() + SECRET_CACHE_SECONDS)
+        return secret
+
+    async def _find_open(self) -> list[OpenPrediction]:
+        def find() -> list[OpenPrediction]:
+            assert self._conn is not None
+            since = time.time_ns() // 1_000_000 - AUTOPOLL_MAX_AGE_MS
+            found = []
+            for prediction_id, slug, key_id in open_predictions(self._conn, since, AUTOPOLL_BATCH):
+                upstream = self._upstream_of(slug)
+                if upstream is not None:
+                    found.append(OpenPrediction(prediction_id, slug, key_id, upstream))
+            return found
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, find)
