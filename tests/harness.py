@@ -47,10 +47,12 @@ class GatewayProcess:
     """A gateway subprocess. ``url`` is its origin; ``v1`` its API root."""
 
     def __init__(self, data_dir: Path, *, providers: list[dict[str, Any]] | None = None,
-                 settings: dict[str, Any] | None = None, env: dict[str, str] | None = None, workers: int = 1) -> None:
+                 settings: dict[str, Any] | None = None, env: dict[str, str] | None = None, workers: int = 1,
+                 log_level: str = "warning") -> None:
         self.data_dir = data_dir
         self.port = free_port()
         self.workers = workers
+        self.log_level = log_level
         self.admin_key = ADMIN_KEY
         self.config = write_config(data_dir.parent / f"{data_dir.name}.toml", settings or {}, providers or [])
         self.env = {**os.environ, "MODELPORT_ADMIN_KEY": ADMIN_KEY, **(env or {})}
@@ -68,7 +70,7 @@ class GatewayProcess:
     def start(self, timeout: float = 20) -> "GatewayProcess":
         self.data_dir.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "modelport", "serve", "--port", str(self.port), "--data-dir", str(self.data_dir),
-                   "--config", str(self.config), "--workers", str(self.workers), "--log-level", "warning"]
+                   "--config", str(self.config), "--workers", str(self.workers), "--log-level", self.log_level]
         self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(command, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout

@@ -47,3 +47,19 @@ def test_workers_spread_connections_and_all_serve(tmp_path, fake_replicate):
         headers = process.headers(**{"x-portkey-provider": "@replicate-test"})
         statuses = {httpx.get(process.v1 + "/account", headers=headers).status_code for _ in range(20)}
         assert statuses == {200}
+
+
+def test_revoked_key_is_refused_on_every_worker_at_once(tmp_path, fake_replicate):
+    server, _ = fake_replicate
+    with GatewayProcess(tmp_path / "data", providers=[replicate_provider(server.url)],
+                        env={"TEST_REPLICATE_TOKEN": REPLICATE_TOKEN}, workers=2) as process:
+        created = httpx.post(process.v1 + "/api-keys", headers=process.headers(),
+                             json={"name": "short-lived", "scopes": ["inference"]})
+        assert created.status_code in (200, 201), created.text
+        key = created.json()["key"]
+        headers = {"x-portkey-api-key": key, "x-portkey-provider": "@replicate-test"}
+        # Fresh connections land on both workers (SO_REUSEPORT hashes each connection): warm both caches.
+        assert {httpx.get(process.v1 + "/account", headers=headers).status_code for _ in range(20)} == {200}
+        revoked = httpx.post(process.v1 + f"/api-keys/{created.json()['id']}/revoke", headers=process.headers())
+        assert revoked.status_code == 200, revoked.text
+        assert {httpx.get(process.v1 + "/account", headers=headers).status_code for _ in range(20)} == {401}

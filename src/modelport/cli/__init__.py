@@ -32,9 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, field, options in SERVE_FLAGS:
         serve.add_argument(flag, dest=field, default=None, **options)
     serve.set_defaults(handler=_serve)
-    from . import admin
+    from . import admin, logs
 
     admin.register(commands, settings_from_args)
+    logs.register(commands, settings_from_args)
     return parser
 
 

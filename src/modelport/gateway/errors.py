@@ -10,6 +10,8 @@
     ├── Unauthorized                  401 authentication_error
     ├── Forbidden                     403 permission_error
     ├── NotFound                      404 not_found_error
+    ├── MethodNotAllowed              405 invalid_request_error
+    ├── Conflict                      409 conflict_error   (a taken slug, a record still in use)
     ├── PayloadTooLarge               413 payload_too_large
     ├── RateLimited                   429 rate_limit_error
     ├── UpstreamUnreachable           502 upstream_error
@@ -74,6 +76,14 @@ class Forbidden(GatewayError):
 
 class NotFound(GatewayError):
     status, type, code = 404, "not_found_error", "not_found"
+
+
+class MethodNotAllowed(GatewayError):
+    status, type, code = 405, "invalid_request_error", "method_not_allowed"
+
+
+class Conflict(GatewayError):
+    status, type, code = 409, "conflict_error", "conflict"
 
 
 class PayloadTooLarge(GatewayError):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from ..control.app import ControlPlane
 from ..gateway.errors import NotFound
 from ..gateway.pipeline import Gateway
 from ..gateway.stream_relay import relay_stream
@@ -93,6 +94,7 @@ class ModelPortApp:
         signer = StreamSigner.from_data_dir(settings.data_dir, settings.stream_url_ttl)
         self.gateway = Gateway(settings, self.store, self.upstreams, self.recorder, signer)
         self.ready = True
+        self.control = ControlPlane(self.store, settings, self.gateway.auth)
 
     async def stop(self) -> None:
         self.ready = False

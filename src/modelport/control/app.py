@@ -1,0 +1,126 @@
+"""``ControlPlane``: the ASGI callable behind ``/v1/<control resource>`` and ``/openapi.json``.
+
+One request: match the route → authenticate the gateway key for the route's scope → check query and
+body against the route's shapes → run the handler in a worker thread → reply JSON. Handlers are plain
+synchronous functions of ``(store, request)``; they run off the event loop because a store write may
+wait on SQLite's write lock (``busy_timeout``), and the inference hot path shares this loop.
+
+Errors are the gateway's (``{"error": {"message", "type", "code"}}`` with
+``x-portkey-gateway-exception: true``). No request body is ever logged or put into an error message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+
+from ..gateway.auth import Authenticator, Principal
+from ..gateway.errors import GatewayError, NotFound, Unauthorized
+from ..gateway.headers import parse_request_options
+from ..server.http import (
+    JSON,
+    ClientDisconnected,
+    Receive,
+    Scope,
+    Send,
+    read_body,
+    send_error,
+    send_json,
+    send_response,
+)
+from ..settings import Settings
+from ..store import Conflict as StoreConflict
+from ..store import NotFound as StoreNotFound
+from . import configs, keys, logs, providers
+from .download import Download
+from .openapi import openapi_document
+from ..gateway.errors import Conflict
+from .router import Request, Route, Router
+from .schema import Invalid
+
+log = logging.getLogger("modelport.control")
+
+ROUTES: tuple[Route, ...] = (
+    *keys.ROUTES,
+    *providers.ROUTES,
+    *configs.ROUTES,
+    *logs.ROUTES,
+)
+
+MAX_BODY_BYTES = 1024 * 1024  # admin bodies are small; a config with many targets is a few KB
+
+
+class ControlPlane:
+    def __init__(self, store: Any, settings: Settings, authenticator: Authenticator,
+                 routes: tuple[Route, ...] = ROUTES) -> None:  # fmt: skip
+        self.store = store
+        self.settings = settings
+        self.auth = authenticator
+        self.router = Router(routes)
+        self.document = orjson.dumps(openapi_document(self.router.routes))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["path"] == "/openapi.json":
+            await send_response(send, 200, [(b"content-type", JSON)], self.document)
+            return
+        trace_id = ""
+        try:
+            options = parse_request_options(scope["headers"])
+            trace_id = options.trace_id
+            route, params = self.router.match(scope["method"], scope["path"][len("/v1"):])
+            principal = self._principal(options.api_key, route.scope)
+            request = Request(principal, params, _query(route, scope), await _body(route, receive))
+            reply = await asyncio.to_thread(self._run, route, request)
+            headers = [(b"x-portkey-trace-id", trace_id.encode("latin-1"))]
+            if isinstance(reply, Download):
+                await reply.send_to(send, headers)  # streamed (log exports): never held whole in memory
+            else:
+                await send_json(send, 200, reply, headers)
+        except GatewayError as error:
+            await send_error(send, error, trace_id)
+        except ClientDisconnected:
+            return
+        except Exception:
+            log.exception("control plane: %s %s failed", scope["method"], scope["path"])
+            await send_error(send, GatewayError("the control plane failed unexpectedly; see the gateway log"), trace_id)
+
+    def _principal(self, token: str | None, scope: str) -> Principal:
+        # Unlike inference, the control plane never runs keyless, even when require_api_key is off.
+        if not token:
+            raise Unauthorized(f"the control plane needs a gateway API key with the '{scope}' scope "
+                               "(x-portkey-api-key, or Authorization: Bearer mp-...)")  # fmt: skip
+        return self.auth.authenticate(token, scope)
+
+    def _run(self, route: Route, request: Request) -> Any:
+        try:
+            return route.handler(self.store, request)
+        except StoreNotFound as exc:
+            raise NotFound(str(exc)) from None
+        except StoreConflict as exc:
+            raise Conflict(str(exc)) from None
+        except ValueError as exc:  # the store's own checks; our shapes catch nearly everything first
+            raise Invalid(str(exc)) from None
+
+
+def _query(route: Route, scope: Scope) -> dict[str, Any]:
+    if route.query is None:
+        return {}
+    raw = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+    return route.query.parse_query(raw)
+
+
+async def _body(route: Route, receive: Receive) -> dict[str, Any]:
+    if route.body is None:
+        return {}
+    raw = await read_body(receive, MAX_BODY_BYTES)
+    if not raw.strip():
+        return route.body.parse_body({})
+    try:
+        parsed = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise Invalid("the request body is not valid JSON", code="invalid_json") from None
+    return route.body.parse_body(parsed)
