@@ -2,6 +2,7 @@
 
     /health                 readiness
     /metrics                Prometheus text, this worker process's counters (no auth)
+    /dashboard[/...]        the web dashboard (static files; it calls the /v1 APIs with an admin key)
     /v1/streams/<token>     signed provider streams (no auth; the token is the capability)
     /v1/<control resource>  control plane (api-keys, virtual-keys, integrations, providers, configs, logs, ...)
     /v1/<anything else>     the gateway pipeline (unified API or proxy)
@@ -13,6 +14,7 @@ import logging
 from typing import Any
 
 from ..control.app import ControlPlane
+from ..dashboard.serve import PREFIX as DASHBOARD_PREFIX, serve_dashboard
 from ..gateway.errors import NotFound
 from ..gateway.pipeline import Gateway
 from ..gateway.stream_relay import relay_stream
@@ -66,6 +68,8 @@ class ModelPortApp:
             await send_response(send, 200, [(b"content-type", METRICS_CONTENT_TYPE.encode())], body)
         elif path == "/health":
             await send_json(send, 200 if self.ready else 503, {"status": "ok" if self.ready else "starting"})
+        elif path == DASHBOARD_PREFIX or path.startswith(DASHBOARD_PREFIX + "/"):
+            await serve_dashboard(scope, receive, send)
         else:
             await send_error(send, NotFound(f"no route for {path}: the API lives under /v1"), "")
 
