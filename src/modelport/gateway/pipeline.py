@@ -39,8 +39,8 @@ class Gateway:
         self.recorder = recorder
         self.signer = signer
         self.auth = Authenticator(store, settings.require_api_key)
-        self.resolver = TargetResolver(store, settings.allow_private_hosts)
-        self.planner = ConfigPlanner(store, self.resolver)
+        self.resolver = TargetResolver(store, self.auth.version, settings.allow_private_hosts)
+        self.planner = ConfigPlanner(store, self.resolver, self.auth.version)
         self.cache = ResponseCache(settings.cache_max_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -50,7 +50,7 @@ class Gateway:
         record = LogRecord(trace_id="", method=method, path="/v1" + path)
         options: RequestOptions | None = None
         try:
-            record.request_headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+            record.request_headers = scope["headers"]  # decoded by the log writer, off the request path
             options = parse_request_options(scope["headers"])
             record.trace_id = options.trace_id
             principal = self.auth.authenticate(options.api_key)
@@ -252,8 +252,7 @@ async def _send_cached(send: Send, cached: CachedResponse, extra: Headers) -> Re
     await send({"type": "http.response.start", "status": cached.status, "headers": headers})
     await send({"type": "http.response.body", "body": cached.body})
     content_type = dict(cached.headers).get(b"content-type", b"").decode("latin-1")
-    relayed = Relayed(cached.status, {k.decode("latin-1"): v.decode("latin-1") for k, v in cached.headers},
-                      size=len(cached.body), content_type=content_type)
+    relayed = Relayed(cached.status, cached.headers, size=len(cached.body), content_type=content_type)
     relayed.captured += cached.body
     return relayed
 
@@ -286,7 +285,7 @@ async def _teed(stream, record: LogRecord, cap: int):
 
 def _note_principal(record: LogRecord, principal: Principal, options: RequestOptions) -> None:
     record.key_id, record.key_name = principal.key_id, principal.name
-    record.metadata = {**principal.metadata, **options.metadata} if principal.metadata else options.metadata
+    record.metadata = {**principal.metadata, **options.metadata}  # a dict the log writer can serialize
     record.store_bodies = principal.log_bodies
     if not options.provider and not options.config and not options.virtual_key:
         raise BadRequest(

@@ -14,7 +14,7 @@ from ..providers.registry import PROVIDERS, get_provider
 from .auth import Principal
 from .errors import BadRequest, Forbidden, ForbiddenHost, UnknownProvider
 from .hosts import check_custom_host
-from .store_cache import StoreCache
+from .store_cache import StoreCache, StoreVersion
 
 # Settings a caller may set per request even on a stored provider: none of them changes the host.
 CALLER_SETTINGS_ON_STORED = frozenset(
@@ -37,9 +37,9 @@ class ProviderStore(Protocol):
 
 
 class TargetResolver:
-    def __init__(self, store: ProviderStore, allow_private_hosts: bool = False) -> None:
+    def __init__(self, store: ProviderStore, version: StoreVersion, allow_private_hosts: bool = False) -> None:
         self._allow_private = allow_private_hosts
-        self._stored: StoreCache[Any] = StoreCache(store, store.resolve_provider)
+        self._stored: StoreCache[Any] = StoreCache(version, store.resolve_provider)
 
     def resolve(
         self,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import aiohttp
 
@@ -17,7 +17,7 @@ from ..server.http import Headers, Receive, Send
 from .rewrite import UrlRewrite, decode_content
 
 ONE_PIECE_LIMIT = 1024 * 1024
-_DROP = frozenset({"connection", "keep-alive", "transfer-encoding", "proxy-authenticate", "trailer", "upgrade", "te"})
+_DROP = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"proxy-authenticate", b"trailer", b"upgrade", b"te"})
 
 
 @dataclass(slots=True)
@@ -25,7 +25,7 @@ class Relayed:
     """What the client got, for the log record."""
 
     status: int
-    headers: dict[str, str]
+    headers: Any  # the upstream's raw header pairs, decoded later by the log writer
     size: int = 0
     captured: bytearray = field(default_factory=bytearray)
     disconnected: bool = False
@@ -42,12 +42,10 @@ class Rewriting:
     sign_stream: Callable[[str, str | None], str]
 
 
-def response_headers(upstream: aiohttp.ClientResponse, extra: Headers, drop: frozenset[str] = frozenset()) -> Headers:
-    headers: Headers = [
-        (name, value)
-        for name, value in upstream.raw_headers
-        if (lowered := name.lower().decode("latin-1")) not in _DROP and lowered not in drop
-    ]
+def response_headers(upstream: aiohttp.ClientResponse, extra: Headers, drop: frozenset[bytes] = frozenset()) -> Headers:
+    """The upstream's headers less hop-by-hop ones and ``drop`` (lower-case bytes), plus ``extra``."""
+    drop = _DROP | drop if drop else _DROP
+    headers: Headers = [(name, value) for name, value in upstream.raw_headers if name.lower() not in drop]
     headers.extend(extra)
     return headers
 
@@ -61,20 +59,20 @@ async def relay(
     rewriting: Rewriting | None = None,
 ) -> Relayed:
     content_type = upstream.headers.get("content-type", "")
-    result = Relayed(upstream.status, dict(upstream.headers), content_type=content_type)
+    result = Relayed(upstream.status, upstream.raw_headers, content_type=content_type)
     length = upstream.content_length
-    drop: frozenset[str] = frozenset()
+    drop: frozenset[bytes] = frozenset()
     if rewriting is not None and "location" in upstream.headers:
         location = rewriting.rule.location(upstream.headers["location"], rewriting.upstream_base, rewriting.gateway_base)
         extra_headers.append((b"location", location.encode("latin-1")))
-        drop = frozenset({"location"})
+        drop = frozenset({b"location"})
     if rewriting is not None and "json" in content_type and (length is None or length <= 32 * ONE_PIECE_LIMIT):
         raw = await upstream.read()
         decoded = decode_content(raw, upstream.headers.get("content-encoding", "").lower())
         if decoded is None:  # an encoding we cannot open: relay it untouched
             return await _send_whole(send, upstream, extra_headers, raw, result, capture_limit, drop=drop)
         body = rewriting.rule.body(decoded, rewriting.upstream_base, rewriting.gateway_base, rewriting.sign_stream)
-        return await _send_whole(send, upstream, extra_headers, body, result, capture_limit, drop=drop | {"content-encoding"})
+        return await _send_whole(send, upstream, extra_headers, body, result, capture_limit, drop=drop | {b"content-encoding"})
     if length is not None and length <= ONE_PIECE_LIMIT:
         body = await upstream.read()
         return await _send_whole(send, upstream, extra_headers, body, result, capture_limit, drop=drop)
@@ -88,9 +86,9 @@ async def _send_whole(
     body: bytes,
     result: Relayed,
     capture_limit: int,
-    drop: frozenset[str] = frozenset(),
+    drop: frozenset[bytes] = frozenset(),
 ) -> Relayed:
-    headers = response_headers(upstream, extra, drop | {"content-length"})
+    headers = response_headers(upstream, extra, drop | {b"content-length"})
     headers.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": upstream.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -16,16 +16,30 @@ class Versioned(Protocol):
     def data_version(self) -> int: ...
 
 
-class StoreCache(Generic[V]):
-    def __init__(self, store: Versioned, load: Callable[[Any], V], max_entries: int = 10_000) -> None:
+class StoreVersion:
+    """The store's data version, read once per request (by authentication, which every request passes
+    first) and shared by every cache: one small query per request instead of one per cache."""
+
+    def __init__(self, store: Versioned) -> None:
         self._store = store
+        self.value = store.data_version()
+
+    def refresh(self) -> int:
+        self.value = self._store.data_version()
+        return self.value
+
+
+class StoreCache(Generic[V]):
+    def __init__(self, version: StoreVersion, load: Callable[[Any], V], max_entries: int = 10_000) -> None:
+        self._version_source = version
         self._load = load
         self._max = max_entries
         self._entries: dict[Hashable, V] = {}
         self._version = -1
 
-    def get(self, key: Hashable) -> V:
-        version = self._store.data_version()
+    def get(self, key: Hashable, build: Callable[[], V] | None = None) -> V:
+        """The value for ``key``, loaded (or built by ``build``) on a miss. Exceptions are not cached."""
+        version = self._version_source.value
         if version != self._version:
             self._entries.clear()
             self._version = version
@@ -33,7 +47,7 @@ class StoreCache(Generic[V]):
             return self._entries[key]
         except KeyError:
             pass
-        value = self._load(key)
+        value = build() if build is not None else self._load(key)
         if len(self._entries) >= self._max:
             self._entries.clear()
         self._entries[key] = value

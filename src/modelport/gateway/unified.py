@@ -126,9 +126,9 @@ class UnifiedCall:
 
     async def _translate_stream(self, send: Send, upstream: aiohttp.ClientResponse, extra: Headers, cap: int) -> Relayed:
         translator = self.adapter.stream_translator(self.endpoint, self.body)
-        headers = response_headers(upstream, extra, frozenset({"content-length", "content-encoding", "content-type"}))
+        headers = response_headers(upstream, extra, frozenset({b"content-length", b"content-encoding", b"content-type"}))
         headers.append((b"content-type", b"text/event-stream; charset=utf-8"))
-        result = Relayed(upstream.status, dict(upstream.headers), content_type="text/event-stream")
+        result = Relayed(upstream.status, upstream.raw_headers, content_type="text/event-stream")
         await send({"type": "http.response.start", "status": upstream.status, "headers": headers})
         try:
             async for chunk in upstream.content.iter_any():
@@ -152,11 +152,11 @@ async def _send_chunk(send: Send, data: bytes, result: Relayed, cap: int) -> Non
 
 
 async def _send_json(send: Send, upstream: aiohttp.ClientResponse, extra: Headers, body: bytes, captured: bytes) -> Relayed:
-    headers = response_headers(upstream, extra, frozenset({"content-length", "content-encoding", "content-type"}))
+    headers = response_headers(upstream, extra, frozenset({b"content-length", b"content-encoding", b"content-type"}))
     headers.append((b"content-type", b"application/json"))
     headers.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": upstream.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-    result = Relayed(upstream.status, dict(upstream.headers), size=len(body), content_type="application/json")
+    result = Relayed(upstream.status, upstream.raw_headers, size=len(body), content_type="application/json")
     result.captured += captured
     return result

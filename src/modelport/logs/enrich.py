@@ -15,7 +15,7 @@ import orjson
 
 from ..usage import Cost, PriceBook, Usage, usage_from_body, usage_from_sse
 from .lifecycle import Sighting, is_prediction_path, sightings_from
-from .record import LogRecord
+from .record import LogRecord, header_dict
 
 REDACTED = "[redacted]"
 # Header names whose values are credentials; plus any name containing one of _SECRET_WORDS.
@@ -138,6 +138,8 @@ class Enricher:
         self.secrets_for = secrets_for
 
     def prepare(self, record: LogRecord) -> Prepared:
+        record.request_headers = header_dict(record.request_headers)
+        record.response_headers = header_dict(record.response_headers)
         record.response_body = _decompressed(record.response_body, record.response_headers)
         request_json = _json_object(record.request_body)
         stream = record.stream or "event-stream" in (record.response_content_type or "")

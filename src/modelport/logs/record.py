@@ -45,8 +45,10 @@ class LogRecord:
     gateway_exception: bool = False
     error: str | None = None
     stream: bool = False
-    request_headers: dict[str, str] = field(default_factory=dict)
-    response_headers: dict[str, str] = field(default_factory=dict)
+    # Raw ASGI/aiohttp header pairs (bytes) as they passed, or a dict of str; the writer decodes them off
+    # the request path (see header_dict below).
+    request_headers: Any = field(default_factory=dict)
+    response_headers: Any = field(default_factory=dict)
     request_body: bytes | None = None
     response_body: bytes | None = None
     attempts: list[Attempt] = field(default_factory=list)
@@ -73,3 +75,14 @@ class Recorder(Protocol):
     def submit(self, record: LogRecord) -> None:
         """Hand a finished record over; never blocks the request path."""
         ...
+
+
+def header_dict(headers: Any) -> dict[str, str]:
+    """Headers as the pipeline recorded them (raw byte pairs, to keep decoding off the request path) → dict."""
+    if isinstance(headers, dict):
+        return headers
+    return {_text(name).lower(): _text(value) for name, value in headers}
+
+
+def _text(value: Any) -> str:
+    return value.decode("latin-1") if isinstance(value, (bytes, bytearray)) else str(value)

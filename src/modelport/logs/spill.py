@@ -21,7 +21,7 @@ from typing import IO, Any
 
 import orjson
 
-from .record import Attempt, LogRecord
+from .record import Attempt, LogRecord, header_dict
 
 _RECORD_FIELDS = tuple(f.name for f in fields(LogRecord))
 _BYTES_FIELDS = ("request_body", "response_body")
@@ -30,6 +30,8 @@ _BYTES_FIELDS = ("request_body", "response_body")
 def record_to_line(record: LogRecord) -> bytes:
     data: dict[str, Any] = {name: getattr(record, name) for name in _RECORD_FIELDS}
     data["attempts"] = [{f.name: getattr(a, f.name) for f in fields(Attempt)} for a in record.attempts]
+    data["request_headers"] = header_dict(record.request_headers)
+    data["response_headers"] = header_dict(record.response_headers)
     for name in _BYTES_FIELDS:
         value = data[name]
         data[name] = base64.b64encode(value).decode() if value is not None else None

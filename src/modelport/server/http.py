@@ -21,9 +21,20 @@ class ClientDisconnected(Exception):
 
 
 async def read_body(receive: Receive, limit: int) -> bytes:
-    """The whole request body, refusing more than ``limit`` bytes."""
-    chunks = [chunk async for chunk in stream_body(receive, limit)]
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    """The whole request body, refusing more than ``limit`` bytes. The usual one-message body is read
+    without going through ``stream_body``: an async generator per request measured ~4 µs."""
+    message = await receive()
+    if message["type"] == "http.disconnect":
+        raise ClientDisconnected()
+    first = message.get("body", b"")
+    if not message.get("more_body", False):
+        if len(first) > limit:
+            raise PayloadTooLarge(f"request body exceeds the gateway limit of {limit} bytes (MODELPORT_MAX_BODY_BYTES)")
+        return first
+    chunks = [first]
+    async for chunk in stream_body(receive, limit - len(first)):
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def stream_body(receive: Receive, limit: int) -> AsyncIterator[bytes]:
