@@ -164,3 +164,15 @@ def test_sse_is_relayed_event_by_event_without_delay(open_gateway, slow_stream):
         assert next(chunks) == b"data: 1\n\n"
         gap = time.monotonic() - first_at
     assert 0.02 < gap < 0.5  # paced by the upstream's 50 ms, not by the gateway
+
+
+def test_an_upstream_silent_past_the_read_timeout_is_a_504(tmp_path, fake_replicate):
+    from tests.conftest import REPLICATE_TOKEN, replicate_provider
+    from tests.harness import GatewayProcess
+
+    server, replicate = fake_replicate
+    with GatewayProcess(tmp_path / "data", providers=[replicate_provider(server.url)], settings={"upstream_timeout": 0.5},
+                        env={"TEST_REPLICATE_TOKEN": REPLICATE_TOKEN}) as process:
+        replicate.delay_next(3, path="/v1/account")
+        response = httpx.get(process.v1 + "/account", headers=process.headers(**SLUG), timeout=10)
+    assert "sent nothing for 0.5 s" in gateway_error(response, 504)

@@ -69,21 +69,20 @@ async def open_upstream(
     headers: list[tuple[str, str]],
     body: Any,
     timeout: float | None,
-    read_timeout: float,
 ) -> aiohttp.ClientResponse:
     """Send the request and wait for the response head; map transport failures to gateway errors."""
     session = upstreams.session(resolved.caller_chosen_host)
     try:
+        request = session.request(method, url, headers=headers, data=body, allow_redirects=False,
+                                  timeout=upstreams.read_timeout)
+        if timeout is None:
+            return await request
         async with asyncio.timeout(timeout):
-            return await session.request(
-                method,
-                url,
-                headers=headers,
-                data=body,
-                allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=None, sock_read=read_timeout),
-            )
+            return await request
     except TimeoutError:
+        if timeout is None:  # aiohttp's read timeout: the upstream went silent
+            limit = upstreams.read_timeout.sock_read
+            raise UpstreamTimeout(f"{resolved.spec.id} sent nothing for {limit:g} s (MODELPORT_UPSTREAM_TIMEOUT)") from None
         raise UpstreamTimeout(
             f"{resolved.spec.id} did not answer within {timeout:g} s (x-portkey-request-timeout / request_timeout)"
         ) from None

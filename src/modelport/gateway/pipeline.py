@@ -148,8 +148,7 @@ class _Call:
                 if outbound.body is None and outbound.options.content_length is not None:
                     headers.append(("content-length", str(outbound.options.content_length)))
             timeout = outbound.options.request_timeout or leaf.timeout
-            response = await open_upstream(gateway.upstreams, resolved, method, url, headers, body, timeout,
-                                           gateway.settings.upstream_timeout)
+            response = await open_upstream(gateway.upstreams, resolved, method, url, headers, body, timeout)
             span.status = response.status
             return Outcome(leaf, response.status, response=response)
         except GatewayError as error:

@@ -39,8 +39,7 @@ async def relay_stream(gateway, scope: Scope, receive: Receive, send: Send, toke
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"] if k in _PASS]
         span = Attempt(index="stream", provider=spec.id, slug=record.slug, started_at=time.time())
         record.attempts.append(span)
-        upstream = await open_upstream(gateway.upstreams, resolved, "GET", url, headers, None, None,
-                                       gateway.settings.upstream_timeout)
+        upstream = await open_upstream(gateway.upstreams, resolved, "GET", url, headers, None, None)
         span.status = upstream.status
         extra = [(b"x-portkey-trace-id", record.trace_id.encode("latin-1")), (b"x-portkey-provider", spec.id.encode())]
         cap = gateway.settings.log_body_max_bytes if gateway.settings.logging else 0

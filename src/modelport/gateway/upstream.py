@@ -15,6 +15,8 @@ from .hosts import PublicOnlyResolver
 class Upstreams:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
+        # Built once: no overall limit (streams may last), but an upstream silent this long mid-response is dead.
+        self.read_timeout = aiohttp.ClientTimeout(total=None, sock_read=settings.upstream_timeout)
         self.trusted: aiohttp.ClientSession | None = None
         self.guarded: aiohttp.ClientSession | None = None
 
