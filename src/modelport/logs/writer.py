@@ -43,6 +43,9 @@ from .store import connect, insert_logs, stored_ids
 log = logging.getLogger("modelport.logs")
 
 BATCH_SIZE = 500
+# Enrichment is pure Python: between slices of this many records the thread yields the GIL, so the
+# event loop never waits behind a whole batch (p99 at c=1 was 15 ms with logging on, 3 ms without).
+YIELD_EVERY = 16
 FLUSH_SECONDS = 0.2
 # After a failed write, new batches go straight to the spill file for this long, so a locked store
 # costs one busy-timeout wait per second rather than one per batch.
@@ -184,7 +187,11 @@ class LogWriter:
             for record in batch:
                 self.metrics.observe(metrics_row(record))
             return
-        prepared = [self._prepare(record) for record in batch]
+        prepared = []
+        for position, record in enumerate(batch, 1):
+            prepared.append(self._prepare(record))
+            if position % YIELD_EVERY == 0:
+                time.sleep(0)  # hand the GIL back to the event loop: requests wait on it otherwise
         if time.monotonic() < self._down_until:
             self._spill_batch(batch)
             return

@@ -52,6 +52,9 @@ def uvicorn_config(settings: Settings) -> uvicorn.Config:
 
 
 def run_worker(settings: Settings) -> None:
+    # The log writer's thread does CPU work; with CPython's default 5 ms switch interval a request could
+    # wait that long for the GIL. 1 ms keeps the event loop's waits short for a small switching cost.
+    sys.setswitchinterval(0.001)
     sock = bind_socket(settings.host, settings.port, reuse_port=settings.workers > 1)
     server = uvicorn.Server(uvicorn_config(settings))
     # uvicorn re-raises the signal it caught once shutdown is complete; with these handlers in place the
