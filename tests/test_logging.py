@@ -231,6 +231,24 @@ def test_body_storage_can_be_switched_off(tmp_path, fake_replicate, fake_openai)
     assert row["status"] == 200 and row["response_bytes"] > 0
 
 
+def test_body_storage_can_be_switched_off_per_key(gateway):
+    created = httpx.post(gateway.v1 + "/api-keys", headers=gateway.headers(),
+                         json={"name": f"no-bodies-{trace()}", "scopes": ["inference"], "log_bodies": False})
+    assert created.status_code in (200, 201), created.text
+    quiet_key = created.json()["key"]
+    quiet_trace, loud_trace = trace(), trace()
+    httpx.post(gateway.v1 + "/chat/completions", json=CHAT, timeout=20,
+               headers={**OPENAI, "x-portkey-api-key": quiet_key, "x-portkey-trace-id": quiet_trace})
+    httpx.post(gateway.v1 + "/chat/completions", json=CHAT, timeout=20,
+               headers=gateway.headers(**OPENAI, **{"x-portkey-trace-id": loud_trace}))
+    quiet, loud = one_log(gateway, quiet_trace), one_log(gateway, loud_trace)
+    assert quiet["request_body"] is None and quiet["response_body"] is None
+    assert quiet["input_tokens"] > 0 and quiet["cost_status"] == "priced"  # usage and cost still recorded
+    assert loud["request_body"] and loud["response_body"]
+    shown = httpx.get(gateway.v1 + f"/api-keys/{created.json()['id']}", headers=gateway.headers()).json()
+    assert shown["log_bodies"] is False
+
+
 def test_request_bodies_are_capped_and_redacted_and_the_stored_secret_scrubbed():
     """The enrichment step on its own: the pipeline hands it a record, it makes the row."""
     enricher = Enricher(PriceBook.load(), Redactor(("input.api_key", "messages[*].content")), log_bodies=True, body_cap=200,

@@ -23,6 +23,7 @@ from .schema import (
     Invalid,
     Shape,
     choice,
+    flag,
     ignored,
     mapping,
     moment,
@@ -54,6 +55,7 @@ _COMMON = (
     strings("allowed_providers", "Provider ids (replicate) and stored slugs (@team-a) the key may use; empty = all."),
     mapping("defaults", "Portkey's per-key defaults; ModelPort honours defaults.metadata, merged into each "
             "request's metadata."),
+    flag("log_bodies", "Store request and response bodies in the logs for this key's requests (default true)."),
     unsupported("description", "API keys have no description in ModelPort's store yet; use name."),
     unsupported("rate_limits", "set rate limits on a provider (virtual key) instead."),
     unsupported("usage_limits", "set usage limits on a provider (virtual key) instead."),
@@ -82,6 +84,7 @@ API_KEY = {
         "scopes": {"type": "array", "items": {"type": "string"}},
         "allowed_providers": {"type": "array", "items": {"type": "string"}},
         "defaults": {"type": "object", "properties": {"metadata": {"type": "object"}}},
+        "log_bodies": {"type": "boolean"},
         "expires_at": TIME, "revoked_at": TIME, "last_used_at": TIME, "created_at": TIME, "last_updated_at": TIME,
     },
     "required": ["id", "object", "name", "key", "status", "scopes"],
@@ -107,7 +110,7 @@ def create(store: Store, request: Request) -> dict[str, Any]:
         raise Invalid("expires_at must be in the future")
     record, token = store.create_api_key(
         body["name"], scopes=scopes, allowed_providers=providers, expires_at=expires_at,
-        metadata=_metadata(body.get("defaults")),
+        metadata=_metadata(body.get("defaults")), log_bodies=body.get("log_bodies", True),
     )  # fmt: skip
     log.info("api key %s created by %s", record.id, request.principal.key_id)
     return {"id": record.id, "key": token, "object": "api-key"}
@@ -143,6 +146,7 @@ def update(store: Store, request: Request) -> dict[str, Any]:
         allowed_providers=providers,
         expires_at=body.get("expires_at", UNCHANGED),
         metadata=_metadata(body["defaults"]) if "defaults" in body else UNCHANGED,
+        log_bodies=body.get("log_bodies", UNCHANGED),
     )
     log.info("api key %s updated by %s", record.id, request.principal.key_id)
     return render(updated)
@@ -179,6 +183,7 @@ def render(record: ApiKey) -> dict[str, Any]:
         "scopes": list(record.scopes),
         "allowed_providers": list(record.allowed_providers),
         "defaults": {"metadata": dict(record.metadata)},
+        "log_bodies": record.log_bodies,
         "expires_at": iso(record.expires_at),
         "revoked_at": iso(record.revoked_at),
         "last_used_at": iso(record.last_used_at),

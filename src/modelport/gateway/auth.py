@@ -88,7 +88,7 @@ def principal_from_record(record: Any) -> Principal | None:
         providers=frozenset(record.allowed_providers or ()),
         metadata=dict(getattr(record, "metadata", None) or {}),
         expires_at=_epoch(getattr(record, "expires_at", None)),
-        log_bodies=bool(getattr(record, "log_bodies", True)),
+        log_bodies=record.log_bodies,
     )
 
 

@@ -87,6 +87,7 @@ class ApiKey:
     created_at: datetime
     updated_at: datetime
     last_used_at: datetime | None = None
+    log_bodies: bool = True  # False: this key's requests are logged without their bodies
 
     def is_active(self, now: datetime | None = None) -> bool:
         if self.revoked_at is not None:
@@ -188,6 +189,7 @@ class Store(Protocol):
         expires_at: datetime | None = None,
         metadata: Mapping[str, Any] | None = None,
         token: str | None = None,
+        log_bodies: bool = True,
     ) -> tuple[ApiKey, str]:
         """Create a key; returns the record and the plaintext, which is shown this once.
 
@@ -210,6 +212,7 @@ class Store(Protocol):
         allowed_providers: Any = UNCHANGED,
         expires_at: Any = UNCHANGED,
         metadata: Any = UNCHANGED,
+        log_bodies: Any = UNCHANGED,
     ) -> ApiKey: ...
 
     def rotate_api_key(self, key_id: str) -> tuple[ApiKey, str]:

@@ -150,6 +150,10 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX predictions_open ON predictions (terminal_at, created_at);
     """,
+    # 3: per-key switch for storing request/response bodies in the logs.
+    """
+    ALTER TABLE api_keys ADD COLUMN log_bodies INTEGER NOT NULL DEFAULT 1;
+    """,
 ]
 
 

@@ -35,6 +35,7 @@ def api_key_from_row(row: Row) -> ApiKey:
         created_at=from_ms(row["created_at"]),  # type: ignore[arg-type]
         updated_at=from_ms(row["updated_at"]),  # type: ignore[arg-type]
         last_used_at=from_ms(row["last_used_at"]),
+        log_bodies=bool(row["log_bodies"]),
     )
 
 

@@ -157,6 +157,7 @@ class SQLiteStore:
         expires_at: datetime | None = None,
         metadata: Mapping[str, Any] | None = None,
         token: str | None = None,
+        log_bodies: bool = True,
     ) -> tuple[ApiKey, str]:
         if token is None:
             token, prefix, key_hash = generate_api_key()
@@ -173,6 +174,7 @@ class SQLiteStore:
             "allowed_providers": to_json(check_strings(allowed_providers, "allowed_providers")),
             "metadata": to_json(check_object(metadata, "metadata")),
             "expires_at": to_ms(expires_at),
+            "log_bodies": int(bool(log_bodies)),
         }
         with self._transaction() as conn:
             try:
@@ -202,8 +204,10 @@ class SQLiteStore:
         allowed_providers: Any = UNCHANGED,
         expires_at: Any = UNCHANGED,
         metadata: Any = UNCHANGED,
+        log_bodies: Any = UNCHANGED,
     ) -> ApiKey:
         changes = changed_columns(
+            log_bodies=(log_bodies, lambda v: int(bool(v))),
             name=(name, check_name),
             scopes=(scopes, lambda v: to_json(check_scopes(v))),
             allowed_providers=(allowed_providers, lambda v: to_json(check_strings(v, "allowed_providers"))),
