@@ -10,12 +10,12 @@ place, never re-encoded, so everything else reaches the client exactly as the pr
 
 from __future__ import annotations
 
+import functools
 import re
 import zlib
 from dataclasses import dataclass
 from typing import Callable
 
-_URL_IN_JSON = re.compile(rb'"(https?://[^"\\\s]+)"')
 _ID_FIELD = re.compile(rb'"id"\s*:\s*"([^"\\]+)"')
 
 
@@ -31,17 +31,8 @@ class UrlRewrite:
             body = self._streams(body, sign_stream)
         if upstream not in body:
             return body
-        gateway = gateway_base.rstrip("/").encode()
-        keep = tuple(upstream + k.encode() for k in self.keep)
-
-        def api_url(match: re.Match[bytes]) -> bytes:
-            url = match.group(1)
-            rest = url[len(upstream):]
-            if url.startswith(upstream) and rest[:1] in (b"/", b"?", b"") and not url.startswith(keep):
-                return b'"' + gateway + rest + b'"'
-            return match.group(0)
-
-        return _URL_IN_JSON.sub(api_url, body)
+        replacement = b'"' + gateway_base.rstrip("/").encode().replace(b"\\", b"\\\\")
+        return _api_urls(upstream, self.keep).sub(replacement, body)
 
     def _streams(self, body: bytes, sign_stream: Callable[[str, str | None], str]) -> bytes:
         """Sign each stream URL together with the id of the object it belongs to (the nearest ``"id"``
@@ -49,7 +40,7 @@ class UrlRewrite:
         field = f'"{self.stream_field}"'.encode()
         if field not in body:
             return body
-        pattern = re.compile(b"(" + re.escape(field) + rb'\s*:\s*")(https?://[^"\\\s]+)(")')
+        pattern = _stream_urls(field)
 
         def signed(match: re.Match[bytes]) -> bytes:
             ids = _ID_FIELD.findall(body, 0, match.start())
@@ -63,6 +54,20 @@ class UrlRewrite:
         if value.startswith(upstream + "/") and not any(value.startswith(upstream + k) for k in self.keep):
             return gateway_base.rstrip("/") + value[len(upstream):]
         return value
+
+
+@functools.lru_cache(maxsize=8)
+def _stream_urls(field: bytes) -> re.Pattern[bytes]:
+    return re.compile(b"(" + re.escape(field) + rb'\s*:\s*")(https?://[^"\\\s]+)(")')
+
+
+@functools.lru_cache(maxsize=64)
+def _api_urls(upstream: bytes, keep: tuple[str, ...]) -> re.Pattern[bytes]:
+    """``"<upstream base>`` at the start of a JSON string, followed by a path, query or the string's end,
+    and not by a kept path. One compiled pattern per upstream: the substitution then runs in C (a Python
+    callback per URL cost ~11 µs on a Replicate prediction)."""
+    excluded = b"".join(b"(?!" + re.escape(k.encode()) + b")" for k in keep)
+    return re.compile(b'"' + re.escape(upstream) + excluded + rb'(?=[/?"])')
 
 
 def decode_content(body: bytes, encoding: str) -> bytes | None:
