@@ -11,14 +11,14 @@ import json
 import struct
 from typing import Any
 
-import aiohttp
 import orjson
 import pytest
 
-from modelport.providers.base import AuthScheme, Target, UnsupportedParameter, UpstreamRequest
+from modelport.providers.base import AuthScheme, Target, UnsupportedParameter
 from modelport.providers.google import ADAPTER
 from modelport.sse import SSEParser
 from tests.fakes.gemini import GEMINI, GeminiState, make_gemini_app
+from tests.adapter_driver import AdapterDriver
 from tests.fakes.server import FakeServer
 
 KEY = "test-gemini-key"
@@ -58,35 +58,8 @@ def target(server: FakeServer, fake: GeminiState) -> Target:
     return Target("google", f"{server.url}/v1beta", api_key=KEY)
 
 
-async def send(request: UpstreamRequest, key: str | None) -> tuple[int, bytes]:
-    headers = {**request.headers, **AUTH.headers_for(key)}
-    async with aiohttp.ClientSession() as session:
-        async with session.request(request.method, request.url, headers=headers, data=request.body) as response:
-            return response.status, await response.read()
-
-
-async def call(endpoint: str, body: dict[str, Any], target: Target, strict: bool = False) -> tuple[int, dict[str, Any]]:
-    status, raw = await send(ADAPTER.build_request(endpoint, body, target, strict), target.api_key)
-    if status >= 300:
-        return status, ADAPTER.error_body(status, raw)
-    return status, orjson.loads(ADAPTER.parse_response(endpoint, status, raw, body))
-
-
-async def stream(body: dict[str, Any], target: Target) -> tuple[list[Any], Any]:
-    """OpenAI chunks (and the final ``[DONE]``) as the translator emits them, bytes fed as they
-    arrive in 5-byte pieces so events straddle reads."""
-    request = ADAPTER.build_request("chat", {**body, "stream": True}, target, False)
-    translator = ADAPTER.stream_translator("chat", body)
-    out = b""
-    headers = {**request.headers, **AUTH.headers_for(target.api_key)}
-    async with aiohttp.ClientSession() as session:
-        async with session.post(request.url, headers=headers, data=request.body) as response:
-            assert response.status == 200
-            async for piece in response.content.iter_chunked(5):
-                out += translator.feed(piece)
-    out += translator.finish()
-    events = SSEParser().feed(out)
-    return [e.data if e.data == "[DONE]" else json.loads(e.data) for e in events], translator.usage
+DRIVER = AdapterDriver(ADAPTER, AUTH, piece=5)
+send, call, stream = DRIVER.send, DRIVER.call, DRIVER.stream
 
 
 def chat(*messages: dict[str, Any], **params: Any) -> dict[str, Any]:
