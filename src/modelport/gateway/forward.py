@@ -20,6 +20,7 @@ from .headers import RequestOptions
 from .resolve import Resolved
 from .upstream import Upstreams
 
+NOT_CONNECTED = "upstream_connect_failed"
 AUTH_HEADERS = frozenset({"authorization", "x-api-key", "api-key", "x-goog-api-key"})
 
 
@@ -34,6 +35,7 @@ class Outbound:
     body: bytes | None  # the whole body, when it was small enough to hold (and so can be replayed)
     body_stream: AsyncIterator[bytes] | None = None  # a large body, streamed once (no retries)
     parsed: Any = None  # the JSON body, parsed at most once (see UnifiedCall.peek_json)
+    endpoint: Any = None  # the unified endpoint this method and path name, if any (computed once)
 
 
 def upstream_url(base_url: str, path: str, query: str) -> URL:
@@ -91,6 +93,8 @@ async def open_upstream(
     except aiohttp.ClientConnectorError as exc:
         if isinstance(exc.__cause__, ForbiddenHost) or isinstance(getattr(exc, "os_error", None), ForbiddenHost):
             raise exc.__cause__ if isinstance(exc.__cause__, ForbiddenHost) else ForbiddenHost(str(exc)) from None
-        raise UpstreamUnreachable(f"could not connect to {resolved.spec.id} at {url.host}:{url.port}: {exc.os_error.strerror or exc}") from None
+        # Distinct code: the request never left, so even a non-idempotent POST may be retried.
+        raise UpstreamUnreachable(f"could not connect to {resolved.spec.id} at {url.host}:{url.port}: {exc.os_error.strerror or exc}",
+                                  code=NOT_CONNECTED) from None
     except (aiohttp.ClientError, OSError) as exc:
         raise UpstreamUnreachable(f"the connection to {resolved.spec.id} at {url.host} failed: {type(exc).__name__}: {exc}") from None

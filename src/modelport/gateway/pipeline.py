@@ -15,8 +15,8 @@ from ..settings import Settings
 from .auth import Authenticator, Principal
 from .cache import CachedResponse, ResponseCache, cache_key, credential_scope
 from .configs import ConfigPlanner
-from .errors import BadRequest, Forbidden, GatewayError, PayloadTooLarge
-from .forward import Outbound, open_upstream, proxy_headers, upstream_url
+from .errors import Forbidden, GatewayError, PayloadTooLarge
+from .forward import NOT_CONNECTED, Outbound, open_upstream, proxy_headers, upstream_url
 from .headers import RequestOptions, parse_request_options
 from .resolve import TargetResolver
 from .respond import Relayed, Rewriting, relay
@@ -72,13 +72,14 @@ class Gateway:
 
     async def _read(self, method: str, path: str, scope: Scope, receive: Receive, options: RequestOptions) -> Outbound:
         query = scope.get("query_string", b"").decode("latin-1")
+        endpoint = unified_endpoint(method, path)
         length = options.content_length
         limit = self.settings.max_body_bytes
         if length is not None and length > limit:
             raise PayloadTooLarge(f"request body of {length} bytes exceeds the gateway limit of {limit} bytes (MODELPORT_MAX_BODY_BYTES)")
-        if (length is not None and length <= BUFFER_LIMIT) or (length is None and method in _BODYLESS) or unified_endpoint(method, path):
-            return Outbound(method, path, query, options, await read_body(receive, limit))
-        return Outbound(method, path, query, options, None, stream_body(receive, limit))
+        if (length is not None and length <= BUFFER_LIMIT) or (length is None and method in _BODYLESS) or endpoint:
+            return Outbound(method, path, query, options, await read_body(receive, limit), endpoint=endpoint)
+        return Outbound(method, path, query, options, None, stream_body(receive, limit), endpoint=endpoint)
 
     def _capture_request(self, record: LogRecord, outbound: Outbound) -> None:
         """Keep the first bytes of the request body for the log (a streamed body as it passes). Captured
@@ -119,10 +120,9 @@ class _Call:
     def may_retry(self, outcome: Outcome) -> bool:
         if self.outbound.body is None:
             return False  # a streamed body was consumed by the first attempt
-        if self.outbound.method != "POST" or unified_endpoint("POST", self.outbound.path):
+        if self.outbound.method != "POST" or self.outbound.endpoint:
             return True
-        return outcome.status in _NOT_CREATED or (outcome.error is not None and outcome.error.code == "upstream_unreachable"
-                                                  and "could not connect" in outcome.error.message)
+        return outcome.status in _NOT_CREATED or (outcome.error is not None and outcome.error.code == NOT_CONNECTED)
 
     async def attempt(self, leaf: Leaf, retry: int) -> Outcome:
         gateway, outbound = self.gateway, self.outbound
@@ -131,7 +131,7 @@ class _Call:
         self.record.attempts.append(span)
         started = time.perf_counter()
         try:
-            endpoint = unified_endpoint(outbound.method, outbound.path)
+            endpoint = outbound.endpoint
             if endpoint is not None and not resolved.spec.proxy_only:
                 self.unified = UnifiedCall.prepare(endpoint, outbound, leaf, self.record)
                 _check_model_allowed(leaf, self.unified.body.get("model"))
@@ -286,9 +286,3 @@ def _note_principal(record: LogRecord, principal: Principal, options: RequestOpt
     record.key_id, record.key_name = principal.key_id, principal.name
     record.metadata = {**principal.metadata, **options.metadata}  # a dict the log writer can serialize
     record.store_bodies = principal.log_bodies
-    if not options.provider and not options.config and not options.virtual_key:
-        raise BadRequest(
-            "no provider chosen: send x-portkey-provider (a provider id like 'replicate' or a stored '@slug'), "
-            "x-portkey-virtual-key, or x-portkey-config",
-            code="missing_provider",
-        )

@@ -46,12 +46,14 @@ def unified_endpoint(method: str, path: str) -> Endpoint | None:
 
 
 class UnifiedCall:
-    __slots__ = ("endpoint", "outbound", "leaf", "body", "adapter", "stream")
+    __slots__ = ("endpoint", "outbound", "leaf", "body", "adapter", "stream", "translated")
 
     def __init__(self, endpoint: Endpoint, outbound: Outbound, leaf: Leaf, body: dict[str, Any]) -> None:
         self.endpoint, self.outbound, self.leaf, self.body = endpoint, outbound, leaf, body
         self.adapter = adapter_for(leaf.resolved.spec)
         self.stream = bool(body.get("stream"))
+        # Only endpoints the provider serves go through its adapter; the rest (e.g. a native /models) pass through.
+        self.translated = self.adapter is not None and endpoint in leaf.resolved.spec.unified
 
     @staticmethod
     def peek_json(outbound: Outbound) -> dict[str, Any]:
@@ -94,7 +96,7 @@ class UnifiedCall:
 
     def request(self) -> tuple[str, URL, list[tuple[str, str]], bytes | None]:
         outbound, resolved = self.outbound, self.leaf.resolved
-        if self.adapter is None or self.endpoint not in resolved.spec.unified:
+        if not self.translated:
             body = outbound.body if not self.leaf.override_params else orjson.dumps(self.body)
             url = upstream_url(resolved.target.base_url, outbound.path, outbound.query)
             return outbound.method, url, proxy_headers(outbound.options, resolved.spec, resolved.target), body
@@ -119,7 +121,7 @@ class UnifiedCall:
         return list(headers.items())
 
     async def respond(self, send: Send, receive: Receive, upstream: aiohttp.ClientResponse, extra: Headers, cap: int) -> Relayed:
-        if self.adapter is None or self.endpoint not in self.leaf.resolved.spec.unified:
+        if not self.translated:
             return await relay(send, receive, upstream, extra, cap)
         if upstream.status >= 300 and self.endpoint == "messages":
             return await relay(send, receive, upstream, extra, cap)  # Anthropic-native clients expect Anthropic errors
