@@ -11,8 +11,8 @@ from .client import (
     ModelPort,
     Response,
     ServerSentEvent,
-    createHeaders,
     create_headers,
+    createHeaders,
 )
 
 __all__ = ["GATEWAY_URL", "AsyncModelPort", "ModelPort", "Response", "ServerSentEvent", "createHeaders", "create_headers"]

@@ -28,7 +28,13 @@ from ._errors import (
 )
 from ._headers import create_headers, createHeaders
 from ._response import APIObject, Response
-from ._streaming import AsyncChunkStream, AsyncStream, ChunkStream, ServerSentEvent, Stream
+from ._streaming import (
+    AsyncChunkStream,
+    AsyncStream,
+    ChunkStream,
+    ServerSentEvent,
+    Stream,
+)
 
 __all__ = [
     "APIConnectionError",

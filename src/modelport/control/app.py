@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl
 import orjson
 
 from ..gateway.auth import Authenticator, Principal
-from ..gateway.errors import GatewayError, NotFound, Unauthorized
+from ..gateway.errors import Conflict, GatewayError, NotFound, Unauthorized
 from ..gateway.headers import parse_request_options
 from ..server.http import (
     JSON,
@@ -38,7 +38,6 @@ from ..store import NotFound as StoreNotFound
 from . import configs, keys, logs, providers
 from .download import Download
 from .openapi import openapi_document
-from ..gateway.errors import Conflict
 from .router import Request, Route, Router
 from .schema import Invalid
 

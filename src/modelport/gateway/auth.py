@@ -8,8 +8,8 @@ by the CLI stops working on the very next request everywhere (SQLite's ``PRAGMA 
 from __future__ import annotations
 
 import time
-from datetime import datetime
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 from ..keys import hash_api_key

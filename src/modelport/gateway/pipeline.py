@@ -10,7 +10,16 @@ import time
 from typing import Any
 
 from ..logs.record import Attempt, LogRecord, Recorder
-from ..server.http import ClientDisconnected, Headers, Receive, Scope, Send, read_body, send_error, stream_body
+from ..server.http import (
+    ClientDisconnected,
+    Headers,
+    Receive,
+    Scope,
+    Send,
+    read_body,
+    send_error,
+    stream_body,
+)
 from ..settings import Settings
 from .auth import Authenticator, Principal
 from .cache import CachedResponse, ResponseCache, cache_key, credential_scope

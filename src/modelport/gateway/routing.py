@@ -175,8 +175,8 @@ def retry_after_seconds(headers: Any) -> float | None:
 
 
 def _http_date_delay(value: str) -> float | None:
-    from email.utils import parsedate_to_datetime
     from datetime import datetime, timezone
+    from email.utils import parsedate_to_datetime
 
     try:
         when = parsedate_to_datetime(value)

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import time
 
+from yarl import URL
+
 from ..logs.record import Attempt, LogRecord
+from ..providers.base import Target
 from ..providers.registry import get_provider
 from ..server.http import Receive, Scope, Send, send_error
 from .errors import GatewayError, NotFound
@@ -17,8 +20,6 @@ from .forward import open_upstream
 from .resolve import Resolved
 from .respond import relay
 from .streams import InvalidStreamToken
-from ..providers.base import Target
-from yarl import URL
 
 _PASS = frozenset({b"accept", b"last-event-id", b"cache-control", b"user-agent"})
 

@@ -14,7 +14,8 @@ import logging
 from typing import Any
 
 from ..control.app import ControlPlane
-from ..dashboard.serve import PREFIX as DASHBOARD_PREFIX, serve_dashboard
+from ..dashboard.serve import PREFIX as DASHBOARD_PREFIX
+from ..dashboard.serve import serve_dashboard
 from ..gateway.errors import NotFound
 from ..gateway.pipeline import Gateway
 from ..gateway.stream_relay import relay_stream

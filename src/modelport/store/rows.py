@@ -15,7 +15,15 @@ from urllib.parse import urlsplit
 import orjson
 
 from ..vault import Vault
-from .base import SCOPES, SLUG_PATTERN, UNCHANGED, ApiKey, Config, ResolvedProvider, StoredProvider
+from .base import (
+    SCOPES,
+    SLUG_PATTERN,
+    UNCHANGED,
+    ApiKey,
+    Config,
+    ResolvedProvider,
+    StoredProvider,
+)
 
 Row = Mapping[str, Any]  # sqlite3.Row and asyncpg.Record both read by column name
 

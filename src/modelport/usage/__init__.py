@@ -6,7 +6,15 @@ override; ``ReplicatePricer`` prices a finished Replicate prediction from its me
 A cost that cannot be known is ``Cost(usd=None, status="unpriced", reason=...)``, never 0.
 """
 
-from modelport.usage.pricing import Cost, CostStatus, ModelPrice, PriceBook, PriceMatch, PriceTier, parse_price_tables
+from modelport.usage.pricing import (
+    Cost,
+    CostStatus,
+    ModelPrice,
+    PriceBook,
+    PriceMatch,
+    PriceTier,
+    parse_price_tables,
+)
 from modelport.usage.replicate import (
     TERMINAL_STATUSES,
     DeploymentHardware,
@@ -20,7 +28,13 @@ from modelport.usage.replicate import (
     ref_from_path,
     ref_from_prediction,
 )
-from modelport.usage.tokens import StreamUsage, Usage, usage_from_body, usage_from_chunks, usage_from_sse
+from modelport.usage.tokens import (
+    StreamUsage,
+    Usage,
+    usage_from_body,
+    usage_from_chunks,
+    usage_from_sse,
+)
 
 __all__ = [
     "TERMINAL_STATUSES",
