@@ -2,7 +2,7 @@
 
 Keys are checked by their SHA-256 (only hashes are stored); the lookup is cached in-process and the
 cache is dropped whenever the store's data version moves, so a key revoked by any worker process or
-by the CLI stops working on the very next request everywhere (SQLite's ``PRAGMA data_version``).
+by the CLI stops working on the very next request everywhere (the store's change beacon).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Hashable, Protocol
 
 from ..keys import hash_api_key
 from .errors import Forbidden, Unauthorized
@@ -40,7 +40,7 @@ ANONYMOUS = Principal(key_id=None, name="anonymous")
 
 
 class KeyStore(Protocol):
-    def data_version(self) -> int: ...
+    def data_version(self) -> Hashable: ...
 
     def get_api_key_by_hash(self, key_hash: str) -> Any: ...
 

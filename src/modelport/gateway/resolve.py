@@ -7,7 +7,7 @@ caller may choose a host only for its own key, and that host passes the SSRF rul
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Protocol
+from typing import Any, Hashable, Mapping, Protocol
 
 from ..providers.base import ProviderSpec, Target
 from ..providers.registry import PROVIDERS, get_provider
@@ -31,7 +31,7 @@ class Resolved:
 
 
 class ProviderStore(Protocol):
-    def data_version(self) -> int: ...
+    def data_version(self) -> Hashable: ...
 
     def resolve_provider(self, slug: str) -> Any: ...
 

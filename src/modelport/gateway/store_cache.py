@@ -1,8 +1,8 @@
 """A read-through cache of store lookups that empties itself whenever the store's data changes.
 
-``store.data_version()`` moves on every commit by any process (SQLite ``PRAGMA data_version`` plus
-this process's own writes), so a revoked key or an edited provider is seen on the next request.
-Checking the version costs one tiny pragma per request instead of one query per lookup.
+``store.data_version()`` moves whenever keys, providers or configs change in any process (the store's
+change beacon), so a revoked key or an edited provider is seen on the next request. Checking it costs
+an eight-byte read from shared memory per request instead of one query per lookup.
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ V = TypeVar("V")
 
 
 class Versioned(Protocol):
-    def data_version(self) -> int: ...
+    def data_version(self) -> Hashable: ...
 
 
 class StoreVersion:
     """The store's data version, read once per request (by authentication, which every request passes
-    first) and shared by every cache: one small query per request instead of one per cache."""
+    first) and shared by every cache: one read per request instead of one per cache."""
 
     def __init__(self, store: Versioned) -> None:
         self._store = store
@@ -35,7 +35,7 @@ class StoreCache(Generic[V]):
         self._load = load
         self._max = max_entries
         self._entries: dict[Hashable, V] = {}
-        self._version = -1
+        self._version: Hashable = None
 
     def get(self, key: Hashable, build: Callable[[], V] | None = None) -> V:
         """The value for ``key``, loaded (or built by ``build``) on a miss. Exceptions are not cached."""

@@ -20,6 +20,7 @@ from typing import (
     Any,
     Final,
     Generic,
+    Hashable,
     Literal,
     Mapping,
     Protocol,
@@ -182,8 +183,8 @@ class Store(Protocol):
 
     def close(self) -> None: ...
 
-    def data_version(self) -> int:
-        """A number that changes whenever keys, providers or configs change, in any process.
+    def data_version(self) -> Hashable:
+        """A value that changes whenever keys, providers or configs change, in any process.
 
         Cheap enough to call on every request; caches of store records are valid while it holds still.
         """

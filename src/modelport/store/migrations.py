@@ -4,9 +4,9 @@ Migration N is ``MIGRATIONS[N - 1]``. To change the schema, append one SQL scrip
 edit or reorder an entry that has shipped. Scripts use portable SQL (TEXT, BIGINT, INTEGER, JSON as
 TEXT, times as epoch milliseconds) so the PostgreSQL store can share them where it is cheap.
 
-Tables that hold what the hot path caches (keys, providers, configs) are changed together with the
-single row of ``state_version``, which is how ``Store.data_version()`` tells every process to drop its
-caches. Tables written on every request (logs) must not touch it.
+Changes to what the hot path caches (keys, providers, configs) signal the change beacon
+(``beacon.py``), which is how ``Store.data_version()`` tells every process to drop its caches; writes
+made on every request (logs) must not signal it.
 """
 
 from __future__ import annotations
@@ -153,6 +153,10 @@ MIGRATIONS: list[str] = [
     # 3: per-key switch for storing request/response bodies in the logs.
     """
     ALTER TABLE api_keys ADD COLUMN log_bodies INTEGER NOT NULL DEFAULT 1;
+    """,
+    # 4: the change beacon (beacon.py) replaced the version row that every request used to query.
+    """
+    DROP TABLE state_version;
     """,
 ]
 

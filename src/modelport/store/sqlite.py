@@ -32,6 +32,7 @@ from .base import (
     ResolvedProvider,
     StoredProvider,
 )
+from .beacon import ChangeBeacon
 from .migrations import apply_migrations
 from .rows import (
     api_key_from_row,
@@ -69,9 +70,9 @@ class SQLiteStore:
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        self._own_writes = 0
         self._closed = False
         _create_private_file(self.path)
+        self._beacon = ChangeBeacon(self.path.with_name(self.path.name + "-version"))
         apply_migrations(self._connection())
         _open_stores.add(self)
 
@@ -109,15 +110,14 @@ class SQLiteStore:
         try:
             yield conn
             if changes_state:
-                conn.execute("UPDATE state_version SET version = version + 1 WHERE id = 1")
+                self._beacon.signal()
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
         if changes_state:
-            with self._lock:
-                self._own_writes += 1
+            self._beacon.signal()
 
     def close(self) -> None:
         with self._lock:
@@ -135,17 +135,9 @@ class SQLiteStore:
         self._connections = []
         self._lock = threading.Lock()
 
-    def data_version(self) -> int:
-        # PRAGMA data_version moves when another connection commits anything (logs too), but not for
-        # this connection's own commits (SQLite docs, "PRAGMA data_version"). Each move, or a write by
-        # any thread of this process, triggers one read of state_version, which only key, provider
-        # and config changes bump: caches survive log writes and still drop on every relevant change.
-        conn = self._connection()
-        seen = (conn.execute("PRAGMA data_version").fetchone()[0], self._own_writes)
-        if seen != getattr(self._local, "seen", None):
-            self._local.version = conn.execute("SELECT version FROM state_version WHERE id = 1").fetchone()[0]
-            self._local.seen = seen
-        return self._local.version
+    def data_version(self) -> bytes:
+        # Key, provider and config changes by any process move it; log writes do not (see beacon.py).
+        return self._beacon.read()
 
     # -- gateway API keys ------------------------------------------------------------------------
     def create_api_key(
