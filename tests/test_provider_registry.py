@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import httpx
 import pytest
 from aiohttp import web
@@ -54,3 +56,23 @@ def test_proxy_route_reaches_each_provider_with_its_auth(open_gateway, echo, pro
     assert not any(h.lower().startswith("x-portkey-") for h in received)
     if provider == "anthropic":
         assert received["anthropic-version"] == "2023-06-01"
+
+
+def test_the_upstream_gets_only_the_clients_own_headers_and_the_key(open_gateway, echo):
+    """Hop-by-hop and x-portkey-* headers stay behind, and nothing is added: no User-Agent, Accept or
+    Accept-Encoding of the gateway's own (an added Accept-Encoding would get the client a compressed
+    body it never asked for). Sent over a raw socket so no client library adds headers either."""
+    server, seen = echo
+    gateway_host, gateway_port = open_gateway.v1.split("//", 1)[1].split("/", 1)[0].split(":")
+    request = (f"GET /v1/some/path HTTP/1.1\r\nHost: {gateway_host}\r\nx-portkey-provider: openai\r\n"
+               f"x-portkey-custom-host: {server.url}/base\r\nAuthorization: Bearer k-123\r\nX-Tenant: t1\r\n"
+               "TE: trailers\r\nConnection: close\r\n\r\n")
+    with socket.create_connection((gateway_host, int(gateway_port)), timeout=10) as sock:
+        sock.sendall(request.encode())
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    received = {name.lower(): value for name, value in seen[-1].headers.items()}
+    assert set(received) == {"host", "x-tenant", "authorization"}, received
+    assert received["x-tenant"] == "t1" and received["authorization"] == "Bearer k-123"

@@ -74,7 +74,7 @@ class UnifiedCall:
             body = UnifiedCall.peek_json(outbound)
             if body:
                 return orjson.dumps({**body, **leaf.override_params})
-        return outbound.body
+        return outbound.body or None  # no body: no "Content-Length: 0" the client never sent on a GET
 
     @classmethod
     def prepare(cls, endpoint: Endpoint, outbound: Outbound, leaf: Leaf, record: LogRecord) -> "UnifiedCall":

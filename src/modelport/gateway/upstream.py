@@ -7,9 +7,24 @@
 from __future__ import annotations
 
 import aiohttp
+from multidict import CIMultiDict
 
 from ..settings import Settings
 from .hosts import PublicOnlyResolver
+
+# Headers aiohttp would add when the client did not send them. Accept-Encoding above all: with
+# auto_decompress off, the client would get a compressed body it never asked for.
+_NEVER_ADDED = CIMultiDict((name, None) for name in ("Accept", "Accept-Encoding", "Content-Type", "User-Agent"))
+
+
+class VerbatimRequest(aiohttp.ClientRequest):
+    """A request that carries the client's headers and adds none of aiohttp's defaults.
+
+    Same effect as ``skip_auto_headers``, which rebuilds and sorts a multidict of the names on every
+    request (~12k instructions, 2 % of the request path, measured with callgrind)."""
+
+    def update_auto_headers(self, skip_auto_headers: object) -> None:
+        self._skip_auto_headers = _NEVER_ADDED  # also read when the body's own headers are copied
 
 
 class Upstreams:
@@ -35,7 +50,7 @@ class Upstreams:
         return aiohttp.ClientSession(
             connector=connector,
             auto_decompress=False,
-            skip_auto_headers=("User-Agent", "Content-Type", "Accept", "Accept-Encoding"),
+            request_class=VerbatimRequest,
             timeout=aiohttp.ClientTimeout(total=None, connect=self._settings.connect_timeout),
             cookie_jar=aiohttp.DummyCookieJar(),
         )
