@@ -39,6 +39,7 @@ class LoadResult:
     mean_ms: float
     max_ms: float
     load_cpu_seconds: float = 0.0  # wrk's own CPU: shows whether the load generator was the limit
+    sent: int | None = None  # drain mode only: requests handed to the socket (see wrk/post.lua)
 
     @property
     def rps(self) -> float:
@@ -56,8 +57,12 @@ def wrk_path() -> str:
 
 
 def run_wrk(target: Target, body: bytes, connections: int, seconds: float, threads: int = 2,
-            timeout: float = 10.0) -> LoadResult:
-    """Hold `connections` keep-alive connections busy for `seconds`; wrk reports the latencies."""
+            timeout: float = 10.0, drain: float = 0.0) -> LoadResult:
+    """Hold `connections` keep-alive connections busy for `seconds`; wrk reports the latencies.
+
+    With `drain` > 0 (drain mode, wrk/post.lua), no request is sent in the last `drain` seconds,
+    so the ones in flight finish and wrk's count is every request the server answered; `seconds`
+    in the result is then the sending window, so `rps` is over the time load was applied."""
     seconds = max(1, math.ceil(seconds))  # wrk takes whole seconds only
     with tempfile.NamedTemporaryFile(prefix="bench-body-", suffix=".json") as body_file:
         body_file.write(body)
@@ -67,6 +72,9 @@ def run_wrk(target: Target, body: bytes, connections: int, seconds: float, threa
         command = [wrk_path(), f"-t{max(1, min(threads, connections))}", f"-c{connections}",
                    f"-d{seconds}s", f"--timeout={timeout:g}s", "-s", str(WRK_SCRIPT), target.url]
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        started = time.monotonic()
+        if drain > 0:
+            env["BENCH_STOP_AT"] = repr(started + seconds - drain)
         done = subprocess.run(command, env=env, capture_output=True, text=True,
                               timeout=seconds + timeout + 30, check=False)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -77,7 +85,7 @@ def run_wrk(target: Target, body: bytes, connections: int, seconds: float, threa
     latency = raw["latency_us"]
     return LoadResult(
         connections=connections,
-        seconds=raw["duration_us"] / 1e6,
+        seconds=seconds - drain if drain > 0 else raw["duration_us"] / 1e6,
         requests=raw["requests"],
         errors=sum(raw["errors"].values()),
         error_detail=raw["errors"],
@@ -87,6 +95,7 @@ def run_wrk(target: Target, body: bytes, connections: int, seconds: float, threa
         mean_ms=latency["mean"] / 1000,
         max_ms=latency["max"] / 1000,
         load_cpu_seconds=(after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
+        sent=raw["sent"] if drain > 0 else None,
     )
 
 
