@@ -66,6 +66,10 @@ class RequestOptions(NamedTuple):
     content_length: int | None = None
 
 
+# Builds a RequestOptions from a full positional tuple, skipping the keyword handling of __new__.
+_FAST_NEW = tuple.__new__
+
+
 def new_trace_id() -> str:
     # Not a secret (the caller gets it back, logs show it): Python's PRNG — seeded by the OS, reseeded
     # after fork — saves a getrandom syscall per request over the secrets module.
@@ -110,7 +114,7 @@ def _options(
     content_type: bytes,
     content_length: int | None,
 ) -> RequestOptions:
-    api_key = portkey.get("api-key") or None
+    api_key = portkey.pop("api-key", None) or None
     bearer = _bearer(authorization)
     provider_key = bearer
     if bearer and bearer.startswith(GATEWAY_KEY_PREFIX) and api_key is None:
@@ -118,14 +122,18 @@ def _options(
         api_key, provider_key = bearer, None
     elif bearer and bearer == api_key:
         provider_key = None
-    trace_given = bool(portkey.get("trace-id"))
+    provider = portkey.pop("provider", None) or None
+    trace_id = portkey.pop("trace-id", None)
+    common = (api_key, provider, portkey.pop("virtual-key", None) or None)
+    if not portkey:  # only the common headers: every other option keeps its default (most requests)
+        return _FAST_NEW(RequestOptions, (*common, None, trace_id or new_trace_id(), bool(trace_id), _EMPTY, None,
+                                          frozenset(), None, False, False, provider_key, _EMPTY, tuple(upstream),
+                                          content_type, content_length))
     return RequestOptions(
-        api_key=api_key,
-        provider=portkey.get("provider") or None,
-        virtual_key=portkey.get("virtual-key") or None,
+        *common,
         config=portkey.get("config") or None,
-        trace_id=portkey["trace-id"] if trace_given else new_trace_id(),
-        trace_id_given=trace_given,
+        trace_id=trace_id or new_trace_id(),
+        trace_id_given=bool(trace_id),
         metadata=_metadata(portkey.get("metadata")) if "metadata" in portkey else _EMPTY,
         custom_host=portkey.get("custom-host") or None,
         forward_headers=_forward_headers(portkey.get("forward-headers")),
@@ -133,7 +141,7 @@ def _options(
         cache_force_refresh=_flag(portkey.get("cache-force-refresh")),
         strict_compliance=(portkey.get("strict-open-ai-compliance", "").lower() == "true"),
         provider_key=provider_key,
-        provider_settings=_provider_settings(portkey) if len(portkey) > 2 else _EMPTY,
+        provider_settings=_provider_settings(portkey),
         upstream_headers=tuple(upstream),
         content_type=content_type,
         content_length=content_length,
