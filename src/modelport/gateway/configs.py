@@ -42,8 +42,9 @@ class ConfigPlanner:
         self._plans: StoreCache[Node] = StoreCache(version, lambda key: None, max_entries=4096)  # type: ignore[arg-type,return-value]
 
     def plan(self, options: RequestOptions, principal: Principal) -> Node:
+        settings = tuple(sorted(options.provider_settings.items())) if options.provider_settings else ()
         key = (principal.key_id, options.provider, options.virtual_key, options.config, options.custom_host,
-               options.provider_key, tuple(sorted(options.provider_settings.items())), options.forward_headers)
+               options.provider_key, settings, options.forward_headers)
         return self._plans.get(key, lambda: self._build(options, principal))
 
     def _build(self, options: RequestOptions, principal: Principal) -> Node:

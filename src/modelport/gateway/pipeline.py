@@ -29,7 +29,7 @@ from .forward import NOT_CONNECTED, Outbound, open_upstream, proxy_headers, upst
 from .headers import RequestOptions, parse_request_options
 from .resolve import TargetResolver
 from .respond import Relayed, Rewriting, relay
-from .routing import Leaf, Outcome, Walk, execute
+from .routing import Leaf, Outcome, execute
 from .streams import STREAM_ROUTE, StreamSigner
 from .unified import UnifiedCall, unified_endpoint
 from .upstream import Upstreams
@@ -68,8 +68,7 @@ class Gateway:
             outbound = await self._read(method, path, scope, receive, options)
             self._capture_request(record, outbound)
             call = _Call(self, scope, receive, send, outbound, record, principal)
-            walk = Walk(call.attempt, call.may_retry, call.routing_context)
-            outcome = await execute(tree, walk)
+            outcome = await execute(tree, call)
             await call.respond(outcome)
         except GatewayError as error:
             await self._fail(send, record, error, options)
@@ -111,7 +110,7 @@ class Gateway:
 
 
 class _Call:
-    """The per-request state the attempt and respond steps share."""
+    """The per-request state the attempt and respond steps share; also the ``Walk`` the router drives."""
 
     __slots__ = ("gateway", "scope", "receive", "send", "outbound", "record", "principal", "unified", "cache_key")
 

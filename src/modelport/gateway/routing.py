@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import random
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Union
+from typing import Any, Protocol, Union
 
 from .errors import BadRequest, GatewayError
 from .resolve import Resolved
@@ -83,15 +83,18 @@ class Outcome:
             self.response.release()
 
 
-@dataclass(frozen=True, slots=True)
-class Walk:
+class Walk(Protocol):
     """How to try a leaf, and whether an outcome may be retried (the pipeline knows the method:
     a proxied POST that may have created something upstream is only retried when the status proves
-    it was not, e.g. 429)."""
+    it was not, e.g. 429). The pipeline's per-request state is the walk: no extra object per request."""
 
-    attempt: Callable[[Leaf, int], Awaitable[Outcome]]
-    may_retry: Callable[[Outcome], bool]
-    context: Callable[[], dict[str, Any]]  # built only if a conditional node asks (it parses the body)
+    async def attempt(self, leaf: Leaf, retry: int) -> Outcome: ...
+
+    def may_retry(self, outcome: Outcome) -> bool: ...
+
+    def routing_context(self) -> dict[str, Any]:
+        """Built only if a conditional node asks (it parses the body)."""
+        ...
 
 
 async def execute(node: Node, walk: Walk) -> Outcome:
@@ -103,7 +106,7 @@ async def execute(node: Node, walk: Walk) -> Outcome:
     if node.mode == "loadbalance":
         return await execute(_weighted_pick(node), walk)
     if node.mode == "conditional":
-        return await execute(_conditional_pick(node, walk.context()), walk)
+        return await execute(_conditional_pick(node, walk.routing_context()), walk)
     return await _fallback(node, walk)
 
 
