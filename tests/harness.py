@@ -72,7 +72,9 @@ class GatewayProcess:
         command = [sys.executable, "-m", "modelport", "serve", "--port", str(self.port), "--data-dir", str(self.data_dir),
                    "--config", str(self.config), "--workers", str(self.workers), "--log-level", self.log_level]
         self._log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(command, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
+        # A session of its own, so SIGKILL can take every process of the gateway at once, as a crash does.
+        self.process = subprocess.Popen(command, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -89,7 +91,10 @@ class GatewayProcess:
         if self.process is None:
             return 0
         if self.process.poll() is None:
-            self.process.send_signal(sig)
+            if sig == signal.SIGKILL:
+                os.killpg(self.process.pid, sig)  # the log service and workers too: nothing left to drain
+            else:
+                self.process.send_signal(sig)
         try:
             code = self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -98,6 +103,19 @@ class GatewayProcess:
         self._log.close()
         self.process = None
         return code
+
+    def log_service_pid(self) -> int | None:
+        """The pid of the gateway's log service process (named ``modelport-log``), if one is running."""
+        assert self.process is not None
+        for status in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                pid, rest = status.read_text().split(" (", 1)
+            except OSError:
+                continue  # it exited while we looked
+            name, fields = rest.rsplit(") ", 1)
+            if name == "modelport-log" and int(fields.split()[1]) == self.process.pid:
+                return int(pid)
+        return None
 
     def log_text(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""

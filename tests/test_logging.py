@@ -1,10 +1,11 @@
 """Request logs: one record per request whatever its outcome, bodies capped and redacted, and nothing
-lost in a burst, a locked store, a SIGTERM or a SIGKILL."""
+lost in a burst, a locked store, a SIGTERM, a SIGKILL or a killed log service."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import socket
 import sqlite3
@@ -61,10 +62,10 @@ def metric(gateway: GatewayProcess, name: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{"))
 
 
-def gateway_with(tmp_path: Path, fake_replicate, fake_openai, **settings) -> GatewayProcess:
+def gateway_with(tmp_path: Path, fake_replicate, fake_openai, workers: int = 1, **settings) -> GatewayProcess:
     providers = [replicate_provider(fake_replicate[0].url), stored("openai-test", "openai", "TEST_OPENAI_KEY", fake_openai[0].url + "/v1")]
     env = {"TEST_REPLICATE_TOKEN": REPLICATE_TOKEN, "TEST_OPENAI_KEY": OPENAI_KEY}
-    return GatewayProcess(tmp_path / "data", providers=providers, env=env, settings=settings)
+    return GatewayProcess(tmp_path / "data", providers=providers, env=env, settings=settings, workers=workers)
 
 
 # --- one record per request --------------------------------------------------------------------
@@ -389,4 +390,45 @@ def test_a_sigkilled_gateway_replays_its_spill_file_on_restart(tmp_path, fake_re
         assert sorted(r["trace_id"] for r in rows) == sorted(traces)
         wait_until(lambda: not list((gateway.data_dir / "spill").glob("*.jsonl")))
     finally:
+        gateway.stop()
+
+
+def test_a_killed_log_service_is_restarted_and_every_answered_request_is_logged(tmp_path, fake_replicate, fake_openai):
+    gateway = gateway_with(tmp_path, fake_replicate, fake_openai, workers=2).start()
+    answered: list[str] = []
+    failed: list[int] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        headers = gateway.headers(**REPLICATE, **{"x-portkey-metadata": json.dumps({"run": "service-killed"})})
+        with httpx.Client(base_url=gateway.v1, headers=headers, timeout=10) as client:
+            while not stop.is_set():
+                response = client.get("/account")
+                if response.status_code == 200:
+                    answered.append(response.headers["x-portkey-trace-id"])
+                else:
+                    failed.append(response.status_code)
+
+    try:
+        threads = [threading.Thread(target=load) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        wait_until(lambda: len(answered) >= 300)
+        killed = gateway.log_service_pid()
+        assert killed is not None
+        wait_until(lambda: metric(gateway, "modelport_log_queue_depth") > 0)
+        os.kill(killed, signal.SIGKILL)  # while it holds records in memory: the workers must still have them
+        wait_until(lambda: gateway.log_service_pid() not in (None, killed))
+        wait_until(lambda: httpx.get(gateway.url + "/metrics").status_code == 200)  # the new one listens
+        restarted_at = len(answered)
+        wait_until(lambda: len(answered) >= restarted_at + 300)
+        stop.set()
+        for thread in threads:
+            thread.join()
+        assert failed == []
+        rows = wait_for_logs(gateway, LogFilter(metadata={"run": "service-killed"}), len(answered), timeout=30)
+        assert {r["trace_id"] for r in rows} == set(answered) and len(rows) == len(answered)
+        wait_until(lambda: not list((gateway.data_dir / "spill").glob("*.jsonl")))  # workers' spills replayed
+    finally:
+        stop.set()
         gateway.stop()

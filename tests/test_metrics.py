@@ -1,5 +1,5 @@
 """``GET /metrics``: Prometheus text exposition of requests, errors, latency, tokens, cost and the log
-writer's queue and spill counters, per worker process."""
+writer's queue and spill counters, for the whole gateway (kept by its log service)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ import time
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import REPLICATE_TOKEN, replicate_provider
+from tests.harness import GatewayProcess
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "count my tokens please"}]}
 
@@ -97,3 +100,18 @@ def test_the_log_writer_reports_its_queue_and_spill(gateway, family, kind):
     if kind == "gauge":
         [sample] = families[family].samples
         assert sample.value >= 0 and sample.labels["pid"]
+
+
+def test_every_worker_reports_the_whole_gateways_counts(tmp_path, fake_replicate):
+    server, _ = fake_replicate
+    labels = {"provider": "replicate", "endpoint": "proxy", "status": "200"}
+    with GatewayProcess(tmp_path / "data", providers=[replicate_provider(server.url)],
+                        env={"TEST_REPLICATE_TOKEN": REPLICATE_TOKEN}, workers=2) as gateway:
+        headers = gateway.headers(**{"x-portkey-provider": "@replicate-test"})
+        # A fresh connection each: the kernel spreads them over both workers (SO_REUSEPORT), for the
+        # requests and for the scrapes alike (all 20 on one worker: a chance of one in half a million).
+        assert {httpx.get(gateway.v1 + "/account", headers=headers).status_code for _ in range(20)} == {200}
+        wait_for(gateway, "modelport_requests", "modelport_requests_total", 20, **labels)
+        scrapes = [scrape(gateway) for _ in range(20)]
+    assert [value(s, "modelport_requests", "modelport_requests_total", **labels) for s in scrapes] == [20] * 20
+    assert len({sample.labels["pid"] for s in scrapes for sample in s["modelport_requests"].samples}) == 1

@@ -220,3 +220,25 @@ def test_a_streamed_prediction_nobody_polls_is_priced_by_autopoll(autopoll_gatew
         assert "event: done" in "".join(response.iter_text())
     charged = priced_once(autopoll_gateway, lifecycle(autopoll_gateway, created["id"], rows=2))
     assert charged["output_tokens"] == 2 and charged["cost_status"] == "priced"
+
+
+def test_autopoll_runs_once_for_all_workers(tmp_path, fake_replicate, fake_openai):
+    _, replicate = fake_replicate
+    interval, window = 0.3, 2.1
+    gateway = start_gateway(tmp_path, fake_replicate, fake_openai, {"models": {"test/echo": "cpu"}}, workers=2,
+                            replicate_autopoll=True, replicate_autopoll_interval=interval)
+    try:
+        replicate.script_next(polls=10_000)  # never ends while we watch
+        with client(gateway) as http:
+            created = http.post("/models/test/echo/predictions", json={"input": {"text": "nobody polls me"}}).json()
+        path = f"/v1/predictions/{created['id']}"
+        deadline = time.monotonic() + 15
+        while not replicate.requests_to(path):
+            assert time.monotonic() < deadline, "autopoll never polled"
+            time.sleep(0.05)
+        first = len(replicate.requests_to(path))
+        time.sleep(window)
+        polls = len(replicate.requests_to(path)) - first
+    finally:
+        gateway.stop()
+    assert 1 <= polls <= window / interval + 1, f"{polls} polls in {window} s at one per {interval} s"

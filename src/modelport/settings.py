@@ -64,6 +64,10 @@ class Settings:
     database_url: str | None = None
     redis_url: str | None = None
     providers: tuple[DeclaredProvider, ...] = ()
+    # Internal, set by `modelport serve` for its workers: where the log service listens. Empty (an app
+    # from create_app() under another ASGI server) means logging in-process. Read from no flag, variable
+    # or file.
+    log_service_address: str = ""
 
     @property
     def db_path(self) -> Path:
@@ -100,7 +104,8 @@ class Settings:
         return replace(self, **changes)
 
 
-_FIELD_TYPES = {f.name: f.type for f in fields(Settings)}
+_INTERNAL = frozenset({"log_service_address"})
+_FIELD_TYPES = {f.name: f.type for f in fields(Settings) if f.name not in _INTERNAL}
 _DEFAULTS = {f.name: f.default for f in fields(Settings)}
 _ENV_PREFIX = "MODELPORT_"
 
@@ -210,7 +215,7 @@ def describe() -> list[tuple[str, str, str, str]]:
     """(env var, type, default, meaning) for every setting, for the README table."""
     rows = []
     for f in fields(Settings):
-        if f.name == "providers":
+        if f.name == "providers" or f.name in _INTERNAL:
             continue
         kind = str(f.type).replace(" | None", ", optional")
         default = "unset" if f.default is None else str(f.default)

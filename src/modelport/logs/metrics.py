@@ -1,9 +1,10 @@
-"""Per-process counters and histograms, rendered as Prometheus text exposition format 0.0.4.
+"""The gateway's counters and histograms, rendered as Prometheus text exposition format 0.0.4.
 
 Observed by the log writer's thread once a record is written (tokens and cost are only known after
 enrichment; with ``MODELPORT_LOGGING=false`` nothing is enriched, so only requests, errors and
-latency are counted), never on the request path. Each worker process serves its own numbers at ``GET /metrics``;
-the ``pid`` label keeps several workers' series apart when a scraper reaches more than one.
+latency are counted), never on the request path. The writer runs in the log service, so these count
+the requests of every worker, and ``GET /metrics`` on any worker relays the same text. The ``pid``
+label (the log service's) keeps apart gateways that share a host and marks a restart of the service.
 """
 
 from __future__ import annotations

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import secrets
+import operator
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from random import getrandbits
 from typing import Any, Protocol
 
 
@@ -27,7 +28,7 @@ class LogRecord:
     trace_id: str
     method: str
     path: str
-    id: str = field(default_factory=lambda: "log_" + secrets.token_hex(12))
+    id: str = field(default_factory=lambda: "log_%024x" % getrandbits(96))  # not a secret: no syscall
     created_at: float = field(default_factory=time.time)
     key_id: str | None = None
     key_name: str | None = None
@@ -46,7 +47,8 @@ class LogRecord:
     error: str | None = None
     stream: bool = False
     # Raw ASGI/aiohttp header pairs (bytes) as they passed, or a dict of str; the writer decodes them off
-    # the request path (see header_dict below).
+    # the request path (see header_dict below). Every value here must pickle (the wire form below): a
+    # multidict proxy would not, so pipelines keep uvicorn's list and aiohttp's ``raw_headers`` tuple.
     request_headers: Any = field(default_factory=dict)
     response_headers: Any = field(default_factory=dict)
     request_body: bytes | None = None
@@ -69,6 +71,24 @@ class LogRecord:
             value = data[key]
             data[key] = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
         return data
+
+
+# The wire form between a worker and the log service: a plain tuple of the fields (attempts as tuples
+# too), which pickles several times faster than the dataclass. Derived from the dataclasses, so a new
+# field travels without touching this code; ``attempts`` goes last.
+_WIRE_FIELDS = tuple(f.name for f in fields(LogRecord) if f.name != "attempts")
+_record_values = operator.attrgetter(*_WIRE_FIELDS)
+_attempt_values = operator.attrgetter(*(f.name for f in fields(Attempt)))
+
+
+def record_to_tuple(record: LogRecord) -> tuple[Any, ...]:
+    return _record_values(record) + (tuple(map(_attempt_values, record.attempts)),)
+
+
+def record_from_tuple(values: tuple[Any, ...]) -> LogRecord:
+    record = LogRecord(**dict(zip(_WIRE_FIELDS, values)))
+    record.attempts = [Attempt(*attempt) for attempt in values[-1]]
+    return record
 
 
 class Recorder(Protocol):

@@ -1,10 +1,11 @@
 """The spill file: an append-only JSON-lines file of log records the store could not take in time.
 
-Each worker process appends to ``<data_dir>/spill/<pid>.jsonl`` and holds an exclusive ``flock`` on
-``<pid>.lock`` for its lifetime. A file whose lock can be taken belongs to a process that is gone (a
-crash, SIGKILL), so a starting worker claims it and replays it; a reused pid cannot fool the lock.
-Replay is idempotent (the writer skips log ids already stored), so a crash between the store's
-commit and the file's removal costs nothing.
+A process appends to ``<data_dir>/spill/<pid>.jsonl`` and holds an exclusive ``flock`` on
+``<pid>.lock`` while it owns the file: the log service when the store is locked or slow, a worker
+while the log service is unreachable (it closes its file, freeing the lock, once it reconnects). A file
+whose lock can be taken belongs to no one (a crash, SIGKILL, a worker that let go), so the log writer
+claims it and replays it; a reused pid cannot fool the lock. Replay is idempotent (the writer skips
+log ids already stored), so a crash between the store's commit and the file's removal costs nothing.
 """
 
 from __future__ import annotations
@@ -158,9 +159,17 @@ def read_lines(path: Path, batch: int) -> Iterator[list[LogRecord]]:
 
 
 def _hold_lock(path: Path) -> int:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    return fd
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        # An adopter unlinks a lock file it claimed while holding it: a lock taken on that old inode
+        # guards nothing, and adopt_orphans would take this process's new file for an orphan.
+        try:
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
 
 
 def _try_lock(path: Path) -> int | None:

@@ -1,4 +1,4 @@
-"""The log writer: the gateway's ``Recorder``. Nothing is lost, and the request path never waits.
+"""The log writer: enrich, price and insert log records in batches. Nothing is lost.
 
     submit(record) ─▶ bounded deque ─(≤500 records or 200 ms)─▶ writer thread: enrich, price, one
          │ full                                                   transaction ─▶ logs, predictions
@@ -6,9 +6,16 @@
     spill/<pid>.jsonl ◀─────────────────────────────────────────────────┘
          └─▶ replayed when the store answers again, by this process or, after a crash, the next one
 
+It runs in the log service process (``logs/service.py``) under ``modelport serve``, fed by every
+worker; only an app built by ``create_app()`` for another ASGI server runs it in-process as its
+``Recorder``. Every second it also adopts the spill files whose owner let go of them (a dead process,
+or a worker that spilled while the log service was away) and replays them.
+
 ``submit`` is an append to a deque (O(1), no allocation beyond the deque's). Enrichment (JSON parsing
 of bodies, usage, redaction) and SQLite run on one dedicated thread, so they neither stall the event
 loop nor race each other. ``stop()`` drains the queue fully before the process exits (SIGTERM).
+``queued_total``/``settled_total`` count queued records and those of them now in the store or the
+spill file (the queue is FIFO), so the log service can acknowledge what it holds safely.
 """
 
 from __future__ import annotations
@@ -51,6 +58,7 @@ FLUSH_SECONDS = 0.2
 # costs one busy-timeout wait per second rather than one per batch.
 RETRY_SECONDS = 1.0
 WRITE_BUSY_TIMEOUT = 1.0
+ADOPT_SECONDS = 1.0
 HARDWARE_LOOKUP_SECONDS = 15.0
 SECRET_CACHE_SECONDS = 60.0
 AUTOPOLL_MAX_AGE_MS = 24 * 3600 * 1000
@@ -77,6 +85,10 @@ class LogWriter:
         self._poller: asyncio.Task[None] | None = None
         self._stopping = False
         self._down_until = 0.0
+        self._adopt_at = 0.0
+        self.queued_total = 0
+        self.settled_total = 0
+        self.on_settled: Callable[[], None] | None = None
         self._secrets: dict[str, tuple[str | None, float]] = {}
         self._enricher = Enricher(
             PriceBook.load(settings.pricing_file),
@@ -100,6 +112,7 @@ class LogWriter:
         queue = self._queue
         if len(queue) < self._capacity or self._spill is None:
             queue.append(record)
+            self.queued_total += 1
             if len(queue) == BATCH_SIZE:
                 self._wake.set()
             return
@@ -112,8 +125,12 @@ class LogWriter:
         except Exception:  # never raise into the request path; keep it in memory instead
             log.exception("log spill failed; keeping the record in memory")
             self._queue.append(record)
+            self.queued_total += 1
 
     # -- lifecycle --------------------------------------------------------------------------------
+    async def render_metrics(self) -> str:
+        return self.metrics.render()
+
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._spill = SpillFile(self.settings.data_dir / "spill")
@@ -124,11 +141,13 @@ class LogWriter:
             self._poller = asyncio.create_task(poller.run(), name="modelport-autopoll")
 
     async def stop(self) -> None:
-        """Drain everything queued into the store (or, if it is down, the spill file), then close."""
+        """Drain everything queued, and the spill files workers let go of on their way out, into the
+        store (or, if it is down, the spill file), then close."""
         if self._poller is not None:
             self._poller.cancel()
             await asyncio.gather(self._poller, return_exceptions=True)
         self._stopping = True
+        self._adopt_at = 0.0
         self._wake.set()
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
@@ -138,8 +157,12 @@ class LogWriter:
 
     def _open(self) -> None:
         self._conn = connect(self.settings.db_path, WRITE_BUSY_TIMEOUT)
+        self._adopt()
+
+    def _adopt(self) -> None:
         assert self._spill is not None
         self._spill.adopt_orphans()
+        self._adopt_at = time.monotonic() + ADOPT_SECONDS
 
     def _close(self) -> None:
         late = list(self._queue)  # submitted after the drain finished: keep them on disk
@@ -168,7 +191,10 @@ class LogWriter:
             try:
                 if batch:
                     await loop.run_in_executor(self._executor, self._write_or_spill, batch)
+                    self._settle(len(batch))
                     batch = []
+                if time.monotonic() >= self._adopt_at:
+                    await loop.run_in_executor(self._executor, self._adopt)
                 if self.spill_pending and time.monotonic() >= self._down_until and self.settings.logging:
                     await loop.run_in_executor(self._executor, self._replay)
             except Exception:  # neither the store nor the disk took the batch: keep it and retry
@@ -181,6 +207,11 @@ class LogWriter:
                 await asyncio.sleep(RETRY_SECONDS)
             if self._stopping and not self._queue:
                 return
+
+    def _settle(self, count: int) -> None:
+        self.settled_total += count
+        if self.on_settled is not None:
+            self.on_settled()
 
     def _write_or_spill(self, batch: list[LogRecord]) -> None:
         if not self.settings.logging:

@@ -1,27 +1,34 @@
 """The ASGI application: dispatch by path, lifecycle (start, drain, shutdown).
 
     /health                 readiness
-    /metrics                Prometheus text, this worker process's counters (no auth)
+    /metrics                Prometheus text of the whole gateway, relayed from the log service (no auth)
     /dashboard[/...]        the web dashboard (static files; it calls the /v1 APIs with an admin key)
     /v1/streams/<token>     signed provider streams (no auth; the token is the capability)
     /v1/<control resource>  control plane (api-keys, virtual-keys, integrations, providers, configs, logs, ...)
     /v1/<anything else>     the gateway pipeline (unified API or proxy)
+
+Log records go one of two ways. Under ``modelport serve`` (``settings.log_service_address`` set) a
+``LogShipper`` hands them to the log service process, which enriches, stores and counts them for all
+workers (logs/service.py). The only other way is an app from ``create_app()`` under another ASGI server,
+with no supervisor and so no log service: it runs the ``LogWriter`` in-process, on a thread.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 from ..control.app import ControlPlane
 from ..dashboard.serve import PREFIX as DASHBOARD_PREFIX
 from ..dashboard.serve import serve_dashboard
-from ..gateway.errors import NotFound
+from ..gateway.errors import GatewayError, NotFound
 from ..gateway.pipeline import Gateway
 from ..gateway.stream_relay import relay_stream
 from ..gateway.streams import STREAM_ROUTE, StreamSigner
 from ..gateway.upstream import Upstreams
 from ..logs.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from ..logs.shipper import LogShipper
 from ..logs.writer import LogWriter
 from ..settings import Settings
 from ..store import open_store
@@ -34,6 +41,11 @@ CONTROL_RESOURCES = frozenset(
 )
 
 
+class MetricsUnavailable(GatewayError):
+    # Belongs in gateway/errors.py; defined here while that module is being reworked elsewhere.
+    status, type, code = 503, "service_unavailable", "log_service_unavailable"
+
+
 class ModelPortApp:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -42,7 +54,7 @@ class ModelPortApp:
         self.gateway: Gateway | None = None
         self.control: Any = None
         self.upstreams = Upstreams(settings)
-        self.recorder: LogWriter | None = None
+        self.recorder: LogShipper | LogWriter | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -65,14 +77,23 @@ class ModelPortApp:
         elif path == "/openapi.json" and self.control is not None:
             await self.control(scope, receive, send)
         elif path == "/metrics" and self.recorder is not None:
-            body = self.recorder.metrics.render().encode()
-            await send_response(send, 200, [(b"content-type", METRICS_CONTENT_TYPE.encode())], body)
+            await self._metrics(send)
         elif path == "/health":
             await send_json(send, 200 if self.ready else 503, {"status": "ok" if self.ready else "starting"})
         elif path == DASHBOARD_PREFIX or path.startswith(DASHBOARD_PREFIX + "/"):
             await serve_dashboard(scope, receive, send)
         else:
             await send_error(send, NotFound(f"no route for {path}: the API lives under /v1"), "")
+
+    async def _metrics(self, send: Send) -> None:
+        assert self.recorder is not None
+        try:
+            text = await self.recorder.render_metrics()
+        except (OSError, TimeoutError) as exc:
+            error = MetricsUnavailable(f"the log service, which keeps the metrics, is unreachable ({exc}); try again shortly")
+            await send_error(send, error, "")
+            return
+        await send_response(send, 200, [(b"content-type", METRICS_CONTENT_TYPE.encode())], text.encode())
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -94,17 +115,25 @@ class ModelPortApp:
         settings = self.settings
         self.store = open_store(settings.data_dir, settings.master_key)
         await self.upstreams.start()
-        self.recorder = LogWriter(settings, self.store, lambda: self.upstreams.session(False))
+        self.recorder = self._recorder()
         await self.recorder.start()
         signer = StreamSigner.from_data_dir(settings.data_dir, settings.stream_url_ttl)
         self.gateway = Gateway(settings, self.store, self.upstreams, self.recorder, signer)
         self.ready = True
         self.control = ControlPlane(self.store, settings, self.gateway.auth)
 
+    def _recorder(self) -> LogShipper | LogWriter:
+        if self.settings.log_service_address:
+            return LogShipper(self.settings)
+        # The writer's thread does CPU work in this process; with CPython's default 5 ms switch interval a
+        # request could wait that long for the GIL. 1 ms keeps the event loop's waits short.
+        sys.setswitchinterval(0.001)
+        return LogWriter(self.settings, self.store, lambda: self.upstreams.session(False))
+
     async def stop(self) -> None:
         self.ready = False
         if self.recorder is not None:
-            await self.recorder.stop()  # drains every queued record before the process exits
+            await self.recorder.stop()  # hands over (or drains) every record before the process exits
         await self.upstreams.close()
         if self.store is not None:
             self.store.close()

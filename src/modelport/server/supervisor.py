@@ -1,24 +1,34 @@
-"""Run the gateway: one process, or N workers each with its own SO_REUSEPORT socket.
+"""Run the gateway: the log service process, then one worker (in this process) or N worker processes
+each with its own SO_REUSEPORT socket.
 
 A shared listening socket let one worker take every connection in 2 of 9 benchmark runs
 (DESIGN.md); with SO_REUSEPORT the kernel spreads connections over the workers' sockets by hash.
-SIGTERM/SIGINT: every worker stops accepting, finishes in-flight requests, flushes, then exits.
+The log service (logs/service.py) starts first and stops last, and is restarted if it dies.
+SIGTERM/SIGINT: every worker stops accepting, finishes in-flight requests, ships its last log records,
+then exits; then the log service is told to stop, and drains everything into the store.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import secrets
 import signal
 import socket
 import sys
+import threading
+from multiprocessing.connection import wait
 from typing import Any
 
 import uvicorn
 
+from ..logs.service import READ_TO_EOF_SECONDS, run_log_service
 from ..settings import Settings
 
 GRACEFUL_SHUTDOWN_SECONDS = 30
+LOG_SERVICE_READY_SECONDS = 30.0
+LOG_SERVICE_RESTART_FIRST_SECONDS = 0.2
+LOG_SERVICE_RESTART_MAX_SECONDS = 10.0
 
 
 def bind_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
@@ -52,9 +62,6 @@ def uvicorn_config(settings: Settings) -> uvicorn.Config:
 
 
 def run_worker(settings: Settings) -> None:
-    # The log writer's thread does CPU work; with CPython's default 5 ms switch interval a request could
-    # wait that long for the GIL. 1 ms keeps the event loop's waits short for a small switching cost.
-    sys.setswitchinterval(0.001)
     sock = bind_socket(settings.host, settings.port, reuse_port=settings.workers > 1)
     server = uvicorn.Server(uvicorn_config(settings))
     # uvicorn re-raises the signal it caught once shutdown is complete; with these handlers in place the
@@ -71,11 +78,109 @@ def _worker_main(settings: Settings) -> None:
         pass
 
 
+class LogServiceError(RuntimeError):
+    """The log service could not be started; the message says why."""
+
+
+class LogServiceProcess:
+    """The log service child: started (and waited for) before the workers, restarted if it crashes,
+    stopped after they have exited. ``settings`` carries its address for the workers."""
+
+    def __init__(self, settings: Settings, context: Any) -> None:
+        address = f"\0modelport-log-{os.getpid()}-{secrets.token_hex(4)}"
+        self.settings = settings.with_changes(log_service_address=address)
+        self._context = context
+        self._process: Any = None
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()  # a restart and stop() never overlap
+        self._watcher = threading.Thread(target=self._watch, name="modelport-log-service-watcher", daemon=True)
+
+    def start(self) -> None:
+        self._process = self._spawn()
+        self._watcher.start()
+
+    def stop(self) -> int:
+        """SIGTERM the service and wait for it to drain; its exit code."""
+        self._stopping.set()
+        with self._lock:
+            process = self._process
+            process.terminate()
+            process.join(READ_TO_EOF_SECONDS + GRACEFUL_SHUTDOWN_SECONDS)
+            if process.exitcode is None:
+                print("modelport: the log service did not stop in time; killing it", file=sys.stderr)
+                process.kill()
+                process.join()
+        self._watcher.join()
+        return process.exitcode
+
+    def _spawn(self) -> Any:
+        receiver, sender = self._context.Pipe(duplex=False)
+        process = self._context.Process(target=run_log_service, args=(self.settings, sender, os.getpid()),
+                                        name="modelport-log-service")
+        process.start()
+        sender.close()
+        with receiver:
+            if not wait([receiver, process.sentinel], LOG_SERVICE_READY_SECONDS):
+                process.kill()
+                process.join()
+                raise LogServiceError(f"the log service did not start within {LOG_SERVICE_READY_SECONDS:g} s")
+            try:
+                failure = receiver.recv()  # None once it listens, else why it could not start
+            except EOFError:  # it died before saying anything
+                process.join()
+                failure = f"it exited with code {process.exitcode}"
+        if failure is not None:
+            process.join()
+            raise LogServiceError(f"the log service could not start: {failure}")
+        return process
+
+    def _watch(self) -> None:
+        # Restarts are spawned from this thread, which lives as long as the service: the service's
+        # PR_SET_PDEATHSIG fires when the *thread* that started it ends, not only the process.
+        while True:
+            self._process.join()
+            # Exit code 0: it was told to stop (a SIGTERM to the whole process group, as systemd or
+            # `timeout` send, reaches it beside the workers); anything else is a crash.
+            if self._stopping.is_set() or self._process.exitcode == 0:
+                return
+            print(f"modelport: the log service exited with code {self._process.exitcode}; restarting it", file=sys.stderr)
+            self._restart()
+
+    def _restart(self) -> None:
+        delay = LOG_SERVICE_RESTART_FIRST_SECONDS
+        while not self._stopping.wait(delay):
+            with self._lock:
+                if self._stopping.is_set():
+                    return
+                try:
+                    self._process = self._spawn()
+                    return
+                except LogServiceError as exc:
+                    print(f"modelport: {exc}; trying again", file=sys.stderr)
+            delay = min(delay * 2, LOG_SERVICE_RESTART_MAX_SECONDS)
+
+
 def serve(settings: Settings) -> int:
+    context = multiprocessing.get_context("spawn")
+    log_service = LogServiceProcess(settings, context)
+    try:
+        log_service.start()
+    except LogServiceError as exc:
+        print(f"modelport: {exc}", file=sys.stderr)
+        return 1
+    try:
+        code = _run_workers(log_service.settings, context)
+    finally:
+        service_code = log_service.stop()
+    if service_code != 0:
+        print(f"modelport: the log service exited with code {service_code}", file=sys.stderr)
+    return 1 if code or service_code else 0
+
+
+def _run_workers(settings: Settings, context: Any) -> int:
     if settings.workers == 1:
         run_worker(settings)
         return 0
-    context = multiprocessing.get_context("spawn")
     workers = [context.Process(target=_worker_main, args=(settings,), name=f"modelport-worker-{i}") for i in range(settings.workers)]
     for worker in workers:
         worker.start()
