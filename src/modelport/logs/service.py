@@ -45,6 +45,7 @@ from typing import Any
 import uvicorn.logging
 
 from ..gateway.upstream import Upstreams
+from ..server.gctune import tune_for_serving
 from ..settings import Settings
 from ..store import open_store
 from .record import record_from_tuple
@@ -80,7 +81,9 @@ def run_log_service(settings: Settings, ready: Connection, parent_pid: int) -> N
     except ImportError:
         run = asyncio.run
     try:
-        run(LogService(settings).run(ready, parent_pid))
+        service = LogService(settings)
+        tune_for_serving()
+        run(service.run(ready, parent_pid))
     except Exception as exc:  # tell the supervisor why, instead of a bare exit code
         log.exception("log service failed")
         if not ready.closed:

@@ -24,6 +24,7 @@ import uvicorn
 
 from ..logs.service import READ_TO_EOF_SECONDS, run_log_service
 from ..settings import Settings
+from .gctune import tune_for_serving
 
 GRACEFUL_SHUTDOWN_SECONDS = 30
 LOG_SERVICE_READY_SECONDS = 30.0
@@ -63,7 +64,8 @@ def uvicorn_config(settings: Settings) -> uvicorn.Config:
 
 def run_worker(settings: Settings) -> None:
     sock = bind_socket(settings.host, settings.port, reuse_port=settings.workers > 1)
-    server = uvicorn.Server(uvicorn_config(settings))
+    server = uvicorn.Server(uvicorn_config(settings))  # imports and builds the app
+    tune_for_serving()
     # uvicorn re-raises the signal it caught once shutdown is complete; with these handlers in place the
     # re-raise is a no-op, so a finished graceful shutdown exits 0 instead of dying "by SIGTERM".
     for signum in (signal.SIGTERM, signal.SIGINT):
