@@ -59,7 +59,8 @@ class Gateway:
         record = LogRecord(trace_id="", method=method, path="/v1" + path)
         options: RequestOptions | None = None
         try:
-            record.request_headers = scope["headers"]  # decoded by the log writer, off the request path
+            if self.settings.logging:  # with logging off only metrics read the record: ship no headers
+                record.request_headers = scope["headers"]  # decoded by the log writer, off the request path
             options = parse_request_options(scope["headers"])
             record.trace_id = options.trace_id
             principal = self.auth.authenticate(options.api_key)
@@ -206,7 +207,8 @@ class _Call:
             del relayed.captured[cap:]
         record.status = 499 if relayed.disconnected else relayed.status
         record.response_bytes = relayed.size
-        record.response_headers = relayed.headers
+        if self.gateway.settings.logging:
+            record.response_headers = relayed.headers
         record.response_content_type = relayed.content_type
         record.stream = "event-stream" in relayed.content_type
         record.error = relayed.error
