@@ -44,11 +44,11 @@ class Redactor:
         self.paths = [parse_json_path(p) for p in paths]
 
     def headers(self, headers: dict[str, str], secrets: tuple[str, ...]) -> dict[str, str]:
-        # str(): aiohttp's case-insensitive names are a str subclass that orjson refuses as keys.
-        return {
-            str(name).lower(): REDACTED if _is_secret_header(name) else scrub_text(str(value), secrets) or ""
-            for name, value in headers.items()
-        }
+        """``headers`` as ``header_dict`` makes them (lower-case str names)."""
+        if secrets:
+            return {name: REDACTED if _is_secret_header(name) else scrub_text(value, secrets) or ""
+                    for name, value in headers.items()}
+        return {name: REDACTED if _is_secret_header(name) else value for name, value in headers.items()}
 
     def body(self, body: bytes | None, stream: bool, secrets: tuple[str, ...]) -> bytes | None:
         """The body with configured paths replaced. A JSON body that cannot be parsed (cut at the cap)
@@ -323,9 +323,9 @@ def _looks_like_json(body: bytes) -> bool:
 
 
 @functools.lru_cache(maxsize=1024)  # header names repeat on every request
+@functools.lru_cache(maxsize=4096)  # the same few dozen names on every record
 def _is_secret_header(name: str) -> bool:
-    lowered = name.lower()
-    return lowered in _SECRET_HEADERS or any(word in lowered for word in _SECRET_WORDS)
+    return name in _SECRET_HEADERS or any(word in name for word in _SECRET_WORDS)
 
 
 def _header(headers: dict[str, str], name: str) -> str | None:

@@ -98,10 +98,15 @@ class Recorder(Protocol):
 
 
 def header_dict(headers: Any) -> dict[str, str]:
-    """Headers as the pipeline recorded them (raw byte pairs, to keep decoding off the request path) → dict."""
+    """Headers as the pipeline recorded them (raw byte pairs, to keep decoding off the request path) →
+    a dict of lower-case ``str`` names (plain ``str``: aiohttp's case-insensitive names are a subclass
+    orjson refuses as keys)."""
     if isinstance(headers, dict):
-        return headers
-    return {_text(name).lower(): _text(value) for name, value in headers}
+        return {str(name).lower(): str(value) for name, value in headers.items()}
+    try:  # the usual shape: uvicorn's and aiohttp's (bytes, bytes) pairs, decoded in one pass
+        return {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in headers}
+    except AttributeError:
+        return {_text(name).lower(): _text(value) for name, value in headers}
 
 
 def _text(value: Any) -> str:
