@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from modelport.logs.enrich import Enricher, Redactor
-from modelport.logs.record import LogRecord
+from modelport.logs.record import Attempt, LogRecord, records_from_wire, records_to_wire
 from modelport.logs.store import LogFilter, LogQueries
 from modelport.usage import PriceBook
 from tests.conftest import OPENAI_KEY, REPLICATE_TOKEN, replicate_provider, stored
@@ -432,3 +432,16 @@ def test_a_killed_log_service_is_restarted_and_every_answered_request_is_logged(
     finally:
         stop.set()
         gateway.stop()
+
+
+def test_every_kind_of_value_a_record_holds_crosses_the_wire_unchanged():
+    """Workers send records to the log service as marshal; a value it cannot encode would send the
+    whole batch to the spill file instead. This record holds each kind the pipeline puts in one."""
+    record = LogRecord(trace_id="t", method="POST", path="/v1/chat/completions", key_id="k", provider="anthropic",
+                       status=200, latency_ms=1.5, upstream_latency_ms=None, metadata={"user": "a", "n": [1, {"x": None}]},
+                       request_headers=[(b"host", b"gw"), (b"x-a", b"1")], response_headers=((b"Date", b"now"),),
+                       request_body=b"{}", response_body=None, usage={"prompt_tokens": 3, "details": {"cached": 0}},
+                       stream=True, store_bodies=False)
+    record.attempts.append(Attempt(index="config.targets[0]", provider="anthropic", slug=None, started_at=1.0, status=200))
+    (decoded,) = records_from_wire(records_to_wire([record]))
+    assert decoded == record

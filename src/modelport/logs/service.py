@@ -4,17 +4,17 @@ runs Replicate autopoll once for the whole gateway, and owns the Prometheus metr
 
 Why a process and not the writer thread it replaces: enrichment (~35 µs of Python a record) and SQLite
 inserts (~25 µs) on a thread inside each worker held the GIL the worker's event loop needs; on a 2-core
-box throughput with logging on was ~40 % of a bare pass-through. A worker now only pickles its records
+box throughput with logging on was ~40 % of a bare pass-through. A worker now only encodes its records
 and writes them to a socket (``LogShipper``, logs/shipper.py), and there is one SQLite writer.
 
 Wire protocol. A Unix stream socket at a Linux abstract address, ``"\\0modelport-log-<supervisor
 pid>-<random>"`` (no path-length limit, no file to clean up), handed to workers as
 ``settings.log_service_address``. Abstract sockets have no file permissions, so the service serves
-only peers of its own user (SO_PEERCRED): frames are pickles. A connection opens with one byte:
+only peers of its own user (SO_PEERCRED): a frame from anyone else could crash it (marshal). A connection opens with one byte:
 
     R   a worker's record stream.
-        worker → service: frames, each a 4-byte big-endian length and a pickle (protocol 5) of a list
-                          of records as plain tuples (``record_to_tuple`` in logs/record.py).
+        worker → service: frames, each a 4-byte big-endian length and ``marshal`` blob of a list
+                          of records as plain tuples (``records_to_wire`` in logs/record.py).
         service → worker: 4-byte big-endian counts of the next frames whose records are now in the
                           store or the service's spill file. A worker keeps a frame until it is
                           counted and spills it if the connection drops first; replay skips log ids
@@ -34,7 +34,6 @@ import asyncio
 import ctypes
 import logging
 import os
-import pickle
 import signal
 import socket
 import struct
@@ -48,7 +47,7 @@ from ..gateway.upstream import Upstreams
 from ..server.gctune import tune_for_serving
 from ..settings import Settings
 from ..store import open_store
-from .record import record_from_tuple
+from .record import records_from_wire
 from .writer import LogWriter
 
 log = logging.getLogger("modelport.logs")
@@ -186,8 +185,8 @@ class LogService:
                 if len(header) < 4:
                     header += await reader.readexactly(4 - len(header))
                 payload = await reader.readexactly(int.from_bytes(header, "big"))
-                for values in pickle.loads(payload):
-                    submit(record_from_tuple(values))
+                for record in records_from_wire(payload):
+                    submit(record)
                 stream.marks.append(self._writer.queued_total)
                 self._acknowledge()  # a frame that overflowed into the spill file is safe already
         finally:

@@ -1,12 +1,12 @@
 """A worker's ``Recorder`` under ``modelport serve``: hand each record to the log service, cheaply.
 
-    submit(record) ─▶ pending list ─(256 records or 20 ms)─▶ pickle ─▶ Unix socket ─▶ log service
+    submit(record) ─▶ pending list ─(256 records or 20 ms)─▶ marshal ─▶ Unix socket ─▶ log service
                                           │ not connected, or the service is behind
                                           ▼
                                spill/<pid>.jsonl ─(released on reconnect)─▶ adopted by the service
 
 ``submit`` is an append (and, for the first record of a batch, one ``call_later``); a batch costs one
-pickle (~1 µs a record) and one non-blocking write, so the worker's event loop keeps the GIL. A batch
+marshal (~1.2 µs a record) and one non-blocking write, so the worker's event loop keeps the GIL. A batch
 stays in memory until the service acknowledges it (logs/service.py has the protocol); if the
 connection drops first, it goes to this worker's spill file, like every batch while the service is
 unreachable or more than ``HIGH_WATER_BYTES`` behind. Nothing is dropped and nothing blocks.
@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import pickle
 import socket
 from collections import deque
 
 from ..settings import Settings
-from .record import LogRecord, record_to_tuple
+from .record import LogRecord, records_to_wire
 from .service import SEND_METRICS, SHIP_RECORDS
 from .spill import SpillFile, record_to_line
 
@@ -77,9 +76,9 @@ class LogShipper:
             self._spill_batch(batch)
             return
         try:
-            payload = pickle.dumps([record_to_tuple(record) for record in batch], protocol=5)
-        except Exception:  # a value that does not pickle: the spill file's JSON takes anything
-            log.exception("could not pickle %d log records; spilling them", len(batch))
+            payload = records_to_wire(batch)
+        except Exception:  # a value marshal cannot encode: the spill file's JSON takes anything
+            log.exception("could not encode %d log records; spilling them", len(batch))
             self._spill_batch(batch)
             return
         link.send(payload)
