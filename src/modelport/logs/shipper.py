@@ -1,6 +1,6 @@
 """A worker's ``Recorder`` under ``modelport serve``: hand each record to the log service, cheaply.
 
-    submit(record) ─▶ pending list ─(256 records or 20 ms)─▶ marshal ─▶ Unix socket ─▶ log service
+    submit(record) ─▶ pending list ─(64 records or 5 ms)─▶ marshal ─▶ Unix socket ─▶ log service
                                           │ not connected, or the service is behind
                                           ▼
                                spill/<pid>.jsonl ─(released on reconnect)─▶ adopted by the service
@@ -20,14 +20,16 @@ import socket
 from collections import deque
 
 from ..settings import Settings
-from .record import LogRecord, records_to_wire
+from .record import LogRecord, records_from_wire, records_to_wire
 from .service import SEND_METRICS, SHIP_RECORDS
 from .spill import SpillFile, record_to_line
 
 log = logging.getLogger("modelport.logs")
 
-BATCH_SIZE = 256
-FLUSH_SECONDS = 0.02
+# Small, frequent frames: encoding a frame, and freeing its records, holds the event loop; at 256
+# records or 20 ms that was 0.4-1.5 ms, which requests in flight waited out (p99 3 ms at c=1).
+BATCH_SIZE = 64
+FLUSH_SECONDS = 0.005
 # Unsent bytes in the socket's buffer (the service is not reading) or unacknowledged bytes (it reads
 # but cannot keep up) above which batches go to the spill file rather than pile up in memory.
 HIGH_WATER_BYTES = 8 * 1024 * 1024
@@ -46,7 +48,7 @@ class LogShipper:
         self._pending: list[LogRecord] = []
         self._timer: asyncio.TimerHandle | None = None
         self._link: _Link | None = None
-        self._unacknowledged: deque[tuple[list[LogRecord], int]] = deque()
+        self._unacknowledged: deque[bytes] = deque()  # frames, until the service has them safe
         self._unacknowledged_bytes = 0
         self._all_acknowledged = asyncio.Event()
         self._all_acknowledged.set()
@@ -82,7 +84,9 @@ class LogShipper:
             self._spill_batch(batch)
             return
         link.send(payload)
-        self._unacknowledged.append((batch, len(payload)))
+        # Kept encoded, not as records: an acknowledgement then frees one bytes object, not a batch of
+        # records with all their parts (1.3 ms for 500, measured, on the event loop).
+        self._unacknowledged.append(payload)
         self._unacknowledged_bytes += len(payload)
         self._all_acknowledged.clear()
 
@@ -102,15 +106,14 @@ class LogShipper:
     # -- the link to the log service --------------------------------------------------------------
     def _acknowledged(self, frames: int) -> None:
         for _ in range(frames):
-            _, size = self._unacknowledged.popleft()
-            self._unacknowledged_bytes -= size
+            self._unacknowledged_bytes -= len(self._unacknowledged.popleft())
         if not self._unacknowledged:
             self._all_acknowledged.set()
             self._release_spill()  # the service has caught up: let it take what spilled meanwhile
 
     def _disconnected(self) -> None:
         self._link = None
-        lost = [record for batch, _ in self._unacknowledged for record in batch]
+        lost = [record for payload in self._unacknowledged for record in records_from_wire(payload)]
         self._unacknowledged.clear()
         self._unacknowledged_bytes = 0
         self._all_acknowledged.set()
