@@ -7,12 +7,12 @@ presence-only unless explicitly "false" (Portkey treats even "false" as on; we h
 
 from __future__ import annotations
 
-from random import getrandbits
 from types import MappingProxyType
 from typing import Any, Mapping, NamedTuple
 
 import orjson
 
+from ..logs.record import new_time_ordered_id
 from .errors import InvalidHeader
 
 PREFIX = b"x-portkey-"
@@ -71,9 +71,7 @@ _FAST_NEW = tuple.__new__
 
 
 def new_trace_id() -> str:
-    # Not a secret (the caller gets it back, logs show it): Python's PRNG — seeded by the OS, reseeded
-    # after fork — saves a getrandom syscall per request over the secrets module.
-    return "%032x" % getrandbits(128)
+    return new_time_ordered_id()  # indexed in the logs: see there
 
 
 def parse_request_options(raw_headers: list[tuple[bytes, bytes]]) -> RequestOptions:

@@ -10,6 +10,14 @@ from random import getrandbits
 from typing import Any, Protocol
 
 
+def new_time_ordered_id(prefix: str = "") -> str:
+    """32 hex digits, the first 16 the time in ns, so ids sort by time. Log rows are keyed and indexed
+    by id and trace id: random keys dirtied a random index page per row, and every commit wrote those
+    pages to the WAL again (the writes raised the gateway's p99 at c=1 from 1 to 3 ms). Time-ordered
+    keys append. Not secrets: Python's PRNG (OS-seeded, reseeded after fork) needs no syscall."""
+    return "%s%016x%016x" % (prefix, time.time_ns(), getrandbits(64))
+
+
 @dataclass(slots=True)
 class Attempt:
     """One span: a try against one target (retries and fallbacks each add one)."""
@@ -29,7 +37,7 @@ class LogRecord:
     trace_id: str
     method: str
     path: str
-    id: str = field(default_factory=lambda: "log_%024x" % getrandbits(96))  # not a secret: no syscall
+    id: str = field(default_factory=lambda: new_time_ordered_id("log_"))
     created_at: float = field(default_factory=time.time)
     key_id: str | None = None
     key_name: str | None = None
