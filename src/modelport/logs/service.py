@@ -58,6 +58,7 @@ SEND_METRICS = b"M"
 # connections still open after that belong to workers that are not stopping.
 READ_TO_EOF_SECONDS = 45.0
 PARENT_CHECK_SECONDS = 1.0
+NICENESS = 19  # the lowest CPU priority (see run_log_service)
 PROCESS_NAME = b"modelport-log"  # shown by ps/top (and found by the tests) as the process's name
 _PR_SET_PDEATHSIG = 1
 _PR_SET_NAME = 15
@@ -72,6 +73,10 @@ def run_log_service(settings: Settings, ready: Connection, parent_pid: int) -> N
     # Ctrl-C reaches the whole process group; this process waits for the supervisor's SIGTERM, which
     # comes once the workers have shipped their last records.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Requests first: when CPUs are short the kernel runs the workers, and this process takes what is
+    # left. It queues (and spills) while behind and catches up when the load drops. Measured at c=1:
+    # the gateway's p99 2.5-3.2 ms -> 2.0 ms; at c=32 throughput unchanged or higher.
+    os.nice(NICENESS)
     _log_like_the_workers(settings.log_level)
     try:
         import uvloop
