@@ -61,12 +61,10 @@ def connect(db_path: Path, busy_timeout: float = 5.0) -> sqlite3.Connection:
 
 
 def stored_ids(conn: sqlite3.Connection, ids: Sequence[str]) -> set[str]:
-    found: set[str] = set()
-    for start in range(0, len(ids), 500):  # stay under SQLite's bound-parameter limit
-        chunk = ids[start:start + 500]
-        marks = ", ".join("?" for _ in chunk)
-        found.update(r[0] for r in conn.execute(f"SELECT id FROM logs WHERE id IN ({marks})", chunk))
-    return found
+    # One statement whatever the batch size: an IN list of N placeholders compiled a new statement per
+    # N, and sqlite3's per-connection cache of them grew the log service's memory for minutes.
+    rows = conn.execute("SELECT id FROM logs WHERE id IN (SELECT value FROM json_each(?))", (orjson.dumps(list(ids)),))
+    return {row[0] for row in rows}
 
 
 def insert_logs(conn: sqlite3.Connection, rows: Sequence[dict[str, Any]]) -> None:
