@@ -323,7 +323,6 @@ def _looks_like_json(body: bytes) -> bool:
 
 
 @functools.lru_cache(maxsize=1024)  # header names repeat on every request
-@functools.lru_cache(maxsize=4096)  # the same few dozen names on every record
 def _is_secret_header(name: str) -> bool:
     return name in _SECRET_HEADERS or any(word in name for word in _SECRET_WORDS)
 
