@@ -51,6 +51,9 @@ class Gateway:
         self.resolver = TargetResolver(store, self.auth.version, settings.allow_private_hosts)
         self.planner = ConfigPlanner(store, self.resolver, self.auth.version)
         self.cache = ResponseCache(settings.cache_max_bytes)
+        # What records keep. With logging off only the metrics read them: no headers, no bodies.
+        self.log_headers = settings.logging
+        self.log_body_cap = settings.log_body_max_bytes if settings.logging else 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -59,7 +62,7 @@ class Gateway:
         record = LogRecord(trace_id="", method=method, path="/v1" + path)
         options: RequestOptions | None = None
         try:
-            if self.settings.logging:  # with logging off only metrics read the record: ship no headers
+            if self.log_headers:
                 record.request_headers = scope["headers"]  # decoded by the log writer, off the request path
             options = parse_request_options(scope["headers"])
             record.trace_id = options.trace_id
@@ -93,7 +96,7 @@ class Gateway:
     def _capture_request(self, record: LogRecord, outbound: Outbound) -> None:
         """Keep the first bytes of the request body for the log (a streamed body as it passes). Captured
         even when bodies are not stored: the writer reads usage and cost from them, then drops them."""
-        cap = self.settings.log_body_max_bytes if self.settings.logging else 0
+        cap = self.log_body_cap
         if outbound.body is not None:
             record.request_bytes = len(outbound.body)
             if cap and outbound.body:
@@ -191,7 +194,7 @@ class _Call:
             raise outcome.error
         record.upstream_latency_ms = self.record.attempts[-1].latency_ms if self.record.attempts else None
         extra = self._portkey_headers(outcome)
-        cap = self._capture_limit()
+        cap = self.gateway.log_body_cap
         keep = max(cap, self.gateway.cache.max_entry_bytes) if self.cache_key else cap
         if isinstance(outcome.response, CachedResponse):
             relayed = await _send_cached(self.send, outcome.response, extra)
@@ -207,7 +210,7 @@ class _Call:
             del relayed.captured[cap:]
         record.status = 499 if relayed.disconnected else relayed.status
         record.response_bytes = relayed.size
-        if self.gateway.settings.logging:
+        if self.gateway.log_headers:
             record.response_headers = relayed.headers
         record.response_content_type = relayed.content_type
         record.stream = "event-stream" in relayed.content_type
@@ -224,10 +227,6 @@ class _Call:
             (b"x-portkey-retry-attempt-count", str(record.retry_count).encode()),
             (b"x-portkey-cache-status", record.cache_status.encode()),
         ]
-
-    def _capture_limit(self) -> int:
-        settings = self.gateway.settings
-        return settings.log_body_max_bytes if settings.logging else 0
 
     def _rewriting(self, leaf: Leaf) -> Rewriting | None:
         rule = leaf.resolved.spec.rewrite
