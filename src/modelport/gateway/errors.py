@@ -100,3 +100,7 @@ class UpstreamUnreachable(GatewayError):
 
 class UpstreamTimeout(GatewayError):
     status, type, code = 504, "timeout_error", "upstream_timeout"
+
+
+class MetricsUnavailable(GatewayError):
+    status, type, code = 503, "service_unavailable", "log_service_unavailable"

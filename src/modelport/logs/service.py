@@ -10,7 +10,8 @@ and writes them to a socket (``LogShipper``, logs/shipper.py), and there is one 
 Wire protocol. A Unix stream socket at a Linux abstract address, ``"\\0modelport-log-<supervisor
 pid>-<random>"`` (no path-length limit, no file to clean up), handed to workers as
 ``settings.log_service_address``. Abstract sockets have no file permissions, so the service serves
-only peers of its own user (SO_PEERCRED): a frame from anyone else could crash it (marshal). A connection opens with one byte:
+only peers of its own user (SO_PEERCRED): a frame from anyone else could crash it (marshal).
+A connection opens with one byte:
 
     R   a worker's record stream.
         worker → service: frames, each a 4-byte big-endian length and ``marshal`` blob of a list
@@ -42,6 +43,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import uvicorn.logging
+import uvloop
 
 from ..gateway.upstream import Upstreams
 from ..server.gctune import tune_for_serving
@@ -79,15 +81,9 @@ def run_log_service(settings: Settings, ready: Connection, parent_pid: int) -> N
     os.nice(NICENESS)
     _log_like_the_workers(settings.log_level)
     try:
-        import uvloop
-
-        run = uvloop.run
-    except ImportError:
-        run = asyncio.run
-    try:
         service = LogService(settings)
         tune_for_serving()
-        run(service.run(ready, parent_pid))
+        uvloop.run(service.run(ready, parent_pid))
     except Exception as exc:  # tell the supervisor why, instead of a bare exit code
         log.exception("log service failed")
         if not ready.closed:

@@ -22,7 +22,7 @@ from typing import Any
 from ..control.app import ControlPlane
 from ..dashboard.serve import PREFIX as DASHBOARD_PREFIX
 from ..dashboard.serve import serve_dashboard
-from ..gateway.errors import GatewayError, NotFound
+from ..gateway.errors import MetricsUnavailable, NotFound
 from ..gateway.pipeline import Gateway
 from ..gateway.stream_relay import relay_stream
 from ..gateway.streams import STREAM_ROUTE, StreamSigner
@@ -39,11 +39,6 @@ log = logging.getLogger("modelport")
 CONTROL_RESOURCES = frozenset(
     {"api-keys", "virtual-keys", "integrations", "providers", "configs", "logs", "feedback", "analytics", "admin"}
 )
-
-
-class MetricsUnavailable(GatewayError):
-    # Belongs in gateway/errors.py; defined here while that module is being reworked elsewhere.
-    status, type, code = 503, "service_unavailable", "log_service_unavailable"
 
 
 class ModelPortApp:
