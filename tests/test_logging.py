@@ -434,6 +434,47 @@ def test_a_killed_log_service_is_restarted_and_every_answered_request_is_logged(
         gateway.stop()
 
 
+def thread_niceness(pid: int) -> dict[int, int]:
+    """Each thread's nice value by thread id (field 19 of /proc/<pid>/task/<tid>/stat)."""
+    return {int(stat.parent.name): int(stat.read_text().rsplit(") ", 1)[1].split()[16])
+            for stat in Path(f"/proc/{pid}/task").glob("*/stat")}
+
+
+def test_a_log_service_that_falls_behind_catches_up_at_normal_priority(tmp_path, fake_replicate, fake_openai):
+    with gateway_with(tmp_path, fake_replicate, fake_openai) as gateway:
+        send_tagged(gateway, "warm-up", 1)
+        wait_for_logs(gateway, LogFilter(metadata={"run": "warm-up"}), 1)
+        service = gateway.log_service_pid()
+        assert service is not None
+        # Requests first: the writer thread that has kept up runs at the lowest priority; the event
+        # loop, which reads the workers' frames, at normal priority.
+        niceness = thread_niceness(service)
+        assert niceness[service] == 0 and list(niceness.values()).count(19) == 1, niceness
+        assert metric(gateway, "modelport_log_catch_ups_total") == 0
+        headers = gateway.headers(**REPLICATE, **{"x-portkey-metadata": json.dumps({"run": "behind"})})
+
+        async def burst(count: int) -> list[int]:
+            async with aiohttp.ClientSession(headers=headers, connector=aiohttp.TCPConnector(limit=50)) as session:
+                async def one() -> int:
+                    async with session.get(gateway.v1 + "/account") as response:
+                        await response.read()
+                        return response.status
+
+                return await asyncio.gather(*(one() for _ in range(count)))
+
+        os.kill(service, signal.SIGSTOP)  # the service falls behind: the workers hold what it has not read
+        try:
+            assert asyncio.run(burst(1500)) == [200] * 1500
+        finally:
+            os.kill(service, signal.SIGCONT)
+        rows = wait_for_logs(gateway, LogFilter(metadata={"run": "behind"}), 1500, timeout=60)
+        assert len({r["id"] for r in rows}) == 1500
+        assert metric(gateway, "modelport_log_catch_ups_total") >= 1
+        assert metric(gateway, "modelport_log_spilled_records_total") == 0
+        # ...and it caught up on a second writer thread, at normal priority.
+        assert list(thread_niceness(service).values()).count(0) >= 2, thread_niceness(service)
+
+
 def test_every_kind_of_value_a_record_holds_crosses_the_wire_unchanged():
     """Workers send records to the log service as marshal; a value it cannot encode would send the
     whole batch to the spill file instead. This record holds each kind the pipeline puts in one."""

@@ -31,9 +31,11 @@ log = logging.getLogger("modelport.logs")
 BATCH_SIZE = 64
 FLUSH_SECONDS = 0.005
 # Unsent bytes in the socket's buffer (the service is not reading) or unacknowledged bytes (it reads
-# but cannot keep up) above which batches go to the spill file rather than pile up in memory.
+# but cannot keep up) above which batches go to the spill file rather than pile up in memory. 16 MB is
+# about a second of one worker's records with bodies; at 64 MB a worker behind a starved log service
+# grew to 124 MB.
 HIGH_WATER_BYTES = 8 * 1024 * 1024
-UNACKNOWLEDGED_LIMIT_BYTES = 64 * 1024 * 1024
+UNACKNOWLEDGED_LIMIT_BYTES = 16 * 1024 * 1024
 RECONNECT_FIRST_SECONDS = 0.05
 RECONNECT_MAX_SECONDS = 1.0
 SPILL_RETRY_SECONDS = 1.0

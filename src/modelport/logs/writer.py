@@ -12,8 +12,10 @@ worker; only an app built by ``create_app()`` for another ASGI server runs it in
 or a worker that spilled while the log service was away) and replays them.
 
 ``submit`` is an append to a deque (O(1), no allocation beyond the deque's). Enrichment (JSON parsing
-of bodies, usage, redaction) and SQLite run on one dedicated thread, so they neither stall the event
-loop nor race each other. ``stop()`` drains the queue fully before the process exits (SIGTERM).
+of bodies, usage, redaction) and SQLite run off the event loop on one of two threads that take turns
+(``_Lanes``), so they neither stall the loop nor race each other: in the log service, a background
+lane at the lowest CPU priority while the writer keeps up, and a catch-up lane at normal priority while
+it is behind. ``stop()`` drains the queue fully before the process exits (SIGTERM).
 ``queued_total``/``settled_total`` count queued records and those of them now in the store or the
 spill file (the queue is FIFO), so the log service can acknowledge what it holds safely.
 """
@@ -22,7 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -53,6 +57,12 @@ log = logging.getLogger("modelport.logs")
 # 500 rows every 200 ms showed in the workers' tail latency (p99 at c=1 2.3 ms; 1.7-2.0 ms at 100 rows
 # or 20 ms, with the same throughput at c=32).
 BATCH_SIZE = 100
+# Behind by this many records, the writer moves to the catch-up lane (normal CPU priority) and takes
+# bigger batches, whose commits cost less a row, until the queue is down to one batch again. At the
+# lowest priority alone, two saturated workers on 2 cores left the log service ~5 % of a core: it
+# spilled gigabytes in minutes and the workers held 64 MB of unacknowledged frames each.
+CATCH_UP_RECORDS = 1_000
+CATCH_UP_BATCH_SIZE = 500
 # Enrichment is pure Python: between slices of this many records the thread yields the GIL, so the
 # event loop never waits behind a whole batch (p99 at c=1 was 15 ms with logging on, 3 ms without).
 YIELD_EVERY = 16
@@ -72,7 +82,7 @@ class LogWriter:
     """``store`` is the gateway's ``Store`` (stored provider secrets, for redaction and Replicate
     lookups); ``session`` returns the pooled upstream session for operator-configured hosts."""
 
-    def __init__(self, settings: Settings, store: Any, session: Callable[[], Any]) -> None:
+    def __init__(self, settings: Settings, store: Any, session: Callable[[], Any], background_niceness: int = 0) -> None:
         self.settings = settings
         self.metrics = Metrics()
         self._store = store
@@ -81,7 +91,8 @@ class LogWriter:
         self._capacity = max(1, settings.log_queue_size)
         self._wake = asyncio.Event()
         self._spill: SpillFile | None = None
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="modelport-log-writer")
+        self._lanes = _Lanes(background_niceness)
+        self._behind = False
         self._conn: sqlite3.Connection | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
@@ -137,7 +148,7 @@ class LogWriter:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._spill = SpillFile(self.settings.data_dir / "spill")
-        await self._loop.run_in_executor(self._executor, self._open)
+        await self._lanes.run(self._open)
         self._task = asyncio.create_task(self._run(), name="modelport-log-writer")
         if self.settings.replicate_autopoll and self.settings.logging:
             poller = AutoPoller(self._find_open, self._session, self.submit, self.settings.replicate_autopoll_interval)
@@ -154,9 +165,8 @@ class LogWriter:
         self._wake.set()
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self._close)
-        self._executor.shutdown(wait=True)
+        await self._lanes.run(self._close)
+        self._lanes.shutdown()
 
     def _open(self) -> None:
         self._conn = connect(self.settings.db_path, WRITE_BUSY_TIMEOUT)
@@ -179,7 +189,7 @@ class LogWriter:
 
     # -- the writer loop --------------------------------------------------------------------------
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
+        lanes = self._lanes
         while True:
             # Wait for a full batch or the flush interval, even while records trickle in: a thread hop
             # per handful of records was ~25 % of the request path's CPU when this ran in the workers.
@@ -189,16 +199,18 @@ class LogWriter:
                 except TimeoutError:
                     pass
                 self._wake.clear()
-            batch = [self._queue.popleft() for _ in range(min(BATCH_SIZE, len(self._queue)))]
+            behind = self._is_behind()
+            size = CATCH_UP_BATCH_SIZE if behind else BATCH_SIZE
+            batch = [self._queue.popleft() for _ in range(min(size, len(self._queue)))]
             try:
                 if batch:
-                    await loop.run_in_executor(self._executor, self._write_or_spill, batch)
+                    await lanes.run(self._write_or_spill, batch, urgent=behind)
                     self._settle(len(batch))
                     batch = []
                 if time.monotonic() >= self._adopt_at:
-                    await loop.run_in_executor(self._executor, self._adopt)
+                    await lanes.run(self._adopt)
                 if self.spill_pending and time.monotonic() >= self._down_until and self.settings.logging:
-                    await loop.run_in_executor(self._executor, self._replay)
+                    await lanes.run(self._replay, urgent=True)  # replaying is catching up
             except Exception:  # neither the store nor the disk took the batch: keep it and retry
                 if self._stopping:  # the process is going: say what is lost rather than hang the shutdown
                     log.exception("log writer could neither write nor spill %d records", len(batch) + len(self._queue))
@@ -209,6 +221,17 @@ class LogWriter:
                 await asyncio.sleep(RETRY_SECONDS)
             if self._stopping and not self._queue:
                 return
+
+    def _is_behind(self) -> bool:
+        """Behind from CATCH_UP_RECORDS queued until the queue is down to one batch (hysteresis, so the
+        lane does not flap)."""
+        queued = len(self._queue)
+        if queued >= CATCH_UP_RECORDS and not self._behind:
+            self._behind = True
+            self.metrics.add("modelport_log_catch_ups_total")
+        elif queued <= BATCH_SIZE:
+            self._behind = False
+        return self._behind or self._stopping
 
     def _settle(self, count: int) -> None:
         self.settled_total += count
@@ -337,4 +360,31 @@ class LogWriter:
                     found.append(OpenPrediction(prediction_id, slug, key_id, upstream))
             return found
 
-        return await asyncio.get_running_loop().run_in_executor(self._executor, find)
+        return await self._lanes.run(find)
+
+
+class _Lanes:
+    """Two single-thread executors that take turns with the writer's one SQLite connection (never two
+    at once): the background lane, at ``background_niceness``, and the catch-up lane, at the process's
+    own priority. Two threads rather than one whose priority changes: a thread may lower its own CPU
+    priority, but raising it back takes privileges a gateway should not need (CAP_SYS_NICE)."""
+
+    def __init__(self, background_niceness: int) -> None:
+        self._background = ThreadPoolExecutor(1, thread_name_prefix="modelport-log-writer",
+                                              initializer=_lower_priority, initargs=(background_niceness,))
+        self._catch_up = ThreadPoolExecutor(1, thread_name_prefix="modelport-log-catch-up")
+        self._turn = asyncio.Lock()
+
+    async def run(self, work: Callable[..., Any], *args: Any, urgent: bool = False) -> Any:
+        async with self._turn:
+            lane = self._catch_up if urgent else self._background
+            return await asyncio.get_running_loop().run_in_executor(lane, work, *args)
+
+    def shutdown(self) -> None:
+        self._background.shutdown(wait=True)
+        self._catch_up.shutdown(wait=True)
+
+
+def _lower_priority(niceness: int) -> None:
+    if niceness > 0:  # Linux nice values are per thread: this thread only
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), min(19, os.getpriority(os.PRIO_PROCESS, 0) + niceness))
