@@ -66,7 +66,8 @@ def report(results: dict[tuple[str, str], list], contenders: list) -> None:
             print(f"{name:14} {contender.name:16} {statistics.median(c.rps for c in cells):8.0f} req/s"
                   f"  vs bare per round: {shares}"
                   f"  p50 {statistics.median(c.p50_ms for c in cells):.2f} ms"
-                  f"  p99 {statistics.median(c.p99_ms for c in cells):.2f} ms")
+                  f"  p99 {statistics.median(c.p99_ms for c in cells):.2f} ms"
+                  f" (per round: {', '.join(f'{c.p99_ms:.2f}' for c in cells)})")
 
 
 if __name__ == "__main__":
