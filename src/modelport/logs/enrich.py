@@ -328,7 +328,8 @@ def _is_secret_header(name: str) -> bool:
 
 
 def _header(headers: dict[str, str], name: str) -> str | None:
-    return next((v for k, v in headers.items() if k.lower() == name), None)
+    """``headers`` as ``header_dict`` makes them: names are lower-case already."""
+    return headers.get(name)
 
 
 def _attempt(attempt: Any, secrets: tuple[str, ...]) -> dict[str, Any]:
