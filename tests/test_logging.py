@@ -331,6 +331,7 @@ def test_a_locked_store_spills_to_disk_then_catches_up(tmp_path, fake_replicate,
         rows = wait_for_logs(gateway, LogFilter(metadata={"run": "locked"}), 60)
         assert sorted(r["trace_id"] for r in rows) == sorted(traces)
         wait_until(lambda: metric(gateway, "modelport_log_spill_pending") == 0)
+        assert metric(gateway, "modelport_log_replayed_records_total") >= 60
     assert not list((gateway.data_dir / "spill").glob("*.jsonl"))
 
 
@@ -429,6 +430,7 @@ def test_a_killed_log_service_is_restarted_and_every_answered_request_is_logged(
         rows = wait_for_logs(gateway, LogFilter(metadata={"run": "service-killed"}), len(answered), timeout=30)
         assert {r["trace_id"] for r in rows} == set(answered) and len(rows) == len(answered)
         wait_until(lambda: not list((gateway.data_dir / "spill").glob("*.jsonl")))  # workers' spills replayed
+        assert metric(gateway, "modelport_log_replayed_records_total") > 0  # by the new service, which counts them
     finally:
         stop.set()
         gateway.stop()

@@ -305,8 +305,9 @@ class LogWriter:
         spill.take()
         for path in list(spill.backlog):
             try:
-                for chunk in read_lines(path, BATCH_SIZE):
+                for chunk in read_lines(path, CATCH_UP_BATCH_SIZE):
                     self._write([self._prepare(record) for record in chunk])
+                    self.metrics.add("modelport_log_replayed_records_total", amount=len(chunk))
             except sqlite3.Error as exc:
                 log.warning("log store still unavailable (%s); the spill file is kept", exc)
                 self._down_until = time.monotonic() + RETRY_SECONDS
