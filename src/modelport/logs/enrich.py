@@ -221,7 +221,7 @@ class Enricher:
             "response_headers": orjson.dumps(redactor.headers(record.response_headers, secrets)).decode(),
             "request_body": request_body,
             "response_body": response_body,
-            "request_content_type": record.content_type or _header(record.request_headers, "content-type"),
+            "request_content_type": record.content_type or record.request_headers.get("content-type"),
             "response_content_type": record.response_content_type,
         }
 
@@ -278,8 +278,9 @@ def _usage_of(record: LogRecord, response_json: Any, stream: bool) -> Usage | No
 
 def _decompressed(body: bytes | None, headers: dict[str, str]) -> bytes | None:
     """A gzip/deflate body as the client's ``Accept-Encoding`` got it, opened so usage can be read
-    and the log shows text. The capture may be cut anywhere: a decompressor object takes a prefix."""
-    encoding = _header(headers, "content-encoding") or ""
+    and the log shows text. The capture may be cut anywhere: a decompressor object takes a prefix.
+    ``headers`` as ``header_dict`` makes them (lower-case names)."""
+    encoding = headers.get("content-encoding") or ""
     if not body or encoding.lower() not in ("gzip", "deflate"):
         return body
     window = 16 + zlib.MAX_WBITS if encoding.lower() == "gzip" else zlib.MAX_WBITS
@@ -325,11 +326,6 @@ def _looks_like_json(body: bytes) -> bool:
 @functools.lru_cache(maxsize=1024)  # header names repeat on every request
 def _is_secret_header(name: str) -> bool:
     return name in _SECRET_HEADERS or any(word in name for word in _SECRET_WORDS)
-
-
-def _header(headers: dict[str, str], name: str) -> str | None:
-    """``headers`` as ``header_dict`` makes them: names are lower-case already."""
-    return headers.get(name)
 
 
 def _attempt(attempt: Any, secrets: tuple[str, ...]) -> dict[str, Any]:
