@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 import peers
-from contenders import all_contenders
+from contenders import all_contenders, rotated
 from load import run_wrk
 from upstreams import start_upstreams
 from workload import SCENARIOS
@@ -44,10 +44,9 @@ def main() -> None:
             for contender in contenders:
                 run_wrk(contender.target(SCENARIOS[name], upstreams), SCENARIOS[name].body, 8, 1)
         for round_ in range(args.rounds):
-            shift = round_ % len(contenders)
             for name in SCENARIO_NAMES:
                 scenario = SCENARIOS[name]
-                for contender in contenders[shift:] + contenders[:shift]:
+                for contender in rotated(contenders, round_):
                     result = run_wrk(contender.target(scenario, upstreams), scenario.body, args.concurrency, args.duration)
                     results.setdefault((name, contender.name), []).append(result)
     finally:

@@ -41,6 +41,10 @@ class Contender:
     def pid(self) -> int | None:
         return self.service.pid if self.service else None
 
+    @property
+    def port(self) -> int:
+        return int(self.origin.rsplit(":", 1)[1])
+
     def stop(self) -> None:
         if self.service:
             self.service.stop()
@@ -198,6 +202,13 @@ class LiteLLM(Contender):
         if scenario.shape == "replicate":
             return Target(self.origin + f"/bench-{scenario.upstream}/v1/predictions", headers)
         return Target(self.origin + "/v1" + scenario.path, headers)
+
+
+def rotated(contenders: list[Contender], round_no: int) -> list[Contender]:
+    """The order for one round: rotated by one each round, so each contender takes every slot in turn
+    and machine drift shows as a spread rather than as a bias against whoever runs last."""
+    shift = round_no % len(contenders)
+    return contenders[shift:] + contenders[:shift]
 
 
 def all_contenders(portkey_version: str | None = None,

@@ -73,10 +73,19 @@ def machine_busy_seconds() -> float:
 
     Interrupt time is left out: loopback packet processing lands there, belongs to no process, and
     grows with our own request rate, so counting it would read as noise from elsewhere."""
-    with open("/proc/stat") as f:
-        fields = [int(v) for v in f.readline().split()[1:]]
-    user, nice, system, _idle, _iowait, _irq, _softirq, steal = fields[:8]
+    user, nice, system, _idle, _iowait, _irq, _softirq, steal = _machine_ticks()
     return (user + nice + system + steal) / _TICK
+
+
+def machine_idle_seconds() -> float:
+    """CPU seconds the whole machine has spent idle since boot, all cores (from /proc/stat)."""
+    return _machine_ticks()[3] / _TICK
+
+
+def _machine_ticks() -> list[int]:
+    """The first eight columns of /proc/stat's "cpu" line: user nice system idle iowait irq softirq steal."""
+    with open("/proc/stat") as f:
+        return [int(v) for v in f.readline().split()[1:9]]
 
 
 def listen_overflows() -> int:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import peers
 import report
-from contenders import Contender, ModelPort, all_contenders
+from contenders import Contender, ModelPort, all_contenders, rotated
 from load import probe, run_wrk
 from resources import (
     UsageMeter,
@@ -203,8 +203,7 @@ def run_rounds(contenders: list[Contender], upstreams: Upstreams, args: argparse
     """Append one measured cell per (round, scenario, concurrency, contender) to `cells`."""
     total = args.rounds * len(args.scenarios) * len(args.concurrency) * len(contenders)
     for round_no in range(args.rounds):
-        shift = round_no % len(contenders)
-        order = contenders[shift:] + contenders[:shift]  # each contender takes every slot in turn
+        order = rotated(contenders, round_no)
         for scenario in args.scenarios:
             for connections in args.concurrency:
                 for contender in order:

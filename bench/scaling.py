@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import peers
-from contenders import ModelPort
+from contenders import ModelPort, rotated
 from load import run_wrk
 from process_roles import gateway_processes
-from resources import cpu_seconds
+from resources import cpu_seconds, machine_idle_seconds
 from upstreams import start_upstreams
 from workload import SCENARIOS
 
@@ -84,18 +84,9 @@ class Cell:
     machine_idle: float  # share of all cores idle during the cell
 
 
-def machine_idle_seconds() -> float:
-    with open("/proc/stat") as f:
-        fields = [int(v) for v in f.readline().split()[1:]]
-    return fields[3] / os.sysconf("SC_CLK_TCK")
-
-
 def measure(gateway: ModelPort, budgets: list[CpuBudget], scenario: str, upstreams, concurrency: int,
             seconds: int) -> Cell:
-    port = int(gateway.origin.rsplit(":", 1)[1])
-    processes = gateway_processes(gateway.pid, port)
-    workers = [p.pid for p in processes if p.role == "worker"]
-    log_service = [p.pid for p in processes if p.role == "log service"]
+    workers, log_service = _pids(gateway, "worker"), _pids(gateway, "log service")
     before = [cpu_seconds([pid]) for pid in workers], cpu_seconds(log_service)
     throttled_before = sum(b.throttled()[0] for b in budgets)
     idle_before, started = machine_idle_seconds(), time.monotonic()
@@ -128,7 +119,7 @@ def main() -> None:
                 run_wrk(gateway.target(SCENARIOS[name], upstreams), SCENARIOS[name].body, 8, 1)
         for round_ in range(args.rounds):
             for name in SCENARIO_NAMES:
-                for gateway in gateways[round_ % 2:] + gateways[:round_ % 2]:
+                for gateway in rotated(gateways, round_):
                     cell = measure(gateway, budgets[gateway.name], name, upstreams, args.concurrency, args.duration)
                     cells.setdefault((name, gateway.name), []).append(cell)
     finally:
@@ -140,16 +131,18 @@ def main() -> None:
     report(cells, args)
 
 
+def _pids(gateway: ModelPort, role: str) -> list[int]:
+    return [process.pid for process in gateway_processes(gateway.pid, gateway.port) if process.role == role]
+
+
 def _cap_workers(gateway: ModelPort, cores: float) -> list[CpuBudget]:
     if cores <= 0:
         return []
-    port = int(gateway.origin.rsplit(":", 1)[1])
     budgets = []
-    for process in gateway_processes(gateway.pid, port):
-        if process.role == "worker":
-            budget = CpuBudget(f"modelport-bench-{process.pid}", cores)
-            budget.hold(process.pid)
-            budgets.append(budget)
+    for pid in _pids(gateway, "worker"):
+        budget = CpuBudget(f"modelport-bench-{pid}", cores)
+        budget.hold(pid)
+        budgets.append(budget)
     return budgets
 
 

@@ -364,7 +364,7 @@ def measure(contender: ModelPort, upstreams: Upstreams, plan: list[SlicePlan],
     """Warm up, run the slices while sampling, let the log store settle; everything measured."""
     assert contender.home is not None and contender.pid is not None
     warmed = check_and_warm(contender, upstreams, args)
-    sampler = Sampler(contender.pid, int(contender.origin.rsplit(":", 1)[1]), contender.origin,
+    sampler = Sampler(contender.pid, contender.port, contender.origin,
                       contender.home / "data" / "spill", args.sample_seconds)
     sampler.start(time.monotonic())
     slices = run_slices(contender, upstreams, plan, sampler, args)
