@@ -39,6 +39,7 @@ class ConfigPlanner:
     def __init__(self, store: Any, resolver: TargetResolver, version: StoreVersion) -> None:
         self._resolver = resolver
         self._saved: StoreCache[Any] = StoreCache(version, store.get_config)
+        self._default: StoreCache[Any] = StoreCache(version, lambda _: store.get_default_config(), max_entries=1)
         self._plans: StoreCache[Node] = StoreCache(version, lambda key: None, max_entries=4096)  # type: ignore[arg-type,return-value]
 
     def plan(self, options: RequestOptions, principal: Principal) -> Node:
@@ -48,21 +49,39 @@ class ConfigPlanner:
         return self._plans.get(key, lambda: self._build(options, principal))
 
     def _build(self, options: RequestOptions, principal: Principal) -> Node:
-        config = self._config(options.config) if options.config else None
-        root: dict[str, Any] = {} if config is None else config
-        return _Builder(self._resolver, options, principal).node(root, "config", {})
+        config = self._config(options.config) if options.config else self._default_config()
+        builder = _Builder(self._resolver, options, principal)
+        if config is None:
+            # No config applies: the one target is the request's own provider, and it has no option index
+            # to report (Portkey sends x-portkey-last-used-option-index only when a config routed).
+            return builder.node({}, "", {})
+        return builder.node(config, "config", {})
+
+    def _default_config(self) -> dict[str, Any] | None:
+        """The saved config marked default applies to every request that names none (Portkey's default
+        config); an archived one never routes."""
+        record = self._default.get(None)
+        if record is None or record.status != "active":
+            return None
+        validate_config(record.config)
+        return dict(record.config)
 
     def _config(self, raw: str) -> dict[str, Any]:
         text = raw.strip()
-        if text.startswith("{"):
+        if text.startswith(("{", "[")):
             try:
                 config = orjson.loads(text)
             except orjson.JSONDecodeError as exc:
                 raise InvalidConfig(f"x-portkey-config is not valid JSON: {exc}") from None
+            if not isinstance(config, dict):
+                raise InvalidConfig("x-portkey-config must be a JSON object or the id or slug of a saved config")
         else:
             record = self._saved.get(text)
             if record is None:
                 raise InvalidConfig(f"x-portkey-config names no saved config '{text}' (create one with POST /v1/configs)")
+            if record.status != "active":
+                raise InvalidConfig(f"saved config '{text}' is {record.status}; make it active again "
+                                    f"(PUT /v1/configs/{record.slug} with status \"active\") or name another")
             config = record.config
         validate_config(config)
         return config

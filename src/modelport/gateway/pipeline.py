@@ -189,7 +189,7 @@ class _Call:
         record, leaf = self.record, outcome.leaf
         record.provider, record.slug = leaf.resolved.spec.id, leaf.resolved.target.slug
         record.retry_count = -1 if outcome.retry_exhausted else outcome.retries
-        record.last_used_index = leaf.index
+        record.last_used_index = leaf.index or None
         if outcome.error is not None:
             raise outcome.error
         record.upstream_latency_ms = self.record.attempts[-1].latency_ms if self.record.attempts else None
@@ -220,13 +220,15 @@ class _Call:
 
     def _portkey_headers(self, outcome: Outcome) -> Headers:
         record = self.record
-        return [
+        headers = [
             (b"x-portkey-trace-id", record.trace_id.encode("latin-1")),
             (b"x-portkey-provider", outcome.leaf.resolved.spec.id.encode()),
-            (b"x-portkey-last-used-option-index", outcome.leaf.index.encode()),
             (b"x-portkey-retry-attempt-count", str(record.retry_count).encode()),
             (b"x-portkey-cache-status", record.cache_status.encode()),
         ]
+        if outcome.leaf.index:  # only when a config routed the request
+            headers.append((b"x-portkey-last-used-option-index", outcome.leaf.index.encode()))
+        return headers
 
     def _rewriting(self, leaf: Leaf) -> Rewriting | None:
         rule = leaf.resolved.spec.rewrite
