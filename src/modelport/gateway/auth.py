@@ -53,6 +53,9 @@ class Authenticator:
         # algorithm by name (~150k instructions, measured with callgrind) — as much as the rest of our
         # request path. The cache lives in process memory, which sees the token on every request anyway.
         self._principals: StoreCache[Principal | None] = StoreCache(self.version, lambda t: _load_principal(store, hash_api_key(t)))
+        # Ids of keys that authenticated since the last ``take_used()``: a set add per request; the
+        # times are written to the store in batches, off the request path (server/app.py).
+        self._used: set[str] = set()
 
     def authenticate(self, token: str | None, scope: str = "inference") -> Principal:
         self.version.refresh()  # once per request: every cache below compares against this snapshot
@@ -70,7 +73,13 @@ class Authenticator:
             raise Unauthorized("the gateway API key has expired")
         if not principal.can(scope):
             raise Forbidden(f"this gateway API key lacks the '{scope}' scope")
+        self._used.add(principal.key_id)  # type: ignore[arg-type]  # every stored key has an id
         return principal
+
+    def take_used(self) -> set[str]:
+        """The ids of keys used since the last call (and forget them)."""
+        used, self._used = self._used, set()
+        return used
 
 
 def _load_principal(store: KeyStore, key_hash: str) -> Principal | None:

@@ -15,6 +15,7 @@ with no supervisor and so no log service: it runs the ``LogWriter`` in-process, 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from typing import Any
@@ -32,9 +33,12 @@ from ..logs.shipper import LogShipper
 from ..logs.writer import LogWriter
 from ..settings import Settings
 from ..store import open_store
+from ..store.base import utc_now
 from .http import Receive, Scope, Send, send_error, send_json, send_response
 
 log = logging.getLogger("modelport")
+
+KEY_USE_FLUSH_SECONDS = 5.0  # how stale a key's last_used_at may be; one small write per interval
 
 CONTROL_RESOURCES = frozenset(
     {"api-keys", "virtual-keys", "integrations", "providers", "configs", "logs", "feedback", "analytics", "admin"}
@@ -50,6 +54,7 @@ class ModelPortApp:
         self.control: Any = None
         self.upstreams = Upstreams(settings)
         self.recorder: LogShipper | LogWriter | None = None
+        self._key_use_task: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -116,6 +121,24 @@ class ModelPortApp:
         self.gateway = Gateway(settings, self.store, self.upstreams, self.recorder, signer)
         self.ready = True
         self.control = ControlPlane(self.store, settings, self.gateway.auth)
+        self._key_use_task = asyncio.create_task(self._record_key_use())
+
+    async def _record_key_use(self) -> None:
+        """Write keys' ``last_used_at`` every few seconds, in a thread, never on a request."""
+        while True:
+            await asyncio.sleep(KEY_USE_FLUSH_SECONDS)
+            await self._flush_key_use()
+
+    async def _flush_key_use(self) -> None:
+        assert self.gateway is not None
+        used = self.gateway.auth.take_used()
+        if not used:
+            return
+        now = utc_now()
+        try:
+            await asyncio.to_thread(self.store.touch_api_keys, dict.fromkeys(used, now))
+        except Exception as exc:  # informational: a busy store must not take the worker down
+            log.warning("could not record when %d keys were last used: %s", len(used), exc)
 
     def _recorder(self) -> LogShipper | LogWriter:
         if self.settings.log_service_address:
@@ -127,6 +150,10 @@ class ModelPortApp:
 
     async def stop(self) -> None:
         self.ready = False
+        if self._key_use_task is not None:
+            self._key_use_task.cancel()
+            await asyncio.gather(self._key_use_task, return_exceptions=True)
+            await self._flush_key_use()
         if self.recorder is not None:
             await self.recorder.stop()  # hands over (or drains) every record before the process exits
         await self.upstreams.close()
