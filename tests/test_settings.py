@@ -68,3 +68,15 @@ def test_readme_documents_every_setting():
     readme = README.read_text()
     for env, kind, default, meaning in describe():
         assert f"| `{env}` | {kind} | `{default}` | {meaning} |" in readme, env
+
+
+@pytest.mark.parametrize("env, value", [
+    ("MODELPORT_DATABASE_URL", "postgresql://127.0.0.1/test"),
+    ("MODELPORT_REDIS_URL", "redis://127.0.0.1:6379"),
+    ("MODELPORT_REPLICATE_ISOLATE_PREDICTIONS", "true"),
+])
+def test_a_setting_not_built_yet_is_refused_not_ignored(tmp_path, env, value):
+    result = subprocess.run([sys.executable, "-m", "modelport", "serve", "--data-dir", str(tmp_path)],
+                            env={env: value, "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert env in result.stderr and "not in this build" in result.stderr and "Traceback" not in result.stderr

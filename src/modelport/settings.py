@@ -58,7 +58,7 @@ class Settings:
     replicate_default_hardware: str = "gpu-a40-large"
     replicate_autopoll: bool = False
     replicate_autopoll_interval: float = 5.0
-    replicate_isolate_predictions: bool = True
+    replicate_isolate_predictions: bool = False
     cache_max_bytes: int = 64 * 1024 * 1024
     cache_share_across_keys: bool = False
     database_url: str | None = None
@@ -98,6 +98,9 @@ class Settings:
             raise SettingsError(f"workers must be at least 1, got {self.workers}")
         if self.public_url and not self.public_url.startswith(("http://", "https://")):
             raise SettingsError("public_url must start with http:// or https://")
+        for name, why in _NOT_YET_BUILT.items():
+            if getattr(self, name):
+                raise SettingsError(f"{name} ({_ENV_PREFIX}{name.upper()}) is not in this build: {why}")
         return self
 
     def with_changes(self, **changes: Any) -> "Settings":
@@ -105,6 +108,12 @@ class Settings:
 
 
 _INTERNAL = frozenset({"log_service_address"})
+# Settings the design names but the code does not apply yet: refused when set, so none reads as working.
+_NOT_YET_BUILT = {
+    "database_url": "the PostgreSQL store is not built yet; unset it to use the embedded SQLite store",
+    "redis_url": "Redis counters and cache are not built yet; unset it",
+    "replicate_isolate_predictions": "every key on a shared Replicate credential sees its predictions; set it to false",
+}
 _FIELD_TYPES = {f.name: f.type for f in fields(Settings) if f.name not in _INTERNAL}
 _DEFAULTS = {f.name: f.default for f in fields(Settings)}
 _ENV_PREFIX = "MODELPORT_"
@@ -203,11 +212,11 @@ HELP = {
     "replicate_default_hardware": "SKU assumed for Replicate models of unknown hardware (cost is 'estimated')",
     "replicate_autopoll": "poll unpolled Replicate predictions so their cost is recorded",
     "replicate_autopoll_interval": "seconds between those polls",
-    "replicate_isolate_predictions": "reserved: per-key prediction isolation on a shared account",
+    "replicate_isolate_predictions": "per-key prediction isolation on a shared account: not built yet, refused when true",
     "cache_max_bytes": "memory for the response cache",
     "cache_share_across_keys": "let different gateway keys share cache entries",
-    "database_url": "reserved: PostgreSQL store for scale-out",
-    "redis_url": "reserved: Redis counters/cache for scale-out",
+    "database_url": "PostgreSQL store for scale-out: not built yet, refused when set",
+    "redis_url": "Redis counters/cache for scale-out: not built yet, refused when set",
 }
 
 
