@@ -67,8 +67,9 @@ def lifecycle(gateway: GatewayProcess, prediction_id: str, rows: int, timeout: f
     """The log rows of one prediction, once there are ``rows`` of them and one carries its end."""
     deadline = time.monotonic() + timeout
     while True:
+        terminal = terminal_log(gateway, prediction_id)  # read first: the rows read next then include it
         found = list(LogQueries(gateway.data_dir / "modelport.db").iter_export(LogFilter(prediction_id=prediction_id), full=True))
-        if len(found) >= rows and terminal_log(gateway, prediction_id) is not None:
+        if len(found) >= rows and terminal is not None and any(r["id"] == terminal for r in found):
             return found
         if time.monotonic() > deadline:
             raise AssertionError(f"{len(found)} log rows for {prediction_id}, expected {rows} and a priced end")
