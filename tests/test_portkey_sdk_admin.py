@@ -68,7 +68,8 @@ def test_virtual_keys(portkey, control, fake_replicate):
 
 def test_api_keys(portkey, control):
     created = portkey.api_keys.create(type="workspace", sub_type="service", name="sdk key",
-                                      scopes=["configs.read", "configs.list"], workspace_id="ws-ignored")
+                                      scopes=["configs.read", "configs.list"], workspace_id="ws-ignored",
+                                      rate_limits=[{"type": "requests", "unit": "rpm", "value": 30}])
     assert created.object == "api-key" and created.key.startswith("mp-")
     as_new_key = Portkey(api_key=created.key, base_url=control.v1)
     assert as_new_key.configs.list().object == "list"
@@ -77,11 +78,15 @@ def test_api_keys(portkey, control):
 
     retrieved = portkey.api_keys.retrieve(id=created.id)
     assert (retrieved.name, retrieved.status, retrieved.scopes) == ("sdk key", "active", ["configs.read"])
+    assert retrieved.rate_limits == [{"type": "requests", "unit": "rpm", "value": 30}]
     assert retrieved.key != created.key
     page = portkey.api_keys.list(page_size=1, current_page=0)
     assert page.total >= 2 and len(page.data) == 1
-    portkey.api_keys.update(id=created.id, name="renamed", scopes=["configs.read", "inference"])
-    assert portkey.api_keys.retrieve(id=created.id).scopes == ["configs.read", "inference"]
+    portkey.api_keys.update(id=created.id, name="renamed", scopes=["configs.read", "inference"],
+                            rate_limits=[{"type": "requests", "unit": "rpw", "value": 1000}])
+    updated = portkey.api_keys.retrieve(id=created.id)
+    assert updated.scopes == ["configs.read", "inference"]
+    assert updated.rate_limits == [{"type": "requests", "unit": "rpw", "value": 1000}]
 
     portkey.api_keys.delete(id=created.id)
     with pytest.raises(NotFoundError):

@@ -20,6 +20,7 @@ from ..store import SCOPES, UNCHANGED, ApiKey, Store
 from ..store.base import SLUG_PATTERN, utc_now
 from .router import Request, Route
 from .schema import (
+    RATE_LIMITS_SCHEMA,
     Invalid,
     Shape,
     choice,
@@ -27,10 +28,12 @@ from .schema import (
     ignored,
     mapping,
     moment,
+    rate_limits,
     shown,
     strings,
     text,
     unsupported,
+    usage_limits,
 )
 from .wire import DELETED, PAGING, TIME, collect, iso, listing, listing_schema
 
@@ -57,8 +60,8 @@ _COMMON = (
             "request's metadata."),
     flag("log_bodies", "Store request and response bodies in the logs for this key's requests (default true)."),
     unsupported("description", "API keys have no description in ModelPort's store yet; use name."),
-    unsupported("rate_limits", "set rate limits on a provider (virtual key) instead."),
-    unsupported("usage_limits", "set usage limits on a provider (virtual key) instead."),
+    rate_limits(),
+    usage_limits(),
 )
 CREATE = Shape((
     text("name", "A label for people.", required=True, max_length=200),
@@ -85,6 +88,8 @@ API_KEY = {
         "allowed_providers": {"type": "array", "items": {"type": "string"}},
         "defaults": {"type": "object", "properties": {"metadata": {"type": "object"}}},
         "log_bodies": {"type": "boolean"},
+        "rate_limits": {"anyOf": [RATE_LIMITS_SCHEMA, {"type": "null"}]},
+        "usage_limits": {"type": "null", "description": "Budgets are not in this build: always null."},
         "expires_at": TIME, "revoked_at": TIME, "last_used_at": TIME, "created_at": TIME, "last_updated_at": TIME,
     },
     "required": ["id", "object", "name", "key", "status", "scopes"],
@@ -111,6 +116,7 @@ def create(store: Store, request: Request) -> dict[str, Any]:
     record, token = store.create_api_key(
         body["name"], scopes=scopes, allowed_providers=providers, expires_at=expires_at,
         metadata=_metadata(body.get("defaults")), log_bodies=body.get("log_bodies", True),
+        rate_limits=body.get("rate_limits"),
     )  # fmt: skip
     log.info("api key %s created by %s", record.id, request.principal.key_id)
     return {"id": record.id, "key": token, "object": "api-key"}
@@ -147,6 +153,7 @@ def update(store: Store, request: Request) -> dict[str, Any]:
         expires_at=body.get("expires_at", UNCHANGED),
         metadata=_metadata(body["defaults"]) if "defaults" in body else UNCHANGED,
         log_bodies=body.get("log_bodies", UNCHANGED),
+        rate_limits=body.get("rate_limits", UNCHANGED),
     )
     log.info("api key %s updated by %s", record.id, request.principal.key_id)
     return render(updated)
@@ -184,6 +191,8 @@ def render(record: ApiKey) -> dict[str, Any]:
         "allowed_providers": list(record.allowed_providers),
         "defaults": {"metadata": dict(record.metadata)},
         "log_bodies": record.log_bodies,
+        "rate_limits": record.rate_limits,
+        "usage_limits": None,  # budgets are refused on the way in
         "expires_at": iso(record.expires_at),
         "revoked_at": iso(record.revoked_at),
         "last_used_at": iso(record.last_used_at),

@@ -28,7 +28,6 @@ from ..store.base import SLUG_PATTERN
 from .router import Request, Route
 from .schema import (
     RATE_LIMITS_SCHEMA,
-    USAGE_LIMITS_SCHEMA,
     Invalid,
     Shape,
     ignored,
@@ -110,7 +109,7 @@ _COMMON_OUT = {
     "status": {"const": "active"}, "allowed_models": {"type": "array", "items": {"type": "string"}},
     "created_at": TIME, "last_updated_at": TIME,
 }  # fmt: skip
-_LIMITS_OUT = {"usage_limits": {"anyOf": [USAGE_LIMITS_SCHEMA, {"type": "null"}]},
+_LIMITS_OUT = {"usage_limits": {"type": "null", "description": "Budgets are not in this build: always null."},
                "rate_limits": {"anyOf": [RATE_LIMITS_SCHEMA, {"type": "null"}]}}
 _HINT = {"type": ["string", "null"], "description": "A masked hint of the secret, e.g. r8_t…oken."}
 VIRTUAL_KEY = {
@@ -174,7 +173,7 @@ def render_virtual_key(record: StoredProvider) -> dict[str, Any]:
     return {
         **_common(record, "virtual-key"), "note": record.note, "ai_provider_name": record.provider,
         "masked_api_key": record.secret_hint, "model_config": model_config,
-        "usage_limits": record.usage_limits, "rate_limits": record.rate_limits,
+        "usage_limits": None, "rate_limits": record.rate_limits,  # budgets are refused on the way in
     }  # fmt: skip
 
 
@@ -263,7 +262,7 @@ def render_provider(record: StoredProvider) -> dict[str, Any]:
     return {
         **_common(record, "provider"), "note": record.note, "integration_id": record.integration_slug,
         "ai_provider_id": record.provider, "masked_api_key": record.secret_hint,
-        "usage_limits": record.usage_limits, "rate_limits": record.rate_limits,
+        "usage_limits": None, "rate_limits": record.rate_limits,  # budgets are refused on the way in
     }  # fmt: skip
 
 

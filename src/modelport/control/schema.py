@@ -258,41 +258,23 @@ def _described(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 
 # -- Portkey's limit objects (openapi.yaml components UsageLimits and RateLimits) ---------------------
-_USAGE_LIMIT_KEYS: dict[str, Any] = {
-    "credit_limit": {"type": "number", "minimum": 0},
-    "type": {"type": "string", "enum": ["cost", "tokens"]},
-    "alert_threshold": {"type": "number", "minimum": 0},
-    "periodic_reset": {"type": "string", "enum": ["monthly", "weekly"]},
-    "periodic_reset_days": {"type": "integer", "minimum": 1, "maximum": 365},
-    "next_usage_reset_at": {"type": "string", "format": "date-time"},
-}
 _RATE_LIMIT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
         "type": {"type": "string", "enum": ["requests", "tokens"]},
-        "unit": {"type": "string", "enum": ["rpm", "rph", "rpd"]},
+        "unit": {"type": "string", "enum": ["rpm", "rph", "rpd", "rpw"]},
         "value": {"type": "integer", "minimum": 0},
     },
     "required": ["type", "unit", "value"],
     "additionalProperties": False,
 }
-USAGE_LIMITS_SCHEMA: dict[str, Any] = {"type": "object", "properties": _USAGE_LIMIT_KEYS, "additionalProperties": False}
 RATE_LIMITS_SCHEMA: dict[str, Any] = {"type": "array", "items": _RATE_LIMIT_SCHEMA}
 
 
-def usage_limits(name: str = "usage_limits") -> Field:
-    def convert(value: Any, where: str) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            raise Invalid(f"{where} must be a JSON object")
-        for key, item in value.items():
-            spec = _USAGE_LIMIT_KEYS.get(key)
-            if spec is None:
-                raise Invalid(f"{where} has unknown key {shown(key)}; known keys: {', '.join(_USAGE_LIMIT_KEYS)}")
-            _check_simple(item, spec, f"{where}.{key}")
-        return value
-
-    description = "Spending or token budget (Portkey UsageLimits); stored for the limits engine."
-    return Field(name, {**USAGE_LIMITS_SCHEMA, "description": description}, convert, nullable=True)
+def usage_limits() -> Field:
+    """Portkey's budgets: refused until reserve-and-settle budgets are built (stored, they would not hold)."""
+    return unsupported("usage_limits", "budgets (cost or token usage limits) are not in this build yet; a budget "
+                       "would be stored and not enforced. Request rate limits (rate_limits) are enforced.")
 
 
 def rate_limits(name: str = "rate_limits") -> Field:
@@ -312,9 +294,14 @@ def rate_limits(name: str = "rate_limits") -> Field:
                 raise Invalid(f"{here} must have exactly the keys type, unit and value")
             for key, spec in _RATE_LIMIT_SCHEMA["properties"].items():
                 _check_simple(rule[key], spec, f"{here}.{key}")
+            if rule["type"] == "tokens":
+                raise Invalid(f"{here}.type 'tokens' is not in this build yet: only request limits are enforced "
+                              "(type 'requests'); a token limit would be stored and not applied")
         return rules
 
-    description = "Request or token rate limits (Portkey RateLimits); one object is taken as a list of one."
+    description = ("Request rate limits (Portkey RateLimits), enforced per UTC-aligned window (rpm, rph, rpd, "
+                   "rpw); a value of 0 disables a rule; one object is taken as a list of one. Token limits "
+                   "(type 'tokens') are not in this build and are refused.")
     schema = {"anyOf": [RATE_LIMITS_SCHEMA, _RATE_LIMIT_SCHEMA], "description": description}
     return Field(name, schema, convert, nullable=True)
 

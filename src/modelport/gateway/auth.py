@@ -14,6 +14,7 @@ from typing import Any, Hashable, Protocol
 
 from ..keys import hash_api_key
 from .errors import Forbidden, Unauthorized
+from .limits import Rule, rules_for
 from .store_cache import StoreCache, StoreVersion
 
 
@@ -26,6 +27,7 @@ class Principal:
     metadata: dict[str, Any] = field(default_factory=dict)
     expires_at: float | None = None
     log_bodies: bool = True
+    rate_limits: tuple[Rule, ...] = ()
 
     def can(self, scope: str) -> bool:
         return scope in self.scopes or "admin" in self.scopes
@@ -98,6 +100,8 @@ def principal_from_record(record: Any) -> Principal | None:
         metadata=dict(getattr(record, "metadata", None) or {}),
         expires_at=_epoch(getattr(record, "expires_at", None)),
         log_bodies=record.log_bodies,
+        rate_limits=rules_for(f"key:{record.id}", f"gateway API key {record.id} ({record.name})",
+                              getattr(record, "rate_limits", None)),
     )
 
 

@@ -21,12 +21,14 @@ from ..server.http import (
     stream_body,
 )
 from ..settings import Settings
+from ..store.counters import Counters
 from .auth import Authenticator, Principal
 from .cache import CachedResponse, ResponseCache, cache_key, credential_scope
 from .configs import ConfigPlanner
 from .errors import Forbidden, GatewayError, PayloadTooLarge
 from .forward import NOT_CONNECTED, Outbound, open_upstream, proxy_headers, upstream_url
 from .headers import RequestOptions, parse_request_options
+from .limits import LimitExceeded, Limiter, Standing, headers_for
 from .resolve import TargetResolver
 from .respond import Relayed, Rewriting, relay
 from .routing import Leaf, Outcome, execute
@@ -42,8 +44,10 @@ _NOT_CREATED = frozenset({408, 425, 429})
 
 
 class Gateway:
-    def __init__(self, settings: Settings, store: Any, upstreams: Upstreams, recorder: Recorder, signer: StreamSigner) -> None:
+    def __init__(self, settings: Settings, store: Any, counters: Counters, upstreams: Upstreams, recorder: Recorder,
+                 signer: StreamSigner) -> None:  # fmt: skip
         self.settings = settings
+        self.limiter = Limiter(counters)
         self.upstreams = upstreams
         self.recorder = recorder
         self.signer = signer
@@ -68,10 +72,11 @@ class Gateway:
             record.trace_id = options.trace_id
             principal = self.auth.authenticate(options.api_key)
             _note_principal(record, principal, options)
+            standings = self.limiter.admit(principal.rate_limits)  # the key's limits: once per request
             tree = self.planner.plan(options, principal)
             outbound = await self._read(method, path, scope, receive, options)
             self._capture_request(record, outbound)
-            call = _Call(self, scope, receive, send, outbound, record, principal)
+            call = _Call(self, scope, receive, send, outbound, record, principal, standings)
             outcome = await execute(tree, call)
             await call.respond(outcome)
         except GatewayError as error:
@@ -116,12 +121,15 @@ class Gateway:
 class _Call:
     """The per-request state the attempt and respond steps share; also the ``Walk`` the router drives."""
 
-    __slots__ = ("gateway", "scope", "receive", "send", "outbound", "record", "principal", "unified", "cache_key")
+    __slots__ = ("gateway", "scope", "receive", "send", "outbound", "record", "principal", "unified", "cache_key",
+                 "key_standings", "provider_standings")
 
     def __init__(self, gateway: Gateway, scope: Scope, receive: Receive, send: Send, outbound: Outbound,
-                 record: LogRecord, principal: Principal) -> None:
+                 record: LogRecord, principal: Principal, key_standings: list[Standing]) -> None:
         self.gateway, self.scope, self.receive, self.send = gateway, scope, receive, send
         self.outbound, self.record, self.principal = outbound, record, principal
+        self.key_standings = key_standings
+        self.provider_standings: list[Standing] = []  # the limits of the provider the last attempt reached
         self.unified: UnifiedCall | None = None
         self.cache_key: str | None = None
 
@@ -132,6 +140,8 @@ class _Call:
     def may_retry(self, outcome: Outcome) -> bool:
         if self.outbound.body is None:
             return False  # a streamed body was consumed by the first attempt
+        if isinstance(outcome.error, LimitExceeded):
+            return False  # the window will not reset within a backoff; a fallback target may take it
         if self.outbound.method != "POST" or self.outbound.endpoint:
             return True
         return outcome.status in _NOT_CREATED or (outcome.error is not None and outcome.error.code == NOT_CONNECTED)
@@ -141,6 +151,7 @@ class _Call:
         resolved = leaf.resolved
         span = Attempt(index=leaf.index, provider=resolved.spec.id, slug=resolved.target.slug, started_at=time.time(), retry=retry)
         self.record.attempts.append(span)
+        self.provider_standings = []
         started = time.perf_counter()
         try:
             endpoint = outbound.endpoint
@@ -159,6 +170,7 @@ class _Call:
                 body = UnifiedCall.proxy_body(outbound, leaf)
                 if outbound.body is None and outbound.options.content_length is not None:
                     headers.append(("content-length", str(outbound.options.content_length)))
+            self.provider_standings = gateway.limiter.admit(resolved.rate_limits)
             timeout = outbound.options.request_timeout or leaf.timeout
             response = await open_upstream(gateway.upstreams, resolved, method, url, headers, body, timeout)
             span.status = response.status
@@ -228,6 +240,9 @@ class _Call:
         ]
         if outcome.leaf.index:  # only when a config routed the request
             headers.append((b"x-portkey-last-used-option-index", outcome.leaf.index.encode()))
+        if self.key_standings or self.provider_standings:
+            limits = headers_for(self.key_standings + self.provider_standings, time.time())
+            headers.extend((name.encode(), value.encode()) for name, value in limits.items())
         return headers
 
     def _rewriting(self, leaf: Leaf) -> Rewriting | None:

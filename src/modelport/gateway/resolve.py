@@ -14,6 +14,7 @@ from ..providers.registry import PROVIDERS, get_provider
 from .auth import Principal
 from .errors import BadRequest, Forbidden, ForbiddenHost, UnknownProvider
 from .hosts import check_custom_host
+from .limits import Rule, rules_for
 from .store_cache import StoreCache, StoreVersion
 
 # Settings a caller may set per request even on a stored provider: none of them changes the host.
@@ -28,6 +29,7 @@ class Resolved:
     target: Target
     caller_chosen_host: bool
     allowed_models: frozenset[str] | None = None  # a stored provider's allow-list; None = every model
+    rate_limits: tuple[Rule, ...] = ()  # a stored provider's request limits, checked per attempt
 
 
 class ProviderStore(Protocol):
@@ -85,7 +87,8 @@ class TargetResolver:
         settings.update({k: v for k, v in caller_settings.items() if k in CALLER_SETTINGS_ON_STORED})
         base = (record.custom_host or _base_url(spec, settings)).rstrip("/")
         target = Target(provider=spec.id, base_url=base, api_key=record.secret, settings=settings, slug=slug)
-        return Resolved(spec, target, caller_chosen_host=False, allowed_models=record.allowed_models)
+        limits = rules_for(f"provider:{slug}", f"provider @{slug}", record.rate_limits)
+        return Resolved(spec, target, caller_chosen_host=False, allowed_models=record.allowed_models, rate_limits=limits)
 
     def _builtin_target(
         self, provider: str, custom_host: str | None, caller_key: str | None, caller_settings: Mapping[str, str]

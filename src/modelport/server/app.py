@@ -33,6 +33,7 @@ from ..logs.shipper import LogShipper
 from ..logs.writer import LogWriter
 from ..settings import Settings
 from ..store import open_store
+from ..store.counters import open_counters
 from ..store.base import utc_now
 from .http import Receive, Scope, Send, send_error, send_json, send_response
 
@@ -118,7 +119,7 @@ class ModelPortApp:
         self.recorder = self._recorder()
         await self.recorder.start()
         signer = StreamSigner.from_data_dir(settings.data_dir, settings.stream_url_ttl)
-        self.gateway = Gateway(settings, self.store, self.upstreams, self.recorder, signer)
+        self.gateway = Gateway(settings, self.store, open_counters(settings.data_dir), self.upstreams, self.recorder, signer)
         self.ready = True
         self.control = ControlPlane(self.store, settings, self.gateway.auth)
         self._key_use_task = asyncio.create_task(self._record_key_use())

@@ -99,6 +99,7 @@ class ApiKey:
     updated_at: datetime
     last_used_at: datetime | None = None
     log_bodies: bool = True  # False: this key's requests are logged without their bodies
+    rate_limits: Any = None  # stored as given (Portkey RateLimits); enforced by gateway/limits.py
 
     def is_active(self, now: datetime | None = None) -> bool:
         if self.revoked_at is not None:
@@ -201,6 +202,7 @@ class Store(Protocol):
         metadata: Mapping[str, Any] | None = None,
         token: str | None = None,
         log_bodies: bool = True,
+        rate_limits: Any = None,
     ) -> tuple[ApiKey, str]:
         """Create a key; returns the record and the plaintext, which is shown this once.
 
@@ -224,6 +226,7 @@ class Store(Protocol):
         expires_at: Any = UNCHANGED,
         metadata: Any = UNCHANGED,
         log_bodies: Any = UNCHANGED,
+        rate_limits: Any = UNCHANGED,
     ) -> ApiKey: ...
 
     def rotate_api_key(self, key_id: str) -> tuple[ApiKey, str]:

@@ -158,6 +158,10 @@ MIGRATIONS: list[str] = [
     """
     DROP TABLE state_version;
     """,
+    # 5: request rate limits on gateway API keys (Portkey RateLimits), as on providers.
+    """
+    ALTER TABLE api_keys ADD COLUMN rate_limits TEXT;
+    """,
 ]
 
 

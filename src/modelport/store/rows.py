@@ -44,6 +44,7 @@ def api_key_from_row(row: Row) -> ApiKey:
         updated_at=from_ms(row["updated_at"]),  # type: ignore[arg-type]
         last_used_at=from_ms(row["last_used_at"]),
         log_bodies=bool(row["log_bodies"]),
+        rate_limits=json_or_none(row["rate_limits"]),
     )
 
 

@@ -150,6 +150,7 @@ class SQLiteStore:
         metadata: Mapping[str, Any] | None = None,
         token: str | None = None,
         log_bodies: bool = True,
+        rate_limits: Any = None,
     ) -> tuple[ApiKey, str]:
         if token is None:
             token, prefix, key_hash = generate_api_key()
@@ -167,6 +168,7 @@ class SQLiteStore:
             "metadata": to_json(check_object(metadata, "metadata")),
             "expires_at": to_ms(expires_at),
             "log_bodies": int(bool(log_bodies)),
+            "rate_limits": to_json_or_null(rate_limits),
         }
         with self._transaction() as conn:
             try:
@@ -197,8 +199,10 @@ class SQLiteStore:
         expires_at: Any = UNCHANGED,
         metadata: Any = UNCHANGED,
         log_bodies: Any = UNCHANGED,
+        rate_limits: Any = UNCHANGED,
     ) -> ApiKey:
         changes = changed_columns(
+            rate_limits=(rate_limits, to_json_or_null),
             log_bodies=(log_bodies, lambda v: int(bool(v))),
             name=(name, check_name),
             scopes=(scopes, lambda v: to_json(check_scopes(v))),

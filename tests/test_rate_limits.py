@@ -1,0 +1,134 @@
+"""Request rate limits on gateway API keys and stored providers: exact across a node's workers.
+
+80 concurrent requests against a limit of 20 per minute, on two worker processes, with the upstream
+answering in 200 ms (so the requests overlap): exactly 20 answered, 60 refused with 429, and the
+upstream saw exactly 20.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from datetime import datetime, timezone
+from typing import Iterator
+
+import httpx
+import pytest
+
+from tests.conftest import OPENAI_KEY
+from tests.fakes.openai import make_openai_app
+from tests.fakes.server import FakeServer
+from tests.harness import GatewayProcess
+
+pytestmark = pytest.mark.slow
+
+CHAT = {"model": "gpt-4.1-mini", "messages": [{"role": "user", "content": "hello"}]}
+PER_MINUTE_20 = [{"type": "requests", "unit": "rpm", "value": 20}]
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[tuple[FakeServer, object]]:
+    app = make_openai_app(api_key=OPENAI_KEY)
+    with FakeServer(app) as server:
+        yield server, app["openai"]
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    with GatewayProcess(tmp_path_factory.mktemp("limits") / "data", workers=2) as process:
+        yield process
+
+
+@pytest.fixture(scope="module")
+def admin(gateway: GatewayProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=gateway.v1, headers=gateway.headers(), timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def state(upstream):
+    _, state = upstream
+    state.reset()
+    state.delay = 0.2
+    yield state
+    state.reset()
+
+
+def add_provider(admin: httpx.Client, upstream, slug: str, rate_limits=None) -> None:
+    server, _ = upstream
+    body = {"name": slug, "slug": slug, "provider": "openai", "key": OPENAI_KEY, "custom_host": server.url + "/v1",
+            "rate_limits": rate_limits}
+    answer = admin.post("/virtual-keys", json=body)
+    assert answer.status_code == 200, answer.text
+
+
+def add_key(admin: httpx.Client, name: str, rate_limits=None) -> str:
+    answer = admin.post("/api-keys", json={"name": name, "scopes": ["inference"], "rate_limits": rate_limits})
+    assert answer.status_code == 200, answer.text
+    return answer.json()["key"]
+
+
+def away_from_a_minute_boundary() -> None:
+    """The burst must fall in one UTC minute: a new window in the middle would admit more, rightly."""
+    second = datetime.now(timezone.utc).second + datetime.now(timezone.utc).microsecond / 1e6
+    if second > 48:
+        time.sleep(60.5 - second)
+
+
+async def burst(gateway: GatewayProcess, key: str, slug: str, count: int = 80) -> list[httpx.Response]:
+    headers = {"x-portkey-api-key": key, "x-portkey-provider": f"@{slug}"}
+    limits = httpx.Limits(max_connections=count)
+    async with httpx.AsyncClient(base_url=gateway.v1, headers=headers, timeout=30, limits=limits) as client:
+        return await asyncio.gather(*(client.post("/chat/completions", json=CHAT) for _ in range(count)))
+
+
+def assert_exactly_twenty(answers: list[httpx.Response], state, whose: str) -> None:
+    statuses = sorted(answer.status_code for answer in answers)
+    assert statuses == [200] * 20 + [429] * 60
+    assert state.count == 20  # the upstream never saw a refused request
+    admitted = [answer for answer in answers if answer.status_code == 200]
+    # Each admitted request was counted once, in order: remaining after it runs 19 … 0 with no repeat.
+    assert sorted(int(a.headers["x-ratelimit-remaining-requests"]) for a in admitted) == list(range(20))
+    assert {a.headers["x-ratelimit-limit-requests"] for a in admitted} == {"20"}
+    refused = next(answer for answer in answers if answer.status_code == 429)
+    assert refused.headers["x-portkey-gateway-exception"] == "true"
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    assert refused.headers["x-ratelimit-remaining-requests"] == "0"
+    error = refused.json()["error"]
+    assert error["type"] == "rate_limit_error" and error["code"] == "rate_limited"
+    assert whose in error["message"] and "20 requests per minute (rpm)" in error["message"]
+    assert error["limit"]["unit"] == "rpm" and error["limit"]["value"] == 20
+    assert error["limit"]["resets_at"].endswith(":00Z")  # windows are aligned to the UTC minute
+
+
+def test_a_key_limit_admits_exactly_its_value_across_workers(gateway, admin, upstream, state) -> None:
+    add_provider(admin, upstream, "open-upstream")
+    key = add_key(admin, "twenty-a-minute", PER_MINUTE_20)
+    away_from_a_minute_boundary()
+    answers = asyncio.run(burst(gateway, key, "open-upstream"))
+    assert_exactly_twenty(answers, state, "gateway API key")
+
+
+def test_a_provider_limit_admits_exactly_its_value_across_workers(gateway, admin, upstream, state) -> None:
+    add_provider(admin, upstream, "limited-upstream", PER_MINUTE_20)
+    key = add_key(admin, "unlimited")
+    away_from_a_minute_boundary()
+    answers = asyncio.run(burst(gateway, key, "limited-upstream"))
+    assert_exactly_twenty(answers, state, "provider @limited-upstream")
+
+
+def test_a_fallback_moves_on_from_a_provider_at_its_limit(gateway, admin, upstream, state) -> None:
+    add_provider(admin, upstream, "one-a-minute", [{"type": "requests", "unit": "rpm", "value": 1}])
+    add_provider(admin, upstream, "spare-upstream")
+    state.delay = 0
+    config = {"strategy": {"mode": "fallback"},
+              "targets": [{"provider": "@one-a-minute"}, {"provider": "@spare-upstream"}]}
+    away_from_a_minute_boundary()
+    headers = {"x-portkey-config": json.dumps(config)}
+    seen = []
+    for _ in range(3):
+        answer = httpx.post(gateway.v1 + "/chat/completions", json=CHAT, headers=gateway.headers(**headers))
+        assert answer.status_code == 200, answer.text
+        seen.append(answer.headers["x-portkey-last-used-option-index"])
+    assert seen == ["config.targets[0]", "config.targets[1]", "config.targets[1]"]
