@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,8 +94,10 @@ def _slug(scenario: Scenario) -> str:
 class ModelPort(Contender):
     workers: int = 1
     logging: bool = True
+    limits: bool = False  # a request rate limit on the caller's key and on every stored provider
 
     home: Path | None = field(default=None, init=False)
+    key: str = field(default=ADMIN_KEY, init=False)
 
     def recorded(self) -> dict[str, int]:
         """Rows in ModelPort's log tables after the run (read once it stopped and flushed): proof
@@ -124,6 +127,24 @@ class ModelPort(Contender):
         self._serve([str(peers.modelport_bin()), "serve", "--host", "127.0.0.1", "--port", str(port),
                      "--data-dir", str(home / "data"), "--workers", str(self.workers)],
                     workdir, port, "/health", env=env)
+        if self.limits:
+            self._limit_everything()
+
+    def _limit_everything(self) -> None:
+        """Limits high enough never to refuse, so the run measures what checking them costs."""
+        never_reached = [{"type": "requests", "unit": "rpm", "value": 10**9}]
+        created = self._admin("POST", "/v1/api-keys", {"name": "bench", "scopes": ["inference"],
+                                                        "rate_limits": never_reached})
+        self.key = created["key"]
+        for shape in ("openai", "replicate"):
+            for regime in ("", "-slow"):
+                self._admin("PUT", f"/v1/virtual-keys/bench-{shape}{regime}", {"rate_limits": never_reached})
+
+    def _admin(self, method: str, path: str, body: dict) -> dict:
+        request = urllib.request.Request(self.origin + path, json.dumps(body).encode(), method=method,
+                                         headers={"x-portkey-api-key": ADMIN_KEY, "content-type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return json.loads(answer.read())
 
     @staticmethod
     def _config(upstreams: Upstreams) -> str:
@@ -137,7 +158,7 @@ class ModelPort(Contender):
         return "\n".join(blocks)
 
     def target(self, scenario: Scenario, upstreams: Upstreams) -> Target:
-        headers = {"x-portkey-api-key": ADMIN_KEY, "x-portkey-provider": f"@{_slug(scenario)}",
+        headers = {"x-portkey-api-key": self.key, "x-portkey-provider": f"@{_slug(scenario)}",
                    **scenario.extra_headers}
         return Target(self.origin + "/v1" + scenario.path, headers)
 
@@ -219,6 +240,8 @@ def all_contenders(portkey_version: str | None = None,
         ModelPort("modelport", "full pipeline: key check, @slug credential, logs with bodies, cost"),
         ModelPort("modelport-nolog", "as above with MODELPORT_LOGGING=false", logging=False),
         ModelPort("modelport-2w", "full pipeline, 2 worker processes", workers=2),
+        ModelPort("modelport-limits", "full pipeline with a request rate limit on the key and the provider",
+                  limits=True),
         Portkey("portkey", "Portkey's open-source gateway (Node), x-portkey-custom-host",
                 version=portkey_version),
         LiteLLM("litellm", "LiteLLM proxy, no database, model_list at the upstream",

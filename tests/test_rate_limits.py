@@ -63,10 +63,16 @@ def add_provider(admin: httpx.Client, upstream, slug: str, rate_limits=None) -> 
     assert answer.status_code == 200, answer.text
 
 
-def add_key(admin: httpx.Client, name: str, rate_limits=None) -> str:
+def add_key(admin: httpx.Client, name: str, rate_limits=None) -> tuple[str, str]:
     answer = admin.post("/api-keys", json={"name": name, "scopes": ["inference"], "rate_limits": rate_limits})
     assert answer.status_code == 200, answer.text
-    return answer.json()["key"]
+    return answer.json()["key"], answer.json()["id"]
+
+
+def assert_usage_shows_the_full_window(shown: dict) -> None:
+    (usage,) = shown["usage"]["rate_limits"]
+    assert (usage["unit"], usage["value"], usage["used"], usage["remaining"]) == ("rpm", 20, 20, 0)
+    assert usage["resets_at"].endswith(":00Z")
 
 
 def away_from_a_minute_boundary() -> None:
@@ -104,18 +110,20 @@ def assert_exactly_twenty(answers: list[httpx.Response], state, whose: str) -> N
 
 def test_a_key_limit_admits_exactly_its_value_across_workers(gateway, admin, upstream, state) -> None:
     add_provider(admin, upstream, "open-upstream")
-    key = add_key(admin, "twenty-a-minute", PER_MINUTE_20)
+    key, key_id = add_key(admin, "twenty-a-minute", PER_MINUTE_20)
     away_from_a_minute_boundary()
     answers = asyncio.run(burst(gateway, key, "open-upstream"))
     assert_exactly_twenty(answers, state, "gateway API key")
+    assert_usage_shows_the_full_window(admin.get(f"/api-keys/{key_id}").json())
 
 
 def test_a_provider_limit_admits_exactly_its_value_across_workers(gateway, admin, upstream, state) -> None:
     add_provider(admin, upstream, "limited-upstream", PER_MINUTE_20)
-    key = add_key(admin, "unlimited")
+    key, _ = add_key(admin, "unlimited")
     away_from_a_minute_boundary()
     answers = asyncio.run(burst(gateway, key, "limited-upstream"))
     assert_exactly_twenty(answers, state, "provider @limited-upstream")
+    assert_usage_shows_the_full_window(admin.get("/virtual-keys/limited-upstream").json())
 
 
 def test_a_fallback_moves_on_from_a_provider_at_its_limit(gateway, admin, upstream, state) -> None:

@@ -21,6 +21,7 @@ import orjson
 from ..gateway.auth import Authenticator, Principal
 from ..gateway.errors import Conflict, GatewayError, NotFound, Unauthorized
 from ..gateway.headers import parse_request_options
+from ..gateway.limits import Limiter
 from ..server.http import (
     JSON,
     ClientDisconnected,
@@ -54,9 +55,10 @@ MAX_BODY_BYTES = 1024 * 1024  # admin bodies are small; a config with many targe
 
 
 class ControlPlane:
-    def __init__(self, store: Any, settings: Settings, authenticator: Authenticator,
+    def __init__(self, store: Any, settings: Settings, authenticator: Authenticator, limiter: Limiter,
                  routes: tuple[Route, ...] = ROUTES) -> None:  # fmt: skip
         self.store = store
+        self.limiter = limiter
         self.settings = settings
         self.auth = authenticator
         self.router = Router(routes)
@@ -72,7 +74,7 @@ class ControlPlane:
             trace_id = options.trace_id
             route, params = self.router.match(scope["method"], scope["path"][len("/v1"):])
             principal = self._principal(options.api_key, route.scope)
-            request = Request(principal, params, _query(route, scope), await _body(route, receive))
+            request = Request(principal, params, _query(route, scope), await _body(route, receive), self.limiter)
             reply = await asyncio.to_thread(self._run, route, request)
             headers = [(b"x-portkey-trace-id", trace_id.encode("latin-1"))]
             if isinstance(reply, Download):

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..gateway.auth import Principal
 from ..gateway.errors import Forbidden, NotFound
+from ..gateway.limits import key_rules
 from ..providers.registry import PROVIDERS
 from ..store import SCOPES, UNCHANGED, ApiKey, Store
 from ..store.base import SLUG_PATTERN, utc_now
@@ -35,7 +36,7 @@ from .schema import (
     unsupported,
     usage_limits,
 )
-from .wire import DELETED, PAGING, TIME, collect, iso, listing, listing_schema
+from .wire import DELETED, PAGING, TIME, USAGE, collect, iso, listing, listing_schema, rate_limit_usage
 
 log = logging.getLogger("modelport.control")
 
@@ -90,6 +91,7 @@ API_KEY = {
         "log_bodies": {"type": "boolean"},
         "rate_limits": {"anyOf": [RATE_LIMITS_SCHEMA, {"type": "null"}]},
         "usage_limits": {"type": "null", "description": "Budgets are not in this build: always null."},
+        "usage": USAGE,
         "expires_at": TIME, "revoked_at": TIME, "last_used_at": TIME, "created_at": TIME, "last_updated_at": TIME,
     },
     "required": ["id", "object", "name", "key", "status", "scopes"],
@@ -134,7 +136,8 @@ def list_keys(store: Store, request: Request) -> dict[str, Any]:
 
 
 def retrieve(store: Store, request: Request) -> dict[str, Any]:
-    return render(_existing(store, request.params["key_id"]))
+    record = _existing(store, request.params["key_id"])
+    return {**render(record), "usage": rate_limit_usage(request, key_rules(record.id, record.name, record.rate_limits))}
 
 
 def update(store: Store, request: Request) -> dict[str, Any]:

@@ -22,6 +22,7 @@ import secrets
 from typing import Any, Mapping
 
 from ..gateway.errors import NotFound
+from ..gateway.limits import provider_rules
 from ..providers.registry import PROVIDERS
 from ..store import UNCHANGED, Store, StoredProvider
 from ..store.base import SLUG_PATTERN
@@ -41,7 +42,7 @@ from .schema import (
     url,
     usage_limits,
 )  # fmt: skip
-from .wire import DELETED, PAGING, TIME, collect, iso, listing, listing_schema
+from .wire import DELETED, PAGING, TIME, USAGE, collect, iso, listing, listing_schema, rate_limit_usage
 
 log = logging.getLogger("modelport.control")
 
@@ -110,7 +111,7 @@ _COMMON_OUT = {
     "created_at": TIME, "last_updated_at": TIME,
 }  # fmt: skip
 _LIMITS_OUT = {"usage_limits": {"type": "null", "description": "Budgets are not in this build: always null."},
-               "rate_limits": {"anyOf": [RATE_LIMITS_SCHEMA, {"type": "null"}]}}
+               "rate_limits": {"anyOf": [RATE_LIMITS_SCHEMA, {"type": "null"}]}, "usage": USAGE}
 _HINT = {"type": ["string", "null"], "description": "A masked hint of the secret, e.g. r8_t…oken."}
 VIRTUAL_KEY = {
     "type": "object",
@@ -325,7 +326,8 @@ def _lister(kind: str, render: Any) -> Any:
 
 def _getter(kind: str, render: Any) -> Any:
     def retrieve(store: Store, request: Request) -> dict[str, Any]:
-        return render(_existing(store, request.params["slug"], kind))
+        record = _existing(store, request.params["slug"], kind)
+        return {**render(record), "usage": rate_limit_usage(request, provider_rules(record.slug, record.rate_limits))}
 
     return retrieve
 

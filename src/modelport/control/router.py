@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterable
 
 from ..gateway.auth import Principal
 from ..gateway.errors import MethodNotAllowed, NotFound
+from ..gateway.limits import Limiter
 from .schema import Shape
 
 
@@ -25,6 +26,7 @@ class Request:
     params: dict[str, str]
     query: dict[str, Any] = field(default_factory=dict)
     body: dict[str, Any] = field(default_factory=dict)
+    limiter: Limiter | None = None  # reads the node's rate-limit counters, for usage in replies
 
 
 Handler = Callable[[Any, Request], Any]  # (store, request) -> JSON-ready reply

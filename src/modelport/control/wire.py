@@ -66,3 +66,21 @@ def iso(moment: datetime | None) -> str | None:
 
 TIME = {"type": ["string", "null"], "format": "date-time"}
 DELETED = {"type": "object", "description": "An empty object, as Portkey answers a delete."}
+
+
+USAGE = {
+    "type": "object",
+    "description": "Where each enforced rate limit stands in its current window, on this node's counters.",
+    "properties": {"rate_limits": {"type": "array", "items": {
+        "type": "object",
+        "properties": {"type": {"const": "requests"}, "unit": {"type": "string"}, "value": {"type": "integer"},
+                       "used": {"type": "integer"}, "remaining": {"type": "integer"}, "resets_at": TIME},
+        "required": ["type", "unit", "value", "used", "remaining", "resets_at"],
+    }}},
+}  # fmt: skip
+
+
+def rate_limit_usage(request: Any, rules: Sequence[Any]) -> dict[str, Any]:
+    """``{"rate_limits": [...]}`` for a GET of one key or provider."""
+    limiter = request.limiter
+    return {"rate_limits": limiter.usage(rules) if limiter is not None and rules else []}

@@ -14,7 +14,7 @@ from typing import Any, Hashable, Protocol
 
 from ..keys import hash_api_key
 from .errors import Forbidden, Unauthorized
-from .limits import Rule, rules_for
+from .limits import Rule, key_rules
 from .store_cache import StoreCache, StoreVersion
 
 
@@ -100,8 +100,7 @@ def principal_from_record(record: Any) -> Principal | None:
         metadata=dict(getattr(record, "metadata", None) or {}),
         expires_at=_epoch(getattr(record, "expires_at", None)),
         log_bodies=record.log_bodies,
-        rate_limits=rules_for(f"key:{record.id}", f"gateway API key {record.id} ({record.name})",
-                              getattr(record, "rate_limits", None)),
+        rate_limits=key_rules(record.id, record.name, getattr(record, "rate_limits", None)),
     )
 
 

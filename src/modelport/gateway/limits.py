@@ -51,6 +51,14 @@ class Rule:
         return {"type": "requests", "unit": self.unit, "value": self.value}
 
 
+def key_rules(key_id: str, name: str, stored: Any) -> tuple[Rule, ...]:
+    return rules_for(f"key:{key_id}", f"gateway API key {key_id} ({name})", stored)
+
+
+def provider_rules(slug: str, stored: Any) -> tuple[Rule, ...]:
+    return rules_for(f"provider:{slug}", f"provider @{slug}", stored)
+
+
 def rules_for(owner: str, who: str, stored: Any) -> tuple[Rule, ...]:
     """The enforced rules of a stored ``rate_limits`` list (validated on the way in)."""
     return tuple(

@@ -14,7 +14,7 @@ from ..providers.registry import PROVIDERS, get_provider
 from .auth import Principal
 from .errors import BadRequest, Forbidden, ForbiddenHost, UnknownProvider
 from .hosts import check_custom_host
-from .limits import Rule, rules_for
+from .limits import Rule, provider_rules
 from .store_cache import StoreCache, StoreVersion
 
 # Settings a caller may set per request even on a stored provider: none of them changes the host.
@@ -87,8 +87,8 @@ class TargetResolver:
         settings.update({k: v for k, v in caller_settings.items() if k in CALLER_SETTINGS_ON_STORED})
         base = (record.custom_host or _base_url(spec, settings)).rstrip("/")
         target = Target(provider=spec.id, base_url=base, api_key=record.secret, settings=settings, slug=slug)
-        limits = rules_for(f"provider:{slug}", f"provider @{slug}", record.rate_limits)
-        return Resolved(spec, target, caller_chosen_host=False, allowed_models=record.allowed_models, rate_limits=limits)
+        return Resolved(spec, target, caller_chosen_host=False, allowed_models=record.allowed_models,
+                        rate_limits=provider_rules(slug, record.rate_limits))
 
     def _builtin_target(
         self, provider: str, custom_host: str | None, caller_key: str | None, caller_settings: Mapping[str, str]

@@ -121,7 +121,7 @@ class ModelPortApp:
         signer = StreamSigner.from_data_dir(settings.data_dir, settings.stream_url_ttl)
         self.gateway = Gateway(settings, self.store, open_counters(settings.data_dir), self.upstreams, self.recorder, signer)
         self.ready = True
-        self.control = ControlPlane(self.store, settings, self.gateway.auth)
+        self.control = ControlPlane(self.store, settings, self.gateway.auth, self.gateway.limiter)
         self._key_use_task = asyncio.create_task(self._record_key_use())
 
     async def _record_key_use(self) -> None:
