@@ -138,7 +138,7 @@ class ModelPort(Contender):
         self.key = created["key"]
         for shape in ("openai", "replicate"):
             for regime in ("", "-slow"):
-                self._admin("PUT", f"/v1/virtual-keys/bench-{shape}{regime}", {"rate_limits": never_reached})
+                self._admin("PUT", f"/v1/providers/bench-{shape}{regime}", {"rate_limits": never_reached})
 
     def _admin(self, method: str, path: str, body: dict) -> dict:
         request = urllib.request.Request(self.origin + path, json.dumps(body).encode(), method=method,

@@ -13,9 +13,9 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, NamedTuple, Sequence
 
 import orjson
 
@@ -34,6 +34,11 @@ class Rule:
     unit: str  # rpm | rph | rpd | rpw
     value: int
     position: int  # index in the owner's list: two rules with one unit keep separate counters
+    base: bytes = field(init=False, repr=False)  # names owner, position and unit; a window's key adds its start
+
+    def __post_init__(self) -> None:
+        digest = hashlib.blake2b(f"{self.owner}|{self.position}|{self.unit}".encode(), digest_size=8).digest()
+        object.__setattr__(self, "base", digest)  # once per rule, when a key or provider is loaded
 
     def window(self, now: float) -> tuple[int, int]:
         """Start and end (epoch seconds) of the UTC-aligned window holding ``now``."""
@@ -44,8 +49,7 @@ class Rule:
 
     def charge(self, now: float) -> Charge:
         start, end = self.window(now)
-        key = hashlib.blake2b(f"{self.owner}|{self.position}|{self.unit}|{start}".encode(), digest_size=16).digest()
-        return Charge(key, self.value, end)
+        return Charge(self.base + start.to_bytes(8, "little"), self.value, end)  # the window's own key
 
     def describe(self) -> dict[str, Any]:
         return {"type": "requests", "unit": self.unit, "value": self.value}
@@ -68,8 +72,7 @@ def rules_for(owner: str, who: str, stored: Any) -> tuple[Rule, ...]:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Standing:
+class Standing(NamedTuple):
     """Where one request left one rule: for the ``x-ratelimit-*`` headers."""
 
     rule: Rule
@@ -117,7 +120,7 @@ class Limiter:
         except CountersFull as exc:
             raise LimitsUnavailable(f"rate limits cannot be checked: {exc}; the request was refused, not "
                                     "let through unchecked") from None
-        standings = [Standing(rule, count, charge.ends_at) for rule, count, charge in zip(rules, admission.counts, charges)]
+        standings = [Standing(rule, count, charge[2]) for rule, count, charge in zip(rules, admission.counts, charges)]
         if admission.refused is not None:
             raise LimitExceeded(standings[admission.refused], now)
         return standings

@@ -18,11 +18,15 @@ import fcntl
 import mmap
 import os
 import struct
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import NamedTuple, Protocol, Sequence
 
 SLOT = struct.Struct("<16sqq")  # key, window end (epoch s), count
+KEY_SIZE = 16
+_ENDS, _COUNT = struct.Struct("<q"), struct.Struct("<q")
+_COUNT_AT = KEY_SIZE + 8
+_SLOT_PACK = SLOT.pack_into
+MAX_REMEMBERED = 4096
 PROBE = 64
 DEFAULT_SLOTS = 1 << 15  # 1 MiB: room for tens of thousands of live windows
 
@@ -31,17 +35,15 @@ class CountersFull(Exception):
     """No free slot near a new key: refuse rather than count nothing."""
 
 
-@dataclass(frozen=True, slots=True)
-class Charge:
+class Charge(NamedTuple):
     key: bytes  # 16 bytes: names the owner, the rule and the window
     limit: int  # at most this many per window
     ends_at: int  # epoch seconds when the window ends
 
 
-@dataclass(frozen=True, slots=True)
-class Admission:
+class Admission(NamedTuple):
     refused: int | None  # index of the first charge over its limit; None = all admitted (and counted)
-    counts: tuple[int, ...]  # each charge's count, after this request when admitted
+    counts: list[int]  # each charge's count, after this request when admitted
 
 
 class Counters(Protocol):
@@ -64,18 +66,24 @@ class LocalCounters:
         if os.fstat(self._fd).st_size < size:
             os.ftruncate(self._fd, size)
         self._map = mmap.mmap(self._fd, size)
+        # Where this process last found each key: checked (16 bytes compared) before it is trusted, so
+        # a slot another process has since reused is noticed, and the run is searched again.
+        self._offsets: dict[bytes, int] = {}
 
     def admit(self, charges: Sequence[Charge], now: float) -> Admission:
         fcntl.flock(self._fd, fcntl.LOCK_EX)
         try:
-            offsets = [self._slot(charge, now) for charge in charges]
-            counts = [self._count_at(offset, charge.key) for offset, charge in zip(offsets, charges)]
-            for index, (count, charge) in enumerate(zip(counts, charges)):
+            offsets: list[int] = []
+            counts: list[int] = []
+            for index, charge in enumerate(charges):
+                offset, count = self._locate(charge, now, offsets)  # two new windows: two free slots
                 if count >= charge.limit:
-                    return Admission(index, tuple(counts))
+                    return Admission(index, counts + [count])
+                offsets.append(offset)
+                counts.append(count + 1)
             for offset, count, charge in zip(offsets, counts, charges):
-                SLOT.pack_into(self._map, offset, charge.key, charge.ends_at, count + 1)
-            return Admission(None, tuple(count + 1 for count in counts))
+                _SLOT_PACK(self._map, offset, charge.key, charge.ends_at, count)
+            return Admission(None, counts)
         finally:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
 
@@ -90,28 +98,33 @@ class LocalCounters:
         self._map.close()
         os.close(self._fd)
 
-    def _slot(self, charge: Charge, now: float) -> int:
-        """The offset of the charge's slot: its own, or a free one in its run."""
-        found = self._find(charge.key)
-        if found is not None:
-            return found
-        start = self._start(charge.key)
+    def _locate(self, charge: Charge, now: float, taken: list[int]) -> tuple[int, int]:
+        """The offset of the charge's slot (its own, or a free one in its run) and its count there."""
+        key, view = charge.key, self._map
+        offset = self._offsets.get(key)
+        if offset is None or view[offset : offset + KEY_SIZE] != key:
+            offset = self._find(key)
+        if offset is not None:
+            return offset, _COUNT.unpack_from(view, offset + _COUNT_AT)[0]
+        start = self._start(key)
         for offset in range(start, start + PROBE * SLOT.size, SLOT.size):
-            if SLOT.unpack_from(self._map, offset)[1] <= now:  # never used, or its window has ended
-                return offset
+            if _ENDS.unpack_from(view, offset + KEY_SIZE)[0] <= now and offset not in taken:  # free: unused or ended
+                if len(self._offsets) >= MAX_REMEMBERED:
+                    self._offsets.clear()
+                self._offsets[key] = offset
+                return offset, 0
         raise CountersFull("the rate-limit counters have no free slot for a new window")
-
-    def _count_at(self, offset: int, key: bytes) -> int:
-        stored_key, _, count = SLOT.unpack_from(self._map, offset)
-        return count if stored_key == key else 0
 
     def _find(self, key: bytes) -> int | None:
         start = self._start(key)
-        run = self._map[start : start + PROBE * SLOT.size]
-        at = run.find(key)
-        while at >= 0 and at % SLOT.size:  # a match across slot fields: keep looking
-            at = run.find(key, at + 1)
-        return None if at < 0 else start + at
+        end = start + PROBE * SLOT.size
+        at = self._map.find(key, start, end)
+        while at >= 0 and (at - start) % SLOT.size:  # a match across slot fields: keep looking
+            at = self._map.find(key, at + 1, end)
+        if at < 0:
+            return None
+        self._offsets[key] = at
+        return at
 
     def _start(self, key: bytes) -> int:
         return int.from_bytes(key[:8], "little") % self._slots * SLOT.size
