@@ -117,3 +117,10 @@ def test_headers_show_the_tightest_limit() -> None:
                  Standing(rule("rpm", 20, position=1), 18, int(epoch("2026-12-03 10:16:00")))]
     assert headers_for(standings, now) == {"x-ratelimit-limit-requests": "20", "x-ratelimit-remaining-requests": "2",
                                            "x-ratelimit-reset-requests": "30s"}  # fmt: skip
+
+
+def test_two_new_windows_of_one_request_get_two_slots(tmp_path: Path) -> None:
+    counters = LocalCounters(tmp_path / "counters", slots=1)  # both keys hash to the same run
+    first, second = Charge(b"a" * 16, 5, 2**40), Charge(b"b" * 16, 5, 2**40)
+    assert counters.admit([first, second], 0).counts == [1, 1]
+    assert (counters.count(first.key, 0), counters.count(second.key, 0)) == (1, 1)
