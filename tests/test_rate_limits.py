@@ -115,6 +115,10 @@ def test_a_key_limit_admits_exactly_its_value_across_workers(gateway, admin, ups
     answers = asyncio.run(burst(gateway, key, "open-upstream"))
     assert_exactly_twenty(answers, state, "gateway API key")
     assert_usage_shows_the_full_window(admin.get(f"/api-keys/{key_id}").json())
+    metrics = httpx.get(gateway.url + "/metrics").text
+    labels = f'owner="key:{key_id}",unit="rpm",rule="0"'
+    assert f"modelport_rate_limit_requests{{{labels}}} 20\n" in metrics
+    assert f"modelport_rate_limit_used_requests{{{labels}}} 20\n" in metrics
 
 
 def test_a_provider_limit_admits_exactly_its_value_across_workers(gateway, admin, upstream, state) -> None:

@@ -137,6 +137,39 @@ class Limiter:
         return shown
 
 
+def enforced_rules(store: Any) -> list[Rule]:
+    """Every enforced rule of every stored key and provider (for the metrics; admin lists are small)."""
+    rules: list[Rule] = []
+    for lister, rules_of in ((store.list_api_keys, lambda r: key_rules(r.id, r.name, r.rate_limits)),
+                             (store.list_providers, lambda r: provider_rules(r.slug, r.rate_limits))):
+        cursor = None
+        while True:
+            page = lister(limit=1000, cursor=cursor)
+            for record in page.items:
+                rules.extend(rules_of(record))
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+    return rules
+
+
+def gauges(limiter: Limiter, rules: Sequence[Rule]) -> str:
+    """Prometheus gauges: each enforced limit and its count in the current window, on this node."""
+    lines = ["# HELP modelport_rate_limit_requests The request limit of each enforced rate limit, per window.",
+             "# TYPE modelport_rate_limit_requests gauge",
+             "# HELP modelport_rate_limit_used_requests Requests counted in the current window of each rate limit.",
+             "# TYPE modelport_rate_limit_used_requests gauge"]
+    for rule, usage in zip(rules, limiter.usage(rules)):
+        labels = f'owner="{_label(rule.owner)}",unit="{rule.unit}",rule="{rule.position}"'
+        lines.append(f"modelport_rate_limit_requests{{{labels}}} {rule.value}")
+        lines.append(f"modelport_rate_limit_used_requests{{{labels}}} {usage['used']}")
+    return "\n".join(lines) + "\n"
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
 def headers_for(standings: Sequence[Standing], now: float) -> dict[str, str]:
     """OpenAI's ``x-ratelimit-*-requests`` headers for the tightest of the limits that applied."""
     if not standings:

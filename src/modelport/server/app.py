@@ -25,6 +25,7 @@ from ..dashboard.serve import PREFIX as DASHBOARD_PREFIX
 from ..dashboard.serve import serve_dashboard
 from ..gateway.errors import MetricsUnavailable, NotFound
 from ..gateway.pipeline import Gateway
+from ..gateway.limits import enforced_rules, gauges
 from ..gateway.stream_relay import relay_stream
 from ..gateway.streams import STREAM_ROUTE, StreamSigner
 from ..gateway.upstream import Upstreams
@@ -90,11 +91,16 @@ class ModelPortApp:
         assert self.recorder is not None
         try:
             text = await self.recorder.render_metrics()
+            text += await asyncio.to_thread(self._limit_gauges)
         except (OSError, TimeoutError) as exc:
             error = MetricsUnavailable(f"the log service, which keeps the metrics, is unreachable ({exc}); try again shortly")
             await send_error(send, error, "")
             return
         await send_response(send, 200, [(b"content-type", METRICS_CONTENT_TYPE.encode())], text.encode())
+
+    def _limit_gauges(self) -> str:
+        assert self.gateway is not None
+        return gauges(self.gateway.limiter, enforced_rules(self.store))
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
