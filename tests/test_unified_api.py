@@ -161,3 +161,35 @@ def test_modelport_sdk_chat(gateway):
     assert "hello there" in completion.choices[0].message.content
     chunks = list(client.chat.completions.create(model="gemini-2.0-flash", messages=MESSAGES, stream=True))
     assert "hello there" in "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+
+# -- Portkey 2.x calling style: the gateway key as the Bearer token, the provider in the model name ----
+@pytest.mark.parametrize("provider", ["@openai-test", "@anthropic-test"])
+def test_model_at_slug_routes_with_no_portkey_header(gateway, fake_openai, fake_anthropic, provider):
+    client = OpenAI(api_key=gateway.admin_key, base_url=gateway.v1, max_retries=0)  # nothing else set
+    raw = client.chat.completions.with_raw_response.create(model=f"{provider}/{CHAT_MODEL[provider]}", messages=MESSAGES)
+    assert "hello there" in raw.parse().choices[0].message.content
+    assert raw.headers["x-portkey-provider"] == provider.removeprefix("@").removesuffix("-test")
+    assert "x-portkey-last-used-option-index" not in raw.headers  # no config routed it
+    _, state = fake_openai if provider == "@openai-test" else fake_anthropic
+    assert state.last.body["model"] == CHAT_MODEL[provider]  # the upstream sees the bare model name
+    assert "authorization" not in state.last.headers or gateway.admin_key not in state.last.headers["authorization"]
+
+
+def test_model_at_slug_embeddings_and_headers_win(gateway, fake_openai, fake_openai_backup):
+    client = OpenAI(api_key=gateway.admin_key, base_url=gateway.v1, max_retries=0)
+    vectors = client.embeddings.create(model="@openai-test/text-embedding-3-small", input="hi")
+    assert len(vectors.data) == 1 and fake_openai[1].last.body["model"] == "text-embedding-3-small"
+    chosen = openai_client(gateway, "@openai-backup")  # a provider header wins: the model goes as sent
+    chosen.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert fake_openai_backup[1].last.body["model"] == "gpt-4o-mini"
+
+
+def test_model_at_slug_errors_are_clear(gateway):
+    client = OpenAI(api_key=gateway.admin_key, base_url=gateway.v1, max_retries=0)
+    with pytest.raises(BadRequestError, match="no stored provider '@nowhere'"):
+        client.chat.completions.create(model="@nowhere/gpt-4o", messages=MESSAGES)
+    with pytest.raises(BadRequestError, match="'@provider-slug/model-name'"):
+        client.chat.completions.create(model="@openai-test/", messages=MESSAGES)
+    with pytest.raises(BadRequestError, match="name the model '@slug/model'"):
+        client.chat.completions.create(model="gpt-4o", messages=MESSAGES)

@@ -42,15 +42,20 @@ class ConfigPlanner:
         self._default: StoreCache[Any] = StoreCache(version, lambda _: store.get_default_config(), max_entries=1)
         self._plans: StoreCache[Node] = StoreCache(version, lambda key: None, max_entries=4096)  # type: ignore[arg-type,return-value]
 
-    def plan(self, options: RequestOptions, principal: Principal) -> Node:
+    def plan(self, options: RequestOptions, principal: Principal, model_route: tuple[str, str] | None = None) -> Node:
+        """``model_route`` is ``(slug, model)`` from a body's ``"model": "@slug/model"`` (Portkey 2.x), used
+        when the headers choose no provider, virtual key or config."""
         settings = tuple(sorted(options.provider_settings.items())) if options.provider_settings else ()
         key = (principal.key_id, options.provider, options.virtual_key, options.config, options.custom_host,
-               options.provider_key, settings, options.forward_headers)
-        return self._plans.get(key, lambda: self._build(options, principal))
+               options.provider_key, settings, options.forward_headers, model_route)
+        return self._plans.get(key, lambda: self._build(options, principal, model_route))
 
-    def _build(self, options: RequestOptions, principal: Principal) -> Node:
-        config = self._config(options.config) if options.config else self._default_config()
+    def _build(self, options: RequestOptions, principal: Principal, model_route: tuple[str, str] | None) -> Node:
         builder = _Builder(self._resolver, options, principal)
+        if model_route is not None and not options.config:
+            slug, model = model_route  # the one target the body names, its model sent without the prefix
+            return builder.node({"provider": f"@{slug}", "override_params": {"model": model}}, "", {})
+        config = self._config(options.config) if options.config else self._default_config()
         if config is None:
             # No config applies: the one target is the request's own provider, and it has no option index
             # to report (Portkey sends x-portkey-last-used-option-index only when a config routed).

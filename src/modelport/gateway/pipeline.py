@@ -25,7 +25,7 @@ from ..store.counters import Counters
 from .auth import Authenticator, Principal
 from .cache import CachedResponse, ResponseCache, cache_key, credential_scope
 from .configs import ConfigPlanner
-from .errors import Forbidden, GatewayError, PayloadTooLarge
+from .errors import BadRequest, Forbidden, GatewayError, PayloadTooLarge
 from .forward import NOT_CONNECTED, Outbound, open_upstream, proxy_headers, upstream_url
 from .headers import RequestOptions, parse_request_options
 from .limits import LimitExceeded, Limiter, Standing, headers_for
@@ -73,8 +73,8 @@ class Gateway:
             principal = self.auth.authenticate(options.api_key)
             _note_principal(record, principal, options)
             standings = self.limiter.admit(principal.rate_limits)  # the key's limits: once per request
-            tree = self.planner.plan(options, principal)
             outbound = await self._read(method, path, scope, receive, options)
+            tree = self.planner.plan(options, principal, _model_route(options, outbound))
             self._capture_request(record, outbound)
             call = _Call(self, scope, receive, send, outbound, record, principal, standings)
             outcome = await execute(tree, call)
@@ -287,6 +287,19 @@ def _check_model_allowed(leaf: Leaf, model: object) -> None:
     if allowed is not None and isinstance(model, str) and model not in allowed:
         slug = leaf.resolved.target.slug
         raise Forbidden(f"model '{model}' is not allowed on provider @{slug}; allowed: {', '.join(sorted(allowed))}")
+
+
+def _model_route(options: RequestOptions, outbound: Outbound) -> tuple[str, str] | None:
+    """Portkey 2.x: ``"model": "@slug/model"`` names the stored provider when no header chose one."""
+    if options.provider or options.virtual_key or options.config or outbound.endpoint is None or not outbound.body:
+        return None
+    model = UnifiedCall.peek_json(outbound).get("model")
+    if not isinstance(model, str) or not model.startswith("@") or "/" not in model:
+        return None
+    slug, _, name = model[1:].partition("/")
+    if not slug or not name:
+        raise BadRequest(f"model '{model}' must be '@provider-slug/model-name'", code="invalid_model")
+    return slug, name
 
 
 def _path_after_v1(scope: Scope) -> str:

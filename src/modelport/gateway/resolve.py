@@ -63,7 +63,7 @@ class TargetResolver:
         else:
             raise BadRequest(
                 "no provider chosen: send x-portkey-provider (a provider id like 'replicate' or a stored "
-                "'@slug'), x-portkey-virtual-key, or x-portkey-config",
+                "'@slug'), x-portkey-virtual-key or x-portkey-config, or name the model '@slug/model'",
                 code="missing_provider",
             )
         if not principal.may_use(resolved.spec.id, resolved.target.slug):
