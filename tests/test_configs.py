@@ -54,14 +54,27 @@ def test_loadbalance_follows_weights_over_1000_requests(call, fake_openai, fake_
     assert 640 <= primary <= 760  # 0.7 ± ~4 standard deviations
 
 
-def test_retry_honours_retry_after(call, fake_openai):
+@pytest.mark.parametrize("flag", [{}, {"use_retry_after_header": True}])
+def test_retry_honours_retry_after_by_default(call, fake_openai, flag):
     fake_openai[1].fail_next(2, 429, retry_after=0.3)
     started = time.monotonic()
-    response = call({**PRIMARY, "retry": {"attempts": 3, "use_retry_after_header": True}})
+    response = call({**PRIMARY, "retry": {"attempts": 3, **flag}})
     assert response.status_code == 200
     assert response.headers["x-portkey-retry-attempt-count"] == "2"
     assert time.monotonic() - started >= 0.6
     assert fake_openai[1].count == 3
+
+
+def test_retry_after_can_be_turned_off_and_is_bounded(call, fake_openai):
+    fake_openai[1].fail_next(1, 429, retry_after=5)
+    started = time.monotonic()
+    response = call({**PRIMARY, "retry": {"attempts": 1, "use_retry_after_header": False}})
+    assert response.status_code == 200 and time.monotonic() - started < 2  # our own short backoff
+    fake_openai[1].fail_next(1, 429, retry_after=3600)  # longer than the 60 s bound: not waited for
+    started = time.monotonic()
+    response = call({**PRIMARY, "retry": {"attempts": 1}})
+    assert response.status_code == 429 and time.monotonic() - started < 2
+    assert response.headers["x-portkey-retry-attempt-count"] == "-1"
 
 
 def test_retries_used_up_report_minus_one(call, fake_openai):

@@ -155,7 +155,7 @@ def _retry(raw: Mapping[str, Any] | None) -> RetryPolicy:
     return RetryPolicy(
         attempts=int(raw.get("attempts", 0)),
         on_status_codes=frozenset(codes) if codes else DEFAULT_RETRY_CODES,
-        use_retry_after_header=bool(raw.get("use_retry_after_header", raw.get("use_retry_after_headers", False))),
+        use_retry_after_header=bool(raw.get("use_retry_after_header", raw.get("use_retry_after_headers", True))),
     )
 
 

@@ -25,8 +25,8 @@ DEFAULT_RETRY_CODES = frozenset({429, 500, 502, 503, 504})
 class RetryPolicy:
     attempts: int = 0
     on_status_codes: frozenset[int] = DEFAULT_RETRY_CODES
-    use_retry_after_header: bool = False
-    max_retry_after: float = 60.0
+    use_retry_after_header: bool = True  # a provider's Retry-After wins over our backoff unless turned off
+    max_retry_after: float = 60.0  # a longer Retry-After ends the retries at once: the caller decides
 
 
 @dataclass(frozen=True, slots=True)
