@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from modelport.gateway.limits import LimitExceeded, Limiter, LimitsUnavailable, Rule, headers_for, rules_for
-from modelport.store.counters import PROBE, Charge, LocalCounters
+from modelport.store.counters import PROBE, LocalCounters
+from modelport.usage.limits import Charge
 
 
 def epoch(text: str) -> float:

@@ -53,8 +53,12 @@ def test_virtual_keys(portkey, control, fake_replicate):
     assert (retrieved.name, retrieved.note, retrieved.ai_provider_name) == ("Replicate", "via sdk", "replicate")
     assert REPLICATE_TOKEN not in str(retrieved.model_dump())
     updated = portkey.virtual_keys.update(slug=slug, name="Renamed",
-                                          rate_limits=[{"type": "requests", "unit": "rpm", "value": 696}])
+                                          rate_limits=[{"type": "requests", "unit": "rpm", "value": 696}],
+                                          usage_limits={"credit_limit": 25, "periodic_reset": "monthly",
+                                                        "alert_threshold": 20})
     assert updated.slug == slug and updated.name == "Renamed"
+    budget = portkey.virtual_keys.retrieve(slug=slug)
+    assert budget.usage_limits == {"credit_limit": 25, "periodic_reset": "monthly", "alert_threshold": 20}
 
     # The new virtual key works at once, with no restart, through the same SDK.
     account = httpx.get(control.v1 + "/account", headers={"x-portkey-api-key": control.admin_key,

@@ -61,6 +61,8 @@ class Settings:
     replicate_isolate_predictions: bool = False
     cache_max_bytes: int = 64 * 1024 * 1024
     cache_share_across_keys: bool = False
+    budget_max_tokens: int = 4096
+    budget_admit_unpriced: bool = False
     database_url: str | None = None
     redis_url: str | None = None
     providers: tuple[DeclaredProvider, ...] = ()
@@ -215,6 +217,8 @@ HELP = {
     "replicate_isolate_predictions": "per-key prediction isolation on a shared account: not built yet, refused when true",
     "cache_max_bytes": "memory for the response cache",
     "cache_share_across_keys": "let different gateway keys share cache entries",
+    "budget_max_tokens": "output tokens a budget reserves for a request that states no max_tokens",
+    "budget_admit_unpriced": "admit requests whose cost cannot be bounded (no known price) under a cost budget, reserving nothing; default: refuse them (412)",
     "database_url": "PostgreSQL store for scale-out: not built yet, refused when set",
     "redis_url": "Redis counters/cache for scale-out: not built yet, refused when set",
 }

@@ -16,12 +16,14 @@ from typing import Any
 from ..gateway.auth import Principal
 from ..gateway.errors import Forbidden, NotFound
 from ..gateway.limits import key_rules
+from ..usage.limits import key_budget
 from ..providers.registry import PROVIDERS
 from ..store import SCOPES, UNCHANGED, ApiKey, Store
 from ..store.base import SLUG_PATTERN, utc_now
 from .router import Request, Route
 from .schema import (
     RATE_LIMITS_SCHEMA,
+    USAGE_LIMITS_SCHEMA,
     Invalid,
     Shape,
     choice,
@@ -36,7 +38,7 @@ from .schema import (
     unsupported,
     usage_limits,
 )
-from .wire import DELETED, PAGING, TIME, USAGE, collect, iso, listing, listing_schema, rate_limit_usage
+from .wire import DELETED, PAGING, TIME, USAGE, collect, iso, listing, limit_usage, listing_schema
 
 log = logging.getLogger("modelport.control")
 
@@ -73,6 +75,7 @@ CREATE = Shape((
 UPDATE = Shape((
     text("name", "A label for people.", max_length=200),
     *_COMMON,
+    flag("reset_usage", "Start the key's budget (usage_limits) afresh; rate-limit windows are not reset."),
     moment("expires_at", "When the key stops working (ISO 8601); null = never."),
     ignored("id"), ignored("workspace_id"),
 ))
@@ -90,7 +93,7 @@ API_KEY = {
         "defaults": {"type": "object", "properties": {"metadata": {"type": "object"}}},
         "log_bodies": {"type": "boolean"},
         "rate_limits": {"anyOf": [RATE_LIMITS_SCHEMA, {"type": "null"}]},
-        "usage_limits": {"type": "null", "description": "Budgets are not in this build: always null."},
+        "usage_limits": {"anyOf": [USAGE_LIMITS_SCHEMA, {"type": "null"}]},
         "usage": USAGE,
         "expires_at": TIME, "revoked_at": TIME, "last_used_at": TIME, "created_at": TIME, "last_updated_at": TIME,
     },
@@ -118,7 +121,7 @@ def create(store: Store, request: Request) -> dict[str, Any]:
     record, token = store.create_api_key(
         body["name"], scopes=scopes, allowed_providers=providers, expires_at=expires_at,
         metadata=_metadata(body.get("defaults")), log_bodies=body.get("log_bodies", True),
-        rate_limits=body.get("rate_limits"),
+        rate_limits=body.get("rate_limits"), usage_limits=body.get("usage_limits"),
     )  # fmt: skip
     log.info("api key %s created by %s", record.id, request.principal.key_id)
     return {"id": record.id, "key": token, "object": "api-key"}
@@ -137,7 +140,9 @@ def list_keys(store: Store, request: Request) -> dict[str, Any]:
 
 def retrieve(store: Store, request: Request) -> dict[str, Any]:
     record = _existing(store, request.params["key_id"])
-    return {**render(record), "usage": rate_limit_usage(request, key_rules(record.id, record.name, record.rate_limits))}
+    usage = limit_usage(request, key_rules(record.id, record.name, record.rate_limits),
+                        key_budget(record.id, record.name, record.usage_limits, record.usage_anchor))
+    return {**render(record), "usage": usage}
 
 
 def update(store: Store, request: Request) -> dict[str, Any]:
@@ -157,6 +162,8 @@ def update(store: Store, request: Request) -> dict[str, Any]:
         metadata=_metadata(body["defaults"]) if "defaults" in body else UNCHANGED,
         log_bodies=body.get("log_bodies", UNCHANGED),
         rate_limits=body.get("rate_limits", UNCHANGED),
+        usage_limits=body.get("usage_limits", UNCHANGED),
+        reset_usage=bool(body.get("reset_usage")),
     )
     log.info("api key %s updated by %s", record.id, request.principal.key_id)
     return render(updated)
@@ -195,7 +202,7 @@ def render(record: ApiKey) -> dict[str, Any]:
         "defaults": {"metadata": dict(record.metadata)},
         "log_bodies": record.log_bodies,
         "rate_limits": record.rate_limits,
-        "usage_limits": None,  # budgets are refused on the way in
+        "usage_limits": record.usage_limits,
         "expires_at": iso(record.expires_at),
         "revoked_at": iso(record.revoked_at),
         "last_used_at": iso(record.last_used_at),

@@ -23,14 +23,17 @@ from typing import Any, Mapping
 
 from ..gateway.errors import NotFound
 from ..gateway.limits import provider_rules
+from ..usage.limits import provider_budget
 from ..providers.registry import PROVIDERS
 from ..store import UNCHANGED, Store, StoredProvider
 from ..store.base import SLUG_PATTERN
 from .router import Request, Route
 from .schema import (
     RATE_LIMITS_SCHEMA,
+    USAGE_LIMITS_SCHEMA,
     Invalid,
     Shape,
+    flag,
     ignored,
     mapping,
     rate_limits,
@@ -42,7 +45,7 @@ from .schema import (
     url,
     usage_limits,
 )  # fmt: skip
-from .wire import DELETED, PAGING, TIME, USAGE, collect, iso, listing, listing_schema, rate_limit_usage
+from .wire import DELETED, PAGING, TIME, USAGE, collect, iso, listing, limit_usage, listing_schema
 
 log = logging.getLogger("modelport.control")
 
@@ -61,6 +64,7 @@ _models = strings("allowed_models", "Models this credential may be used with; em
 _host = url("custom_host", "Upstream base URL instead of the provider's default, e.g. http://10.0.0.5:8000/v1.")
 _note = text("note", "Free text.", nullable=True, max_length=2000)
 _limits = (usage_limits(), rate_limits())
+_reset_usage = flag("reset_usage", "Start this provider's budget (usage_limits) afresh; rate-limit windows are not reset.")
 
 
 def _settings_fields() -> tuple[Any, ...]:
@@ -76,7 +80,7 @@ VIRTUAL_KEY_CREATE = Shape((
 ))  # fmt: skip
 VIRTUAL_KEY_UPDATE = Shape((
     text("name", "A label for people.", max_length=200),
-    _key, _note, *_settings_fields(), _host, _models, *_limits,
+    _key, _note, *_settings_fields(), _host, _models, *_limits, _reset_usage,
     unsupported("expires_at", NO_EXPIRY), ignored("workspace_id"), ignored("slug"),
 ))  # fmt: skip
 _configurations = mapping("configurations", f"Provider settings ({', '.join(STORED_SETTINGS)}) and custom_host; "
@@ -101,7 +105,7 @@ PROVIDER_CREATE = Shape((
 PROVIDER_UPDATE = Shape((
     text("name", "A label for people.", max_length=200),
     _note, _models, *_limits, unsupported("expires_at", NO_EXPIRY),
-    unsupported("reset_usage", "usage counters belong to the limits engine; this API cannot reset them yet."),
+    _reset_usage,
     ignored("workspace_id"),
 ))  # fmt: skip
 
@@ -110,7 +114,7 @@ _COMMON_OUT = {
     "status": {"const": "active"}, "allowed_models": {"type": "array", "items": {"type": "string"}},
     "created_at": TIME, "last_updated_at": TIME,
 }  # fmt: skip
-_LIMITS_OUT = {"usage_limits": {"type": "null", "description": "Budgets are not in this build: always null."},
+_LIMITS_OUT = {"usage_limits": {"anyOf": [USAGE_LIMITS_SCHEMA, {"type": "null"}]},
                "rate_limits": {"anyOf": [RATE_LIMITS_SCHEMA, {"type": "null"}]}, "usage": USAGE}
 _HINT = {"type": ["string", "null"], "description": "A masked hint of the secret, e.g. r8_t…oken."}
 VIRTUAL_KEY = {
@@ -174,7 +178,7 @@ def render_virtual_key(record: StoredProvider) -> dict[str, Any]:
     return {
         **_common(record, "virtual-key"), "note": record.note, "ai_provider_name": record.provider,
         "masked_api_key": record.secret_hint, "model_config": model_config,
-        "usage_limits": None, "rate_limits": record.rate_limits,  # budgets are refused on the way in
+        "usage_limits": record.usage_limits, "rate_limits": record.rate_limits,
     }  # fmt: skip
 
 
@@ -263,7 +267,7 @@ def render_provider(record: StoredProvider) -> dict[str, Any]:
     return {
         **_common(record, "provider"), "note": record.note, "integration_id": record.integration_slug,
         "ai_provider_id": record.provider, "masked_api_key": record.secret_hint,
-        "usage_limits": None, "rate_limits": record.rate_limits,  # budgets are refused on the way in
+        "usage_limits": record.usage_limits, "rate_limits": record.rate_limits,
     }  # fmt: skip
 
 
@@ -279,7 +283,8 @@ def _common(record: StoredProvider, kind: str) -> dict[str, Any]:
 def _common_changes(body: Mapping[str, Any]) -> dict[str, Any]:
     """Store arguments for the fields every kind shares; ``key`` becomes the new secret."""
     names = {"name": "name", "key": "secret", "note": "note", "custom_host": "custom_host",
-             "allowed_models": "allowed_models", "usage_limits": "usage_limits", "rate_limits": "rate_limits"}
+             "allowed_models": "allowed_models", "usage_limits": "usage_limits", "rate_limits": "rate_limits",
+             "reset_usage": "reset_usage"}
     return {ours: body[theirs] for theirs, ours in names.items() if theirs in body}
 
 
@@ -289,7 +294,9 @@ def _created(record: StoredProvider, request: Request) -> dict[str, Any]:
 
 
 def _updated(store: Store, current: StoredProvider, request: Request, render: Any, **changes: Any) -> dict[str, Any]:
-    record = store.update_provider(current.slug, **{name: changes.get(name, UNCHANGED) for name in _UPDATABLE})
+    reset = bool(changes.pop("reset_usage", False))
+    record = store.update_provider(current.slug, reset_usage=reset,
+                                   **{name: changes.get(name, UNCHANGED) for name in _UPDATABLE})
     log.info("%s %s updated by %s", record.kind, record.slug, request.principal.key_id)
     return render(record)
 
@@ -327,7 +334,9 @@ def _lister(kind: str, render: Any) -> Any:
 def _getter(kind: str, render: Any) -> Any:
     def retrieve(store: Store, request: Request) -> dict[str, Any]:
         record = _existing(store, request.params["slug"], kind)
-        return {**render(record), "usage": rate_limit_usage(request, provider_rules(record.slug, record.rate_limits))}
+        usage = limit_usage(request, provider_rules(record.slug, record.rate_limits),
+                            provider_budget(record.slug, record.usage_limits, record.usage_anchor))
+        return {**render(record), "usage": usage}
 
     return retrieve
 

@@ -271,10 +271,39 @@ _RATE_LIMIT_SCHEMA: dict[str, Any] = {
 RATE_LIMITS_SCHEMA: dict[str, Any] = {"type": "array", "items": _RATE_LIMIT_SCHEMA}
 
 
+_USAGE_LIMIT_KEYS: dict[str, Any] = {
+    "credit_limit": {"type": "number", "minimum": 0},
+    "type": {"type": "string", "enum": ["cost", "tokens"]},
+    "alert_threshold": {"type": "number", "minimum": 0},
+    "periodic_reset": {"type": "string", "enum": ["monthly", "weekly"]},
+    "periodic_reset_days": {"type": "integer", "minimum": 1, "maximum": 3650},
+}
+USAGE_LIMITS_SCHEMA: dict[str, Any] = {"type": "object", "properties": _USAGE_LIMIT_KEYS, "additionalProperties": False}
+
+
 def usage_limits() -> Field:
-    """Portkey's budgets: refused until reserve-and-settle budgets are built (stored, they would not hold)."""
-    return unsupported("usage_limits", "budgets (cost or token usage limits) are not in this build yet; a budget "
-                       "would be stored and not enforced. Request rate limits (rate_limits) are enforced.")
+    """Portkey's UsageLimits: one budget, in USD (``cost``, the default) or tokens, enforced per period."""
+
+    def convert(value: Any, where: str) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise Invalid(f"{where} must be a JSON object")
+        for key, item in value.items():
+            spec = _USAGE_LIMIT_KEYS.get(key)
+            if spec is None:
+                raise Invalid(f"{where} has unknown key {shown(key)}; known keys: {', '.join(_USAGE_LIMIT_KEYS)}")
+            _check_simple(item, spec, f"{where}.{key}")
+        if "periodic_reset" in value and "periodic_reset_days" in value:
+            raise Invalid(f"{where}: give periodic_reset or periodic_reset_days, not both")
+        if "credit_limit" not in value:
+            raise Invalid(f"{where}.credit_limit is required (0 disables the budget)")
+        if value.get("alert_threshold", 0) > value["credit_limit"] > 0:
+            raise Invalid(f"{where}.alert_threshold must not exceed credit_limit")
+        return value
+
+    description = ("One budget (Portkey UsageLimits): credit_limit in USD (type cost, the default) or tokens, over "
+                   "a calendar month or ISO week (periodic_reset), a run of periodic_reset_days days, or for good; "
+                   "reserved at admission and settled from the response. 0 disables it.")
+    return Field("usage_limits", {**USAGE_LIMITS_SCHEMA, "description": description}, convert, nullable=True)
 
 
 def rate_limits(name: str = "rate_limits") -> Field:

@@ -76,11 +76,19 @@ USAGE = {
         "properties": {"type": {"const": "requests"}, "unit": {"type": "string"}, "value": {"type": "integer"},
                        "used": {"type": "integer"}, "remaining": {"type": "integer"}, "resets_at": TIME},
         "required": ["type", "unit", "value", "used", "remaining", "resets_at"],
-    }}},
+    }}, "budget": {"anyOf": [{"type": "null"}, {
+        "type": "object",
+        "description": "used includes what requests in flight have reserved; USD for cost budgets",
+        "properties": {"type": {"enum": ["cost", "tokens"]}, "credit_limit": {"type": "number"},
+                       "used": {"type": "number"}, "remaining": {"type": "number"}, "period_ends_at": TIME},
+        "required": ["type", "credit_limit", "used", "remaining", "period_ends_at"],
+    }]}},
 }  # fmt: skip
 
 
-def rate_limit_usage(request: Any, rules: Sequence[Any]) -> dict[str, Any]:
-    """``{"rate_limits": [...]}`` for a GET of one key or provider."""
+def limit_usage(request: Any, rules: Sequence[Any], budget: Any) -> dict[str, Any]:
+    """``{"rate_limits": [...], "budget": {...} | null}`` for a GET of one key or provider."""
     limiter = request.limiter
-    return {"rate_limits": limiter.usage(rules) if limiter is not None and rules else []}
+    if limiter is None:
+        return {"rate_limits": [], "budget": None}
+    return {"rate_limits": limiter.usage(rules) if rules else [], "budget": limiter.budget_usage(budget)}

@@ -14,6 +14,7 @@ from typing import Any, Hashable, Protocol
 
 from ..keys import hash_api_key
 from .errors import Forbidden, Unauthorized
+from ..usage.limits import Budget, key_budget
 from .limits import Rule, key_rules
 from .store_cache import StoreCache, StoreVersion
 
@@ -28,6 +29,7 @@ class Principal:
     expires_at: float | None = None
     log_bodies: bool = True
     rate_limits: tuple[Rule, ...] = ()
+    budget: Budget | None = None
 
     def can(self, scope: str) -> bool:
         return scope in self.scopes or "admin" in self.scopes
@@ -101,6 +103,7 @@ def principal_from_record(record: Any) -> Principal | None:
         expires_at=_epoch(getattr(record, "expires_at", None)),
         log_bodies=record.log_bodies,
         rate_limits=key_rules(record.id, record.name, getattr(record, "rate_limits", None)),
+        budget=key_budget(record.id, record.name, getattr(record, "usage_limits", None), getattr(record, "usage_anchor", None)),
     )
 
 

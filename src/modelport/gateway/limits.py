@@ -10,7 +10,7 @@ A refused request is not counted. A limit of 0 disables its rule.
 
 from __future__ import annotations
 
-import hashlib
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -19,12 +19,25 @@ from typing import Any, Iterable, NamedTuple, Sequence
 
 import orjson
 
-from ..store.counters import Admission, Charge, Counters, CountersFull
+from ..store.counters import Admission, Counters, CountersFull
+from ..usage.limits import (
+    MONDAY,
+    NANO_USD,
+    Budget,
+    Charge,
+    aligned_window,
+    digest,
+    key_budget,
+    key_who,
+    provider_budget,
+    window_key,
+)
 from .errors import GatewayError, RateLimited
+
+log = logging.getLogger("modelport.limits")
 
 WINDOW_SECONDS = {"rpm": 60, "rph": 3600, "rpd": 86400, "rpw": 604800}
 WINDOW_WORDS = {"rpm": "minute", "rph": "hour", "rpd": "day", "rpw": "week"}
-_MONDAY = 4 * 86400  # the epoch was a Thursday; ISO weeks start on Monday 1970-01-05
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,30 +50,28 @@ class Rule:
     base: bytes = field(init=False, repr=False)  # names owner, position and unit; a window's key adds its start
 
     def __post_init__(self) -> None:
-        digest = hashlib.blake2b(f"{self.owner}|{self.position}|{self.unit}".encode(), digest_size=8).digest()
-        object.__setattr__(self, "base", digest)  # once per rule, when a key or provider is loaded
+        object.__setattr__(self, "base", digest(f"{self.owner}|{self.position}|{self.unit}"))  # once per rule
 
     def window(self, now: float) -> tuple[int, int]:
         """Start and end (epoch seconds) of the UTC-aligned window holding ``now``."""
-        length = WINDOW_SECONDS[self.unit]
-        offset = _MONDAY if self.unit == "rpw" else 0
-        start = int((now - offset) // length) * length + offset
-        return start, start + length
+        return aligned_window(WINDOW_SECONDS[self.unit], now, MONDAY if self.unit == "rpw" else 0)
 
     def charge(self, now: float) -> Charge:
         start, end = self.window(now)
-        return Charge(self.base + start.to_bytes(8, "little"), self.value, end)  # the window's own key
+        return Charge(window_key(self.base, start), self.value, end)
 
     def describe(self) -> dict[str, Any]:
         return {"type": "requests", "unit": self.unit, "value": self.value}
 
 
 def key_rules(key_id: str, name: str, stored: Any) -> tuple[Rule, ...]:
-    return rules_for(f"key:{key_id}", f"gateway API key {key_id} ({name})", stored)
+    return rules_for(f"key:{key_id}", key_who(key_id, name), stored)
 
 
 def provider_rules(slug: str, stored: Any) -> tuple[Rule, ...]:
     return rules_for(f"provider:{slug}", f"provider @{slug}", stored)
+
+
 
 
 def rules_for(owner: str, who: str, stored: Any) -> tuple[Rule, ...]:
@@ -104,6 +115,28 @@ class LimitsUnavailable(GatewayError):
     status, type, code = 503, "service_unavailable", "rate_limits_unavailable"
 
 
+class BudgetExhausted(GatewayError):
+    status, type, code = 412, "budget_error", "budget_exhausted"
+
+    def __init__(self, budget: Budget, used: int, amount: int, ends_at: int) -> None:
+        message = (f"budget exhausted: {budget.who} has used {budget.show(used)} of its {budget.kind} budget of "
+                   f"{budget.show(budget.limit)} for the period ending {_iso(ends_at)}")
+        if used < budget.limit:
+            message += (f"; this request could add up to {budget.show(amount)} (its size and max tokens at the "
+                        f"model's price), more than the {budget.show(budget.limit - used)} left: ask for fewer "
+                        "max tokens, or wait for the period to end")
+        super().__init__(message)
+        self.budget = {**budget.describe(), "period_ends_at": _iso(ends_at)}
+
+    def body(self) -> bytes:
+        return orjson.dumps({"error": {"message": self.message, "type": self.type, "code": self.code,
+                                       "budget": self.budget}})
+
+
+class BudgetUnpriced(GatewayError):
+    status, type, code = 412, "budget_error", "budget_unpriced"
+
+
 class Limiter:
     def __init__(self, counters: Counters, clock=time.time) -> None:
         self._counters = counters
@@ -113,17 +146,58 @@ class Limiter:
         """Count this request against every rule, or raise ``LimitExceeded`` for the first it breaks."""
         if not rules:
             return []
+        return self.admit_with_budgets(rules, ())[0]
+
+    def admit_with_budgets(self, rules: Sequence[Rule], reserves: Sequence[tuple[Budget, int]]
+                           ) -> tuple[list[Standing], list[Charge]]:  # fmt: skip
+        """One step for all of them: count the request on every rule and reserve ``amount`` on every
+        budget, or do none of it and raise for the first that refuses. Returns the standings (for the
+        headers) and the reservations (to settle when the request's real usage is known)."""
         now = self._clock()
         charges = [rule.charge(now) for rule in rules]
+        reserved = [budget.charge(now, amount) for budget, amount in reserves]
         try:
-            admission: Admission = self._counters.admit(charges, now)
+            admission: Admission = self._counters.admit(charges + reserved, now)
         except CountersFull as exc:
-            raise LimitsUnavailable(f"rate limits cannot be checked: {exc}; the request was refused, not "
+            raise LimitsUnavailable(f"limits cannot be checked: {exc}; the request was refused, not "
                                     "let through unchecked") from None
         standings = [Standing(rule, count, charge[2]) for rule, count, charge in zip(rules, admission.counts, charges)]
-        if admission.refused is not None:
-            raise LimitExceeded(standings[admission.refused], now)
-        return standings
+        refused = admission.refused
+        if refused is not None:
+            if refused < len(rules):
+                raise LimitExceeded(standings[refused], now)
+            budget, amount = reserves[refused - len(rules)]
+            raise BudgetExhausted(budget, admission.counts[refused], amount, reserved[refused - len(rules)].ends_at)
+        for (budget, _), used in zip(reserves, admission.counts[len(rules):]):
+            if budget.alert_at is not None and used >= budget.alert_at:
+                self._alert(budget, used, now)
+        return standings, reserved
+
+    def _alert(self, budget: Budget, used: int, now: float) -> None:
+        """Once per period, whichever process sees the crossing first (the flag is a counter of 1)."""
+        if self._counters.admit([budget.alert_charge(now)], now).refused is None:
+            log.warning("budget alert: %s has used %s (in flight included) of its %s, past its alert threshold of %s",
+                        budget.who, budget.show(used), budget.show(budget.limit), budget.show(budget.alert_at or 0))
+
+    def alerted(self, budget: Budget) -> bool:
+        now = self._clock()
+        return self._counters.count(budget.alert_charge(now).key, now) > 0
+
+    def release(self, reserved: Sequence[Charge]) -> None:
+        """Give reservations back whole: the attempt they were made for reached no upstream usage."""
+        now = self._clock()
+        for charge in reserved:
+            self._counters.settle(charge, -charge.amount, now)
+
+    def budget_usage(self, budget: Budget | None) -> dict[str, Any] | None:
+        if budget is None:
+            return None
+        now = self._clock()
+        charge = budget.charge(now, 0)
+        used = self._counters.count(charge.key, now)
+        scale = NANO_USD if budget.kind == "cost" else 1
+        return {**budget.describe(), "used": used / scale, "remaining": max(0, budget.limit - used) / scale,
+                "period_ends_at": _iso(charge.ends_at), "alerted": self.alerted(budget)}
 
     def usage(self, rules: Iterable[Rule]) -> list[dict[str, Any]]:
         """Each rule with its current window's count, for the control plane."""
@@ -137,32 +211,52 @@ class Limiter:
         return shown
 
 
-def enforced_rules(store: Any) -> list[Rule]:
-    """Every enforced rule of every stored key and provider (for the metrics; admin lists are small)."""
+def enforced_limits(store: Any) -> tuple[list[Rule], list[Budget]]:
+    """Every enforced rule and budget of every stored key and provider (for the metrics; admin lists
+    are small)."""
     rules: list[Rule] = []
-    for lister, rules_of in ((store.list_api_keys, lambda r: key_rules(r.id, r.name, r.rate_limits)),
-                             (store.list_providers, lambda r: provider_rules(r.slug, r.rate_limits))):
-        cursor = None
-        while True:
-            page = lister(limit=1000, cursor=cursor)
-            for record in page.items:
-                rules.extend(rules_of(record))
-            if page.next_cursor is None:
-                break
-            cursor = page.next_cursor
-    return rules
+    budgets: list[Budget | None] = []
+    for key in _every(store.list_api_keys):
+        rules.extend(key_rules(key.id, key.name, key.rate_limits))
+        budgets.append(key_budget(key.id, key.name, key.usage_limits, key.usage_anchor))
+    for provider in _every(store.list_providers):
+        rules.extend(provider_rules(provider.slug, provider.rate_limits))
+        budgets.append(provider_budget(provider.slug, provider.usage_limits, provider.usage_anchor))
+    return rules, [budget for budget in budgets if budget is not None]
 
 
-def gauges(limiter: Limiter, rules: Sequence[Rule]) -> str:
-    """Prometheus gauges: each enforced limit and its count in the current window, on this node."""
-    lines = ["# HELP modelport_rate_limit_requests The request limit of each enforced rate limit, per window.",
-             "# TYPE modelport_rate_limit_requests gauge",
-             "# HELP modelport_rate_limit_used_requests Requests counted in the current window of each rate limit.",
-             "# TYPE modelport_rate_limit_used_requests gauge"]
+def _every(lister: Any) -> Iterable[Any]:
+    cursor = None
+    while True:
+        page = lister(limit=1000, cursor=cursor)
+        yield from page.items
+        if page.next_cursor is None:
+            return
+        cursor = page.next_cursor
+
+
+_GAUGES = (
+    ("modelport_rate_limit_requests", "The request limit of each enforced rate limit, per window."),
+    ("modelport_rate_limit_used_requests", "Requests counted in the current window of each rate limit."),
+    ("modelport_budget_limit", "Each budget's credit limit (USD for cost budgets, else tokens)."),
+    ("modelport_budget_used", "Each budget's use in its current period, reservations in flight included."),
+    ("modelport_budget_alerted", "1 once a budget has crossed its alert threshold this period."),
+)
+
+
+def gauges(limiter: Limiter, rules: Sequence[Rule], budgets: Sequence[Budget]) -> str:
+    """Prometheus gauges: each enforced limit and budget and where it stands, on this node."""
+    lines = [line for name, text in _GAUGES for line in (f"# HELP {name} {text}", f"# TYPE {name} gauge")]
     for rule, usage in zip(rules, limiter.usage(rules)):
         labels = f'owner="{_label(rule.owner)}",unit="{rule.unit}",rule="{rule.position}"'
         lines.append(f"modelport_rate_limit_requests{{{labels}}} {rule.value}")
         lines.append(f"modelport_rate_limit_used_requests{{{labels}}} {usage['used']}")
+    for budget in budgets:
+        usage = limiter.budget_usage(budget) or {}
+        labels = f'owner="{_label(budget.owner)}",type="{budget.kind}"'
+        lines.append(f"modelport_budget_limit{{{labels}}} {usage['credit_limit']}")
+        lines.append(f"modelport_budget_used{{{labels}}} {usage['used']}")
+        lines.append(f"modelport_budget_alerted{{{labels}}} {int(usage['alerted'])}")
     return "\n".join(lines) + "\n"
 
 

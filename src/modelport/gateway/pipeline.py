@@ -22,13 +22,15 @@ from ..server.http import (
 )
 from ..settings import Settings
 from ..store.counters import Counters
+from ..usage.limits import Charge
 from .auth import Authenticator, Principal
 from .cache import CachedResponse, ResponseCache, cache_key, credential_scope
 from .configs import ConfigPlanner
 from .errors import BadRequest, Forbidden, GatewayError, PayloadTooLarge
 from .forward import NOT_CONNECTED, Outbound, open_upstream, proxy_headers, upstream_url
+from .budgets import Reserver
 from .headers import RequestOptions, parse_request_options
-from .limits import LimitExceeded, Limiter, Standing, headers_for
+from .limits import BudgetExhausted, LimitExceeded, Limiter, Standing, headers_for
 from .resolve import TargetResolver
 from .respond import Relayed, Rewriting, relay
 from .routing import Leaf, Outcome, execute
@@ -48,6 +50,7 @@ class Gateway:
                  signer: StreamSigner) -> None:  # fmt: skip
         self.settings = settings
         self.limiter = Limiter(counters)
+        self.reserver = Reserver(settings)
         self.upstreams = upstreams
         self.recorder = recorder
         self.signer = signer
@@ -77,8 +80,11 @@ class Gateway:
             tree = self.planner.plan(options, principal, _model_route(options, outbound))
             self._capture_request(record, outbound)
             call = _Call(self, scope, receive, send, outbound, record, principal, standings)
-            outcome = await execute(tree, call)
-            await call.respond(outcome)
+            try:
+                outcome = await execute(tree, call)
+                await call.respond(outcome)
+            finally:
+                call.release_unsettled()
         except GatewayError as error:
             await self._fail(send, record, error, options)
         except ClientDisconnected:
@@ -122,7 +128,7 @@ class _Call:
     """The per-request state the attempt and respond steps share; also the ``Walk`` the router drives."""
 
     __slots__ = ("gateway", "scope", "receive", "send", "outbound", "record", "principal", "unified", "cache_key",
-                 "key_standings", "provider_standings")
+                 "key_standings", "provider_standings", "reserved")
 
     def __init__(self, gateway: Gateway, scope: Scope, receive: Receive, send: Send, outbound: Outbound,
                  record: LogRecord, principal: Principal, key_standings: list[Standing]) -> None:
@@ -130,6 +136,7 @@ class _Call:
         self.outbound, self.record, self.principal = outbound, record, principal
         self.key_standings = key_standings
         self.provider_standings: list[Standing] = []  # the limits of the provider the last attempt reached
+        self.reserved: list[tuple[Charge, str]] = []  # the last attempt's budget reservations, with their kinds
         self.unified: UnifiedCall | None = None
         self.cache_key: str | None = None
 
@@ -140,7 +147,7 @@ class _Call:
     def may_retry(self, outcome: Outcome) -> bool:
         if self.outbound.body is None:
             return False  # a streamed body was consumed by the first attempt
-        if isinstance(outcome.error, LimitExceeded):
+        if isinstance(outcome.error, (LimitExceeded, BudgetExhausted)):
             return False  # the window will not reset within a backoff; a fallback target may take it
         if self.outbound.method != "POST" or self.outbound.endpoint:
             return True
@@ -152,6 +159,7 @@ class _Call:
         span = Attempt(index=leaf.index, provider=resolved.spec.id, slug=resolved.target.slug, started_at=time.time(), retry=retry)
         self.record.attempts.append(span)
         self.provider_standings = []
+        self.release_unsettled()  # a new attempt: the last one failed, and what it reserved goes back
         started = time.perf_counter()
         try:
             endpoint = outbound.endpoint
@@ -170,7 +178,7 @@ class _Call:
                 body = UnifiedCall.proxy_body(outbound, leaf)
                 if outbound.body is None and outbound.options.content_length is not None:
                     headers.append(("content-length", str(outbound.options.content_length)))
-            self.provider_standings = gateway.limiter.admit(resolved.rate_limits)
+            self._admit(resolved)
             timeout = outbound.options.request_timeout or leaf.timeout
             response = await open_upstream(gateway.upstreams, resolved, method, url, headers, body, timeout)
             span.status = response.status
@@ -180,6 +188,25 @@ class _Call:
             return Outcome(leaf, error.status, error=error)
         finally:
             span.latency_ms = (time.perf_counter() - started) * 1000
+
+    def _admit(self, resolved: Any) -> None:
+        """The provider's rate limits and both budgets, in one step, just before the upstream call."""
+        budgets = [b for b in (self.principal.budget, resolved.budget) if b is not None]
+        if not budgets and not resolved.rate_limits:
+            return
+        body = None  # proxied: nothing bounds what it may cost
+        if self.unified is not None:  # the bytes may have gone unparsed (an OpenAI-compatible provider)
+            body = self.unified.body or UnifiedCall.peek_json(self.outbound)
+        reserves = self.gateway.reserver.amounts(
+            budgets, resolved.spec.id, self.outbound.endpoint, body, len(self.outbound.body or b""),
+        ) if budgets else ()  # fmt: skip
+        self.provider_standings, charges = self.gateway.limiter.admit_with_budgets(resolved.rate_limits, reserves)
+        self.reserved = [(charge, budget.kind) for charge, (budget, _) in zip(charges, reserves)]
+
+    def release_unsettled(self) -> None:
+        if self.reserved:
+            self.gateway.limiter.release([charge for charge, _ in self.reserved])
+            self.reserved = []
 
     def _cached(self, leaf: Leaf, endpoint: str) -> CachedResponse | None:
         """Look the request up in the cache when its config asks for one; note the cache status."""
@@ -204,6 +231,9 @@ class _Call:
         record.last_used_index = leaf.index or None
         if outcome.error is not None:
             raise outcome.error
+        if self.reserved:  # the log service settles them to the real usage once it has read it
+            record.reservations = [(charge.key.hex(), *charge[1:], kind) for charge, kind in self.reserved]
+            self.reserved = []
         record.upstream_latency_ms = self.record.attempts[-1].latency_ms if self.record.attempts else None
         extra = self._portkey_headers(outcome)
         cap = self.gateway.log_body_cap

@@ -124,7 +124,7 @@ async def _fallback(node: Branch, walk: Walk) -> Outcome:
 
 
 def _fallback_stops(node: Branch, outcome: Outcome) -> bool:
-    if outcome.error is not None and outcome.error.status < 500 and outcome.error.status != 429:
+    if outcome.error is not None and outcome.error.status < 500 and outcome.error.status not in (412, 429):
         return True  # the gateway refused the request itself (bad input): another target won't help
     if node.on_status_codes is not None:
         return outcome.status not in node.on_status_codes

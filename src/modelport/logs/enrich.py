@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from ..usage import Cost, PriceBook, Usage, usage_from_body, usage_from_sse
+from ..usage.limits import Charge, spent
 from .lifecycle import Sighting, is_prediction_path, sightings_from
 from .record import LogRecord, header_dict
 
@@ -35,6 +36,7 @@ class Prepared:
 
     row: dict[str, Any]
     sightings: list[Sighting] = field(default_factory=list)
+    settlements: list[tuple[Charge, int, bool]] = field(default_factory=list)  # (reservation, delta, unpriced)
 
 
 class Redactor:
@@ -154,7 +156,7 @@ class Enricher:
             cost = self._cost(record, model, usage)
         record.model, record.cost_usd, record.cost_status, record.cost_reason = model, cost.usd, cost.status, _reason(cost)
         record.prediction_id = record.prediction_id or (sightings[0].id if len(sightings) == 1 else None)
-        return Prepared(self._row(record, usage, stream), sightings)
+        return Prepared(self._row(record, usage, stream), sightings, _settlements(record, cost, usage))
 
     def _cost(self, record: LogRecord, model: str | None, usage: Usage | None) -> Cost:
         provider = record.provider or ""
@@ -242,6 +244,18 @@ def fallback_row(record: LogRecord, problem: str) -> dict[str, Any]:
     record.request_headers = {}
     record.response_headers = {}
     return enricher._row(record, None, record.stream)
+
+
+def _settlements(record: LogRecord, cost: Cost, usage: Usage | None) -> list[tuple[Charge, int, bool]]:
+    """Each budget reservation of the request against what it really spent. A Replicate prediction's cost
+    is not this record's: it is charged to its creator when the prediction ends (the ledger)."""
+    tokens = usage.total_tokens if usage is not None else 0
+    settled = []
+    for key, limit, ends_at, amount, kind in record.reservations or ():
+        unpriced = kind == "cost" and cost.usd is None and record.status < 400
+        charge = Charge(bytes.fromhex(key), limit, ends_at, amount)
+        settled.append((charge, spent(kind, cost.usd, tokens) - amount, unpriced))
+    return settled
 
 
 def _cut(body: bytes | None, cap: int) -> bytes | None:

@@ -18,7 +18,7 @@ import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 import orjson
@@ -120,22 +120,25 @@ class PredictionLedger:
                 wanted.add((deployment, known_slug))
         return wanted
 
-    def apply(self, conn: sqlite3.Connection, sighting: Sighting, row: dict[str, Any]) -> None:
+    def apply(self, conn: sqlite3.Connection, sighting: Sighting, row: dict[str, Any]) -> Spend | None:
+        """Record what the sighting shows; when it is the prediction's first end, price it and return what
+        its creator (key and provider) spent, for their budgets."""
         if sighting.listed:
             conn.execute("UPDATE predictions SET status = ? WHERE id = ? AND terminal_at IS NULL", (sighting.status, sighting.id))
         else:
             conn.execute(_UPSERT, (sighting.id, row["provider"] or "replicate", row["slug"], row["key_id"], sighting.model,
                                    sighting.version, sighting.deployment, sighting.status, row["created_at"], row["id"]))
         known = conn.execute(
-            "SELECT model, deployment, terminal_at, terminal_log_id FROM predictions WHERE id = ?", (sighting.id,)
+            "SELECT model, deployment, terminal_at, terminal_log_id, key_id, slug FROM predictions WHERE id = ?",
+            (sighting.id,),
         ).fetchone()
         if known is None or not is_terminal(sighting.status):
-            return
-        model, deployment, terminal_at, terminal_log_id = known
+            return None
+        model, deployment, terminal_at, terminal_log_id, creator, slug = known
         if terminal_at is not None:
             if not sighting.listed:
                 _set_cost(row, Cost(0.0, "priced", basis=f"prediction {sighting.id} is priced on log {terminal_log_id}"), None)
-            return
+            return None
         deployment = deployment or sighting.deployment
         hardware = self.hardware.get(deployment) if deployment else None
         usage, cost = self.pricer.cost(sighting.prediction, hardware=hardware, model=model or sighting.model)
@@ -149,6 +152,16 @@ class PredictionLedger:
             _add_cost(row, cost, usage)
         else:
             _set_cost(row, cost, usage)
+        return Spend(creator, slug, cost.usd, usage.total_tokens)
+
+
+class Spend(NamedTuple):
+    """What one ended prediction cost, and whose budgets it counts against."""
+
+    key_id: str | None
+    slug: str | None
+    cost_usd: float | None
+    tokens: int
 
 
 _UPSERT = """

@@ -34,7 +34,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..settings import Settings
+from ..store.counters import open_counters
 from ..usage import DeploymentHardware, PriceBook, ReplicatePricer
+from ..usage.limits import Charge, key_budget, provider_budget, spent
 from ..vault import VaultError
 from .enrich import Enricher, Prepared, Redactor, fallback_row, metrics_row
 from .lifecycle import (
@@ -43,6 +45,7 @@ from .lifecycle import (
     DeploymentLookup,
     OpenPrediction,
     PredictionLedger,
+    Spend,
     Upstream,
     open_predictions,
 )
@@ -104,6 +107,7 @@ class LogWriter:
         self.settled_total = 0
         self.on_settled: Callable[[], None] | None = None
         self._secrets: dict[str, tuple[str | None, float]] = {}
+        self._counters = open_counters(settings.data_dir)  # budgets settle here, to the real usage
         self._enricher = Enricher(
             PriceBook.load(settings.pricing_file),
             Redactor(settings.log_redact_paths),
@@ -242,6 +246,8 @@ class LogWriter:
         if not self.settings.logging:
             for record in batch:
                 self.metrics.observe(metrics_row(record))
+                if record.reservations:  # nothing is stored, but a budget still needs the real usage
+                    self._settle_budgets(self._prepare(record).settlements)
             return
         prepared = []
         for position, record in enumerate(batch, 1):
@@ -274,13 +280,16 @@ class LogWriter:
         conn.execute("BEGIN IMMEDIATE")
         try:
             seen = stored_ids(conn, [item.row["id"] for item in prepared])
-            fresh = []
+            settle_ids = {item.row["id"] for item in prepared if item.settlements and item.row["id"] not in seen}
+            fresh, spends = [], []
             for item in prepared:
                 if item.row["id"] in seen:
                     continue
                 seen.add(item.row["id"])
                 for sighting in item.sightings:
-                    self._ledger.apply(conn, sighting, item.row)
+                    spend = self._ledger.apply(conn, sighting, item.row)
+                    if spend is not None:
+                        spends.append(spend)
                 fresh.append(item.row)
             insert_logs(conn, fresh)
             conn.execute("COMMIT")
@@ -288,10 +297,36 @@ class LogWriter:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        for item in prepared:  # after the commit, once: a replayed record was settled by its first write
+            if item.row["id"] in settle_ids:
+                self._settle_budgets(item.settlements)
+        for spend in spends:
+            self._charge_creator(spend)
         # Counted once written (a replayed record is counted by the process that writes it).
         self.metrics.add("modelport_log_written_records_total", amount=len(fresh))
         for row in fresh:
             self.metrics.observe(row)
+
+    def _settle_budgets(self, settlements: list[tuple[Charge, int, bool]]) -> None:
+        now = time.time()
+        for charge, delta, unpriced in settlements:
+            self._counters.settle(charge, delta, now)
+            if unpriced:  # admitted unreserved (MODELPORT_BUDGET_ADMIT_UNPRICED) and still of unknown cost
+                self.metrics.add("modelport_budget_unpriced_requests_total")
+
+    def _charge_creator(self, spend: Spend) -> None:
+        """An ended prediction's cost, on the budgets of the key and provider that created it (it reserved
+        nothing: its cost could not be known at admission)."""
+        key = self._store.get_api_key(spend.key_id) if spend.key_id else None
+        provider = self._store.get_provider(spend.slug) if spend.slug else None
+        budgets = [
+            key_budget(key.id, key.name, key.usage_limits, key.usage_anchor) if key is not None else None,
+            provider_budget(provider.slug, provider.usage_limits, provider.usage_anchor) if provider is not None else None,
+        ]  # fmt: skip
+        now = time.time()
+        for budget in budgets:
+            if budget is not None:
+                self._counters.settle(budget.charge(now, 0), spent(budget.kind, spend.cost_usd, spend.tokens), now)
 
     def _spill_batch(self, batch: list[LogRecord]) -> None:
         assert self._spill is not None

@@ -25,7 +25,7 @@ from ..dashboard.serve import PREFIX as DASHBOARD_PREFIX
 from ..dashboard.serve import serve_dashboard
 from ..gateway.errors import MetricsUnavailable, NotFound
 from ..gateway.pipeline import Gateway
-from ..gateway.limits import enforced_rules, gauges
+from ..gateway.limits import enforced_limits, gauges
 from ..gateway.stream_relay import relay_stream
 from ..gateway.streams import STREAM_ROUTE, StreamSigner
 from ..gateway.upstream import Upstreams
@@ -100,7 +100,7 @@ class ModelPortApp:
 
     def _limit_gauges(self) -> str:
         assert self.gateway is not None
-        return gauges(self.gateway.limiter, enforced_rules(self.store))
+        return gauges(self.gateway.limiter, *enforced_limits(self.store))
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

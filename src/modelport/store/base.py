@@ -100,6 +100,12 @@ class ApiKey:
     last_used_at: datetime | None = None
     log_bodies: bool = True  # False: this key's requests are logged without their bodies
     rate_limits: Any = None  # stored as given (Portkey RateLimits); enforced by gateway/limits.py
+    usage_limits: Any = None  # stored as given (Portkey UsageLimits); enforced by gateway/budgets.py
+    usage_reset_at: datetime | None = None  # the last reset_usage; a budget's periods start here
+
+    @property
+    def usage_anchor(self) -> datetime:
+        return self.usage_reset_at or self.created_at
 
     def is_active(self, now: datetime | None = None) -> bool:
         if self.revoked_at is not None:
@@ -132,6 +138,11 @@ class StoredProvider:
     rate_limits: Any  # stored as given (Portkey RateLimits)
     created_at: datetime
     updated_at: datetime
+    usage_reset_at: datetime | None = None
+
+    @property
+    def usage_anchor(self) -> datetime:
+        return self.usage_reset_at or self.created_at
 
     @property
     def has_secret(self) -> bool:
@@ -158,6 +169,7 @@ class ResolvedProvider:
     usage_limits: Any
     rate_limits: Any
     integration_slug: str | None
+    usage_anchor: datetime | None = None  # the last reset_usage, or when the record was made
 
     def allows_model(self, model: str) -> bool:
         return self.allowed_models is None or model in self.allowed_models
@@ -203,6 +215,7 @@ class Store(Protocol):
         token: str | None = None,
         log_bodies: bool = True,
         rate_limits: Any = None,
+        usage_limits: Any = None,
     ) -> tuple[ApiKey, str]:
         """Create a key; returns the record and the plaintext, which is shown this once.
 
@@ -227,7 +240,11 @@ class Store(Protocol):
         metadata: Any = UNCHANGED,
         log_bodies: Any = UNCHANGED,
         rate_limits: Any = UNCHANGED,
-    ) -> ApiKey: ...
+        usage_limits: Any = UNCHANGED,
+        reset_usage: bool = False,
+    ) -> ApiKey:
+        """``reset_usage`` starts the key's budget afresh (its rate-limit windows are untouched)."""
+        ...
 
     def rotate_api_key(self, key_id: str) -> tuple[ApiKey, str]:
         """Give the key a new secret (same id, scopes, limits); the old secret stops working at once."""
@@ -278,6 +295,7 @@ class Store(Protocol):
         integration_slug: Any = UNCHANGED,
         usage_limits: Any = UNCHANGED,
         rate_limits: Any = UNCHANGED,
+        reset_usage: bool = False,
     ) -> StoredProvider: ...
 
     def delete_provider(self, slug: str) -> None: ...

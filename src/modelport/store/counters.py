@@ -21,6 +21,8 @@ import struct
 from pathlib import Path
 from typing import NamedTuple, Protocol, Sequence
 
+from ..usage.limits import Charge
+
 SLOT = struct.Struct("<16sqq")  # key, window end (epoch s), count
 KEY_SIZE = 16
 _ENDS, _COUNT = struct.Struct("<q"), struct.Struct("<q")
@@ -35,12 +37,6 @@ class CountersFull(Exception):
     """No free slot near a new key: refuse rather than count nothing."""
 
 
-class Charge(NamedTuple):
-    key: bytes  # 16 bytes: names the owner, the rule and the window
-    limit: int  # at most this many per window
-    ends_at: int  # epoch seconds when the window ends
-
-
 class Admission(NamedTuple):
     refused: int | None  # index of the first charge over its limit; None = all admitted (and counted)
     counts: list[int]  # each charge's count, after this request when admitted
@@ -48,7 +44,13 @@ class Admission(NamedTuple):
 
 class Counters(Protocol):
     def admit(self, charges: Sequence[Charge], now: float) -> Admission:
-        """Count one for every charge if every one stays within its limit; otherwise count none."""
+        """Add every charge's amount if every window stays within its limit (and is not full already);
+        otherwise add nothing."""
+        ...
+
+    def settle(self, charge: Charge, delta: int, now: float) -> int:
+        """Add ``delta`` (negative: give back part of a reservation) to a window still open; the count
+        never goes below 0. Returns the new count (0 for a window that has ended)."""
         ...
 
     def count(self, key: bytes, now: float) -> int:
@@ -77,13 +79,25 @@ class LocalCounters:
             counts: list[int] = []
             for index, charge in enumerate(charges):
                 offset, count = self._locate(charge, now, offsets)  # two new windows: two free slots
-                if count >= charge.limit:
+                if count >= charge.limit or count + charge.amount > charge.limit:
                     return Admission(index, counts + [count])
                 offsets.append(offset)
-                counts.append(count + 1)
+                counts.append(count + charge.amount)
             for offset, count, charge in zip(offsets, counts, charges):
                 _SLOT_PACK(self._map, offset, charge.key, charge.ends_at, count)
             return Admission(None, counts)
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def settle(self, charge: Charge, delta: int, now: float) -> int:
+        if charge.ends_at <= now:
+            return 0  # the period is over: what it reserved went with it
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            offset, count = self._locate(charge, now, [])
+            count = max(0, count + delta)
+            _SLOT_PACK(self._map, offset, charge.key, charge.ends_at, count)
+            return count
         finally:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
 

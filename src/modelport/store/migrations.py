@@ -158,9 +158,13 @@ MIGRATIONS: list[str] = [
     """
     DROP TABLE state_version;
     """,
-    # 5: request rate limits on gateway API keys (Portkey RateLimits), as on providers.
+    # 5: rate limits and budgets on gateway API keys (Portkey RateLimits, UsageLimits), as on providers;
+    # usage_reset_at anchors a budget's periods and moves on reset_usage.
     """
     ALTER TABLE api_keys ADD COLUMN rate_limits TEXT;
+    ALTER TABLE api_keys ADD COLUMN usage_limits TEXT;
+    ALTER TABLE api_keys ADD COLUMN usage_reset_at BIGINT;
+    ALTER TABLE providers ADD COLUMN usage_reset_at BIGINT;
     """,
 ]
 

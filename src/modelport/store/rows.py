@@ -45,6 +45,8 @@ def api_key_from_row(row: Row) -> ApiKey:
         last_used_at=from_ms(row["last_used_at"]),
         log_bodies=bool(row["log_bodies"]),
         rate_limits=json_or_none(row["rate_limits"]),
+        usage_limits=json_or_none(row["usage_limits"]),
+        usage_reset_at=from_ms(row["usage_reset_at"]),
     )
 
 
@@ -64,6 +66,7 @@ def stored_provider_from_row(row: Row) -> StoredProvider:
         rate_limits=json_or_none(row["rate_limits"]),
         created_at=from_ms(row["created_at"]),  # type: ignore[arg-type]
         updated_at=from_ms(row["updated_at"]),  # type: ignore[arg-type]
+        usage_reset_at=from_ms(row["usage_reset_at"]),
     )
 
 
@@ -101,6 +104,7 @@ def resolved_provider(row: Row, integration: Row | None, vault: Vault) -> Resolv
         usage_limits=json_or_none(row["usage_limits"]),
         rate_limits=json_or_none(row["rate_limits"]),
         integration_slug=row["integration_slug"],
+        usage_anchor=from_ms(row["usage_reset_at"] or row["created_at"]),
     )
 
 

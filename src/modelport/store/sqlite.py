@@ -31,6 +31,7 @@ from .base import (
     Page,
     ResolvedProvider,
     StoredProvider,
+    utc_now,
 )
 from .beacon import ChangeBeacon
 from .migrations import apply_migrations
@@ -151,6 +152,7 @@ class SQLiteStore:
         token: str | None = None,
         log_bodies: bool = True,
         rate_limits: Any = None,
+        usage_limits: Any = None,
     ) -> tuple[ApiKey, str]:
         if token is None:
             token, prefix, key_hash = generate_api_key()
@@ -169,6 +171,7 @@ class SQLiteStore:
             "expires_at": to_ms(expires_at),
             "log_bodies": int(bool(log_bodies)),
             "rate_limits": to_json_or_null(rate_limits),
+            "usage_limits": to_json_or_null(usage_limits),
         }
         with self._transaction() as conn:
             try:
@@ -200,9 +203,13 @@ class SQLiteStore:
         metadata: Any = UNCHANGED,
         log_bodies: Any = UNCHANGED,
         rate_limits: Any = UNCHANGED,
+        usage_limits: Any = UNCHANGED,
+        reset_usage: bool = False,
     ) -> ApiKey:
         changes = changed_columns(
             rate_limits=(rate_limits, to_json_or_null),
+            usage_limits=(usage_limits, to_json_or_null),
+            usage_reset_at=(utc_now() if reset_usage else UNCHANGED, to_ms),
             log_bodies=(log_bodies, lambda v: int(bool(v))),
             name=(name, check_name),
             scopes=(scopes, lambda v: to_json(check_scopes(v))),
@@ -324,8 +331,10 @@ class SQLiteStore:
         integration_slug: Any = UNCHANGED,
         usage_limits: Any = UNCHANGED,
         rate_limits: Any = UNCHANGED,
+        reset_usage: bool = False,
     ) -> StoredProvider:
         changes = changed_columns(
+            usage_reset_at=(utc_now() if reset_usage else UNCHANGED, to_ms),
             name=(name, check_name),
             custom_host=(custom_host, check_host),
             settings=(settings, lambda v: to_json(check_object(v, "settings"))),
