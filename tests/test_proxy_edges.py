@@ -176,3 +176,20 @@ def test_an_upstream_silent_past_the_read_timeout_is_a_504(tmp_path, fake_replic
         replicate.delay_next(3, path="/v1/account")
         response = httpx.get(process.v1 + "/account", headers=process.headers(**SLUG), timeout=10)
     assert "sent nothing for 0.5 s" in gateway_error(response, 504)
+
+
+# --- headers and errors at the edge ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path, provider", [("/account", "@replicate-test"), ("/chat/completions", "@openai-test")])
+def test_a_proxied_response_carries_one_date_header(gateway, path, provider):
+    # Both the provider and the gateway's HTTP server date a response; HTTP allows only one Date.
+    chat = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+    headers = gateway.headers(**{"x-portkey-provider": provider})
+    if path == "/account":
+        response = httpx.get(gateway.v1 + path, headers=headers)
+    else:
+        response = httpx.post(gateway.v1 + path, headers=headers, json=chat, timeout=20)
+    assert response.status_code == 200, response.text
+    assert len(response.headers.get_list("date")) == 1, response.headers.raw
+
