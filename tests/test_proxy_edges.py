@@ -193,3 +193,47 @@ def test_a_proxied_response_carries_one_date_header(gateway, path, provider):
     assert response.status_code == 200, response.text
     assert len(response.headers.get_list("date")) == 1, response.headers.raw
 
+
+@pytest.mark.parametrize(
+    "header, value",
+    [
+        ("x-portkey-metadata", "{not json"),
+        ("x-portkey-request-timeout", "soon"),
+        ("x-portkey-config", "{\"strategy\": 1"),
+        ("x-portkey-provider", "not-a-provider"),
+    ],
+)
+def test_a_header_error_echoes_and_logs_the_callers_trace_id(gateway, header, value):
+    from tests.test_logging import one_log, trace
+
+    trace_id = trace()
+    headers = {**SLUG, "x-portkey-trace-id": trace_id, header: value}
+    response = httpx.get(gateway.v1 + "/account", headers=gateway.headers(**headers))
+    gateway_error(response, 400)
+    assert response.headers["x-portkey-trace-id"] == trace_id
+    row = one_log(gateway, trace_id)
+    assert row["status"] == 400 and row["gateway_exception"] is True
+
+
+def test_a_header_error_without_a_trace_id_gets_a_generated_one(gateway):
+    from tests.test_logging import one_log
+
+    response = httpx.get(gateway.v1 + "/account", headers=gateway.headers(**SLUG, **{"x-portkey-metadata": "[1]"}))
+    gateway_error(response, 400)
+    trace_id = response.headers["x-portkey-trace-id"]
+    assert trace_id
+    assert one_log(gateway, trace_id)["status"] == 400
+
+
+
+def test_every_gateway_error_carries_a_trace_id(gateway):
+    from tests.test_logging import trace
+
+    trace_id = trace()
+    control = httpx.get(gateway.v1 + "/api-keys", headers=gateway.headers(**{"x-portkey-trace-id": trace_id,
+                                                                            "x-portkey-metadata": "[1]"}))
+    gateway_error(control, 400)
+    assert control.headers["x-portkey-trace-id"] == trace_id
+    for response in (httpx.get(gateway.v1 + "/streams/not-a-token"), httpx.get(gateway.url + "/nowhere")):
+        gateway_error(response, 404)
+        assert response.headers["x-portkey-trace-id"]

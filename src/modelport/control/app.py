@@ -82,7 +82,7 @@ class ControlPlane:
             else:
                 await send_json(send, 200, reply, headers)
         except GatewayError as error:
-            await send_error(send, error, trace_id)
+            await send_error(send, error, trace_id or error.trace_id)
         except ClientDisconnected:
             return
         except Exception:

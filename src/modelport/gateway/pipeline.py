@@ -112,7 +112,7 @@ class Gateway:
 
     async def _fail(self, send: Send, record: LogRecord, error: GatewayError, options: RequestOptions | None) -> None:
         if not record.trace_id:
-            record.trace_id = options.trace_id if options else ""
+            record.trace_id = options.trace_id if options else error.trace_id
         record.status, record.error, record.gateway_exception = error.status, error.message, True
         if record.response_bytes == 0 and not record.stream:  # nothing sent yet
             await send_error(send, error, record.trace_id)
