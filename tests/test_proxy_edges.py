@@ -26,7 +26,9 @@ def gateway_error(response: httpx.Response, status: int) -> str:
 
 def test_unreachable_upstream_is_a_502(gateway):
     response = httpx.get(gateway.v1 + "/account", headers=gateway.headers(**{"x-portkey-provider": "@replicate-down"}))
-    assert "could not connect to replicate" in gateway_error(response, 502)
+    message = gateway_error(response, 502)
+    assert "could not connect to replicate" in message
+    assert "ConnectionKey" not in message and "ssl:" not in message  # aiohttp's internals tell a caller nothing
 
 
 def test_slow_upstream_past_the_request_timeout_is_a_504(gateway, fake_replicate):
@@ -224,6 +226,41 @@ def test_a_header_error_without_a_trace_id_gets_a_generated_one(gateway):
     assert trace_id
     assert one_log(gateway, trace_id)["status"] == 400
 
+
+@pytest.fixture(scope="module")
+def small_body_gateway(tmp_path_factory, fake_replicate, fake_openai):
+    from tests.conftest import OPENAI_KEY, REPLICATE_TOKEN, replicate_provider, stored
+    from tests.harness import GatewayProcess
+
+    providers = [replicate_provider(fake_replicate[0].url),
+                 stored("openai-test", "openai", "TEST_OPENAI_KEY", fake_openai[0].url + "/v1")]
+    process = GatewayProcess(tmp_path_factory.mktemp("small") / "data", providers=providers,
+                             settings={"max_body_bytes": 64 * 1024},
+                             env={"TEST_REPLICATE_TOKEN": REPLICATE_TOKEN, "TEST_OPENAI_KEY": OPENAI_KEY})
+    with process:
+        yield process
+
+
+def chunked(total: int, piece: int = 16 * 1024):
+    """A body sent with Transfer-Encoding: chunked (httpx does so for a generator)."""
+    def pieces():
+        for _ in range(total // piece):
+            yield b"x" * piece
+    return pieces()
+
+
+@pytest.mark.parametrize("path, provider", [("/files", "@replicate-test"), ("/predictions", "@replicate-test"),
+                                            ("/chat/completions", "@openai-test")])
+@pytest.mark.parametrize("framing", ["chunked", "content-length"])
+def test_an_oversized_body_is_a_413_whatever_its_framing(small_body_gateway, path, provider, framing):
+    size = 256 * 1024
+    content = chunked(size) if framing == "chunked" else b"x" * size
+    headers = small_body_gateway.headers(**{"x-portkey-provider": provider, "content-type": "application/octet-stream"})
+    response = httpx.post(small_body_gateway.v1 + path, headers=headers, content=content, timeout=20)
+    message = gateway_error(response, 413)
+    assert response.json()["error"]["code"] == "payload_too_large"
+    assert "MODELPORT_MAX_BODY_BYTES" in message
+    assert "aiohttp" not in message and "object at" not in message and "Error" not in message
 
 
 def test_every_gateway_error_carries_a_trace_id(gateway):
