@@ -33,7 +33,7 @@ from .resolve import TargetResolver
 from .respond import Relayed, Rewriting, relay
 from .routing import Leaf, Outcome, execute
 from .streams import STREAM_ROUTE, StreamSigner
-from .unified import UnifiedCall, unified_endpoint
+from .unified import UnifiedCall, takes_unified_path, unified_endpoint
 from .upstream import Upstreams
 
 BUFFER_LIMIT = 4 * 1024 * 1024  # bodies up to this are held (and so can be retried); larger ones stream
@@ -155,7 +155,7 @@ class _Call:
         started = time.perf_counter()
         try:
             endpoint = outbound.endpoint
-            if endpoint is not None and not resolved.spec.proxy_only:
+            if endpoint is not None and takes_unified_path(endpoint, resolved.spec):
                 self.unified = UnifiedCall.prepare(endpoint, outbound, leaf, self.record)
                 _check_model_allowed(leaf, self.unified.body.get("model"))
                 cached = self._cached(leaf, endpoint)
