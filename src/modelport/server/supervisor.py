@@ -2,7 +2,7 @@
 each with its own SO_REUSEPORT socket.
 
 A shared listening socket let one worker take every connection in 2 of 9 benchmark runs
-(DESIGN.md); with SO_REUSEPORT the kernel spreads connections over the workers' sockets by hash.
+(docs/architecture.md); with SO_REUSEPORT the kernel spreads connections over the workers' sockets by hash.
 The log service (logs/service.py) starts first and stops last, and is restarted if it dies.
 SIGTERM/SIGINT: every worker stops accepting, finishes in-flight requests, ships its last log records,
 then exits; then the log service is told to stop, and drains everything into the store.
