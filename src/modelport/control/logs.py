@@ -303,8 +303,9 @@ def _check_own_traces(store: Any, principal: Principal, trace_ids: set[str]) -> 
         return
     log = queries(store)
     deadline = time.monotonic() + OWN_TRACE_WAIT_SECONDS
+    pending = trace_ids
     while True:
-        pending = {t for t in trace_ids if not log.list(LogFilter(trace_id=t, key_id=principal.key_id), limit=1)[0]}
+        pending = {t for t in pending if not log.list(LogFilter(trace_id=t, key_id=principal.key_id), limit=1)[0]}
         unseen = {t for t in pending if not log.list(LogFilter(trace_id=t), limit=1)[0]}
         if not unseen or time.monotonic() >= deadline:
             break
