@@ -474,11 +474,46 @@ def test_no_key_is_401(gateway: GatewayProcess, method: str, path: str) -> None:
 
 
 @pytest.mark.parametrize(("method", "path"), READS + WRITES)
-def test_a_key_without_logs_scopes_is_403(gateway: GatewayProcess, traffic: dict[str, Any],
-                                          method: str, path: str) -> None:
-    headers = {"x-portkey-api-key": traffic["inference_key"]}
+def test_a_key_without_logs_or_inference_scopes_is_403(admin: httpx.Client, gateway: GatewayProcess,
+                                                       method: str, path: str) -> None:
+    _, key = new_key(admin, "configs.read")
+    headers = {"x-portkey-api-key": key}
     reply = httpx.request(method, gateway.v1 + path, headers=headers, json=FEEDBACK if method != "GET" else None)
     assert reply.status_code == 403 and "logs." in reply.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(("method", "path"), READS)
+def test_an_inference_key_cannot_read_logs(gateway: GatewayProcess, traffic: dict[str, Any], method: str, path: str) -> None:
+    reply = httpx.request(method, gateway.v1 + path, headers={"x-portkey-api-key": traffic["inference_key"]})
+    assert reply.status_code == 403 and "logs.read" in reply.json()["error"]["message"]
+
+
+def test_an_inference_key_gives_feedback_on_its_own_requests(gateway: GatewayProcess, traffic: dict[str, Any]) -> None:
+    # As on Portkey's hosted gateway, the key that made a completion may rate it: no second key needed.
+    inference = httpx.Client(base_url=gateway.v1, headers={"x-portkey-api-key": traffic["inference_key"]})
+    own, others = traffic["trace_ids"][2], traffic["trace_ids"][0]  # made with the inference key / the admin key
+    created = inference.post("/feedback", json={"trace_id": own, "value": 3})
+    assert created.status_code == 200, created.text
+    [feedback_id] = created.json()["feedback_ids"]
+    assert inference.put(f"/feedback/{feedback_id}", json={"value": 4}).status_code == 200
+    for body in ({"trace_id": others, "value": 1}, [{"trace_id": own, "value": 1}, {"trace_id": others, "value": 1}],
+                 {"trace_id": "t-never-made", "value": 1}):
+        refused = inference.post("/feedback", json=body)
+        assert refused.status_code == 403 and "'logs.write'" in refused.json()["error"]["message"], refused.text
+    [admins] = httpx.post(gateway.v1 + "/feedback", headers={"x-portkey-api-key": gateway.admin_key},
+                          json={"trace_id": others, "value": 1}).json()["feedback_ids"]
+    assert inference.put(f"/feedback/{admins}", json={"value": 2}).status_code == 403
+
+
+def test_an_inference_key_rates_a_request_at_once_through_the_portkey_sdk(gateway: GatewayProcess,
+                                                                          traffic: dict[str, Any]) -> None:
+    from portkey_ai import Portkey
+
+    trace_id = f"t-rated-{secrets.token_hex(4)}"
+    portkey = Portkey(api_key=traffic["inference_key"], base_url=gateway.v1, provider="@openai-test", trace_id=trace_id)
+    portkey.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    created = portkey.feedback.create(trace_id=trace_id, value=1)  # right away: before its record is stored, maybe
+    assert created.status == "success" and len(created.feedback_ids) == 1
 
 
 def test_logs_read_reads_and_logs_write_gives_feedback(admin: httpx.Client, gateway: GatewayProcess) -> None:

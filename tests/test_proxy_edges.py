@@ -26,7 +26,9 @@ def gateway_error(response: httpx.Response, status: int) -> str:
 
 def test_unreachable_upstream_is_a_502(gateway):
     response = httpx.get(gateway.v1 + "/account", headers=gateway.headers(**{"x-portkey-provider": "@replicate-down"}))
-    assert "could not connect to replicate" in gateway_error(response, 502)
+    message = gateway_error(response, 502)
+    assert "could not connect to replicate" in message
+    assert "ConnectionKey" not in message and "ssl:" not in message  # aiohttp's internals tell a caller nothing
 
 
 def test_slow_upstream_past_the_request_timeout_is_a_504(gateway, fake_replicate):
@@ -176,3 +178,99 @@ def test_an_upstream_silent_past_the_read_timeout_is_a_504(tmp_path, fake_replic
         replicate.delay_next(3, path="/v1/account")
         response = httpx.get(process.v1 + "/account", headers=process.headers(**SLUG), timeout=10)
     assert "sent nothing for 0.5 s" in gateway_error(response, 504)
+
+
+# --- headers and errors at the edge ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path, provider", [("/account", "@replicate-test"), ("/chat/completions", "@openai-test")])
+def test_a_proxied_response_carries_one_date_header(gateway, path, provider):
+    # Both the provider and the gateway's HTTP server date a response; HTTP allows only one Date.
+    chat = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+    headers = gateway.headers(**{"x-portkey-provider": provider})
+    if path == "/account":
+        response = httpx.get(gateway.v1 + path, headers=headers)
+    else:
+        response = httpx.post(gateway.v1 + path, headers=headers, json=chat, timeout=20)
+    assert response.status_code == 200, response.text
+    assert len(response.headers.get_list("date")) == 1, response.headers.raw
+
+
+@pytest.mark.parametrize(
+    "header, value",
+    [
+        ("x-portkey-metadata", "{not json"),
+        ("x-portkey-request-timeout", "soon"),
+        ("x-portkey-config", "{\"strategy\": 1"),
+        ("x-portkey-provider", "not-a-provider"),
+    ],
+)
+def test_a_header_error_echoes_and_logs_the_callers_trace_id(gateway, header, value):
+    from tests.test_logging import one_log, trace
+
+    trace_id = trace()
+    headers = {**SLUG, "x-portkey-trace-id": trace_id, header: value}
+    response = httpx.get(gateway.v1 + "/account", headers=gateway.headers(**headers))
+    gateway_error(response, 400)
+    assert response.headers["x-portkey-trace-id"] == trace_id
+    row = one_log(gateway, trace_id)
+    assert row["status"] == 400 and row["gateway_exception"] is True
+
+
+def test_a_header_error_without_a_trace_id_gets_a_generated_one(gateway):
+    from tests.test_logging import one_log
+
+    response = httpx.get(gateway.v1 + "/account", headers=gateway.headers(**SLUG, **{"x-portkey-metadata": "[1]"}))
+    gateway_error(response, 400)
+    trace_id = response.headers["x-portkey-trace-id"]
+    assert trace_id
+    assert one_log(gateway, trace_id)["status"] == 400
+
+
+@pytest.fixture(scope="module")
+def small_body_gateway(tmp_path_factory, fake_replicate, fake_openai):
+    from tests.conftest import OPENAI_KEY, REPLICATE_TOKEN, replicate_provider, stored
+    from tests.harness import GatewayProcess
+
+    providers = [replicate_provider(fake_replicate[0].url),
+                 stored("openai-test", "openai", "TEST_OPENAI_KEY", fake_openai[0].url + "/v1")]
+    process = GatewayProcess(tmp_path_factory.mktemp("small") / "data", providers=providers,
+                             settings={"max_body_bytes": 64 * 1024},
+                             env={"TEST_REPLICATE_TOKEN": REPLICATE_TOKEN, "TEST_OPENAI_KEY": OPENAI_KEY})
+    with process:
+        yield process
+
+
+def chunked(total: int, piece: int = 16 * 1024):
+    """A body sent with Transfer-Encoding: chunked (httpx does so for a generator)."""
+    def pieces():
+        for _ in range(total // piece):
+            yield b"x" * piece
+    return pieces()
+
+
+@pytest.mark.parametrize("path, provider", [("/files", "@replicate-test"), ("/predictions", "@replicate-test"),
+                                            ("/chat/completions", "@openai-test")])
+@pytest.mark.parametrize("framing", ["chunked", "content-length"])
+def test_an_oversized_body_is_a_413_whatever_its_framing(small_body_gateway, path, provider, framing):
+    size = 256 * 1024
+    content = chunked(size) if framing == "chunked" else b"x" * size
+    headers = small_body_gateway.headers(**{"x-portkey-provider": provider, "content-type": "application/octet-stream"})
+    response = httpx.post(small_body_gateway.v1 + path, headers=headers, content=content, timeout=20)
+    message = gateway_error(response, 413)
+    assert response.json()["error"]["code"] == "payload_too_large"
+    assert "MODELPORT_MAX_BODY_BYTES" in message
+    assert "aiohttp" not in message and "object at" not in message and "Error" not in message
+
+
+def test_every_gateway_error_carries_a_trace_id(gateway):
+    from tests.test_logging import trace
+
+    trace_id = trace()
+    control = httpx.get(gateway.v1 + "/api-keys", headers=gateway.headers(**{"x-portkey-trace-id": trace_id,
+                                                                            "x-portkey-metadata": "[1]"}))
+    gateway_error(control, 400)
+    assert control.headers["x-portkey-trace-id"] == trace_id
+    for response in (httpx.get(gateway.v1 + "/streams/not-a-token"), httpx.get(gateway.url + "/nowhere")):
+        gateway_error(response, 404)
+        assert response.headers["x-portkey-trace-id"]

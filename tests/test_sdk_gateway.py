@@ -65,10 +65,12 @@ def test_upstream_rate_limit_on_post_is_not_retried(replicate_client, fake_repli
 
 
 def test_gateway_refusal_is_a_typed_gateway_exception(gateway):
-    with ModelPort(api_key="mp-not-a-key", provider="@replicate-test", base_url=gateway.v1) as client:
-        with pytest.raises(APIStatusError) as caught:
+    import modelport
+
+    with modelport.ModelPort(api_key="mp-not-a-key", provider="@replicate-test", base_url=gateway.v1) as client:
+        with pytest.raises(modelport.AuthenticationError) as caught:  # importable from the package itself
             client.get("/account")
-    assert caught.value.status_code == 401
+    assert isinstance(caught.value, APIStatusError) and caught.value.status_code == 401
     assert caught.value.gateway_exception is True
     assert caught.value.message
 
@@ -81,3 +83,15 @@ async def test_chat_completion_through_the_gateway(gateway):
         streamed = "".join([chunk.choices[0].delta.content or "" async for chunk in chunks if chunk.choices])
     assert completion.choices[0].message.content
     assert streamed == completion.choices[0].message.content
+
+
+def test_every_sdk_error_class_is_exported_from_modelport():
+    import inspect
+
+    import modelport
+    from modelport.client import _errors
+
+    classes = {name for name, value in vars(_errors).items()
+               if inspect.isclass(value) and issubclass(value, _errors.ModelPortError)}
+    assert classes <= set(modelport.__all__)
+    assert all(getattr(modelport, name) is getattr(_errors, name) for name in classes)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -63,3 +67,49 @@ def test_revoked_key_is_refused_on_every_worker_at_once(tmp_path, fake_replicate
         revoked = httpx.post(process.v1 + f"/api-keys/{created.json()['id']}/revoke", headers=process.headers())
         assert revoked.status_code == 200, revoked.text
         assert {httpx.get(process.v1 + "/account", headers=headers).status_code for _ in range(20)} == {401}
+
+
+def serve_on(tmp_path, port: int, workers: int, name: str) -> tuple[int, str]:
+    """Run `modelport serve` on ``port`` as a user would (no preset admin key) until it exits: its exit
+    code and output. One that is still running after 20 s is killed and the test fails."""
+    env = {k: v for k, v in os.environ.items() if k != "MODELPORT_ADMIN_KEY"}
+    command = [sys.executable, "-m", "modelport", "serve", "--port", str(port), "--workers", str(workers),
+               "--data-dir", str(tmp_path / name)]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        output, _ = process.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate()
+        pytest.fail(f"a second gateway started on port {port}, which was in use:\n{output.decode()}")
+    return process.returncode, output.decode()
+
+
+def assert_refused_in_one_line(code: int, output: str, port: int) -> None:
+    assert code == 2, output
+    assert output.count("\n") == 1 and f":{port}" in output and "already in use" in output, output
+    assert "listening" not in output and "admin key" not in output.lower() and "Traceback" not in output
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_serve_on_a_port_in_use_says_so_in_one_line(tmp_path, workers):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, output = serve_on(tmp_path, port, workers, "data")
+    assert_refused_in_one_line(code, output, port)
+    assert not (tmp_path / "data" / "admin.key").exists()  # nothing was set up for a gateway that never ran
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_second_gateway_never_shares_a_served_port(tmp_path, fake_replicate, workers):
+    # SO_REUSEPORT would let a second gateway's workers join the first's sockets and answer part of its
+    # traffic with their own keys.
+    server, _ = fake_replicate
+    with GatewayProcess(tmp_path / "first", providers=[replicate_provider(server.url)],
+                        env={"TEST_REPLICATE_TOKEN": REPLICATE_TOKEN}, workers=2) as first:
+        code, output = serve_on(tmp_path, first.port, workers, "second")
+        assert_refused_in_one_line(code, output, first.port)
+        headers = first.headers(**{"x-portkey-provider": "@replicate-test"})
+        assert {httpx.get(first.v1 + "/account", headers=headers).status_code for _ in range(20)} == {200}

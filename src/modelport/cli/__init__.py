@@ -41,9 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _serve(args: argparse.Namespace) -> int:
     from ..server.bootstrap import bootstrap
-    from ..server.supervisor import serve
+    from ..server.supervisor import listen, serve
 
     settings = settings_from_args(args)
+    sockets = listen(settings)  # first: a port in use is refused in one line, before any banner or key
     boot = bootstrap(settings)
     origin = f"http://{settings.host}:{settings.port}"
     print(f"ModelPort listening on {origin} ({settings.workers} worker{'s' if settings.workers > 1 else ''}, "
@@ -57,7 +58,7 @@ def _serve(args: argparse.Namespace) -> int:
     print("First call (Replicate through the gateway, with your own Replicate token):\n"
           f"  curl {origin}/v1/models/replicate/hello-world -H 'x-portkey-api-key: <gateway key>' "
           "-H 'x-portkey-provider: replicate' -H 'Authorization: Bearer $REPLICATE_API_TOKEN'", flush=True)
-    return serve(settings)
+    return serve(settings, sockets)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

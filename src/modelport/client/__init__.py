@@ -4,7 +4,7 @@
     client = ModelPort(api_key="mp-...", provider="@replicate-prod")
     prediction = client.post("/predictions", version="...", input={"prompt": "a lighthouse"})
 
-Guide: ``src/modelport/client/GUIDE.md``.
+Guide: ``docs/sdk.md``.
 """
 
 from ._client import DEFAULT_BASE_URL, GATEWAY_URL, AsyncModelPort, ModelPort

@@ -73,7 +73,7 @@ class ControlPlane:
             options = parse_request_options(scope["headers"])
             trace_id = options.trace_id
             route, params = self.router.match(scope["method"], scope["path"][len("/v1"):])
-            principal = self._principal(options.api_key, route.scope)
+            principal = self._principal(options.api_key, route)
             request = Request(principal, params, _query(route, scope), await _body(route, receive), self.limiter)
             reply = await asyncio.to_thread(self._run, route, request)
             headers = [(b"x-portkey-trace-id", trace_id.encode("latin-1"))]
@@ -82,19 +82,19 @@ class ControlPlane:
             else:
                 await send_json(send, 200, reply, headers)
         except GatewayError as error:
-            await send_error(send, error, trace_id)
+            await send_error(send, error, trace_id or error.trace_id)
         except ClientDisconnected:
             return
         except Exception:
             log.exception("control plane: %s %s failed", scope["method"], scope["path"])
             await send_error(send, GatewayError("the control plane failed unexpectedly; see the gateway log"), trace_id)
 
-    def _principal(self, token: str | None, scope: str) -> Principal:
+    def _principal(self, token: str | None, route: Route) -> Principal:
         # Unlike inference, the control plane never runs keyless, even when require_api_key is off.
         if not token:
-            raise Unauthorized(f"the control plane needs a gateway API key with the '{scope}' scope "
+            raise Unauthorized(f"the control plane needs a gateway API key with the '{route.scope}' scope "
                                "(x-portkey-api-key, or Authorization: Bearer mp-...)")  # fmt: skip
-        return self.auth.authenticate(token, scope)
+        return self.auth.authenticate(token, route.scope, route.own_scope)
 
     def _run(self, route: Route, request: Request) -> Any:
         try:

@@ -22,7 +22,8 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import orjson
 
-from ..gateway.errors import NotFound
+from ..gateway.auth import Principal
+from ..gateway.errors import Forbidden, NotFound
 from ..logs.analytics import BUCKET_MS, GROUP_COLUMNS
 from ..logs.store import DETAIL_EXTRA, MAX_LIMIT, SUMMARY_FIELDS, LogFilter, LogQueries
 from .download import Download
@@ -34,6 +35,7 @@ EXPORT_FORMATS = {"jsonl": "application/x-ndjson", "csv": "text/csv; charset=utf
 # A full record carries ``*_encoding`` only when its body is base64, so CSV columns are fixed up front.
 FULL_COLUMNS = (*SUMMARY_FIELDS, *DETAIL_EXTRA, "request_body_encoding", "response_body_encoding")
 MAX_FEEDBACK_ITEMS = 1000
+OWN_TRACE_WAIT_SECONDS = 1.0  # how long feedback from an inference key waits for its request's record
 _CHUNK_BYTES = 64 * 1024  # an export goes out in pieces about this size
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -275,6 +277,7 @@ def _pieces(parts: Iterable[bytes]) -> Iterator[bytes]:
 
 
 def create_feedback(store: Any, request: Request) -> dict[str, Any]:
+    _check_own_traces(store, request.principal, {item["trace_id"] for item in request.body["items"]})
     ids = queries(store).add_feedback(request.body["items"])
     return {"status": "success", "message": "feedback created", "feedback_ids": ids}
 
@@ -283,9 +286,34 @@ def update_feedback(store: Any, request: Request) -> dict[str, Any]:
     if not request.body:
         raise Invalid("give at least one of value, weight and metadata")
     feedback_id = request.params["feedback_id"]
+    current = queries(store).feedback(feedback_id)
+    if current is None:
+        raise NotFound(f"no feedback {feedback_id[:60]!r}")
+    _check_own_traces(store, request.principal, {current["trace_id"]})
     if queries(store).update_feedback(feedback_id, request.body) is None:
         raise NotFound(f"no feedback {feedback_id[:60]!r}")
     return {"status": "success", "message": "feedback updated", "feedback_ids": [feedback_id]}
+
+
+def _check_own_traces(store: Any, principal: Principal, trace_ids: set[str]) -> None:
+    """A key without ``logs.write`` may rate only requests it made (Portkey's hosted feedback is called
+    with the inference key). A trace not logged at all yet is waited for a moment: its record reaches
+    the store a few ms after the response, and a client may send feedback at once."""
+    if principal.can("logs.write"):
+        return
+    log = queries(store)
+    deadline = time.monotonic() + OWN_TRACE_WAIT_SECONDS
+    pending = trace_ids
+    while True:
+        pending = {t for t in pending if not log.list(LogFilter(trace_id=t, key_id=principal.key_id), limit=1)[0]}
+        unseen = {t for t in pending if not log.list(LogFilter(trace_id=t), limit=1)[0]}
+        if not unseen or time.monotonic() >= deadline:
+            break
+        time.sleep(0.05)
+    if pending:
+        shown = min(pending)[:60]
+        raise Forbidden(f"this gateway API key may give feedback only on its own requests, and none with trace id "
+                        f"{shown!r} is logged; use a key with the 'logs.write' scope for other traces")
 
 
 def analytics_summary(store: Any, request: Request) -> dict[str, Any]:
@@ -370,10 +398,10 @@ ROUTES = (
           "Logs", EXPORT_REPLY, query=EXPORT),
     Route("GET", "/logs/{log_id}", "logs.read", retrieve,
           "One log record: headers, bodies, attempts, usage, cost and feedback", "Logs", DETAIL),
-    Route("POST", "/feedback", "logs.write", create_feedback, "Record feedback on a trace (one object or a list)",
-          "Feedback", FEEDBACK_REPLY, body=FEEDBACK),
+    Route("POST", "/feedback", "logs.write", create_feedback, "Record feedback on a trace (one object or a list); "
+          "an inference key may rate its own requests", "Feedback", FEEDBACK_REPLY, body=FEEDBACK, own_scope="inference"),
     Route("PUT", "/feedback/{feedback_id}", "logs.write", update_feedback, "Change a feedback's value, weight or "
-          "metadata", "Feedback", FEEDBACK_REPLY, body=FEEDBACK_UPDATE),
+          "metadata", "Feedback", FEEDBACK_REPLY, body=FEEDBACK_UPDATE, own_scope="inference"),
     Route("GET", "/analytics/summary", "logs.read", analytics_summary,
           "Requests, errors, latency percentiles, tokens and cost: totals, over time, and per group", "Analytics",
           ANALYTICS_REPLY, query=ANALYTICS),

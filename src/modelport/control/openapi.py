@@ -73,6 +73,7 @@ def _operation(route: Route) -> dict[str, Any]:
         "summary": route.summary,
         "tags": [route.tag],
         "x-required-scope": route.scope,
+        **({"x-own-records-scope": route.own_scope} if route.own_scope else {}),
         "responses": {
             "200": {"description": "OK", "content": {"application/json": {"schema": route.response}}},
             **{_STATUS[name]: {"$ref": f"#/components/responses/{name}"} for name in errors},

@@ -43,6 +43,9 @@ class Route:
     response: dict[str, Any]  # JSON Schema of the 200 reply
     body: Shape | None = None
     query: Shape | None = None
+    # A scope that also admits the caller, to its own records only; the handler enforces "own" (feedback:
+    # a key that may make requests may rate the requests it made, as Portkey's inference key may).
+    own_scope: str | None = None
 
     @property
     def params(self) -> list[str]:

@@ -61,7 +61,9 @@ class Authenticator:
         # times are written to the store in batches, off the request path (server/app.py).
         self._used: set[str] = set()
 
-    def authenticate(self, token: str | None, scope: str = "inference") -> Principal:
+    def authenticate(self, token: str | None, scope: str = "inference", own_scope: str | None = None) -> Principal:
+        """The key's principal, if it holds ``scope`` (or ``own_scope``, which a route given one lets act
+        on the key's own records: the route checks which the caller has)."""
         self.version.refresh()  # once per request: every cache below compares against this snapshot
         if not token:
             if self._require_key:
@@ -75,8 +77,9 @@ class Authenticator:
             raise Unauthorized("the gateway API key is invalid, revoked or expired")
         if principal.expires_at is not None and principal.expires_at <= time.time():
             raise Unauthorized("the gateway API key has expired")
-        if not principal.can(scope):
-            raise Forbidden(f"this gateway API key lacks the '{scope}' scope")
+        if not principal.can(scope) and not (own_scope and principal.can(own_scope)):
+            alternative = f" (or '{own_scope}', for its own requests)" if own_scope else ""
+            raise Forbidden(f"this gateway API key lacks the '{scope}' scope{alternative}")
         self._used.add(principal.key_id)  # type: ignore[arg-type]  # every stored key has an id
         return principal
 

@@ -30,6 +30,9 @@ class GatewayError(Exception):
     status = 500
     type = "internal_error"
     code = "internal_error"
+    # Set on an error raised while the request headers were parsed, before any RequestOptions (and so
+    # its trace id) existed: the caller's x-portkey-trace-id, or a generated one.
+    trace_id = ""
 
     def __init__(self, message: str, *, code: str | None = None, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)

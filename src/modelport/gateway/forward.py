@@ -15,6 +15,7 @@ import aiohttp
 from yarl import URL
 
 from ..providers.base import ProviderSpec, Target
+from ..server.http import ClientDisconnected
 from .errors import ForbiddenHost, GatewayError, UpstreamTimeout, UpstreamUnreachable
 from .headers import RequestOptions
 from .resolve import Resolved
@@ -90,11 +91,36 @@ async def open_upstream(
         ) from None
     except GatewayError:
         raise
-    except aiohttp.ClientConnectorError as exc:
-        if isinstance(exc.__cause__, ForbiddenHost) or isinstance(getattr(exc, "os_error", None), ForbiddenHost):
-            raise exc.__cause__ if isinstance(exc.__cause__, ForbiddenHost) else ForbiddenHost(str(exc)) from None
-        # Distinct code: the request never left, so even a non-idempotent POST may be retried.
-        raise UpstreamUnreachable(f"could not connect to {resolved.spec.id} at {url.host}:{url.port}: {exc.os_error.strerror or exc}",
-                                  code=NOT_CONNECTED) from None
     except (aiohttp.ClientError, OSError) as exc:
-        raise UpstreamUnreachable(f"the connection to {resolved.spec.id} at {url.host} failed: {type(exc).__name__}: {exc}") from None
+        own = _own_error(exc)
+        if own is not None:  # the gateway stopped sending the body (too large, the client left): say so
+            raise own from None
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            # Distinct code: the request never left, so even a non-idempotent POST may be retried.
+            raise UpstreamUnreachable(f"could not connect to {resolved.spec.id} at {url.host}:{url.port}: "
+                                      f"{_transport_failure(exc)}", code=NOT_CONNECTED) from None
+        raise UpstreamUnreachable(f"the connection to {resolved.spec.id} at {url.host} failed: {_transport_failure(exc)}") from None
+
+
+def _own_error(exc: BaseException) -> Exception | None:
+    """The gateway's own exception that aiohttp wrapped: raised by the body it was sending (a streamed
+    body over MODELPORT_MAX_BODY_BYTES, a client gone mid-upload) or by the SSRF-checking resolver."""
+    for inner in (exc.__cause__, exc.__context__, getattr(exc, "os_error", None)):
+        if isinstance(inner, (GatewayError, ClientDisconnected)):
+            return inner
+    return None
+
+
+def _transport_failure(exc: BaseException) -> str:
+    """What failed, in words. aiohttp's own messages name its internals (``Connection<ConnectionKey(...)>``),
+    which tell a caller nothing; the OS's reason (``Connection refused``) does."""
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "it closed the connection without answering"
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        reason = getattr(exc.certificate_error, "verify_message", None)
+        return f"its TLS certificate was refused{f' ({reason})' if reason else ''}"
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return "the TLS handshake failed"
+    os_error = getattr(exc, "os_error", exc)
+    strerror = getattr(os_error, "strerror", None)
+    return strerror or "the connection broke"

@@ -75,7 +75,21 @@ def new_trace_id() -> str:
 
 
 def parse_request_options(raw_headers: list[tuple[bytes, bytes]]) -> RequestOptions:
-    """Split the header list into gateway options and the headers that may go upstream."""
+    """Split the header list into gateway options and the headers that may go upstream. A malformed
+    header raises ``InvalidHeader`` carrying the request's trace id, so the error response and its log
+    record keep the caller's."""
+    try:
+        return _parse(raw_headers)
+    except InvalidHeader as error:
+        error.trace_id = _given_trace_id(raw_headers) or new_trace_id()
+        raise
+
+
+def _given_trace_id(raw_headers: list[tuple[bytes, bytes]]) -> str:
+    return next((value.decode("latin-1") for name, value in raw_headers if name == b"x-portkey-trace-id"), "")
+
+
+def _parse(raw_headers: list[tuple[bytes, bytes]]) -> RequestOptions:
     portkey: dict[str, str] = {}
     upstream: list[tuple[bytes, bytes]] = []
     authorization = None

@@ -35,7 +35,7 @@ from .resolve import TargetResolver
 from .respond import Relayed, Rewriting, relay
 from .routing import Leaf, Outcome, execute
 from .streams import STREAM_ROUTE, StreamSigner
-from .unified import UnifiedCall, unified_endpoint
+from .unified import UnifiedCall, takes_unified_path, unified_endpoint
 from .upstream import Upstreams
 
 BUFFER_LIMIT = 4 * 1024 * 1024  # bodies up to this are held (and so can be retried); larger ones stream
@@ -118,7 +118,7 @@ class Gateway:
 
     async def _fail(self, send: Send, record: LogRecord, error: GatewayError, options: RequestOptions | None) -> None:
         if not record.trace_id:
-            record.trace_id = options.trace_id if options else ""
+            record.trace_id = options.trace_id if options else error.trace_id
         record.status, record.error, record.gateway_exception = error.status, error.message, True
         if record.response_bytes == 0 and not record.stream:  # nothing sent yet
             await send_error(send, error, record.trace_id)
@@ -163,7 +163,7 @@ class _Call:
         started = time.perf_counter()
         try:
             endpoint = outbound.endpoint
-            if endpoint is not None and not resolved.spec.proxy_only:
+            if endpoint is not None and takes_unified_path(endpoint, resolved.spec):
                 self.unified = UnifiedCall.prepare(endpoint, outbound, leaf, self.record)
                 _check_model_allowed(leaf, self.unified.body.get("model"))
                 cached = self._cached(leaf, endpoint)

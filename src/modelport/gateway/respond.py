@@ -17,7 +17,10 @@ from ..server.http import Headers, Receive, Send
 from .rewrite import UrlRewrite, decode_content
 
 ONE_PIECE_LIMIT = 1024 * 1024
-_DROP = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"proxy-authenticate", b"trailer", b"upgrade", b"te"})
+# Hop-by-hop headers, and ``date``: the gateway's HTTP server dates every response it sends, and a
+# second Date from the provider would make two (RFC 9110 §6.6.1 allows one).
+_DROP = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"proxy-authenticate", b"trailer", b"upgrade", b"te",
+                   b"date"})
 
 
 @dataclass(slots=True)

@@ -17,6 +17,7 @@ from ..providers.registry import get_provider
 from ..server.http import Receive, Scope, Send, send_error
 from .errors import GatewayError, NotFound
 from .forward import open_upstream
+from .headers import new_trace_id
 from .resolve import Resolved
 from .respond import relay
 from .streams import InvalidStreamToken
@@ -52,6 +53,7 @@ async def relay_stream(gateway, scope: Scope, receive: Receive, send: Send, toke
         record.response_content_type = relayed.content_type
     except GatewayError as error:
         record.status, record.error, record.gateway_exception = error.status, error.message, True
+        record.trace_id = record.trace_id or new_trace_id()  # an invalid token names no trace: a new one
         await send_error(send, error, record.trace_id)
     finally:
         record.latency_ms = (time.perf_counter() - started) * 1000

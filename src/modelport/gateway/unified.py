@@ -15,7 +15,7 @@ import orjson
 from yarl import URL
 
 from ..logs.record import LogRecord
-from ..providers.base import Endpoint, UnsupportedParameter
+from ..providers.base import Endpoint, ProviderSpec, UnsupportedParameter
 from ..providers.registry import adapter_for
 from ..server.http import Headers, Receive, Send
 from .errors import BadRequest, UnsupportedEndpoint
@@ -43,6 +43,13 @@ def _needs_body(leaf: Leaf) -> bool:
 
 def unified_endpoint(method: str, path: str) -> Endpoint | None:
     return _ENDPOINTS.get((method, path.rstrip("/") or "/"))
+
+
+def takes_unified_path(endpoint: Endpoint, spec: ProviderSpec) -> bool:
+    """Whether a request to a unified endpoint goes through ``UnifiedCall`` (which refuses the endpoints
+    a provider does not serve). The one exception is a proxy-only provider's ``GET /models``: that is
+    its own API (Replicate lists models there), proxied so its pagination URLs are rewritten."""
+    return not (spec.proxy_only and endpoint == "models")
 
 
 class UnifiedCall:
@@ -79,6 +86,11 @@ class UnifiedCall:
     @classmethod
     def prepare(cls, endpoint: Endpoint, outbound: Outbound, leaf: Leaf, record: LogRecord) -> "UnifiedCall":
         spec = leaf.resolved.spec
+        if spec.proxy_only and endpoint != "models":
+            raise UnsupportedEndpoint(
+                f"provider '{spec.id}' has no unified API for /v1{outbound.path}: call its own API through the "
+                f"proxy route instead, where /v1/<path> goes to {spec.base_url}/<path>"
+            )
         if endpoint not in spec.unified and endpoint != "models":
             raise UnsupportedEndpoint(f"provider '{spec.id}' does not serve /v1{outbound.path} through the unified API")
         body: dict[str, Any] = {}

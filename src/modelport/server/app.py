@@ -93,7 +93,8 @@ class ModelPortApp:
             text = await self.recorder.render_metrics()
             text += await asyncio.to_thread(self._limit_gauges)
         except (OSError, TimeoutError) as exc:
-            error = MetricsUnavailable(f"the log service, which keeps the metrics, is unreachable ({exc}); try again shortly")
+            reason = getattr(exc, "strerror", None) or "it did not answer in time"
+            error = MetricsUnavailable(f"the log service, which keeps the metrics, is unreachable ({reason}); try again shortly")
             await send_error(send, error, "")
             return
         await send_response(send, 200, [(b"content-type", METRICS_CONTENT_TYPE.encode())], text.encode())

@@ -7,6 +7,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 import orjson
 
 from ..gateway.errors import GatewayError, PayloadTooLarge
+from ..logs.record import new_time_ordered_id
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -68,6 +69,9 @@ async def send_json(send: Send, status: int, payload: Any, extra: Headers | None
 
 
 def error_headers(error: GatewayError, trace_id: str) -> Headers:
+    """An error's headers. Every error carries a trace id: the request's, else the one the error was
+    given while the headers were parsed, else a new one (a caller quoting it can be told it is unknown)."""
+    trace_id = trace_id or error.trace_id or new_time_ordered_id()
     headers: Headers = [
         (b"content-type", JSON),
         (b"x-portkey-gateway-exception", b"true"),

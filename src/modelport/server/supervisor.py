@@ -1,8 +1,8 @@
 """Run the gateway: the log service process, then one worker (in this process) or N worker processes
-each with its own SO_REUSEPORT socket.
+each with its own SO_REUSEPORT socket, all bound here in the parent first (``listen``).
 
 A shared listening socket let one worker take every connection in 2 of 9 benchmark runs
-(DESIGN.md); with SO_REUSEPORT the kernel spreads connections over the workers' sockets by hash.
+(docs/architecture.md); with SO_REUSEPORT the kernel spreads connections over the workers' sockets by hash.
 The log service (logs/service.py) starts first and stops last, and is restarted if it dies.
 SIGTERM/SIGINT: every worker stops accepting, finishes in-flight requests, ships its last log records,
 then exits; then the log service is told to stop, and drains everything into the store.
@@ -14,6 +14,7 @@ import multiprocessing
 import os
 import secrets
 import signal
+import errno
 import socket
 import sys
 import threading
@@ -23,7 +24,7 @@ from typing import Any
 import uvicorn
 
 from ..logs.service import READ_TO_EOF_SECONDS, run_log_service
-from ..settings import Settings
+from ..settings import Settings, SettingsError
 from .gctune import tune_for_serving
 
 GRACEFUL_SHUTDOWN_SECONDS = 30
@@ -32,15 +33,54 @@ LOG_SERVICE_RESTART_FIRST_SECONDS = 0.2
 LOG_SERVICE_RESTART_MAX_SECONDS = 10.0
 
 
-def bind_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
+LISTEN_BACKLOG = 2048
+
+
+class PortUnavailable(SettingsError):
+    """The configured host and port cannot be listened on; the message says why, in one line."""
+
+
+def listen(settings: Settings) -> list[socket.socket]:
+    """One listening socket per worker, bound in the parent before anything else starts, so that a port
+    in use is refused before a banner or an admin key is printed.
+
+    The first socket is bound *without* SO_REUSEPORT, so that bind fails when anything at all listens on
+    the port, another ModelPort included: Linux lets every socket of the same user that sets SO_REUSEPORT
+    join a port whose sockets all set it, and a second gateway's workers would answer part of the first's
+    traffic with their own keys. Only once it holds the port does it set SO_REUSEPORT (before listen(),
+    which forms the group) for this gateway's other sockets to join. A gateway started later fails that
+    same first bind."""
+    host, port = settings.host, settings.port
+    first = _bound(host, port, reuse_port=False)
+    sockets = [first]
+    try:
+        if settings.workers > 1:
+            first.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        first.listen(LISTEN_BACKLOG)
+        for _ in range(settings.workers - 1):
+            sockets.append(_bound(host, port, reuse_port=True))
+            sockets[-1].listen(LISTEN_BACKLOG)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+def _bound(host: str, port: int, reuse_port: bool) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a restart need not wait for TIME_WAIT
     if reuse_port:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    sock.set_inheritable(True)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortUnavailable(f"cannot listen on {host}:{port}: the address is already in use (by another "
+                                  "ModelPort or another server); stop it or choose another --port") from None
+        raise PortUnavailable(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     return sock
 
 
@@ -62,8 +102,7 @@ def uvicorn_config(settings: Settings) -> uvicorn.Config:
     )
 
 
-def run_worker(settings: Settings) -> None:
-    sock = bind_socket(settings.host, settings.port, reuse_port=settings.workers > 1)
+def run_worker(settings: Settings, sock: socket.socket) -> None:
     server = uvicorn.Server(uvicorn_config(settings))  # imports and builds the app
     tune_for_serving()
     # uvicorn re-raises the signal it caught once shutdown is complete; with these handlers in place the
@@ -73,9 +112,9 @@ def run_worker(settings: Settings) -> None:
     server.run(sockets=[sock])
 
 
-def _worker_main(settings: Settings) -> None:
+def _worker_main(settings: Settings, sock: socket.socket) -> None:
     try:
-        run_worker(settings)
+        run_worker(settings, sock)
     except KeyboardInterrupt:
         pass
 
@@ -162,7 +201,8 @@ class LogServiceProcess:
             delay = min(delay * 2, LOG_SERVICE_RESTART_MAX_SECONDS)
 
 
-def serve(settings: Settings) -> int:
+def serve(settings: Settings, sockets: list[socket.socket]) -> int:
+    """Run the gateway on ``sockets`` (from ``listen``) until it is told to stop; the exit code."""
     context = multiprocessing.get_context("spawn")
     log_service = LogServiceProcess(settings, context)
     try:
@@ -171,7 +211,7 @@ def serve(settings: Settings) -> int:
         print(f"modelport: {exc}", file=sys.stderr)
         return 1
     try:
-        code = _run_workers(log_service.settings, context)
+        code = _run_workers(log_service.settings, sockets, context)
     finally:
         service_code = log_service.stop()
     if service_code != 0:
@@ -179,13 +219,17 @@ def serve(settings: Settings) -> int:
     return 1 if code or service_code else 0
 
 
-def _run_workers(settings: Settings, context: Any) -> int:
+def _run_workers(settings: Settings, sockets: list[socket.socket], context: Any) -> int:
     if settings.workers == 1:
-        run_worker(settings)
+        run_worker(settings, sockets[0])
         return 0
-    workers = [context.Process(target=_worker_main, args=(settings,), name=f"modelport-worker-{i}") for i in range(settings.workers)]
+    # Each worker gets its socket as an argument: multiprocessing passes the descriptor to the child.
+    workers = [context.Process(target=_worker_main, args=(settings, sock), name=f"modelport-worker-{i}")
+               for i, sock in enumerate(sockets)]
     for worker in workers:
         worker.start()
+    for sock in sockets:
+        sock.close()  # the workers hold them now; a worker that dies takes its socket (and its queue) along
 
     def forward(signum: int, _frame: Any) -> None:
         for worker in workers:
