@@ -135,11 +135,14 @@ def create_typed(store: Store, request: Request) -> dict[str, Any]:
 
 
 def list_keys(store: Store, request: Request) -> dict[str, Any]:
-    return listing(collect(store.list_api_keys), request.query, render)
+    return listing(collect(store.list_api_keys), request.query, lambda record: _with_usage(record, request))
 
 
 def retrieve(store: Store, request: Request) -> dict[str, Any]:
-    record = _existing(store, request.params["key_id"])
+    return _with_usage(_existing(store, request.params["key_id"]), request)
+
+
+def _with_usage(record: ApiKey, request: Request) -> dict[str, Any]:
     usage = limit_usage(request, key_rules(record.id, record.name, record.rate_limits),
                         key_budget(record.id, record.name, record.usage_limits, record.usage_anchor))
     return {**render(record), "usage": usage}

@@ -326,19 +326,23 @@ def _check_required_settings(provider: str, settings: Mapping[str, Any], host: s
 
 def _lister(kind: str, render: Any) -> Any:
     def list_kind(store: Store, request: Request) -> dict[str, Any]:
-        return listing(collect(lambda **page: store.list_providers(kind=kind, **page)), request.query, render)
+        records = collect(lambda **page: store.list_providers(kind=kind, **page))
+        return listing(records, request.query, lambda record: _with_usage(render, record, request))
 
     return list_kind
 
 
 def _getter(kind: str, render: Any) -> Any:
     def retrieve(store: Store, request: Request) -> dict[str, Any]:
-        record = _existing(store, request.params["slug"], kind)
-        usage = limit_usage(request, provider_rules(record.slug, record.rate_limits),
-                            provider_budget(record.slug, record.usage_limits, record.usage_anchor))
-        return {**render(record), "usage": usage}
+        return _with_usage(render, _existing(store, request.params["slug"], kind), request)
 
     return retrieve
+
+
+def _with_usage(render: Any, record: StoredProvider, request: Request) -> dict[str, Any]:
+    usage = limit_usage(request, provider_rules(record.slug, record.rate_limits),
+                        provider_budget(record.slug, record.usage_limits, record.usage_anchor))
+    return {**render(record), "usage": usage}
 
 
 def _deleter(kind: str) -> Any:
