@@ -223,3 +223,31 @@ def test_crossing_the_alert_threshold_is_recorded_once_per_period(gateway, admin
     metrics = httpx.get(gateway.url + "/metrics").text
     assert f'modelport_budget_alerted{{owner="key:{key_id}",type="tokens"}} 1\n' in metrics
     assert f'modelport_budget_limit{{owner="key:{key_id}",type="tokens"}} 100000\n' in metrics
+
+
+# -- token rate limits: reserved and settled like a budget, over a rate window, answered with 429 ------------
+def rate_limit_usage(admin: httpx.Client, path: str) -> dict:
+    return next(r for r in admin.get(path).json()["usage"]["rate_limits"] if r["type"] == "tokens")
+
+
+def test_a_token_rate_limit_stops_at_its_value_with_a_429(gateway, admin, upstream) -> None:
+    add_provider(admin, upstream, "token-rate-upstream", rate_limits=[{"type": "tokens", "unit": "rph", "value": 1500}])
+    key, _ = add_key(admin, "token-rate")
+    path, request, total = "/virtual-keys/token-rate-upstream", chat(key, "token-rate-upstream"), 0
+    for _ in range(100):  # batches, each settled before the next, until one is refused
+        answers = asyncio.run(_batch(gateway, request, 8))
+        admitted = [a for a in answers if a.status_code == 200]
+        total += sum(a.json()["usage"]["total_tokens"] for a in admitted)
+        deadline = time.monotonic() + 15
+        while rate_limit_usage(admin, path)["used"] != total:
+            assert time.monotonic() < deadline, "the token limit never settled to the reported usage"
+            time.sleep(0.1)
+        if len(admitted) < len(answers):
+            break
+    assert 0 < total <= 1500
+    assert all(int(a.headers["x-ratelimit-limit-tokens"]) == 1500 for a in admitted)
+    refused = next(a for a in answers if a.status_code != 200)
+    assert refused.status_code == 429 and 1 <= int(refused.headers["retry-after"]) <= 3600
+    error = refused.json()["error"]
+    assert error["code"] == "rate_limited" and "allows 1500 tokens per hour (rph)" in error["message"]
+    assert error["limit"] == {**error["limit"], "type": "tokens", "unit": "rph", "value": 1500}

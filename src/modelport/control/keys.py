@@ -16,7 +16,7 @@ from typing import Any
 from ..gateway.auth import Principal
 from ..gateway.errors import Forbidden, NotFound
 from ..gateway.limits import key_rules
-from ..usage.limits import key_budget
+from ..usage.limits import key_budget, key_token_limits
 from ..providers.registry import PROVIDERS
 from ..store import SCOPES, UNCHANGED, ApiKey, Store
 from ..store.base import SLUG_PATTERN, utc_now
@@ -144,6 +144,7 @@ def retrieve(store: Store, request: Request) -> dict[str, Any]:
 
 def _with_usage(record: ApiKey, request: Request) -> dict[str, Any]:
     usage = limit_usage(request, key_rules(record.id, record.name, record.rate_limits),
+                        key_token_limits(record.id, record.name, record.rate_limits),
                         key_budget(record.id, record.name, record.usage_limits, record.usage_anchor))
     return {**render(record), "usage": usage}
 

@@ -23,7 +23,7 @@ from typing import Any, Mapping
 
 from ..gateway.errors import NotFound
 from ..gateway.limits import provider_rules
-from ..usage.limits import provider_budget
+from ..usage.limits import provider_budget, provider_token_limits
 from ..providers.registry import PROVIDERS
 from ..store import UNCHANGED, Store, StoredProvider
 from ..store.base import SLUG_PATTERN
@@ -341,6 +341,7 @@ def _getter(kind: str, render: Any) -> Any:
 
 def _with_usage(render: Any, record: StoredProvider, request: Request) -> dict[str, Any]:
     usage = limit_usage(request, provider_rules(record.slug, record.rate_limits),
+                        provider_token_limits(record.slug, record.rate_limits),
                         provider_budget(record.slug, record.usage_limits, record.usage_anchor))
     return {**render(record), "usage": usage}
 

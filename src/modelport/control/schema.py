@@ -323,14 +323,11 @@ def rate_limits(name: str = "rate_limits") -> Field:
                 raise Invalid(f"{here} must have exactly the keys type, unit and value")
             for key, spec in _RATE_LIMIT_SCHEMA["properties"].items():
                 _check_simple(rule[key], spec, f"{here}.{key}")
-            if rule["type"] == "tokens":
-                raise Invalid(f"{here}.type 'tokens' is not in this build yet: only request limits are enforced "
-                              "(type 'requests'); a token limit would be stored and not applied")
         return rules
 
-    description = ("Request rate limits (Portkey RateLimits), enforced per UTC-aligned window (rpm, rph, rpd, "
-                   "rpw); a value of 0 disables a rule; one object is taken as a list of one. Token limits "
-                   "(type 'tokens') are not in this build and are refused.")
+    description = ("Request or token rate limits (Portkey RateLimits), enforced per UTC-aligned window (rpm, rph, "
+                   "rpd, rpw); a value of 0 disables a rule; one object is taken as a list of one. A token limit "
+                   "reserves each request's most (size and max tokens) and settles to its real usage.")
     schema = {"anyOf": [RATE_LIMITS_SCHEMA, _RATE_LIMIT_SCHEMA], "description": description}
     return Field(name, schema, convert, nullable=True)
 

@@ -73,7 +73,7 @@ USAGE = {
     "description": "Where each enforced rate limit stands in its current window, on this node's counters.",
     "properties": {"rate_limits": {"type": "array", "items": {
         "type": "object",
-        "properties": {"type": {"const": "requests"}, "unit": {"type": "string"}, "value": {"type": "integer"},
+        "properties": {"type": {"enum": ["requests", "tokens"]}, "unit": {"type": "string"}, "value": {"type": "integer"},
                        "used": {"type": "integer"}, "remaining": {"type": "integer"}, "resets_at": TIME},
         "required": ["type", "unit", "value", "used", "remaining", "resets_at"],
     }}, "budget": {"anyOf": [{"type": "null"}, {
@@ -86,9 +86,10 @@ USAGE = {
 }  # fmt: skip
 
 
-def limit_usage(request: Any, rules: Sequence[Any], budget: Any) -> dict[str, Any]:
+def limit_usage(request: Any, rules: Sequence[Any], token_limits: Sequence[Any], budget: Any) -> dict[str, Any]:
     """``{"rate_limits": [...], "budget": {...} | null}`` for a GET of one key or provider."""
     limiter = request.limiter
     if limiter is None:
         return {"rate_limits": [], "budget": None}
-    return {"rate_limits": limiter.usage(rules) if rules else [], "budget": limiter.budget_usage(budget)}
+    shown = (limiter.usage(rules) if rules else []) + (limiter.token_usage(token_limits) if token_limits else [])
+    return {"rate_limits": shown, "budget": limiter.budget_usage(budget)}

@@ -14,7 +14,7 @@ from typing import Any, Hashable, Protocol
 
 from ..keys import hash_api_key
 from .errors import Forbidden, Unauthorized
-from ..usage.limits import Budget, key_budget
+from ..usage.limits import Budget, key_budget, key_token_limits
 from .limits import Rule, key_rules
 from .store_cache import StoreCache, StoreVersion
 
@@ -30,6 +30,7 @@ class Principal:
     log_bodies: bool = True
     rate_limits: tuple[Rule, ...] = ()
     budget: Budget | None = None
+    token_limits: tuple[Budget, ...] = ()
 
     def can(self, scope: str) -> bool:
         return scope in self.scopes or "admin" in self.scopes
@@ -107,6 +108,7 @@ def principal_from_record(record: Any) -> Principal | None:
         log_bodies=record.log_bodies,
         rate_limits=key_rules(record.id, record.name, getattr(record, "rate_limits", None)),
         budget=key_budget(record.id, record.name, getattr(record, "usage_limits", None), getattr(record, "usage_anchor", None)),
+        token_limits=key_token_limits(record.id, record.name, getattr(record, "rate_limits", None)),
     )
 
 

@@ -21,23 +21,22 @@ import orjson
 
 from ..store.counters import Admission, Counters, CountersFull
 from ..usage.limits import (
-    MONDAY,
     NANO_USD,
+    WINDOW_WORDS,
     Budget,
     Charge,
-    aligned_window,
     digest,
     key_budget,
     key_who,
     provider_budget,
+    provider_who,
+    rate_window,
     window_key,
 )
 from .errors import GatewayError, RateLimited
 
 log = logging.getLogger("modelport.limits")
 
-WINDOW_SECONDS = {"rpm": 60, "rph": 3600, "rpd": 86400, "rpw": 604800}
-WINDOW_WORDS = {"rpm": "minute", "rph": "hour", "rpd": "day", "rpw": "week"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +53,7 @@ class Rule:
 
     def window(self, now: float) -> tuple[int, int]:
         """Start and end (epoch seconds) of the UTC-aligned window holding ``now``."""
-        return aligned_window(WINDOW_SECONDS[self.unit], now, MONDAY if self.unit == "rpw" else 0)
+        return rate_window(self.unit, now)
 
     def charge(self, now: float) -> Charge:
         start, end = self.window(now)
@@ -69,7 +68,7 @@ def key_rules(key_id: str, name: str, stored: Any) -> tuple[Rule, ...]:
 
 
 def provider_rules(slug: str, stored: Any) -> tuple[Rule, ...]:
-    return rules_for(f"provider:{slug}", f"provider @{slug}", stored)
+    return rules_for(f"provider:{slug}", provider_who(slug), stored)
 
 
 
@@ -111,6 +110,40 @@ class LimitExceeded(RateLimited):
                                        "limit": self.limit}})
 
 
+class TokenStanding(NamedTuple):
+    """Where one request left one token rate limit (its reservation counted until settled)."""
+
+    limit: Budget
+    count: int
+    resets_at: int
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.limit.limit - self.count)
+
+
+class TokenLimitExceeded(RateLimited):
+    def __init__(self, limit: Budget, used: int, amount: int, resets_at: int, now: float) -> None:
+        unit, wait, resets = limit.window or "rpm", max(1, math.ceil(resets_at - now)), _iso(resets_at)
+        super().__init__(
+            f"rate limit reached: {limit.who} allows {limit.limit} tokens per {WINDOW_WORDS[unit]} ({unit}); "
+            f"{used} are used or reserved in this window and this request could add up to {amount} (its size and "
+            f"max tokens); the window resets at {resets} (in {wait} s)",
+            headers={"retry-after": str(wait), **token_headers_for([TokenStanding(limit, used, resets_at)], now)},
+        )
+        self.limit = {"owner": limit.owner, "type": "tokens", "unit": unit, "value": limit.limit, "resets_at": resets}
+
+    def body(self) -> bytes:
+        return orjson.dumps({"error": {"message": self.message, "type": self.type, "code": self.code,
+                                       "limit": self.limit}})
+
+
+class Admitted(NamedTuple):
+    standings: list[Standing]  # request rate limits, for the x-ratelimit-*-requests headers
+    token_standings: list[TokenStanding]  # token rate limits, for the x-ratelimit-*-tokens headers
+    reserved: list[Charge]  # one per reserve, to settle once the real usage is known
+
+
 class LimitsUnavailable(GatewayError):
     status, type, code = 503, "service_unavailable", "rate_limits_unavailable"
 
@@ -146,13 +179,12 @@ class Limiter:
         """Count this request against every rule, or raise ``LimitExceeded`` for the first it breaks."""
         if not rules:
             return []
-        return self.admit_with_budgets(rules, ())[0]
+        return self.admit_with_budgets(rules, ()).standings
 
-    def admit_with_budgets(self, rules: Sequence[Rule], reserves: Sequence[tuple[Budget, int]]
-                           ) -> tuple[list[Standing], list[Charge]]:  # fmt: skip
+    def admit_with_budgets(self, rules: Sequence[Rule], reserves: Sequence[tuple[Budget, int]]) -> Admitted:
         """One step for all of them: count the request on every rule and reserve ``amount`` on every
-        budget, or do none of it and raise for the first that refuses. Returns the standings (for the
-        headers) and the reservations (to settle when the request's real usage is known)."""
+        budget (token rate limits are budgets over a rate window), or do none of it and raise for the
+        first that refuses."""
         now = self._clock()
         charges = [rule.charge(now) for rule in rules]
         reserved = [budget.charge(now, amount) for budget, amount in reserves]
@@ -167,11 +199,17 @@ class Limiter:
             if refused < len(rules):
                 raise LimitExceeded(standings[refused], now)
             budget, amount = reserves[refused - len(rules)]
-            raise BudgetExhausted(budget, admission.counts[refused], amount, reserved[refused - len(rules)].ends_at)
-        for (budget, _), used in zip(reserves, admission.counts[len(rules):]):
-            if budget.alert_at is not None and used >= budget.alert_at:
+            used, ends_at = admission.counts[refused], reserved[refused - len(rules)].ends_at
+            if budget.window is not None:
+                raise TokenLimitExceeded(budget, used, amount, ends_at, now)
+            raise BudgetExhausted(budget, used, amount, ends_at)
+        tokens = []
+        for (budget, _), used, charge in zip(reserves, admission.counts[len(rules):], reserved):
+            if budget.window is not None:
+                tokens.append(TokenStanding(budget, used, charge.ends_at))
+            elif budget.alert_at is not None and used >= budget.alert_at:
                 self._alert(budget, used, now)
-        return standings, reserved
+        return Admitted(standings, tokens, reserved)
 
     def _alert(self, budget: Budget, used: int, now: float) -> None:
         """Once per period, whichever process sees the crossing first (the flag is a counter of 1)."""
@@ -198,6 +236,17 @@ class Limiter:
         scale = NANO_USD if budget.kind == "cost" else 1
         return {**budget.describe(), "used": used / scale, "remaining": max(0, budget.limit - used) / scale,
                 "period_ends_at": _iso(charge.ends_at), "alerted": self.alerted(budget)}
+
+    def token_usage(self, limits: Iterable[Budget]) -> list[dict[str, Any]]:
+        """Each token rate limit with its current window's count (reservations in flight included)."""
+        now = self._clock()
+        shown = []
+        for limit in limits:
+            charge = limit.charge(now, 0)
+            used = self._counters.count(charge.key, now)
+            shown.append({"type": "tokens", "unit": limit.window, "value": limit.limit, "used": used,
+                          "remaining": max(0, limit.limit - used), "resets_at": _iso(charge.ends_at)})
+        return shown
 
     def usage(self, rules: Iterable[Rule]) -> list[dict[str, Any]]:
         """Each rule with its current window's count, for the control plane."""
@@ -273,6 +322,19 @@ def headers_for(standings: Sequence[Standing], now: float) -> dict[str, str]:
         "x-ratelimit-limit-requests": str(tightest.rule.value),
         "x-ratelimit-remaining-requests": str(tightest.remaining),
         "x-ratelimit-reset-requests": _duration(tightest.resets_at - now),
+    }
+
+
+def token_headers_for(standings: Sequence[TokenStanding], now: float) -> dict[str, str]:
+    """OpenAI's ``x-ratelimit-*-tokens`` headers for the tightest token limit; remaining counts what
+    requests in flight have reserved."""
+    if not standings:
+        return {}
+    tightest = min(standings, key=lambda s: (s.remaining, s.resets_at))
+    return {
+        "x-ratelimit-limit-tokens": str(tightest.limit.limit),
+        "x-ratelimit-remaining-tokens": str(tightest.remaining),
+        "x-ratelimit-reset-tokens": _duration(tightest.resets_at - now),
     }
 
 

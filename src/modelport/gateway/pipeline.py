@@ -30,7 +30,16 @@ from .errors import BadRequest, Forbidden, GatewayError, PayloadTooLarge
 from .forward import NOT_CONNECTED, Outbound, open_upstream, proxy_headers, upstream_url
 from .budgets import Reserver
 from .headers import RequestOptions, parse_request_options
-from .limits import BudgetExhausted, LimitExceeded, Limiter, Standing, headers_for
+from .limits import (
+    BudgetExhausted,
+    LimitExceeded,
+    Limiter,
+    Standing,
+    TokenLimitExceeded,
+    TokenStanding,
+    headers_for,
+    token_headers_for,
+)
 from .resolve import TargetResolver
 from .respond import Relayed, Rewriting, relay
 from .routing import Leaf, Outcome, execute
@@ -128,7 +137,7 @@ class _Call:
     """The per-request state the attempt and respond steps share; also the ``Walk`` the router drives."""
 
     __slots__ = ("gateway", "scope", "receive", "send", "outbound", "record", "principal", "unified", "cache_key",
-                 "key_standings", "provider_standings", "reserved")
+                 "key_standings", "provider_standings", "token_standings", "reserved")
 
     def __init__(self, gateway: Gateway, scope: Scope, receive: Receive, send: Send, outbound: Outbound,
                  record: LogRecord, principal: Principal, key_standings: list[Standing]) -> None:
@@ -136,6 +145,7 @@ class _Call:
         self.outbound, self.record, self.principal = outbound, record, principal
         self.key_standings = key_standings
         self.provider_standings: list[Standing] = []  # the limits of the provider the last attempt reached
+        self.token_standings: list[TokenStanding] = []  # the token limits (key's and provider's) it reserved on
         self.reserved: list[tuple[Charge, str]] = []  # the last attempt's budget reservations, with their kinds
         self.unified: UnifiedCall | None = None
         self.cache_key: str | None = None
@@ -147,7 +157,7 @@ class _Call:
     def may_retry(self, outcome: Outcome) -> bool:
         if self.outbound.body is None:
             return False  # a streamed body was consumed by the first attempt
-        if isinstance(outcome.error, (LimitExceeded, BudgetExhausted)):
+        if isinstance(outcome.error, (LimitExceeded, TokenLimitExceeded, BudgetExhausted)):
             return False  # the window will not reset within a backoff; a fallback target may take it
         if self.outbound.method != "POST" or self.outbound.endpoint:
             return True
@@ -158,7 +168,7 @@ class _Call:
         resolved = leaf.resolved
         span = Attempt(index=leaf.index, provider=resolved.spec.id, slug=resolved.target.slug, started_at=time.time(), retry=retry)
         self.record.attempts.append(span)
-        self.provider_standings = []
+        self.provider_standings, self.token_standings = [], []
         self.release_unsettled()  # a new attempt: the last one failed, and what it reserved goes back
         started = time.perf_counter()
         try:
@@ -191,7 +201,9 @@ class _Call:
 
     def _admit(self, resolved: Any) -> None:
         """The provider's rate limits and both budgets, in one step, just before the upstream call."""
-        budgets = [b for b in (self.principal.budget, resolved.budget) if b is not None]
+        principal = self.principal
+        budgets = [b for b in (principal.budget, resolved.budget) if b is not None]
+        budgets += principal.token_limits + resolved.token_limits
         if not budgets and not resolved.rate_limits:
             return
         body = None  # proxied: nothing bounds what it may cost
@@ -200,7 +212,8 @@ class _Call:
         reserves = self.gateway.reserver.amounts(
             budgets, resolved.spec.id, self.outbound.endpoint, body, len(self.outbound.body or b""),
         ) if budgets else ()  # fmt: skip
-        self.provider_standings, charges = self.gateway.limiter.admit_with_budgets(resolved.rate_limits, reserves)
+        self.provider_standings, self.token_standings, charges = self.gateway.limiter.admit_with_budgets(
+            resolved.rate_limits, reserves)
         self.reserved = [(charge, budget.kind) for charge, (budget, _) in zip(charges, reserves)]
 
     def release_unsettled(self) -> None:
@@ -270,8 +283,10 @@ class _Call:
         ]
         if outcome.leaf.index:  # only when a config routed the request
             headers.append((b"x-portkey-last-used-option-index", outcome.leaf.index.encode()))
-        if self.key_standings or self.provider_standings:
-            limits = headers_for(self.key_standings + self.provider_standings, time.time())
+        if self.key_standings or self.provider_standings or self.token_standings:
+            now = time.time()
+            limits = {**headers_for(self.key_standings + self.provider_standings, now),
+                      **token_headers_for(self.token_standings, now)}
             headers.extend((name.encode(), value.encode()) for name, value in limits.items())
         return headers
 

@@ -14,7 +14,7 @@ from ..providers.registry import PROVIDERS, get_provider
 from .auth import Principal
 from .errors import BadRequest, Forbidden, ForbiddenHost, UnknownProvider
 from .hosts import check_custom_host
-from ..usage.limits import Budget, provider_budget
+from ..usage.limits import Budget, provider_budget, provider_token_limits
 from .limits import Rule, provider_rules
 from .store_cache import StoreCache, StoreVersion
 
@@ -32,6 +32,7 @@ class Resolved:
     allowed_models: frozenset[str] | None = None  # a stored provider's allow-list; None = every model
     rate_limits: tuple[Rule, ...] = ()  # a stored provider's request limits, checked per attempt
     budget: Budget | None = None  # a stored provider's budget, reserved per attempt
+    token_limits: tuple[Budget, ...] = ()  # its token rate limits, reserved the same way
 
 
 class ProviderStore(Protocol):
@@ -91,7 +92,8 @@ class TargetResolver:
         target = Target(provider=spec.id, base_url=base, api_key=record.secret, settings=settings, slug=slug)
         return Resolved(spec, target, caller_chosen_host=False, allowed_models=record.allowed_models,
                         rate_limits=provider_rules(slug, record.rate_limits),
-                        budget=provider_budget(slug, record.usage_limits, record.usage_anchor))
+                        budget=provider_budget(slug, record.usage_limits, record.usage_anchor),
+                        token_limits=provider_token_limits(slug, record.rate_limits))
 
     def _builtin_target(
         self, provider: str, custom_host: str | None, caller_key: str | None, caller_settings: Mapping[str, str]

@@ -25,6 +25,8 @@ NANO_USD = 1_000_000_000  # cost budgets count whole nano-dollars: exact integer
 _DAY = 86400
 MONDAY = 4 * _DAY  # the epoch was a Thursday; ISO weeks start on Monday 1970-01-05
 _FOREVER = 100 * 365 * _DAY  # a budget with no reset: one period, a century long
+WINDOW_SECONDS = {"rpm": 60, "rph": 3600, "rpd": _DAY, "rpw": 7 * _DAY}
+WINDOW_WORDS = {"rpm": "minute", "rph": "hour", "rpd": "day", "rpw": "week"}
 
 
 class Charge(NamedTuple):
@@ -47,6 +49,11 @@ def aligned_window(length: int, now: float, offset: int = 0) -> tuple[int, int]:
     return start, start + length
 
 
+def rate_window(unit: str, now: float) -> tuple[int, int]:
+    """The UTC-aligned minute, hour, day or ISO week holding ``now``."""
+    return aligned_window(WINDOW_SECONDS[unit], now, MONDAY if unit == "rpw" else 0)
+
+
 @dataclass(frozen=True, slots=True)
 class Budget:
     owner: str  # "key:<id>" or "provider:<slug>"
@@ -57,12 +64,17 @@ class Budget:
     reset: str | None = None  # "monthly" | "weekly" | None
     reset_days: int | None = None
     alert_at: int | None = None  # nano-dollars or tokens
+    window: str | None = None  # a token rate limit's unit (rpm, rph, rpd, rpw): answered with 429, not 412
+    position: int = 0  # a token rate limit's index in its owner's rate_limits
     base: bytes = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "base", digest(f"budget|{self.owner}|{self.kind}|{self.anchor}"))
+        name = f"budget|{self.owner}|{self.kind}|{self.anchor}|{self.window}|{self.position}"
+        object.__setattr__(self, "base", digest(name))
 
     def period(self, now: float) -> tuple[int, int]:
+        if self.window is not None:
+            return rate_window(self.window, now)
         if self.reset == "monthly":
             moment = datetime.fromtimestamp(now, timezone.utc)
             start = datetime(moment.year, moment.month, 1, tzinfo=timezone.utc)
@@ -95,12 +107,16 @@ def key_who(key_id: str, name: str) -> str:
     return f"gateway API key {key_id} ({name})"
 
 
+def provider_who(slug: str) -> str:
+    return f"provider @{slug}"
+
+
 def key_budget(key_id: str, name: str, stored: Any, anchor: datetime | None) -> Budget | None:
     return budget_from(f"key:{key_id}", key_who(key_id, name), stored, _epoch(anchor))
 
 
 def provider_budget(slug: str, stored: Any, anchor: datetime | None) -> Budget | None:
-    return budget_from(f"provider:{slug}", f"provider @{slug}", stored, _epoch(anchor))
+    return budget_from(f"provider:{slug}", provider_who(slug), stored, _epoch(anchor))
 
 
 def _epoch(moment: datetime | None) -> float:
@@ -117,6 +133,24 @@ def budget_from(owner: str, who: str, stored: Mapping[str, Any] | None, anchor: 
     return Budget(owner, who, kind, int(round(stored["credit_limit"] * scale)), int(anchor),
                   stored.get("periodic_reset"), stored.get("periodic_reset_days"),
                   int(round(alert * scale)) if alert else None)
+
+
+def token_limits(owner: str, who: str, stored: Any) -> tuple[Budget, ...]:
+    """The ``type: tokens`` rules of a stored ``rate_limits`` list: budgets over a rate window, reserved
+    and settled like any budget (a limit of 0 disables its rule)."""
+    return tuple(
+        Budget(owner, who, "tokens", int(item["value"]), 0, window=item["unit"], position=position)
+        for position, item in enumerate(stored or ())
+        if item.get("type") == "tokens" and item.get("value")
+    )
+
+
+def key_token_limits(key_id: str, name: str, stored: Any) -> tuple[Budget, ...]:
+    return token_limits(f"key:{key_id}", key_who(key_id, name), stored)
+
+
+def provider_token_limits(slug: str, stored: Any) -> tuple[Budget, ...]:
+    return token_limits(f"provider:{slug}", provider_who(slug), stored)
 
 
 def reservation(kind: str, prompt_bound: int, output_bound: int, price: ModelPrice | None) -> int | None:
