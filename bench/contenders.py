@@ -94,7 +94,7 @@ def _slug(scenario: Scenario) -> str:
 class ModelPort(Contender):
     workers: int = 1
     logging: bool = True
-    limits: bool = False  # a request rate limit on the caller's key and on every stored provider
+    limits: bool = False  # a request rate limit and a budget on the caller's key, a rate limit on every provider
 
     home: Path | None = field(default=None, init=False)
     key: str = field(default=ADMIN_KEY, init=False)
@@ -134,7 +134,8 @@ class ModelPort(Contender):
         """Limits high enough never to refuse, so the run measures what checking them costs."""
         never_reached = [{"type": "requests", "unit": "rpm", "value": 10**9}]
         created = self._admin("POST", "/v1/api-keys", {"name": "bench", "scopes": ["inference"],
-                                                        "rate_limits": never_reached})
+                                                        "rate_limits": never_reached,
+                                                        "usage_limits": {"credit_limit": 10**6}})
         self.key = created["key"]
         for shape in ("openai", "replicate"):
             for regime in ("", "-slow"):
@@ -240,8 +241,8 @@ def all_contenders(portkey_version: str | None = None,
         ModelPort("modelport", "full pipeline: key check, @slug credential, logs with bodies, cost"),
         ModelPort("modelport-nolog", "as above with MODELPORT_LOGGING=false", logging=False),
         ModelPort("modelport-2w", "full pipeline, 2 worker processes", workers=2),
-        ModelPort("modelport-limits", "full pipeline with a request rate limit on the key and the provider",
-                  limits=True),
+        ModelPort("modelport-limits", "full pipeline with a request rate limit and a cost budget on the key and a "
+                  "request rate limit on the provider", limits=True),
         Portkey("portkey", "Portkey's open-source gateway (Node), x-portkey-custom-host",
                 version=portkey_version),
         LiteLLM("litellm", "LiteLLM proxy, no database, model_list at the upstream",

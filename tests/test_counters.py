@@ -125,3 +125,22 @@ def test_two_new_windows_of_one_request_get_two_slots(tmp_path: Path) -> None:
     first, second = Charge(b"a" * 16, 5, 2**40), Charge(b"b" * 16, 5, 2**40)
     assert counters.admit([first, second], 0).counts == [1, 1]
     assert (counters.count(first.key, 0), counters.count(second.key, 0)) == (1, 1)
+
+
+def test_a_budget_refuses_past_its_limit_and_a_new_period_admits_again(tmp_path: Path) -> None:
+    from modelport.gateway.limits import BudgetExhausted
+    from modelport.usage.limits import budget_from
+
+    clock = Clock(epoch("2026-12-31 23:59:00"))
+    limiter = Limiter(LocalCounters(tmp_path / "counters"), clock)
+    budget = budget_from("key:k1", "gateway API key k1 (test)", {"type": "tokens", "credit_limit": 100,
+                                                                 "periodic_reset": "monthly"}, 0)
+    _, _, reserved = limiter.admit_with_budgets([], [(budget, 60)])
+    with pytest.raises(BudgetExhausted, match="could add up to 60 tokens"):
+        limiter.admit_with_budgets([], [(budget, 60)])
+    limiter.release(reserved)  # the attempt failed: its 60 go back
+    limiter.admit_with_budgets([], [(budget, 100)])
+    with pytest.raises(BudgetExhausted, match="has used 100 tokens"):
+        limiter.admit_with_budgets([], [(budget, 0)])  # nothing left: even a request that reserves 0 waits
+    clock.now = epoch("2027-01-01 00:00:00")  # a new calendar month
+    assert limiter.admit_with_budgets([], [(budget, 100)]).reserved[0].amount == 100
