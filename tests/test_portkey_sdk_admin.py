@@ -96,6 +96,13 @@ def test_api_keys(portkey, control):
     with pytest.raises(NotFoundError):
         portkey.api_keys.retrieve(id=created.id)
 
+    # Portkey's data-plane scope: completions.write is ModelPort's inference
+    inference = portkey.api_keys.create(type="workspace", sub_type="service", name="app",
+                                        scopes=["completions.write", "analytics.view"])
+    assert portkey.api_keys.retrieve(id=inference.id).scopes == ["inference", "logs.read"]
+    answer = httpx.post(control.v1 + "/chat/completions", json={}, headers={"x-portkey-api-key": inference.key})
+    assert answer.status_code == 400 and "no provider chosen" in answer.text  # authenticated for inference
+
 
 def test_configs(portkey, control, fake_replicate):
     server, _ = fake_replicate

@@ -52,6 +52,9 @@ _PORTKEY_RESOURCES = {
     "configs": "configs", "logs": "logs", "api_keys": "keys", "organisation_service_api_keys": "keys",
     "workspace_service_api_keys": "keys", "workspace_user_api_keys": "keys",
 }  # fmt: skip
+# Portkey scopes that name a whole capability rather than a resource's read or write.
+_PORTKEY_WHOLE = {"completions.write": "inference", "completions.read": "inference", "analytics.view": "logs.read",
+                  "feedback.write": "logs.write", "feedback.create": "logs.write"}
 _PORTKEY_ACTIONS = {"read": "read", "list": "read", "view": "read", "export": "read",
                     "create": "write", "update": "write", "delete": "write", "copy": "write", "write": "write"}
 
@@ -228,6 +231,8 @@ def _scopes(names: list[str]) -> list[str]:
 def _our_scope(name: str) -> str:
     if name in SCOPES:
         return name
+    if name in _PORTKEY_WHOLE:
+        return _PORTKEY_WHOLE[name]
     resource, _, action = name.partition(".")
     if resource in _PORTKEY_RESOURCES and action in _PORTKEY_ACTIONS:
         return f"{_PORTKEY_RESOURCES[resource]}.{_PORTKEY_ACTIONS[action]}"
