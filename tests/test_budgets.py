@@ -13,9 +13,8 @@ import pytest
 
 from modelport.usage.limits import Budget, budget_from
 from tests.conftest import OPENAI_KEY
-from tests.fakes.openai import make_openai_app
-from tests.fakes.server import FakeServer
 from tests.harness import GatewayProcess, free_port
+from tests.limits_support import add_key, add_provider, admin, gateway, upstream  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.slow
 
@@ -23,43 +22,11 @@ MESSAGES = [{"role": "user", "content": "count these words please"}]
 IN_RATE, OUT_RATE = 0.15 / 1e6, 0.6 / 1e6  # gpt-4o-mini, USD per token, from the shipped price table
 
 
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[tuple[FakeServer, Any]]:
-    app = make_openai_app(api_key=OPENAI_KEY)
-    with FakeServer(app) as server:
-        yield server, app["openai"]
-
-
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
-    with GatewayProcess(tmp_path_factory.mktemp("budgets") / "data", workers=2) as process:
-        yield process
-
-
-@pytest.fixture(scope="module")
-def admin(gateway: GatewayProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=gateway.v1, headers=gateway.headers(), timeout=30) as client:
-        yield client
-
-
 @pytest.fixture(autouse=True)
 def state(upstream):
     _, state = upstream
     state.reset()
     yield state
-
-
-def add_provider(admin: httpx.Client, upstream, slug: str, **fields: Any) -> None:
-    server, _ = upstream
-    body = {"name": slug, "slug": slug, "provider": "openai", "key": OPENAI_KEY, "custom_host": server.url + "/v1", **fields}
-    answer = admin.post("/virtual-keys", json=body)
-    assert answer.status_code == 200, answer.text
-
-
-def add_key(admin: httpx.Client, name: str, **fields: Any) -> tuple[str, str]:
-    answer = admin.post("/api-keys", json={"name": name, "scopes": ["inference"], **fields})
-    assert answer.status_code == 200, answer.text
-    return answer.json()["key"], answer.json()["id"]
 
 
 def chat(key: str, slug: str, **body: Any) -> dict:

@@ -50,7 +50,7 @@ def test_a_window_admits_its_value_then_refuses_until_the_next_window(tmp_path: 
     assert [limiter.admit(limits)[0].remaining for _ in range(3)] == [2, 1, 0]
     with pytest.raises(LimitExceeded) as refused:
         limiter.admit(limits)
-    assert refused.value.headers["retry-after"] == "2" and refused.value.limit["resets_at"] == "2026-12-03T10:16:00Z"
+    assert refused.value.headers["retry-after"] == "2" and refused.value.detail["resets_at"] == "2026-12-03T10:16:00Z"
     clock.now = epoch("2026-12-03 10:16:00")  # the next minute: a fresh window
     assert limiter.admit(limits)[0].remaining == 2
 

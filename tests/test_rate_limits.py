@@ -16,34 +16,13 @@ from typing import Iterator
 import httpx
 import pytest
 
-from tests.conftest import OPENAI_KEY
-from tests.fakes.openai import make_openai_app
-from tests.fakes.server import FakeServer
 from tests.harness import GatewayProcess
+from tests.limits_support import add_key, add_provider, admin, gateway, upstream  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.slow
 
 CHAT = {"model": "gpt-4.1-mini", "messages": [{"role": "user", "content": "hello"}]}
 PER_MINUTE_20 = [{"type": "requests", "unit": "rpm", "value": 20}]
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[tuple[FakeServer, object]]:
-    app = make_openai_app(api_key=OPENAI_KEY)
-    with FakeServer(app) as server:
-        yield server, app["openai"]
-
-
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
-    with GatewayProcess(tmp_path_factory.mktemp("limits") / "data", workers=2) as process:
-        yield process
-
-
-@pytest.fixture(scope="module")
-def admin(gateway: GatewayProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=gateway.v1, headers=gateway.headers(), timeout=30) as client:
-        yield client
 
 
 @pytest.fixture
@@ -53,20 +32,6 @@ def state(upstream):
     state.delay = 0.2
     yield state
     state.reset()
-
-
-def add_provider(admin: httpx.Client, upstream, slug: str, rate_limits=None) -> None:
-    server, _ = upstream
-    body = {"name": slug, "slug": slug, "provider": "openai", "key": OPENAI_KEY, "custom_host": server.url + "/v1",
-            "rate_limits": rate_limits}
-    answer = admin.post("/virtual-keys", json=body)
-    assert answer.status_code == 200, answer.text
-
-
-def add_key(admin: httpx.Client, name: str, rate_limits=None) -> tuple[str, str]:
-    answer = admin.post("/api-keys", json={"name": name, "scopes": ["inference"], "rate_limits": rate_limits})
-    assert answer.status_code == 200, answer.text
-    return answer.json()["key"], answer.json()["id"]
 
 
 def assert_usage_shows_the_full_window(shown: dict) -> None:
@@ -110,7 +75,7 @@ def assert_exactly_twenty(answers: list[httpx.Response], state, whose: str) -> N
 
 def test_a_key_limit_admits_exactly_its_value_across_workers(gateway, admin, upstream, state) -> None:
     add_provider(admin, upstream, "open-upstream")
-    key, key_id = add_key(admin, "twenty-a-minute", PER_MINUTE_20)
+    key, key_id = add_key(admin, "twenty-a-minute", rate_limits=PER_MINUTE_20)
     away_from_a_minute_boundary()
     answers = asyncio.run(burst(gateway, key, "open-upstream"))
     assert_exactly_twenty(answers, state, "gateway API key")
@@ -122,7 +87,7 @@ def test_a_key_limit_admits_exactly_its_value_across_workers(gateway, admin, ups
 
 
 def test_a_provider_limit_admits_exactly_its_value_across_workers(gateway, admin, upstream, state) -> None:
-    add_provider(admin, upstream, "limited-upstream", PER_MINUTE_20)
+    add_provider(admin, upstream, "limited-upstream", rate_limits=PER_MINUTE_20)
     key, _ = add_key(admin, "unlimited")
     away_from_a_minute_boundary()
     answers = asyncio.run(burst(gateway, key, "limited-upstream"))
@@ -131,7 +96,7 @@ def test_a_provider_limit_admits_exactly_its_value_across_workers(gateway, admin
 
 
 def test_a_fallback_moves_on_from_a_provider_at_its_limit(gateway, admin, upstream, state) -> None:
-    add_provider(admin, upstream, "one-a-minute", [{"type": "requests", "unit": "rpm", "value": 1}])
+    add_provider(admin, upstream, "one-a-minute", rate_limits=[{"type": "requests", "unit": "rpm", "value": 1}])
     add_provider(admin, upstream, "spare-upstream")
     state.delay = 0
     config = {"strategy": {"mode": "fallback"},

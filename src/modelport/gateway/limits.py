@@ -94,7 +94,18 @@ class Standing(NamedTuple):
         return max(0, self.rule.value - self.count)
 
 
-class LimitExceeded(RateLimited):
+class _Refusal(GatewayError):
+    """A limit's refusal: the error body names the limit (``detail_name``) as well as saying why."""
+
+    detail_name = "limit"
+    detail: dict[str, Any]
+
+    def body(self) -> bytes:
+        return orjson.dumps({"error": {"message": self.message, "type": self.type, "code": self.code,
+                                       self.detail_name: self.detail}})
+
+
+class LimitExceeded(_Refusal, RateLimited):
     def __init__(self, standing: Standing, now: float) -> None:
         rule, wait = standing.rule, max(1, math.ceil(standing.resets_at - now))
         resets = _iso(standing.resets_at)
@@ -103,11 +114,7 @@ class LimitExceeded(RateLimited):
             f"({rule.unit}); the window resets at {resets} (in {wait} s)",
             headers={"retry-after": str(wait), **headers_for([standing], now)},
         )
-        self.limit = {"owner": rule.owner, **rule.describe(), "resets_at": resets}
-
-    def body(self) -> bytes:
-        return orjson.dumps({"error": {"message": self.message, "type": self.type, "code": self.code,
-                                       "limit": self.limit}})
+        self.detail = {"owner": rule.owner, **rule.describe(), "resets_at": resets}
 
 
 class TokenStanding(NamedTuple):
@@ -122,7 +129,7 @@ class TokenStanding(NamedTuple):
         return max(0, self.limit.limit - self.count)
 
 
-class TokenLimitExceeded(RateLimited):
+class TokenLimitExceeded(_Refusal, RateLimited):
     def __init__(self, limit: Budget, used: int, amount: int, resets_at: int, now: float) -> None:
         unit, wait, resets = limit.window or "rpm", max(1, math.ceil(resets_at - now)), _iso(resets_at)
         super().__init__(
@@ -131,11 +138,7 @@ class TokenLimitExceeded(RateLimited):
             f"max tokens); the window resets at {resets} (in {wait} s)",
             headers={"retry-after": str(wait), **token_headers_for([TokenStanding(limit, used, resets_at)], now)},
         )
-        self.limit = {"owner": limit.owner, "type": "tokens", "unit": unit, "value": limit.limit, "resets_at": resets}
-
-    def body(self) -> bytes:
-        return orjson.dumps({"error": {"message": self.message, "type": self.type, "code": self.code,
-                                       "limit": self.limit}})
+        self.detail = {"owner": limit.owner, "type": "tokens", "unit": unit, "value": limit.limit, "resets_at": resets}
 
 
 class Admitted(NamedTuple):
@@ -148,8 +151,9 @@ class LimitsUnavailable(GatewayError):
     status, type, code = 503, "service_unavailable", "rate_limits_unavailable"
 
 
-class BudgetExhausted(GatewayError):
+class BudgetExhausted(_Refusal):
     status, type, code = 412, "budget_error", "budget_exhausted"
+    detail_name = "budget"
 
     def __init__(self, budget: Budget, used: int, amount: int, ends_at: int) -> None:
         message = (f"budget exhausted: {budget.who} has used {budget.show(used)} of its {budget.kind} budget of "
@@ -159,11 +163,7 @@ class BudgetExhausted(GatewayError):
                         f"model's price), more than the {budget.show(budget.limit - used)} left: ask for fewer "
                         "max tokens, or wait for the period to end")
         super().__init__(message)
-        self.budget = {**budget.describe(), "period_ends_at": _iso(ends_at)}
-
-    def body(self) -> bytes:
-        return orjson.dumps({"error": {"message": self.message, "type": self.type, "code": self.code,
-                                       "budget": self.budget}})
+        self.detail = {**budget.describe(), "period_ends_at": _iso(ends_at)}
 
 
 class BudgetUnpriced(GatewayError):
