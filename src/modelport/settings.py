@@ -44,6 +44,7 @@ class Settings:
     master_key: str | None = None
     require_api_key: bool = True
     allow_private_hosts: bool = False
+    trusted_hosts: tuple[str, ...] = ()
     max_body_bytes: int = 256 * 1024 * 1024
     upstream_timeout: float = 600.0
     connect_timeout: float = 10.0
@@ -100,6 +101,7 @@ class Settings:
             raise SettingsError(f"workers must be at least 1, got {self.workers}")
         if self.public_url and not self.public_url.startswith(("http://", "https://")):
             raise SettingsError("public_url must start with http:// or https://")
+        _check_trusted_hosts(self.trusted_hosts)
         for name, why in _NOT_YET_BUILT.items():
             if getattr(self, name):
                 raise SettingsError(f"{name} ({_ENV_PREFIX}{name.upper()}) is not in this build: {why}")
@@ -107,6 +109,15 @@ class Settings:
 
     def with_changes(self, **changes: Any) -> "Settings":
         return replace(self, **changes)
+
+
+def _check_trusted_hosts(entries: tuple[str, ...]) -> None:
+    from .gateway.hosts import HostRules  # the one parser of host rules; imported late, it pulls in aiohttp
+
+    try:
+        HostRules.build(False, entries)
+    except ValueError as exc:
+        raise SettingsError(f"trusted_hosts ({_ENV_PREFIX}TRUSTED_HOSTS): {exc}") from None
 
 
 _INTERNAL = frozenset({"log_service_address"})
@@ -200,6 +211,7 @@ HELP = {
     "master_key": "base64/hex 32-byte key(s) sealing provider secrets, comma-separated for rotation; default: <data_dir>/master.key",
     "require_api_key": "refuse inference without a gateway key (false = Portkey OSS behaviour)",
     "allow_private_hosts": "let callers choose private/loopback custom hosts",
+    "trusted_hosts": "comma-separated host names, IPs or CIDRs a stored provider's custom_host may name without SSRF checks",
     "max_body_bytes": "largest request body accepted",
     "upstream_timeout": "seconds an upstream may stay silent mid-response",
     "connect_timeout": "seconds to connect to an upstream",

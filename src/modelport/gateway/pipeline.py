@@ -30,6 +30,7 @@ from .errors import BadRequest, Forbidden, GatewayError, PayloadTooLarge
 from .forward import NOT_CONNECTED, Outbound, open_upstream, proxy_headers, upstream_url
 from .budgets import Reserver
 from .headers import RequestOptions, parse_request_options
+from .hosts import HostRules
 from .limits import (
     BudgetExhausted,
     LimitExceeded,
@@ -64,7 +65,7 @@ class Gateway:
         self.recorder = recorder
         self.signer = signer
         self.auth = Authenticator(store, settings.require_api_key)
-        self.resolver = TargetResolver(store, self.auth.version, settings.allow_private_hosts)
+        self.resolver = TargetResolver(store, self.auth.version, HostRules.from_settings(settings))
         self.planner = ConfigPlanner(store, self.resolver, self.auth.version)
         self.cache = ResponseCache(settings.cache_max_bytes)
         # What records keep. With logging off only the metrics read them: no headers, no bodies.
