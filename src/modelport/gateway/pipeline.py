@@ -41,6 +41,7 @@ from .limits import (
     headers_for,
     token_headers_for,
 )
+from .paths import normalised_path
 from .resolve import TargetResolver
 from .respond import Relayed, Rewriting, relay
 from .routing import Leaf, Outcome, execute
@@ -83,6 +84,7 @@ class Gateway:
                 record.request_headers = scope["headers"]  # decoded by the log writer, off the request path
             options = parse_request_options(scope["headers"])
             record.trace_id = options.trace_id
+            path = normalised_path(path)  # once: every step below routes on the same path
             principal = self.auth.authenticate(options.api_key)
             _note_principal(record, principal, options)
             standings = self.limiter.admit(principal.rate_limits)  # the key's limits: once per request
