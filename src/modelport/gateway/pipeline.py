@@ -23,10 +23,11 @@ from ..server.http import (
 from ..settings import Settings
 from ..store.counters import Counters
 from ..usage.limits import Charge
+from .allowed_models import check_model, check_proxied_model
 from .auth import Authenticator, Principal
 from .cache import CachedResponse, ResponseCache, cache_key, credential_scope
 from .configs import ConfigPlanner
-from .errors import BadRequest, Forbidden, GatewayError, PayloadTooLarge
+from .errors import BadRequest, GatewayError, PayloadTooLarge
 from .forward import NOT_CONNECTED, Outbound, open_upstream, proxy_headers, upstream_url
 from .budgets import Reserver
 from .headers import RequestOptions, parse_request_options
@@ -178,7 +179,7 @@ class _Call:
             endpoint = outbound.endpoint
             if endpoint is not None and takes_unified_path(endpoint, resolved.spec):
                 self.unified = UnifiedCall.prepare(endpoint, outbound, leaf, self.record)
-                _check_model_allowed(leaf, self.unified.body.get("model"))
+                check_model(resolved, self.unified.body.get("model"))
                 cached = self._cached(leaf, endpoint)
                 if cached is not None:
                     span.status = cached.status
@@ -186,6 +187,7 @@ class _Call:
                 method, url, headers, body = self.unified.request()
             else:
                 self.unified = None
+                check_proxied_model(leaf, outbound)
                 method, url = outbound.method, upstream_url(resolved.target.base_url, outbound.path, outbound.query)
                 headers = proxy_headers(outbound.options, resolved.spec, resolved.target)
                 body = UnifiedCall.proxy_body(outbound, leaf)
@@ -328,13 +330,6 @@ async def _send_cached(send: Send, cached: CachedResponse, extra: Headers) -> Re
     relayed = Relayed(cached.status, cached.headers, size=len(cached.body), content_type=content_type)
     relayed.captured += cached.body
     return relayed
-
-
-def _check_model_allowed(leaf: Leaf, model: object) -> None:
-    allowed = leaf.resolved.allowed_models
-    if allowed is not None and isinstance(model, str) and model not in allowed:
-        slug = leaf.resolved.target.slug
-        raise Forbidden(f"model '{model}' is not allowed on provider @{slug}; allowed: {', '.join(sorted(allowed))}")
 
 
 def _model_route(options: RequestOptions, outbound: Outbound) -> tuple[str, str] | None:

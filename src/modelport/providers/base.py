@@ -13,8 +13,10 @@ Endpoint names used for the unified API (``Endpoint``):
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping, Protocol
+from typing import Any, Callable, Literal, Mapping, Protocol
+from urllib.parse import unquote
 
 Endpoint = Literal["chat", "completions", "embeddings", "models", "messages"]
 
@@ -120,6 +122,58 @@ class Adapter(Protocol):
         ...
 
 
+def _as_named(model: str) -> tuple[str, ...]:
+    return (model,)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRule:
+    """Where a request on the proxy route names the model it runs, so a stored provider's
+    ``allowed_models`` holds there too.
+
+    A request matches when its method is ``method`` (any when None) and its path after the base URL
+    fully matches ``path``. The model is then ``template`` filled from the path's named groups, or else
+    the JSON body's ``body_field``. ``required``: such a request always runs a model, so one whose model
+    cannot be read (no such field, a body too large to hold) is refused under an allow-list instead of
+    passed. ``names`` turns the model reference into the names an allow-list entry may use (Replicate's
+    ``owner/name:version``: the reference, the model, the version).
+    """
+
+    path: str
+    method: str | None = "POST"
+    template: str | None = None
+    body_field: str | None = None
+    required: bool = False
+    names: Callable[[str], tuple[str, ...]] = _as_named
+
+    def model(self, method: str, path: str, body: Callable[[], Mapping[str, Any] | None]) -> str | None | bool:
+        """False when the rule does not apply; else the model named (None: named nowhere readable)."""
+        if self.method is not None and method != self.method:
+            return False
+        found = _compiled(self.path).fullmatch(path.rstrip("/") or "/")
+        if found is None:
+            return False
+        if self.template is not None:
+            return self.template.format(**{name: unquote(value) for name, value in found.groupdict().items()})
+        fields = body()
+        value = fields.get(self.body_field) if fields is not None and self.body_field else None
+        return value if isinstance(value, str) else None
+
+
+_PATTERNS: dict[str, re.Pattern[str]] = {}
+
+
+def _compiled(pattern: str) -> re.Pattern[str]:
+    compiled = _PATTERNS.get(pattern)
+    if compiled is None:
+        compiled = _PATTERNS[pattern] = re.compile(pattern)
+    return compiled
+
+
+# Most providers name the model in the JSON body, on every route (OpenAI's /responses, /images, ...).
+MODEL_IN_BODY = (ModelRule(r"/.*", method=None, body_field="model"),)
+
+
 @dataclass(frozen=True, slots=True)
 class ProviderSpec:
     """A provider as data.
@@ -141,6 +195,7 @@ class ProviderSpec:
     requires: tuple[str, ...] = ()
     rewrite: Any = None  # a gateway.rewrite.UrlRewrite when responses carry absolute upstream URLs
     caller_headers: tuple[str, ...] = ()  # client headers that always reach the provider, over adapter defaults
+    models: tuple[ModelRule, ...] = MODEL_IN_BODY  # where proxied requests name their model; first match wins
     docs: str = ""
 
     @property
