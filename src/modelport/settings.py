@@ -9,6 +9,7 @@ provider credentials (``slug``, ``provider``, ``secret_env``, optional ``custom_
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -99,8 +100,9 @@ class Settings:
             raise SettingsError(f"port must be between 1 and 65535, got {self.port}")
         if self.workers < 1:
             raise SettingsError(f"workers must be at least 1, got {self.workers}")
-        if self.public_url and not self.public_url.startswith(("http://", "https://")):
-            raise SettingsError("public_url must start with http:// or https://")
+        if self.public_url and not _PUBLIC_URL.fullmatch(self.public_url):
+            raise SettingsError("public_url must start with http:// or https:// and hold only URL characters (no "
+                                "spaces, quotes or backslashes), e.g. https://gateway.example.com")
         _check_trusted_hosts(self.trusted_hosts)
         for name, why in _NOT_YET_BUILT.items():
             if getattr(self, name):
@@ -120,6 +122,8 @@ def _check_trusted_hosts(entries: tuple[str, ...]) -> None:
         raise SettingsError(f"trusted_hosts ({_ENV_PREFIX}TRUSTED_HOSTS): {exc}") from None
 
 
+# Written into response bodies and Location headers: nothing that could end a JSON string or a header.
+_PUBLIC_URL = re.compile(r"https?://[A-Za-z0-9._~\[\]:-]+(/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*)?")
 _INTERNAL = frozenset({"log_service_address"})
 # Settings the design names but the code does not apply yet: refused when set, so none reads as working.
 _NOT_YET_BUILT = {
@@ -206,7 +210,7 @@ HELP = {
     "data_dir": "SQLite database, key files, spill files",
     "log_level": "server log level: critical, error, warning, info, debug",
     "config": "TOML config file: any setting by name, plus [[providers]]",
-    "public_url": "the gateway's public origin for rewritten URLs (default: the request's Host)",
+    "public_url": "the gateway's public origin for rewritten URLs (default: the request's Host, which must then be a valid host[:port])",
     "admin_key": "the admin gateway key (mp-...); generated into <data_dir>/admin.key when unset",
     "master_key": "base64/hex 32-byte key(s) sealing provider secrets, comma-separated for rotation; default: <data_dir>/master.key",
     "require_api_key": "refuse inference without a gateway key (false = Portkey OSS behaviour)",

@@ -45,6 +45,7 @@ from .limits import (
 from .paths import normalised_path
 from .resolve import TargetResolver
 from .respond import Relayed, Rewriting, relay
+from .rewrite import public_base
 from .routing import Leaf, Outcome, execute
 from .streams import STREAM_ROUTE, StreamSigner
 from .unified import UnifiedCall, takes_unified_path, unified_endpoint
@@ -188,6 +189,8 @@ class _Call:
             else:
                 self.unified = None
                 check_proxied_model(leaf, outbound)
+                if resolved.spec.rewrite is not None:
+                    self.gateway_base()  # a Host we could not write into the response: refused before anything upstream
                 method, url = outbound.method, upstream_url(resolved.target.base_url, outbound.path, outbound.query)
                 headers = proxy_headers(outbound.options, resolved.spec, resolved.target)
                 body = UnifiedCall.proxy_body(outbound, leaf)
@@ -312,14 +315,7 @@ class _Call:
 
     def gateway_base(self) -> str:
         """The gateway's public ``/v1`` root as the client reached it (or as the operator set it)."""
-        public = self.gateway.settings.public_url
-        if not public:
-            host = next((v.decode("latin-1") for k, v in self.scope["headers"] if k == b"host"), None)
-            if host is None:
-                server = self.scope.get("server") or ("127.0.0.1", self.gateway.settings.port)
-                host = f"{server[0]}:{server[1]}"
-            public = f"{self.scope.get('scheme', 'http')}://{host}"
-        return public.rstrip("/") + "/v1"
+        return public_base(self.gateway.settings.public_url, self.scope)
 
 
 async def _send_cached(send: Send, cached: CachedResponse, extra: Headers) -> Relayed:
