@@ -17,7 +17,6 @@ secret to a cloud metadata address.
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import re
 import socket
@@ -94,7 +93,13 @@ class HostRules:
         return cls(allow_private, frozenset(names), tuple(networks))
 
     def trusts(self, url: str) -> bool:
-        return _trusts(self, url)
+        host = (urlsplit(url).hostname or "").rstrip(".")
+        if host in self.trusted_names:
+            return True
+        if not self.trusted_networks or not _is_ip_literal(host):
+            return False
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+        return any(address in network for network in self.trusted_networks)
 
     def check_stored_host(self, url: str) -> str:
         """Validate a stored provider's custom host as set through the control plane."""
@@ -105,17 +110,6 @@ class HostRules:
         except ForbiddenHost as refused:
             raise ForbiddenHost(f"{refused.message}; or, if this upstream is yours, add it to trusted_hosts "
                                 "(MODELPORT_TRUSTED_HOSTS)") from None
-
-
-@functools.lru_cache(maxsize=256)  # asked per request for a stored provider's host; a few µs saved each time
-def _trusts(rules: HostRules, url: str) -> bool:
-    host = (urlsplit(url).hostname or "").rstrip(".")
-    if host in rules.trusted_names:
-        return True
-    if not rules.trusted_networks or not _is_ip_literal(host):
-        return False
-    address = ipaddress.ip_address(host.split("%", 1)[0])
-    return any(address in network for network in rules.trusted_networks)
 
 
 _HOST_NAME = re.compile(r"(?=.{1,253}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9])?\.)*[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9])?\.?")

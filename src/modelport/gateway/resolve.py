@@ -46,7 +46,8 @@ class ProviderStore(Protocol):
 class TargetResolver:
     def __init__(self, store: ProviderStore, version: StoreVersion, host_rules: HostRules = HostRules()) -> None:
         self._host_rules = host_rules
-        self._stored: StoreCache[Any] = StoreCache(version, store.resolve_provider)
+        # Each record is cached with whether its host must go through the SSRF guard: decided once per load.
+        self._stored: StoreCache[tuple[Any, bool] | None] = StoreCache(version, lambda slug: self._load(store, slug))
 
     def resolve(
         self,
@@ -77,7 +78,7 @@ class TargetResolver:
         return resolved
 
     def _stored_target(self, slug: str, custom_host: str | None, caller_settings: Mapping[str, str]) -> Resolved:
-        record = self._stored.get(slug)
+        record, guarded = self._stored.get(slug) or (None, False)
         if record is None:
             raise UnknownProvider(
                 f"no stored provider '@{slug}': create it with `modelport providers add` or POST /v1/providers"
@@ -92,11 +93,16 @@ class TargetResolver:
         settings.update({k: v for k, v in caller_settings.items() if k in CALLER_SETTINGS_ON_STORED})
         base = (record.custom_host or _base_url(spec, settings)).rstrip("/")
         target = Target(provider=spec.id, base_url=base, api_key=record.secret, settings=settings, slug=slug)
-        guarded = bool(record.custom_host) and not self._host_rules.trusts(record.custom_host)
         return Resolved(spec, target, caller_chosen_host=guarded, allowed_models=record.allowed_models,
                         rate_limits=provider_rules(slug, record.rate_limits),
                         budget=provider_budget(slug, record.usage_limits, record.usage_anchor),
                         token_limits=provider_token_limits(slug, record.rate_limits))
+
+    def _load(self, store: ProviderStore, slug: str) -> tuple[Any, bool] | None:
+        record = store.resolve_provider(slug)
+        if record is None:
+            return None
+        return record, bool(record.custom_host) and not self._host_rules.trusts(record.custom_host)
 
     def _builtin_target(
         self, provider: str, custom_host: str | None, caller_key: str | None, caller_settings: Mapping[str, str]
