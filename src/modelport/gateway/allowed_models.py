@@ -36,9 +36,10 @@ def check_proxied_model(leaf: Leaf, outbound: Outbound) -> None:
         return {**UnifiedCall.peek_json(outbound), **leaf.override_params}
 
     for rule in resolved.spec.models:
-        model = rule.model(outbound.method, outbound.path, body)
-        if model is False:
+        found = rule.match(outbound.method, outbound.path)
+        if found is None:
             continue
+        model = rule.model(found, body)
         if model is None:
             if rule.required:
                 raise Forbidden(

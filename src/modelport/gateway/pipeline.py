@@ -142,7 +142,7 @@ class _Call:
     """The per-request state the attempt and respond steps share; also the ``Walk`` the router drives."""
 
     __slots__ = ("gateway", "scope", "receive", "send", "outbound", "record", "principal", "unified", "cache_key",
-                 "key_standings", "provider_standings", "token_standings", "reserved")
+                 "key_standings", "provider_standings", "token_standings", "reserved", "public_base")
 
     def __init__(self, gateway: Gateway, scope: Scope, receive: Receive, send: Send, outbound: Outbound,
                  record: LogRecord, principal: Principal, key_standings: list[Standing]) -> None:
@@ -154,6 +154,7 @@ class _Call:
         self.reserved: list[tuple[Charge, str]] = []  # the last attempt's budget reservations, with their kinds
         self.unified: UnifiedCall | None = None
         self.cache_key: str | None = None
+        self.public_base: str | None = None  # built (and the Host checked) at most once per request
 
     def routing_context(self) -> dict[str, Any]:
         params = UnifiedCall.peek_json(self.outbound) if self.outbound.body else {}
@@ -315,7 +316,9 @@ class _Call:
 
     def gateway_base(self) -> str:
         """The gateway's public ``/v1`` root as the client reached it (or as the operator set it)."""
-        return public_base(self.gateway.settings.public_url, self.scope)
+        if self.public_base is None:
+            self.public_base = public_base(self.gateway.settings.public_url, self.scope)
+        return self.public_base
 
 
 async def _send_cached(send: Send, cached: CachedResponse, extra: Headers) -> Relayed:

@@ -13,6 +13,7 @@ Endpoint names used for the unified API (``Endpoint``):
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Mapping, Protocol
@@ -146,13 +147,14 @@ class ModelRule:
     required: bool = False
     names: Callable[[str], tuple[str, ...]] = _as_named
 
-    def model(self, method: str, path: str, body: Callable[[], Mapping[str, Any] | None]) -> str | None | bool:
-        """False when the rule does not apply; else the model named (None: named nowhere readable)."""
+    def match(self, method: str, path: str) -> re.Match[str] | None:
+        """The path's match when this rule covers the request (its method and path), else None."""
         if self.method is not None and method != self.method:
-            return False
-        found = _compiled(self.path).fullmatch(path.rstrip("/") or "/")
-        if found is None:
-            return False
+            return None
+        return _compiled(self.path).fullmatch(path.rstrip("/") or "/")
+
+    def model(self, found: re.Match[str], body: Callable[[], Mapping[str, Any] | None]) -> str | None:
+        """The model a covered request names; None when it names none the gateway can read."""
         if self.template is not None:
             return self.template.format(**{name: unquote(value) for name, value in found.groupdict().items()})
         fields = body()
@@ -160,14 +162,9 @@ class ModelRule:
         return value if isinstance(value, str) else None
 
 
-_PATTERNS: dict[str, re.Pattern[str]] = {}
-
-
+@functools.cache  # the patterns of the provider table: a few dozen at most
 def _compiled(pattern: str) -> re.Pattern[str]:
-    compiled = _PATTERNS.get(pattern)
-    if compiled is None:
-        compiled = _PATTERNS[pattern] = re.compile(pattern)
-    return compiled
+    return re.compile(pattern)
 
 
 # Most providers name the model in the JSON body, on every route (OpenAI's /responses, /images, ...).
