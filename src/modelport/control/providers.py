@@ -63,7 +63,8 @@ _slug = text("slug", "URL- and header-safe id used as @slug; generated from the 
              max_length=64, pattern=SLUG_PATTERN)
 _key = secret("key", "The provider's API key. Stored encrypted; never returned (only a masked hint).")
 _models = strings("allowed_models", "Models this credential may be used with; empty = all.")
-_host = url("custom_host", "Upstream base URL instead of the provider's default, e.g. http://10.0.0.5:8000/v1.")
+_host = url("custom_host", "Upstream base URL instead of the provider's default, e.g. https://llm.example.com/v1. "
+            "Admin keys only; it must pass the SSRF rules unless the operator trusts it (MODELPORT_TRUSTED_HOSTS).")
 _note = text("note", "Free text.", nullable=True, max_length=2000)
 _limits = (usage_limits(), rate_limits())
 _reset_usage = flag("reset_usage", "Start this provider's budget (usage_limits) afresh; rate-limit windows are not reset.")
