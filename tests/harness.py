@@ -54,7 +54,10 @@ class GatewayProcess:
         self.workers = workers
         self.log_level = log_level
         self.admin_key = ADMIN_KEY
-        self.config = write_config(data_dir.parent / f"{data_dir.name}.toml", settings or {}, providers or [])
+        # The suite's fakes listen on loopback; the operator (this harness) trusts it for stored providers, as
+        # a deployment would trust its own upstreams. A test of the SSRF rules passes trusted_hosts itself.
+        settings = {"trusted_hosts": ["127.0.0.1"], **(settings or {})}
+        self.config = write_config(data_dir.parent / f"{data_dir.name}.toml", settings, providers or [])
         self.env = {**os.environ, "MODELPORT_ADMIN_KEY": ADMIN_KEY, **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir.parent / f"{data_dir.name}.log"

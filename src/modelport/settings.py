@@ -9,6 +9,7 @@ provider credentials (``slug``, ``provider``, ``secret_env``, optional ``custom_
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -44,6 +45,7 @@ class Settings:
     master_key: str | None = None
     require_api_key: bool = True
     allow_private_hosts: bool = False
+    trusted_hosts: tuple[str, ...] = ()
     max_body_bytes: int = 256 * 1024 * 1024
     upstream_timeout: float = 600.0
     connect_timeout: float = 10.0
@@ -98,8 +100,10 @@ class Settings:
             raise SettingsError(f"port must be between 1 and 65535, got {self.port}")
         if self.workers < 1:
             raise SettingsError(f"workers must be at least 1, got {self.workers}")
-        if self.public_url and not self.public_url.startswith(("http://", "https://")):
-            raise SettingsError("public_url must start with http:// or https://")
+        if self.public_url and not _PUBLIC_URL.fullmatch(self.public_url):
+            raise SettingsError("public_url must start with http:// or https:// and hold only URL characters (no "
+                                "spaces, quotes or backslashes), e.g. https://gateway.example.com")
+        _check_trusted_hosts(self.trusted_hosts)
         for name, why in _NOT_YET_BUILT.items():
             if getattr(self, name):
                 raise SettingsError(f"{name} ({_ENV_PREFIX}{name.upper()}) is not in this build: {why}")
@@ -109,6 +113,17 @@ class Settings:
         return replace(self, **changes)
 
 
+def _check_trusted_hosts(entries: tuple[str, ...]) -> None:
+    from .gateway.hosts import HostRules  # the one parser of host rules; imported late, it pulls in aiohttp
+
+    try:
+        HostRules.build(False, entries)
+    except ValueError as exc:
+        raise SettingsError(f"trusted_hosts ({_ENV_PREFIX}TRUSTED_HOSTS): {exc}") from None
+
+
+# Written into response bodies and Location headers: nothing that could end a JSON string or a header.
+_PUBLIC_URL = re.compile(r"https?://[A-Za-z0-9._~\[\]:-]+(/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*)?")
 _INTERNAL = frozenset({"log_service_address"})
 # Settings the design names but the code does not apply yet: refused when set, so none reads as working.
 _NOT_YET_BUILT = {
@@ -195,11 +210,12 @@ HELP = {
     "data_dir": "SQLite database, key files, spill files",
     "log_level": "server log level: critical, error, warning, info, debug",
     "config": "TOML config file: any setting by name, plus [[providers]]",
-    "public_url": "the gateway's public origin for rewritten URLs (default: the request's Host)",
+    "public_url": "the gateway's public origin for rewritten URLs (default: the request's Host, which must then be a valid host[:port])",
     "admin_key": "the admin gateway key (mp-...); generated into <data_dir>/admin.key when unset",
     "master_key": "base64/hex 32-byte key(s) sealing provider secrets, comma-separated for rotation; default: <data_dir>/master.key",
     "require_api_key": "refuse inference without a gateway key (false = Portkey OSS behaviour)",
     "allow_private_hosts": "let callers choose private/loopback custom hosts",
+    "trusted_hosts": "comma-separated host names, IPs or CIDRs a stored provider's custom_host may name without SSRF checks",
     "max_body_bytes": "largest request body accepted",
     "upstream_timeout": "seconds an upstream may stay silent mid-response",
     "connect_timeout": "seconds to connect to an upstream",

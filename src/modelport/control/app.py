@@ -21,6 +21,7 @@ import orjson
 from ..gateway.auth import Authenticator, Principal
 from ..gateway.errors import Conflict, GatewayError, NotFound, Unauthorized
 from ..gateway.headers import parse_request_options
+from ..gateway.hosts import HostRules
 from ..gateway.limits import Limiter
 from ..server.http import (
     JSON,
@@ -61,6 +62,7 @@ class ControlPlane:
         self.limiter = limiter
         self.settings = settings
         self.auth = authenticator
+        self.host_rules = HostRules.from_settings(settings)
         self.router = Router(routes)
         self.document = orjson.dumps(openapi_document(self.router.routes))
 
@@ -74,7 +76,8 @@ class ControlPlane:
             trace_id = options.trace_id
             route, params = self.router.match(scope["method"], scope["path"][len("/v1"):])
             principal = self._principal(options.api_key, route)
-            request = Request(principal, params, _query(route, scope), await _body(route, receive), self.limiter)
+            request = Request(principal, params, _query(route, scope), await _body(route, receive), self.limiter,
+                              self.host_rules)
             reply = await asyncio.to_thread(self._run, route, request)
             headers = [(b"x-portkey-trace-id", trace_id.encode("latin-1"))]
             if isinstance(reply, Download):

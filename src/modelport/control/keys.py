@@ -5,12 +5,15 @@ A key's plaintext is returned only by create and by rotate, once each time; ever
 ``sub-type``, ``workspace_id`` and ``user_id`` are accepted and ignored.
 
 A key with ``keys.write`` but not ``admin`` can neither grant nor touch more than it holds itself:
-otherwise it could mint an admin key, or rotate the admin key and read the new secret.
+otherwise it could mint an admin key, or rotate the admin key and read the new secret. "More" is any
+scope it lacks, any provider outside its own ``allowed_providers``, and any time past its own expiry
+(a key that expires may not create or keep a key that outlives it, itself included).
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timezone
 from typing import Any
 
 from ..gateway.auth import Principal
@@ -61,7 +64,9 @@ _PORTKEY_ACTIONS = {"read": "read", "list": "read", "view": "read", "export": "r
 _COMMON = (
     strings("scopes", f"ModelPort scopes ({', '.join(SCOPES)}) or Portkey ones such as configs.read; "
             "default: inference."),
-    strings("allowed_providers", "Provider ids (replicate) and stored slugs (@team-a) the key may use; empty = all."),
+    strings("allowed_providers", "Provider ids (replicate: with the caller's own credential) and stored "
+            "providers (@team-a: with the stored credential) the key may use; an id does not allow stored "
+            "providers of that kind; empty = all."),
     mapping("defaults", "Portkey's per-key defaults; ModelPort honours defaults.metadata, merged into each "
             "request's metadata."),
     flag("log_bodies", "Store request and response bodies in the logs for this key's requests (default true)."),
@@ -117,8 +122,8 @@ def create(store: Store, request: Request) -> dict[str, Any]:
     body = request.body
     scopes = _scopes(body.get("scopes", ["inference"]))
     providers = _allowed_providers(body.get("allowed_providers", []))
-    _may_grant(request.principal, scopes, providers)
     expires_at = body.get("expires_at")
+    _may_grant(request.principal, scopes, providers, expires_at)
     if expires_at is not None and expires_at <= utc_now():
         raise Invalid("expires_at must be in the future")
     record, token = store.create_api_key(
@@ -159,7 +164,8 @@ def update(store: Store, request: Request) -> dict[str, Any]:
     providers = _allowed_providers(body["allowed_providers"]) if "allowed_providers" in body else UNCHANGED
     _may_grant(request.principal,
                record.scopes if scopes is UNCHANGED else scopes,
-               record.allowed_providers if providers is UNCHANGED else providers)  # fmt: skip
+               record.allowed_providers if providers is UNCHANGED else providers,
+               body.get("expires_at", record.expires_at))  # fmt: skip
     updated = store.update_api_key(
         record.id,
         name=body.get("name", UNCHANGED),
@@ -267,19 +273,25 @@ def _existing(store: Store, key_id: str) -> ApiKey:
 
 def _manageable(store: Store, request: Request) -> ApiKey:
     record = _existing(store, request.params["key_id"])
-    _may_grant(request.principal, record.scopes, record.allowed_providers)
+    _may_grant(request.principal, record.scopes, record.allowed_providers, record.expires_at)
     return record
 
 
-def _may_grant(principal: Principal, scopes: Any, providers: Any) -> None:
-    """A caller short of ``admin`` may only create or manage keys within its own scopes and providers."""
+def _may_grant(principal: Principal, scopes: Any, providers: Any, expires_at: datetime | None) -> None:
+    """A caller short of ``admin`` may only create or manage keys within its own scopes, providers and
+    lifetime."""
     if principal.can("admin"):
         return
     beyond = [scope for scope in scopes if scope not in principal.scopes]
     if beyond:
         raise Forbidden(f"this gateway API key cannot grant or manage scope(s) it lacks: {', '.join(beyond)}")
-    if principal.providers and (not providers or not set(providers) <= principal.providers):
+    limited = principal.providers and "*" not in principal.providers
+    if limited and (not providers or not set(providers) <= principal.providers):
         raise Forbidden("this gateway API key is limited to some providers; keys it manages must be too")
+    if principal.expires_at is not None and (expires_at is None or expires_at.timestamp() > principal.expires_at):
+        own = datetime.fromtimestamp(principal.expires_at, timezone.utc).isoformat()
+        raise Forbidden(f"this gateway API key expires at {own}; keys it creates or manages must expire no later "
+                        "(set expires_at)")
 
 
 ROUTES = (

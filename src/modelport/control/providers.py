@@ -11,7 +11,9 @@ portkey-ai 2.3.4 ``apis/virtual_keys.py``, ``integrations.py``, ``providers.py``
   secret and settings: the ``@slug`` callers use.
 
 Secrets (``key``) are accepted on create and update and never returned: only a masked hint.
-``custom_host`` (our addition) is trusted, since only admins set it, but must be an absolute http(s) URL.
+``custom_host`` (our addition) decides where the stored secret is sent, so only an admin key may set or
+change it, and even then it must pass the SSRF rules unless the operator trusts the host
+(``trusted_hosts``); the gateway also connects to it through the SSRF-guarded session (gateway/hosts.py).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import re
 import secrets
 from typing import Any, Mapping
 
-from ..gateway.errors import NotFound
+from ..gateway.errors import Forbidden, NotFound
 from ..gateway.limits import provider_rules
 from ..usage.limits import provider_budget, provider_token_limits
 from ..providers.registry import PROVIDERS
@@ -61,7 +63,8 @@ _slug = text("slug", "URL- and header-safe id used as @slug; generated from the 
              max_length=64, pattern=SLUG_PATTERN)
 _key = secret("key", "The provider's API key. Stored encrypted; never returned (only a masked hint).")
 _models = strings("allowed_models", "Models this credential may be used with; empty = all.")
-_host = url("custom_host", "Upstream base URL instead of the provider's default, e.g. http://10.0.0.5:8000/v1.")
+_host = url("custom_host", "Upstream base URL instead of the provider's default, e.g. https://llm.example.com/v1. "
+            "Admin keys only; it must pass the SSRF rules unless the operator trusts it (MODELPORT_TRUSTED_HOSTS).")
 _note = text("note", "Free text.", nullable=True, max_length=2000)
 _limits = (usage_limits(), rate_limits())
 _reset_usage = flag("reset_usage", "Start this provider's budget (usage_limits) afresh; rate-limit windows are not reset.")
@@ -148,10 +151,11 @@ CREATED = {
 def create_virtual_key(store: Store, request: Request) -> dict[str, Any]:
     body = request.body
     settings = _virtual_key_settings({}, body)
-    _check_required_settings(body["provider"], settings, body.get("custom_host"), "resourceName")
+    host = _checked_host(request, None, body.get("custom_host"))
+    _check_required_settings(body["provider"], settings, host, "resourceName")
     record = store.create_provider(
         body.get("slug") or _new_slug(body["name"]), kind="virtual-key", provider=body["provider"],
-        name=body["name"], secret=body.get("key"), custom_host=body.get("custom_host"), settings=settings,
+        name=body["name"], secret=body.get("key"), custom_host=host, settings=settings,
         allowed_models=body.get("allowed_models", ()), note=body.get("note"),
         usage_limits=body.get("usage_limits"), rate_limits=body.get("rate_limits"),
     )  # fmt: skip
@@ -162,9 +166,11 @@ def update_virtual_key(store: Store, request: Request) -> dict[str, Any]:
     current = _existing(store, request.params["slug"], "virtual-key")
     body = request.body
     settings = _virtual_key_settings(current.settings, body)
-    host = body.get("custom_host", current.custom_host)
+    host = _checked_host(request, current.custom_host, body.get("custom_host", current.custom_host))
     _check_required_settings(current.provider, settings, host, "resourceName")
     changes = _common_changes(body)
+    if "custom_host" in body:
+        changes["custom_host"] = host
     if any(name in body for name in VIRTUAL_KEY_SETTINGS):
         changes["settings"] = settings
     return _updated(store, current, request, render_virtual_key, **changes)
@@ -196,6 +202,7 @@ def _virtual_key_settings(current: Mapping[str, Any], body: Mapping[str, Any]) -
 def create_integration(store: Store, request: Request) -> dict[str, Any]:
     body = request.body
     settings, host = _split_configurations(body.get("configurations") or {})
+    host = _checked_host(request, None, host)
     _check_required_settings(body["ai_provider_id"], settings, host, "configurations.resource_name")
     record = store.create_provider(
         body.get("slug") or _new_slug(body["name"]), kind="integration", provider=body["ai_provider_id"],
@@ -212,7 +219,8 @@ def update_integration(store: Store, request: Request) -> dict[str, Any]:
     if "description" in body:
         changes["note"] = body["description"]
     if "configurations" in body:
-        changes["settings"], changes["custom_host"] = _split_configurations(body["configurations"])
+        changes["settings"], host = _split_configurations(body["configurations"])
+        changes["custom_host"] = _checked_host(request, current.custom_host, host)
         _check_required_settings(current.provider, changes["settings"], changes["custom_host"],
                                  "configurations.resource_name")  # fmt: skip
     return _updated(store, current, request, render_integration, **changes)
@@ -309,6 +317,16 @@ def _existing(store: Store, slug: str, kind: str) -> StoredProvider:
     if record is None or record.kind != kind:
         raise NotFound(f"no {kind} {slug!r}")
     return record
+
+
+def _checked_host(request: Request, current: str | None, new: str | None) -> str | None:
+    """``custom_host`` decides where the stored secret goes: only an admin may set or change it, and only
+    to a host that passes the SSRF rules or that the operator trusts."""
+    if new == current:
+        return new
+    if not request.principal.can("admin"):
+        raise Forbidden("only an admin key may set or change custom_host: it decides where the stored secret is sent")
+    return request.host_rules.check_stored_host(new) if new else None
 
 
 def _new_slug(name: str) -> str:

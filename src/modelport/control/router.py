@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterable
 
 from ..gateway.auth import Principal
 from ..gateway.errors import MethodNotAllowed, NotFound
+from ..gateway.hosts import HostRules
 from ..gateway.limits import Limiter
 from .schema import Shape
 
@@ -27,6 +28,7 @@ class Request:
     query: dict[str, Any] = field(default_factory=dict)
     body: dict[str, Any] = field(default_factory=dict)
     limiter: Limiter | None = None  # reads the node's rate-limit counters, for usage in replies
+    host_rules: HostRules = HostRules()  # the operator's SSRF rules, for hosts stored providers may name
 
 
 Handler = Callable[[Any, Request], Any]  # (store, request) -> JSON-ready reply

@@ -36,9 +36,11 @@ class Principal:
         return scope in self.scopes or "admin" in self.scopes
 
     def may_use(self, provider: str, slug: str | None) -> bool:
+        """A provider id ("replicate") allows that provider with the caller's own credential; a stored
+        credential needs its own "@slug": an id does not unlock every stored provider of its kind."""
         if not self.providers or "*" in self.providers:
             return True
-        return provider in self.providers or (slug is not None and (slug in self.providers or f"@{slug}" in self.providers))
+        return f"@{slug}" in self.providers if slug is not None else provider in self.providers
 
 
 ANONYMOUS = Principal(key_id=None, name="anonymous")

@@ -23,13 +23,15 @@ from ..server.http import (
 from ..settings import Settings
 from ..store.counters import Counters
 from ..usage.limits import Charge
+from .allowed_models import check_model, check_proxied_model
 from .auth import Authenticator, Principal
 from .cache import CachedResponse, ResponseCache, cache_key, credential_scope
 from .configs import ConfigPlanner
-from .errors import BadRequest, Forbidden, GatewayError, PayloadTooLarge
+from .errors import BadRequest, GatewayError, PayloadTooLarge
 from .forward import NOT_CONNECTED, Outbound, open_upstream, proxy_headers, upstream_url
 from .budgets import Reserver
 from .headers import RequestOptions, parse_request_options
+from .hosts import HostRules
 from .limits import (
     BudgetExhausted,
     LimitExceeded,
@@ -40,8 +42,10 @@ from .limits import (
     headers_for,
     token_headers_for,
 )
+from .paths import normalised_path
 from .resolve import TargetResolver
 from .respond import Relayed, Rewriting, relay
+from .rewrite import public_base
 from .routing import Leaf, Outcome, execute
 from .streams import STREAM_ROUTE, StreamSigner
 from .unified import UnifiedCall, takes_unified_path, unified_endpoint
@@ -64,7 +68,7 @@ class Gateway:
         self.recorder = recorder
         self.signer = signer
         self.auth = Authenticator(store, settings.require_api_key)
-        self.resolver = TargetResolver(store, self.auth.version, settings.allow_private_hosts)
+        self.resolver = TargetResolver(store, self.auth.version, HostRules.from_settings(settings))
         self.planner = ConfigPlanner(store, self.resolver, self.auth.version)
         self.cache = ResponseCache(settings.cache_max_bytes)
         # What records keep. With logging off only the metrics read them: no headers, no bodies.
@@ -82,6 +86,7 @@ class Gateway:
                 record.request_headers = scope["headers"]  # decoded by the log writer, off the request path
             options = parse_request_options(scope["headers"])
             record.trace_id = options.trace_id
+            path = normalised_path(path)  # once: every step below routes on the same path
             principal = self.auth.authenticate(options.api_key)
             _note_principal(record, principal, options)
             standings = self.limiter.admit(principal.rate_limits)  # the key's limits: once per request
@@ -137,7 +142,7 @@ class _Call:
     """The per-request state the attempt and respond steps share; also the ``Walk`` the router drives."""
 
     __slots__ = ("gateway", "scope", "receive", "send", "outbound", "record", "principal", "unified", "cache_key",
-                 "key_standings", "provider_standings", "token_standings", "reserved")
+                 "key_standings", "provider_standings", "token_standings", "reserved", "public_base")
 
     def __init__(self, gateway: Gateway, scope: Scope, receive: Receive, send: Send, outbound: Outbound,
                  record: LogRecord, principal: Principal, key_standings: list[Standing]) -> None:
@@ -149,6 +154,7 @@ class _Call:
         self.reserved: list[tuple[Charge, str]] = []  # the last attempt's budget reservations, with their kinds
         self.unified: UnifiedCall | None = None
         self.cache_key: str | None = None
+        self.public_base: str | None = None  # built (and the Host checked) at most once per request
 
     def routing_context(self) -> dict[str, Any]:
         params = UnifiedCall.peek_json(self.outbound) if self.outbound.body else {}
@@ -175,7 +181,7 @@ class _Call:
             endpoint = outbound.endpoint
             if endpoint is not None and takes_unified_path(endpoint, resolved.spec):
                 self.unified = UnifiedCall.prepare(endpoint, outbound, leaf, self.record)
-                _check_model_allowed(leaf, self.unified.body.get("model"))
+                check_model(resolved, self.unified.body.get("model"))
                 cached = self._cached(leaf, endpoint)
                 if cached is not None:
                     span.status = cached.status
@@ -183,6 +189,9 @@ class _Call:
                 method, url, headers, body = self.unified.request()
             else:
                 self.unified = None
+                check_proxied_model(leaf, outbound)
+                if resolved.spec.rewrite is not None:
+                    self.gateway_base()  # a Host we could not write into the response: refused before anything upstream
                 method, url = outbound.method, upstream_url(resolved.target.base_url, outbound.path, outbound.query)
                 headers = proxy_headers(outbound.options, resolved.spec, resolved.target)
                 body = UnifiedCall.proxy_body(outbound, leaf)
@@ -307,14 +316,9 @@ class _Call:
 
     def gateway_base(self) -> str:
         """The gateway's public ``/v1`` root as the client reached it (or as the operator set it)."""
-        public = self.gateway.settings.public_url
-        if not public:
-            host = next((v.decode("latin-1") for k, v in self.scope["headers"] if k == b"host"), None)
-            if host is None:
-                server = self.scope.get("server") or ("127.0.0.1", self.gateway.settings.port)
-                host = f"{server[0]}:{server[1]}"
-            public = f"{self.scope.get('scheme', 'http')}://{host}"
-        return public.rstrip("/") + "/v1"
+        if self.public_base is None:
+            self.public_base = public_base(self.gateway.settings.public_url, self.scope)
+        return self.public_base
 
 
 async def _send_cached(send: Send, cached: CachedResponse, extra: Headers) -> Relayed:
@@ -325,13 +329,6 @@ async def _send_cached(send: Send, cached: CachedResponse, extra: Headers) -> Re
     relayed = Relayed(cached.status, cached.headers, size=len(cached.body), content_type=content_type)
     relayed.captured += cached.body
     return relayed
-
-
-def _check_model_allowed(leaf: Leaf, model: object) -> None:
-    allowed = leaf.resolved.allowed_models
-    if allowed is not None and isinstance(model, str) and model not in allowed:
-        slug = leaf.resolved.target.slug
-        raise Forbidden(f"model '{model}' is not allowed on provider @{slug}; allowed: {', '.join(sorted(allowed))}")
 
 
 def _model_route(options: RequestOptions, outbound: Outbound) -> tuple[str, str] | None:

@@ -1,7 +1,9 @@
 """Which upstream, with which credential: ``@slug`` / virtual key / provider id (+ custom host).
 
 A stored credential only ever goes to the host its provider record names (set by an admin); a
-caller may choose a host only for its own key, and that host passes the SSRF rules.
+caller may choose a host only for its own key, and that host passes the SSRF rules. A stored record's
+own ``custom_host`` is connected to through the guarded session too, unless the operator trusts it
+(``HostRules``): an admin key set it, not the operator's config.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from ..providers.base import ProviderSpec, Target
 from ..providers.registry import PROVIDERS, get_provider
 from .auth import Principal
 from .errors import BadRequest, Forbidden, ForbiddenHost, UnknownProvider
-from .hosts import check_custom_host
+from .hosts import HostRules, check_custom_host
 from ..usage.limits import Budget, provider_budget, provider_token_limits
 from .limits import Rule, provider_rules
 from .store_cache import StoreCache, StoreVersion
@@ -28,7 +30,7 @@ CALLER_SETTINGS_ON_STORED = frozenset(
 class Resolved:
     spec: ProviderSpec
     target: Target
-    caller_chosen_host: bool
+    caller_chosen_host: bool  # connect through the SSRF-guarded session (a host the operator did not name)
     allowed_models: frozenset[str] | None = None  # a stored provider's allow-list; None = every model
     rate_limits: tuple[Rule, ...] = ()  # a stored provider's request limits, checked per attempt
     budget: Budget | None = None  # a stored provider's budget, reserved per attempt
@@ -42,9 +44,10 @@ class ProviderStore(Protocol):
 
 
 class TargetResolver:
-    def __init__(self, store: ProviderStore, version: StoreVersion, allow_private_hosts: bool = False) -> None:
-        self._allow_private = allow_private_hosts
-        self._stored: StoreCache[Any] = StoreCache(version, store.resolve_provider)
+    def __init__(self, store: ProviderStore, version: StoreVersion, host_rules: HostRules = HostRules()) -> None:
+        self._host_rules = host_rules
+        # Each record is cached with whether its host must go through the SSRF guard: decided once per load.
+        self._stored: StoreCache[tuple[Any, bool] | None] = StoreCache(version, lambda slug: self._load(store, slug))
 
     def resolve(
         self,
@@ -75,7 +78,7 @@ class TargetResolver:
         return resolved
 
     def _stored_target(self, slug: str, custom_host: str | None, caller_settings: Mapping[str, str]) -> Resolved:
-        record = self._stored.get(slug)
+        record, guarded = self._stored.get(slug) or (None, False)
         if record is None:
             raise UnknownProvider(
                 f"no stored provider '@{slug}': create it with `modelport providers add` or POST /v1/providers"
@@ -90,17 +93,23 @@ class TargetResolver:
         settings.update({k: v for k, v in caller_settings.items() if k in CALLER_SETTINGS_ON_STORED})
         base = (record.custom_host or _base_url(spec, settings)).rstrip("/")
         target = Target(provider=spec.id, base_url=base, api_key=record.secret, settings=settings, slug=slug)
-        return Resolved(spec, target, caller_chosen_host=False, allowed_models=record.allowed_models,
+        return Resolved(spec, target, caller_chosen_host=guarded, allowed_models=record.allowed_models,
                         rate_limits=provider_rules(slug, record.rate_limits),
                         budget=provider_budget(slug, record.usage_limits, record.usage_anchor),
                         token_limits=provider_token_limits(slug, record.rate_limits))
+
+    def _load(self, store: ProviderStore, slug: str) -> tuple[Any, bool] | None:
+        record = store.resolve_provider(slug)
+        if record is None:
+            return None
+        return record, bool(record.custom_host) and not self._host_rules.trusts(record.custom_host)
 
     def _builtin_target(
         self, provider: str, custom_host: str | None, caller_key: str | None, caller_settings: Mapping[str, str]
     ) -> Resolved:
         spec = _spec(provider)
         settings = dict(caller_settings)
-        base = check_custom_host(custom_host, self._allow_private) if custom_host else _base_url(spec, settings)
+        base = check_custom_host(custom_host, self._host_rules.allow_private) if custom_host else _base_url(spec, settings)
         target = Target(provider=spec.id, base_url=base, api_key=caller_key, settings=settings)
         return Resolved(spec, target, caller_chosen_host=bool(custom_host))
 

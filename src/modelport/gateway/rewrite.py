@@ -14,7 +14,11 @@ import functools
 import re
 import zlib
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
+
+import orjson
+
+from .errors import BadRequest
 
 _ID_FIELD = re.compile(rb'"id"\s*:\s*"([^"\\]+)"')
 
@@ -31,7 +35,8 @@ class UrlRewrite:
             body = self._streams(body, sign_stream)
         if upstream not in body:
             return body
-        replacement = b'"' + gateway_base.rstrip("/").encode().replace(b"\\", b"\\\\")
+        # A template, so the substitution runs in C; in a template only the backslash is special.
+        replacement = b'"' + _json_text(gateway_base.rstrip("/")).replace(b"\\", b"\\\\")
         return _api_urls(upstream, self.keep).sub(replacement, body)
 
     def _streams(self, body: bytes, sign_stream: Callable[[str, str | None], str]) -> bytes:
@@ -44,7 +49,7 @@ class UrlRewrite:
 
         def signed(match: re.Match[bytes]) -> bytes:
             owner = _last_id(body, match.start())
-            return match.group(1) + sign_stream(match.group(2).decode(), owner).encode() + match.group(3)
+            return match.group(1) + _json_text(sign_stream(match.group(2).decode(), owner)) + match.group(3)
 
         return pattern.sub(signed, body)
 
@@ -53,6 +58,37 @@ class UrlRewrite:
         if value.startswith(upstream + "/") and not any(value.startswith(upstream + k) for k in self.keep):
             return gateway_base.rstrip("/") + value[len(upstream):]
         return value
+
+
+def _json_text(text: str) -> bytes:
+    """``text`` as the inside of a JSON string: whatever the gateway's origin holds cannot end the string."""
+    return orjson.dumps(text)[1:-1]
+
+
+class InvalidHost(BadRequest):
+    code = "invalid_host"
+
+
+# RFC 9110 §7.2: Host is uri-host[:port]. Names, IPv4 and bracketed IPv6 only: nothing that could end a
+# JSON string or a header when the gateway writes its own origin into a response.
+_HOST = re.compile(r"(?:[A-Za-z0-9_-]{1,63}(?:\.[A-Za-z0-9_-]{1,63}){0,126}\.?|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?")
+
+
+def public_base(public_url: str | None, scope: dict[str, Any]) -> str:
+    """The gateway's public ``/v1`` root: ``MODELPORT_PUBLIC_URL`` when set, else the origin the client
+    reached (its ``Host``, which must be a valid host[:port]), else the address the server listens on."""
+    if public_url:
+        return public_url.rstrip("/") + "/v1"
+    host = next((v for k, v in scope["headers"] if k == b"host"), None)
+    if host is None:
+        address, port = scope.get("server") or ("127.0.0.1", 80)
+        address = f"[{address}]" if ":" in address else address
+        return f"{scope.get('scheme', 'http')}://{address}:{port}/v1"
+    text = host.decode("latin-1")
+    if not _HOST.fullmatch(text):
+        raise InvalidHost("the Host header must be host[:port] (a name, an IPv4 address or a bracketed IPv6 "
+                          "address); the operator can set MODELPORT_PUBLIC_URL instead")
+    return f"{scope.get('scheme', 'http')}://{text}/v1"
 
 
 def _last_id(body: bytes, end: int) -> str | None:

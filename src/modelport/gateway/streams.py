@@ -67,10 +67,14 @@ class StreamSigner:
         return f"{_b64(payload)}.{_b64(self._mac(payload))}"
 
     def verify(self, token: str) -> dict[str, Any]:
+        """Only the token exactly as signed verifies. Comparing decoded bytes is not enough: base64
+        decoding skips characters outside its alphabet and surplus padding, so ``<token>!!`` or
+        ``<token>==`` decoded to the signed bytes."""
+        body, _, mac = token.partition(".")
         try:
-            body, mac = token.split(".", 1)
             payload = _unb64(body)
-            if not hmac.compare_digest(self._mac(payload), _unb64(mac)):
+            expected = _b64(self._mac(payload)).encode()
+            if _b64(payload) != body or not hmac.compare_digest(expected, mac.encode("utf-8", "replace")):
                 raise InvalidStreamToken("signature mismatch")
             claims = orjson.loads(payload)
         except (ValueError, orjson.JSONDecodeError) as exc:

@@ -13,8 +13,11 @@ Endpoint names used for the unified API (``Endpoint``):
 
 from __future__ import annotations
 
+import functools
+import re
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping, Protocol
+from typing import Any, Callable, Literal, Mapping, Protocol
+from urllib.parse import unquote
 
 Endpoint = Literal["chat", "completions", "embeddings", "models", "messages"]
 
@@ -120,6 +123,54 @@ class Adapter(Protocol):
         ...
 
 
+def _as_named(model: str) -> tuple[str, ...]:
+    return (model,)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRule:
+    """Where a request on the proxy route names the model it runs, so a stored provider's
+    ``allowed_models`` holds there too.
+
+    A request matches when its method is ``method`` (any when None) and its path after the base URL
+    fully matches ``path``. The model is then ``template`` filled from the path's named groups, or else
+    the JSON body's ``body_field``. ``required``: such a request always runs a model, so one whose model
+    cannot be read (no such field, a body too large to hold) is refused under an allow-list instead of
+    passed. ``names`` turns the model reference into the names an allow-list entry may use (Replicate's
+    ``owner/name:version``: the reference, the model, the version).
+    """
+
+    path: str
+    method: str | None = "POST"
+    template: str | None = None
+    body_field: str | None = None
+    required: bool = False
+    names: Callable[[str], tuple[str, ...]] = _as_named
+
+    def match(self, method: str, path: str) -> re.Match[str] | None:
+        """The path's match when this rule covers the request (its method and path), else None."""
+        if self.method is not None and method != self.method:
+            return None
+        return _compiled(self.path).fullmatch(path.rstrip("/") or "/")
+
+    def model(self, found: re.Match[str], body: Callable[[], Mapping[str, Any] | None]) -> str | None:
+        """The model a covered request names; None when it names none the gateway can read."""
+        if self.template is not None:
+            return self.template.format(**{name: unquote(value) for name, value in found.groupdict().items()})
+        fields = body()
+        value = fields.get(self.body_field) if fields is not None and self.body_field else None
+        return value if isinstance(value, str) else None
+
+
+@functools.cache  # the patterns of the provider table: a few dozen at most
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+# Most providers name the model in the JSON body, on every route (OpenAI's /responses, /images, ...).
+MODEL_IN_BODY = (ModelRule(r"/.*", method=None, body_field="model"),)
+
+
 @dataclass(frozen=True, slots=True)
 class ProviderSpec:
     """A provider as data.
@@ -141,6 +192,7 @@ class ProviderSpec:
     requires: tuple[str, ...] = ()
     rewrite: Any = None  # a gateway.rewrite.UrlRewrite when responses carry absolute upstream URLs
     caller_headers: tuple[str, ...] = ()  # client headers that always reach the provider, over adapter defaults
+    models: tuple[ModelRule, ...] = MODEL_IN_BODY  # where proxied requests name their model; first match wins
     docs: str = ""
 
     @property

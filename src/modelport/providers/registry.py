@@ -12,7 +12,7 @@ from functools import cache
 from typing import Any
 
 from ..gateway.rewrite import UrlRewrite
-from .base import Adapter, AuthScheme, ProviderSpec
+from .base import Adapter, AuthScheme, ModelRule, ProviderSpec
 
 CHAT = frozenset({"chat"})
 CHAT_EMBED = frozenset({"chat", "embeddings", "models"})
@@ -23,18 +23,44 @@ AZURE_KEY = AuthScheme("header", "api-key")
 GOOGLE_KEY = AuthScheme("header", "x-goog-api-key")
 NO_AUTH = AuthScheme("none")
 
+
+def _replicate_names(ref: str) -> tuple[str, ...]:
+    """``owner/name:version`` may be allowed as itself, as its model or as its version id (research/replicate.md §1)."""
+    model, _, version = ref.partition(":")
+    return tuple(filter(None, (ref, model if version else None, version or None)))
+
+
+_SEGMENT = r"[^/]+"
+# Where Replicate requests run a model (research/replicate.md §1: rows 1-3, 19, 24, 26). A deployment
+# runs whatever model its owner put on it, so an allow-list names it as "deployments/<owner>/<name>".
+REPLICATE_MODELS = (
+    ModelRule(rf"/models/(?P<owner>{_SEGMENT})/(?P<name>{_SEGMENT})/predictions", template="{owner}/{name}"),
+    ModelRule(rf"/models/(?P<owner>{_SEGMENT})/(?P<name>{_SEGMENT})/versions/(?P<version>{_SEGMENT})/trainings",
+              template="{owner}/{name}:{version}", names=_replicate_names),
+    ModelRule(r"/predictions", body_field="version", required=True, names=_replicate_names),
+    ModelRule(rf"/deployments/(?P<owner>{_SEGMENT})/(?P<name>{_SEGMENT})/predictions",
+              template="deployments/{owner}/{name}"),
+    ModelRule(rf"/deployments/(?P<owner>{_SEGMENT})/(?P<name>{_SEGMENT})", method="PATCH",
+              template="deployments/{owner}/{name}"),
+    ModelRule(r"/deployments", body_field="model", required=True),
+)
+# Gemini names the model in the path: /models/gemini-2.0-flash:generateContent.
+GOOGLE_MODELS = (ModelRule(rf"/models/(?P<model>[^/:]+):\w+", template="{model}"),
+                 ModelRule(r"/.*", method=None, body_field="model"))
+
 # (id, base URL, auth, unified endpoints, adapter module, extra spec fields)
 _TABLE: list[tuple[str, str, AuthScheme | None, frozenset[str], str | None, dict[str, Any]]] = [
     # Replicate: file URLs go into prediction inputs and must stay upstream; urls.stream is signed.
     ("replicate", "https://api.replicate.com/v1", None, frozenset(), None,
-     {"rewrite": UrlRewrite(keep=("/files/",), stream_field="stream"), "docs": "proxy-only; prices predictions"}),
+     {"rewrite": UrlRewrite(keep=("/files/",), stream_field="stream"), "models": REPLICATE_MODELS,
+      "docs": "proxy-only; prices predictions"}),
     ("openai", "https://api.openai.com/v1", None, OPENAI_ALL, None, {}),
     ("anthropic", "https://api.anthropic.com/v1", X_API_KEY, frozenset({"chat", "messages"}), "anthropic",
      {"default_headers": {"anthropic-version": "2023-06-01"}, "caller_headers": ("anthropic-version", "anthropic-beta")}),
     ("azure-openai", "https://{resource_name}.openai.azure.com/openai", AZURE_KEY,
      frozenset({"chat", "completions", "embeddings"}), "azure", {"requires": ("resource_name",)}),
     ("google", "https://generativelanguage.googleapis.com/v1beta", GOOGLE_KEY,
-     frozenset({"chat", "embeddings"}), "google", {}),
+     frozenset({"chat", "embeddings"}), "google", {"models": GOOGLE_MODELS}),
     ("cohere", "https://api.cohere.com/v1", None, frozenset({"chat", "embeddings"}), "cohere", {}),
     ("mistral-ai", "https://api.mistral.ai/v1", None, CHAT_EMBED, None, {}),
     ("groq", "https://api.groq.com/openai/v1", None, frozenset({"chat", "models"}), None, {}),
