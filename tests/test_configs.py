@@ -54,6 +54,34 @@ def test_loadbalance_follows_weights_over_1000_requests(call, fake_openai, fake_
     assert 640 <= primary <= 760  # 0.7 ± ~4 standard deviations
 
 
+def test_sticky_loadbalance_keeps_each_user_on_one_target_and_splits_users_by_weight(call, fake_openai, fake_openai_backup):
+    sticky = {"enabled": True, "hash_fields": ["metadata.user", "headers.x-team"], "ttl": 3600}
+    config = {"strategy": {"mode": "loadbalance", "sticky": sticky},
+              "targets": [{**PRIMARY, "weight": 0.7}, {**BACKUP, "weight": 0.3}]}
+    chosen: dict[str, set[str]] = {}
+    for user in range(200):
+        for _ in range(3):  # the same user, again and again: the same target
+            answer = call(config, **{"x-portkey-metadata": json.dumps({"user": f"u{user}"}), "x-team": "a"})
+            chosen.setdefault(f"u{user}", set()).add(answer.headers["x-portkey-last-used-option-index"])
+    assert all(len(targets) == 1 for targets in chosen.values())
+    primary = sum(targets == {"config.targets[0]"} for targets in chosen.values())
+    assert 110 <= primary <= 170  # 0.7 of 200 users, ± ~4.5 standard deviations
+    assert fake_openai[1].count == 3 * primary
+
+
+@pytest.mark.parametrize(("sticky", "mentions"), [
+    ({"hash_fields": []}, "hash_fields"),
+    ({"hash_fields": ["user"]}, "metadata.<key>"),
+    ({"hash_fields": ["metadata.user"], "ttl": 0}, "ttl"),
+    ({"hash_fields": ["metadata.user"], "sessions": 1}, "must be an object"),
+])  # fmt: skip
+def test_invalid_sticky_is_a_clear_400(call, sticky, mentions):
+    answer = call({"strategy": {"mode": "loadbalance", "sticky": sticky}, "targets": [PRIMARY, BACKUP]})
+    assert answer.status_code == 400 and mentions in answer.json()["error"]["message"]
+    answer = call({"strategy": {"mode": "fallback", "sticky": {"hash_fields": ["metadata.user"]}}, "targets": [PRIMARY]})
+    assert answer.status_code == 400 and "loadbalance mode only" in answer.json()["error"]["message"]
+
+
 @pytest.mark.parametrize("flag", [{}, {"use_retry_after_header": True}])
 def test_retry_honours_retry_after_by_default(call, fake_openai, flag):
     fake_openai[1].fail_next(2, 429, retry_after=0.3)

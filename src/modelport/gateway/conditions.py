@@ -25,6 +25,12 @@ def matches(query: dict[str, Any], context: dict[str, Any]) -> bool:
     return True
 
 
+def lookup(context: dict[str, Any], dotted: str) -> Any:
+    """The value at a dotted path (``metadata.user``), or None when there is none."""
+    value = _lookup(context, dotted)
+    return None if value is _MISSING else value
+
+
 def _lookup(context: dict[str, Any], dotted: str) -> Any:
     value: Any = context
     for part in dotted.split("."):

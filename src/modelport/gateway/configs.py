@@ -17,7 +17,7 @@ from .auth import Principal
 from .errors import InvalidConfig
 from .headers import RequestOptions
 from .resolve import TargetResolver
-from .routing import DEFAULT_RETRY_CODES, Branch, CachePolicy, Leaf, Node, RetryPolicy
+from .routing import DEFAULT_RETRY_CODES, Branch, CachePolicy, Leaf, Node, RetryPolicy, Sticky
 from .store_cache import StoreCache, StoreVersion
 
 MODES = ("single", "fallback", "loadbalance", "conditional")
@@ -114,6 +114,7 @@ class _Builder:
                 on_status_codes=frozenset(codes) if codes is not None else None,
                 conditions=tuple((c["query"], c["then"]) for c in strategy.get("conditions", ())),
                 default=strategy.get("default"), weight=float(config.get("weight", 1)), name=config.get("name"),
+                sticky=_sticky(strategy.get("sticky")),
             )
         return self.leaf(config, index, settings)
 
@@ -146,6 +147,12 @@ def _provider_settings(config: Mapping[str, Any]) -> dict[str, str]:
         if config.get(f"azure_{key}"):
             found[key] = config[f"azure_{key}"]
     return found
+
+
+def _sticky(raw: Mapping[str, Any] | None) -> Sticky | None:
+    if not raw or not raw.get("enabled", True):
+        return None
+    return Sticky(tuple(raw["hash_fields"]), float(raw["ttl"]) if raw.get("ttl") else None)
 
 
 def _retry(raw: Mapping[str, Any] | None) -> RetryPolicy:
@@ -194,9 +201,11 @@ def _check_branch(config: dict[str, Any], path: str) -> None:
     strategy, targets = config.get("strategy"), config.get("targets")
     if not isinstance(strategy, dict) or strategy.get("mode") not in MODES:
         _fail(f"{path}.strategy.mode", f"must be one of {', '.join(MODES)}")
-    unknown = sorted(set(strategy) - {"mode", "on_status_codes", "conditions", "default"})
+    unknown = sorted(set(strategy) - {"mode", "on_status_codes", "conditions", "default", "sticky"})
     if unknown:
         _fail(f"{path}.strategy", f"has unknown key(s) {', '.join(repr(k) for k in unknown)}")
+    if "sticky" in strategy:
+        _check_sticky(strategy, f"{path}.strategy.sticky")
     if not isinstance(targets, list) or not targets:
         _fail(f"{path}.targets", "must be a non-empty list")
     for i, target in enumerate(targets):
@@ -207,6 +216,26 @@ def _check_branch(config: dict[str, Any], path: str) -> None:
         _fail(f"{path}.targets", "all have weight 0: a loadbalance needs at least one positive weight")
     if strategy["mode"] == "conditional":
         _check_conditions(strategy, targets, path)
+
+
+_STICKY_SOURCES = ("metadata.", "params.", "headers.")
+
+
+def _check_sticky(strategy: dict[str, Any], path: str) -> None:
+    sticky = strategy["sticky"]
+    if strategy["mode"] != "loadbalance":
+        _fail(path, "applies to the loadbalance mode only")
+    if not isinstance(sticky, dict) or set(sticky) - {"enabled", "hash_fields", "ttl"}:
+        _fail(path, "must be an object with hash_fields and optional enabled and ttl")
+    if not isinstance(sticky.get("enabled", True), bool):
+        _fail(f"{path}.enabled", "must be true or false")
+    fields = sticky.get("hash_fields")
+    if (not isinstance(fields, list) or not fields
+            or not all(isinstance(f, str) and f.startswith(_STICKY_SOURCES) and f not in _STICKY_SOURCES for f in fields)):
+        _fail(f"{path}.hash_fields", "must be a non-empty list of metadata.<key>, params.<field> or headers.<name>")
+    ttl = sticky.get("ttl")
+    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 0 < ttl <= 31_536_000):
+        _fail(f"{path}.ttl", "must be a number of seconds between 1 and 31536000")
 
 
 def _check_conditions(strategy: dict[str, Any], targets: list[Any], path: str) -> None:

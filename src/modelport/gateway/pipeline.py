@@ -158,7 +158,9 @@ class _Call:
 
     def routing_context(self) -> dict[str, Any]:
         params = UnifiedCall.peek_json(self.outbound) if self.outbound.body else {}
-        return {"metadata": self.record.metadata, "params": params, "url": {"pathname": "/v1" + self.outbound.path}}
+        headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in self.scope["headers"]}
+        return {"metadata": self.record.metadata, "params": params, "url": {"pathname": "/v1" + self.outbound.path},
+                "headers": headers}
 
     def may_retry(self, outcome: Outcome) -> bool:
         if self.outbound.body is None:

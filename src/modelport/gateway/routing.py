@@ -11,9 +11,14 @@ in ``x-portkey-last-used-option-index``. Without a config the tree is one leaf (
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import math
 import random
+import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Union
+
+import orjson
 
 from .errors import BadRequest, GatewayError
 from .resolve import Resolved
@@ -58,6 +63,16 @@ class Branch:
     default: str | None = None
     weight: float = 1.0
     name: str | None = None
+    sticky: Sticky | None = None  # loadbalance: the same hash fields pick the same target
+
+
+@dataclass(frozen=True, slots=True)
+class Sticky:
+    """Portkey's ``strategy.sticky``: requests whose ``hash_fields`` agree go to one target, for the
+    current ``ttl`` window (aligned to the UTC clock; none: for as long as the targets stay the same)."""
+
+    hash_fields: tuple[str, ...]
+    ttl: float | None = None
 
 
 Node = Union[Leaf, Branch]
@@ -104,7 +119,8 @@ async def execute(node: Node, walk: Walk) -> Outcome:
     if node.mode == "single":
         return await execute(node.children[0], walk)
     if node.mode == "loadbalance":
-        return await execute(_weighted_pick(node), walk)
+        picked = _sticky_pick(node, walk.routing_context()) if node.sticky else None
+        return await execute(picked or _weighted_pick(node), walk)
     if node.mode == "conditional":
         return await execute(_conditional_pick(node, walk.routing_context()), walk)
     return await _fallback(node, walk)
@@ -134,6 +150,28 @@ def _fallback_stops(node: Branch, outcome: Outcome) -> bool:
 def _weighted_pick(node: Branch) -> Node:
     weights = [child.weight for child in node.children]
     return random.choices(node.children, weights=weights, k=1)[0]
+
+
+def _sticky_pick(node: Branch, context: dict[str, Any]) -> Node | None:
+    """Weighted rendezvous hashing over the hash fields' values: the same values pick the same target on
+    every worker and node with no shared state, in proportion to the weights, and removing a target
+    moves only its own share. None (a weighted random pick) when the request has none of the fields."""
+    from .conditions import lookup
+
+    sticky = node.sticky
+    assert sticky is not None
+    values = [lookup(context, field) for field in sticky.hash_fields]
+    if all(value is None for value in values):
+        return None
+    window = int(time.time() // sticky.ttl) if sticky.ttl else 0
+    seed = orjson.dumps([values, window], option=orjson.OPT_SORT_KEYS)
+
+    def score(child: Node) -> float:
+        digest = hashlib.blake2b(seed + child.index.encode(), digest_size=8).digest()
+        uniform = (int.from_bytes(digest, "big") + 1) / (2**64 + 1)  # in (0, 1)
+        return -math.log(uniform) / child.weight
+
+    return min((child for child in node.children if child.weight > 0), key=score)
 
 
 async def _with_retries(leaf: Leaf, walk: Walk) -> Outcome:
