@@ -140,6 +140,26 @@ def test_cache_hit_refresh_and_isolation_between_keys(call, gateway, fake_openai
     assert plain.headers["x-portkey-cache-status"] == "DISABLED"
 
 
+def test_cache_ttl_and_namespace_headers(call, fake_openai):
+    body = {**BODY, "messages": [{"role": "user", "content": f"ttl {time.time()}"}]}
+    ttl = {"x-portkey-cache-ttl": "1"}
+    assert call(PRIMARY, body, **ttl).headers["x-portkey-cache-status"] == "MISS"  # the header alone turns it on
+    assert call(PRIMARY, body, **ttl).headers["x-portkey-cache-status"] == "HIT"
+    spaced = {**ttl, "x-portkey-cache-namespace": "tenant-b"}
+    assert call(PRIMARY, body, **spaced).headers["x-portkey-cache-status"] == "MISS"  # another namespace
+    assert call(PRIMARY, body, **spaced).headers["x-portkey-cache-status"] == "HIT"
+    time.sleep(1.1)
+    assert call(PRIMARY, body, **ttl).headers["x-portkey-cache-status"] == "MISS"  # its ttl has passed
+    long_lived = {**PRIMARY, "cache": {"mode": "simple", "max_age": 3600}}
+    assert call(long_lived, body, **ttl).headers["x-portkey-cache-status"] == "HIT"  # stored 0 s ago
+    time.sleep(1.1)
+    assert call(long_lived, body, **ttl).headers["x-portkey-cache-status"] == "MISS"  # the header's ttl wins
+    assert fake_openai[1].count == 4
+    for bad in ("0", "nan", "inf", "soon"):
+        answer = call(PRIMARY, body, **{"x-portkey-cache-ttl": bad})
+        assert answer.status_code == 400 and "x-portkey-cache-ttl" in answer.json()["error"]["message"]
+
+
 def test_nested_targets_report_their_path(call, fake_openai, fake_openai_backup):
     fake_openai[1].fail_next(1, 502)
     config = {"strategy": {"mode": "fallback"}, "targets": [

@@ -32,10 +32,11 @@ class CachedResponse:
         pass
 
 
-def cache_key(*, provider: str, credential: str, key_id: str | None, path: str, body: dict[str, Any]) -> str:
+def cache_key(*, provider: str, credential: str, key_id: str | None, path: str, body: dict[str, Any],
+              namespace: str | None = None) -> str:  # fmt: skip
     canonical = orjson.dumps({k: v for k, v in body.items() if k != "stream"}, option=orjson.OPT_SORT_KEYS)
     digest = hashlib.sha256()
-    for part in (provider, credential, key_id or "", path):
+    for part in (provider, credential, key_id or "", path, namespace or ""):
         digest.update(part.encode())
         digest.update(b"\0")
     digest.update(canonical)

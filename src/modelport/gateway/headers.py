@@ -64,6 +64,8 @@ class RequestOptions(NamedTuple):
     upstream_headers: tuple[tuple[bytes, bytes], ...] = ()
     content_type: bytes = b""
     content_length: int | None = None
+    cache_namespace: str | None = None  # partitions the cache further (never across gateway keys)
+    cache_ttl: float | None = None  # seconds; turns the simple cache on for this request
 
 
 # Builds a RequestOptions from a full positional tuple, skipping the keyword handling of __new__.
@@ -140,7 +142,7 @@ def _options(
     if not portkey:  # only the common headers: every other option keeps its default (most requests)
         return _FAST_NEW(RequestOptions, (*common, None, trace_id or new_trace_id(), bool(trace_id), _EMPTY, None,
                                           frozenset(), None, False, False, provider_key, _EMPTY, tuple(upstream),
-                                          content_type, content_length))
+                                          content_type, content_length, None, None))
     return RequestOptions(
         *common,
         config=portkey.get("config") or None,
@@ -157,6 +159,8 @@ def _options(
         upstream_headers=tuple(upstream),
         content_type=content_type,
         content_length=content_length,
+        cache_namespace=_namespace(portkey.get("cache-namespace")),
+        cache_ttl=_cache_ttl(portkey.get("cache-ttl")),
     )
 
 
@@ -212,6 +216,26 @@ def _timeout(raw: str | None) -> float | None:
     if ms <= 0:
         raise InvalidHeader(f"x-portkey-request-timeout must be positive, got {raw!r}")
     return ms / 1000.0
+
+
+def _namespace(raw: str | None) -> str | None:
+    if not raw:
+        return None
+    if len(raw) > 256:
+        raise InvalidHeader("x-portkey-cache-namespace must be at most 256 characters")
+    return raw
+
+
+def _cache_ttl(raw: str | None) -> float | None:
+    if raw is None or raw == "":
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise InvalidHeader(f"x-portkey-cache-ttl must be a number of seconds, got {raw!r}") from None
+    if not 0 < seconds <= 31_536_000:  # also refuses nan and inf
+        raise InvalidHeader(f"x-portkey-cache-ttl must be between 0 and 31536000 seconds, got {raw!r}")
+    return seconds
 
 
 def _flag(raw: str | None) -> bool:

@@ -233,18 +233,24 @@ class _Call:
             self.reserved = []
 
     def _cached(self, leaf: Leaf, endpoint: str) -> CachedResponse | None:
-        """Look the request up in the cache when its config asks for one; note the cache status."""
+        """Look the request up in the cache when its config (or ``x-portkey-cache-ttl``) asks for one; note
+        the cache status."""
         self.cache_key = None
-        if leaf.cache is None or endpoint not in CACHEABLE or self.unified is None or self.unified.stream:
+        options = self.outbound.options
+        if leaf.cache is None and options.cache_ttl is None:
+            return None
+        if endpoint not in CACHEABLE or self.unified is None or self.unified.stream:
             return None
         target, gateway = leaf.resolved.target, self.gateway
         key_id = None if gateway.settings.cache_share_across_keys else self.principal.key_id
         self.cache_key = cache_key(provider=target.provider, credential=credential_scope(target.slug, target.api_key),
-                                   key_id=key_id, path=self.outbound.path, body=self.unified.body)
-        if self.outbound.options.cache_force_refresh:
+                                   key_id=key_id, path=self.outbound.path, body=self.unified.body,
+                                   namespace=options.cache_namespace)
+        if options.cache_force_refresh:
             self.record.cache_status = "REFRESH"
             return None
-        hit = gateway.cache.get(self.cache_key, leaf.cache.max_age)
+        max_age = options.cache_ttl if options.cache_ttl is not None else leaf.cache.max_age  # type: ignore[union-attr]
+        hit = gateway.cache.get(self.cache_key, max_age)
         self.record.cache_status = "HIT" if hit is not None else "MISS"
         return hit
 

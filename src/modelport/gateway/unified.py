@@ -94,7 +94,7 @@ class UnifiedCall:
         if endpoint not in spec.unified and endpoint != "models":
             raise UnsupportedEndpoint(f"provider '{spec.id}' does not serve /v1{outbound.path} through the unified API")
         body: dict[str, Any] = {}
-        if outbound.method == "POST" and _needs_body(leaf):
+        if outbound.method == "POST" and (_needs_body(leaf) or outbound.options.cache_ttl is not None):
             try:
                 parsed = orjson.loads(outbound.body or b"")
             except orjson.JSONDecodeError as exc:
