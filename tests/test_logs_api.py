@@ -275,6 +275,44 @@ def test_detail_keeps_the_request_body(admin: httpx.Client, traffic: dict[str, A
     assert orjson.loads(record["request_body"])["messages"][0]["content"] == "one two three"
 
 
+def test_span_headers_build_a_trace_tree(admin: httpx.Client) -> None:
+    trace = f"agent-run-{secrets.token_hex(4)}"
+    def step(span: str, parent: str | None, name: str) -> None:
+        headers = {"x-portkey-trace-id": trace, "x-portkey-span-id": span, "x-portkey-span-name": name}
+        if parent:
+            headers["x-portkey-parent-span-id"] = parent
+        # not through call(): these records must stay out of the module's RUN, whose counts the tests check
+        answer = admin.post(CHAT, headers={"x-portkey-provider": "@openai-test", **headers}, **chat("gpt-4o-mini", name))
+        assert answer.status_code == 200, answer.text
+
+    step("plan", None, "plan the work")
+    step("search", "plan", "search")
+    step("answer", "plan", "write the answer")
+    step("check", "answer", "check the answer")
+    deadline = time.monotonic() + 15
+    while (reply := admin.get(f"/logs/traces/{trace}")).status_code == 404 or sum(
+            1 for _ in _walk(reply.json()["spans"])) < 4:  # fmt: skip
+        assert time.monotonic() < deadline, reply.text
+        time.sleep(0.1)
+    tree = reply.json()
+    assert tree["object"] == "trace" and tree["truncated"] is False
+    (root,) = tree["spans"]
+    assert (root["span_id"], root["span_name"]) == ("plan", "plan the work")
+    assert [child["span_id"] for child in root["children"]] == ["search", "answer"]  # in the order they ran
+    assert [grandchild["span_id"] for grandchild in root["children"][1]["children"]] == ["check"]
+    assert root["logs"][0]["trace_id"] == trace and root["logs"][0]["parent_span_id"] is None
+    assert admin.get("/logs/traces/no-such-trace").status_code == 404
+    bad = admin.post(CHAT, headers={"x-portkey-provider": "@openai-test", "x-portkey-span-id": "a" * 200},
+                     **chat("gpt-4o-mini", "x"))
+    assert bad.status_code == 400 and "x-portkey-span-id" in bad.json()["error"]["message"]
+
+
+def _walk(spans: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    for span in spans:
+        yield span
+        yield from _walk(span["children"])
+
+
 def test_unknown_log_id_is_404(admin: httpx.Client) -> None:
     reply = admin.get("/logs/log_000000000000000000000000")
     assert reply.status_code == 404 and reply.headers["x-portkey-gateway-exception"] == "true"

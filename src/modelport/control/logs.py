@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import functools
 import io
+import itertools
 import time
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -214,6 +215,30 @@ def retrieve(store: Any, request: Request) -> dict[str, Any]:
     return found
 
 
+MAX_TRACE_RECORDS = 1000
+
+
+def trace(store: Any, request: Request) -> dict[str, Any]:
+    """One trace's requests as a tree of spans (Portkey's x-portkey-span-id / -parent-span-id / -span-name).
+    A request that named no span is a span of its own (its log id); several requests may share a span
+    (retries sent with one span id); a span whose parent is not in the trace is a root."""
+    trace_id = request.params["trace_id"]
+    rows = list(itertools.islice(queries(store).iter_export(LogFilter(trace_id=trace_id)), MAX_TRACE_RECORDS + 1))
+    if not rows:
+        raise NotFound(f"no log records with trace id {trace_id[:60]!r}")
+    spans: dict[str, dict[str, Any]] = {}
+    for row in reversed(rows[:MAX_TRACE_RECORDS]):  # oldest first: a span's logs in the order they ran
+        span_id = row["span_id"] or row["id"]
+        span = spans.setdefault(span_id, {"span_id": span_id, "span_name": row["span_name"],
+                                          "parent_span_id": row["parent_span_id"], "logs": [], "children": []})
+        span["logs"].append(row)
+    roots = []
+    for span in spans.values():
+        parent = spans.get(span["parent_span_id"] or "")
+        (parent["children"] if parent is not None and parent is not span else roots).append(span)
+    return {"object": "trace", "trace_id": trace_id, "spans": roots, "truncated": len(rows) > MAX_TRACE_RECORDS}
+
+
 def export(store: Any, request: Request) -> Download:
     query = request.query
     kind, full = query.get("format", "jsonl"), query.get("full", False)
@@ -334,7 +359,7 @@ _SUMMARY_PROPERTIES: dict[str, Any] = {
     "cost_status": {"enum": ["priced", "estimated", "unpriced", None]}, "input_tokens": _INTEGER,
     "output_tokens": _INTEGER, "total_tokens": _INTEGER, "prediction_id": _TEXT, "error": _TEXT,
     "gateway_exception": {"type": "boolean"}, "stream": {"type": "boolean"}, "metadata": {"type": "object"},
-    "retry_count": _INTEGER,
+    "retry_count": _INTEGER, "span_id": _TEXT, "parent_span_id": _TEXT, "span_name": _TEXT,
 }  # fmt: skip
 SUMMARY = {"type": "object", "properties": _SUMMARY_PROPERTIES, "required": list(SUMMARY_FIELDS)}
 _ATTEMPT = {
@@ -367,6 +392,19 @@ LIST_REPLY = {
                    "next_cursor": {**_TEXT, "description": "Pass as cursor for the next page; null on the last."}},
     "required": ["object", "data", "next_cursor"],
 }  # fmt: skip
+_SPAN = {
+    "type": "object",
+    "properties": {"span_id": {"type": "string"}, "span_name": _TEXT, "parent_span_id": _TEXT,
+                   "logs": {"type": "array", "items": SUMMARY},
+                   "children": {"type": "array", "items": {"type": "object", "description": "spans, in this shape"}}},
+}  # fmt: skip
+TRACE_REPLY = {
+    "type": "object",
+    "properties": {"object": {"const": "trace"}, "trace_id": {"type": "string"},
+                   "spans": {"type": "array", "items": _SPAN},
+                   "truncated": {"type": "boolean", "description": f"more than {MAX_TRACE_RECORDS} records: the newest left out"}},
+    "required": ["object", "trace_id", "spans", "truncated"],
+}  # fmt: skip
 EXPORT_REPLY = {"type": "string", "description": "JSON lines (application/x-ndjson) or CSV, as an attachment."}
 FEEDBACK_REPLY = {
     "type": "object",
@@ -396,6 +434,9 @@ ROUTES = (
     Route("GET", "/logs", "logs.read", list_logs, _LIST_SUMMARY, "Logs", LIST_REPLY, query=LIST),
     Route("GET", "/logs/export", "logs.read", export, "Download matching logs as JSON lines or CSV (streamed)",
           "Logs", EXPORT_REPLY, query=EXPORT),
+    Route("GET", "/logs/traces/{trace_id}", "logs.read", trace,
+          "One trace's requests as a tree of spans (x-portkey-span-id, -parent-span-id, -span-name)", "Logs",
+          TRACE_REPLY),
     Route("GET", "/logs/{log_id}", "logs.read", retrieve,
           "One log record: headers, bodies, attempts, usage, cost and feedback", "Logs", DETAIL),
     Route("POST", "/feedback", "logs.write", create_feedback, "Record feedback on a trace (one object or a list); "

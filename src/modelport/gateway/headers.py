@@ -66,6 +66,7 @@ class RequestOptions(NamedTuple):
     content_length: int | None = None
     cache_namespace: str | None = None  # partitions the cache further (never across gateway keys)
     cache_ttl: float | None = None  # seconds; turns the simple cache on for this request
+    span: tuple[str | None, str | None, str | None] = (None, None, None)  # span id, parent span id, span name
 
 
 # Builds a RequestOptions from a full positional tuple, skipping the keyword handling of __new__.
@@ -142,7 +143,7 @@ def _options(
     if not portkey:  # only the common headers: every other option keeps its default (most requests)
         return _FAST_NEW(RequestOptions, (*common, None, trace_id or new_trace_id(), bool(trace_id), _EMPTY, None,
                                           frozenset(), None, False, False, provider_key, _EMPTY, tuple(upstream),
-                                          content_type, content_length, None, None))
+                                          content_type, content_length, None, None, (None, None, None)))
     return RequestOptions(
         *common,
         config=portkey.get("config") or None,
@@ -161,6 +162,7 @@ def _options(
         content_length=content_length,
         cache_namespace=_namespace(portkey.get("cache-namespace")),
         cache_ttl=_cache_ttl(portkey.get("cache-ttl")),
+        span=(_span(portkey, "span-id"), _span(portkey, "parent-span-id"), _span(portkey, "span-name")),
     )
 
 
@@ -216,6 +218,15 @@ def _timeout(raw: str | None) -> float | None:
     if ms <= 0:
         raise InvalidHeader(f"x-portkey-request-timeout must be positive, got {raw!r}")
     return ms / 1000.0
+
+
+def _span(portkey: dict[str, str], name: str) -> str | None:
+    value = portkey.get(name)
+    if not value:
+        return None
+    if len(value) > 128 or not value.isprintable():
+        raise InvalidHeader(f"x-portkey-{name} must be at most 128 printable characters")
+    return value
 
 
 def _namespace(raw: str | None) -> str | None:

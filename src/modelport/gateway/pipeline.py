@@ -373,5 +373,6 @@ async def _teed(stream, record: LogRecord, cap: int):
 
 def _note_principal(record: LogRecord, principal: Principal, options: RequestOptions) -> None:
     record.key_id, record.key_name = principal.key_id, principal.name
+    record.span_id, record.parent_span_id, record.span_name = options.span
     record.metadata = {**principal.metadata, **options.metadata}  # a dict the log writer can serialize
     record.store_bodies = principal.log_bodies

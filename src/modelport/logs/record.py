@@ -74,6 +74,9 @@ class LogRecord:
     store_bodies: bool = True
     content_type: str | None = None
     response_content_type: str | None = None
+    span_id: str | None = None  # x-portkey-span-id: the request's place in its trace's tree
+    parent_span_id: str | None = None
+    span_name: str | None = None
     # Budget reservations to settle once the usage is known: (key in hex, limit, ends_at, amount, kind)
     # each; plain values, so the record still travels by marshal and spills as JSON.
     reservations: list[tuple[str, int, int, int, str]] | None = None

@@ -28,13 +28,13 @@ LOG_COLUMNS = (
     "gateway_exception", "error", "stream", "prediction_id", "input_tokens", "output_tokens", "total_tokens",
     "cost_usd", "cost_status", "cost_reason", "retry_count", "last_used_index", "metadata", "attempts", "usage",
     "request_headers", "response_headers", "request_body", "response_body", "request_content_type",
-    "response_content_type",
+    "response_content_type", "span_id", "parent_span_id", "span_name",
 )
 SUMMARY_FIELDS = (
     "id", "trace_id", "created_at", "method", "path", "endpoint", "provider", "slug", "model", "status", "latency_ms",
     "upstream_latency_ms", "request_bytes", "response_bytes", "key_id", "key_name", "cache_status", "cost_usd",
     "cost_status", "input_tokens", "output_tokens", "total_tokens", "prediction_id", "error", "gateway_exception",
-    "stream", "metadata", "retry_count",
+    "stream", "metadata", "retry_count", "span_id", "parent_span_id", "span_name",
 )
 DETAIL_EXTRA = (
     "request_headers", "response_headers", "request_body", "response_body", "attempts", "usage", "cost_reason",

@@ -166,6 +166,12 @@ MIGRATIONS: list[str] = [
     ALTER TABLE api_keys ADD COLUMN usage_reset_at BIGINT;
     ALTER TABLE providers ADD COLUMN usage_reset_at BIGINT;
     """,
+    # 6: Portkey's span headers, so one trace's requests form a tree (GET /v1/logs/traces/{trace_id}).
+    """
+    ALTER TABLE logs ADD COLUMN span_id TEXT;
+    ALTER TABLE logs ADD COLUMN parent_span_id TEXT;
+    ALTER TABLE logs ADD COLUMN span_name TEXT;
+    """,
 ]
 
 
