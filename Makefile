@@ -1,12 +1,16 @@
-# `make test` sets up a fresh machine for the suite and runs all of it (what .ci/run calls).
+# `make serve` installs ModelPort and starts the gateway; `make test` sets up a fresh machine for the suite
+# and runs all of it (what .ci/run calls). Both use the Python scripts/python picks: the one on PATH, or
+# ./.venv where the system Python refuses pip installs (PEP 668).
 .PHONY: test serve bench
 
+PYTHON := $(or $(shell scripts/python),$(error no usable Python: see the line above))
+
 test:
-	bash scripts/setup-test-env
-	python -m pytest
+	PYTHON=$(PYTHON) bash scripts/setup-test-env
+	$(PYTHON) -m pytest
 
 serve:
-	pip install -e . && modelport serve
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e . && $(PYTHON) -m modelport serve $(ARGS)
 
 bench:
-	python bench/run.py
+	$(PYTHON) bench/run.py
