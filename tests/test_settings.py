@@ -73,7 +73,6 @@ def test_readme_documents_every_setting():
 @pytest.mark.parametrize("env, value", [
     ("MODELPORT_DATABASE_URL", "postgresql://127.0.0.1/test"),
     ("MODELPORT_REDIS_URL", "redis://127.0.0.1:6379"),
-    ("MODELPORT_REPLICATE_ISOLATE_PREDICTIONS", "true"),
 ])
 def test_a_setting_not_built_yet_is_refused_not_ignored(tmp_path, env, value):
     result = subprocess.run([sys.executable, "-m", "modelport", "serve", "--data-dir", str(tmp_path)],

@@ -413,3 +413,13 @@ def test_a_store_opened_before_a_fork_works_in_the_child_and_the_parent(store: S
     assert not store.get_api_key_by_hash(hash_api_key(token)).is_active()
     store.create_api_key("after")
     assert [k.name for k in store.list_api_keys().items] == ["forked", "after"]
+
+
+def test_an_objects_first_owner_stays_and_recording_it_empties_no_cache(store: SQLiteStore) -> None:
+    version = store.data_version()
+    store.record_owner("replicate-prod", "p1", "prediction", "key_a")
+    store.record_owner("replicate-prod", "p1", "prediction", "key_b")  # a replayed create changes nothing
+    store.record_owner("replicate-prod", "f1", "file", "key_b")
+    assert store.owners_of("replicate-prod", ["p1", "f1", "unknown"]) == {"p1": "key_a", "f1": "key_b"}
+    assert store.owners_of("replicate-other", ["p1"]) == {}  # owned on one account, not on another
+    assert store.data_version() == version

@@ -60,7 +60,7 @@ class Settings:
     replicate_default_hardware: str = "gpu-a40-large"
     replicate_autopoll: bool = False
     replicate_autopoll_interval: float = 5.0
-    replicate_isolate_predictions: bool = False
+    replicate_isolate_predictions: bool = True
     cache_max_bytes: int = 64 * 1024 * 1024
     cache_share_across_keys: bool = False
     budget_max_tokens: int = 4096
@@ -129,7 +129,6 @@ _INTERNAL = frozenset({"log_service_address"})
 _NOT_YET_BUILT = {
     "database_url": "the PostgreSQL store is not built yet; unset it to use the embedded SQLite store",
     "redis_url": "Redis counters and cache are not built yet; unset it",
-    "replicate_isolate_predictions": "every key on a shared Replicate credential sees its predictions; set it to false",
 }
 _FIELD_TYPES = {f.name: f.type for f in fields(Settings) if f.name not in _INTERNAL}
 _DEFAULTS = {f.name: f.default for f in fields(Settings)}
@@ -230,7 +229,7 @@ HELP = {
     "replicate_default_hardware": "SKU assumed for Replicate models of unknown hardware (cost is 'estimated')",
     "replicate_autopoll": "poll unpolled Replicate predictions so their cost is recorded",
     "replicate_autopoll_interval": "seconds between those polls",
-    "replicate_isolate_predictions": "per-key prediction isolation on a shared account: not built yet, refused when true",
+    "replicate_isolate_predictions": "keys sharing a stored Replicate account see only the predictions, trainings and files they created (admin keys see all)",
     "cache_max_bytes": "memory for the response cache",
     "cache_share_across_keys": "let different gateway keys share cache entries",
     "budget_max_tokens": "output tokens a budget reserves for a request that states no max_tokens",

@@ -15,6 +15,7 @@
     ├── PayloadTooLarge               413 payload_too_large
     ├── RateLimited                   429 rate_limit_error
     ├── UpstreamUnreachable           502 upstream_error
+    ├── BadUpstreamResponse           502 upstream_error   (a response a provider policy must read, unreadable)
     └── UpstreamTimeout               504 timeout_error
 
 Every response built from these carries ``x-portkey-gateway-exception: true`` and the body
@@ -99,6 +100,10 @@ class RateLimited(GatewayError):
 
 class UpstreamUnreachable(GatewayError):
     status, type, code = 502, "upstream_error", "upstream_unreachable"
+
+
+class BadUpstreamResponse(GatewayError):
+    status, type, code = 502, "upstream_error", "bad_upstream_response"
 
 
 class UpstreamTimeout(GatewayError):

@@ -10,6 +10,8 @@ import time
 from typing import Any
 
 from ..logs.record import Attempt, LogRecord, Recorder
+from ..providers.base import Answer, Exchange, ExchangePolicy, ProviderSpec
+from ..providers.registry import make_policy
 from ..server.http import (
     ClientDisconnected,
     Headers,
@@ -71,6 +73,8 @@ class Gateway:
         self.resolver = TargetResolver(store, self.auth.version, HostRules.from_settings(settings))
         self.planner = ConfigPlanner(store, self.resolver, self.auth.version)
         self.cache = ResponseCache(settings.cache_max_bytes)
+        self.store = store
+        self._policies: dict[str, ExchangePolicy | None] = {}
         # What records keep. With logging off only the metrics read them: no headers, no bodies.
         self.log_headers = settings.logging
         self.log_body_cap = settings.log_body_max_bytes if settings.logging else 0
@@ -107,6 +111,12 @@ class Gateway:
             record.latency_ms = (time.perf_counter() - started) * 1000
             self.recorder.submit(record)
 
+    def policy_for(self, spec: ProviderSpec) -> ExchangePolicy | None:
+        """The provider's rules around proxied requests (authorize before forwarding, screen after), built once."""
+        if spec.id not in self._policies:
+            self._policies[spec.id] = make_policy(spec, self.settings, self.store)
+        return self._policies[spec.id]
+
     async def _read(self, method: str, path: str, scope: Scope, receive: Receive, options: RequestOptions) -> Outbound:
         query = scope.get("query_string", b"").decode("latin-1")
         endpoint = unified_endpoint(method, path)
@@ -142,7 +152,7 @@ class _Call:
     """The per-request state the attempt and respond steps share; also the ``Walk`` the router drives."""
 
     __slots__ = ("gateway", "scope", "receive", "send", "outbound", "record", "principal", "unified", "cache_key",
-                 "key_standings", "provider_standings", "token_standings", "reserved", "public_base")
+                 "key_standings", "provider_standings", "token_standings", "reserved", "public_base", "exchange")
 
     def __init__(self, gateway: Gateway, scope: Scope, receive: Receive, send: Send, outbound: Outbound,
                  record: LogRecord, principal: Principal, key_standings: list[Standing]) -> None:
@@ -155,6 +165,7 @@ class _Call:
         self.unified: UnifiedCall | None = None
         self.cache_key: str | None = None
         self.public_base: str | None = None  # built (and the Host checked) at most once per request
+        self.exchange: Exchange | None = None  # the last attempt's request, when its provider has a policy
 
     def routing_context(self) -> dict[str, Any]:
         params = UnifiedCall.peek_json(self.outbound) if self.outbound.body else {}
@@ -178,6 +189,7 @@ class _Call:
         self.record.attempts.append(span)
         self.provider_standings, self.token_standings = [], []
         self.release_unsettled()  # a new attempt: the last one failed, and what it reserved goes back
+        self.exchange = None
         started = time.perf_counter()
         try:
             endpoint = outbound.endpoint
@@ -194,6 +206,10 @@ class _Call:
                 check_proxied_model(leaf, outbound)
                 if resolved.spec.rewrite is not None:
                     self.gateway_base()  # a Host we could not write into the response: refused before anything upstream
+                answer = await self._authorize(resolved)
+                if answer is not None:  # the provider's policy answers for it: nothing goes upstream
+                    span.status = answer.status
+                    return Outcome(leaf, answer.status, response=_answered(answer))
                 method, url = outbound.method, upstream_url(resolved.target.base_url, outbound.path, outbound.query)
                 headers = proxy_headers(outbound.options, resolved.spec, resolved.target)
                 body = UnifiedCall.proxy_body(outbound, leaf)
@@ -209,6 +225,24 @@ class _Call:
             return Outcome(leaf, error.status, error=error)
         finally:
             span.latency_ms = (time.perf_counter() - started) * 1000
+
+    async def _authorize(self, resolved: Any) -> Answer | None:
+        """Ask the provider's policy (if it has one) about this proxied request, before it is forwarded."""
+        policy = self.gateway.policy_for(resolved.spec)
+        if policy is None:
+            return None
+        outbound, principal = self.outbound, self.principal
+        self.exchange = Exchange(outbound.method, outbound.path, outbound.query, outbound.body, resolved.target,
+                                 principal.key_id, "admin" in principal.scopes)
+        return await policy.authorize(self.exchange)
+
+    def _screen(self, leaf: Leaf) -> Any:
+        """The policy's look at the response before it is relayed, when it wants one for this request."""
+        exchange = self.exchange
+        policy = self.gateway.policy_for(leaf.resolved.spec) if exchange is not None else None
+        if policy is None or not policy.wants_screen(exchange):
+            return None
+        return lambda status, body: policy.screen(exchange, status, body)
 
     def _admit(self, resolved: Any) -> None:
         """The provider's rate limits and both budgets, in one step, just before the upstream call."""
@@ -273,7 +307,8 @@ class _Call:
         elif self.unified is not None:
             relayed = await self.unified.respond(self.send, self.receive, outcome.response, extra, keep)
         else:
-            relayed = await relay(self.send, self.receive, outcome.response, extra, keep, self._rewriting(leaf))
+            relayed = await relay(self.send, self.receive, outcome.response, extra, keep, self._rewriting(leaf),
+                                  self._screen(leaf))
         outcome.release()
         if self.cache_key and 200 <= relayed.status < 300 and relayed.size == len(relayed.captured) and not relayed.error:
             content_type = relayed.content_type.encode("latin-1") or b"application/json"
@@ -337,6 +372,11 @@ async def _send_cached(send: Send, cached: CachedResponse, extra: Headers) -> Re
     relayed = Relayed(cached.status, cached.headers, size=len(cached.body), content_type=content_type)
     relayed.captured += cached.body
     return relayed
+
+
+def _answered(answer: Answer) -> CachedResponse:
+    """A policy's answer as a ready response (sent like a cached one)."""
+    return CachedResponse(answer.status, ((b"content-type", answer.content_type.encode("latin-1")),), answer.body, time.time())
 
 
 def _model_route(options: RequestOptions, outbound: Outbound) -> tuple[str, str] | None:

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 import aiohttp
 
 from ..server.http import Headers, Receive, Send
+from .errors import BadUpstreamResponse
 from .rewrite import UrlRewrite, decode_content
 
 ONE_PIECE_LIMIT = 1024 * 1024
+WHOLE_LIMIT = 32 * ONE_PIECE_LIMIT  # the largest body read whole to be rewritten or screened
+# A provider policy's look at a response before it is relayed: (status, decoded body) → body to send.
+Screen = Callable[[int, bytes], Awaitable[bytes]]
 # Hop-by-hop headers, and ``date``: the gateway's HTTP server dates every response it sends, and a
 # second Date from the provider would make two (RFC 9110 §6.6.1 allows one).
 _DROP = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"proxy-authenticate", b"trailer", b"upgrade", b"te",
@@ -60,7 +64,10 @@ async def relay(
     extra_headers: Headers,
     capture_limit: int,
     rewriting: Rewriting | None = None,
+    screen: Screen | None = None,
 ) -> Relayed:
+    """``screen``, when given, sees every body before it is sent (so it is read whole, JSON or not), and
+    a body it cannot see is withheld (502) rather than relayed unscreened."""
     content_type = upstream.headers.get("content-type", "")
     result = Relayed(upstream.status, upstream.raw_headers, content_type=content_type)
     length = upstream.content_length
@@ -69,12 +76,22 @@ async def relay(
         location = rewriting.rule.location(upstream.headers["location"], rewriting.upstream_base, rewriting.gateway_base)
         extra_headers.append((b"location", location.encode("latin-1")))
         drop = frozenset({b"location"})
-    if rewriting is not None and "json" in content_type and (length is None or length <= 32 * ONE_PIECE_LIMIT):
-        raw = await upstream.read()
-        decoded = decode_content(raw, upstream.headers.get("content-encoding", "").lower())
+    fits = length is None or length <= WHOLE_LIMIT
+    if screen is not None or (rewriting is not None and "json" in content_type and fits):
+        raw = await upstream.read() if fits else b""
+        decoded = decode_content(raw, upstream.headers.get("content-encoding", "").lower()) if fits else None
+        if decoded is None and screen is not None:
+            upstream.close()
+            encoding = upstream.headers.get("content-encoding") or "identity"
+            raise BadUpstreamResponse(f"the provider's response ({length} bytes, content-encoding {encoding}) could not be "
+                                      "read, and this request's provider policy must read it before it is relayed")
         if decoded is None:  # an encoding we cannot open: relay it untouched
             return await _send_whole(send, upstream, extra_headers, raw, result, capture_limit, drop=drop)
-        body = rewriting.rule.body(decoded, rewriting.upstream_base, rewriting.gateway_base, rewriting.sign_stream)
+        if screen is not None:
+            decoded = await screen(upstream.status, decoded)
+        body = decoded
+        if rewriting is not None and "json" in content_type:
+            body = rewriting.rule.body(decoded, rewriting.upstream_base, rewriting.gateway_base, rewriting.sign_stream)
         return await _send_whole(send, upstream, extra_headers, body, result, capture_limit, drop=drop | {b"content-encoding"})
     if length is not None and length <= ONE_PIECE_LIMIT:
         body = await upstream.read()

@@ -172,6 +172,49 @@ MODEL_IN_BODY = (ModelRule(r"/.*", method=None, body_field="model"),)
 
 
 @dataclass(frozen=True, slots=True)
+class Exchange:
+    """One proxied request as a provider's policy sees it: who asks, on which account, for what.
+
+    ``path`` is after ``/v1`` (percent-encoded as sent); ``body`` is None when it streamed through
+    unread (over the gateway's buffer limit). ``key_id`` is the gateway key (None without one).
+    """
+
+    method: str
+    path: str
+    query: str
+    body: bytes | None
+    target: Target
+    key_id: str | None
+    admin: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A response a policy gives in the provider's own shape, instead of asking the provider."""
+
+    status: int
+    content_type: str
+    body: bytes
+
+
+class ExchangePolicy(Protocol):
+    """Provider rules around a proxied request: authorize before forwarding, screen after.
+
+    ``authorize`` returns None to forward the request, an ``Answer`` to answer for the provider (its
+    own "not found", say), or raises a ``GatewayError`` to refuse it as the gateway. ``screen`` gets
+    the decoded body of a JSON response before it is relayed and returns the body to send (it may
+    record what it saw, or leave out what the caller may not see); it runs only for requests for
+    which ``wants_screen`` is true, and such responses are always read whole.
+    """
+
+    async def authorize(self, exchange: Exchange) -> Answer | None: ...
+
+    def wants_screen(self, exchange: Exchange) -> bool: ...
+
+    async def screen(self, exchange: Exchange, status: int, body: bytes) -> bytes: ...
+
+
+@dataclass(frozen=True, slots=True)
 class ProviderSpec:
     """A provider as data.
 
@@ -181,6 +224,8 @@ class ProviderSpec:
     requests (loaded on first use by the registry); None for OpenAI-compatible providers, whose unified
     requests pass through unchanged to ``base_url + path``. ``default_headers`` are added to every upstream request (caller's wins).
     ``requires`` names settings without which the provider cannot build a URL (Azure's resource).
+    ``policy`` names the module whose ``make_policy(settings, store)`` returns the provider's
+    ``ExchangePolicy`` for proxied requests (or None when its settings turn it off).
     """
 
     id: str
@@ -193,6 +238,7 @@ class ProviderSpec:
     rewrite: Any = None  # a gateway.rewrite.UrlRewrite when responses carry absolute upstream URLs
     caller_headers: tuple[str, ...] = ()  # client headers that always reach the provider, over adapter defaults
     models: tuple[ModelRule, ...] = MODEL_IN_BODY  # where proxied requests name their model; first match wins
+    policy: str | None = None  # module under modelport.providers whose make_policy() gives its ExchangePolicy
     docs: str = ""
 
     @property

@@ -12,7 +12,7 @@ from functools import cache
 from typing import Any
 
 from ..gateway.rewrite import UrlRewrite
-from .base import Adapter, AuthScheme, ModelRule, ProviderSpec
+from .base import Adapter, AuthScheme, ExchangePolicy, ModelRule, ProviderSpec
 
 CHAT = frozenset({"chat"})
 CHAT_EMBED = frozenset({"chat", "embeddings", "models"})
@@ -50,10 +50,11 @@ GOOGLE_MODELS = (ModelRule(rf"/models/(?P<model>[^/:]+):\w+", template="{model}"
 
 # (id, base URL, auth, unified endpoints, adapter module, extra spec fields)
 _TABLE: list[tuple[str, str, AuthScheme | None, frozenset[str], str | None, dict[str, Any]]] = [
-    # Replicate: file URLs go into prediction inputs and must stay upstream; urls.stream is signed.
+    # Replicate: file URLs go into prediction inputs and must stay upstream; urls.stream is signed;
+    # keys sharing one account see only their own predictions, trainings and files.
     ("replicate", "https://api.replicate.com/v1", None, frozenset(), None,
      {"rewrite": UrlRewrite(keep=("/files/",), stream_field="stream"), "models": REPLICATE_MODELS,
-      "docs": "proxy-only; prices predictions"}),
+      "policy": "replicate.isolation", "docs": "proxy-only; prices predictions; isolates keys on a shared account"}),
     ("openai", "https://api.openai.com/v1", None, OPENAI_ALL, None, {}),
     ("anthropic", "https://api.anthropic.com/v1", X_API_KEY, frozenset({"chat", "messages"}), "anthropic",
      {"default_headers": {"anthropic-version": "2023-06-01"}, "caller_headers": ("anthropic-version", "anthropic-beta")}),
@@ -94,3 +95,10 @@ def load_adapter(module: str) -> Adapter:
 
 def adapter_for(spec: ProviderSpec) -> Adapter | None:
     return load_adapter(spec.adapter) if spec.adapter else None
+
+
+def make_policy(spec: ProviderSpec, settings: Any, store: Any) -> ExchangePolicy | None:
+    """The provider's ``ExchangePolicy`` for these settings and store (None when it has none or it is off)."""
+    if not spec.policy:
+        return None
+    return importlib.import_module(f"modelport.providers.{spec.policy}").make_policy(settings, store)

@@ -254,6 +254,17 @@ class Store(Protocol):
 
     def delete_api_key(self, key_id: str) -> None: ...
 
+    # -- objects created on shared provider accounts (providers/replicate/isolation.py) -------------
+    def record_owner(self, slug: str, object_id: str, kind: str, key_id: str) -> None:
+        """Note that ``key_id`` created ``object_id`` (a ``kind`` such as "prediction") on the account of
+        ``@slug``. The first owner stays: a later write for the same id changes nothing."""
+        ...
+
+    def owners_of(self, slug: str, object_ids: Sequence[str]) -> dict[str, str]:
+        """``{object id: owning key id}`` for the ids of ``object_ids`` created through the gateway on ``@slug``."""
+        ...
+
+    # -- gateway API keys, continued ---------------------------------------------------------------
     def touch_api_keys(self, last_used: Mapping[str, datetime]) -> None:
         """Record when keys were last used (batched, off the hot path); never moves a time backwards."""
         ...

@@ -172,6 +172,19 @@ MIGRATIONS: list[str] = [
     ALTER TABLE logs ADD COLUMN parent_span_id TEXT;
     ALTER TABLE logs ADD COLUMN span_name TEXT;
     """,
+    # 7: which gateway key created each object on a shared provider account (Replicate predictions,
+    # trainings, files), written as the create response passes so a poll right after it is recognised.
+    # Keyed by the stored provider's slug: an id seen through another slug is not owned there.
+    """
+    CREATE TABLE owned_objects (
+        slug TEXT NOT NULL,
+        id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        PRIMARY KEY (slug, id)
+    );
+    """,
 ]
 
 

@@ -259,6 +259,26 @@ class SQLiteStore:
                 rows,
             )
 
+    # -- objects created on shared provider accounts ----------------------------------------------
+    def record_owner(self, slug: str, object_id: str, kind: str, key_id: str) -> None:
+        # Written on every create through a shared account: like log writes, it must not signal the
+        # change beacon (that would empty every worker's key and provider caches).
+        with self._transaction(changes_state=False) as conn:
+            conn.execute(
+                "INSERT INTO owned_objects (slug, id, kind, key_id, created_at) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (slug, id) DO NOTHING",
+                (slug, object_id, kind, key_id, now_ms()),
+            )
+
+    def owners_of(self, slug: str, object_ids: Sequence[str]) -> dict[str, str]:
+        if not object_ids:
+            return {}
+        marks = ", ".join("?" * len(object_ids))
+        rows = self._connection().execute(
+            f"SELECT id, key_id FROM owned_objects WHERE slug = ? AND id IN ({marks})", (slug, *object_ids)
+        )
+        return {row[0]: row[1] for row in rows}
+
     @staticmethod
     def _key_where(conn: sqlite3.Connection, column: str, value: str) -> ApiKey | None:
         row = conn.execute(f"SELECT * FROM api_keys WHERE {column} = ?", (value,)).fetchone()

@@ -1,0 +1,145 @@
+"""Tenant isolation on a shared Replicate credential (setting ``replicate_isolate_predictions``).
+
+Many gateway keys may share one stored Replicate account (``@slug``); Replicate itself cannot tell
+them apart. So the gateway records which key created each prediction, training and file (in the store,
+as the create response passes: a client that polls at once is already recognised, on every worker and
+node), and then:
+
+- GET, cancel or delete of an object the caller does not own is answered 404 in Replicate's own shape,
+  without asking Replicate: the caller cannot tell another tenant's object from a missing one.
+- Lists (predictions, trainings, files) keep only the caller's own objects. Each page is Replicate's
+  page filtered, and its ``next``/``previous`` (rewritten to the gateway) carry Replicate's cursors, so
+  paging stays on the gateway and walks the account once; a page may be short, or empty with a ``next``.
+- A prediction input that names one of the account's file URLs the caller does not own is refused:
+  Replicate's workers would otherwise read another tenant's upload.
+- The account's webhook signing secret goes to admin keys only.
+
+Admin-scoped keys see everything. Objects created outside the gateway (no recorded owner) are visible
+to admin keys only. A caller using its own Replicate key (no ``@slug``) is on its own account: nothing
+to isolate. Callers without a gateway key (``require_api_key = false``) share one tenant.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+import orjson
+
+from ...gateway.errors import BadRequest, BadUpstreamResponse, Forbidden
+from ..base import Answer, Exchange
+from .paths import created_kind, is_webhook_secret, listed_collection, object_ref
+
+REPLICATE_API = "https://api.replicate.com/v1"
+ANONYMOUS_TENANT = "anonymous"
+# Replicate's own 404 body and type, so a client sees exactly what a missing object would give.
+NOT_FOUND = Answer(404, "application/problem+json", orjson.dumps({"title": "Not found", "detail": "Not found.", "status": 404}))
+
+
+def make_policy(settings: Any, store: Any) -> "Isolation | None":
+    return Isolation(store) if settings.replicate_isolate_predictions else None
+
+
+class Isolation:
+    """The ``ExchangePolicy`` of Replicate (providers/base.py)."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    async def authorize(self, exchange: Exchange) -> Answer | None:
+        slug = exchange.target.slug
+        if slug is None or exchange.admin:
+            return None
+        if is_webhook_secret(exchange.path):
+            raise Forbidden("only an admin gateway key may read the Replicate account's webhook signing secret: "
+                            "it would let this key forge webhooks for every other key on the account")
+        ref = object_ref(exchange.path)
+        if ref is not None:
+            owner = self.store.owners_of(slug, [ref.id]).get(ref.id)
+            return None if owner == _tenant(exchange) else NOT_FOUND
+        if created_kind(exchange.method, exchange.path) in ("prediction", "training"):
+            self._check_input_files(exchange, slug)
+        return None
+
+    def wants_screen(self, exchange: Exchange) -> bool:
+        if exchange.target.slug is None:
+            return False
+        if created_kind(exchange.method, exchange.path) is not None:
+            return True  # every create, an admin's too: the object then counts as made through the gateway
+        return not exchange.admin and listed_collection(exchange.method, exchange.path) is not None
+
+    async def screen(self, exchange: Exchange, status: int, body: bytes) -> bytes:
+        if not 200 <= status < 300:
+            return body
+        slug = exchange.target.slug
+        assert slug is not None  # wants_screen said so
+        kind = created_kind(exchange.method, exchange.path)
+        if kind is not None:
+            created = _json(body)
+            if isinstance(created, dict) and isinstance(created.get("id"), str):
+                # A thread: SQLite's write may wait on its lock (busy_timeout), the event loop must not.
+                await asyncio.to_thread(self.store.record_owner, slug, created["id"], kind, _tenant(exchange))
+            return body
+        return self._own_page(exchange, slug, body)
+
+    def _own_page(self, exchange: Exchange, slug: str, body: bytes) -> bytes:
+        page = _json(body)
+        results = page.get("results") if isinstance(page, dict) else None
+        if not isinstance(results, list):
+            # Withheld rather than relayed unfiltered: it could list other tenants' objects.
+            raise BadUpstreamResponse("Replicate answered a list the gateway could not read, so it was withheld "
+                                      "(prediction isolation filters every list); try again")
+        ids = [item["id"] for item in results if isinstance(item, dict) and isinstance(item.get("id"), str)]
+        owners = self.store.owners_of(slug, ids)
+        tenant = _tenant(exchange)
+        page["results"] = [item for item in results if isinstance(item, dict) and owners.get(item.get("id")) == tenant]
+        return orjson.dumps(page)
+
+    def _check_input_files(self, exchange: Exchange, slug: str) -> None:
+        if exchange.body is None:
+            raise BadRequest("this create's body is too large for the gateway to check its input for other keys' "
+                             "file URLs (over 4 MiB); upload large inputs with POST /v1/files and pass the file's URL",
+                             code="body_too_large_to_check")
+        request = _json(exchange.body)
+        if not isinstance(request, dict):
+            return  # Replicate refuses it with its own 4xx
+        urls = _account_file_urls(exchange.target.base_url)
+        named = {found.group(1): text for text in _strings(request.get("input")) if (found := urls.match(text))}
+        owners = self.store.owners_of(slug, list(named))
+        tenant = _tenant(exchange)
+        for file_id, url in named.items():
+            if owners.get(file_id) != tenant:
+                raise BadRequest(f"the input names the file {url}, which this gateway key did not upload; "
+                                 "upload it with this key (POST /v1/files) and use that URL",
+                                 code="file_not_owned")
+
+
+def _tenant(exchange: Exchange) -> str:
+    return exchange.key_id or ANONYMOUS_TENANT
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _account_file_urls(base_url: str) -> re.Pattern[str]:
+    """File URLs of the account: under the provider's host as configured, and under Replicate's own API
+    (the URL replicate-python puts into inputs, research/replicate.md §2.9)."""
+    bases = "|".join(re.escape(base.rstrip("/")) for base in {base_url, REPLICATE_API})
+    return re.compile(rf"^(?:{bases})/files/([^/?#]+)")
+
+
+def _strings(value: Any):
+    """Every string inside a JSON value, at any depth."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)

@@ -1,0 +1,51 @@
+"""What a path under ``/v1`` means to Replicate: a create, one object, a list, or the webhook secret.
+
+Trainings are predictions to Replicate: a training's id also answers at ``/v1/predictions/{id}``, and
+its create response points there (research/replicate.md §1.3).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+# POST path → the kind of object it creates.
+_CREATES = (
+    (re.compile(r"^/(?:predictions|(?:models|deployments)/[^/]+/[^/]+/predictions)/?$"), "prediction"),
+    (re.compile(r"^/models/[^/]+/[^/]+/versions/[^/]+/trainings/?$"), "training"),
+    (re.compile(r"^/files/?$"), "file"),
+)
+# One object, any verb: GET, cancel, delete, a file's download.
+_ONE = re.compile(r"^/(predictions|trainings|files)/([^/]+)(?:/[^/]*)?/?$")
+_LISTS = re.compile(r"^/(predictions|trainings|files)/?$")
+WEBHOOK_SECRET = re.compile(r"^/webhooks/default/secret/?$")
+
+
+class ObjectRef(NamedTuple):
+    collection: str  # "predictions", "trainings" or "files"
+    id: str
+
+
+def created_kind(method: str, path: str) -> str | None:
+    """The kind of object ("prediction", "training", "file") a request creates, or None."""
+    if method != "POST":
+        return None
+    return next((kind for pattern, kind in _CREATES if pattern.match(path)), None)
+
+
+def object_ref(path: str) -> ObjectRef | None:
+    """The object a path names (``/predictions/{id}``, ``/trainings/{id}/cancel``, ``/files/{id}``...)."""
+    found = _ONE.match(path)
+    return ObjectRef(found.group(1), found.group(2)) if found else None
+
+
+def listed_collection(method: str, path: str) -> str | None:
+    """"predictions", "trainings" or "files" when the request lists that collection."""
+    if method != "GET":
+        return None
+    found = _LISTS.match(path)
+    return found.group(1) if found else None
+
+
+def is_webhook_secret(path: str) -> bool:
+    return bool(WEBHOOK_SECRET.match(path))

@@ -1,0 +1,122 @@
+"""Keys sharing one stored Replicate account see only what they created (replicate_isolate_predictions)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+import replicate
+
+from tests.conftest import REPLICATE_TOKEN
+
+SLUG = {"x-portkey-provider": "@replicate-test"}
+NOT_FOUND = {"title": "Not found", "detail": "Not found.", "status": 404}
+
+
+@pytest.fixture(autouse=True)
+def fast_polling(monkeypatch):
+    monkeypatch.setenv("REPLICATE_POLL_INTERVAL", "0")
+
+
+def tenant(gateway, name: str) -> httpx.Client:
+    """A fresh inference key on the shared @replicate-test account, as an HTTP client."""
+    answer = httpx.post(gateway.v1 + "/api-keys", headers=gateway.headers(),
+                        json={"name": name, "scopes": ["inference"]})
+    assert answer.status_code == 200, answer.text
+    key = answer.json()["key"]
+    return httpx.Client(base_url=gateway.v1, headers={"x-portkey-api-key": key, **SLUG}, timeout=20)
+
+
+@pytest.fixture
+def alice(gateway):
+    with tenant(gateway, "alice") as client:
+        yield client
+
+
+@pytest.fixture
+def bob(gateway):
+    with tenant(gateway, "bob") as client:
+        yield client
+
+
+@pytest.fixture
+def admin(gateway):
+    with httpx.Client(base_url=gateway.v1, headers=gateway.headers(**SLUG), timeout=20) as client:
+        yield client
+
+
+def create(client: httpx.Client, text: str = "mine", model: str = "test/echo") -> dict:
+    created = client.post(f"/models/{model}/predictions", json={"input": {"text" if model == "test/echo" else "prompt": text}})
+    assert created.status_code == 201, created.text
+    return created.json()
+
+
+def assert_replicate_not_found(response: httpx.Response) -> None:
+    assert response.status_code == 404, response.text
+    assert response.json() == NOT_FOUND
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "x-portkey-gateway-exception" not in response.headers
+
+
+def test_a_prediction_is_seen_only_by_the_key_that_created_it(alice, bob, admin, fake_replicate):
+    _, state = fake_replicate
+    prediction = create(alice)
+    assert alice.get(f"/predictions/{prediction['id']}").status_code == 200  # polled at once: already known
+    asked = len(state.requests_to(f"/v1/predictions/{prediction['id']}"))
+    assert_replicate_not_found(bob.get(f"/predictions/{prediction['id']}"))
+    assert_replicate_not_found(bob.post(f"/predictions/{prediction['id']}/cancel"))
+    assert len(state.requests_to(f"/v1/predictions/{prediction['id']}")) == asked  # Replicate was not asked
+    assert state.prediction(prediction["id"]).status != "canceled"
+    assert admin.get(f"/predictions/{prediction['id']}").json()["id"] == prediction["id"]
+    assert alice.post(f"/predictions/{prediction['id']}/cancel").status_code == 200
+
+
+def test_objects_made_outside_the_gateway_are_for_admin_keys_only(alice, admin, fake_replicate):
+    server, _ = fake_replicate
+    direct = httpx.post(server.url + "/v1/models/test/echo/predictions", json={"input": {"text": "direct"}},
+                        headers={"Authorization": f"Bearer {REPLICATE_TOKEN}"}).json()
+    assert_replicate_not_found(alice.get(f"/predictions/{direct['id']}"))
+    assert admin.get(f"/predictions/{direct['id']}").status_code == 200
+
+
+def test_a_training_belongs_to_its_creator_at_both_of_its_paths(alice, bob, fake_replicate):
+    _, state = fake_replicate
+    state.script_next(model="test/llm", polls=100)  # never ends here: a finished training adds a version
+    version = state.models["test/llm"].versions[-1].id
+    created = alice.post(f"/models/test/llm/versions/{version}/trainings",
+                         json={"input": {"steps": 1}, "destination": "test/llm"})
+    assert created.status_code == 201, created.text
+    training = created.json()
+    for path in (f"/trainings/{training['id']}", f"/predictions/{training['id']}"):
+        assert alice.get(path).json()["id"] == training["id"]
+        assert_replicate_not_found(bob.get(path))
+    assert_replicate_not_found(bob.post(f"/trainings/{training['id']}/cancel"))
+    assert [t["id"] for t in alice.get("/trainings").json()["results"]] == [training["id"]]
+    assert alice.post(f"/trainings/{training['id']}/cancel").json()["status"] == "canceled"
+
+
+def test_the_official_client_pages_through_exactly_its_own_predictions(gateway, alice, bob, fake_replicate):
+    _, state = fake_replicate
+    mine = {create(alice, f"a{i}")["id"] for i in range(3)}
+    theirs = {create(bob, f"b{i}")["id"] for i in range(3)}
+    client = replicate.Client(api_token=alice.headers["x-portkey-api-key"], base_url=gateway.url, headers=SLUG)
+    before = len(pages_asked(state))
+    pages = list(replicate.paginate(client.predictions.list))
+    seen = [p.id for page in pages for p in page]
+    assert sorted(seen) == sorted(mine) and not theirs & set(seen)
+    assert len(pages_asked(state)) - before >= 2  # the fake paged (2 a page) and every page came through the gateway
+    page = alice.get("/predictions").json()
+    assert page["next"] is None or page["next"].startswith(gateway.v1 + "/predictions?cursor=")
+
+
+def pages_asked(state) -> list:
+    return [r for r in state.requests_to("/v1/predictions", "GET") if "cursor=" in r.path_qs]
+
+
+def test_an_admin_key_lists_everyones_predictions(alice, bob, admin):
+    ids = {create(alice)["id"], create(bob)["id"]}
+    seen, page = set(), admin.get("/predictions").json()
+    seen |= {p["id"] for p in page["results"]}
+    while page["next"]:
+        page = admin.get(page["next"]).json()
+        seen |= {p["id"] for p in page["results"]}
+    assert ids <= seen
