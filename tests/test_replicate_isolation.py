@@ -120,3 +120,72 @@ def test_an_admin_key_lists_everyones_predictions(alice, bob, admin):
         page = admin.get(page["next"]).json()
         seen |= {p["id"] for p in page["results"]}
     assert ids <= seen
+
+
+def upload(client: httpx.Client, name: str = "note.txt") -> dict:
+    uploaded = client.post("/files", files={"content": (name, b"private notes", "text/plain")})
+    assert uploaded.status_code == 201, uploaded.text
+    return uploaded.json()
+
+
+def test_a_file_is_seen_only_by_the_key_that_uploaded_it(alice, bob, fake_replicate):
+    _, state = fake_replicate
+    file = upload(alice)
+    assert alice.get(f"/files/{file['id']}").json()["id"] == file["id"]
+    assert_replicate_not_found(bob.get(f"/files/{file['id']}"))
+    assert_replicate_not_found(bob.delete(f"/files/{file['id']}"))
+    assert file["id"] in state.files  # Bob's delete never reached Replicate
+    theirs = upload(bob)["id"]
+    listed = [f["id"] for f in alice.get("/files").json()["results"]]
+    assert file["id"] in listed and theirs not in listed
+    assert alice.delete(f"/files/{file['id']}").status_code == 204
+
+
+def test_another_keys_file_url_in_a_prediction_input_is_refused(alice, bob, fake_replicate):
+    _, state = fake_replicate
+    url = upload(alice)["urls"]["get"]  # the account's URL (it stays upstream: inputs carry it)
+    creates = len(state.requests_to("/v1/models/test/echo/predictions", "POST"))
+    refused = bob.post("/models/test/echo/predictions", json={"input": {"text": url}})
+    assert refused.status_code == 400, refused.text
+    assert refused.headers["x-portkey-gateway-exception"] == "true"
+    assert refused.json()["error"]["code"] == "file_not_owned" and url in refused.json()["error"]["message"]
+    canonical = url.replace(url.split("/v1/")[0], "https://api.replicate.com")  # as replicate-python writes it
+    assert bob.post("/models/test/echo/predictions", json={"input": {"text": canonical}}).status_code == 400
+    assert len(state.requests_to("/v1/models/test/echo/predictions", "POST")) == creates  # nothing sent upstream
+    assert alice.post("/models/test/echo/predictions", json={"input": {"text": url}}).status_code == 201
+
+
+def test_only_admin_keys_read_the_accounts_webhook_secret(alice, admin):
+    assert admin.get("/webhooks/default/secret").json()["key"].startswith("whsec_")
+    refused = alice.get("/webhooks/default/secret")
+    assert refused.status_code == 403
+    assert refused.headers["x-portkey-gateway-exception"] == "true"
+    assert "whsec_" not in refused.text
+
+
+def test_a_stream_link_is_a_capability_only_its_owner_can_obtain(alice, bob):
+    prediction = alice.post("/models/test/llm/predictions", json={"input": {"prompt": "one two"}, "stream": True}).json()
+    link = prediction["urls"]["stream"]
+    assert_replicate_not_found(bob.get(f"/predictions/{prediction['id']}"))  # no way to the link for Bob
+    assert prediction["id"] not in {p["id"] for p in bob.get("/predictions").json()["results"]}
+    with httpx.stream("GET", link, headers={"Accept": "text/event-stream"}, timeout=20) as streamed:  # no key
+        assert streamed.status_code == 200
+        assert "one" in streamed.read().decode()
+    assert alice.get(f"/predictions/{prediction['id']}").json()["urls"]["stream"].startswith(link.split("/streams/")[0])
+
+
+@pytest.fixture(scope="module")
+def shared_gateway(tmp_path_factory, fake_replicate):
+    from tests.conftest import replicate_provider
+    from tests.harness import GatewayProcess
+
+    process = GatewayProcess(tmp_path_factory.mktemp("shared") / "data", providers=[replicate_provider(fake_replicate[0].url)],
+                             settings={"replicate_isolate_predictions": False}, env={"TEST_REPLICATE_TOKEN": REPLICATE_TOKEN})
+    with process:
+        yield process
+
+
+def test_with_isolation_off_every_key_on_the_account_sees_every_prediction(shared_gateway):
+    with tenant(shared_gateway, "alice") as alice, tenant(shared_gateway, "bob") as bob:
+        prediction = create(alice)
+        assert bob.get(f"/predictions/{prediction['id']}").json()["id"] == prediction["id"]
