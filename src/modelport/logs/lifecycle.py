@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable
@@ -31,13 +30,12 @@ from ..usage import (
     is_terminal,
     ref_from_path,
 )
+from ..providers.replicate.paths import is_prediction_create, object_ref
 from .record import Attempt, LogRecord
 
 log = logging.getLogger("modelport.logs")
 
 REPLICATE_API = "https://api.replicate.com/v1"
-_CREATE = re.compile(r"^/v1/(?:predictions|(?:models|deployments)/[^/]+/[^/]+/predictions)/?$")
-_ONE = re.compile(r"^/v1/predictions/([^/]+)(?:/cancel)?/?$")
 _MISSING_HARDWARE_TTL = 60.0  # seconds before a failed deployment lookup is tried again
 
 
@@ -57,7 +55,17 @@ class Sighting:
 
 
 def is_prediction_path(path: str) -> bool:
-    return bool(_CREATE.match(path) or _ONE.match(path))
+    """A logged path (``/v1/...``) that creates, reads or cancels one prediction."""
+    return _creates(path) or _names_one(path)
+
+
+def _creates(path: str) -> bool:
+    return path.startswith("/v1/") and is_prediction_create(path[3:])
+
+
+def _names_one(path: str) -> bool:
+    ref = object_ref(path[3:]) if path.startswith("/v1/") else None
+    return ref is not None and ref.collection == "predictions"
 
 
 def sightings_from(record: LogRecord, request_json: dict[str, Any] | None, response_json: Any) -> list[Sighting]:
@@ -69,10 +77,10 @@ def sightings_from(record: LogRecord, request_json: dict[str, Any] | None, respo
         return [_sighting(p, None, listed=True) for p in results if _is_prediction(p)] if isinstance(results, list) else []
     if not _is_prediction(response_json):
         return []
-    if record.method == "POST" and _CREATE.match(path):
+    if record.method == "POST" and _creates(path):
         requested = ref_from_path(path, request_json)
         return [_sighting(response_json, requested.model if requested else None, requested.deployment if requested else None)]
-    if _ONE.match(path) and record.method in ("GET", "POST"):
+    if _names_one(path) and record.method in ("GET", "POST"):
         return [_sighting(response_json, None)]
     return []
 

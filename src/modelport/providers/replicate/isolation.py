@@ -29,9 +29,9 @@ import orjson
 
 from ...gateway.errors import BadRequest, BadUpstreamResponse, Forbidden
 from ..base import Answer, Exchange
+from ..registry import get_provider
 from .paths import created_kind, is_webhook_secret, listed_collection, object_ref
 
-REPLICATE_API = "https://api.replicate.com/v1"
 ANONYMOUS_TENANT = "anonymous"
 # Replicate's own 404 body and type, so a client sees exactly what a missing object would give.
 NOT_FOUND = Answer(404, "application/problem+json", orjson.dumps({"title": "Not found", "detail": "Not found.", "status": 404}))
@@ -129,7 +129,8 @@ def _json(body: bytes) -> Any:
 def _account_file_urls(base_url: str) -> re.Pattern[str]:
     """File URLs of the account: under the provider's host as configured, and under Replicate's own API
     (the URL replicate-python puts into inputs, research/replicate.md §2.9)."""
-    bases = "|".join(re.escape(base.rstrip("/")) for base in {base_url, REPLICATE_API})
+    replicate_api = get_provider("replicate").base_url  # type: ignore[union-attr]
+    bases = "|".join(re.escape(base.rstrip("/")) for base in {base_url, replicate_api})
     return re.compile(rf"^(?:{bases})/files/([^/?#]+)")
 
 

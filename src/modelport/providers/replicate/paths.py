@@ -1,4 +1,4 @@
-"""What a path under ``/v1`` means to Replicate: a create, one object, a list, or the webhook secret.
+"""What a path after ``/v1`` means to Replicate: a create, one object, a list, or the webhook secret.
 
 Trainings are predictions to Replicate: a training's id also answers at ``/v1/predictions/{id}``, and
 its create response points there (research/replicate.md §1.3).
@@ -9,9 +9,10 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
+_PREDICTION_CREATE = re.compile(r"^/(?:predictions|(?:models|deployments)/[^/]+/[^/]+/predictions)/?$")
 # POST path → the kind of object it creates.
 _CREATES = (
-    (re.compile(r"^/(?:predictions|(?:models|deployments)/[^/]+/[^/]+/predictions)/?$"), "prediction"),
+    (_PREDICTION_CREATE, "prediction"),
     (re.compile(r"^/models/[^/]+/[^/]+/versions/[^/]+/trainings/?$"), "training"),
     (re.compile(r"^/files/?$"), "file"),
 )
@@ -31,6 +32,11 @@ def created_kind(method: str, path: str) -> str | None:
     if method != "POST":
         return None
     return next((kind for pattern, kind in _CREATES if pattern.match(path)), None)
+
+
+def is_prediction_create(path: str) -> bool:
+    """A path that POSTs a new prediction (by version, model or deployment)."""
+    return bool(_PREDICTION_CREATE.match(path))
 
 
 def object_ref(path: str) -> ObjectRef | None:
