@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import http.client
+import json
+
 import httpx
 import pytest
 import replicate
@@ -189,3 +192,26 @@ def test_with_isolation_off_every_key_on_the_account_sees_every_prediction(share
     with tenant(shared_gateway, "alice") as alice, tenant(shared_gateway, "bob") as bob:
         prediction = create(alice)
         assert bob.get(f"/predictions/{prediction['id']}").json()["id"] == prediction["id"]
+
+
+def test_a_file_url_spelled_another_way_is_refused_too(alice, bob):
+    url = upload(alice)["urls"]["get"]
+    origin, _, path = url.partition("/v1/")
+    for spelling in (origin.upper() + "/v1/" + path,                               # the host's case
+                     f"{origin}/v1/./files/../files/{path.rsplit('/', 1)[1]}",      # dot segments
+                     f"{origin}/v1/%66iles/{path.rsplit('/', 1)[1]}"):              # a percent-escape
+        refused = bob.post("/models/test/echo/predictions", json={"input": {"text": spelling}})
+        assert refused.status_code == 400 and refused.json()["error"]["code"] == "file_not_owned", spelling
+
+
+@pytest.mark.parametrize("path", ["/predictions/{id}/../../predictions", "//predictions", "/%70redictions/{id}"])
+def test_a_path_that_could_name_another_object_is_refused_for_a_tenant(gateway, alice, bob, path):
+    prediction = create(alice)
+    # http.client sends the path as written (httpx would resolve the dot segments first).
+    connection = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=20)
+    connection.request("GET", "/v1" + path.format(id=prediction["id"]), headers=dict(bob.headers))
+    refused = connection.getresponse()
+    body = json.loads(refused.read())
+    connection.close()
+    assert refused.status == 400 and body["error"]["code"] == "path_not_plain"
+    assert refused.getheader("x-portkey-gateway-exception") == "true"

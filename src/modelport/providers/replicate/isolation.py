@@ -22,16 +22,18 @@ to isolate. Callers without a gateway key (``require_api_key = false``) share on
 from __future__ import annotations
 
 import asyncio
-import re
+import logging
 from typing import Any
 
 import orjson
+from yarl import URL
 
-from ...gateway.errors import BadRequest, BadUpstreamResponse, Forbidden
+from ...gateway.errors import BadRequest, BadUpstreamResponse, Forbidden, GatewayError
 from ..base import Answer, Exchange
 from ..registry import get_provider
-from .paths import created_kind, is_webhook_secret, listed_collection, object_ref
+from .paths import created_kind, is_plain, is_webhook_secret, listed_collection, object_ref
 
+log = logging.getLogger("modelport.gateway")
 ANONYMOUS_TENANT = "anonymous"
 # Replicate's own 404 body and type, so a client sees exactly what a missing object would give.
 NOT_FOUND = Answer(404, "application/problem+json", orjson.dumps({"title": "Not found", "detail": "Not found.", "status": 404}))
@@ -51,6 +53,10 @@ class Isolation:
         slug = exchange.target.slug
         if slug is None or exchange.admin:
             return None
+        if not is_plain(exchange.path):
+            raise BadRequest("this path has a percent-escape, an empty or dot segment or a backslash; on a shared "
+                             "Replicate account the gateway forwards only plain paths for non-admin keys, so that "
+                             "it knows which object a request names", code="path_not_plain")
         if is_webhook_secret(exchange.path):
             raise Forbidden("only an admin gateway key may read the Replicate account's webhook signing secret: "
                             "it would let this key forge webhooks for every other key on the account")
@@ -78,10 +84,19 @@ class Isolation:
         if kind is not None:
             created = _json(body)
             if isinstance(created, dict) and isinstance(created.get("id"), str):
-                # A thread: SQLite's write may wait on its lock (busy_timeout), the event loop must not.
-                await asyncio.to_thread(self.store.record_owner, slug, created["id"], kind, _tenant(exchange))
+                await self._record_owner(slug, created["id"], kind, _tenant(exchange))
             return body
         return self._own_page(exchange, slug, body)
+
+    async def _record_owner(self, slug: str, object_id: str, kind: str, tenant: str) -> None:
+        try:
+            # A thread: SQLite's write may wait on its lock (busy_timeout), the event loop must not.
+            await asyncio.to_thread(self.store.record_owner, slug, object_id, kind, tenant)
+        except Exception:  # whatever the store raises: the caller must hear of it, without a traceback
+            log.exception("could not record the owner of Replicate %s %s on @%s", kind, object_id, slug)
+            raise GatewayError(f"Replicate created {kind} {object_id}, but the gateway could not record that this key "
+                               "owns it (the store did not answer), so this key cannot see it; an admin key can "
+                               "cancel or delete it") from None
 
     def _own_page(self, exchange: Exchange, slug: str, body: bytes) -> bytes:
         page = _json(body)
@@ -104,8 +119,8 @@ class Isolation:
         request = _json(exchange.body)
         if not isinstance(request, dict):
             return  # Replicate refuses it with its own 4xx
-        urls = _account_file_urls(exchange.target.base_url)
-        named = {found.group(1): text for text in _strings(request.get("input")) if (found := urls.match(text))}
+        hosts = _account_hosts(exchange.target.base_url)
+        named = {file_id: text for text in _strings(request.get("input")) if (file_id := _file_id(text, hosts))}
         owners = self.store.owners_of(slug, list(named))
         tenant = _tenant(exchange)
         for file_id, url in named.items():
@@ -126,12 +141,31 @@ def _json(body: bytes) -> Any:
         return None
 
 
-def _account_file_urls(base_url: str) -> re.Pattern[str]:
-    """File URLs of the account: under the provider's host as configured, and under Replicate's own API
+def _account_hosts(base_url: str) -> tuple[URL, ...]:
+    """Where the account's file URLs live: the provider's host as configured, and Replicate's own API
     (the URL replicate-python puts into inputs, research/replicate.md §2.9)."""
-    replicate_api = get_provider("replicate").base_url  # type: ignore[union-attr]
-    bases = "|".join(re.escape(base.rstrip("/")) for base in {base_url, replicate_api})
-    return re.compile(rf"^(?:{bases})/files/([^/?#]+)")
+    return URL(base_url), URL(get_provider("replicate").base_url)  # type: ignore[union-attr]
+
+
+def _file_id(text: str, hosts: tuple[URL, ...]) -> str | None:
+    """The file id in ``text`` when it is a file URL on one of ``hosts`` (read as a server reads it:
+    host case, dot segments and percent-escapes resolved by yarl), else None."""
+    if "://" not in text:
+        return None  # most input strings: no parse
+    try:
+        url = URL(text)
+    except (ValueError, TypeError):
+        return None
+    if not url.absolute or not url.host:
+        return None
+    host = url.host.rstrip(".")
+    if not any(host == base.host and (base.explicit_port is None or url.port == base.port) for base in hosts):
+        return None
+    segments = [segment for segment in url.path.split("/") if segment]
+    lowered = [segment.lower() for segment in segments]
+    if "files" not in lowered[:-1]:
+        return None
+    return segments[lowered.index("files") + 1]
 
 
 def _strings(value: Any):

@@ -9,17 +9,21 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-_PREDICTION_CREATE = re.compile(r"^/(?:predictions|(?:models|deployments)/[^/]+/[^/]+/predictions)/?$")
+# Case-insensitive, in case a server on the way folds case: a guard must not be missed by "/Predictions".
+_PREDICTION_CREATE = re.compile(r"^/(?:predictions|(?:models|deployments)/[^/]+/[^/]+/predictions)/?$", re.I)
 # POST path → the kind of object it creates.
 _CREATES = (
     (_PREDICTION_CREATE, "prediction"),
-    (re.compile(r"^/models/[^/]+/[^/]+/versions/[^/]+/trainings/?$"), "training"),
-    (re.compile(r"^/files/?$"), "file"),
+    (re.compile(r"^/models/[^/]+/[^/]+/versions/[^/]+/trainings/?$", re.I), "training"),
+    (re.compile(r"^/files/?$", re.I), "file"),
 )
 # One object, any verb: GET, cancel, delete, a file's download.
-_ONE = re.compile(r"^/(predictions|trainings|files)/([^/]+)(?:/[^/]*)?/?$")
-_LISTS = re.compile(r"^/(predictions|trainings|files)/?$")
-WEBHOOK_SECRET = re.compile(r"^/webhooks/default/secret/?$")
+_ONE = re.compile(r"^/(predictions|trainings|files)/([^/]+)(?:/[^/]*)?/?$", re.I)
+_LISTS = re.compile(r"^/(predictions|trainings|files)/?$", re.I)
+_WEBHOOK_SECRET = re.compile(r"^/webhooks/default/secret/?$", re.I)
+# What could make the provider read a path as another one than the patterns above do: percent-escapes
+# (Replicate's paths need none), empty or dot segments, backslashes.
+_NOT_PLAIN = re.compile(r"%|//|\\|/\.\.?(?:/|$)")
 
 
 class ObjectRef(NamedTuple):
@@ -42,7 +46,7 @@ def is_prediction_create(path: str) -> bool:
 def object_ref(path: str) -> ObjectRef | None:
     """The object a path names (``/predictions/{id}``, ``/trainings/{id}/cancel``, ``/files/{id}``...)."""
     found = _ONE.match(path)
-    return ObjectRef(found.group(1), found.group(2)) if found else None
+    return ObjectRef(found.group(1).lower(), found.group(2)) if found else None
 
 
 def listed_collection(method: str, path: str) -> str | None:
@@ -50,8 +54,13 @@ def listed_collection(method: str, path: str) -> str | None:
     if method != "GET":
         return None
     found = _LISTS.match(path)
-    return found.group(1) if found else None
+    return found.group(1).lower() if found else None
 
 
 def is_webhook_secret(path: str) -> bool:
-    return bool(WEBHOOK_SECRET.match(path))
+    return bool(_WEBHOOK_SECRET.match(path))
+
+
+def is_plain(path: str) -> bool:
+    """True when the path means to any server what it means to the patterns here."""
+    return not _NOT_PLAIN.search(path)
