@@ -204,14 +204,24 @@ def test_a_file_url_spelled_another_way_is_refused_too(alice, bob):
         assert refused.status_code == 400 and refused.json()["error"]["code"] == "file_not_owned", spelling
 
 
-@pytest.mark.parametrize("path", ["/predictions/{id}/../../predictions", "//predictions", "/%70redictions/{id}"])
-def test_a_path_that_could_name_another_object_is_refused_for_a_tenant(gateway, alice, bob, path):
+@pytest.mark.parametrize("path", ["/%70redictions/{id}", "/%70redictions", "/predictions/%{hex_first}{rest}"])
+def test_a_percent_escaped_path_is_refused_for_a_tenant(gateway, alice, bob, path):
     prediction = create(alice)
-    # http.client sends the path as written (httpx would resolve the dot segments first).
+    named = path.format(id=prediction["id"], hex_first=f"{ord(prediction['id'][0]):02x}", rest=prediction["id"][1:])
+    # http.client sends the path as written (httpx would normalise it first).
     connection = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=20)
-    connection.request("GET", "/v1" + path.format(id=prediction["id"]), headers=dict(bob.headers))
+    connection.request("GET", "/v1" + named, headers=dict(bob.headers))
     refused = connection.getresponse()
     body = json.loads(refused.read())
     connection.close()
     assert refused.status == 400 and body["error"]["code"] == "path_not_plain"
     assert refused.getheader("x-portkey-gateway-exception") == "true"
+
+
+def test_a_doubled_slash_lists_only_the_callers_own_predictions_too(gateway, alice, bob):
+    prediction = create(alice)
+    connection = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=20)
+    connection.request("GET", "/v1//predictions", headers=dict(bob.headers))
+    listed = json.loads(connection.getresponse().read())
+    connection.close()
+    assert prediction["id"] not in {p["id"] for p in listed["results"]}

@@ -54,9 +54,9 @@ class Isolation:
         if slug is None or exchange.admin:
             return None
         if not is_plain(exchange.path):
-            raise BadRequest("this path has a percent-escape, an empty or dot segment or a backslash; on a shared "
-                             "Replicate account the gateway forwards only plain paths for non-admin keys, so that "
-                             "it knows which object a request names", code="path_not_plain")
+            raise BadRequest("this path has a percent-escape; on a shared Replicate account the gateway forwards only "
+                             "plain paths for non-admin keys, so that it knows which object a request names (Replicate's "
+                             "paths need no escapes)", code="path_not_plain")
         if is_webhook_secret(exchange.path):
             raise Forbidden("only an admin gateway key may read the Replicate account's webhook signing secret: "
                             "it would let this key forge webhooks for every other key on the account")

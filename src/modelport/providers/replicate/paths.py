@@ -21,9 +21,6 @@ _CREATES = (
 _ONE = re.compile(r"^/(predictions|trainings|files)/([^/]+)(?:/[^/]*)?/?$", re.I)
 _LISTS = re.compile(r"^/(predictions|trainings|files)/?$", re.I)
 _WEBHOOK_SECRET = re.compile(r"^/webhooks/default/secret/?$", re.I)
-# What could make the provider read a path as another one than the patterns above do: percent-escapes
-# (Replicate's paths need none), empty or dot segments, backslashes.
-_NOT_PLAIN = re.compile(r"%|//|\\|/\.\.?(?:/|$)")
 
 
 class ObjectRef(NamedTuple):
@@ -62,5 +59,8 @@ def is_webhook_secret(path: str) -> bool:
 
 
 def is_plain(path: str) -> bool:
-    """True when the path means to any server what it means to the patterns here."""
-    return not _NOT_PLAIN.search(path)
+    """True when the path means to any server what it means to the patterns here. The gateway has
+    already collapsed ``//`` and refused dot segments and encoded slashes (gateway/paths.py); what is
+    left is a percent-escape, which Replicate's paths never need and a server decodes (``/%70redictions``
+    is ``/predictions`` to it, and to none of the patterns above)."""
+    return "%" not in path
