@@ -9,7 +9,8 @@ import httpx
 import pytest
 import replicate
 
-from tests.conftest import REPLICATE_TOKEN
+from tests.conftest import REPLICATE_TOKEN, replicate_provider
+from tests.harness import GatewayProcess
 
 SLUG = {"x-portkey-provider": "@replicate-test"}
 NOT_FOUND = {"title": "Not found", "detail": "Not found.", "status": 404}
@@ -177,15 +178,29 @@ def test_a_stream_link_is_a_capability_only_its_owner_can_obtain(alice, bob):
     assert alice.get(f"/predictions/{prediction['id']}").json()["urls"]["stream"].startswith(link.split("/streams/")[0])
 
 
+def own_gateway(tmp_path_factory, fake_replicate, name: str, **options) -> GatewayProcess:
+    return GatewayProcess(tmp_path_factory.mktemp(name) / "data", providers=[replicate_provider(fake_replicate[0].url)],
+                          env={"TEST_REPLICATE_TOKEN": REPLICATE_TOKEN}, **options)
+
+
 @pytest.fixture(scope="module")
 def shared_gateway(tmp_path_factory, fake_replicate):
-    from tests.conftest import replicate_provider
-    from tests.harness import GatewayProcess
-
-    process = GatewayProcess(tmp_path_factory.mktemp("shared") / "data", providers=[replicate_provider(fake_replicate[0].url)],
-                             settings={"replicate_isolate_predictions": False}, env={"TEST_REPLICATE_TOKEN": REPLICATE_TOKEN})
-    with process:
+    with own_gateway(tmp_path_factory, fake_replicate, "shared", settings={"replicate_isolate_predictions": False}) as process:
         yield process
+
+
+@pytest.fixture(scope="module")
+def two_workers(tmp_path_factory, fake_replicate):
+    with own_gateway(tmp_path_factory, fake_replicate, "workers", workers=2) as process:
+        yield process
+
+
+def test_every_worker_knows_the_owner_as_soon_as_the_create_answers(two_workers):
+    with tenant(two_workers, "alice") as alice, tenant(two_workers, "bob") as bob:
+        prediction = create(alice)
+        for _ in range(8):  # a new connection each time: SO_REUSEPORT spreads them over both workers
+            assert alice.get(f"/predictions/{prediction['id']}", headers={"connection": "close"}).status_code == 200
+            assert bob.get(f"/predictions/{prediction['id']}", headers={"connection": "close"}).status_code == 404
 
 
 def test_with_isolation_off_every_key_on_the_account_sees_every_prediction(shared_gateway):

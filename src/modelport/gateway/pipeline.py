@@ -46,7 +46,7 @@ from .limits import (
 )
 from .paths import normalised_path
 from .resolve import TargetResolver
-from .respond import Relayed, Rewriting, relay
+from .respond import Relayed, Rewriting, Screen, relay
 from .rewrite import public_base
 from .routing import Leaf, Outcome, execute
 from .streams import STREAM_ROUTE, StreamSigner
@@ -236,7 +236,7 @@ class _Call:
                                  principal.key_id, "admin" in principal.scopes)
         return await policy.authorize(self.exchange)
 
-    def _screen(self, leaf: Leaf) -> Any:
+    def _screen(self, leaf: Leaf) -> Screen | None:
         """The policy's look at the response before it is relayed, when it wants one for this request."""
         exchange = self.exchange
         policy = self.gateway.policy_for(leaf.resolved.spec) if exchange is not None else None

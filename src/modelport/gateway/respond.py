@@ -77,14 +77,17 @@ async def relay(
         extra_headers.append((b"location", location.encode("latin-1")))
         drop = frozenset({b"location"})
     fits = length is None or length <= WHOLE_LIMIT
+    if screen is not None and not fits:
+        upstream.close()
+        raise BadUpstreamResponse(f"the provider's response ({length} bytes) is over the {WHOLE_LIMIT} bytes the "
+                                  "gateway reads whole, and this request's provider policy must read it before it is relayed")
     if screen is not None or (rewriting is not None and "json" in content_type and fits):
-        raw = await upstream.read() if fits else b""
-        decoded = decode_content(raw, upstream.headers.get("content-encoding", "").lower()) if fits else None
+        raw = await upstream.read()
+        encoding = upstream.headers.get("content-encoding", "").lower()
+        decoded = decode_content(raw, encoding)
         if decoded is None and screen is not None:
-            upstream.close()
-            encoding = upstream.headers.get("content-encoding") or "identity"
-            raise BadUpstreamResponse(f"the provider's response ({length} bytes, content-encoding {encoding}) could not be "
-                                      "read, and this request's provider policy must read it before it is relayed")
+            raise BadUpstreamResponse(f"the provider's response is encoded as '{encoding}', which the gateway cannot read, "
+                                      "and this request's provider policy must read it before it is relayed")
         if decoded is None:  # an encoding we cannot open: relay it untouched
             return await _send_whole(send, upstream, extra_headers, raw, result, capture_limit, drop=drop)
         if screen is not None:

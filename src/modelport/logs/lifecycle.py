@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 import aiohttp
 import orjson
 
+from ..providers.replicate.paths import is_prediction_create, object_ref
 from ..usage import (
     Cost,
     DeploymentHardware,
@@ -30,7 +31,6 @@ from ..usage import (
     is_terminal,
     ref_from_path,
 )
-from ..providers.replicate.paths import is_prediction_create, object_ref
 from .record import Attempt, LogRecord
 
 log = logging.getLogger("modelport.logs")

@@ -175,7 +175,7 @@ MODEL_IN_BODY = (ModelRule(r"/.*", method=None, body_field="model"),)
 class Exchange:
     """One proxied request as a provider's policy sees it: who asks, on which account, for what.
 
-    ``path`` is after ``/v1`` (percent-encoded as sent); ``body`` is None when it streamed through
+    ``path`` is after ``/v1``, normalised (gateway/paths.py) but still percent-encoded; ``body`` is None when it streamed through
     unread (over the gateway's buffer limit). ``key_id`` is the gateway key (None without one).
     """
 
@@ -202,9 +202,10 @@ class ExchangePolicy(Protocol):
 
     ``authorize`` returns None to forward the request, an ``Answer`` to answer for the provider (its
     own "not found", say), or raises a ``GatewayError`` to refuse it as the gateway. ``screen`` gets
-    the decoded body of a JSON response before it is relayed and returns the body to send (it may
-    record what it saw, or leave out what the caller may not see); it runs only for requests for
-    which ``wants_screen`` is true, and such responses are always read whole.
+    the status and decoded body of the response before it is relayed (any status, any content type)
+    and returns the body to send: it may record what it saw, or leave out what the caller may not see.
+    It runs only for requests for which ``wants_screen`` is true; such responses are read whole, and one
+    that cannot be read is withheld (502), never relayed unscreened. Unified requests do not reach it.
     """
 
     async def authorize(self, exchange: Exchange) -> Answer | None: ...
