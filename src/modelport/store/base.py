@@ -1,7 +1,8 @@
 """The ``Store`` protocol and the records it hands out.
 
 The store holds gateway API keys, stored providers (Portkey's virtual keys, integrations and
-providers, in one table) and saved configs. SQLite is the embedded implementation (``sqlite.py``); a
+providers, in one table), saved configs, and which key created each object on a shared provider
+account (Replicate predictions, trainings, files: ``record_owner``/``owners_of``). SQLite is the embedded implementation (``sqlite.py``); a
 PostgreSQL one implements the same protocol. Reads are small and synchronous so the hot path can call
 them directly behind its caches; ``data_version()`` tells it when to drop those caches.
 
@@ -190,7 +191,7 @@ class Config:
 
 
 class Store(Protocol):
-    """Keys, providers and configs. Thread-safe; every method is synchronous and short."""
+    """Keys, providers, configs and object owners. Thread-safe; every method is synchronous and short."""
 
     vault: "Vault"  # seals provider secrets; ``Vault.rotate(new_key, store)`` re-seals them
 
