@@ -13,6 +13,8 @@ node), and then:
 - A prediction input that names one of the account's file URLs the caller does not own is refused:
   Replicate's workers would otherwise read another tenant's upload.
 - The account's webhook signing secret goes to admin keys only.
+- A path with a percent-escape is refused: Replicate would decode it into a path the checks above
+  never saw (``/%70redictions``).
 
 Admin-scoped keys see everything. Objects created outside the gateway (no recorded owner) are visible
 to admin keys only. A caller using its own Replicate key (no ``@slug``) is on its own account: nothing
@@ -35,7 +37,7 @@ from .paths import created_kind, is_plain, is_webhook_secret, listed_collection,
 
 log = logging.getLogger("modelport.gateway")
 ANONYMOUS_TENANT = "anonymous"
-# Replicate's own 404 body and type, so a client sees exactly what a missing object would give.
+# A 404 in Replicate's problem+json shape, the same for another tenant's object as for a missing one.
 NOT_FOUND = Answer(404, "application/problem+json", orjson.dumps({"title": "Not found", "detail": "Not found.", "status": 404}))
 
 
