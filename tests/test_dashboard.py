@@ -87,7 +87,9 @@ def test_unchanged_files_revalidate_with_304(gateway):
     assert other.status_code == 200 and other.headers["etag"] != etag
 
 
-def test_dashboard_is_read_only_and_locked_down(gateway):
+def test_dashboard_files_are_static_and_locked_down(gateway):
+    """The page manages keys, providers and configs, but only through /v1's control plane (same rules as the
+    CLI): its own route serves files and takes nothing."""
     head = httpx.head(gateway.url + "/dashboard/app.js")
     assert head.status_code == 200 and head.content == b""
     assert int(head.headers["content-length"]) == len(httpx.get(gateway.url + "/dashboard/app.js").content)
@@ -97,6 +99,7 @@ def test_dashboard_is_read_only_and_locked_down(gateway):
     policy = page.headers["content-security-policy"]
     # The page holds an admin key: no inline or foreign scripts, no talking to other origins.
     assert "script-src 'self'" in policy and "connect-src 'self'" in policy and "unsafe-inline" not in policy
+    assert "form-action 'self'" in policy and "frame-ancestors 'none'" in policy
     assert page.headers["x-content-type-options"] == "nosniff"
     assert page.headers["referrer-policy"] == "no-referrer"
 
