@@ -1,6 +1,6 @@
 """Managing the gateway from the dashboard, end to end in a real Chromium: keys, stored providers and saved
 configs, each action through the control-plane API (so its rules and its error messages are the ones
-shown), with a confirmation before anything that cannot be undone.
+shown), with a confirmation before anything that cannot be undone; and the usage bars of their limits.
 
 A gateway of its own: these tests create, rotate, revoke and mark configs default, which must not leak
 into the read-only suites that share the session gateway.
@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.conftest import OPENAI_KEY, stored
 from tests.harness import ADMIN_KEY, GatewayProcess
 from tests.test_dashboard import browser, page, sign_in  # noqa: F401  (the real-browser fixtures)
 
@@ -23,9 +24,18 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
-    with GatewayProcess(tmp_path_factory.mktemp("manage") / "data") as process:
+def gateway(tmp_path_factory: pytest.TempPathFactory, fake_openai) -> Iterator[GatewayProcess]:
+    providers = [stored("openai-test", "openai", "TEST_OPENAI_KEY", fake_openai[0].url + "/v1")]
+    with GatewayProcess(tmp_path_factory.mktemp("manage") / "data", providers=providers,
+                        env={"TEST_OPENAI_KEY": OPENAI_KEY}) as process:
         yield process
+
+
+def chat(gateway: GatewayProcess, key: str) -> None:
+    response = httpx.post(gateway.v1 + "/chat/completions", timeout=20,
+                          headers={"x-portkey-api-key": key, "x-portkey-provider": "@openai-test"},
+                          json={"model": "gpt-4o-mini", "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]})
+    assert response.status_code == 200, response.text
 
 
 @pytest.fixture
@@ -210,3 +220,40 @@ def test_configs_are_saved_validated_made_default_and_archived(page, gateway):  
     confirm(page, "Delete")
     row(page, name).wait_for(state="detached")
     assert api(gateway, "GET", f"/configs/{stored['id']}").status_code == 404
+
+
+def test_usage_bars_show_each_limit_and_budget_as_the_api_reports_them(page, gateway):  # noqa: F811
+    name = "limited-" + uuid.uuid4().hex[:8]
+    created = api(gateway, "POST", "/api-keys", json={
+        "name": name, "rate_limits": [{"type": "requests", "unit": "rpm", "value": 5}],
+        "usage_limits": {"type": "tokens", "credit_limit": 100000, "alert_threshold": 1}}).json()
+    chat(gateway, created["key"])
+    chat(gateway, created["key"])
+    sign_in(page, gateway, "/dashboard/keys")
+    usage = row(page, name).locator(".usage")
+    usage.wait_for()
+    reported = api(gateway, "GET", f"/api-keys/{created['id']}").json()["usage"]
+    requests, budget = usage.locator(".usage-bar").all()
+    assert "requests per minute" in requests.inner_text() and "2 / 5" in requests.inner_text()
+    assert "resets" in requests.inner_text()
+    assert float(requests.locator(".usage-fill").evaluate("node => parseFloat(node.style.width)")) == 40.0
+    tokens = int(reported["budget"]["used"])
+    assert tokens > 0 and f"{tokens} tokens / 100k tokens" in budget.inner_text()
+    assert reported["budget"]["alerted"] and "alert threshold reached" in budget.inner_text()
+
+    # A provider's limits are set from its form (through the API) and shown the same way.
+    page.goto(gateway.url + "/dashboard/providers")
+    row(page, "@openai-test").locator("button", has_text="Edit").click()
+    form = page.locator("dialog.form")
+    form.locator("textarea[name=rate_limits]").fill('[{"type": "requests", "unit": "rph", "value": 50}]')
+    form.locator("textarea[name=usage_limits]").fill('{"type": "cost", "credit_limit": 5}')
+    submit(form)
+    form.wait_for(state="detached")
+    chat(gateway, ADMIN_KEY)
+    page.reload()
+    provider = row(page, "@openai-test").locator(".usage")
+    provider.wait_for()
+    rate, money = provider.locator(".usage-bar").all()
+    assert "requests per hour" in rate.inner_text() and "1 / 50" in rate.inner_text()
+    assert "budget (USD" in money.inner_text() and "/ $5" in money.inner_text()
+    assert api(gateway, "GET", "/providers/openai-test").json()["usage_limits"] == {"type": "cost", "credit_limit": 5}

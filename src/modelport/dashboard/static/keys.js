@@ -5,6 +5,7 @@ import { get, send } from "./api.js";
 import { failure, fill, h, table } from "./dom.js";
 import { confirmAction, formDialog, limitFields, rowActions, runAction, showSecretOnce } from "./forms.js";
 import * as fmt from "./format.js";
+import { usageBars } from "./usage.js";
 
 const PAGE_SIZE = 1000;
 
@@ -47,6 +48,7 @@ export class KeysPage {
       { label: "Status", cell: (k) => h("span", { class: `tag key-${k.status}` }, k.status ?? "—") },
       { label: "Scopes", cell: (k) => (k.scopes ?? []).map((scope) => h("span", { class: "tag" }, scope)) },
       { label: "Providers", cell: (k) => list(k.allowed_providers) },
+      { label: "Usage", class: "usage-cell", cell: (k) => usageBars(k.usage) },
       { label: "Expires", class: "nowrap", cell: (k) => (k.expires_at ? fmt.dateTime(k.expires_at) : "never") },
       { label: "Revoked", class: "nowrap", cell: (k) => (k.revoked_at ? fmt.dateTime(k.revoked_at) : "—") },
       { label: "Last used", class: "nowrap", cell: (k) => fmt.dateTime(k.last_used_at) },

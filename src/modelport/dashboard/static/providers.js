@@ -6,6 +6,7 @@ import { get, send } from "./api.js";
 import { failure, fill, h, table } from "./dom.js";
 import { confirmAction, formDialog, limitFields, rowActions, runAction } from "./forms.js";
 import * as fmt from "./format.js";
+import { usageBars } from "./usage.js";
 
 const PAGE_SIZE = 1000; // admin lists are small; the control plane's largest page
 
@@ -27,7 +28,7 @@ const reset = { name: "reset_usage", label: "Start the budget afresh", type: "ch
 
 // Per kind: where its API is, and the fields its create and update bodies take (control/providers.py).
 const KINDS = [
-  { path: "/virtual-keys", title: "Virtual keys", noun: "virtual key",
+  { path: "/virtual-keys", title: "Virtual keys", noun: "virtual key", limits: true,
     fields: (r) => (r ? [
       { name: "name", label: "Name", value: r.name }, secretField(r),
       { name: "custom_host", label: "Custom host", value: r.model_config?.customHost, empty: null },
@@ -53,7 +54,7 @@ const KINDS = [
       { name: "configurations", label: "Configurations", type: "json", placeholder: '{"custom_host": "https://llm.example.com/v1"}' },
       models(), note({}, "description"),
     ]) },
-  { path: "/providers", title: "Providers", noun: "provider",
+  { path: "/providers", title: "Providers", noun: "provider", limits: true,
     fields: (r) => (r ? [{ name: "name", label: "Name", value: r.name }, models(r), note(r), ...limitFields(r), reset] : [
       { name: "name", label: "Name", required: true },
       { name: "integration_id", label: "Integration", required: true, hint: "The slug of the integration whose secret it uses." },
@@ -94,13 +95,14 @@ export class ProvidersPage {
       { label: "Secret", cell: (p) => h("span", { class: "mono" }, hint(p) ?? "—") },
       { label: "Custom host", cell: (p) => h("span", { class: "mono" }, customHost(p)) },
       { label: "Models", cell: (p) => (p.allowed_models?.length ? p.allowed_models.join(", ") : "all") },
+      kind.limits ? { label: "Usage", class: "usage-cell", cell: (p) => usageBars(p.usage) } : null,
       { label: "Note", cell: (p) => p.note ?? p.description ?? "" },
       { label: "Created", class: "nowrap", cell: (p) => fmt.dateTime(p.created_at) },
       { label: "", class: "nowrap", cell: (p) => rowActions(
         ["Edit", () => this.edit(kind, p)],
         ["Remove", () => this.remove(kind, p), "danger"],
       ) },
-    ];
+    ].filter(Boolean);
   }
 
   async create(kind) {
