@@ -13,8 +13,16 @@ const PAGE_SIZE = 1000; // admin lists are small; the control plane's largest pa
 // Field names as the control plane answers them (Portkey's, which differ per kind).
 const providerId = (p) => p.ai_provider_name ?? p.ai_provider_id ?? p.provider ?? "—";
 const hint = (p) => p.masked_api_key ?? p.masked_key ?? null;
-const customHost = (p) => p.model_config?.customHost ?? p.configurations?.custom_host ?? p.custom_host
-  ?? (p.integration_id ? `via integration @${p.integration_id}` : "—");
+const ownHost = (p) => p.model_config?.customHost ?? p.configurations?.custom_host ?? p.custom_host ?? null;
+/** Where a record's requests really go: its own host, else its integration's, else the provider's API. */
+function customHost(p, integrations) {
+  const own = ownHost(p);
+  if (own) return own;
+  if (!p.integration_id) return "provider default";
+  const integration = integrations.get(p.integration_id);
+  const host = integration ? ownHost(integration) ?? "provider default" : "unknown integration";
+  return `${host} (via @${p.integration_id})`;
+}
 
 const secretField = (record) => ({
   name: "key", label: "Secret", type: "password",
@@ -70,30 +78,31 @@ export class ProvidersPage {
   async show() {
     const head = () => h("header", { class: "page-head" }, h("h1", {}, "Providers"));
     fill(this.container, head(), h("p", { class: "muted" }, "Loading…"));
-    const sections = await Promise.all(KINDS.map((kind) => this.section(kind)));
-    fill(this.container, head(), sections);
+    const answers = await Promise.all(KINDS.map((kind) => get(kind.path, { page_size: PAGE_SIZE }).catch((error) => error)));
+    // A provider sends to its integration's host: the integrations are on this page, so name that host.
+    const listed = answers[KINDS.findIndex((kind) => kind.path === "/integrations")].data ?? [];
+    const integrations = new Map(listed.map((record) => [record.slug, record]));
+    fill(this.container, head(), KINDS.map((kind, index) => this.section(kind, answers[index], integrations)));
   }
 
-  async section(kind) {
+  section(kind, answer, integrations) {
     const add = h("button", { type: "button", class: "primary small", onclick: () => this.create(kind) }, `Add ${kind.noun}`);
     const title = (text) => h("div", { class: "group-head" }, h("h2", {}, text), add);
-    try {
-      const answer = await get(kind.path, { page_size: PAGE_SIZE });
-      const more = answer.total > answer.data.length ? ` (first ${answer.data.length} of ${answer.total})` : "";
-      return h("section", { class: "group", dataset: { kind: kind.noun } }, title(`${kind.title}${more}`),
-        table(this.columns(kind), answer.data, { empty: `No ${kind.title.toLowerCase()}.` }));
-    } catch (error) {
-      return h("section", { class: "group", dataset: { kind: kind.noun } }, title(kind.title), failure(error));
+    if (answer instanceof Error) {
+      return h("section", { class: "group", dataset: { kind: kind.noun } }, title(kind.title), failure(answer));
     }
+    const more = answer.total > answer.data.length ? ` (first ${answer.data.length} of ${answer.total})` : "";
+    return h("section", { class: "group", dataset: { kind: kind.noun } }, title(`${kind.title}${more}`),
+      table(this.columns(kind, integrations), answer.data, { empty: `No ${kind.title.toLowerCase()}.` }));
   }
 
-  columns(kind) {
+  columns(kind, integrations) {
     return [
       { label: "Slug", cell: (p) => h("span", { class: "mono" }, p.slug ? `@${p.slug}` : "—") },
       { label: "Name", cell: (p) => p.name ?? "—" },
       { label: "Provider", cell: providerId },
       { label: "Secret", cell: (p) => h("span", { class: "mono" }, hint(p) ?? "—") },
-      { label: "Custom host", cell: (p) => h("span", { class: "mono" }, customHost(p)) },
+      { label: "Host", cell: (p) => h("span", { class: "mono" }, customHost(p, integrations)) },
       { label: "Models", cell: (p) => (p.allowed_models?.length ? p.allowed_models.join(", ") : "all") },
       kind.limits ? { label: "Usage", class: "usage-cell", cell: (p) => usageBars(p.usage) } : null,
       { label: "Note", cell: (p) => p.note ?? p.description ?? "" },
