@@ -256,4 +256,5 @@ def test_usage_bars_show_each_limit_and_budget_as_the_api_reports_them(page, gat
     rate, money = provider.locator(".usage-bar").all()
     assert "requests per hour" in rate.inner_text() and "1 / 50" in rate.inner_text()
     assert "budget (USD" in money.inner_text() and "/ $5" in money.inner_text()
+    assert "e-" not in money.get_attribute("title") and "of $5 used" in money.get_attribute("title")  # exact, readable
     assert api(gateway, "GET", "/providers/openai-test").json()["usage_limits"] == {"type": "cost", "credit_limit": 5}

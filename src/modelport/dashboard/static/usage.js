@@ -23,7 +23,7 @@ function rateBar(rule) {
     label: `${unit} ${WINDOWS[rule.unit] ?? rule.unit}`,
     used: rule.used, limit: rule.value,
     shown: `${fmt.count(rule.used)} / ${fmt.count(rule.value)}`,
-    until: `resets ${fmt.clock(rule.resets_at)}`,
+    until: `resets ${fmt.stamp(rule.resets_at)}`,
     title: `${rule.used} of ${rule.value} ${unit} used, ${rule.remaining} left; the window resets at ${fmt.dateTime(rule.resets_at)}`,
   });
 }
@@ -31,13 +31,14 @@ function rateBar(rule) {
 function budgetBar(budget) {
   const money = budget.type === "cost";
   const amount = (value) => (money ? fmt.usd(value) : `${fmt.count(value)} tokens`);
+  const exact = (value) => (money ? fmt.exactUsd(value) : `${value.toLocaleString("en-US")} tokens`);
   const period = budget.periodic_reset ?? (budget.periodic_reset_days ? `every ${budget.periodic_reset_days} days` : "for good");
   return bar({
     label: `budget (${money ? "USD" : "tokens"}, ${period})`,
     used: budget.used, limit: budget.credit_limit, alerted: budget.alerted,
     shown: `${amount(budget.used)} / ${amount(budget.credit_limit)}`,
     until: budget.period_ends_at ? `period ends ${fmt.dateTime(budget.period_ends_at)}` : "no reset",
-    title: `${budget.used} of ${budget.credit_limit}${money ? " USD" : " tokens"} used (requests in flight included), ${budget.remaining} left`,
+    title: `${exact(budget.used)} of ${exact(budget.credit_limit)} used (requests in flight included), ${exact(budget.remaining)} left`,
   });
 }
 
