@@ -87,7 +87,9 @@ def test_unchanged_files_revalidate_with_304(gateway):
     assert other.status_code == 200 and other.headers["etag"] != etag
 
 
-def test_dashboard_is_read_only_and_locked_down(gateway):
+def test_dashboard_files_are_static_and_locked_down(gateway):
+    """The page manages keys, providers and configs, but only through /v1's control plane (same rules as the
+    CLI): its own route serves files and takes nothing."""
     head = httpx.head(gateway.url + "/dashboard/app.js")
     assert head.status_code == 200 and head.content == b""
     assert int(head.headers["content-length"]) == len(httpx.get(gateway.url + "/dashboard/app.js").content)
@@ -97,6 +99,7 @@ def test_dashboard_is_read_only_and_locked_down(gateway):
     policy = page.headers["content-security-policy"]
     # The page holds an admin key: no inline or foreign scripts, no talking to other origins.
     assert "script-src 'self'" in policy and "connect-src 'self'" in policy and "unsafe-inline" not in policy
+    assert "form-action 'self'" in policy and "frame-ancestors 'none'" in policy
     assert page.headers["x-content-type-options"] == "nosniff"
     assert page.headers["referrer-policy"] == "no-referrer"
 
@@ -454,3 +457,108 @@ def test_live_mode_keeps_a_bounded_window_in_order(page, seeded_gateway):
     assert not page.is_checked("label.switch input")
     ids = table_rows.evaluate_all("rows => rows.map(r => r.dataset.id)")
     assert len(ids) == len(set(ids)) > 500
+
+
+# -- what the page shows is true -------------------------------------------------------------------
+COST, COST_STATUS, COST_REASON, PATH, GATEWAY_EXCEPTION, STATUS = 24, 25, 26, 9, 17, 11  # indexes in COLUMNS
+
+
+def logged(gateway: GatewayProcess, name: str, changes: list[dict[int, Any]]) -> list[tuple[Any, ...]]:
+    """Records stored just now, one per ``changes`` entry (column index → value)."""
+    rows = arriving(random.Random(name), name, len(changes), int(time.time() * 1000))
+    rows = [tuple(change.get(index, value) for index, value in enumerate(row)) for row, change in zip(rows, changes)]
+    insert_rows(gateway, rows)
+    return rows
+
+
+def priced(cost: float | None, status: str = "priced") -> dict[int, Any]:
+    return {STATUS: 200, COST: cost, COST_STATUS: status, COST_REASON: f"{status} in a test"}
+
+
+@pytest.mark.slow
+def test_each_provider_shows_where_its_requests_go(page, gateway, fake_openai):
+    tag = uuid.uuid4().hex[:6]
+    integration = {"name": "hosted", "ai_provider_id": "openai", "slug": f"hosted-{tag}", "key": "sk-hosted-test",
+                   "configurations": {"custom_host": "https://llm.example.com/v1"}}
+    assert httpx.post(gateway.v1 + "/integrations", headers=gateway.headers(), json=integration).status_code == 200
+    provider = {"name": "team", "integration_id": f"hosted-{tag}", "slug": f"team-{tag}"}
+    assert httpx.post(gateway.v1 + "/providers", headers=gateway.headers(), json=provider).status_code == 200
+    try:
+        sign_in(page, gateway, "/dashboard/providers")
+        declared = page.locator("section.group[data-kind=provider] tr", has_text="@openai-test")
+        declared.wait_for()
+        assert fake_openai[0].url + "/v1" in declared.inner_text()  # a provider from the settings file
+        via = page.locator("section.group[data-kind=provider] tr", has_text=f"@team-{tag}")
+        assert f"https://llm.example.com/v1 (via @hosted-{tag})" in via.inner_text()
+    finally:
+        httpx.delete(f"{gateway.v1}/providers/team-{tag}", headers=gateway.headers())
+        httpx.delete(f"{gateway.v1}/integrations/hosted-{tag}", headers=gateway.headers())
+
+
+@pytest.mark.slow
+def test_costs_read_in_readable_units_with_the_exact_value_on_hover(page, gateway):
+    name = "cost" + uuid.uuid4().hex[:6]
+    amounts = {6.0e-8: "0.06 µ$", 0.0000042: "4.2 µ$", 0.00042: "0.042¢", 0.0042: "0.42¢", 0.42: "$0.42", 1234.5: "$1,235"}
+    rows = logged(gateway, name, [priced(cost) for cost in amounts])
+    sign_in(page, gateway, "/dashboard/logs")
+    for row, (cost, shown) in zip(rows, amounts.items()):
+        cell = page.locator(f'tr[data-id="{row[0]}"] td:nth-child(8) .money')
+        cell.wait_for()
+        assert cell.inner_text() == shown
+        assert float(cell.get_attribute("title").lstrip("$").replace(",", "")) == cost  # exact, no exponent
+        assert "e-" not in cell.get_attribute("title")
+    cells = page.locator("table.logs-table tbody td:nth-child(8)").all_inner_texts()
+    assert not [text for text in cells if re.search(r"e-\d|\.0000", text)]
+
+
+@pytest.mark.slow
+def test_the_priced_note_is_only_on_priced_records(page, gateway):
+    name = "note" + uuid.uuid4().hex[:6]
+    rows = logged(gateway, name, [priced(0.0021), priced(0.0021, "estimated"), priced(None, "unpriced")])
+    sign_in(page, gateway, "/dashboard/logs")
+    for row in rows:
+        page.goto(f"{gateway.url}/dashboard/logs/{row[0]}")
+        section = page.locator("aside.detail section", has_text="Cost and usage")
+        section.wait_for()
+        says_priced = "published rates" in section.inner_text()
+        assert says_priced == (row[COST_STATUS] == "priced"), row[COST_STATUS]
+
+
+@pytest.mark.slow
+def test_log_rows_carry_their_date_and_the_gateway_badge_fits_on_long_paths(page, gateway):
+    name = "long" + uuid.uuid4().hex[:6]
+    long_path = "/v1/models/" + "a-very-long-owner-name/" * 12 + "predictions"
+    (row,) = logged(gateway, name, [{PATH: long_path, GATEWAY_EXCEPTION: 1, STATUS: 502}])
+    sign_in(page, gateway, "/dashboard/logs")
+    line = page.locator(f'tr[data-id="{row[0]}"]')
+    line.wait_for()
+    cell, badge = line.locator("td.request").bounding_box(), line.locator(".tag.gateway").bounding_box()
+    assert badge["width"] > 0 and cell["x"] <= badge["x"] and badge["x"] + badge["width"] <= cell["x"] + cell["width"]
+    today = page.evaluate("new Date().toLocaleDateString('en-US', {month: 'short', day: 'numeric'})")
+    assert re.fullmatch(rf"{today} \d\d:\d\d:\d\d", line.locator("td.time").inner_text())
+
+
+@pytest.mark.slow
+def test_chart_labels_stay_inside_their_charts(page, tmp_path):
+    with GatewayProcess(tmp_path / "data") as fresh:  # its own logs: the cost axis is set by these amounts alone
+        logged(fresh, "axis", [priced(0.00012), priced(0.000042)])
+        sign_in(page, fresh)
+        page.wait_for_selector(".charts figure.chart svg rect.bar.tone-cost")
+        assert_labels_inside(page)
+        for range_ in ("7d", "30d", "1h"):  # hours over days, day and minute buckets: each labels its axis its way
+            drawn = page.query_selector(".charts svg")
+            page.select_option("select[aria-label='Time range']", range_)
+            page.wait_for_function("svg => !svg.isConnected", arg=drawn)
+            page.wait_for_selector(".charts figure.chart svg rect.bar.tone-cost")
+            assert_labels_inside(page)
+
+
+def assert_labels_inside(page: Any) -> None:
+    outside = page.evaluate("""() => [...document.querySelectorAll('.charts svg.chart-svg')].flatMap((svg) => {
+        const view = svg.viewBox.baseVal;
+        return [...svg.querySelectorAll('text')].map((text) => [text.textContent, text.getBBox()])
+          .filter(([, box]) => box.x < view.x || box.y < view.y || box.x + box.width > view.x + view.width
+                               || box.y + box.height > view.y + view.height)
+          .map(([label]) => label);
+    })""")
+    assert outside == []

@@ -137,7 +137,9 @@ PROVIDER = {
     "type": "object",
     "properties": {**_COMMON_OUT, **_LIMITS_OUT, "object": {"const": "provider"},
                    "note": {"type": ["string", "null"]}, "integration_id": {"type": ["string", "null"]},
-                   "ai_provider_id": {"type": "string"}, "masked_api_key": _HINT},
+                   "ai_provider_id": {"type": "string"}, "masked_api_key": _HINT,
+                   "custom_host": {"type": ["string", "null"], "description": "Where its requests go, for a provider "
+                                   "declared in the gateway's settings; null: its integration's, or the provider's own API."}},
     "required": ["id", "slug", "object", "name", "ai_provider_id"],
 }  # fmt: skip
 CREATED = {
@@ -274,7 +276,7 @@ def update_provider(store: Store, request: Request) -> dict[str, Any]:
 def render_provider(record: StoredProvider) -> dict[str, Any]:
     return {
         **_common(record, "provider"), "note": record.note, "integration_id": record.integration_slug,
-        "ai_provider_id": record.provider, "masked_api_key": record.secret_hint,
+        "ai_provider_id": record.provider, "masked_api_key": record.secret_hint, "custom_host": record.custom_host,
         "usage_limits": record.usage_limits, "rate_limits": record.rate_limits,
     }  # fmt: skip
 

@@ -27,9 +27,13 @@ export function queryString(params) {
   return text ? `?${text}` : "";
 }
 
-async function call(path, params, { key = session.key(), signal } = {}) {
+async function call(path, params, { key = session.key(), signal, method = "GET", body } = {}) {
+  const headers = { "x-portkey-api-key": key ?? "", accept: "application/json" };
+  if (body !== undefined) headers["content-type"] = "application/json";
   const response = await fetch(`/v1${path}${queryString(params)}`, {
-    headers: { "x-portkey-api-key": key ?? "", accept: "application/json" },
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
     cache: "no-store",
     signal,
   });
@@ -45,6 +49,12 @@ async function call(path, params, { key = session.key(), signal } = {}) {
 /** GET /v1<path> as JSON. */
 export async function get(path, params = {}, options = {}) {
   return (await call(path, params, options)).json();
+}
+
+/** POST, PUT or DELETE /v1<path> with a JSON body: the same control-plane call (and rules) as the CLI's.
+ *  A refusal throws ApiError carrying the API's own message, which the forms show as is. */
+export async function send(method, path, body) {
+  return (await call(path, {}, { method, body })).json();
 }
 
 /** GET /v1<path> and hand the body to the browser as a file download (the key cannot go in a link). */

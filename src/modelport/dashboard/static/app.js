@@ -1,6 +1,7 @@
 // The dashboard's entry: sign-in, sign-out, and which page shows for the current path.
 
 import { get, session } from "./api.js";
+import { ConfigsPage } from "./configs.js";
 import { KeysPage } from "./keys.js";
 import { LogsPage } from "./logs.js";
 import { OverviewPage } from "./overview.js";
@@ -12,6 +13,7 @@ const PAGES = {
   logs: ["Logs", LogsPage],
   providers: ["Providers", ProvidersPage],
   keys: ["Keys", KeysPage],
+  configs: ["Configs", ConfigsPage],
 };
 
 const byId = (id) => document.getElementById(id);

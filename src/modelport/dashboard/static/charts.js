@@ -5,8 +5,10 @@ import { h, s } from "./dom.js";
 
 const WIDTH = 640;
 const HEIGHT = 200;
-const MARGIN = { top: 12, right: 12, bottom: 24, left: 52 };
-const PLOT_W = WIDTH - MARGIN.left - MARGIN.right;
+const MARGIN = { top: 12, right: 12, bottom: 24, left: 40 };
+// Axis text is 10.5px: wide enough for a digit or letter of the system font, so labels are measured
+// before drawing and the left margin grows to fit the longest one instead of clipping it.
+const CHAR_W = 6.4;
 const PLOT_H = HEIGHT - MARGIN.top - MARGIN.bottom;
 const DAY = 86_400_000;
 
@@ -19,23 +21,26 @@ export function timeChart({ title, times, bucketMs, series, format, integer = fa
   const bars = series.filter((item) => item.kind === "bar");
   const lines = series.filter((item) => item.kind === "line");
   const top = niceCeiling(Math.max(integer ? 4 : 0, ...times.map((_, i) => stackTotal(bars, i)), ...lines.flatMap((l) => l.values.filter(finite))));
-  const band = PLOT_W / Math.max(times.length, 1);
+  const ticks = [0, 1, 2, 3, 4].map((step) => (top * step) / 4);
+  const left = Math.max(MARGIN.left, Math.ceil(Math.max(...ticks.map((value) => format(value).length)) * CHAR_W) + 10);
+  const plotW = WIDTH - left - MARGIN.right;
+  const band = plotW / Math.max(times.length, 1);
   const y = (value) => MARGIN.top + PLOT_H - (value / top) * PLOT_H;
-  const x = (index) => MARGIN.left + (index + 0.5) * band;
+  const x = (index) => left + (index + 0.5) * band;
 
   const svg = s("svg", { viewBox: `0 0 ${WIDTH} ${HEIGHT}`, class: "chart-svg", role: "img", "aria-label": title });
-  svg.append(yAxis(top, y, format), xAxis(times, bucketMs, x));
+  svg.append(yAxis(ticks, y, format, left), xAxis(times, bucketMs, x));
   times.forEach((_, index) => drawStack(svg, bars, index, x(index), Math.max(band * 0.72, 1), y));
   for (const line of lines) svg.append(s("path", { class: `line tone-${line.tone}`, d: linePath(line.values, x, y) }));
 
   const readout = h("div", { class: "readout", hidden: true });
   const guide = s("line", { class: "guide", y1: MARGIN.top, y2: MARGIN.top + PLOT_H, visibility: "hidden" });
-  const overlay = s("rect", { class: "overlay", x: MARGIN.left, y: MARGIN.top, width: PLOT_W, height: PLOT_H });
+  const overlay = s("rect", { class: "overlay", x: left, y: MARGIN.top, width: plotW, height: PLOT_H });
   svg.append(guide, overlay);
   const box = h("div", { class: "chart-box" }, svg, readout);
   overlay.addEventListener("mousemove", (event) => {
     const point = new DOMPoint(event.clientX, event.clientY).matrixTransform(svg.getScreenCTM().inverse());
-    const index = Math.min(times.length - 1, Math.max(0, Math.floor((point.x - MARGIN.left) / band)));
+    const index = Math.min(times.length - 1, Math.max(0, Math.floor((point.x - left) / band)));
     guide.setAttribute("x1", x(index));
     guide.setAttribute("x2", x(index));
     guide.setAttribute("visibility", "visible");
@@ -88,15 +93,12 @@ function linePath(values, x, y) {
   return path || "M0,0";
 }
 
-function yAxis(top, y, format) {
+function yAxis(ticks, y, format, left) {
   const group = s("g", { class: "axis" });
-  for (let step = 0; step <= 4; step += 1) {
-    const value = (top * step) / 4;
-    group.append(
-      s("line", { class: step ? "grid" : "baseline", x1: MARGIN.left, x2: WIDTH - MARGIN.right, y1: y(value), y2: y(value) }),
-      s("text", { x: MARGIN.left - 6, y: y(value) + 4, "text-anchor": "end" }, format(value)),
-    );
-  }
+  ticks.forEach((value, step) => group.append(
+    s("line", { class: step ? "grid" : "baseline", x1: left, x2: WIDTH - MARGIN.right, y1: y(value), y2: y(value) }),
+    s("text", { x: left - 6, y: y(value) + 4, "text-anchor": "end" }, format(value)),
+  ));
   return group;
 }
 
@@ -105,7 +107,12 @@ function xAxis(times, bucketMs, x) {
   const every = Math.max(1, Math.ceil(times.length / 6));
   times.forEach((time, index) => {
     if (index % every) return;
-    group.append(s("text", { x: x(index), y: HEIGHT - 6, "text-anchor": "middle" }, bucketLabel(time, bucketMs, false, times)));
+    const label = bucketLabel(time, bucketMs, false, times);
+    // A label centred on a bar near either edge would be cut by the chart's box: anchor it inside.
+    const half = (label.length * CHAR_W) / 2;
+    const anchor = x(index) - half < 0 ? "start" : x(index) + half > WIDTH ? "end" : "middle";
+    const at = anchor === "start" ? 2 : anchor === "end" ? WIDTH - 2 : x(index);
+    group.append(s("text", { x: at, y: HEIGHT - 6, "text-anchor": anchor }, label));
   });
   return group;
 }

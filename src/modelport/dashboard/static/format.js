@@ -21,12 +21,30 @@ export function count(value) {
   return `${(value / size).toFixed(value / size < 100 ? 1 : 0)}${unit}`;
 }
 
+const significant = (value, digits = 2) => value.toLocaleString("en-US", { maximumSignificantDigits: digits });
+
+/** Money readable at any size, never in exponent form nor behind a run of zeros: "$1,234", "$12.34",
+ *  "$0.42", then cents ("0.42¢") and millionths of a dollar ("0.06 µ$") for per-request prices. */
 export function usd(value) {
   if (value === null || value === undefined) return DASH;
-  if (value === 0) return "$0";
-  if (Math.abs(value) < 0.01) return `$${value.toPrecision(2)}`;
-  if (Math.abs(value) < 100) return `$${value.toFixed(value < 1 ? 4 : 2)}`;
-  return `$${Math.round(value).toLocaleString("en-US")}`;
+  const size = Math.abs(value);
+  if (size === 0) return "$0";
+  if (size >= 100) return `$${Math.round(value).toLocaleString("en-US")}`;
+  if (size >= 0.1) return `$${value.toFixed(2)}`;
+  if (size >= 0.01) return `$${significant(value)}`;
+  if (size >= 0.0001) return `${significant(value * 100)}¢`;
+  return `${significant(value * 1e6)} µ$`;
+}
+
+/** The exact amount, for a hover: "$0.00000006". */
+export function exactUsd(value) {
+  if (value === null || value === undefined) return "";
+  return `$${value.toLocaleString("en-US", { maximumFractionDigits: 20 })}`;
+}
+
+/** An amount as a node: the readable form, the exact one on hover. */
+export function money(value) {
+  return h("span", { class: "num money", title: exactUsd(value) || null }, usd(value));
 }
 
 export function bytes(value) {
@@ -56,10 +74,21 @@ export function clock(value) {
   const at = epochMs(value);
   if (at === null) return DASH;
   const date = new Date(at);
-  const time = `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}`;
-  if (date.toDateString() === new Date().toDateString()) return `${time}.${pad(date.getMilliseconds(), 3)}`;
-  return `${date.toLocaleDateString("en-US", { month: "short", day: "numeric" })} ${time}`;
+  if (date.toDateString() === new Date().toDateString()) return `${time(date)}.${pad(date.getMilliseconds(), 3)}`;
+  return `${day(date)} ${time(date)}`;
 }
+
+/** "Dec 3 14:03:07", with the year when it is not this one: a log row always says which day it is. */
+export function stamp(value) {
+  const at = epochMs(value);
+  if (at === null) return DASH;
+  const date = new Date(at);
+  const year = date.getFullYear() === new Date().getFullYear() ? "" : ` ${date.getFullYear()}`;
+  return `${day(date)}${year} ${time(date)}`;
+}
+
+const time = (date) => `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}`;
+const day = (date) => date.toLocaleDateString("en-US", { month: "short", day: "numeric" });
 
 export function dateTime(value) {
   const at = epochMs(value);
@@ -71,7 +100,7 @@ export function cost(row) {
   if (row.cost_status === "unpriced" || (row.cost_usd === null && row.cost_status !== "priced")) {
     return h("span", { class: "tag unpriced", title: row.cost_reason ?? "cost unknown" }, "unpriced");
   }
-  const amount = h("span", { class: "num" }, usd(row.cost_usd));
+  const amount = money(row.cost_usd);
   if (row.cost_status !== "estimated") return amount;
   return h("span", { class: "cost" }, amount, " ", h("span", { class: "tag estimated", title: row.cost_reason ?? "" }, "estimated"));
 }

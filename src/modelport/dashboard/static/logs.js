@@ -309,12 +309,13 @@ export class LogsPage {
     ];
     return h("tr", { class: "clickable", tabindex: 0, dataset: { id: row.id }, onclick: open,
                      onkeydown: (event) => event.key === "Enter" && open() },
-      h("td", { class: "time", title: row.created_at }, fmt.clock(row.created_at)),
+      h("td", { class: "time", title: row.created_at }, fmt.stamp(row.created_at)),
       h("td", {}, fmt.statusBadge(row.status)),
       h("td", { title: [row.provider, row.slug && `@${row.slug}`].filter(Boolean).join(" ") }, fmt.providerLabel(row)),
       h("td", { class: "model", title: row.model ?? "" }, row.model ?? "—"),
-      h("td", { class: "request", title: row.error ?? row.path },
-        h("span", { class: "method" }, row.method), " ", h("span", { class: "path" }, row.path), " ", tags),
+      // The path gives way (ellipsis) so the tags after it, the gateway-error badge first, stay in view.
+      h("td", { class: "request", title: row.error ?? row.path }, h("div", { class: "request-line" },
+        h("span", { class: "method" }, row.method), h("span", { class: "path" }, row.path), tags.reverse())),
       h("td", { class: "num", title: `upstream ${fmt.ms(row.upstream_latency_ms)}` }, fmt.ms(row.latency_ms)),
       h("td", { class: "num" }, fmt.tokens(row)),
       h("td", { class: "num" }, fmt.cost(row)),

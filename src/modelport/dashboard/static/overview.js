@@ -94,7 +94,7 @@ function cards(totals) {
     card("Requests", fmt.count(totals.requests), "through the gateway"),
     card("Errors", fmt.count(totals.errors), `${fmt.percent(totals.error_rate)} of requests`, totals.errors ? "bad" : null),
     card("Latency p50", fmt.ms(totals.p50_ms), `p95 ${fmt.ms(totals.p95_ms)} · p99 ${fmt.ms(totals.p99_ms)}`),
-    card("Cost", fmt.usd(totals.cost_usd ?? 0),
+    card("Cost", fmt.money(totals.cost_usd ?? 0),
       totals.unpriced_requests ? `+ ${fmt.count(totals.unpriced_requests)} unpriced requests (not included)` : "every request priced",
       totals.unpriced_requests ? "warn" : null),
     card("Tokens", fmt.count((totals.input_tokens ?? 0) + (totals.output_tokens ?? 0)),
@@ -143,6 +143,6 @@ function groupTable(title, filter, groups, range, names) {
     { label: "Errors", class: "num", cell: (g) => g.errors ? h("span", { class: "bad" }, `${fmt.count(g.errors)} (${fmt.percent(g.errors / g.requests)})`) : "0" },
     { label: "p50", class: "num", cell: (g) => fmt.ms(g.p50_ms) },
     { label: "Tokens", class: "num", cell: (g) => fmt.count(g.tokens) },
-    { label: "Cost", class: "num", cell: (g) => fmt.usd(g.cost_usd) },
+    { label: "Cost", class: "num", cell: (g) => fmt.money(g.cost_usd) },
   ], rows, { empty: "No requests in this range.", onRow: open }));
 }
