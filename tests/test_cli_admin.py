@@ -99,6 +99,16 @@ def test_rotating_a_key_prints_a_new_secret_and_the_old_one_stops_working(modelp
     assert as_json(modelport("keys", "list", "--json")) == []
 
 
+def test_a_key_is_named_positionally_or_with_name(modelport) -> None:
+    assert as_json(modelport("keys", "create", "my-app", "--json"))["name"] == "my-app"
+    assert as_json(modelport("keys", "create", "--name", "ci", "--json"))["name"] == "ci"
+    assert as_json(modelport("keys", "create", "same", "--name", "same", "--json"))["name"] == "same"
+    for args, says in ((("a", "--name", "b"), "two different names"), ((), "give a name")):
+        result = modelport("keys", "create", *args)
+        assert result.returncode == 2 and says in result.stderr and "Traceback" not in result.stderr
+    assert [key["name"] for key in as_json(modelport("keys", "list", "--json"))] == ["my-app", "ci", "same"]
+
+
 def test_errors_are_one_line_and_exit_non_zero(modelport) -> None:
     for args in (("keys", "revoke", "key_missing"), ("keys", "create", "--name", " ")):
         result = modelport(*args)

@@ -36,6 +36,14 @@ Command = Callable[[argparse.Namespace, Store, "Output"], None]
 class CommandError(Exception):
     """A problem with what the user asked for; printed without a traceback."""
 
+    exit_code = 1
+
+
+class InvalidInput(CommandError):
+    """Input refused before anything is stored; exit code 2, as argparse's own refusals."""
+
+    exit_code = 2
+
 
 def register(subparsers: Any, settings_factory: SettingsFactory) -> None:
     """Add ``keys``, ``providers``, ``configs`` and ``vault`` to a ``modelport`` parser's subparsers."""
@@ -51,7 +59,7 @@ def register(subparsers: Any, settings_factory: SettingsFactory) -> None:
 
     keys = _group(subparsers, "keys", "gateway API keys")
     p = leaf(keys, "create", keys_create, "create a key (its secret is printed once)")
-    p.add_argument("--name", required=True)
+    _name_arguments(p)
     p.add_argument("--scope", action="append", dest="scopes", choices=SCOPES, help="repeatable; default: inference")
     p.add_argument(
         "--provider", action="append", dest="providers", default=[], metavar="ID_OR_@SLUG",
@@ -89,7 +97,7 @@ def register(subparsers: Any, settings_factory: SettingsFactory) -> None:
 
     configs = _group(subparsers, "configs", "saved gateway configs (x-portkey-config: <id or slug>)")
     p = leaf(configs, "create", configs_create, "save a config")
-    p.add_argument("--name", required=True)
+    _name_arguments(p)
     p.add_argument("--slug")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--file", type=Path, help="JSON file with the config ('-' for standard input)")
@@ -108,7 +116,7 @@ def register(subparsers: Any, settings_factory: SettingsFactory) -> None:
 def keys_create(args: argparse.Namespace, store: Store, out: Output) -> None:
     expires_at = datetime.now(timezone.utc) + args.expires_in if args.expires_in else None
     record, token = store.create_api_key(
-        args.name,
+        _given_name(args),
         scopes=args.scopes or ("inference",),
         allowed_providers=args.providers,
         expires_at=expires_at,
@@ -232,7 +240,7 @@ def configs_create(args: argparse.Namespace, store: Store, out: Output) -> None:
         config = args.data if args.file is None else _json_object(_read_text(args.file))
     except argparse.ArgumentTypeError as exc:
         raise CommandError(f"{args.file}: {exc}") from None
-    record = store.create_config(args.name, config, slug=args.slug, is_default=args.default)
+    record = store.create_config(_given_name(args), config, slug=args.slug, is_default=args.default)
     out.record(record, f"Saved config {record.id} (slug {record.slug}).")
 
 
@@ -308,10 +316,27 @@ def _run(command: Command, args: argparse.Namespace, settings_factory: SettingsF
             command(args, store, out)
         finally:
             store.close()
-    except (CommandError, StoreError, VaultError, ValueError) as exc:
+    except CommandError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except (StoreError, VaultError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _name_arguments(parser: argparse.ArgumentParser) -> None:
+    """A new record's name, positionally (``keys create my-app``, as the README shows) or with ``--name``."""
+    parser.add_argument("name", nargs="?", help="a label for people (or give it with --name)")
+    parser.add_argument("--name", dest="name_option", metavar="NAME", help="the same label, as an option")
+
+
+def _given_name(args: argparse.Namespace) -> str:
+    if args.name is None and args.name_option is None:
+        raise InvalidInput("give a name: positionally or with --name")
+    if args.name is not None and args.name_option is not None and args.name != args.name_option:
+        raise InvalidInput(f"two different names given ({args.name!r} and --name {args.name_option!r}); give one")
+    return args.name if args.name is not None else args.name_option
 
 
 def _group(subparsers: Any, name: str, help: str) -> Any:
