@@ -56,6 +56,7 @@ def as_json(result: subprocess.CompletedProcess):
 
 # -- keys ----------------------------------------------------------------------------------------
 def test_a_key_created_on_the_command_line_authenticates(modelport, data_dir: Path) -> None:
+    ok(modelport("providers", "add", "team-a", "--provider", "openai", "--no-secret"))
     created = as_json(
         modelport("keys", "create", "--name", "ci", "--scope", "inference", "--scope", "logs.read",
                   "--provider", "@team-a", "--expires-in", "30d", "--metadata", '{"team": "ml"}', "--json")
@@ -121,13 +122,14 @@ def test_errors_are_one_line_and_exit_non_zero(modelport) -> None:
 def test_a_provider_secret_comes_from_the_environment_and_is_never_printed(modelport, data_dir: Path) -> None:
     secret = "r8_test_token_from_env"
     added = ok(modelport("providers", "add", "team-rep", "--provider", "replicate", "--secret-env", "REP_TOKEN",
-                         "--model", "meta/llama", "--setting", "region=eu", env={"REP_TOKEN": secret}))  # fmt: skip
+                         "--model", "meta/llama", "--setting", "api_version=2024-06-01", env={"REP_TOKEN": secret}))  # fmt: skip
     shown = ok(modelport("providers", "show", "team-rep")).stdout + ok(modelport("providers", "list", "--json")).stdout
     assert secret not in added.stdout + added.stderr + shown
     assert "r8…nv" in shown
     store = open_store(data_dir)
     resolved = store.resolve_provider("team-rep")
-    assert (resolved.secret, resolved.settings, resolved.allowed_models) == (secret, {"region": "eu"}, {"meta/llama"})
+    assert (resolved.secret, resolved.settings, resolved.allowed_models) == (
+        secret, {"api_version": "2024-06-01"}, {"meta/llama"})
     store.close()
 
 
@@ -190,6 +192,38 @@ def test_configs_are_saved_listed_shown_and_deleted(modelport, tmp_path: Path) -
     bad = tmp_path / "bad.json"
     bad.write_text("[1, 2]")
     assert modelport("configs", "create", "--name", "bad", "--file", str(bad)).returncode == 1
+
+
+# -- the control plane's rules -------------------------------------------------------------------
+# Each is refused by the API too (tests/test_control_plane.py, test_invalid_input_is_a_clear_400).
+@pytest.mark.parametrize("args, says", [
+    (("providers", "add", "p", "--provider", "no-such-provider", "--no-secret"), "--provider must be one of"),
+    (("providers", "add", "az", "--provider", "azure-openai", "--no-secret"), "needs --setting resource_name="),
+    (("providers", "add", "p", "--provider", "openai", "--no-secret", "--setting", "region=eu"),
+     "unknown key(s) 'region'"),
+    (("providers", "add", "p", "--provider", "openai", "--no-secret", "--custom-host", "ftp://x"), "--custom-host"),
+    (("providers", "add", "p", "--provider", "openai", "--no-secret", "--rate-limits", '{"per": "second"}'),
+     "--rate-limits"),
+    (("configs", "create", "bad", "--data", '{"retry": {"attempts": "three"}}'), "config.retry.attempts"),
+    (("configs", "create", "k", "--data", '{"provider": "openai", "api_key": "sk-test"}'), "cannot hold a provider key"),
+    (("keys", "create", "k", "--provider", "no-such-provider"), "neither a provider id"),
+    (("keys", "create", "k", "--provider", "@no-such-slug"), "no stored provider '@no-such-slug'"),
+])  # fmt: skip
+def test_what_the_api_refuses_the_cli_refuses_and_stores_nothing(modelport, data_dir: Path, args, says) -> None:
+    result = modelport(*args)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.startswith("error: ") and says in result.stderr and len(result.stderr.splitlines()) == 1
+    store = open_store(data_dir)
+    assert [page.items for page in (store.list_providers(), store.list_configs(), store.list_api_keys())] == [(), (), ()]
+    store.close()
+
+
+def test_a_key_may_be_limited_to_a_stored_provider(modelport) -> None:
+    ok(modelport("providers", "add", "team-a", "--provider", "openai", "--no-secret"))
+    result = modelport("keys", "create", "k", "--provider", "team-a")
+    assert result.returncode == 2 and "write a stored provider as '@team-a'" in result.stderr
+    created = as_json(modelport("keys", "create", "k", "--provider", "@team-a", "--provider", "replicate", "--json"))
+    assert created["allowed_providers"] == ["@team-a", "replicate"]
 
 
 # -- vault ---------------------------------------------------------------------------------------

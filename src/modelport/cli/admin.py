@@ -25,6 +25,9 @@ from typing import Any, Callable, Iterator
 
 import orjson
 
+from ..control import rules
+from ..control.schema import rate_limits, usage_limits
+from ..gateway.errors import BadRequest
 from ..store import PROVIDER_KINDS, SCOPES, ApiKey, Page, StoreError, open_store
 from ..store.base import Store
 from ..vault import VaultError, generate_master_key, key_id, parse_master_key
@@ -118,7 +121,7 @@ def keys_create(args: argparse.Namespace, store: Store, out: Output) -> None:
     record, token = store.create_api_key(
         _given_name(args),
         scopes=args.scopes or ("inference",),
-        allowed_providers=args.providers,
+        allowed_providers=rules.allowed_providers(args.providers, store, "--provider"),
         expires_at=expires_at,
         metadata=args.metadata,
     )
@@ -173,19 +176,29 @@ def _key_status(key: ApiKey) -> str:
 
 # -- providers -----------------------------------------------------------------------------------
 def providers_add(args: argparse.Namespace, store: Store, out: Output) -> None:
+    # The control plane's rules (control/rules.py), checked before the secret is asked for.
+    if args.provider is not None:
+        rules.provider_id(args.provider, "--provider")
+    settings = rules.provider_settings(dict(args.setting), "--setting")
+    host = rules.custom_host(args.custom_host, "--custom-host") if args.custom_host else None
+    if args.provider is not None and args.integration is None:
+        rules.require_settings(args.provider, settings, host, name_of=lambda name: f"--setting {name}=…",
+                               host_field="--custom-host")  # fmt: skip
+    limits = {name: None if value is None else field.convert(value, f"--{name.replace('_', '-')}")
+              for name, value, field in (("usage_limits", args.usage_limits, usage_limits()),
+                                         ("rate_limits", args.rate_limits, rate_limits()))}  # fmt: skip
     record = store.create_provider(
         args.slug,
         kind=args.kind,
         provider=args.provider,
         name=args.name,
         secret=_read_secret(args),
-        custom_host=args.custom_host,
-        settings=dict(args.setting),
+        custom_host=host,
+        settings=settings,
         allowed_models=args.models,
         note=args.note,
         integration_slug=args.integration,
-        usage_limits=args.usage_limits,
-        rate_limits=args.rate_limits,
+        **limits,
     )
     out.record(record, f"Stored {record.kind} @{record.slug} ({record.provider}).")
 
@@ -240,6 +253,7 @@ def configs_create(args: argparse.Namespace, store: Store, out: Output) -> None:
         config = args.data if args.file is None else _json_object(_read_text(args.file))
     except argparse.ArgumentTypeError as exc:
         raise CommandError(f"{args.file}: {exc}") from None
+    rules.saved_config(config)
     record = store.create_config(_given_name(args), config, slug=args.slug, is_default=args.default)
     out.record(record, f"Saved config {record.id} (slug {record.slug}).")
 
@@ -319,6 +333,9 @@ def _run(command: Command, args: argparse.Namespace, settings_factory: SettingsF
     except CommandError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except BadRequest as exc:  # refused by the control plane's rules, as the API refuses it with a 400
+        print(f"error: {exc.message}", file=sys.stderr)
+        return InvalidInput.exit_code
     except (StoreError, VaultError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
