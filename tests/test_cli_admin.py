@@ -7,6 +7,7 @@ import json
 import os
 import pty
 import select
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,8 @@ import pytest
 
 import modelport.store
 from modelport.keys import hash_api_key
-from modelport.store import open_store
+from modelport.store import DB_FILE_NAME, open_store
+from modelport.store.migrations import apply_migrations
 from modelport.vault import KEY_FILE_NAME, key_id
 
 SRC = str(Path(modelport.store.__file__).resolve().parents[2])
@@ -23,7 +25,17 @@ SRC = str(Path(modelport.store.__file__).resolve().parents[2])
 
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
-    return tmp_path / "data"
+    """A data directory as `modelport serve` leaves it: the database made (the master key is made on first use)."""
+    path = tmp_path / "data"
+    path.mkdir()
+    initialise_database(path)
+    return path
+
+
+def initialise_database(data_dir: Path) -> None:
+    conn = sqlite3.connect(data_dir / DB_FILE_NAME)
+    apply_migrations(conn)
+    conn.close()
 
 
 @pytest.fixture
@@ -226,6 +238,26 @@ def test_a_key_may_be_limited_to_a_stored_provider(modelport) -> None:
     assert created["allowed_providers"] == ["@team-a", "replicate"]
 
 
+# -- the data directory --------------------------------------------------------------------------
+@pytest.mark.parametrize("args", [
+    ("keys", "list"), ("keys", "create", "k"), ("providers", "list"), ("configs", "list"), ("vault", "rotate"),
+    ("providers", "add", "p", "--provider", "openai", "--no-secret"),
+])  # fmt: skip
+def test_no_command_but_serve_creates_a_database(tmp_path: Path, args) -> None:
+    elsewhere = tmp_path / "not-the-data-dir"
+    command = [sys.executable, "-m", "modelport", *args, "--data-dir", str(elsewhere)]
+    result = subprocess.run(command, env=clean_environment(), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr == (f"error: no database at {elsewhere / DB_FILE_NAME}: pass the --data-dir the gateway "
+                             "runs with (`modelport serve` creates it on first start)\n")  # fmt: skip
+    assert not elsewhere.exists()  # no database, no master key, not even the directory
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    command[-1] = str(empty)
+    assert subprocess.run(command, env=clean_environment(), capture_output=True, timeout=60).returncode == 1
+    assert list(empty.iterdir()) == []
+
+
 # -- vault ---------------------------------------------------------------------------------------
 def test_vault_rotation_with_the_key_file(modelport, data_dir: Path) -> None:
     ok(modelport("providers", "add", "p", "--provider", "openai", "--secret-env", "S", env={"S": "sk-test-rotate"}))
@@ -296,6 +328,8 @@ def read_terminal(fd: int, until: bytes | None = None, timeout: float = 30) -> b
 
 def test_commands_find_the_store_through_the_config_file(tmp_path: Path) -> None:
     data_dir, master_key = tmp_path / "elsewhere", base64.b64encode(bytes(range(32))).decode()
+    data_dir.mkdir()
+    initialise_database(data_dir)
     config = tmp_path / "modelport.toml"
     config.write_text(f'data_dir = "{data_dir}"\nmaster_key = "{master_key}"\n')
     env = {**clean_environment(), "S": "sk-test-c"}

@@ -4,9 +4,26 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any, Sequence
 
 from ..settings import Settings, SettingsError
+
+
+class CommandError(Exception):
+    """A problem with what the user asked for; printed as one line, without a traceback."""
+
+    exit_code = 1
+
+
+def existing_database(settings: Settings) -> Path:
+    """The gateway's database. Only ``serve`` creates one: any other command run with a mistyped
+    ``--data-dir`` (or from another directory) would otherwise quietly start a new, empty gateway."""
+    db_path = Path(settings.db_path)
+    if not db_path.is_file():
+        raise CommandError(f"no database at {db_path}: pass the --data-dir the gateway runs with "
+                           "(`modelport serve` creates it on first start)")  # fmt: skip
+    return db_path
 
 # flag → Settings field (and its help). Flags override MODELPORT_* variables and the config file.
 SERVE_FLAGS: list[tuple[str, str, dict[str, Any]]] = [

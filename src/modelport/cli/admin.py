@@ -1,7 +1,8 @@
 """Admin commands: ``keys``, ``providers``, ``configs`` and ``vault``, working directly on the store.
 
 They open the store themselves, so they work whether or not a gateway is running; a running gateway
-sees each change on its next request (``Store.data_version``). Every command prints an aligned table
+sees each change on its next request (``Store.data_version``). They never create a store: only
+``modelport serve`` initialises a data directory, so a mistyped ``--data-dir`` is refused, as by ``logs``. Every command prints an aligned table
 or record for people, or JSON with ``--json`` for scripts. Provider secrets are read from an
 environment variable (``--secret-env NAME``), a no-echo prompt, or standard input, never from an
 argument: arguments end up in shell history and in ``ps`` output.
@@ -31,15 +32,10 @@ from ..gateway.errors import BadRequest
 from ..store import PROVIDER_KINDS, SCOPES, ApiKey, Page, StoreError, open_store
 from ..store.base import Store
 from ..vault import VaultError, generate_master_key, key_id, parse_master_key
+from . import CommandError, existing_database
 
 SettingsFactory = Callable[[argparse.Namespace], Any]
 Command = Callable[[argparse.Namespace, Store, "Output"], None]
-
-
-class CommandError(Exception):
-    """A problem with what the user asked for; printed without a traceback."""
-
-    exit_code = 1
 
 
 class InvalidInput(CommandError):
@@ -325,6 +321,7 @@ def _run(command: Command, args: argparse.Namespace, settings_factory: SettingsF
     out = Output(json=args.json)
     try:
         settings = settings_factory(args)
+        existing_database(settings)
         store = open_store(Path(settings.data_dir), settings.master_key)
         try:
             command(args, store, out)

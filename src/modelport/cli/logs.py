@@ -27,6 +27,7 @@ import orjson
 from ..control.logs import FULL_COLUMNS, csv_chunks, epoch_ms, jsonl_chunks, status_code
 from ..control.schema import Invalid
 from ..logs.store import MAX_LIMIT, SUMMARY_FIELDS, LogFilter, LogQueries
+from . import CommandError, existing_database
 
 SettingsFactory = Callable[[argparse.Namespace], Any]
 Command = Callable[[argparse.Namespace, LogQueries, LogFilter], None]
@@ -35,10 +36,6 @@ FOLLOW_INTERVAL = 0.5  # seconds between polls in ``tail -f``
 # The log writer inserts in batches (every few hundred ms, later while it spills to disk), so a record
 # can land after a newer one was printed; each poll looks back this far and skips ids already shown.
 LOOK_BACK_MS = 10_000
-
-
-class CommandError(Exception):
-    """A problem with what the user asked for; printed without a traceback."""
 
 
 def register(subparsers: Any, settings_factory: SettingsFactory) -> None:
@@ -314,11 +311,7 @@ def cell(value: Any) -> str:
 # -- running a command -------------------------------------------------------------------------------
 def _run(command: Command, args: argparse.Namespace, settings_factory: SettingsFactory) -> int:
     try:
-        settings = settings_factory(args)
-        db_path = Path(settings.db_path)
-        if not db_path.is_file():
-            raise CommandError(f"no database at {db_path}: pass the --data-dir the gateway runs with")
-        queries = LogQueries(db_path)
+        queries = LogQueries(existing_database(settings_factory(args)))
         try:
             command(args, queries, log_filter(args))
         finally:
