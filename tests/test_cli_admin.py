@@ -19,6 +19,7 @@ from modelport.keys import hash_api_key
 from modelport.store import DB_FILE_NAME, open_store
 from modelport.store.migrations import apply_migrations
 from modelport.vault import KEY_FILE_NAME, key_id
+from tests.harness import first_line_then_hang_up
 
 SRC = str(Path(modelport.store.__file__).resolve().parents[2])
 
@@ -110,6 +111,18 @@ def test_rotating_a_key_prints_a_new_secret_and_the_old_one_stops_working(modelp
     store.close()
     ok(modelport("keys", "delete", created["id"]))
     assert as_json(modelport("keys", "list", "--json")) == []
+
+
+@pytest.mark.parametrize("json_flag", [(), ("--json",)])
+def test_a_closed_pipe_ends_keys_list_quietly(modelport, data_dir: Path, json_flag) -> None:
+    store = open_store(data_dir)
+    for n in range(1000):  # ~120 KB of table: more than a pipe holds
+        store.create_api_key(f"service-key-{n:04d}")
+    store.close()
+    command = [sys.executable, "-m", "modelport", "keys", "list", *json_flag, "--data-dir", str(data_dir)]
+    first, code, stderr = first_line_then_hang_up(command, clean_environment())
+    assert first.split()[:2] in (["ID", "NAME"], ["["])
+    assert (code, stderr) == (0, "")
 
 
 def test_a_key_is_named_positionally_or_with_name(modelport) -> None:

@@ -26,7 +26,7 @@ import pytest
 import modelport.store
 from modelport.logs.store import LOG_COLUMNS, SUMMARY_FIELDS, LogQueries, insert_logs
 from modelport.store.migrations import apply_migrations
-from tests.harness import GatewayProcess
+from tests.harness import GatewayProcess, first_line_then_hang_up
 
 SRC = str(Path(modelport.store.__file__).resolve().parents[2])
 NOW = int(time.time() * 1000)
@@ -255,6 +255,17 @@ def test_missing_database_and_bad_arguments_fail_cleanly(tmp_path: Path) -> None
     assert bad.returncode == 2 and "--since" in bad.stderr
     bad = run(tmp_path, "list", "--metadata", "team")
     assert bad.returncode == 2 and "KEY=VALUE" in bad.stderr
+
+
+@pytest.mark.parametrize("args", [["list", "--limit", "1000"], ["list", "--json", "--limit", "1000"], ["export"]])
+def test_a_closed_pipe_ends_the_command_quietly(tmp_path: Path, args: list[str]) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    seed(data_dir / "modelport.db", [record(n) for n in range(1, 1001)])  # ~200 KB of table: more than a pipe holds
+    command = [sys.executable, "-m", "modelport", "logs", *args, "--data-dir", str(data_dir)]
+    first, code, stderr = first_line_then_hang_up(command, environment())
+    assert first.strip()
+    assert (code, stderr) == (0, "")
 
 
 def test_list_reads_what_a_running_gateway_logged(gateway: GatewayProcess, fake_replicate: Any) -> None:

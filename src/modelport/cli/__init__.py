@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -24,6 +25,15 @@ def existing_database(settings: Settings) -> Path:
         raise CommandError(f"no database at {db_path}: pass the --data-dir the gateway runs with "
                            "(`modelport serve` creates it on first start)")  # fmt: skip
     return db_path
+
+
+def reader_went_away() -> int:
+    """Exit code after a closed pipe (``modelport keys list | head -1``): the reader has all it wanted.
+
+    Standard output is pointed at /dev/null first, or Python's own flush at exit fails a second time.
+    """
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
 
 # flag → Settings field (and its help). Flags override MODELPORT_* variables and the config file.
 SERVE_FLAGS: list[tuple[str, str, dict[str, Any]]] = [

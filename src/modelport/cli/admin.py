@@ -32,7 +32,7 @@ from ..gateway.errors import BadRequest
 from ..store import PROVIDER_KINDS, SCOPES, ApiKey, Page, StoreError, open_store
 from ..store.base import Store
 from ..vault import VaultError, generate_master_key, key_id, parse_master_key
-from . import CommandError, existing_database
+from . import CommandError, existing_database, reader_went_away
 
 SettingsFactory = Callable[[argparse.Namespace], Any]
 Command = Callable[[argparse.Namespace, Store, "Output"], None]
@@ -336,6 +336,8 @@ def _run(command: Command, args: argparse.Namespace, settings_factory: SettingsF
     except (StoreError, VaultError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `modelport keys list | head -1`
+        return reader_went_away()
     return 0
 
 

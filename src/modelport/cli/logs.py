@@ -13,7 +13,6 @@ filters, the same export files. Tables for people by default; ``--json`` for scr
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sqlite3
 import sys
@@ -27,7 +26,7 @@ import orjson
 from ..control.logs import FULL_COLUMNS, csv_chunks, epoch_ms, jsonl_chunks, status_code
 from ..control.schema import Invalid
 from ..logs.store import MAX_LIMIT, SUMMARY_FIELDS, LogFilter, LogQueries
-from . import CommandError, existing_database
+from . import CommandError, existing_database, reader_went_away
 
 SettingsFactory = Callable[[argparse.Namespace], Any]
 Command = Callable[[argparse.Namespace, LogQueries, LogFilter], None]
@@ -326,9 +325,8 @@ def _run(command: Command, args: argparse.Namespace, settings_factory: SettingsF
         print(f"error: cannot read the logs ({exc}); has a gateway of this version run on this data dir?",
               file=sys.stderr)
         return 1
-    except BrokenPipeError:  # `modelport logs export | head`: the reader has all it wanted
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
-        return 0
+    except BrokenPipeError:  # `modelport logs export | head`
+        return reader_went_away()
     return 0
 
 
