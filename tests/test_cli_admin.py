@@ -196,6 +196,52 @@ def test_human_tables_are_aligned(modelport) -> None:
     assert all(line[column:].startswith("provider") for line in lines[1:]) and len(lines) == 3
 
 
+def test_a_provider_is_updated_in_place_by_the_same_rules(modelport, data_dir: Path) -> None:
+    ok(modelport("providers", "add", "az", "--provider", "azure-openai", "--secret-env", "S", "--setting",
+                 "resource_name=team-res", env={"S": "sk-test-old"}))  # fmt: skip
+    refused = modelport("providers", "update", "az", "--setting", "resource_name=")
+    assert refused.returncode == 2 and "needs --setting resource_name=" in refused.stderr
+    assert modelport("providers", "update", "az").returncode == 2  # nothing to change is a mistake, not a no-op
+    updated = as_json(modelport(
+        "providers", "update", "@az", "--name", "Azure team", "--setting", "api_version=2024-06-01",
+        "--custom-host", "https://team-res.example.com/openai/", "--model", "gpt-4o", "--note", "eu",
+        "--rate-limits", '{"type": "requests", "unit": "rpm", "value": 60}', "--secret-env", "S", "--json",
+        env={"S": "sk-test-new"}))  # fmt: skip
+    assert updated["settings"] == {"resource_name": "team-res", "api_version": "2024-06-01"}
+    assert (updated["name"], updated["custom_host"], updated["note"]) == (
+        "Azure team", "https://team-res.example.com/openai", "eu")
+    assert updated["rate_limits"] == [{"type": "requests", "unit": "rpm", "value": 60}]
+    store = open_store(data_dir)
+    assert store.resolve_provider("az").secret == "sk-test-new"
+    store.close()
+    cleared = as_json(modelport("providers", "update", "az", "--custom-host", "", "--note", "", "--all-models",
+                                "--rate-limits", "null", "--json"))  # fmt: skip
+    assert [cleared[name] for name in ("custom_host", "note", "allowed_models", "rate_limits")] == [None, None, [], None]
+
+
+def test_records_are_found_by_name_or_at_slug_as_well_as_id(modelport) -> None:
+    ok(modelport("providers", "add", "team-rep", "--name", "Team Replicate", "--provider", "replicate", "--no-secret"))
+    assert as_json(modelport("providers", "show", "@team-rep", "--json"))["slug"] == "team-rep"
+    assert as_json(modelport("providers", "show", "Team Replicate", "--json"))["slug"] == "team-rep"
+    first = as_json(modelport("keys", "create", "svc", "--json"))
+    second = as_json(modelport("keys", "create", "svc", "--json"))
+    solo = as_json(modelport("keys", "create", "solo", "--json"))
+    assert as_json(modelport("keys", "rotate", "solo", "--json"))["id"] == solo["id"]
+    ambiguous = modelport("keys", "revoke", "svc")
+    assert ambiguous.returncode == 1
+    assert "2 keys are named 'svc'" in ambiguous.stderr and first["id"] in ambiguous.stderr
+    assert second["id"] in ambiguous.stderr and "give the id" in ambiguous.stderr
+    ok(modelport("keys", "revoke", first["id"]))
+    statuses = {key["id"]: key["revoked_at"] for key in as_json(modelport("keys", "list", "--json"))}
+    assert statuses[first["id"]] is not None and statuses[second["id"]] is None  # the ambiguous call revoked none
+    ok(modelport("configs", "create", "retry twice", "--slug", "retry", "--data", '{"retry": {"attempts": 2}}'))
+    assert as_json(modelport("configs", "show", "retry twice", "--json"))["slug"] == "retry"
+    ok(modelport("configs", "delete", "retry twice"))
+    ok(modelport("providers", "remove", "Team Replicate"))
+    missing = modelport("providers", "show", "@team-rep")
+    assert missing.returncode == 1 and "no stored provider with the slug or name '@team-rep'" in missing.stderr
+
+
 # -- configs -------------------------------------------------------------------------------------
 def test_configs_are_saved_listed_shown_and_deleted(modelport, tmp_path: Path) -> None:
     body = {"strategy": {"mode": "fallback"}, "targets": [{"provider": "@a"}, {"provider": "@b"}]}

@@ -2,10 +2,16 @@
 
 They open the store themselves, so they work whether or not a gateway is running; a running gateway
 sees each change on its next request (``Store.data_version``). They never create a store: only
-``modelport serve`` initialises a data directory, so a mistyped ``--data-dir`` is refused, as by ``logs``. Every command prints an aligned table
-or record for people, or JSON with ``--json`` for scripts. Provider secrets are read from an
-environment variable (``--secret-env NAME``), a no-echo prompt, or standard input, never from an
-argument: arguments end up in shell history and in ``ps`` output.
+``modelport serve`` initialises a data directory, so a mistyped ``--data-dir`` is refused, as by
+``logs``. Every command prints an aligned table or record for people, or JSON with ``--json`` for
+scripts; a refused input exits 2 (as argparse does), any other failure 1.
+
+A command that takes a record finds it as people name it: a key by id or name, a provider by slug,
+``@slug`` or name, a config by id, slug or name; a name two records share is refused with both
+listed, never guessed.
+
+Provider secrets are read from an environment variable (``--secret-env NAME``), a no-echo prompt, or
+standard input, never from an argument: arguments end up in shell history and in ``ps`` output.
 
 ``register(subparsers, settings_factory)`` adds the commands to the main ``modelport`` parser; each
 leaf parser gets ``handler(args) -> exit code`` as a default. Each command also takes ``--data-dir``
@@ -22,18 +28,23 @@ import sys
 from dataclasses import asdict
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 import orjson
 
 from ..control import rules
 from ..control.schema import rate_limits, usage_limits
 from ..gateway.errors import BadRequest
-from ..store import PROVIDER_KINDS, SCOPES, ApiKey, Page, StoreError, open_store
+from ..store import PROVIDER_KINDS, SCOPES, ApiKey, Config, Page, StoredProvider, StoreError, open_store
 from ..store.base import Store
 from ..vault import VaultError, generate_master_key, key_id, parse_master_key
 from . import CommandError, existing_database, reader_went_away
 
+KEY_REF = "the key's id (key_...) or its name, if no other key has it"
+PROVIDER_REF = "the slug (with or without @) or the name, if no other provider has it"
+CONFIG_REF = "the config's id (pc-...), its slug or its name, if no other config has it"
+
+T = TypeVar("T")
 SettingsFactory = Callable[[argparse.Namespace], Any]
 Command = Callable[[argparse.Namespace, Store, "Output"], None]
 
@@ -72,7 +83,7 @@ def register(subparsers: Any, settings_factory: SettingsFactory) -> None:
         ("rotate", keys_rotate, "give a key a new secret (printed once); the old one stops working"),
         ("delete", keys_delete, "delete a key"),
     ):
-        leaf(keys, name, command, text).add_argument("key_id")
+        leaf(keys, name, command, text).add_argument("key", metavar="ID_OR_NAME", help=KEY_REF)
 
     providers = _group(subparsers, "providers", "stored provider credentials (used as @slug)")
     p = leaf(providers, "add", providers_add, "store a provider credential")
@@ -90,9 +101,24 @@ def register(subparsers: Any, settings_factory: SettingsFactory) -> None:
     secret = p.add_mutually_exclusive_group()
     secret.add_argument("--secret-env", metavar="NAME", help="read the secret from this environment variable")
     secret.add_argument("--no-secret", action="store_true", help="store no secret (e.g. a local model server)")
+    p = leaf(providers, "update", providers_update, "change a stored provider; what is not given stays")
+    p.add_argument("provider_ref", metavar="SLUG", help=PROVIDER_REF)
+    p.add_argument("--name")
+    p.add_argument("--secret-env", metavar="NAME", help="the new secret, from this environment variable")
+    p.add_argument("--custom-host", metavar="URL", help="'' removes it")
+    p.add_argument("--setting", action="append", default=[], type=_setting, metavar="KEY=VALUE",
+                   help="set one setting, KEY= removes it (repeatable; the others stay)")
+    models = p.add_mutually_exclusive_group()
+    models.add_argument("--model", action="append", dest="models", help="allowed model (repeatable; replaces the list)")
+    models.add_argument("--all-models", action="store_true", help="allow every model again")
+    p.add_argument("--note", help="'' removes it")
+    p.add_argument("--usage-limits", type=_json_value, metavar="JSON", default=argparse.SUPPRESS, help="null removes them")
+    p.add_argument("--rate-limits", type=_json_value, metavar="JSON", default=argparse.SUPPRESS, help="null removes them")
     leaf(providers, "list", providers_list, "list stored providers")
-    leaf(providers, "show", providers_show, "show one stored provider (never its secret)").add_argument("slug")
-    leaf(providers, "remove", providers_remove, "remove a stored provider").add_argument("slug")
+    p = leaf(providers, "show", providers_show, "show one stored provider (never its secret)")
+    p.add_argument("provider_ref", metavar="SLUG", help=PROVIDER_REF)
+    p = leaf(providers, "remove", providers_remove, "remove a stored provider")
+    p.add_argument("provider_ref", metavar="SLUG", help=PROVIDER_REF)
 
     configs = _group(subparsers, "configs", "saved gateway configs (x-portkey-config: <id or slug>)")
     p = leaf(configs, "create", configs_create, "save a config")
@@ -103,8 +129,9 @@ def register(subparsers: Any, settings_factory: SettingsFactory) -> None:
     source.add_argument("--data", type=_json_object, metavar="JSON", help="the config as JSON text")
     p.add_argument("--default", action="store_true", help="make it the default config")
     leaf(configs, "list", configs_list, "list saved configs")
-    leaf(configs, "show", configs_show, "show a config").add_argument("ref", metavar="ID_OR_SLUG")
-    leaf(configs, "delete", configs_delete, "delete a config").add_argument("ref", metavar="ID_OR_SLUG")
+    leaf(configs, "show", configs_show, "show a config").add_argument("ref", metavar="ID_OR_SLUG", help=CONFIG_REF)
+    leaf(configs, "delete", configs_delete, "delete a config").add_argument("ref", metavar="ID_OR_SLUG",
+                                                                          help=CONFIG_REF)
 
     vault = _group(subparsers, "vault", "the master key that encrypts provider secrets")
     p = leaf(vault, "rotate", vault_rotate, "re-encrypt every stored secret under a new master key")
@@ -142,17 +169,28 @@ def keys_list(args: argparse.Namespace, store: Store, out: Output) -> None:
 
 
 def keys_revoke(args: argparse.Namespace, store: Store, out: Output) -> None:
-    out.record(store.revoke_api_key(args.key_id), f"Revoked {args.key_id}.")
+    key = _key(store, args.key)
+    out.record(store.revoke_api_key(key.id), f"Revoked {key.id} ({key.name}).")
 
 
 def keys_rotate(args: argparse.Namespace, store: Store, out: Output) -> None:
-    record, token = store.rotate_api_key(args.key_id)
+    record, token = store.rotate_api_key(_key(store, args.key).id)
     _print_new_secret(out, record, token, "Rotated")
 
 
 def keys_delete(args: argparse.Namespace, store: Store, out: Output) -> None:
-    store.delete_api_key(args.key_id)
-    out.done({"deleted": args.key_id}, f"Deleted {args.key_id}.")
+    key = _key(store, args.key)
+    store.delete_api_key(key.id)
+    out.done({"deleted": key.id}, f"Deleted {key.id} ({key.name}).")
+
+
+def _key(store: Store, ref: str) -> ApiKey:
+    found = store.get_api_key(ref)
+    if found is not None:
+        return found
+    named = [key for key in _all(store.list_api_keys) if key.name == ref]
+    return _the_one(named, f"no API key with the id or name {ref!r}", f"keys are named {ref!r}",
+                    lambda key: f"{key.id} ({_key_status(key)})", "give the id")  # fmt: skip
 
 
 def _print_new_secret(out: Output, record: ApiKey, token: str, verb: str) -> None:
@@ -178,11 +216,7 @@ def providers_add(args: argparse.Namespace, store: Store, out: Output) -> None:
     settings = rules.provider_settings(dict(args.setting), "--setting")
     host = rules.custom_host(args.custom_host, "--custom-host") if args.custom_host else None
     if args.provider is not None and args.integration is None:
-        rules.require_settings(args.provider, settings, host, name_of=lambda name: f"--setting {name}=…",
-                               host_field="--custom-host")  # fmt: skip
-    limits = {name: None if value is None else field.convert(value, f"--{name.replace('_', '-')}")
-              for name, value, field in (("usage_limits", args.usage_limits, usage_limits()),
-                                         ("rate_limits", args.rate_limits, rate_limits()))}  # fmt: skip
+        _require_settings(args.provider, settings, host)
     record = store.create_provider(
         args.slug,
         kind=args.kind,
@@ -194,9 +228,36 @@ def providers_add(args: argparse.Namespace, store: Store, out: Output) -> None:
         allowed_models=args.models,
         note=args.note,
         integration_slug=args.integration,
-        **limits,
+        **_limits(args),
     )
     out.record(record, f"Stored {record.kind} @{record.slug} ({record.provider}).")
+
+
+def providers_update(args: argparse.Namespace, store: Store, out: Output) -> None:
+    current = _provider(store, args.provider_ref)
+    changes: dict[str, Any] = _limits(args)
+    if args.name is not None:
+        changes["name"] = args.name
+    if args.note is not None:
+        changes["note"] = args.note or None
+    if args.models or args.all_models:
+        changes["allowed_models"] = args.models or []
+    host = current.custom_host
+    if args.custom_host is not None:
+        host = changes["custom_host"] = rules.custom_host(args.custom_host, "--custom-host") if args.custom_host else None
+    settings = dict(current.settings)
+    if args.setting:
+        for name, value in args.setting:
+            settings[name] = value or None
+        settings = changes["settings"] = rules.provider_settings(settings, "--setting")
+    if current.integration_slug is None:  # one on an integration takes the integration's settings
+        _require_settings(current.provider, settings, host)
+    if args.secret_env:
+        changes["secret"] = _secret_from_env(args.secret_env)
+    if not changes:
+        raise InvalidInput("nothing to change: give at least one option (see modelport providers update --help)")
+    record = store.update_provider(current.slug, **changes)
+    out.record(record, f"Updated {record.kind} @{record.slug}.")
 
 
 def providers_list(args: argparse.Namespace, store: Store, out: Output) -> None:
@@ -215,23 +276,49 @@ def providers_list(args: argparse.Namespace, store: Store, out: Output) -> None:
 
 
 def providers_show(args: argparse.Namespace, store: Store, out: Output) -> None:
-    record = store.get_provider(args.slug)
-    if record is None:
-        raise CommandError(f"no stored provider {args.slug!r}")
-    out.record(record)
+    out.record(_provider(store, args.provider_ref))
 
 
 def providers_remove(args: argparse.Namespace, store: Store, out: Output) -> None:
-    store.delete_provider(args.slug)
-    out.done({"deleted": args.slug}, f"Removed @{args.slug}.")
+    record = _provider(store, args.provider_ref)
+    store.delete_provider(record.slug)
+    out.done({"deleted": record.slug}, f"Removed @{record.slug}.")
+
+
+def _provider(store: Store, ref: str) -> StoredProvider:
+    found = store.get_provider(ref.removeprefix("@"))
+    if found is not None:
+        return found
+    named = [provider for provider in _all(store.list_providers) if provider.name == ref]
+    return _the_one(named, f"no stored provider with the slug or name {ref!r}", f"providers are named {ref!r}",
+                    lambda provider: f"@{provider.slug}", "give the slug")  # fmt: skip
+
+
+def _require_settings(provider: str, settings: dict[str, Any], host: str | None) -> None:
+    rules.require_settings(provider, settings, host, name_of=lambda name: f"--setting {name}=…",
+                           host_field="--custom-host")  # fmt: skip
+
+
+def _limits(args: argparse.Namespace) -> dict[str, Any]:
+    """The limits given (``update`` leaves absent ones out), checked as the API checks them."""
+    given = {}
+    for name, field in (("usage_limits", usage_limits()), ("rate_limits", rate_limits())):
+        if hasattr(args, name):
+            value = getattr(args, name)
+            given[name] = None if value is None else field.convert(value, f"--{name.replace('_', '-')}")
+    return given
+
+
+def _secret_from_env(name: str) -> str:
+    value = os.environ.get(name, "")
+    if not value:
+        raise CommandError(f"environment variable {name} is not set or empty")
+    return value
 
 
 def _read_secret(args: argparse.Namespace) -> str | None:
     if args.secret_env:
-        value = os.environ.get(args.secret_env, "")
-        if not value:
-            raise CommandError(f"environment variable {args.secret_env} is not set or empty")
-        return value
+        return _secret_from_env(args.secret_env)
     if args.no_secret or args.integration:
         return None
     if sys.stdin.isatty():
@@ -269,15 +356,22 @@ def configs_list(args: argparse.Namespace, store: Store, out: Output) -> None:
 
 
 def configs_show(args: argparse.Namespace, store: Store, out: Output) -> None:
-    record = store.get_config(args.ref)
-    if record is None:
-        raise CommandError(f"no config {args.ref!r}")
-    out.record(record)
+    out.record(_config(store, args.ref))
 
 
 def configs_delete(args: argparse.Namespace, store: Store, out: Output) -> None:
-    store.delete_config(args.ref)
-    out.done({"deleted": args.ref}, f"Deleted config {args.ref}.")
+    record = _config(store, args.ref)
+    store.delete_config(record.id)
+    out.done({"deleted": record.id}, f"Deleted config {record.id} ({record.name}).")
+
+
+def _config(store: Store, ref: str) -> Config:
+    found = store.get_config(ref)
+    if found is not None:
+        return found
+    named = [config for config in _all(store.list_configs) if config.name == ref]
+    return _the_one(named, f"no config with the id, slug or name {ref!r}", f"configs are named {ref!r}",
+                    lambda config: f"{config.id} (slug {config.slug})", "give the id or slug")  # fmt: skip
 
 
 def _read_text(path: Path) -> str:
@@ -339,6 +433,15 @@ def _run(command: Command, args: argparse.Namespace, settings_factory: SettingsF
     except BrokenPipeError:  # `modelport keys list | head -1`
         return reader_went_away()
     return 0
+
+
+def _the_one(matches: list[T], none: str, several: str, label: Callable[[T], str], choose: str) -> T:
+    """The one record a name found; a name two records share is refused, saying which they are."""
+    if not matches:
+        raise CommandError(none)
+    if len(matches) > 1:
+        raise CommandError(f"{len(matches)} {several}: {', '.join(map(label, matches))}; {choose}")
+    return matches[0]
 
 
 def _name_arguments(parser: argparse.ArgumentParser) -> None:
