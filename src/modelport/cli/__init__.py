@@ -27,6 +27,14 @@ def existing_database(settings: Settings) -> Path:
     return db_path
 
 
+def key_value(text: str) -> tuple[str, str]:
+    """The argument type of ``--setting KEY=VALUE`` and ``--metadata KEY=VALUE``."""
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    return name, value
+
+
 def reader_went_away() -> int:
     """Exit code after a closed pipe (``modelport keys list | head -1``): the reader has all it wanted.
 

@@ -25,7 +25,6 @@ import getpass
 import os
 import re
 import sys
-from dataclasses import asdict
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
@@ -38,7 +37,8 @@ from ..gateway.errors import BadRequest
 from ..store import PROVIDER_KINDS, SCOPES, ApiKey, Config, Page, StoredProvider, StoreError, open_store
 from ..store.base import Store
 from ..vault import VaultError, generate_master_key, key_id, parse_master_key
-from . import CommandError, existing_database, reader_went_away
+from . import CommandError, existing_database, key_value, reader_went_away
+from .output import Output, public_fields, when
 
 KEY_REF = "the key's id (key_...) or its name, if no other key has it"
 PROVIDER_REF = "the slug (with or without @) or the name, if no other provider has it"
@@ -93,7 +93,7 @@ def register(subparsers: Any, settings_factory: SettingsFactory) -> None:
     p.add_argument("--name")
     p.add_argument("--integration", metavar="SLUG", help="inherit secret and settings from this integration")
     p.add_argument("--custom-host", metavar="URL")
-    p.add_argument("--setting", action="append", default=[], type=_setting, metavar="KEY=VALUE", help="repeatable")
+    p.add_argument("--setting", action="append", default=[], type=key_value, metavar="KEY=VALUE", help="repeatable")
     p.add_argument("--model", action="append", dest="models", default=[], help="allowed model (repeatable)")
     p.add_argument("--note")
     p.add_argument("--usage-limits", type=_json_value, metavar="JSON")
@@ -106,7 +106,7 @@ def register(subparsers: Any, settings_factory: SettingsFactory) -> None:
     p.add_argument("--name")
     p.add_argument("--secret-env", metavar="NAME", help="the new secret, from this environment variable")
     p.add_argument("--custom-host", metavar="URL", help="'' removes it")
-    p.add_argument("--setting", action="append", default=[], type=_setting, metavar="KEY=VALUE",
+    p.add_argument("--setting", action="append", default=[], type=key_value, metavar="KEY=VALUE",
                    help="set one setting, KEY= removes it (repeatable; the others stay)")
     models = p.add_mutually_exclusive_group()
     models.add_argument("--model", action="append", dest="models", help="allowed model (repeatable; replaces the list)")
@@ -162,8 +162,8 @@ def keys_list(args: argparse.Namespace, store: Store, out: Output) -> None:
             "SCOPES": lambda k: ",".join(k.scopes),
             "PROVIDERS": lambda k: ",".join(k.allowed_providers) or "all",
             "STATUS": _key_status,
-            "EXPIRES": lambda k: _when(k.expires_at),
-            "LAST USED": lambda k: _when(k.last_used_at),
+            "EXPIRES": lambda k: when(k.expires_at),
+            "LAST USED": lambda k: when(k.last_used_at),
         },
     )
 
@@ -195,7 +195,7 @@ def _key(store: Store, ref: str) -> ApiKey:
 
 def _print_new_secret(out: Output, record: ApiKey, token: str, verb: str) -> None:
     if out.json:
-        out.emit({**_public(record), "secret": token})
+        out.emit({**public_fields(record), "secret": token})
         return
     out.line(f"{verb} key {record.id} ({record.name}). Copy the secret now; it is not shown again:")
     out.line("")
@@ -350,7 +350,7 @@ def configs_list(args: argparse.Namespace, store: Store, out: Output) -> None:
             "NAME": lambda c: c.name,
             "DEFAULT": lambda c: "yes" if c.is_default else "",
             "STATUS": lambda c: c.status,
-            "UPDATED": lambda c: _when(c.updated_at),
+            "UPDATED": lambda c: when(c.updated_at),
         },
     )
 
@@ -473,72 +473,6 @@ def _all(list_page: Callable[..., Page[Any]]) -> Iterator[Any]:
         cursor = page.next_cursor
 
 
-class Output:
-    """Prints records as JSON (``--json``) or as text for people."""
-
-    def __init__(self, json: bool, stream: Any = None) -> None:
-        self.json = json
-        self.stream = stream or sys.stdout
-
-    def line(self, text: str) -> None:
-        print(text, file=self.stream)
-
-    def emit(self, value: Any) -> None:
-        self.line(orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_UTC_Z, default=_json_default).decode())
-
-    def done(self, result: dict[str, Any], message: str) -> None:
-        if self.json:
-            self.emit(result)
-        else:
-            self.line(message)
-
-    def record(self, record: Any, message: str | None = None) -> None:
-        if self.json:
-            self.emit(_public(record))
-            return
-        if message:
-            self.line(message)
-        fields = _public(record)
-        width = max(len(name) for name in fields)
-        for name, value in fields.items():
-            self.line(f"{name.ljust(width)}  {_text(value)}")
-
-    def table(self, records: list[Any], columns: dict[str, Callable[[Any], str]]) -> None:
-        if self.json:
-            self.emit([_public(r) for r in records])
-            return
-        rows = [list(columns)] + [[str(cell(r)) for cell in columns.values()] for r in records]
-        widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
-        for row in rows:
-            self.line("  ".join(value.ljust(width) for value, width in zip(row, widths)).rstrip())
-
-
-def _public(record: Any) -> dict[str, Any]:
-    fields = asdict(record)
-    fields.pop("key_hash", None)  # not secret, but useless to a reader and a needless oracle
-    return fields
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, datetime):
-        return _when(value)
-    if value is None or value == () or value == {}:
-        return "-"
-    if isinstance(value, (dict, list, tuple)):
-        return orjson.dumps(value, option=orjson.OPT_UTC_Z, default=_json_default).decode()
-    return str(value)
-
-
-def _when(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M UTC") if value is not None else "-"
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (frozenset, set)):
-        return sorted(value)
-    raise TypeError(f"cannot encode {type(value).__name__}")
-
-
 # -- argument types ------------------------------------------------------------------------------
 _DURATION = re.compile(r"^(\d+)([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -563,10 +497,3 @@ def _json_object(text: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError("expected a JSON object")
     return value
-
-
-def _setting(text: str) -> tuple[str, str]:
-    name, sep, value = text.partition("=")
-    if not sep or not name:
-        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
-    return name, value

@@ -26,7 +26,7 @@ import orjson
 from ..control.logs import FULL_COLUMNS, csv_chunks, epoch_ms, jsonl_chunks, status_code
 from ..control.schema import Invalid
 from ..logs.store import MAX_LIMIT, SUMMARY_FIELDS, LogFilter, LogQueries
-from . import CommandError, existing_database, reader_went_away
+from . import CommandError, existing_database, key_value, reader_went_away
 
 SettingsFactory = Callable[[argparse.Namespace], Any]
 Command = Callable[[argparse.Namespace, LogQueries, LogFilter], None]
@@ -85,7 +85,7 @@ def _filter_options() -> argparse.ArgumentParser:
     group.add_argument("--model")
     group.add_argument("--endpoint", help="proxy, chat, completions, embeddings, models, messages or stream")
     group.add_argument("--prediction-id", help="a Replicate prediction id")
-    group.add_argument("--metadata", type=_pair, action="append", default=[], metavar="KEY=VALUE",
+    group.add_argument("--metadata", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                        help="request metadata must have KEY equal to VALUE (repeatable)")
     group.add_argument("-q", "--search", dest="q", metavar="TEXT", help="text in the path or the error")
     return parser
@@ -350,10 +350,3 @@ def _status(text: str) -> int | str:
         return status_code("status").convert(text, "--status")
     except Invalid as exc:
         raise argparse.ArgumentTypeError(exc.message) from None
-
-
-def _pair(text: str) -> tuple[str, str]:
-    name, sep, value = text.partition("=")
-    if not sep or not name:
-        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
-    return name, value
