@@ -24,6 +24,7 @@ import orjson
 import pytest
 
 import modelport.store
+from modelport.logs.record import new_time_ordered_id
 from modelport.logs.store import LOG_COLUMNS, SUMMARY_FIELDS, LogQueries, insert_logs
 from modelport.store.migrations import apply_migrations
 from tests.harness import GatewayProcess, first_line_then_hang_up
@@ -116,6 +117,16 @@ def test_list_prints_a_table_newest_first(data_dir: Path) -> None:
     assert "unpriced" in by_id[seeded(7)[0]] and "$0.0000" not in by_id[seeded(7)[0]]  # unknown cost is not $0
     assert "~$0.000300" in by_id[seeded(8)[0]]  # an estimate says so
     assert "502*" in by_id[seeded(6)[0]] and "GET /v1/models/x/y" in by_id[seeded(6)[0]]
+
+
+def test_the_table_prints_ids_whole_so_show_takes_them_as_printed(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    log_id = new_time_ordered_id("log_")  # what the gateway gives a record
+    seed(data_dir / "modelport.db", [record(1, id=log_id)])
+    printed = ok(run(data_dir, "list")).splitlines()[1].split()[2]
+    assert printed == log_id
+    assert ok(run(data_dir, "show", printed)).startswith(log_id)
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,7 @@ import orjson
 
 from ..control.logs import FULL_COLUMNS, csv_chunks, epoch_ms, jsonl_chunks, status_code
 from ..control.schema import Invalid
+from ..logs.record import new_time_ordered_id
 from ..logs.store import MAX_LIMIT, SUMMARY_FIELDS, LogFilter, LogQueries
 from . import CommandError, existing_database, key_value, reader_went_away
 
@@ -186,7 +187,9 @@ def _every(queries: LogQueries, filters: LogFilter) -> Iterator[dict[str, Any]]:
 
 
 # -- printing ----------------------------------------------------------------------------------------
-_COLUMNS = (("TIME", 23), ("ID", 28), ("STATUS", 6), ("PROVIDER", 24), ("MODEL", 24), ("LATENCY", 9),
+# Ids are printed whole, however wide: `logs show` takes them as printed.
+_ID_WIDTH = len(new_time_ordered_id("log_"))
+_COLUMNS = (("TIME", 23), ("ID", _ID_WIDTH), ("STATUS", 6), ("PROVIDER", 24), ("MODEL", 24), ("LATENCY", 9),
             ("TOKENS", 7), ("COST", 11), ("REQUEST", 0))  # fmt: skip
 _HEADER = "  ".join(name.ljust(width) for name, width in _COLUMNS).rstrip()
 
