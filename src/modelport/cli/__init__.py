@@ -49,7 +49,8 @@ SERVE_FLAGS: list[tuple[str, str, dict[str, Any]]] = [
     ("--port", "port", {"type": int, "help": "port to listen on (default 8787)"}),
     ("--workers", "workers", {"type": int, "help": "worker processes (default 1)"}),
     ("--data-dir", "data_dir", {"help": "where SQLite data and key files live (default ./.modelport)"}),
-    ("--log-level", "log_level", {"choices": ["critical", "error", "warning", "info", "debug"]}),
+    ("--log-level", "log_level", {"choices": ["critical", "error", "warning", "info", "debug"],
+                                  "help": "server log level (default info)"}),
     ("--config", "config", {"help": "TOML config file (settings and [[providers]])"}),
     ("--public-url", "public_url", {"help": "the gateway's public origin, used in rewritten URLs"}),
 ]

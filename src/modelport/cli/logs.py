@@ -63,10 +63,10 @@ def register(subparsers: Any, settings_factory: SettingsFactory) -> None:
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new records until interrupted")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p = leaf("show", show_log, "show one record: headers, bodies, attempts, usage, cost, feedback")
-    p.add_argument("log_id")
+    p.add_argument("log_id", help="a log id as logs list prints it (log_...)")
     p.add_argument("--json", action="store_true", help="print the record as JSON, as GET /v1/logs/{id} does")
     p = leaf("export", export_logs, "write matching logs as JSON lines or CSV", filters)
-    p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
+    p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl", help="JSON lines (default) or CSV")
     p.add_argument("--full", action="store_true", help="also headers, bodies, attempts and usage")
     p.add_argument("-o", "--output", type=Path, help="file to write (default: standard output)")
 
@@ -82,8 +82,8 @@ def _filter_options() -> argparse.ArgumentParser:
     group.add_argument("--status", type=_status, metavar="CODE", help="a status code, 'error' or 'success'")
     group.add_argument("--errors", action="store_const", const="error", dest="status", help="same as --status error")
     group.add_argument("--key", dest="key_id", metavar="KEY_ID", help="gateway API key id")
-    group.add_argument("--trace-id")
-    group.add_argument("--model")
+    group.add_argument("--trace-id", help="the request's x-portkey-trace-id")
+    group.add_argument("--model", help="the model the request named, e.g. gpt-4o-mini")
     group.add_argument("--endpoint", help="proxy, chat, completions, embeddings, models, messages or stream")
     group.add_argument("--prediction-id", help="a Replicate prediction id")
     group.add_argument("--metadata", type=key_value, action="append", default=[], metavar="KEY=VALUE",
