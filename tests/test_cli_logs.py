@@ -110,9 +110,13 @@ def seeded(*numbers: int) -> list[str]:
 
 
 def test_list_prints_a_table_newest_first(data_dir: Path) -> None:
-    lines = ok(run(data_dir, "list")).splitlines()
+    table, legend = ok(run(data_dir, "list")).split("\n\n")
+    lines = table.splitlines()
     assert lines[0].split() == ["TIME", "ID", "STATUS", "PROVIDER", "MODEL", "LATENCY", "TOKENS", "COST", "REQUEST"]
     assert [line.split()[2] for line in lines[1:]] == [log_id for log_id in seeded(5, 6, 7, 8, 9)]
+    assert legend == ("STATUS* = an error of the gateway itself, not of the provider; "
+                      "~$ = an estimated cost (see logs show for why)\n")  # fmt: skip
+    assert "\n\n" not in ok(run(data_dir, "list", "--slug", "openai-test"))  # no marks, no legend
     by_id = {line.split()[2]: line for line in lines[1:]}
     assert "unpriced" in by_id[seeded(7)[0]] and "$0.0000" not in by_id[seeded(7)[0]]  # unknown cost is not $0
     assert "~$0.000300" in by_id[seeded(8)[0]]  # an estimate says so

@@ -113,6 +113,9 @@ def list_logs(args: argparse.Namespace, queries: LogQueries, filters: LogFilter)
     print(_HEADER)
     for row in rows:
         print(table_line(row))
+    marks = legend(rows)
+    if marks:
+        print(f"\n{marks}")
     if next_cursor:
         print(f"\nMore: modelport logs list --cursor {next_cursor} (with the same filters)")
 
@@ -208,6 +211,16 @@ def table_line(row: dict[str, Any]) -> str:
         f"{row['method']} {row['path']}",
     )
     return "  ".join(_fit(cell, width) for cell, (_, width) in zip(cells, _COLUMNS)).rstrip()
+
+
+def legend(rows: list[dict[str, Any]]) -> str | None:
+    """What the table's marks mean, for the marks it shows."""
+    notes = []
+    if any(row["gateway_exception"] for row in rows):
+        notes.append("STATUS* = an error of the gateway itself, not of the provider")
+    if any(cost_text(row).startswith("~") for row in rows):
+        notes.append("~$ = an estimated cost (see logs show for why)")
+    return "; ".join(notes) or None
 
 
 def cost_text(row: dict[str, Any]) -> str:
