@@ -67,6 +67,12 @@ def as_json(result: subprocess.CompletedProcess):
     return json.loads(ok(result).stdout)
 
 
+def listed(result: subprocess.CompletedProcess) -> list:
+    page = as_json(result)
+    assert page["object"] == "list" and page["next_cursor"] is None
+    return page["data"]
+
+
 # -- keys ----------------------------------------------------------------------------------------
 def test_a_key_created_on_the_command_line_authenticates(modelport, data_dir: Path) -> None:
     ok(modelport("providers", "add", "team-a", "--provider", "openai", "--no-secret"))
@@ -110,7 +116,7 @@ def test_rotating_a_key_prints_a_new_secret_and_the_old_one_stops_working(modelp
     assert store.get_api_key_by_hash(hash_api_key(rotated["secret"])).id == created["id"]
     store.close()
     ok(modelport("keys", "delete", created["id"]))
-    assert as_json(modelport("keys", "list", "--json")) == []
+    assert listed(modelport("keys", "list", "--json")) == []
 
 
 @pytest.mark.parametrize("json_flag", [(), ("--json",)])
@@ -121,7 +127,7 @@ def test_a_closed_pipe_ends_keys_list_quietly(modelport, data_dir: Path, json_fl
     store.close()
     command = [sys.executable, "-m", "modelport", "keys", "list", *json_flag, "--data-dir", str(data_dir)]
     first, code, stderr = first_line_then_hang_up(command, clean_environment())
-    assert first.split()[:2] in (["ID", "NAME"], ["["])
+    assert first.split()[:2] in (["ID", "NAME"], ["{"])
     assert (code, stderr) == (0, "")
 
 
@@ -132,7 +138,7 @@ def test_a_key_is_named_positionally_or_with_name(modelport) -> None:
     for args, says in ((("a", "--name", "b"), "two different names"), ((), "give a name")):
         result = modelport("keys", "create", *args)
         assert result.returncode == 2 and says in result.stderr and "Traceback" not in result.stderr
-    assert [key["name"] for key in as_json(modelport("keys", "list", "--json"))] == ["my-app", "ci", "same"]
+    assert [key["name"] for key in listed(modelport("keys", "list", "--json"))] == ["my-app", "ci", "same"]
 
 
 def test_errors_are_one_line_and_exit_non_zero(modelport) -> None:
@@ -178,13 +184,13 @@ def test_providers_built_on_an_integration(modelport, data_dir: Path) -> None:
     ok(modelport("providers", "add", "org-ant", "--kind", "integration", "--provider", "anthropic",
                  "--secret-env", "ORG_KEY", env=env))  # fmt: skip
     ok(modelport("providers", "add", "team-ant", "--integration", "org-ant", "--note", "team budget"))
-    rows = {row["slug"]: row for row in as_json(modelport("providers", "list", "--json"))}
+    rows = {row["slug"]: row for row in listed(modelport("providers", "list", "--json"))}
     assert rows["team-ant"]["provider"] == "anthropic" and rows["team-ant"]["integration_slug"] == "org-ant"
     removal = modelport("providers", "remove", "org-ant")
     assert removal.returncode == 1 and "team-ant" in removal.stderr
     ok(modelport("providers", "remove", "team-ant"))
     ok(modelport("providers", "remove", "org-ant"))
-    assert as_json(modelport("providers", "list", "--json")) == []
+    assert listed(modelport("providers", "list", "--json")) == []
 
 
 def test_human_tables_are_aligned(modelport) -> None:
@@ -232,7 +238,7 @@ def test_records_are_found_by_name_or_at_slug_as_well_as_id(modelport) -> None:
     assert "2 keys are named 'svc'" in ambiguous.stderr and first["id"] in ambiguous.stderr
     assert second["id"] in ambiguous.stderr and "give the id" in ambiguous.stderr
     ok(modelport("keys", "revoke", first["id"]))
-    statuses = {key["id"]: key["revoked_at"] for key in as_json(modelport("keys", "list", "--json"))}
+    statuses = {key["id"]: key["revoked_at"] for key in listed(modelport("keys", "list", "--json"))}
     assert statuses[first["id"]] is not None and statuses[second["id"]] is None  # the ambiguous call revoked none
     ok(modelport("configs", "create", "retry twice", "--slug", "retry", "--data", '{"retry": {"attempts": 2}}'))
     assert as_json(modelport("configs", "show", "retry twice", "--json"))["slug"] == "retry"
@@ -257,7 +263,7 @@ def test_configs_are_saved_listed_shown_and_deleted(modelport, tmp_path: Path) -
     )
     assert as_json(modelport("configs", "show", "prod", "--json"))["config"] == body
     assert as_json(modelport("configs", "show", inline["id"], "--json"))["config"] == {"retry": {"attempts": 3}}
-    assert [c["slug"] for c in as_json(modelport("configs", "list", "--json"))] == ["prod", inline["id"]]
+    assert [c["slug"] for c in listed(modelport("configs", "list", "--json"))] == ["prod", inline["id"]]
     ok(modelport("configs", "delete", "prod"))
     assert modelport("configs", "show", "prod").returncode == 1
     bad = tmp_path / "bad.json"
@@ -295,6 +301,20 @@ def test_a_key_may_be_limited_to_a_stored_provider(modelport) -> None:
     assert result.returncode == 2 and "write a stored provider as '@team-a'" in result.stderr
     created = as_json(modelport("keys", "create", "k", "--provider", "@team-a", "--provider", "replicate", "--json"))
     assert created["allowed_providers"] == ["@team-a", "replicate"]
+
+
+# -- --json ----------------------------------------------------------------------------------------
+def test_json_has_one_shape_for_lists_and_one_for_errors(modelport, data_dir: Path) -> None:
+    ok(modelport("keys", "create", "k"))
+    logs = subprocess.run([sys.executable, "-m", "modelport", "logs", "list", "--json", "--data-dir", str(data_dir)],
+                          env=clean_environment(), capture_output=True, text=True, timeout=60)  # fmt: skip
+    for command in (("keys", "list"), ("providers", "list"), ("configs", "list")):
+        assert as_json(modelport(*command, "--json")).keys() == json.loads(ok(logs).stdout).keys()
+    for args, code in ((("keys", "revoke", "nobody"), 1), (("keys", "create", "k", "--provider", "@none"), 2),
+                       (("logs", "show", "log_none"), 1)):  # fmt: skip
+        result = modelport(*args, "--json")
+        assert (result.returncode, result.stdout) == (code, "")
+        assert list(json.loads(result.stderr)) == ["error"] and json.loads(result.stderr)["error"]["message"]
 
 
 # -- the data directory --------------------------------------------------------------------------

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+import orjson
+
 from ..settings import Settings, SettingsError
 
 
@@ -33,6 +35,11 @@ def key_value(text: str) -> tuple[str, str]:
     if not sep or not name:
         raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
     return name, value
+
+
+def print_error(message: str, as_json: bool) -> None:
+    """One line on standard error; with ``--json``, in the API's error shape: ``{"error": {"message"}}``."""
+    print(orjson.dumps({"error": {"message": message}}).decode() if as_json else f"error: {message}", file=sys.stderr)
 
 
 def reader_went_away() -> int:

@@ -4,7 +4,9 @@ They open the store themselves, so they work whether or not a gateway is running
 sees each change on its next request (``Store.data_version``). They never create a store: only
 ``modelport serve`` initialises a data directory, so a mistyped ``--data-dir`` is refused, as by
 ``logs``. Every command prints an aligned table or record for people, or JSON with ``--json`` for
-scripts; a refused input exits 2 (as argparse does), any other failure 1.
+scripts (a list as ``{"object": "list", "data": [...]}``, as the API and ``logs list`` print it; an
+error as ``{"error": {"message": ...}}`` on standard error). A refused input exits 2 (as argparse
+does), any other failure 1.
 
 A command that takes a record finds it as people name it: a key by id or name, a provider by slug,
 ``@slug`` or name, a config by id, slug or name; a name two records share is refused with both
@@ -37,7 +39,7 @@ from ..gateway.errors import BadRequest
 from ..store import PROVIDER_KINDS, SCOPES, ApiKey, Config, Page, StoredProvider, StoreError, open_store
 from ..store.base import Store
 from ..vault import VaultError, generate_master_key, key_id, parse_master_key
-from . import CommandError, existing_database, key_value, reader_went_away
+from . import CommandError, existing_database, key_value, print_error, reader_went_away
 from .output import Output, public_fields, when
 
 KEY_REF = "the key's id (key_...) or its name, if no other key has it"
@@ -430,13 +432,13 @@ def _run(command: Command, args: argparse.Namespace, settings_factory: SettingsF
         finally:
             store.close()
     except CommandError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print_error(str(exc), out.json)
         return exc.exit_code
     except BadRequest as exc:  # refused by the control plane's rules, as the API refuses it with a 400
-        print(f"error: {exc.message}", file=sys.stderr)
+        print_error(exc.message, out.json)
         return InvalidInput.exit_code
     except (StoreError, VaultError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print_error(str(exc), out.json)
         return 1
     except BrokenPipeError:  # `modelport keys list | head -1`
         return reader_went_away()

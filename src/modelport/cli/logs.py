@@ -27,7 +27,7 @@ from ..control.logs import FULL_COLUMNS, csv_chunks, epoch_ms, jsonl_chunks, sta
 from ..control.schema import Invalid
 from ..logs.record import new_time_ordered_id
 from ..logs.store import MAX_LIMIT, SUMMARY_FIELDS, LogFilter, LogQueries
-from . import CommandError, existing_database, key_value, reader_went_away
+from . import CommandError, existing_database, key_value, print_error, reader_went_away
 
 SettingsFactory = Callable[[argparse.Namespace], Any]
 Command = Callable[[argparse.Namespace, LogQueries, LogFilter], None]
@@ -325,21 +325,18 @@ def cell(value: Any) -> str:
 
 # -- running a command -------------------------------------------------------------------------------
 def _run(command: Command, args: argparse.Namespace, settings_factory: SettingsFactory) -> int:
+    as_json = getattr(args, "json", False)  # export has no --json: it writes JSON lines or CSV anyway
     try:
         queries = LogQueries(existing_database(settings_factory(args)))
         try:
             command(args, queries, log_filter(args))
         finally:
             queries.close()
-    except CommandError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except ValueError as exc:  # a bad --cursor, from the query layer
-        print(f"error: {exc}", file=sys.stderr)
+    except (CommandError, ValueError) as exc:  # ValueError: a bad --cursor, from the query layer
+        print_error(str(exc), as_json)
         return 1
     except sqlite3.OperationalError as exc:
-        print(f"error: cannot read the logs ({exc}); has a gateway of this version run on this data dir?",
-              file=sys.stderr)
+        print_error(f"cannot read the logs ({exc}); has a gateway of this version run on this data dir?", as_json)
         return 1
     except BrokenPipeError:  # `modelport logs export | head`
         return reader_went_away()

@@ -41,8 +41,8 @@ class Output:
             self.line(f"{name.ljust(width)}  {_text(value)}")
 
     def table(self, records: list[Any], columns: dict[str, Callable[[Any], str]]) -> None:
-        if self.json:
-            self.emit([public_fields(r) for r in records])
+        if self.json:  # the shape of the API's lists and of `logs list --json`; every record, so no cursor
+            self.emit({"object": "list", "data": [public_fields(r) for r in records], "next_cursor": None})
             return
         rows = [list(columns)] + [[str(cell(r)) for cell in columns.values()] for r in records]
         widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
