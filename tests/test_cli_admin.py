@@ -220,9 +220,15 @@ def test_a_provider_is_updated_in_place_by_the_same_rules(modelport, data_dir: P
     store = open_store(data_dir)
     assert store.resolve_provider("az").secret == "sk-test-new"
     store.close()
+    budget = as_json(modelport("providers", "update", "az", "--usage-limits", '{"credit_limit": 50}', "--json"))
+    assert (budget["usage_limits"], budget["usage_reset_at"]) == ({"credit_limit": 50}, None)
+    refused = modelport("providers", "update", "az", "--usage-limits", '{"credit_limit": "fifty"}')
+    assert refused.returncode == 2 and "--usage-limits.credit_limit" in refused.stderr
+    assert as_json(modelport("providers", "update", "az", "--reset-usage", "--json"))["usage_reset_at"] is not None
     cleared = as_json(modelport("providers", "update", "az", "--custom-host", "", "--note", "", "--all-models",
-                                "--rate-limits", "null", "--json"))  # fmt: skip
-    assert [cleared[name] for name in ("custom_host", "note", "allowed_models", "rate_limits")] == [None, None, [], None]
+                                "--rate-limits", "null", "--usage-limits", "null", "--json"))  # fmt: skip
+    assert [cleared[name] for name in ("custom_host", "note", "allowed_models", "rate_limits", "usage_limits")] == [
+        None, None, [], None, None]
 
 
 def test_records_are_found_by_name_or_at_slug_as_well_as_id(modelport) -> None:

@@ -102,7 +102,7 @@ def register(subparsers: Any, settings_factory: SettingsFactory) -> None:
                    help="allowed model (repeatable; default: all)")
     p.add_argument("--note", help="free text")
     p.add_argument("--usage-limits", type=_json_value, metavar="JSON",
-                   help="budgets: not in this build; only null (none) is accepted")
+                   help='a budget (Portkey UsageLimits), e.g. \'{"credit_limit": 50, "periodic_reset": "monthly"}\'')
     p.add_argument("--rate-limits", type=_json_value, metavar="JSON",
                    help='e.g. \'{"type": "requests", "unit": "rpm", "value": 60}\' (or a list of them)')
     secret = p.add_mutually_exclusive_group()
@@ -121,7 +121,8 @@ def register(subparsers: Any, settings_factory: SettingsFactory) -> None:
     models.add_argument("--all-models", action="store_true", help="allow every model again")
     p.add_argument("--note", help="new free text ('' removes it)")
     p.add_argument("--usage-limits", type=_json_value, metavar="JSON", default=argparse.SUPPRESS,
-                   help="budgets: not in this build; only null (none) is accepted")
+                   help="a new budget, as for add (null removes it)")
+    p.add_argument("--reset-usage", action="store_true", help="start the budget afresh (rate windows are kept)")
     p.add_argument("--rate-limits", type=_json_value, metavar="JSON", default=argparse.SUPPRESS,
                    help="new rate limits, as for add (null removes them)")
     leaf(providers, "list", providers_list, "list stored providers")
@@ -264,6 +265,8 @@ def providers_update(args: argparse.Namespace, store: Store, out: Output) -> Non
         _require_settings(current.provider, settings, host)
     if args.secret_env:
         changes["secret"] = _secret_from_env(args.secret_env)
+    if args.reset_usage:
+        changes["reset_usage"] = True
     if not changes:
         raise InvalidInput("nothing to change: give at least one option (see modelport providers update --help)")
     record = store.update_provider(current.slug, **changes)
