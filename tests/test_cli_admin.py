@@ -176,7 +176,25 @@ def test_a_provider_without_a_secret_source_is_refused(modelport) -> None:
     assert result.returncode == 1 and "no secret" in result.stderr
     result = modelport("providers", "add", "unset", "--provider", "openai", "--secret-env", "NOT_SET_ANYWHERE")
     assert result.returncode == 1 and "NOT_SET_ANYWHERE" in result.stderr
-    ok(modelport("providers", "add", "local", "--provider", "ollama", "--no-secret", "--custom-host", "http://127.0.0.1:11434"))
+    ok(modelport("providers", "add", "local", "--provider", "ollama", "--no-secret", "--custom-host",
+                 "http://127.0.0.1:11434", env={"MODELPORT_TRUSTED_HOSTS": "127.0.0.1"}))  # fmt: skip
+
+
+def test_a_stored_host_passes_the_ssrf_rules_unless_the_operator_trusts_it(modelport, data_dir: Path) -> None:
+    # As the API refuses it (tests/test_stored_provider_hosts.py): the stored secret would go there.
+    ok(modelport("providers", "add", "pub", "--provider", "openai", "--no-secret"))
+    for args in (("providers", "add", "local", "--provider", "ollama", "--no-secret"), ("providers", "update", "pub")):
+        refused = modelport(*args, "--custom-host", "http://10.0.0.5:11434/v1")
+        assert refused.returncode == 2 and "private or local address" in refused.stderr
+        assert "trusted_hosts" in refused.stderr
+    trusted = {"MODELPORT_TRUSTED_HOSTS": "10.0.0.0/8"}
+    ok(modelport("providers", "add", "local", "--provider", "ollama", "--no-secret", "--custom-host",
+                 "http://10.0.0.5:11434/v1", env=trusted))  # fmt: skip
+    ok(modelport("providers", "update", "pub", "--custom-host", "http://10.0.0.6/v1", env=trusted))
+    store = open_store(data_dir)
+    assert [store.get_provider(slug).custom_host for slug in ("local", "pub")] == [
+        "http://10.0.0.5:11434/v1", "http://10.0.0.6/v1"]
+    store.close()
 
 
 def test_providers_built_on_an_integration(modelport, data_dir: Path) -> None:

@@ -36,6 +36,7 @@ import orjson
 from ..control import rules
 from ..control.schema import rate_limits, usage_limits
 from ..gateway.errors import BadRequest
+from ..gateway.hosts import HostRules
 from ..store import PROVIDER_KINDS, SCOPES, ApiKey, Config, Page, StoredProvider, StoreError, open_store
 from ..store.base import Store
 from ..vault import VaultError, generate_master_key, key_id, parse_master_key
@@ -225,7 +226,7 @@ def providers_add(args: argparse.Namespace, store: Store, out: Output) -> None:
     if args.provider is not None:
         rules.provider_id(args.provider, "--provider")
     settings = rules.provider_settings(dict(args.setting), "--setting")
-    host = rules.custom_host(args.custom_host, "--custom-host") if args.custom_host else None
+    host = rules.stored_host(args.custom_host, "--custom-host", args.host_rules) if args.custom_host else None
     if args.provider is not None and args.integration is None:
         _require_settings(args.provider, settings, host)
     record = store.create_provider(
@@ -255,7 +256,8 @@ def providers_update(args: argparse.Namespace, store: Store, out: Output) -> Non
         changes["allowed_models"] = args.models or []
     host = current.custom_host
     if args.custom_host is not None:
-        host = changes["custom_host"] = rules.custom_host(args.custom_host, "--custom-host") if args.custom_host else None
+        host = changes["custom_host"] = (rules.stored_host(args.custom_host, "--custom-host", args.host_rules)
+                                         if args.custom_host else None)  # fmt: skip
     settings = dict(current.settings)
     if args.setting:
         for name, value in args.setting:
@@ -429,6 +431,7 @@ def _run(command: Command, args: argparse.Namespace, settings_factory: SettingsF
     try:
         settings = settings_factory(args)
         existing_database(settings)
+        args.host_rules = HostRules.from_settings(settings)  # the gateway's: trusted_hosts, allow_private_hosts
         store = open_store(Path(settings.data_dir), settings.master_key)
         try:
             command(args, store, out)

@@ -323,7 +323,7 @@ def _checked_host(request: Request, current: str | None, new: str | None) -> str
         return new
     if not request.principal.can("admin"):
         raise Forbidden("only an admin key may set or change custom_host: it decides where the stored secret is sent")
-    return request.host_rules.check_stored_host(new) if new else None
+    return rules.stored_host(new, "custom_host", request.host_rules) if new else None
 
 
 def _new_slug(name: str) -> str:

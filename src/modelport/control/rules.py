@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from ..gateway.configs import validate_config
 from ..gateway.errors import InvalidConfig
+from ..gateway.hosts import HostRules
 from ..providers.registry import PROVIDERS
 from ..store import Store
 from ..store.base import SLUG_PATTERN
@@ -53,8 +54,15 @@ def provider_settings(raw: Mapping[str, Any], where: str, also: Sequence[str] = 
 
 
 def custom_host(value: Any, where: str) -> str:
-    """An absolute http(s) URL, without a trailing slash (admin-set hosts are trusted, not SSRF-checked)."""
+    """An absolute http(s) URL, without a trailing slash (its shape only: see ``stored_host``)."""
     return _CUSTOM_HOST.convert(value, where)
+
+
+def stored_host(value: Any, where: str, host_rules: HostRules) -> str:
+    """A stored provider's custom host, where its secret is sent: well-formed, and within the SSRF rules
+    unless the operator trusts it. Untrusted hosts are guarded on every request anyway; refused here, the
+    mistake shows where it is made."""
+    return host_rules.check_stored_host(custom_host(value, where))
 
 
 def require_settings(provider: str, settings: Mapping[str, Any], host: str | None, *,
