@@ -90,7 +90,7 @@ def test_the_documents_show_commands_to_run() -> None:
 @pytest.mark.parametrize("document, steps", documented_runs(), ids=[doc.name for doc, _ in documented_runs()])
 def test_every_documented_command_runs(tmp_path: Path, document: Path, steps) -> None:
     data_dir = tmp_path / "data"
-    open_store(data_dir).close()  # what the skipped `modelport serve` leaves behind
+    open_store(data_dir).close()  # what `modelport serve` (or `make serve`), which the walkthrough starts with, leaves
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("MODELPORT_")},
            "PYTHONPATH": SRC, "MODELPORT_DATA_DIR": str(data_dir)}  # fmt: skip
     for kind, words in steps:
