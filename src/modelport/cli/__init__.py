@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -98,10 +99,38 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"Admin key: in {boot.admin_key_file}")
     if boot.providers_synced:
         print(f"Providers from the config file: {', '.join('@' + s for s in boot.providers_synced)}")
-    print("First call (Replicate through the gateway, with your own Replicate token):\n"
-          f"  curl {origin}/v1/models/replicate/hello-world -H 'x-portkey-api-key: <gateway key>' "
-          "-H 'x-portkey-provider: replicate' -H 'Authorization: Bearer $REPLICATE_API_TOKEN'", flush=True)
+    print(first_call(origin, settings, boot), flush=True)
     return serve(settings, sockets)
+
+
+def first_call(origin: str, settings: Settings, boot: Any) -> str:
+    """The banner's first call, pasteable into a shell as printed: the key read from where it lives, and a
+    stored provider when there is one (its credential is used), else Replicate with the caller's own token."""
+    from ..providers.registry import PROVIDERS
+
+    note = ""
+    if boot.admin_key_file is not None:
+        key = f"$(cat {shlex.quote(str(boot.admin_key_file))})"
+    elif settings.admin_key:
+        key = "$MODELPORT_ADMIN_KEY"
+    else:  # the admin key was made earlier and its file removed
+        key, note = "$MODELPORT_KEY", "\n  (MODELPORT_KEY: a gateway key, e.g. from `modelport keys create my-app`)"
+    stored = boot.callable_providers
+    replicate = next((slug for slug, provider in stored if provider == "replicate"), None)
+    listing = next((slug for slug, provider in stored if "models" in PROVIDERS[provider].unified), None)
+    headers = [f"x-portkey-api-key: {key}"]
+    if replicate is not None:
+        what, path = f"Replicate through @{replicate}", "/models/replicate/hello-world"
+        headers.append(f"x-portkey-provider: @{replicate}")
+    elif listing is not None:
+        what, path = f"the models of @{listing}", "/models"
+        headers.append(f"x-portkey-provider: @{listing}")
+    else:
+        what, path = "Replicate, with your own token in REPLICATE_API_TOKEN", "/models/replicate/hello-world"
+        headers += ["x-portkey-provider: replicate", "Authorization: Bearer $REPLICATE_API_TOKEN"]
+    # Double quotes: the shell expands $(cat ...) and $REPLICATE_API_TOKEN, as it would not inside single ones.
+    options = " ".join(f'-H "{header}"' for header in headers)
+    return f"First call ({what}):\n  curl {origin}/v1{path} {options}{note}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -21,6 +21,7 @@ class Bootstrapped:
     admin_key_created: str | None  # the plaintext, only when this run generated it (shown once)
     admin_key_file: Path | None
     providers_synced: tuple[str, ...]
+    callable_providers: tuple[tuple[str, str], ...] = ()  # (slug, provider id) of stored providers callers may name
 
 
 def bootstrap(settings: Settings) -> Bootstrapped:
@@ -28,9 +29,11 @@ def bootstrap(settings: Settings) -> Bootstrapped:
     try:
         created, key_file = ensure_admin_key(store, settings)
         synced = sync_declared_providers(store, settings)
+        # The first page is plenty: the banner names one of them.
+        callable_ = tuple((p.slug, p.provider) for p in store.list_providers().items if p.kind != "integration")
     finally:
         store.close()
-    return Bootstrapped(created, key_file, synced)
+    return Bootstrapped(created, key_file, synced, callable_)
 
 
 def ensure_admin_key(store: Store, settings: Settings) -> tuple[str | None, Path | None]:
