@@ -22,6 +22,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def first_line_then_hang_up(command: list[str], env: dict[str, str]) -> tuple[str, int, str]:
+    """Run a command whose standard output is a real pipe, read one line and close it, as ``| head -1`` does.
+
+    Returns (that line, exit code, standard error). The command must print more than a pipe holds (64 KiB),
+    so that it is still writing when the reader goes away.
+    """
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    first = proc.stdout.readline()
+    proc.stdout.close()
+    stderr = proc.stderr.read()
+    return first.decode(), proc.wait(timeout=60), stderr.decode()
+
+
 def toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"

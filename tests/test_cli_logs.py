@@ -24,9 +24,10 @@ import orjson
 import pytest
 
 import modelport.store
+from modelport.logs.record import new_time_ordered_id
 from modelport.logs.store import LOG_COLUMNS, SUMMARY_FIELDS, LogQueries, insert_logs
 from modelport.store.migrations import apply_migrations
-from tests.harness import GatewayProcess
+from tests.harness import GatewayProcess, first_line_then_hang_up
 
 SRC = str(Path(modelport.store.__file__).resolve().parents[2])
 NOW = int(time.time() * 1000)
@@ -109,13 +110,27 @@ def seeded(*numbers: int) -> list[str]:
 
 
 def test_list_prints_a_table_newest_first(data_dir: Path) -> None:
-    lines = ok(run(data_dir, "list")).splitlines()
+    table, legend = ok(run(data_dir, "list")).split("\n\n")
+    lines = table.splitlines()
     assert lines[0].split() == ["TIME", "ID", "STATUS", "PROVIDER", "MODEL", "LATENCY", "TOKENS", "COST", "REQUEST"]
     assert [line.split()[2] for line in lines[1:]] == [log_id for log_id in seeded(5, 6, 7, 8, 9)]
+    assert legend == ("STATUS* = an error of the gateway itself, not of the provider; "
+                      "~$ = an estimated cost (see logs show for why)\n")  # fmt: skip
+    assert "\n\n" not in ok(run(data_dir, "list", "--slug", "openai-test"))  # no marks, no legend
     by_id = {line.split()[2]: line for line in lines[1:]}
     assert "unpriced" in by_id[seeded(7)[0]] and "$0.0000" not in by_id[seeded(7)[0]]  # unknown cost is not $0
     assert "~$0.000300" in by_id[seeded(8)[0]]  # an estimate says so
     assert "502*" in by_id[seeded(6)[0]] and "GET /v1/models/x/y" in by_id[seeded(6)[0]]
+
+
+def test_the_table_prints_ids_whole_so_show_takes_them_as_printed(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    log_id = new_time_ordered_id("log_")  # what the gateway gives a record
+    seed(data_dir / "modelport.db", [record(1, id=log_id)])
+    printed = ok(run(data_dir, "list")).splitlines()[1].split()[2]
+    assert printed == log_id
+    assert ok(run(data_dir, "show", printed)).startswith(log_id)
 
 
 @pytest.mark.parametrize(
@@ -255,6 +270,17 @@ def test_missing_database_and_bad_arguments_fail_cleanly(tmp_path: Path) -> None
     assert bad.returncode == 2 and "--since" in bad.stderr
     bad = run(tmp_path, "list", "--metadata", "team")
     assert bad.returncode == 2 and "KEY=VALUE" in bad.stderr
+
+
+@pytest.mark.parametrize("args", [["list", "--limit", "1000"], ["list", "--json", "--limit", "1000"], ["export"]])
+def test_a_closed_pipe_ends_the_command_quietly(tmp_path: Path, args: list[str]) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    seed(data_dir / "modelport.db", [record(n) for n in range(1, 1001)])  # ~200 KB of table: more than a pipe holds
+    command = [sys.executable, "-m", "modelport", "logs", *args, "--data-dir", str(data_dir)]
+    first, code, stderr = first_line_then_hang_up(command, environment())
+    assert first.strip()
+    assert (code, stderr) == (0, "")
 
 
 def test_list_reads_what_a_running_gateway_logged(gateway: GatewayProcess, fake_replicate: Any) -> None:

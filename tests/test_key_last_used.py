@@ -43,5 +43,5 @@ def test_a_used_key_shows_when_it_was_last_used(own_gateway: GatewayProcess) -> 
                              str(own_gateway.data_dir)], env=clean_environment(), capture_output=True, text=True,
                             timeout=60)  # fmt: skip
     assert listed.returncode == 0, listed.stderr
-    rows = {row["id"]: row for row in json.loads(listed.stdout)}
+    rows = {row["id"]: row for row in json.loads(listed.stdout)["data"]}
     assert rows[used["id"]]["last_used_at"] is not None and rows[idle["id"]]["last_used_at"] is None

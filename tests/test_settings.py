@@ -8,9 +8,13 @@ from pathlib import Path
 
 import pytest
 
+import modelport.store
 from modelport.settings import Settings, SettingsError, describe
+from modelport.store import open_store
+from tests.harness import free_port
 
 README = Path(__file__).parent.parent / "README.md"
+SRC = str(Path(modelport.store.__file__).resolve().parents[2])
 
 
 def test_flags_beat_environment_beat_file_beat_defaults(tmp_path):
@@ -62,6 +66,27 @@ def test_serve_reports_bad_settings_without_a_traceback(tmp_path):
                             env={"MODELPORT_PORT": "nope", "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert "MODELPORT_PORT" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("declaration, says", [
+    ('provider = "no-such-provider"', "provider must be one of"),
+    ('provider = "azure-openai"', "provider 'azure-openai' needs settings.resource_name (or custom_host)"),
+    ('provider = "openai"\nsettings = { region = "eu" }', "settings: unknown key(s) 'region'"),
+    ('provider = "openai"\ncustom_host = "ftp://x"', "custom_host must be an absolute http(s) URL"),
+])
+def test_serve_refuses_declared_providers_the_api_would_refuse(tmp_path, declaration, says):
+    # The config file is the third front door: the control plane's rules apply to it too.
+    config = tmp_path / "c.toml"
+    config.write_text(f'[[providers]]\nslug = "p"\n{declaration}\n')
+    result = subprocess.run([sys.executable, "-m", "modelport", "serve", "--data-dir", str(tmp_path / "data"),
+                             "--config", str(config), "--port", str(free_port())],
+                            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": SRC}, capture_output=True, text=True,
+                            timeout=30)  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"config file: provider 'p': {says}" in result.stderr, result.stderr
+    store = open_store(tmp_path / "data")
+    assert store.list_providers().items == ()
+    store.close()
 
 
 def test_readme_documents_every_setting():

@@ -3,10 +3,53 @@
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
 import sys
+from pathlib import Path
 from typing import Any, Sequence
 
+import orjson
+
 from ..settings import Settings, SettingsError
+
+
+class CommandError(Exception):
+    """A problem with what the user asked for; printed as one line, without a traceback."""
+
+    exit_code = 1
+
+
+def existing_database(settings: Settings) -> Path:
+    """The gateway's database. Only ``serve`` creates one: any other command run with a mistyped
+    ``--data-dir`` (or from another directory) would otherwise quietly start a new, empty gateway."""
+    db_path = Path(settings.db_path)
+    if not db_path.is_file():
+        raise CommandError(f"no database at {db_path}: pass the --data-dir the gateway runs with "
+                           "(`modelport serve` creates it on first start)")  # fmt: skip
+    return db_path
+
+
+def key_value(text: str) -> tuple[str, str]:
+    """The argument type of ``--setting KEY=VALUE`` and ``--metadata KEY=VALUE``."""
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    return name, value
+
+
+def print_error(message: str, as_json: bool) -> None:
+    """One line on standard error; with ``--json``, in the API's error shape: ``{"error": {"message"}}``."""
+    print(orjson.dumps({"error": {"message": message}}).decode() if as_json else f"error: {message}", file=sys.stderr)
+
+
+def reader_went_away() -> int:
+    """Exit code after a closed pipe (``modelport keys list | head -1``): the reader has all it wanted.
+
+    Standard output is pointed at /dev/null first, or Python's own flush at exit fails a second time.
+    """
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
 
 # flag → Settings field (and its help). Flags override MODELPORT_* variables and the config file.
 SERVE_FLAGS: list[tuple[str, str, dict[str, Any]]] = [
@@ -14,7 +57,8 @@ SERVE_FLAGS: list[tuple[str, str, dict[str, Any]]] = [
     ("--port", "port", {"type": int, "help": "port to listen on (default 8787)"}),
     ("--workers", "workers", {"type": int, "help": "worker processes (default 1)"}),
     ("--data-dir", "data_dir", {"help": "where SQLite data and key files live (default ./.modelport)"}),
-    ("--log-level", "log_level", {"choices": ["critical", "error", "warning", "info", "debug"]}),
+    ("--log-level", "log_level", {"choices": ["critical", "error", "warning", "info", "debug"],
+                                  "help": "server log level (default info)"}),
     ("--config", "config", {"help": "TOML config file (settings and [[providers]])"}),
     ("--public-url", "public_url", {"help": "the gateway's public origin, used in rewritten URLs"}),
 ]
@@ -55,10 +99,38 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"Admin key: in {boot.admin_key_file}")
     if boot.providers_synced:
         print(f"Providers from the config file: {', '.join('@' + s for s in boot.providers_synced)}")
-    print("First call (Replicate through the gateway, with your own Replicate token):\n"
-          f"  curl {origin}/v1/models/replicate/hello-world -H 'x-portkey-api-key: <gateway key>' "
-          "-H 'x-portkey-provider: replicate' -H 'Authorization: Bearer $REPLICATE_API_TOKEN'", flush=True)
+    print(first_call(origin, settings, boot), flush=True)
     return serve(settings, sockets)
+
+
+def first_call(origin: str, settings: Settings, boot: Any) -> str:
+    """The banner's first call, pasteable into a shell as printed: the key read from where it lives, and a
+    stored provider when there is one (its credential is used), else Replicate with the caller's own token."""
+    from ..providers.registry import PROVIDERS
+
+    note = ""
+    if boot.admin_key_file is not None:
+        key = f"$(cat {shlex.quote(str(boot.admin_key_file))})"
+    elif settings.admin_key:
+        key = "$MODELPORT_ADMIN_KEY"
+    else:  # the admin key was made earlier and its file removed
+        key, note = "$MODELPORT_KEY", "\n  (MODELPORT_KEY: a gateway key, e.g. from `modelport keys create my-app`)"
+    stored = boot.callable_providers
+    replicate = next((slug for slug, provider in stored if provider == "replicate"), None)
+    listing = next((slug for slug, provider in stored if "models" in PROVIDERS[provider].unified), None)
+    headers = [f"x-portkey-api-key: {key}"]
+    if replicate is not None:
+        what, path = f"Replicate through @{replicate}", "/models/replicate/hello-world"
+        headers.append(f"x-portkey-provider: @{replicate}")
+    elif listing is not None:
+        what, path = f"the models of @{listing}", "/models"
+        headers.append(f"x-portkey-provider: @{listing}")
+    else:
+        what, path = "Replicate, with your own token in REPLICATE_API_TOKEN", "/models/replicate/hello-world"
+        headers += ["x-portkey-provider: replicate", "Authorization: Bearer $REPLICATE_API_TOKEN"]
+    # Double quotes: the shell expands $(cat ...) and $REPLICATE_API_TOKEN, as it would not inside single ones.
+    options = " ".join(f'-H "{header}"' for header in headers)
+    return f"First call ({what}):\n  curl {origin}/v1{path} {options}{note}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,10 +1,19 @@
 """Admin commands: ``keys``, ``providers``, ``configs`` and ``vault``, working directly on the store.
 
 They open the store themselves, so they work whether or not a gateway is running; a running gateway
-sees each change on its next request (``Store.data_version``). Every command prints an aligned table
-or record for people, or JSON with ``--json`` for scripts. Provider secrets are read from an
-environment variable (``--secret-env NAME``), a no-echo prompt, or standard input, never from an
-argument: arguments end up in shell history and in ``ps`` output.
+sees each change on its next request (``Store.data_version``). They never create a store: only
+``modelport serve`` initialises a data directory, so a mistyped ``--data-dir`` is refused, as by
+``logs``. Every command prints an aligned table or record for people, or JSON with ``--json`` for
+scripts (a list as ``{"object": "list", "data": [...]}``, as the API and ``logs list`` print it; an
+error as ``{"error": {"message": ...}}`` on standard error). A refused input exits 2 (as argparse
+does), any other failure 1.
+
+A command that takes a record finds it as people name it: a key by id or name, a provider by slug,
+``@slug`` or name, a config by id, slug or name; a name two records share is refused with both
+listed, never guessed.
+
+Provider secrets are read from an environment variable (``--secret-env NAME``), a no-echo prompt, or
+standard input, never from an argument: arguments end up in shell history and in ``ps`` output.
 
 ``register(subparsers, settings_factory)`` adds the commands to the main ``modelport`` parser; each
 leaf parser gets ``handler(args) -> exit code`` as a default. Each command also takes ``--data-dir``
@@ -18,23 +27,35 @@ import getpass
 import os
 import re
 import sys
-from dataclasses import asdict
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 import orjson
 
-from ..store import PROVIDER_KINDS, SCOPES, ApiKey, Page, StoreError, open_store
+from ..control import rules
+from ..control.schema import rate_limits, usage_limits
+from ..gateway.errors import BadRequest
+from ..gateway.hosts import HostRules
+from ..store import PROVIDER_KINDS, SCOPES, ApiKey, Config, Page, StoredProvider, StoreError, open_store
 from ..store.base import Store
 from ..vault import VaultError, generate_master_key, key_id, parse_master_key
+from . import CommandError, existing_database, key_value, print_error, reader_went_away
+from .output import Output, public_fields, when
 
+KEY_REF = "the key's id (key_...) or its name, if no other key has it"
+PROVIDER_REF = "the slug (with or without @) or the name, if no other provider has it"
+CONFIG_REF = "the config's id (pc-...), its slug or its name, if no other config has it"
+
+T = TypeVar("T")
 SettingsFactory = Callable[[argparse.Namespace], Any]
 Command = Callable[[argparse.Namespace, Store, "Output"], None]
 
 
-class CommandError(Exception):
-    """A problem with what the user asked for; printed without a traceback."""
+class InvalidInput(CommandError):
+    """Input refused before anything is stored; exit code 2, as argparse's own refusals."""
+
+    exit_code = 2
 
 
 def register(subparsers: Any, settings_factory: SettingsFactory) -> None:
@@ -51,7 +72,7 @@ def register(subparsers: Any, settings_factory: SettingsFactory) -> None:
 
     keys = _group(subparsers, "keys", "gateway API keys")
     p = leaf(keys, "create", keys_create, "create a key (its secret is printed once)")
-    p.add_argument("--name", required=True)
+    _name_arguments(p)
     p.add_argument("--scope", action="append", dest="scopes", choices=SCOPES, help="repeatable; default: inference")
     p.add_argument(
         "--provider", action="append", dest="providers", default=[], metavar="ID_OR_@SLUG",
@@ -65,39 +86,64 @@ def register(subparsers: Any, settings_factory: SettingsFactory) -> None:
         ("rotate", keys_rotate, "give a key a new secret (printed once); the old one stops working"),
         ("delete", keys_delete, "delete a key"),
     ):
-        leaf(keys, name, command, text).add_argument("key_id")
+        leaf(keys, name, command, text).add_argument("key", metavar="ID_OR_NAME", help=KEY_REF)
 
     providers = _group(subparsers, "providers", "stored provider credentials (used as @slug)")
     p = leaf(providers, "add", providers_add, "store a provider credential")
-    p.add_argument("slug")
+    p.add_argument("slug", help="how callers name it: x-portkey-provider: @SLUG (a-z, 0-9, - and _)")
     p.add_argument("--provider", help="provider id, e.g. replicate (inherited from --integration if omitted)")
-    p.add_argument("--kind", choices=PROVIDER_KINDS, default="provider")
-    p.add_argument("--name")
+    p.add_argument("--kind", choices=PROVIDER_KINDS, default="provider",
+                   help="Portkey's record type (default provider); an integration lends its secret to providers")
+    p.add_argument("--name", help="a label for people (default: the slug)")
     p.add_argument("--integration", metavar="SLUG", help="inherit secret and settings from this integration")
-    p.add_argument("--custom-host", metavar="URL")
-    p.add_argument("--setting", action="append", default=[], type=_setting, metavar="KEY=VALUE", help="repeatable")
-    p.add_argument("--model", action="append", dest="models", default=[], help="allowed model (repeatable)")
-    p.add_argument("--note")
-    p.add_argument("--usage-limits", type=_json_value, metavar="JSON")
-    p.add_argument("--rate-limits", type=_json_value, metavar="JSON")
+    p.add_argument("--custom-host", metavar="URL", help="upstream base URL instead of the provider's own")
+    p.add_argument("--setting", action="append", default=[], type=key_value, metavar="KEY=VALUE",
+                   help=f"a provider setting, e.g. resource_name=my-res (repeatable; {', '.join(rules.STORED_SETTINGS)})")
+    p.add_argument("--model", action="append", dest="models", default=[], metavar="MODEL",
+                   help="allowed model (repeatable; default: all)")
+    p.add_argument("--note", help="free text")
+    p.add_argument("--usage-limits", type=_json_value, metavar="JSON",
+                   help='a budget (Portkey UsageLimits), e.g. \'{"credit_limit": 50, "periodic_reset": "monthly"}\'')
+    p.add_argument("--rate-limits", type=_json_value, metavar="JSON",
+                   help='e.g. \'{"type": "requests", "unit": "rpm", "value": 60}\' (or a list of them)')
     secret = p.add_mutually_exclusive_group()
     secret.add_argument("--secret-env", metavar="NAME", help="read the secret from this environment variable")
     secret.add_argument("--no-secret", action="store_true", help="store no secret (e.g. a local model server)")
+    p = leaf(providers, "update", providers_update, "change a stored provider; what is not given stays")
+    p.add_argument("provider_ref", metavar="SLUG", help=PROVIDER_REF)
+    p.add_argument("--name", help="a new label for people")
+    p.add_argument("--secret-env", metavar="NAME", help="the new secret, from this environment variable")
+    p.add_argument("--custom-host", metavar="URL", help="a new upstream base URL ('' removes it)")
+    p.add_argument("--setting", action="append", default=[], type=key_value, metavar="KEY=VALUE",
+                   help="set one setting, KEY= removes it (repeatable; the others stay)")
+    models = p.add_mutually_exclusive_group()
+    models.add_argument("--model", action="append", dest="models", metavar="MODEL",
+                        help="allowed model (repeatable; replaces the list)")
+    models.add_argument("--all-models", action="store_true", help="allow every model again")
+    p.add_argument("--note", help="new free text ('' removes it)")
+    p.add_argument("--usage-limits", type=_json_value, metavar="JSON", default=argparse.SUPPRESS,
+                   help="a new budget, as for add (null removes it)")
+    p.add_argument("--reset-usage", action="store_true", help="start the budget afresh (rate windows are kept)")
+    p.add_argument("--rate-limits", type=_json_value, metavar="JSON", default=argparse.SUPPRESS,
+                   help="new rate limits, as for add (null removes them)")
     leaf(providers, "list", providers_list, "list stored providers")
-    leaf(providers, "show", providers_show, "show one stored provider (never its secret)").add_argument("slug")
-    leaf(providers, "remove", providers_remove, "remove a stored provider").add_argument("slug")
+    p = leaf(providers, "show", providers_show, "show one stored provider (never its secret)")
+    p.add_argument("provider_ref", metavar="SLUG", help=PROVIDER_REF)
+    p = leaf(providers, "remove", providers_remove, "remove a stored provider")
+    p.add_argument("provider_ref", metavar="SLUG", help=PROVIDER_REF)
 
     configs = _group(subparsers, "configs", "saved gateway configs (x-portkey-config: <id or slug>)")
     p = leaf(configs, "create", configs_create, "save a config")
-    p.add_argument("--name", required=True)
-    p.add_argument("--slug")
+    _name_arguments(p)
+    p.add_argument("--slug", help="a readable id for x-portkey-config (default: the generated id)")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--file", type=Path, help="JSON file with the config ('-' for standard input)")
     source.add_argument("--data", type=_json_object, metavar="JSON", help="the config as JSON text")
     p.add_argument("--default", action="store_true", help="make it the default config")
     leaf(configs, "list", configs_list, "list saved configs")
-    leaf(configs, "show", configs_show, "show a config").add_argument("ref", metavar="ID_OR_SLUG")
-    leaf(configs, "delete", configs_delete, "delete a config").add_argument("ref", metavar="ID_OR_SLUG")
+    leaf(configs, "show", configs_show, "show a config").add_argument("ref", metavar="ID_OR_SLUG", help=CONFIG_REF)
+    leaf(configs, "delete", configs_delete, "delete a config").add_argument("ref", metavar="ID_OR_SLUG",
+                                                                          help=CONFIG_REF)
 
     vault = _group(subparsers, "vault", "the master key that encrypts provider secrets")
     p = leaf(vault, "rotate", vault_rotate, "re-encrypt every stored secret under a new master key")
@@ -108,9 +154,9 @@ def register(subparsers: Any, settings_factory: SettingsFactory) -> None:
 def keys_create(args: argparse.Namespace, store: Store, out: Output) -> None:
     expires_at = datetime.now(timezone.utc) + args.expires_in if args.expires_in else None
     record, token = store.create_api_key(
-        args.name,
+        _given_name(args),
         scopes=args.scopes or ("inference",),
-        allowed_providers=args.providers,
+        allowed_providers=rules.allowed_providers(args.providers, store, "--provider"),
         expires_at=expires_at,
         metadata=args.metadata,
     )
@@ -128,29 +174,40 @@ def keys_list(args: argparse.Namespace, store: Store, out: Output) -> None:
             "SCOPES": lambda k: ",".join(k.scopes),
             "PROVIDERS": lambda k: ",".join(k.allowed_providers) or "all",
             "STATUS": _key_status,
-            "EXPIRES": lambda k: _when(k.expires_at),
-            "LAST USED": lambda k: _when(k.last_used_at),
+            "EXPIRES": lambda k: when(k.expires_at),
+            "LAST USED": lambda k: when(k.last_used_at),
         },
     )
 
 
 def keys_revoke(args: argparse.Namespace, store: Store, out: Output) -> None:
-    out.record(store.revoke_api_key(args.key_id), f"Revoked {args.key_id}.")
+    key = _key(store, args.key)
+    out.record(store.revoke_api_key(key.id), f"Revoked {key.id} ({key.name}).")
 
 
 def keys_rotate(args: argparse.Namespace, store: Store, out: Output) -> None:
-    record, token = store.rotate_api_key(args.key_id)
+    record, token = store.rotate_api_key(_key(store, args.key).id)
     _print_new_secret(out, record, token, "Rotated")
 
 
 def keys_delete(args: argparse.Namespace, store: Store, out: Output) -> None:
-    store.delete_api_key(args.key_id)
-    out.done({"deleted": args.key_id}, f"Deleted {args.key_id}.")
+    key = _key(store, args.key)
+    store.delete_api_key(key.id)
+    out.done({"deleted": key.id}, f"Deleted {key.id} ({key.name}).")
+
+
+def _key(store: Store, ref: str) -> ApiKey:
+    found = store.get_api_key(ref)
+    if found is not None:
+        return found
+    named = [key for key in _all(store.list_api_keys) if key.name == ref]
+    return _the_one(named, f"no API key with the id or name {ref!r}", f"keys are named {ref!r}",
+                    lambda key: f"{key.id} ({_key_status(key)})", "give the id")  # fmt: skip
 
 
 def _print_new_secret(out: Output, record: ApiKey, token: str, verb: str) -> None:
     if out.json:
-        out.emit({**_public(record), "secret": token})
+        out.emit({**public_fields(record), "secret": token})
         return
     out.line(f"{verb} key {record.id} ({record.name}). Copy the secret now; it is not shown again:")
     out.line("")
@@ -165,21 +222,57 @@ def _key_status(key: ApiKey) -> str:
 
 # -- providers -----------------------------------------------------------------------------------
 def providers_add(args: argparse.Namespace, store: Store, out: Output) -> None:
+    # The control plane's rules (control/rules.py), checked before the secret is asked for.
+    if args.provider is not None:
+        rules.provider_id(args.provider, "--provider")
+    settings = rules.provider_settings(dict(args.setting), "--setting")
+    host = rules.stored_host(args.custom_host, "--custom-host", args.host_rules) if args.custom_host else None
+    if args.provider is not None and args.integration is None:
+        _require_settings(args.provider, settings, host)
     record = store.create_provider(
         args.slug,
         kind=args.kind,
         provider=args.provider,
         name=args.name,
         secret=_read_secret(args),
-        custom_host=args.custom_host,
-        settings=dict(args.setting),
+        custom_host=host,
+        settings=settings,
         allowed_models=args.models,
         note=args.note,
         integration_slug=args.integration,
-        usage_limits=args.usage_limits,
-        rate_limits=args.rate_limits,
+        **_limits(args),
     )
     out.record(record, f"Stored {record.kind} @{record.slug} ({record.provider}).")
+
+
+def providers_update(args: argparse.Namespace, store: Store, out: Output) -> None:
+    current = _provider(store, args.provider_ref)
+    changes: dict[str, Any] = _limits(args)
+    if args.name is not None:
+        changes["name"] = args.name
+    if args.note is not None:
+        changes["note"] = args.note or None
+    if args.models or args.all_models:
+        changes["allowed_models"] = args.models or []
+    host = current.custom_host
+    if args.custom_host is not None:
+        host = changes["custom_host"] = (rules.stored_host(args.custom_host, "--custom-host", args.host_rules)
+                                         if args.custom_host else None)  # fmt: skip
+    settings = dict(current.settings)
+    if args.setting:
+        for name, value in args.setting:
+            settings[name] = value or None
+        settings = changes["settings"] = rules.provider_settings(settings, "--setting")
+    if current.integration_slug is None:  # one on an integration takes the integration's settings
+        _require_settings(current.provider, settings, host)
+    if args.secret_env:
+        changes["secret"] = _secret_from_env(args.secret_env)
+    if args.reset_usage:
+        changes["reset_usage"] = True
+    if not changes:
+        raise InvalidInput("nothing to change: give at least one option (see modelport providers update --help)")
+    record = store.update_provider(current.slug, **changes)
+    out.record(record, f"Updated {record.kind} @{record.slug}.")
 
 
 def providers_list(args: argparse.Namespace, store: Store, out: Output) -> None:
@@ -198,23 +291,49 @@ def providers_list(args: argparse.Namespace, store: Store, out: Output) -> None:
 
 
 def providers_show(args: argparse.Namespace, store: Store, out: Output) -> None:
-    record = store.get_provider(args.slug)
-    if record is None:
-        raise CommandError(f"no stored provider {args.slug!r}")
-    out.record(record)
+    out.record(_provider(store, args.provider_ref))
 
 
 def providers_remove(args: argparse.Namespace, store: Store, out: Output) -> None:
-    store.delete_provider(args.slug)
-    out.done({"deleted": args.slug}, f"Removed @{args.slug}.")
+    record = _provider(store, args.provider_ref)
+    store.delete_provider(record.slug)
+    out.done({"deleted": record.slug}, f"Removed @{record.slug}.")
+
+
+def _provider(store: Store, ref: str) -> StoredProvider:
+    found = store.get_provider(ref.removeprefix("@"))
+    if found is not None:
+        return found
+    named = [provider for provider in _all(store.list_providers) if provider.name == ref]
+    return _the_one(named, f"no stored provider with the slug or name {ref!r}", f"providers are named {ref!r}",
+                    lambda provider: f"@{provider.slug}", "give the slug")  # fmt: skip
+
+
+def _require_settings(provider: str, settings: dict[str, Any], host: str | None) -> None:
+    rules.require_settings(provider, settings, host, name_of=lambda name: f"--setting {name}=…",
+                           host_field="--custom-host")  # fmt: skip
+
+
+def _limits(args: argparse.Namespace) -> dict[str, Any]:
+    """The limits given (``update`` leaves absent ones out), checked as the API checks them."""
+    given = {}
+    for name, field in (("usage_limits", usage_limits()), ("rate_limits", rate_limits())):
+        if hasattr(args, name):
+            value = getattr(args, name)
+            given[name] = None if value is None else field.convert(value, f"--{name.replace('_', '-')}")
+    return given
+
+
+def _secret_from_env(name: str) -> str:
+    value = os.environ.get(name, "")
+    if not value:
+        raise CommandError(f"environment variable {name} is not set or empty")
+    return value
 
 
 def _read_secret(args: argparse.Namespace) -> str | None:
     if args.secret_env:
-        value = os.environ.get(args.secret_env, "")
-        if not value:
-            raise CommandError(f"environment variable {args.secret_env} is not set or empty")
-        return value
+        return _secret_from_env(args.secret_env)
     if args.no_secret or args.integration:
         return None
     if sys.stdin.isatty():
@@ -232,7 +351,8 @@ def configs_create(args: argparse.Namespace, store: Store, out: Output) -> None:
         config = args.data if args.file is None else _json_object(_read_text(args.file))
     except argparse.ArgumentTypeError as exc:
         raise CommandError(f"{args.file}: {exc}") from None
-    record = store.create_config(args.name, config, slug=args.slug, is_default=args.default)
+    rules.saved_config(config)
+    record = store.create_config(_given_name(args), config, slug=args.slug, is_default=args.default)
     out.record(record, f"Saved config {record.id} (slug {record.slug}).")
 
 
@@ -245,21 +365,28 @@ def configs_list(args: argparse.Namespace, store: Store, out: Output) -> None:
             "NAME": lambda c: c.name,
             "DEFAULT": lambda c: "yes" if c.is_default else "",
             "STATUS": lambda c: c.status,
-            "UPDATED": lambda c: _when(c.updated_at),
+            "UPDATED": lambda c: when(c.updated_at),
         },
     )
 
 
 def configs_show(args: argparse.Namespace, store: Store, out: Output) -> None:
-    record = store.get_config(args.ref)
-    if record is None:
-        raise CommandError(f"no config {args.ref!r}")
-    out.record(record)
+    out.record(_config(store, args.ref))
 
 
 def configs_delete(args: argparse.Namespace, store: Store, out: Output) -> None:
-    store.delete_config(args.ref)
-    out.done({"deleted": args.ref}, f"Deleted config {args.ref}.")
+    record = _config(store, args.ref)
+    store.delete_config(record.id)
+    out.done({"deleted": record.id}, f"Deleted config {record.id} ({record.name}).")
+
+
+def _config(store: Store, ref: str) -> Config:
+    found = store.get_config(ref)
+    if found is not None:
+        return found
+    named = [config for config in _all(store.list_configs) if config.name == ref]
+    return _the_one(named, f"no config with the id, slug or name {ref!r}", f"configs are named {ref!r}",
+                    lambda config: f"{config.id} (slug {config.slug})", "give the id or slug")  # fmt: skip
 
 
 def _read_text(path: Path) -> str:
@@ -303,15 +430,48 @@ def _run(command: Command, args: argparse.Namespace, settings_factory: SettingsF
     out = Output(json=args.json)
     try:
         settings = settings_factory(args)
+        existing_database(settings)
+        args.host_rules = HostRules.from_settings(settings)  # the gateway's: trusted_hosts, allow_private_hosts
         store = open_store(Path(settings.data_dir), settings.master_key)
         try:
             command(args, store, out)
         finally:
             store.close()
-    except (CommandError, StoreError, VaultError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except CommandError as exc:
+        print_error(str(exc), out.json)
+        return exc.exit_code
+    except BadRequest as exc:  # refused by the control plane's rules, as the API refuses it with a 400
+        print_error(exc.message, out.json)
+        return InvalidInput.exit_code
+    except (StoreError, VaultError, ValueError) as exc:
+        print_error(str(exc), out.json)
         return 1
+    except BrokenPipeError:  # `modelport keys list | head -1`
+        return reader_went_away()
     return 0
+
+
+def _the_one(matches: list[T], none: str, several: str, label: Callable[[T], str], choose: str) -> T:
+    """The one record a name found; a name two records share is refused, saying which they are."""
+    if not matches:
+        raise CommandError(none)
+    if len(matches) > 1:
+        raise CommandError(f"{len(matches)} {several}: {', '.join(map(label, matches))}; {choose}")
+    return matches[0]
+
+
+def _name_arguments(parser: argparse.ArgumentParser) -> None:
+    """A new record's name, positionally (``keys create my-app``, as the README shows) or with ``--name``."""
+    parser.add_argument("name", nargs="?", help="a label for people (or give it with --name)")
+    parser.add_argument("--name", dest="name_option", metavar="NAME", help="the same label, as an option")
+
+
+def _given_name(args: argparse.Namespace) -> str:
+    if args.name is None and args.name_option is None:
+        raise InvalidInput("give a name: positionally or with --name")
+    if args.name is not None and args.name_option is not None and args.name != args.name_option:
+        raise InvalidInput(f"two different names given ({args.name!r} and --name {args.name_option!r}); give one")
+    return args.name if args.name is not None else args.name_option
 
 
 def _group(subparsers: Any, name: str, help: str) -> Any:
@@ -327,72 +487,6 @@ def _all(list_page: Callable[..., Page[Any]]) -> Iterator[Any]:
         if page.next_cursor is None:
             return
         cursor = page.next_cursor
-
-
-class Output:
-    """Prints records as JSON (``--json``) or as text for people."""
-
-    def __init__(self, json: bool, stream: Any = None) -> None:
-        self.json = json
-        self.stream = stream or sys.stdout
-
-    def line(self, text: str) -> None:
-        print(text, file=self.stream)
-
-    def emit(self, value: Any) -> None:
-        self.line(orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_UTC_Z, default=_json_default).decode())
-
-    def done(self, result: dict[str, Any], message: str) -> None:
-        if self.json:
-            self.emit(result)
-        else:
-            self.line(message)
-
-    def record(self, record: Any, message: str | None = None) -> None:
-        if self.json:
-            self.emit(_public(record))
-            return
-        if message:
-            self.line(message)
-        fields = _public(record)
-        width = max(len(name) for name in fields)
-        for name, value in fields.items():
-            self.line(f"{name.ljust(width)}  {_text(value)}")
-
-    def table(self, records: list[Any], columns: dict[str, Callable[[Any], str]]) -> None:
-        if self.json:
-            self.emit([_public(r) for r in records])
-            return
-        rows = [list(columns)] + [[str(cell(r)) for cell in columns.values()] for r in records]
-        widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
-        for row in rows:
-            self.line("  ".join(value.ljust(width) for value, width in zip(row, widths)).rstrip())
-
-
-def _public(record: Any) -> dict[str, Any]:
-    fields = asdict(record)
-    fields.pop("key_hash", None)  # not secret, but useless to a reader and a needless oracle
-    return fields
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, datetime):
-        return _when(value)
-    if value is None or value == () or value == {}:
-        return "-"
-    if isinstance(value, (dict, list, tuple)):
-        return orjson.dumps(value, option=orjson.OPT_UTC_Z, default=_json_default).decode()
-    return str(value)
-
-
-def _when(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M UTC") if value is not None else "-"
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (frozenset, set)):
-        return sorted(value)
-    raise TypeError(f"cannot encode {type(value).__name__}")
 
 
 # -- argument types ------------------------------------------------------------------------------
@@ -419,10 +513,3 @@ def _json_object(text: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError("expected a JSON object")
     return value
-
-
-def _setting(text: str) -> tuple[str, str]:
-    name, sep, value = text.partition("=")
-    if not sep or not name:
-        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
-    return name, value

@@ -13,7 +13,6 @@ filters, the same export files. Tables for people by default; ``--json`` for scr
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sqlite3
 import sys
@@ -26,7 +25,9 @@ import orjson
 
 from ..control.logs import FULL_COLUMNS, csv_chunks, epoch_ms, jsonl_chunks, status_code
 from ..control.schema import Invalid
+from ..logs.record import new_time_ordered_id
 from ..logs.store import MAX_LIMIT, SUMMARY_FIELDS, LogFilter, LogQueries
+from . import CommandError, existing_database, key_value, print_error, reader_went_away
 
 SettingsFactory = Callable[[argparse.Namespace], Any]
 Command = Callable[[argparse.Namespace, LogQueries, LogFilter], None]
@@ -35,10 +36,6 @@ FOLLOW_INTERVAL = 0.5  # seconds between polls in ``tail -f``
 # The log writer inserts in batches (every few hundred ms, later while it spills to disk), so a record
 # can land after a newer one was printed; each poll looks back this far and skips ids already shown.
 LOOK_BACK_MS = 10_000
-
-
-class CommandError(Exception):
-    """A problem with what the user asked for; printed without a traceback."""
 
 
 def register(subparsers: Any, settings_factory: SettingsFactory) -> None:
@@ -66,10 +63,10 @@ def register(subparsers: Any, settings_factory: SettingsFactory) -> None:
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new records until interrupted")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p = leaf("show", show_log, "show one record: headers, bodies, attempts, usage, cost, feedback")
-    p.add_argument("log_id")
+    p.add_argument("log_id", help="a log id as logs list prints it (log_...)")
     p.add_argument("--json", action="store_true", help="print the record as JSON, as GET /v1/logs/{id} does")
     p = leaf("export", export_logs, "write matching logs as JSON lines or CSV", filters)
-    p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
+    p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl", help="JSON lines (default) or CSV")
     p.add_argument("--full", action="store_true", help="also headers, bodies, attempts and usage")
     p.add_argument("-o", "--output", type=Path, help="file to write (default: standard output)")
 
@@ -85,11 +82,11 @@ def _filter_options() -> argparse.ArgumentParser:
     group.add_argument("--status", type=_status, metavar="CODE", help="a status code, 'error' or 'success'")
     group.add_argument("--errors", action="store_const", const="error", dest="status", help="same as --status error")
     group.add_argument("--key", dest="key_id", metavar="KEY_ID", help="gateway API key id")
-    group.add_argument("--trace-id")
-    group.add_argument("--model")
+    group.add_argument("--trace-id", help="the request's x-portkey-trace-id")
+    group.add_argument("--model", help="the model the request named, e.g. gpt-4o-mini")
     group.add_argument("--endpoint", help="proxy, chat, completions, embeddings, models, messages or stream")
     group.add_argument("--prediction-id", help="a Replicate prediction id")
-    group.add_argument("--metadata", type=_pair, action="append", default=[], metavar="KEY=VALUE",
+    group.add_argument("--metadata", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                        help="request metadata must have KEY equal to VALUE (repeatable)")
     group.add_argument("-q", "--search", dest="q", metavar="TEXT", help="text in the path or the error")
     return parser
@@ -116,6 +113,9 @@ def list_logs(args: argparse.Namespace, queries: LogQueries, filters: LogFilter)
     print(_HEADER)
     for row in rows:
         print(table_line(row))
+    marks = legend(rows)
+    if marks:
+        print(f"\n{marks}")
     if next_cursor:
         print(f"\nMore: modelport logs list --cursor {next_cursor} (with the same filters)")
 
@@ -190,7 +190,9 @@ def _every(queries: LogQueries, filters: LogFilter) -> Iterator[dict[str, Any]]:
 
 
 # -- printing ----------------------------------------------------------------------------------------
-_COLUMNS = (("TIME", 23), ("ID", 28), ("STATUS", 6), ("PROVIDER", 24), ("MODEL", 24), ("LATENCY", 9),
+# Ids are printed whole, however wide: `logs show` takes them as printed.
+_ID_WIDTH = len(new_time_ordered_id("log_"))
+_COLUMNS = (("TIME", 23), ("ID", _ID_WIDTH), ("STATUS", 6), ("PROVIDER", 24), ("MODEL", 24), ("LATENCY", 9),
             ("TOKENS", 7), ("COST", 11), ("REQUEST", 0))  # fmt: skip
 _HEADER = "  ".join(name.ljust(width) for name, width in _COLUMNS).rstrip()
 
@@ -209,6 +211,16 @@ def table_line(row: dict[str, Any]) -> str:
         f"{row['method']} {row['path']}",
     )
     return "  ".join(_fit(cell, width) for cell, (_, width) in zip(cells, _COLUMNS)).rstrip()
+
+
+def legend(rows: list[dict[str, Any]]) -> str | None:
+    """What the table's marks mean, for the marks it shows."""
+    notes = []
+    if any(row["gateway_exception"] for row in rows):
+        notes.append("STATUS* = an error of the gateway itself, not of the provider")
+    if any(cost_text(row).startswith("~") for row in rows):
+        notes.append("~$ = an estimated cost (see logs show for why)")
+    return "; ".join(notes) or None
 
 
 def cost_text(row: dict[str, Any]) -> str:
@@ -313,29 +325,21 @@ def cell(value: Any) -> str:
 
 # -- running a command -------------------------------------------------------------------------------
 def _run(command: Command, args: argparse.Namespace, settings_factory: SettingsFactory) -> int:
+    as_json = getattr(args, "json", False)  # export has no --json: it writes JSON lines or CSV anyway
     try:
-        settings = settings_factory(args)
-        db_path = Path(settings.db_path)
-        if not db_path.is_file():
-            raise CommandError(f"no database at {db_path}: pass the --data-dir the gateway runs with")
-        queries = LogQueries(db_path)
+        queries = LogQueries(existing_database(settings_factory(args)))
         try:
             command(args, queries, log_filter(args))
         finally:
             queries.close()
-    except CommandError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except ValueError as exc:  # a bad --cursor, from the query layer
-        print(f"error: {exc}", file=sys.stderr)
+    except (CommandError, ValueError) as exc:  # ValueError: a bad --cursor, from the query layer
+        print_error(str(exc), as_json)
         return 1
     except sqlite3.OperationalError as exc:
-        print(f"error: cannot read the logs ({exc}); has a gateway of this version run on this data dir?",
-              file=sys.stderr)
+        print_error(f"cannot read the logs ({exc}); has a gateway of this version run on this data dir?", as_json)
         return 1
-    except BrokenPipeError:  # `modelport logs export | head`: the reader has all it wanted
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
-        return 0
+    except BrokenPipeError:  # `modelport logs export | head`
+        return reader_went_away()
     return 0
 
 
@@ -359,10 +363,3 @@ def _status(text: str) -> int | str:
         return status_code("status").convert(text, "--status")
     except Invalid as exc:
         raise argparse.ArgumentTypeError(exc.message) from None
-
-
-def _pair(text: str) -> tuple[str, str]:
-    name, sep, value = text.partition("=")
-    if not sep or not name:
-        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
-    return name, value

@@ -2,8 +2,8 @@
 
 Shapes follow Portkey (docs: "Create Config", "List Configs"; portkey-ai 2.3.4 ``types/configs_type.py``):
 ``is_default`` travels as 0/1 and create answers ``{"id", "slug", "object"}``. A config is validated
-with the same code the gateway runs on every request (``gateway.configs.validate_config``), so a saved
-config cannot fail later for its shape.
+with the same code the gateway runs on every request (``rules.saved_config``, which runs
+``gateway.configs.validate_config``), so a saved config cannot fail later for its shape.
 
 A saved config may not carry ``api_key``: configs are stored as plain JSON, and a provider key belongs
 in a virtual key (encrypted), which the config then names with ``virtual_key`` or ``provider: "@slug"``.
@@ -14,11 +14,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ..gateway.configs import validate_config
-from ..gateway.errors import InvalidConfig, NotFound
+from ..gateway.errors import NotFound
 from ..store import CONFIG_STATUSES, UNCHANGED, Config, Store
 from ..store.base import SLUG_PATTERN
 from .router import Request, Route
+from .rules import saved_config
 from .schema import Shape, flag, ignored, mapping, text
 from .wire import DELETED, PAGING, TIME, collect, iso, listing, listing_schema
 
@@ -58,7 +58,7 @@ CREATED = {
 
 def create(store: Store, request: Request) -> dict[str, Any]:
     body = request.body
-    _check(body["config"])
+    saved_config(body["config"])
     record = store.create_config(body["name"], body["config"], slug=body.get("slug"),
                                  is_default=body.get("is_default", False))  # fmt: skip
     log.info("config %s created by %s", record.id, request.principal.key_id)
@@ -77,7 +77,7 @@ def update(store: Store, request: Request) -> dict[str, Any]:
     current = _existing(store, request.params["ref"])
     body = request.body
     if "config" in body:
-        _check(body["config"])
+        saved_config(body["config"])
     record = store.update_config(current.id, **{name: body.get(name, UNCHANGED)
                                                 for name in ("name", "config", "status", "is_default")})  # fmt: skip
     log.info("config %s updated by %s", record.id, request.principal.key_id)
@@ -97,32 +97,6 @@ def render(record: Config) -> dict[str, Any]:
         "config": dict(record.config), "is_default": int(record.is_default), "status": record.status,
         "created_at": iso(record.created_at), "last_updated_at": iso(record.updated_at),
     }  # fmt: skip
-
-
-def _check(config: dict[str, Any]) -> None:
-    try:
-        validate_config(config)
-    except InvalidConfig:
-        raise
-    except (TypeError, ValueError, AttributeError):
-        # A shape the validator did not foresee (say, a list where it expects a name): still the caller's error.
-        raise InvalidConfig("config is malformed: check its field types against Portkey's config schema") from None
-    where = _credential_in(config, "config")
-    if where:
-        raise InvalidConfig(f"{where}.api_key: a saved config cannot hold a provider key; store the key as a "
-                            "virtual key and reference it with virtual_key or provider '@slug'")  # fmt: skip
-
-
-def _credential_in(node: Any, path: str) -> str | None:
-    if not isinstance(node, dict):
-        return None
-    if "api_key" in node:
-        return path
-    for index, target in enumerate(node.get("targets") or ()):
-        found = _credential_in(target, f"{path}.targets[{index}]")
-        if found:
-            return found
-    return None
 
 
 def _existing(store: Store, ref: str) -> Config:

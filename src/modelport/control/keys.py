@@ -20,10 +20,10 @@ from ..gateway.auth import Principal
 from ..gateway.errors import Forbidden, NotFound
 from ..gateway.limits import key_rules
 from ..usage.limits import key_budget, key_token_limits
-from ..providers.registry import PROVIDERS
 from ..store import SCOPES, UNCHANGED, ApiKey, Store
-from ..store.base import SLUG_PATTERN, utc_now
+from ..store.base import utc_now
 from .router import Request, Route
+from .rules import allowed_providers
 from .schema import (
     RATE_LIMITS_SCHEMA,
     USAGE_LIMITS_SCHEMA,
@@ -121,7 +121,7 @@ NEW_SECRET = {
 def create(store: Store, request: Request) -> dict[str, Any]:
     body = request.body
     scopes = _scopes(body.get("scopes", ["inference"]))
-    providers = _allowed_providers(body.get("allowed_providers", []))
+    providers = allowed_providers(body.get("allowed_providers", []), store, "allowed_providers")
     expires_at = body.get("expires_at")
     _may_grant(request.principal, scopes, providers, expires_at)
     if expires_at is not None and expires_at <= utc_now():
@@ -161,7 +161,8 @@ def update(store: Store, request: Request) -> dict[str, Any]:
     record = _manageable(store, request)
     body = request.body
     scopes = _scopes(body["scopes"]) if "scopes" in body else UNCHANGED
-    providers = _allowed_providers(body["allowed_providers"]) if "allowed_providers" in body else UNCHANGED
+    providers = (allowed_providers(body["allowed_providers"], store, "allowed_providers")
+                 if "allowed_providers" in body else UNCHANGED)  # fmt: skip
     _may_grant(request.principal,
                record.scopes if scopes is UNCHANGED else scopes,
                record.allowed_providers if providers is UNCHANGED else providers,
@@ -243,14 +244,6 @@ def _our_scope(name: str) -> str:
     if resource in _PORTKEY_RESOURCES and action in _PORTKEY_ACTIONS:
         return f"{_PORTKEY_RESOURCES[resource]}.{_PORTKEY_ACTIONS[action]}"
     raise Invalid(f"scopes: unknown scope {shown(name)}; use {', '.join(SCOPES)} (or Portkey's resource.action names)")
-
-
-def _allowed_providers(entries: list[str]) -> list[str]:
-    for index, entry in enumerate(entries):
-        known = SLUG_PATTERN.match(entry[1:]) if entry.startswith("@") else entry in PROVIDERS
-        if not known:
-            raise Invalid(f"allowed_providers[{index}] is neither a provider id (e.g. replicate) nor an @slug")
-    return entries
 
 
 def _metadata(defaults: dict[str, Any] | None) -> dict[str, Any]:

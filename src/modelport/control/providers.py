@@ -26,9 +26,9 @@ from typing import Any, Mapping
 from ..gateway.errors import Forbidden, NotFound
 from ..gateway.limits import provider_rules
 from ..usage.limits import provider_budget, provider_token_limits
-from ..providers.registry import PROVIDERS
 from ..store import UNCHANGED, Store, StoredProvider
 from ..store.base import SLUG_PATTERN
+from . import rules
 from .router import Request, Route
 from .schema import (
     RATE_LIMITS_SCHEMA,
@@ -40,7 +40,6 @@ from .schema import (
     mapping,
     rate_limits,
     secret,
-    shown,
     strings,
     text,
     unsupported,
@@ -51,12 +50,10 @@ from .wire import DELETED, PAGING, TIME, USAGE, collect, iso, listing, limit_usa
 
 log = logging.getLogger("modelport.control")
 
-PROVIDER_IDS = tuple(sorted(PROVIDERS))
-# Settings a stored provider may carry (read by the provider adapters and base URL templates).
-STORED_SETTINGS = ("resource_name", "deployment_id", "api_version", "anthropic_version", "anthropic_beta",
-                   "openai_organization", "openai_project")
+PROVIDER_IDS, STORED_SETTINGS = rules.PROVIDER_IDS, rules.STORED_SETTINGS
 # Portkey's virtual-key fields for Azure → ModelPort's setting names.
 VIRTUAL_KEY_SETTINGS = {"resourceName": "resource_name", "deploymentName": "deployment_id", "apiVersion": "api_version"}
+_PORTKEY_NAME = {ours: theirs for theirs, ours in VIRTUAL_KEY_SETTINGS.items()}
 NO_EXPIRY = "stored providers do not expire in ModelPort yet; delete or re-key them instead."
 
 _slug = text("slug", "URL- and header-safe id used as @slug; generated from the name when omitted.",
@@ -154,7 +151,7 @@ def create_virtual_key(store: Store, request: Request) -> dict[str, Any]:
     body = request.body
     settings = _virtual_key_settings({}, body)
     host = _checked_host(request, None, body.get("custom_host"))
-    _check_required_settings(body["provider"], settings, host, "resourceName")
+    rules.require_settings(body["provider"], settings, host, name_of=_portkey_name)
     record = store.create_provider(
         body.get("slug") or _new_slug(body["name"]), kind="virtual-key", provider=body["provider"],
         name=body["name"], secret=body.get("key"), custom_host=host, settings=settings,
@@ -169,7 +166,7 @@ def update_virtual_key(store: Store, request: Request) -> dict[str, Any]:
     body = request.body
     settings = _virtual_key_settings(current.settings, body)
     host = _checked_host(request, current.custom_host, body.get("custom_host", current.custom_host))
-    _check_required_settings(current.provider, settings, host, "resourceName")
+    rules.require_settings(current.provider, settings, host, name_of=_portkey_name)
     changes = _common_changes(body)
     if "custom_host" in body:
         changes["custom_host"] = host
@@ -179,8 +176,7 @@ def update_virtual_key(store: Store, request: Request) -> dict[str, Any]:
 
 
 def render_virtual_key(record: StoredProvider) -> dict[str, Any]:
-    portkey_names = {ours: theirs for theirs, ours in VIRTUAL_KEY_SETTINGS.items()}
-    model_config = {portkey_names.get(name, name): value for name, value in record.settings.items()}
+    model_config = {_portkey_name(name): value for name, value in record.settings.items()}
     if record.custom_host:
         model_config["customHost"] = record.custom_host
     return {
@@ -188,6 +184,10 @@ def render_virtual_key(record: StoredProvider) -> dict[str, Any]:
         "masked_api_key": record.secret_hint, "model_config": model_config,
         "usage_limits": record.usage_limits, "rate_limits": record.rate_limits,
     }  # fmt: skip
+
+
+def _portkey_name(setting: str) -> str:
+    return _PORTKEY_NAME.get(setting, setting)
 
 
 def _virtual_key_settings(current: Mapping[str, Any], body: Mapping[str, Any]) -> dict[str, Any]:
@@ -205,7 +205,7 @@ def create_integration(store: Store, request: Request) -> dict[str, Any]:
     body = request.body
     settings, host = _split_configurations(body.get("configurations") or {})
     host = _checked_host(request, None, host)
-    _check_required_settings(body["ai_provider_id"], settings, host, "configurations.resource_name")
+    rules.require_settings(body["ai_provider_id"], settings, host, name_of=_in_configurations)
     record = store.create_provider(
         body.get("slug") or _new_slug(body["name"]), kind="integration", provider=body["ai_provider_id"],
         name=body["name"], secret=body.get("key"), custom_host=host, settings=settings,
@@ -223,8 +223,8 @@ def update_integration(store: Store, request: Request) -> dict[str, Any]:
     if "configurations" in body:
         changes["settings"], host = _split_configurations(body["configurations"])
         changes["custom_host"] = _checked_host(request, current.custom_host, host)
-        _check_required_settings(current.provider, changes["settings"], changes["custom_host"],
-                                 "configurations.resource_name")  # fmt: skip
+        rules.require_settings(current.provider, changes["settings"], changes["custom_host"],
+                               name_of=_in_configurations)  # fmt: skip
     return _updated(store, current, request, render_integration, **changes)
 
 
@@ -239,19 +239,14 @@ def render_integration(record: StoredProvider) -> dict[str, Any]:
 
 
 def _split_configurations(raw: Mapping[str, Any]) -> tuple[dict[str, Any], str | None]:
-    unknown = sorted(name for name in raw if name not in STORED_SETTINGS and name != "custom_host")
-    if unknown:
-        raise Invalid(f"configurations: unknown key(s) {', '.join(map(shown, unknown))}; "
-                      f"known keys: {', '.join(STORED_SETTINGS)}, custom_host")  # fmt: skip
-    settings = {}
-    for name in STORED_SETTINGS:
-        value = raw.get(name)
-        if value is not None and (not isinstance(value, str) or not value):
-            raise Invalid(f"configurations.{name} must be a non-empty string")
-        if value:
-            settings[name] = value
-    host = _host.convert(raw["custom_host"], "configurations.custom_host") if raw.get("custom_host") else None
+    settings = {name: value for name, value in raw.items() if name != "custom_host"}
+    settings = rules.provider_settings(settings, "configurations", also=("custom_host",))
+    host = rules.custom_host(raw["custom_host"], "configurations.custom_host") if raw.get("custom_host") else None
     return settings, host
+
+
+def _in_configurations(setting: str) -> str:
+    return f"configurations.{setting}"
 
 
 # -- providers -------------------------------------------------------------------------------------
@@ -328,20 +323,13 @@ def _checked_host(request: Request, current: str | None, new: str | None) -> str
         return new
     if not request.principal.can("admin"):
         raise Forbidden("only an admin key may set or change custom_host: it decides where the stored secret is sent")
-    return request.host_rules.check_stored_host(new) if new else None
+    return rules.stored_host(new, "custom_host", request.host_rules) if new else None
 
 
 def _new_slug(name: str) -> str:
     # Portkey: "If not passed, slug will be created by adding a random suffix to the name."
     base = re.sub(r"[^a-z0-9_-]+", "-", name.lower()).strip("-_")[:50] or "provider"
     return f"{base}-{secrets.token_hex(3)}"
-
-
-def _check_required_settings(provider: str, settings: Mapping[str, Any], host: str | None, field: str) -> None:
-    """Refuse now what could never be called: e.g. Azure without a resource name (or a custom host)."""
-    missing = [name for name in PROVIDERS[provider].requires if not settings.get(name)]
-    if missing and not host:
-        raise Invalid(f"provider {provider!r} needs {field} (or custom_host)")
 
 
 def _lister(kind: str, render: Any) -> Any:

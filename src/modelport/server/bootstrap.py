@@ -8,8 +8,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from ..settings import Settings, SettingsError
+from ..settings import DeclaredProvider, Settings, SettingsError
 from ..store import Store, open_store
 
 ADMIN_KEY_FILE = "admin.key"
@@ -20,6 +21,7 @@ class Bootstrapped:
     admin_key_created: str | None  # the plaintext, only when this run generated it (shown once)
     admin_key_file: Path | None
     providers_synced: tuple[str, ...]
+    callable_providers: tuple[tuple[str, str], ...] = ()  # (slug, provider id) of stored providers callers may name
 
 
 def bootstrap(settings: Settings) -> Bootstrapped:
@@ -27,9 +29,11 @@ def bootstrap(settings: Settings) -> Bootstrapped:
     try:
         created, key_file = ensure_admin_key(store, settings)
         synced = sync_declared_providers(store, settings)
+        # The first page is plenty: the banner names one of them.
+        callable_ = tuple((p.slug, p.provider) for p in store.list_providers().items if p.kind != "integration")
     finally:
         store.close()
-    return Bootstrapped(created, key_file, synced)
+    return Bootstrapped(created, key_file, synced, callable_)
 
 
 def ensure_admin_key(store: Store, settings: Settings) -> tuple[str | None, Path | None]:
@@ -67,25 +71,42 @@ def _has_admin_key(store: Store) -> bool:
 
 
 def sync_declared_providers(store: Store, settings: Settings) -> tuple[str, ...]:
-    """Create or update the providers declared in the config file (secrets from the environment)."""
-    from ..providers.registry import get_provider
+    """Create or update the providers declared in the config file (secrets from the environment).
 
+    Checked by the control plane's rules (``control/rules.py``), as the API and the CLI are.
+    """
     synced = []
     for declared in settings.providers:
-        if get_provider(declared.provider) is None:
-            raise SettingsError(f"config file: provider '{declared.slug}' names unknown provider id '{declared.provider}'")
-        secret = None
-        if declared.secret_env:
-            secret = os.environ.get(declared.secret_env)
-            if not secret:
-                raise SettingsError(
-                    f"config file: provider '{declared.slug}' takes its secret from ${declared.secret_env}, which is not set"
-                )
-        fields = dict(name=declared.name or declared.slug, secret=secret, custom_host=declared.custom_host,
-                      settings=dict(declared.settings))
+        checked = _checked_declaration(declared)
+        fields = dict(name=declared.name or declared.slug, secret=_declared_secret(declared), **checked)
         if store.get_provider(declared.slug) is None:
             store.create_provider(declared.slug, kind="provider", provider=declared.provider, **fields)
         else:
             store.update_provider(declared.slug, **fields)
         synced.append(declared.slug)
     return tuple(synced)
+
+
+def _checked_declaration(declared: DeclaredProvider) -> dict[str, Any]:
+    from ..control import rules
+    from ..gateway.errors import BadRequest
+
+    try:
+        rules.provider_id(declared.provider, "provider")
+        provider_settings = rules.provider_settings(dict(declared.settings), "settings")
+        host = rules.custom_host(declared.custom_host, "custom_host") if declared.custom_host else None
+        rules.require_settings(declared.provider, provider_settings, host, name_of=lambda name: f"settings.{name}")
+    except BadRequest as exc:
+        raise SettingsError(f"config file: provider '{declared.slug}': {exc.message}") from None
+    return {"custom_host": host, "settings": provider_settings}
+
+
+def _declared_secret(declared: DeclaredProvider) -> str | None:
+    if not declared.secret_env:
+        return None
+    secret = os.environ.get(declared.secret_env)
+    if not secret:
+        raise SettingsError(
+            f"config file: provider '{declared.slug}' takes its secret from ${declared.secret_env}, which is not set"
+        )
+    return secret
