@@ -141,6 +141,20 @@ def test_a_key_is_named_positionally_or_with_name(modelport) -> None:
     assert [key["name"] for key in listed(modelport("keys", "list", "--json"))] == ["my-app", "ci", "same"]
 
 
+def test_a_keys_limits_are_set_updated_and_checked_as_the_api_does(modelport) -> None:
+    limits = ["--rate-limits", '{"type": "requests", "unit": "rpm", "value": 5}', "--usage-limits", '{"credit_limit": 3}']
+    ok(modelport("keys", "create", "limited", *limits))
+    (key,) = [k for k in listed(modelport("keys", "list", "--json")) if k["name"] == "limited"]
+    assert key["rate_limits"] == [{"type": "requests", "unit": "rpm", "value": 5}]
+    assert key["usage_limits"] == {"credit_limit": 3}
+    updated = as_json(modelport("keys", "update", "limited", "--usage-limits", "null", "--name", "renamed", "--json"))
+    assert (updated["name"], updated["usage_limits"], updated["rate_limits"]) == ("renamed", None, key["rate_limits"])
+    refused = modelport("keys", "update", "renamed", "--rate-limits", '{"type": "requests", "unit": "rps", "value": 1}')
+    assert refused.returncode == 2 and "--rate-limits[0].unit" in refused.stderr
+    usage = listed(modelport("keys", "usage", "renamed", "--json"))
+    assert [(row["type"], row["unit"], row["value"], row["used"]) for row in usage] == [("requests", "rpm", 5, 0)]
+
+
 def test_errors_are_one_line_and_exit_non_zero(modelport) -> None:
     for args in (("keys", "revoke", "key_missing"), ("keys", "create", "--name", " ")):
         result = modelport(*args)

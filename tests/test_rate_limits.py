@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
 from datetime import datetime, timezone
 from typing import Iterator
@@ -17,6 +19,7 @@ import httpx
 import pytest
 
 from tests.harness import GatewayProcess
+from tests.test_cli_admin import clean_environment
 from tests.limits_support import add_key, add_provider, admin, gateway, upstream  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.slow
@@ -80,6 +83,12 @@ def test_a_key_limit_admits_exactly_its_value_across_workers(gateway, admin, ups
     answers = asyncio.run(burst(gateway, key, "open-upstream"))
     assert_exactly_twenty(answers, state, "gateway API key")
     assert_usage_shows_the_full_window(admin.get(f"/api-keys/{key_id}").json())
+    usage = subprocess.run([sys.executable, "-m", "modelport", "keys", "usage", "twenty-a-minute", "--json",
+                            "--data-dir", str(gateway.data_dir)], env=clean_environment(), capture_output=True,
+                           text=True, timeout=60)  # fmt: skip
+    assert usage.returncode == 0, usage.stderr
+    (row,) = json.loads(usage.stdout)["data"]  # the CLI reads the node's own counters
+    assert (row["key_id"], row["used"], row["remaining"]) == (key_id, 20, 0)
     metrics = httpx.get(gateway.url + "/metrics").text
     labels = f'owner="key:{key_id}",unit="rpm",rule="0"'
     assert f"modelport_rate_limit_requests{{{labels}}} 20\n" in metrics

@@ -37,8 +37,11 @@ from ..control import rules
 from ..control.schema import rate_limits, usage_limits
 from ..gateway.errors import BadRequest
 from ..gateway.hosts import HostRules
+from ..gateway.limits import Limiter, key_rules
 from ..store import PROVIDER_KINDS, SCOPES, ApiKey, Config, Page, StoredProvider, StoreError, open_store
 from ..store.base import Store
+from ..store.counters import open_counters
+from ..usage.limits import key_budget, key_token_limits
 from ..vault import VaultError, generate_master_key, key_id, parse_master_key
 from . import CommandError, existing_database, key_value, print_error, reader_went_away
 from .output import Output, public_fields, when
@@ -80,6 +83,14 @@ def register(subparsers: Any, settings_factory: SettingsFactory) -> None:
     )  # fmt: skip
     p.add_argument("--expires-in", type=_duration, metavar="DURATION", help="e.g. 90d, 12h, 30m")
     p.add_argument("--metadata", type=_json_object, default=None, help="JSON object merged into request metadata")
+    _limit_arguments(p, "key", default=None)
+    p = leaf(keys, "update", keys_update, "change a key's name or limits; what is not given stays")
+    p.add_argument("key", metavar="ID_OR_NAME", help=KEY_REF)
+    p.add_argument("--name", help="a new label for people")
+    _limit_arguments(p, "key", default=argparse.SUPPRESS)
+    p.add_argument("--reset-usage", action="store_true", help="start the key's budget afresh (rate windows are kept)")
+    p = leaf(keys, "usage", keys_usage, "where each key stands against its rate limits and budget, on this node")
+    p.add_argument("key", metavar="ID_OR_NAME", nargs="?", help=f"one key ({KEY_REF}); default: every key with limits")
     leaf(keys, "list", keys_list, "list keys")
     for name, command, text in (
         ("revoke", keys_revoke, "revoke a key: it stops working at once, everywhere"),
@@ -102,10 +113,7 @@ def register(subparsers: Any, settings_factory: SettingsFactory) -> None:
     p.add_argument("--model", action="append", dest="models", default=[], metavar="MODEL",
                    help="allowed model (repeatable; default: all)")
     p.add_argument("--note", help="free text")
-    p.add_argument("--usage-limits", type=_json_value, metavar="JSON",
-                   help='a budget (Portkey UsageLimits), e.g. \'{"credit_limit": 50, "periodic_reset": "monthly"}\'')
-    p.add_argument("--rate-limits", type=_json_value, metavar="JSON",
-                   help='e.g. \'{"type": "requests", "unit": "rpm", "value": 60}\' (or a list of them)')
+    _limit_arguments(p, "provider", default=None)
     secret = p.add_mutually_exclusive_group()
     secret.add_argument("--secret-env", metavar="NAME", help="read the secret from this environment variable")
     secret.add_argument("--no-secret", action="store_true", help="store no secret (e.g. a local model server)")
@@ -121,11 +129,8 @@ def register(subparsers: Any, settings_factory: SettingsFactory) -> None:
                         help="allowed model (repeatable; replaces the list)")
     models.add_argument("--all-models", action="store_true", help="allow every model again")
     p.add_argument("--note", help="new free text ('' removes it)")
-    p.add_argument("--usage-limits", type=_json_value, metavar="JSON", default=argparse.SUPPRESS,
-                   help="a new budget, as for add (null removes it)")
+    _limit_arguments(p, "provider", default=argparse.SUPPRESS)
     p.add_argument("--reset-usage", action="store_true", help="start the budget afresh (rate windows are kept)")
-    p.add_argument("--rate-limits", type=_json_value, metavar="JSON", default=argparse.SUPPRESS,
-                   help="new rate limits, as for add (null removes them)")
     leaf(providers, "list", providers_list, "list stored providers")
     p = leaf(providers, "show", providers_show, "show one stored provider (never its secret)")
     p.add_argument("provider_ref", metavar="SLUG", help=PROVIDER_REF)
@@ -150,6 +155,17 @@ def register(subparsers: Any, settings_factory: SettingsFactory) -> None:
     p.add_argument("--new-key-env", metavar="NAME", help="take the new key from this variable (default: generate)")
 
 
+def _limit_arguments(parser: argparse.ArgumentParser, whose: str, default: Any) -> None:
+    """--rate-limits and --usage-limits, checked by the API's own rules (docs/limits.md)."""
+    again = " (null removes them)" if default is argparse.SUPPRESS else ""
+    parser.add_argument("--rate-limits", type=_json_value, metavar="JSON", default=default,
+                        help=f"the {whose}'s rate limits, e.g. '{{\"type\": \"requests\", \"unit\": \"rpm\", "
+                             f"\"value\": 60}}' (or a list; type tokens limits tokens){again}")
+    parser.add_argument("--usage-limits", type=_json_value, metavar="JSON", default=default,
+                        help=f"the {whose}'s budget (Portkey UsageLimits), e.g. '{{\"credit_limit\": 50, "
+                             f"\"periodic_reset\": \"monthly\"}}'{again}")
+
+
 # -- keys ----------------------------------------------------------------------------------------
 def keys_create(args: argparse.Namespace, store: Store, out: Output) -> None:
     expires_at = datetime.now(timezone.utc) + args.expires_in if args.expires_in else None
@@ -159,8 +175,38 @@ def keys_create(args: argparse.Namespace, store: Store, out: Output) -> None:
         allowed_providers=rules.allowed_providers(args.providers, store, "--provider"),
         expires_at=expires_at,
         metadata=args.metadata,
+        **_limits(args),
     )
     _print_new_secret(out, record, token, "Created")
+
+
+def keys_update(args: argparse.Namespace, store: Store, out: Output) -> None:
+    key = _key(store, args.key)
+    changes = _limits(args)
+    if args.name is not None:
+        changes["name"] = args.name
+    out.record(store.update_api_key(key.id, reset_usage=args.reset_usage, **changes), f"Updated {key.id} ({key.name}).")
+
+
+def keys_usage(args: argparse.Namespace, store: Store, out: Output) -> None:
+    keys = [_key(store, args.key)] if args.key else list(_all(store.list_api_keys))
+    limiter = Limiter(open_counters(Path(args.settings.data_dir)))
+    rows = []
+    for key in keys:
+        usage = limiter.usage(key_rules(key.id, key.name, key.rate_limits))
+        usage += limiter.token_usage(key_token_limits(key.id, key.name, key.rate_limits))
+        budget = limiter.budget_usage(key_budget(key.id, key.name, key.usage_limits, key.usage_anchor))
+        rows += [{"key_id": key.id, "name": key.name, **row} for row in usage]
+        if budget is not None:
+            unit = "USD" if budget["type"] == "cost" else "tokens"
+            rows.append({"key_id": key.id, "name": key.name, "type": f"budget ({budget['type']})",
+                         "unit": budget["periodic_reset"] or (f"{budget['periodic_reset_days']}d"
+                                                              if budget["periodic_reset_days"] else "for good"),
+                         "value": f"{budget['credit_limit']} {unit}", "used": budget["used"],
+                         "remaining": budget["remaining"], "resets_at": budget["period_ends_at"]})
+    out.table(rows, {"KEY": lambda r: r["key_id"], "NAME": lambda r: r["name"], "LIMIT": lambda r: r["type"],
+                     "PER": lambda r: r["unit"], "VALUE": lambda r: r["value"], "USED": lambda r: r["used"],
+                     "LEFT": lambda r: r["remaining"], "RESETS": lambda r: r["resets_at"]})
 
 
 def keys_list(args: argparse.Namespace, store: Store, out: Output) -> None:
@@ -432,6 +478,7 @@ def _run(command: Command, args: argparse.Namespace, settings_factory: SettingsF
         settings = settings_factory(args)
         existing_database(settings)
         args.host_rules = HostRules.from_settings(settings)  # the gateway's: trusted_hosts, allow_private_hosts
+        args.settings = settings
         store = open_store(Path(settings.data_dir), settings.master_key)
         try:
             command(args, store, out)

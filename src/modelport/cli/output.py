@@ -52,7 +52,7 @@ class Output:
 
 def public_fields(record: Any) -> dict[str, Any]:
     """A record's fields as printed and as JSON."""
-    fields = asdict(record)
+    fields = dict(record) if isinstance(record, dict) else asdict(record)
     fields.pop("key_hash", None)  # not secret, but useless to a reader and a needless oracle
     return fields
 
