@@ -384,7 +384,9 @@ def test_a_sigkilled_gateway_replays_its_spill_file_on_restart(tmp_path, fake_re
     finally:
         lock.execute("ROLLBACK")
         lock.close()
-    assert list((gateway.data_dir / "spill").glob("*.jsonl"))
+    spilled = b"".join(path.read_bytes() for path in (gateway.data_dir / "spill").glob("*.jsonl"))
+    assert spilled and b"[redacted]" in spilled
+    assert gateway.admin_key.encode() not in spilled  # credentials are redacted before anything touches disk
     gateway.start()
     try:
         rows = wait_for_logs(gateway, LogFilter(metadata={"run": "killed"}), 40)

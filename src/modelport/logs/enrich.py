@@ -4,7 +4,6 @@ thread, off the request path, so JSON parsing of bodies never stalls the event l
 
 from __future__ import annotations
 
-import functools
 import re
 import zlib
 from collections.abc import Callable
@@ -17,14 +16,9 @@ from ..usage import Cost, PriceBook, Usage, usage_from_body, usage_from_sse
 from ..usage.limits import Charge, spent
 from .lifecycle import Sighting, is_prediction_path, sightings_from
 from .record import LogRecord, header_dict
+from .redaction import REDACTED, is_secret_header, redact_headers
 
-REDACTED = "[redacted]"
 # Header names whose values are credentials; plus any name containing one of _SECRET_WORDS.
-_SECRET_HEADERS = frozenset(
-    {"authorization", "proxy-authorization", "x-api-key", "api-key", "x-goog-api-key", "cookie", "set-cookie",
-     "x-portkey-api-key"}
-)
-_SECRET_WORDS = ("token", "secret", "key", "password", "signature")
 MAX_DECOMPRESSED = 4 * 1024 * 1024  # a compressed capture is opened up to this (zip bombs)
 _READS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
 _PATH_PART = re.compile(r"([^.\[\]]+)|\[(\*|\d+)\]")
@@ -48,9 +42,9 @@ class Redactor:
     def headers(self, headers: dict[str, str], secrets: tuple[str, ...]) -> dict[str, str]:
         """``headers`` as ``header_dict`` makes them (lower-case str names)."""
         if secrets:
-            return {name: REDACTED if _is_secret_header(name) else scrub_text(value, secrets) or ""
+            return {name: REDACTED if is_secret_header(name) else scrub_text(value, secrets) or ""
                     for name, value in headers.items()}
-        return {name: REDACTED if _is_secret_header(name) else value for name, value in headers.items()}
+        return redact_headers(headers)
 
     def body(self, body: bytes | None, stream: bool, secrets: tuple[str, ...]) -> bytes | None:
         """The body with configured paths replaced. A JSON body that cannot be parsed (cut at the cap)
@@ -338,11 +332,6 @@ def _json_object(body: bytes | None) -> dict[str, Any] | None:
 def _looks_like_json(body: bytes) -> bool:
     start = body.lstrip()[:1]
     return start in (b"{", b"[")
-
-
-@functools.lru_cache(maxsize=1024)  # header names repeat on every request
-def _is_secret_header(name: str) -> bool:
-    return name in _SECRET_HEADERS or any(word in name for word in _SECRET_WORDS)
 
 
 def _attempt(attempt: Any, secrets: tuple[str, ...]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from typing import IO, Any
 import orjson
 
 from .record import Attempt, LogRecord, header_dict
+from .redaction import redact_headers
 
 _RECORD_FIELDS = tuple(f.name for f in fields(LogRecord))
 _BYTES_FIELDS = ("request_body", "response_body")
@@ -31,8 +32,9 @@ _BYTES_FIELDS = ("request_body", "response_body")
 def record_to_line(record: LogRecord) -> bytes:
     data: dict[str, Any] = {name: getattr(record, name) for name in _RECORD_FIELDS}
     data["attempts"] = [{f.name: getattr(a, f.name) for f in fields(Attempt)} for a in record.attempts]
-    data["request_headers"] = header_dict(record.request_headers)
-    data["response_headers"] = header_dict(record.response_headers)
+    # Credentials never reach the disk: the spill file is redacted as the log store's rows are.
+    data["request_headers"] = redact_headers(header_dict(record.request_headers))
+    data["response_headers"] = redact_headers(header_dict(record.response_headers))
     for name in _BYTES_FIELDS:
         value = data[name]
         data[name] = base64.b64encode(value).decode() if value is not None else None
