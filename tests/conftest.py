@@ -7,7 +7,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.harness import GatewayProcess, free_port
+from tests.harness import ADMIN_KEY, GatewayProcess, free_port
 
 REPLICATE_TOKEN = "r8_test_token"
 OPENAI_KEY = "sk-test-openai"
@@ -119,3 +119,23 @@ def open_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayPr
 
 def data_dir_of(process: GatewayProcess) -> Path:
     return process.data_dir
+
+
+SECRETS = {"REPLICATE_TOKEN": REPLICATE_TOKEN, "OPENAI_KEY": OPENAI_KEY, "ANTHROPIC_KEY": ANTHROPIC_KEY,
+           "GEMINI_KEY": GEMINI_KEY, "COHERE_KEY": COHERE_KEY, "the admin gateway key": ADMIN_KEY}
+# Where a secret is meant to be on disk: the admin key file `serve` writes 0600 when no key is given.
+SECRET_FILES = frozenset({"admin.key"})
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_secret_left_on_disk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """After the whole suite: no secret the suite used is in any file it left — data dirs (the
+    databases, spill files, key files), gateway logs, exports, configs. Secrets are sealed or redacted,
+    never written in the clear."""
+    yield
+    found = []
+    for path in tmp_path_factory.getbasetemp().rglob("*"):
+        if path.is_file() and not path.is_symlink() and path.name not in SECRET_FILES:
+            data = path.read_bytes()
+            found += [f"{name} in {path}" for name, secret in SECRETS.items() if secret.encode() in data]
+    assert not found, "secrets left on disk:\n" + "\n".join(found[:20])
