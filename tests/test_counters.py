@@ -114,8 +114,8 @@ def test_headers_show_the_tightest_limit() -> None:
     from modelport.gateway.limits import Standing
 
     now = epoch("2026-12-03 10:15:30")
-    standings = [Standing(rule("rph", 100), 10, int(epoch("2026-12-03 11:00:00"))),
-                 Standing(rule("rpm", 20, position=1), 18, int(epoch("2026-12-03 10:16:00")))]
+    standings = [Standing(rule("rph", 100), 100, 10, int(epoch("2026-12-03 11:00:00"))),
+                 Standing(rule("rpm", 20, position=1), 20, 18, int(epoch("2026-12-03 10:16:00")))]
     assert headers_for(standings, now) == {"x-ratelimit-limit-requests": "20", "x-ratelimit-remaining-requests": "2",
                                            "x-ratelimit-reset-requests": "30s"}  # fmt: skip
 

@@ -83,15 +83,17 @@ def rules_for(owner: str, who: str, stored: Any) -> tuple[Rule, ...]:
 
 
 class Standing(NamedTuple):
-    """Where one request left one rule: for the ``x-ratelimit-*`` headers."""
+    """Where one request left one rate limit, for the ``x-ratelimit-*`` headers: a request rule, or a
+    token limit (whose count includes what requests in flight have reserved)."""
 
-    rule: Rule
+    limit: Any  # the Rule, or the token limit's Budget
+    value: int
     count: int
     resets_at: int
 
     @property
     def remaining(self) -> int:
-        return max(0, self.rule.value - self.count)
+        return max(0, self.value - self.count)
 
 
 class _Refusal(GatewayError):
@@ -107,7 +109,7 @@ class _Refusal(GatewayError):
 
 class LimitExceeded(_Refusal, RateLimited):
     def __init__(self, standing: Standing, now: float) -> None:
-        rule, wait = standing.rule, max(1, math.ceil(standing.resets_at - now))
+        rule, wait = standing.limit, max(1, math.ceil(standing.resets_at - now))
         resets = _iso(standing.resets_at)
         super().__init__(
             f"rate limit reached: {rule.who} allows {rule.value} requests per {WINDOW_WORDS[rule.unit]} "
@@ -117,18 +119,6 @@ class LimitExceeded(_Refusal, RateLimited):
         self.detail = {"owner": rule.owner, **rule.describe(), "resets_at": resets}
 
 
-class TokenStanding(NamedTuple):
-    """Where one request left one token rate limit (its reservation counted until settled)."""
-
-    limit: Budget
-    count: int
-    resets_at: int
-
-    @property
-    def remaining(self) -> int:
-        return max(0, self.limit.limit - self.count)
-
-
 class TokenLimitExceeded(_Refusal, RateLimited):
     def __init__(self, limit: Budget, used: int, amount: int, resets_at: int, now: float) -> None:
         unit, wait, resets = limit.window or "rpm", max(1, math.ceil(resets_at - now)), _iso(resets_at)
@@ -136,14 +126,14 @@ class TokenLimitExceeded(_Refusal, RateLimited):
             f"rate limit reached: {limit.who} allows {limit.limit} tokens per {WINDOW_WORDS[unit]} ({unit}); "
             f"{used} are used or reserved in this window and this request could add up to {amount} (its size and "
             f"max tokens); the window resets at {resets} (in {wait} s)",
-            headers={"retry-after": str(wait), **token_headers_for([TokenStanding(limit, used, resets_at)], now)},
+            headers={"retry-after": str(wait), **headers_for([Standing(limit, limit.limit, used, resets_at)], now, "tokens")},
         )
         self.detail = {"owner": limit.owner, "type": "tokens", "unit": unit, "value": limit.limit, "resets_at": resets}
 
 
 class Admitted(NamedTuple):
     standings: list[Standing]  # request rate limits, for the x-ratelimit-*-requests headers
-    token_standings: list[TokenStanding]  # token rate limits, for the x-ratelimit-*-tokens headers
+    token_standings: list[Standing]  # token rate limits, for the x-ratelimit-*-tokens headers
     reserved: list[Charge]  # one per reserve, to settle once the real usage is known
 
 
@@ -193,7 +183,8 @@ class Limiter:
         except CountersFull as exc:
             raise LimitsUnavailable(f"limits cannot be checked: {exc}; the request was refused, not "
                                     "let through unchecked") from None
-        standings = [Standing(rule, count, charge[2]) for rule, count, charge in zip(rules, admission.counts, charges)]
+        standings = [Standing(rule, rule.value, count, charge[2])
+                     for rule, count, charge in zip(rules, admission.counts, charges)]
         refused = admission.refused
         if refused is not None:
             if refused < len(rules):
@@ -206,7 +197,7 @@ class Limiter:
         tokens = []
         for (budget, _), used, charge in zip(reserves, admission.counts[len(rules):], reserved):
             if budget.window is not None:
-                tokens.append(TokenStanding(budget, used, charge.ends_at))
+                tokens.append(Standing(budget, budget.limit, used, charge.ends_at))
             elif budget.alert_at is not None and used >= budget.alert_at:
                 self._alert(budget, used, now)
         return Admitted(standings, tokens, reserved)
@@ -313,28 +304,16 @@ def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def headers_for(standings: Sequence[Standing], now: float) -> dict[str, str]:
-    """OpenAI's ``x-ratelimit-*-requests`` headers for the tightest of the limits that applied."""
+def headers_for(standings: Sequence[Standing], now: float, unit: str = "requests") -> dict[str, str]:
+    """OpenAI's ``x-ratelimit-*-requests`` (or ``-tokens``) headers for the tightest of the limits that
+    applied: the one with the least left."""
     if not standings:
         return {}
     tightest = min(standings, key=lambda s: (s.remaining, s.resets_at))
     return {
-        "x-ratelimit-limit-requests": str(tightest.rule.value),
-        "x-ratelimit-remaining-requests": str(tightest.remaining),
-        "x-ratelimit-reset-requests": _duration(tightest.resets_at - now),
-    }
-
-
-def token_headers_for(standings: Sequence[TokenStanding], now: float) -> dict[str, str]:
-    """OpenAI's ``x-ratelimit-*-tokens`` headers for the tightest token limit; remaining counts what
-    requests in flight have reserved."""
-    if not standings:
-        return {}
-    tightest = min(standings, key=lambda s: (s.remaining, s.resets_at))
-    return {
-        "x-ratelimit-limit-tokens": str(tightest.limit.limit),
-        "x-ratelimit-remaining-tokens": str(tightest.remaining),
-        "x-ratelimit-reset-tokens": _duration(tightest.resets_at - now),
+        f"x-ratelimit-limit-{unit}": str(tightest.value),
+        f"x-ratelimit-remaining-{unit}": str(tightest.remaining),
+        f"x-ratelimit-reset-{unit}": _duration(tightest.resets_at - now),
     }
 
 

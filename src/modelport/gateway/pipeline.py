@@ -40,9 +40,7 @@ from .limits import (
     Limiter,
     Standing,
     TokenLimitExceeded,
-    TokenStanding,
     headers_for,
-    token_headers_for,
 )
 from .paths import normalised_path
 from .resolve import TargetResolver
@@ -160,7 +158,7 @@ class _Call:
         self.outbound, self.record, self.principal = outbound, record, principal
         self.key_standings = key_standings
         self.provider_standings: list[Standing] = []  # the limits of the provider the last attempt reached
-        self.token_standings: list[TokenStanding] = []  # the token limits (key's and provider's) it reserved on
+        self.token_standings: list[Standing] = []  # the token limits (key's and provider's) it reserved on
         self.reserved: list[tuple[Charge, str]] = []  # the last attempt's budget reservations, with their kinds
         self.unified: UnifiedCall | None = None
         self.cache_key: str | None = None
@@ -338,7 +336,7 @@ class _Call:
         if self.key_standings or self.provider_standings or self.token_standings:
             now = time.time()
             limits = {**headers_for(self.key_standings + self.provider_standings, now),
-                      **token_headers_for(self.token_standings, now)}
+                      **headers_for(self.token_standings, now, "tokens")}
             headers.extend((name.encode(), value.encode()) for name, value in limits.items())
         return headers
 
