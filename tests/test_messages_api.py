@@ -1,0 +1,136 @@
+"""Anthropic's Messages API (``/v1/messages``) on every chat provider: the real anthropic SDK,
+pointed at the gateway, reaches OpenAI, Gemini and any other chat model, streaming and tools included."""
+
+from __future__ import annotations
+
+import anthropic
+import httpx
+import pytest
+
+from tests.test_logging import one_log, trace
+
+MODELS = {"@openai-test": "gpt-4o-mini", "@gemini-test": "gemini-2.0-flash"}
+PROVIDERS = list(MODELS)
+WEATHER = {"name": "get_weather", "description": "Weather for a city",
+           "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+
+
+def client(gateway, provider: str, **headers: str) -> anthropic.Anthropic:
+    return anthropic.Anthropic(api_key=gateway.admin_key, base_url=gateway.url, max_retries=0,
+                               default_headers={"x-portkey-provider": provider, **headers})
+
+
+@pytest.fixture(autouse=True)
+def clean_fakes(fake_openai, fake_gemini):
+    for _, state in (fake_openai, fake_gemini):
+        state.reset()
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_message_from_any_chat_provider(gateway, provider):
+    trace_id = trace()
+    message = client(gateway, provider, **{"x-portkey-trace-id": trace_id}).messages.create(
+        model=MODELS[provider], max_tokens=100, system="Be brief.", messages=[{"role": "user", "content": "hello there"}])
+    assert message.type == "message" and message.role == "assistant"
+    assert "hello there" in message.content[0].text and message.stop_reason == "end_turn"
+    assert message.usage.input_tokens > 0 and message.usage.output_tokens > 0
+    row = one_log(gateway, trace_id)
+    assert row["endpoint"] == "messages" and row["model"] == MODELS[provider]
+    assert (row["input_tokens"], row["output_tokens"]) == (message.usage.input_tokens, message.usage.output_tokens)
+    assert row["cost_status"] == "priced" and row["cost_usd"] > 0
+
+
+def test_the_request_reaches_openai_translated(gateway, fake_openai):
+    _, state = fake_openai
+    client(gateway, "@openai-test").messages.create(
+        # anthropic 2.x dropped temperature and top_p from its signature; the API still takes them.
+        model="gpt-4o-mini", max_tokens=50, extra_body={"temperature": 0.2, "top_p": 0.9}, stop_sequences=["END"],
+        metadata={"user_id": "user-7"}, system=[{"type": "text", "text": "Be brief."}],
+        messages=[{"role": "user", "content": [
+            {"type": "text", "text": "what is this"},
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}}]}])
+    sent = state.last.body
+    assert sent["messages"][0] == {"role": "system", "content": "Be brief."}
+    assert sent["messages"][1]["content"][1] == {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+    assert (sent["max_tokens"], sent["temperature"], sent["top_p"], sent["stop"], sent["user"]) == (50, 0.2, 0.9, ["END"], "user-7")
+    assert sent["model"] == "gpt-4o-mini"
+    assert "x-api-key" not in state.last.headers  # the gateway key stays with the gateway
+    assert state.last.headers["authorization"] != f"Bearer {gateway.admin_key}"
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_streamed_events_in_anthropics_sequence(gateway, provider):
+    trace_id = trace()
+    with client(gateway, provider, **{"x-portkey-trace-id": trace_id}).messages.stream(
+            model=MODELS[provider], max_tokens=100, messages=[{"role": "user", "content": "streamed words"}]) as stream:
+        kinds = [event.type for event in stream]
+        final = stream.get_final_message()
+    assert kinds[0] == "message_start" and kinds[-1] == "message_stop"
+    assert kinds[1] == "content_block_start" and "content_block_delta" in kinds and "content_block_stop" in kinds
+    assert kinds.index("message_delta") > kinds.index("content_block_stop")
+    assert "streamed words" in final.content[0].text and final.stop_reason == "end_turn"
+    assert final.usage.input_tokens > 0 and final.usage.output_tokens > 0
+    row = one_log(gateway, trace_id)
+    assert (row["input_tokens"], row["output_tokens"]) == (final.usage.input_tokens, final.usage.output_tokens)
+    assert row["cost_status"] == "priced" and row["cost_usd"] > 0
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("streamed", [False, True])
+def test_tool_use_round_trip(gateway, provider, streamed):
+    sdk = client(gateway, provider)
+    asked = [{"role": "user", "content": "use get_weather for Paris"}]
+    if streamed:
+        with sdk.messages.stream(model=MODELS[provider], max_tokens=100, tools=[WEATHER], messages=asked) as stream:
+            deltas = [e.delta.type for e in stream if e.type == "content_block_delta"]
+            first = stream.get_final_message()
+        assert "input_json_delta" in deltas
+    else:
+        first = sdk.messages.create(model=MODELS[provider], max_tokens=100, tools=[WEATHER], messages=asked)
+    use = next(block for block in first.content if block.type == "tool_use")
+    assert first.stop_reason == "tool_use" and use.name == "get_weather" and isinstance(use.input, dict)
+    follow = asked + [{"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in first.content]},
+                      {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "sunny"}]}]
+    second = sdk.messages.create(model=MODELS[provider], max_tokens=100, tools=[WEATHER], messages=follow)
+    assert "sunny" in second.content[0].text and second.stop_reason == "end_turn"
+
+
+def test_tool_choice_forces_the_named_tool(gateway, fake_openai):
+    _, state = fake_openai
+    message = client(gateway, "@openai-test").messages.create(
+        model="gpt-4o-mini", max_tokens=100, tools=[WEATHER], tool_choice={"type": "tool", "name": "get_weather"},
+        messages=[{"role": "user", "content": "hi"}])
+    assert message.content[-1].type == "tool_use"
+    assert state.last.body["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
+    assert state.last.body["tools"][0]["function"]["parameters"] == WEATHER["input_schema"]
+
+
+def test_features_without_a_counterpart_are_dropped_or_refused_by_name(gateway, fake_openai):
+    _, state = fake_openai
+    body = {"model": "gpt-4o-mini", "max_tokens": 2000, "messages": [{"role": "user", "content": "hello"}],
+            "thinking": {"type": "enabled", "budget_tokens": 1024}}
+    lenient = client(gateway, "@openai-test").messages.create(**body)
+    assert lenient.content[0].text and "thinking" not in state.last.body
+    strict = client(gateway, "@openai-test", **{"x-portkey-strict-open-ai-compliance": "true"})
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        strict.messages.create(**body)
+    assert "Parameter 'thinking' is not supported by provider 'openai'" in str(refused.value)
+    assert refused.value.response.headers["x-portkey-gateway-exception"] == "true"
+
+
+def test_provider_errors_come_back_in_anthropics_shape(gateway, fake_openai):
+    response = httpx.post(gateway.url + "/v1/messages", headers=gateway.headers(**{"x-portkey-provider": "@openai-test"}),
+                          json={"model": "gpt-4o-mini", "max_tokens": 10, "messages": [{"role": "assistant", "content": [
+                              {"type": "tool_use", "id": "call_1", "name": "f", "input": {}}]},
+                              {"role": "user", "content": "no tool result"}]})
+    assert response.status_code == 400 and "x-portkey-gateway-exception" not in response.headers
+    body = response.json()
+    assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error"
+    assert "tool_call" in body["error"]["message"]  # the provider's own words
+
+
+def test_a_provider_without_chat_is_a_clear_gateway_400(gateway):
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        client(gateway, "@replicate-test").messages.create(model="x", max_tokens=10, messages=[{"role": "user", "content": "hi"}])
+    assert refused.value.response.headers["x-portkey-gateway-exception"] == "true"
+    assert "provider 'replicate' has no unified API for /v1/messages" in str(refused.value)
