@@ -3,13 +3,15 @@ pointed at the gateway, reaches OpenAI, Gemini and any other chat model, streami
 
 from __future__ import annotations
 
+import json
+
 import anthropic
 import httpx
 import pytest
 
 from tests.test_logging import one_log, trace
 
-MODELS = {"@openai-test": "gpt-4o-mini", "@gemini-test": "gemini-2.0-flash"}
+MODELS = {"@openai-test": "gpt-4o-mini", "@gemini-test": "gemini-2.0-flash", "@cohere-test": "command-r-plus"}
 PROVIDERS = list(MODELS)
 WEATHER = {"name": "get_weather", "description": "Weather for a city",
            "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
@@ -21,8 +23,8 @@ def client(gateway, provider: str, **headers: str) -> anthropic.Anthropic:
 
 
 @pytest.fixture(autouse=True)
-def clean_fakes(fake_openai, fake_gemini):
-    for _, state in (fake_openai, fake_gemini):
+def clean_fakes(fake_openai, fake_gemini, fake_cohere):
+    for _, state in (fake_openai, fake_gemini, fake_cohere):
         state.reset()
 
 
@@ -116,6 +118,30 @@ def test_features_without_a_counterpart_are_dropped_or_refused_by_name(gateway, 
         strict.messages.create(**body)
     assert "Parameter 'thinking' is not supported by provider 'openai'" in str(refused.value)
     assert refused.value.response.headers["x-portkey-gateway-exception"] == "true"
+
+
+def test_thinking_blocks_in_the_history_are_dropped_or_refused_by_name(gateway, fake_openai):
+    _, state = fake_openai
+    history = [{"role": "user", "content": "hi"},
+               {"role": "assistant", "content": [{"type": "thinking", "thinking": "hmm", "signature": "c2ln"},
+                                                 {"type": "text", "text": "hello"}]},
+               {"role": "user", "content": "again"}]
+    lenient = client(gateway, "@openai-test").messages.create(model="gpt-4o-mini", max_tokens=100, messages=history)
+    assert lenient.content[0].text and state.last.body["messages"][1] == {"role": "assistant", "content": "hello"}
+    strict = client(gateway, "@openai-test", **{"x-portkey-strict-open-ai-compliance": "true"})
+    with pytest.raises(anthropic.BadRequestError, match=r"Parameter 'messages\[1\]\.content\[0\] \(thinking block\)'"):
+        strict.messages.create(model="gpt-4o-mini", max_tokens=100, messages=history)
+
+
+def test_structured_output_becomes_a_json_schema_response_format(gateway, fake_openai):
+    _, state = fake_openai
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"],
+              "additionalProperties": False}
+    message = client(gateway, "@openai-test").messages.create(
+        model="gpt-4o-mini", max_tokens=100, output_config={"format": {"type": "json_schema", "schema": schema}},
+        messages=[{"role": "user", "content": "a city as JSON"}])
+    assert state.last.body["response_format"] == {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}}
+    assert "city" in json.loads(message.content[0].text)
 
 
 def test_provider_errors_come_back_in_anthropics_shape(gateway, fake_openai):

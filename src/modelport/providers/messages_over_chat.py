@@ -29,10 +29,11 @@ from modelport.providers.openai_shapes import (
 )
 from modelport.sse import SSEParser
 
-# Messages parameters with an OpenAI chat counterpart.
+# Messages parameters with an OpenAI chat counterpart. ``cache_control`` (here and on blocks) is a
+# hint that is safe to lose: OpenAI-style providers cache long prompts by themselves.
 TRANSLATED = frozenset({
     "model", "messages", "system", "max_tokens", "temperature", "top_p", "stop_sequences", "metadata",
-    "stream", "tools", "tool_choice",
+    "stream", "tools", "tool_choice", "output_config", "cache_control",
 })
 # Values that change nothing, accepted even under strict compliance.
 NEUTRAL: dict[str, tuple[Any, ...]] = {"thinking": ({"type": "disabled"},), "service_tier": ("auto", "standard_only")}
@@ -122,7 +123,23 @@ def to_chat_request(body: dict[str, Any], provider: str, strict: bool) -> dict[s
     if tools:
         chat["tools"] = tools
         chat.update(_tool_choice(body.get("tool_choice")))
+    chat.update(_output_config(body.get("output_config"), drop))
     return chat
+
+
+def _output_config(config: Any, drop: _Dropper) -> dict[str, Any]:
+    """Structured outputs (``output_config.format``) are OpenAI's ``response_format`` json_schema;
+    ``effort`` has no counterpart on a chat model in general."""
+    if not isinstance(config, dict):
+        return {}
+    if config.get("effort") is not None:
+        drop("output_config.effort")
+    form = config.get("format")
+    if not isinstance(form, dict):
+        return {}
+    if form.get("type") != "json_schema" or not isinstance(form.get("schema"), dict):
+        raise ValueError("output_config.format must be {\"type\": \"json_schema\", \"schema\": {...}}.")
+    return {"response_format": {"type": "json_schema", "json_schema": {"name": "output", "schema": form["schema"]}}}
 
 
 class _Dropper:
