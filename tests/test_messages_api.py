@@ -9,6 +9,8 @@ import anthropic
 import httpx
 import pytest
 
+from modelport.providers.registry import PROVIDERS as REGISTRY
+from tests.conftest import OPENAI_KEY
 from tests.test_logging import one_log, trace
 
 MODELS = {"@openai-test": "gpt-4o-mini", "@gemini-test": "gemini-2.0-flash", "@cohere-test": "command-r-plus"}
@@ -153,6 +155,36 @@ def test_provider_errors_come_back_in_anthropics_shape(gateway, fake_openai):
     body = response.json()
     assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error"
     assert "tool_call" in body["error"]["message"]  # the provider's own words
+
+
+@pytest.mark.parametrize("provider", sorted(p for p, spec in REGISTRY.items() if spec.adapter is None and "chat" in spec.unified))
+def test_every_openai_compatible_table_entry_answers_messages(open_gateway, fake_openai, provider):
+    server, state = fake_openai
+    sdk = anthropic.Anthropic(auth_token=OPENAI_KEY, base_url=open_gateway.url, max_retries=0, default_headers={
+        "x-portkey-provider": provider, "x-portkey-custom-host": server.url + "/v1"})
+    ask = {"model": "gpt-4o-mini", "max_tokens": 100, "messages": [{"role": "user", "content": "hello there"}]}
+    if REGISTRY[provider].auth.kind == "none":  # a local Ollama takes no key, so none is sent; the fake wants one
+        with pytest.raises(anthropic.AuthenticationError):
+            sdk.messages.create(**ask)
+        assert "authorization" not in state.last.headers
+        return
+    message = sdk.messages.create(**ask)
+    assert "hello there" in message.content[0].text and message.usage.output_tokens > 0
+    assert state.last.path == "/v1/chat/completions" and state.last.headers["authorization"] == f"Bearer {OPENAI_KEY}"
+
+
+def test_an_anthropic_client_falls_back_from_claude_to_another_provider(gateway, fake_anthropic, fake_openai):
+    fake_anthropic[1].reset()
+    fake_anthropic[1].fail_next(1, 529)
+    config = {"strategy": {"mode": "fallback"}, "targets": [
+        {"provider": "@anthropic-test"}, {"provider": "@openai-test", "override_params": {"model": "gpt-4o-mini"}}]}
+    sdk = anthropic.Anthropic(api_key=gateway.admin_key, base_url=gateway.url, max_retries=0,
+                              default_headers={"x-portkey-config": json.dumps(config)})
+    raw = sdk.messages.with_raw_response.create(model="claude-3-5-haiku-20241022", max_tokens=100,
+                                                messages=[{"role": "user", "content": "hello there"}])
+    assert raw.headers["x-portkey-last-used-option-index"] == "config.targets[1]"
+    assert "hello there" in raw.parse().content[0].text
+    assert fake_openai[1].last.body["model"] == "gpt-4o-mini"
 
 
 def test_a_provider_without_chat_is_a_clear_gateway_400(gateway):
