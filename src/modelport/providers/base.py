@@ -8,7 +8,8 @@ Endpoint names used for the unified API (``Endpoint``):
     "completions" POST /v1/completions
     "embeddings"  POST /v1/embeddings
     "models"      GET  /v1/models
-    "messages"    POST /v1/messages          (Anthropic-native clients)
+    "messages"    POST /v1/messages          (Anthropic-native clients; served by every provider with
+                                             "chat", through ``messages_over_chat``, unless it has its own)
 """
 
 from __future__ import annotations
