@@ -122,6 +122,14 @@ def test_features_without_a_counterpart_are_dropped_or_refused_by_name(gateway, 
     assert refused.value.response.headers["x-portkey-gateway-exception"] == "true"
 
 
+def test_a_refusal_names_the_messages_parameter_the_caller_sent(gateway):
+    strict = client(gateway, "@cohere-test", **{"x-portkey-strict-open-ai-compliance": "true"})
+    with pytest.raises(anthropic.BadRequestError, match="'tool_choice.disable_parallel_tool_use' is not supported by provider 'cohere'"):
+        strict.messages.create(model="command-r-plus", max_tokens=100, tools=[WEATHER],
+                               tool_choice={"type": "auto", "disable_parallel_tool_use": True},
+                               messages=[{"role": "user", "content": "hi"}])
+
+
 def test_thinking_blocks_in_the_history_are_dropped_or_refused_by_name(gateway, fake_openai):
     _, state = fake_openai
     history = [{"role": "user", "content": "hi"},

@@ -37,6 +37,9 @@ TRANSLATED = frozenset({
 })
 # Values that change nothing, accepted even under strict compliance.
 NEUTRAL: dict[str, tuple[Any, ...]] = {"thinking": ({"type": "disabled"},), "service_tier": ("auto", "standard_only")}
+# A chat parameter -> the Messages parameter it was made from, to name in a refusal.
+MESSAGES_NAMES = {"parallel_tool_calls": "tool_choice.disable_parallel_tool_use", "user": "metadata.user_id",
+                  "stop": "stop_sequences", "response_format": "output_config.format", "stream_options": "stream"}
 # OpenAI finish_reason -> Anthropic stop_reason: the inverse of anthropic.FINISH_REASONS where it is one-to-one.
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "function_call": "tool_use",
                 "content_filter": "refusal"}
@@ -70,7 +73,10 @@ class MessagesOverChat:
         self.provider, self.chat = provider, chat
 
     def build_request(self, endpoint: Endpoint, body: dict[str, Any], target: Target, strict: bool) -> UpstreamRequest:
-        return self.chat.build_request("chat", to_chat_request(body, self.provider, strict), target, strict)
+        try:
+            return self.chat.build_request("chat", to_chat_request(body, self.provider, strict), target, strict)
+        except UnsupportedParameter as exc:  # the chat adapter names its own parameter; the caller sent ours
+            raise UnsupportedParameter(MESSAGES_NAMES.get(exc.parameter, exc.parameter), exc.provider) from None
 
     # The chat adapter reads its own request (Gemini names the model from it); translating again is
     # cheap and keeps the adapters stateless. Strict refusals already happened in build_request.
