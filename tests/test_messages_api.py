@@ -195,6 +195,26 @@ def test_an_anthropic_client_falls_back_from_claude_to_another_provider(gateway,
     assert fake_openai[1].last.body["model"] == "gpt-4o-mini"
 
 
+def test_an_error_inside_a_stream_reaches_the_client_as_anthropics_error_event(gateway, fake_gemini):
+    fake_gemini[1].stream_error_after = 1
+    seen: list[str] = []
+    with pytest.raises(anthropic.APIStatusError) as failed:
+        with client(gateway, "@gemini-test").messages.stream(
+                model="gemini-2.0-flash", max_tokens=100, messages=[{"role": "user", "content": "many words here"}]) as stream:
+            seen.extend(event.type for event in stream)
+    assert failed.value.body["type"] == "error" and failed.value.body["error"]["type"] == "api_error"
+    assert "content_block_delta" in seen and "message_stop" not in seen  # the text so far, then the error
+
+
+def test_a_provider_error_before_the_stream_keeps_its_status(gateway, fake_gemini):
+    fake_gemini[1].fail_next(503, "The model is overloaded.", "UNAVAILABLE")
+    with pytest.raises(anthropic.InternalServerError) as failed:
+        client(gateway, "@gemini-test").messages.create(
+            model="gemini-2.0-flash", max_tokens=100, stream=True, messages=[{"role": "user", "content": "hi"}])
+    assert failed.value.status_code == 503 and "The model is overloaded." in failed.value.body["error"]["message"]
+    assert failed.value.body["error"]["type"] == "api_error"
+
+
 def test_a_provider_without_chat_is_a_clear_gateway_400(gateway):
     with pytest.raises(anthropic.BadRequestError) as refused:
         client(gateway, "@replicate-test").messages.create(model="x", max_tokens=10, messages=[{"role": "user", "content": "hi"}])
