@@ -8,9 +8,12 @@ import json
 import anthropic
 import httpx
 import pytest
+from aiohttp import web
 
 from modelport.providers.registry import PROVIDERS as REGISTRY
 from tests.conftest import OPENAI_KEY
+from tests.fakes.openai import UpstreamState, chat_completions, json_body
+from tests.fakes.server import FakeServer
 from tests.test_logging import one_log, trace
 
 MODELS = {"@openai-test": "gpt-4o-mini", "@gemini-test": "gemini-2.0-flash", "@cohere-test": "command-r-plus"}
@@ -179,6 +182,38 @@ def test_every_openai_compatible_table_entry_answers_messages(open_gateway, fake
     message = sdk.messages.create(**ask)
     assert "hello there" in message.content[0].text and message.usage.output_tokens > 0
     assert state.last.path == "/v1/chat/completions" and state.last.headers["authorization"] == f"Bearer {OPENAI_KEY}"
+
+
+@pytest.fixture(scope="module")
+def fake_azure():
+    """Azure OpenAI's chat: OpenAI's body at a deployment's URL, an ``api-key`` and an api-version."""
+    state, seen = UpstreamState(), []
+
+    async def deployment_chat(request: web.Request) -> web.StreamResponse:
+        seen.append((request.match_info["deployment"], dict(request.query), await json_body(request)))
+        if request.headers.get("api-key") != "azure-key" or "authorization" in request.headers:
+            return web.json_response({"error": {"code": "401", "message": "Access denied due to invalid subscription key."}}, status=401)
+        if not request.query.get("api-version"):
+            return web.json_response({"error": {"code": "404", "message": "Resource not found"}}, status=404)
+        return await chat_completions(request, state)
+
+    app = web.Application()
+    app.router.add_post("/openai/deployments/{deployment}/chat/completions", deployment_chat)
+    with FakeServer(app) as server:
+        yield server, seen
+
+
+def test_azure_openai_answers_messages_at_its_deployment(open_gateway, fake_azure):
+    server, seen = fake_azure
+    sdk = anthropic.Anthropic(auth_token="azure-key", base_url=open_gateway.url, max_retries=0, default_headers={
+        "x-portkey-provider": "azure-openai", "x-portkey-custom-host": server.url + "/openai"})
+    message = sdk.messages.create(model="gpt-4o-mini", max_tokens=100, messages=[{"role": "user", "content": "hello there"}])
+    assert "hello there" in message.content[0].text and message.usage.input_tokens > 0
+    with sdk.messages.stream(model="gpt-4o-mini", max_tokens=100, messages=[{"role": "user", "content": "streamed"}]) as stream:
+        assert "streamed" in "".join(stream.text_stream)
+        assert stream.get_final_message().usage.output_tokens > 0
+    deployment, query, body = seen[-1]
+    assert deployment == "gpt-4o-mini" and query["api-version"] and body["stream_options"] == {"include_usage": True}
 
 
 def test_an_anthropic_client_falls_back_from_claude_to_another_provider(gateway, fake_anthropic, fake_openai):
