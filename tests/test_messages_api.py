@@ -250,6 +250,12 @@ def test_a_provider_error_before_the_stream_keeps_its_status(gateway, fake_gemin
     assert failed.value.body["error"]["type"] == "api_error"
 
 
+def test_the_model_names_the_stored_provider_with_no_portkey_header(gateway, fake_openai):
+    sdk = anthropic.Anthropic(api_key=gateway.admin_key, base_url=gateway.url, max_retries=0)  # nothing else set
+    message = sdk.messages.create(model="@openai-test/gpt-4o-mini", max_tokens=100, messages=[{"role": "user", "content": "hello there"}])
+    assert "hello there" in message.content[0].text and fake_openai[1].last.body["model"] == "gpt-4o-mini"
+
+
 def test_a_provider_without_chat_is_a_clear_gateway_400(gateway):
     with pytest.raises(anthropic.BadRequestError) as refused:
         client(gateway, "@replicate-test").messages.create(model="x", max_tokens=10, messages=[{"role": "user", "content": "hi"}])
