@@ -47,6 +47,24 @@ def test_a_message_from_any_chat_provider(gateway, provider):
     assert row["cost_status"] == "priced" and row["cost_usd"] > 0
 
 
+@pytest.mark.parametrize("streamed", [False, True])
+def test_cached_prompt_tokens_are_cache_reads_and_priced_as_such(gateway, fake_openai, streamed):
+    _, state = fake_openai
+    state.cached_tokens = 2
+    trace_id = trace()
+    ask = {"model": "gpt-4o-mini", "max_tokens": 100, "messages": [{"role": "user", "content": "hello there my friend"}]}
+    sdk = client(gateway, "@openai-test", **{"x-portkey-trace-id": trace_id})
+    if streamed:
+        with sdk.messages.stream(**ask) as stream:
+            usage = stream.get_final_message().usage
+    else:
+        usage = sdk.messages.create(**ask).usage
+    assert usage.cache_read_input_tokens == 2 and usage.input_tokens > 0
+    row = one_log(gateway, trace_id)
+    assert row["input_tokens"] == usage.input_tokens + 2  # every prompt token, as OpenAI counts them
+    assert row["usage"]["cached_input_tokens"] == 2 and "2 cached input tokens" in row["cost_reason"]
+
+
 def test_the_request_reaches_openai_translated(gateway, fake_openai):
     _, state = fake_openai
     client(gateway, "@openai-test").messages.create(
