@@ -120,7 +120,8 @@ class Adapter(Protocol):
         ...
 
     def error_body(self, status: int, body: bytes) -> dict[str, Any]:
-        """Normalise an upstream error body to ``{"error": {"message", "type", "code", ...}}``."""
+        """Normalise an upstream error body to ``{"error": {"message", "type", "code", ...}}`` (for the
+        ``messages`` endpoint, Anthropic's ``{"type": "error", "error": {"type", "message"}}``)."""
         ...
 
 
