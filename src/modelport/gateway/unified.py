@@ -16,7 +16,7 @@ from yarl import URL
 
 from ..logs.record import LogRecord
 from ..providers.base import Endpoint, ProviderSpec, UnsupportedParameter
-from ..providers.registry import adapter_for
+from ..providers.registry import adapter_for, serves
 from ..server.http import Headers, Receive, Send
 from .errors import BadRequest, UnsupportedEndpoint
 from .forward import Outbound, proxy_headers, upstream_url
@@ -32,13 +32,14 @@ _ENDPOINTS: dict[tuple[str, str], Endpoint] = {
 }
 
 
-def _needs_body(leaf: Leaf) -> bool:
+def _needs_body(leaf: Leaf, endpoint: Endpoint) -> bool:
     """Whether the gateway must read the JSON body itself. An OpenAI-compatible provider with no
     override, cache or model allow-list gets the bytes as sent; the log writer reads the model from
-    them off the request path (parsing a large prompt here costs 5-20 µs)."""
+    them off the request path (parsing a large prompt here costs 5-20 µs). Messages always needs it:
+    only Anthropic takes that body as sent, and its adapter reads it too."""
     resolved = leaf.resolved
-    return (resolved.spec.adapter is not None or bool(leaf.override_params) or leaf.cache is not None
-            or resolved.allowed_models is not None)
+    return (resolved.spec.adapter is not None or endpoint == "messages" or bool(leaf.override_params)
+            or leaf.cache is not None or resolved.allowed_models is not None)
 
 
 def unified_endpoint(method: str, path: str) -> Endpoint | None:
@@ -53,14 +54,17 @@ def takes_unified_path(endpoint: Endpoint, spec: ProviderSpec) -> bool:
 
 
 class UnifiedCall:
-    __slots__ = ("endpoint", "outbound", "leaf", "body", "adapter", "stream", "translated")
+    __slots__ = ("endpoint", "outbound", "leaf", "body", "adapter", "stream", "translated", "native_errors")
 
     def __init__(self, endpoint: Endpoint, outbound: Outbound, leaf: Leaf, body: dict[str, Any]) -> None:
         self.endpoint, self.outbound, self.leaf, self.body = endpoint, outbound, leaf, body
-        self.adapter = adapter_for(leaf.resolved.spec)
+        spec = leaf.resolved.spec
+        self.adapter = adapter_for(spec, endpoint)
         self.stream = bool(body.get("stream"))
         # Only endpoints the provider serves go through its adapter; the rest (e.g. a native /models) pass through.
-        self.translated = self.adapter is not None and endpoint in leaf.resolved.spec.unified
+        self.translated = self.adapter is not None and serves(spec, endpoint)
+        # A provider's own Messages API already answers errors the way Anthropic-native clients expect.
+        self.native_errors = endpoint == "messages" and endpoint in spec.unified
 
     @staticmethod
     def peek_json(outbound: Outbound) -> dict[str, Any]:
@@ -91,10 +95,10 @@ class UnifiedCall:
                 f"provider '{spec.id}' has no unified API for /v1{outbound.path}: call its own API through the "
                 f"proxy route instead, where /v1/<path> goes to {spec.base_url}/<path>"
             )
-        if endpoint not in spec.unified and endpoint != "models":
+        if not serves(spec, endpoint) and endpoint != "models":
             raise UnsupportedEndpoint(f"provider '{spec.id}' does not serve /v1{outbound.path} through the unified API")
         body: dict[str, Any] = {}
-        if outbound.method == "POST" and (_needs_body(leaf) or outbound.options.cache_ttl is not None):
+        if outbound.method == "POST" and (_needs_body(leaf, endpoint) or outbound.options.cache_ttl is not None):
             try:
                 parsed = orjson.loads(outbound.body or b"")
             except orjson.JSONDecodeError as exc:
@@ -135,8 +139,8 @@ class UnifiedCall:
     async def respond(self, send: Send, receive: Receive, upstream: aiohttp.ClientResponse, extra: Headers, cap: int) -> Relayed:
         if not self.translated:
             return await relay(send, receive, upstream, extra, cap)
-        if upstream.status >= 300 and self.endpoint == "messages":
-            return await relay(send, receive, upstream, extra, cap)  # Anthropic-native clients expect Anthropic errors
+        if upstream.status >= 300 and self.native_errors:
+            return await relay(send, receive, upstream, extra, cap)
         if upstream.status >= 300:
             raw = await upstream.read()
             body = orjson.dumps(self.adapter.error_body(upstream.status, raw))

@@ -12,8 +12,7 @@ from typing import Any
 import orjson
 
 from modelport.providers.base import Endpoint, Target, UpstreamRequest
-from modelport.providers.openai_shapes import RelayStream, json_value, openai_error
-from modelport.sse import ServerSentEvent
+from modelport.providers.openai_shapes import PassThroughStream, openai_error_body
 
 DEFAULT_API_VERSION = "2024-10-21"
 _PATHS = {"chat": "chat/completions", "completions": "completions", "embeddings": "embeddings"}
@@ -35,21 +34,7 @@ class AzureOpenAIAdapter:
         return PassThroughStream()
 
     def error_body(self, status: int, body: bytes) -> dict[str, Any]:
-        parsed = json_value(body)
-        if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
-            return parsed  # Azure's errors are already OpenAI's shape
-        return openai_error(body.decode("utf-8", "replace")[:2000], "provider_error", str(status))
-
-
-class PassThroughStream(RelayStream):
-    """Relays OpenAI-format SSE unchanged while noting the usage chunk, if the provider sends one."""
-
-    def _read(self, event: ServerSentEvent) -> None:
-        if '"usage"' not in event.data:  # most chunks carry none; skip parsing them
-            return
-        data = json_value(event.data)
-        if isinstance(data, dict) and data.get("usage"):
-            self.usage = data["usage"]
+        return openai_error_body(status, body)  # Azure's errors are already OpenAI's shape
 
 
 ADAPTER = AzureOpenAIAdapter()

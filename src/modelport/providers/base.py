@@ -8,7 +8,8 @@ Endpoint names used for the unified API (``Endpoint``):
     "completions" POST /v1/completions
     "embeddings"  POST /v1/embeddings
     "models"      GET  /v1/models
-    "messages"    POST /v1/messages          (Anthropic-native clients)
+    "messages"    POST /v1/messages          (Anthropic-native clients; served by every provider with
+                                             "chat", through ``messages_over_chat``, unless it has its own)
 """
 
 from __future__ import annotations
@@ -119,7 +120,8 @@ class Adapter(Protocol):
         ...
 
     def error_body(self, status: int, body: bytes) -> dict[str, Any]:
-        """Normalise an upstream error body to ``{"error": {"message", "type", "code", ...}}``."""
+        """Normalise an upstream error body to ``{"error": {"message", "type", "code", ...}}`` (for the
+        ``messages`` endpoint, Anthropic's ``{"type": "error", "error": {"type", "message"}}``)."""
         ...
 
 

@@ -156,6 +156,14 @@ def openai_error(message: str, type: str, code: str | None = None) -> dict[str, 
     return {"error": {"message": message, "type": type, "param": None, "code": code}}
 
 
+def openai_error_body(status: int, body: bytes) -> dict[str, Any]:
+    """An error from a provider that speaks OpenAI's format: as sent when it is OpenAI's shape, else wrapped."""
+    parsed = json_value(body)
+    if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
+        return parsed
+    return openai_error(body.decode("utf-8", "replace")[:2000], "provider_error", str(status))
+
+
 def error_type(status: int) -> str:
     return _STATUS_ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
 
@@ -275,3 +283,14 @@ class RelayStream:
 
     def _read(self, event: ServerSentEvent) -> None:
         raise NotImplementedError
+
+
+class PassThroughStream(RelayStream):
+    """Relays OpenAI-format SSE unchanged while noting the usage chunk, if the provider sends one."""
+
+    def _read(self, event: ServerSentEvent) -> None:
+        if '"usage"' not in event.data:  # most chunks carry none; skip parsing them
+            return
+        data = json_value(event.data)
+        if isinstance(data, dict) and data.get("usage"):
+            self.usage = data["usage"]

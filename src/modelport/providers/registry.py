@@ -93,8 +93,23 @@ def load_adapter(module: str) -> Adapter:
     return importlib.import_module(f"modelport.providers.{module}").ADAPTER
 
 
-def adapter_for(spec: ProviderSpec) -> Adapter | None:
+def serves(spec: ProviderSpec, endpoint: str) -> bool:
+    """Whether the unified API serves ``endpoint`` on ``spec``: natively, or Messages over its chat."""
+    return endpoint in spec.unified or (endpoint == "messages" and "chat" in spec.unified)
+
+
+def adapter_for(spec: ProviderSpec, endpoint: str | None = None) -> Adapter | None:
+    """The adapter that translates ``endpoint`` for ``spec``; None when requests pass through as sent."""
+    if endpoint == "messages" and "messages" not in spec.unified and "chat" in spec.unified:
+        return _messages_over_chat(spec.id, spec.adapter)
     return load_adapter(spec.adapter) if spec.adapter else None
+
+
+@cache
+def _messages_over_chat(provider: str, module: str | None) -> Adapter:
+    from .messages_over_chat import OPENAI_CHAT, MessagesOverChat
+
+    return MessagesOverChat(provider, load_adapter(module) if module else OPENAI_CHAT)
 
 
 def make_policy(spec: ProviderSpec, settings: Any, store: Any) -> ExchangePolicy | None:
