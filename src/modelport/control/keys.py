@@ -18,6 +18,7 @@ from typing import Any
 
 from ..gateway.auth import Principal
 from ..gateway.errors import Forbidden, NotFound
+from ..gateway.headers import metadata_problem
 from ..gateway.limits import key_rules
 from ..usage.limits import key_budget, key_token_limits
 from ..store import SCOPES, UNCHANGED, ApiKey, Store
@@ -252,8 +253,9 @@ def _metadata(defaults: dict[str, Any] | None) -> dict[str, Any]:
     if unsupported:
         raise Invalid(f"defaults supports only 'metadata', not {', '.join(map(shown, unsupported))}")
     metadata = defaults.get("metadata") or {}
-    if not isinstance(metadata, dict):
-        raise Invalid("defaults.metadata must be a JSON object")
+    problem = metadata_problem(metadata)  # merged into every request's: the same bounds as the header's
+    if problem is not None:
+        raise Invalid(f"defaults.metadata {problem}")
     return metadata
 
 

@@ -29,6 +29,16 @@ HOP_BY_HOP = frozenset(
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
+# Metadata bounds (docs/bounds.md). Every log record stores its request's metadata, and a value the log
+# store cannot encode (orjson refuses more than 254 levels) once stopped the log writer for good, so
+# metadata is bounded at the door. Portkey caps string values at 128 characters and sets no key count;
+# these take any value Portkey takes, with room for nested tags and long ids, in up to 64 keys.
+METADATA_MAX_BYTES = 8 * 1024  # the JSON text
+METADATA_MAX_DEPTH = 8  # the outer object is level 1
+METADATA_MAX_KEYS = 64  # keys of every object in it, together
+METADATA_MAX_KEY_CHARS = 128
+METADATA_MAX_VALUE_CHARS = 1024
+
 # Provider-specific x-portkey-* headers that become target settings (Azure, Anthropic, OpenAI).
 _PROVIDER_SETTINGS = {
     "azure-resource-name": "resource_name",
@@ -190,13 +200,49 @@ def _content_length(value: bytes) -> int:
 def _metadata(raw: str | None) -> dict[str, Any]:
     if not raw:
         return {}
+    if len(raw) > METADATA_MAX_BYTES:
+        raise InvalidHeader(f"x-portkey-metadata is {len(raw):,} bytes; at most {METADATA_MAX_BYTES:,} are accepted")
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise InvalidHeader("x-portkey-metadata must be a JSON object, e.g. {\"user\": \"alice\"}") from None
-    if not isinstance(value, dict):
-        raise InvalidHeader("x-portkey-metadata must be a JSON object, e.g. {\"user\": \"alice\"}")
+    problem = metadata_problem(value)
+    if problem is not None:
+        raise InvalidHeader(f"x-portkey-metadata {problem}")
     return value
+
+
+def metadata_problem(value: Any) -> str | None:
+    """Why ``value`` is not metadata the log store can hold (None if it is), worded to follow the
+    field's name: every record carries its metadata, so it is bounded like the rest of a record."""
+    if not isinstance(value, dict):
+        return "must be a JSON object, e.g. {\"user\": \"alice\"}"
+    keys = [0]  # a counter the walk shares
+    return _bounds_problem(value, 1, keys)
+
+
+def _bounds_problem(value: Any, depth: int, keys: list[int]) -> str | None:
+    if isinstance(value, str):
+        if len(value) > METADATA_MAX_VALUE_CHARS:
+            return f"has a value of {len(value):,} characters; at most {METADATA_MAX_VALUE_CHARS:,} are accepted"
+        return None
+    if not isinstance(value, (dict, list)):
+        return None
+    if depth > METADATA_MAX_DEPTH:
+        return f"nests deeper than {METADATA_MAX_DEPTH} levels of objects and lists"
+    if isinstance(value, dict):
+        keys[0] += len(value)
+        if keys[0] > METADATA_MAX_KEYS:
+            return f"has more than {METADATA_MAX_KEYS} keys (counting nested objects)"
+        long_key = next((key for key in value if len(key) > METADATA_MAX_KEY_CHARS), None)
+        if long_key is not None:
+            return f"has a key of {len(long_key):,} characters; at most {METADATA_MAX_KEY_CHARS} are accepted"
+        value = value.values()
+    for item in value:
+        problem = _bounds_problem(item, depth + 1, keys)
+        if problem is not None:
+            return problem
+    return None
 
 
 def _forward_headers(raw: str | None) -> frozenset[bytes]:

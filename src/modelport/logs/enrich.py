@@ -15,7 +15,7 @@ import orjson
 from ..usage import Cost, PriceBook, Usage, usage_from_body, usage_from_sse
 from ..usage.limits import Charge, spent
 from .lifecycle import Sighting, is_prediction_path, sightings_from
-from .record import LogRecord, header_dict
+from .record import DEGRADED_KEY, LogRecord, header_dict
 from .redaction import REDACTED, is_secret_header, redact_headers
 
 # Header names whose values are credentials; plus any name containing one of _SECRET_WORDS.
@@ -31,6 +31,7 @@ class Prepared:
     row: dict[str, Any]
     sightings: list[Sighting] = field(default_factory=list)
     settlements: list[tuple[Charge, int, bool]] = field(default_factory=list)  # (reservation, delta, unpriced)
+    degraded: bool = False  # already stripped to what any store takes (``degraded_row``)
 
 
 class Redactor:
@@ -253,6 +254,24 @@ def _settlements(record: LogRecord, cost: Cost, usage: Usage | None) -> list[tup
         charge = Charge(bytes.fromhex(key), limit, ends_at, amount)
         settled.append((charge, spent(kind, cost.usd, tokens) - amount, unpriced))
     return settled
+
+
+def degraded_row(row: dict[str, Any], problem: str) -> dict[str, Any]:
+    """``row`` as the store can take it when it refused the row as it was: without its free-form parts
+    (metadata, headers, bodies, usage), and without numbers SQLite cannot hold (an upstream reporting
+    1e30 tokens) or text it cannot encode. ``metadata`` names the problem under ``DEGRADED_KEY``."""
+    kept = {name: _storable(value) for name, value in row.items()}
+    kept.update(metadata=orjson.dumps({DEGRADED_KEY: problem}).decode(), request_headers="{}", response_headers="{}",
+                usage=None, request_body=None, response_body=None)
+    return kept
+
+
+def _storable(value: Any) -> Any:
+    if isinstance(value, int) and not -(2**63) <= value < 2**63:
+        return None
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8")  # a lone surrogate would not bind
+    return value
 
 
 def _cut(body: bytes | None, cap: int) -> bytes | None:

@@ -58,6 +58,8 @@ FAMILIES = {
         _Family("modelport_log_spilled_records_total", "counter", "Log records written to the spill file because the store fell behind."),
         _Family("modelport_log_spill_pending", "gauge", "Whether this process has spilled records not yet written to the store (0/1)."),
         _Family("modelport_log_written_records_total", "counter", "Log records written to the store."),
+        _Family("modelport_log_degraded_records_total", "counter", "Log records stored without their metadata, headers and bodies because they could not be encoded or stored as they were (metadata.modelport_log_degraded says why)."),
+        _Family("modelport_log_dropped_records_total", "counter", "Log records the store refused even in degraded form (the log service's log names each)."),
         _Family("modelport_log_write_failures_total", "counter", "Batch writes to the store that failed and were spilled."),
         _Family("modelport_log_replayed_records_total", "counter", "Log records read back from a spill file (the log service's or a worker's) into the store."),
         _Family("modelport_log_catch_ups_total", "counter", "Times the log writer fell behind and moved to normal CPU priority to catch up."),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import marshal
 import operator
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from random import getrandbits
 from typing import Any, Protocol
 
@@ -88,6 +88,18 @@ class LogRecord:
             value = data[key]
             data[key] = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
         return data
+
+
+# The metadata key of a record stored degraded (``degraded``), naming why: filter on it to find them.
+DEGRADED_KEY = "modelport_log_degraded"
+
+
+def degraded(record: LogRecord, problem: str) -> LogRecord:
+    """A copy of ``record`` without the parts callers and upstreams shape freely (metadata, headers,
+    bodies, reported usage), for a record that cannot be encoded or stored as it is: the request stays
+    visible, with its status, timing and path, and one bad record never holds up the ones behind it."""
+    return replace(record, metadata={DEGRADED_KEY: problem}, request_headers={}, response_headers={},
+                   request_body=None, response_body=None, usage=None, attempts=list(record.attempts))
 
 
 # The wire form between a worker and the log service: each record a plain tuple of its fields in

@@ -22,7 +22,7 @@ from typing import IO, Any
 
 import orjson
 
-from .record import Attempt, LogRecord, header_dict
+from .record import Attempt, LogRecord, degraded, header_dict
 from .redaction import redact_headers
 
 _RECORD_FIELDS = tuple(f.name for f in fields(LogRecord))
@@ -30,6 +30,13 @@ _BYTES_FIELDS = ("request_body", "response_body")
 
 
 def record_to_line(record: LogRecord) -> bytes:
+    try:
+        return _line(record)
+    except (TypeError, ValueError) as exc:  # orjson: nested too deep, or a value it cannot encode
+        return _line(degraded(record, f"the record could not be encoded ({exc})"))
+
+
+def _line(record: LogRecord) -> bytes:
     data: dict[str, Any] = {name: getattr(record, name) for name in _RECORD_FIELDS}
     data["attempts"] = [{f.name: getattr(a, f.name) for f in fields(Attempt)} for a in record.attempts]
     # Credentials never reach the disk: the spill file is redacted as the log store's rows are.

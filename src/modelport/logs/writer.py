@@ -38,7 +38,7 @@ from ..store.counters import open_counters
 from ..usage import DeploymentHardware, PriceBook, ReplicatePricer
 from ..usage.limits import Charge, key_budget, provider_budget, spent
 from ..vault import VaultError
-from .enrich import Enricher, Prepared, Redactor, fallback_row, metrics_row
+from .enrich import Enricher, Prepared, Redactor, degraded_row, fallback_row, metrics_row
 from .lifecycle import (
     REPLICATE_API,
     AutoPoller,
@@ -50,7 +50,7 @@ from .lifecycle import (
     open_predictions,
 )
 from .metrics import Metrics
-from .record import LogRecord
+from .record import LogRecord, degraded
 from .spill import SpillFile, read_lines, record_to_line
 from .store import connect, insert_logs, stored_ids
 
@@ -270,9 +270,41 @@ class LogWriter:
             return self._enricher.prepare(record)
         except Exception as exc:  # keep the record; only its enrichment is lost
             log.exception("log enrichment failed for %s", record.id)
-            return Prepared(fallback_row(record, f"{type(exc).__name__}: {exc}"))
+            problem = f"{type(exc).__name__}: {exc}"
+        try:
+            return Prepared(fallback_row(record, problem))
+        except Exception as exc:  # the record itself cannot be encoded: store what can be
+            problem = f"the record could not be encoded ({exc})"
+            self._count_degraded(record.id, problem)
+            return Prepared(fallback_row(degraded(record, problem), problem))
 
     def _write(self, prepared: list[Prepared]) -> None:
+        """Write a batch; a row the store refuses is stored degraded, the rest as they are. Raises
+        ``sqlite3.OperationalError`` when the store itself fails (locked, slow, out of space)."""
+        try:
+            self._write_transaction(prepared)
+        except sqlite3.OperationalError:
+            raise
+        except (sqlite3.Error, ValueError, TypeError, OverflowError) as exc:  # a value SQLite cannot bind
+            if len(prepared) > 1:  # find the row: once retried forever, it stopped every record behind it
+                for item in prepared:
+                    self._write([item])
+                return
+            (item,) = prepared
+            problem = f"the store refused the record ({exc})"
+            if item.degraded:
+                self.metrics.add("modelport_log_dropped_records_total")
+                log.error("log record %s cannot be stored even without its metadata, headers and bodies (%s); "
+                          "dropped", item.row["id"], problem)
+                return
+            self._count_degraded(item.row["id"], problem)
+            self._write([Prepared(degraded_row(item.row, problem), settlements=item.settlements, degraded=True)])
+
+    def _count_degraded(self, record_id: str, problem: str) -> None:
+        self.metrics.add("modelport_log_degraded_records_total")
+        log.error("log record %s is stored without its metadata, headers and bodies: %s", record_id, problem)
+
+    def _write_transaction(self, prepared: list[Prepared]) -> None:
         """One transaction: skip ids already stored (replays), price predictions, insert rows."""
         conn = self._conn
         assert conn is not None
