@@ -47,6 +47,10 @@ class Settings:
     allow_private_hosts: bool = False
     trusted_hosts: tuple[str, ...] = ()
     max_body_bytes: int = 256 * 1024 * 1024
+    # Cloudflare's limit for a request's headers, in front of Portkey's hosted gateway: what Portkey's
+    # clients send fits. Apache's LimitRequestFields default is 100.
+    max_header_bytes: int = 32 * 1024
+    max_headers: int = 100
     upstream_timeout: float = 600.0
     connect_timeout: float = 10.0
     stream_url_ttl: int = 6 * 3600
@@ -100,6 +104,9 @@ class Settings:
             raise SettingsError(f"port must be between 1 and 65535, got {self.port}")
         if self.workers < 1:
             raise SettingsError(f"workers must be at least 1, got {self.workers}")
+        for name in ("max_body_bytes", "max_header_bytes", "max_headers"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.public_url and not _PUBLIC_URL.fullmatch(self.public_url):
             raise SettingsError("public_url must start with http:// or https:// and hold only URL characters (no "
                                 "spaces, quotes or backslashes), e.g. https://gateway.example.com")
@@ -216,6 +223,8 @@ HELP = {
     "allow_private_hosts": "let callers choose private/loopback custom hosts",
     "trusted_hosts": "comma-separated host names, IPs or CIDRs a stored provider's custom_host may name without SSRF checks",
     "max_body_bytes": "largest request body accepted",
+    "max_header_bytes": "largest request line and headers together (bytes); beyond it: 431",
+    "max_headers": "most request headers accepted; beyond it: 431",
     "upstream_timeout": "seconds an upstream may stay silent mid-response",
     "connect_timeout": "seconds to connect to an upstream",
     "stream_url_ttl": "seconds a signed stream link stays valid",

@@ -13,6 +13,7 @@
     ├── MethodNotAllowed              405 invalid_request_error
     ├── Conflict                      409 conflict_error   (a taken slug, a record still in use)
     ├── PayloadTooLarge               413 payload_too_large
+    ├── HeadersTooLarge               431 headers_too_large (the request line and headers, server/protocol.py)
     ├── RateLimited                   429 rate_limit_error
     ├── UpstreamUnreachable           502 upstream_error
     ├── BadUpstreamResponse           502 upstream_error   (a response a provider policy must read, unreadable)
@@ -92,6 +93,10 @@ class Conflict(GatewayError):
 
 class PayloadTooLarge(GatewayError):
     status, type, code = 413, "invalid_request_error", "payload_too_large"
+
+
+class HeadersTooLarge(GatewayError):
+    status, type, code = 431, "invalid_request_error", "headers_too_large"
 
 
 class RateLimited(GatewayError):

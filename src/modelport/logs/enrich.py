@@ -16,10 +16,13 @@ from ..usage import Cost, PriceBook, Usage, usage_from_body, usage_from_sse
 from ..usage.limits import Charge, spent
 from .lifecycle import Sighting, is_prediction_path, sightings_from
 from .record import DEGRADED_KEY, LogRecord, header_dict
-from .redaction import REDACTED, is_secret_header, redact_headers
+from .redaction import REDACTED, is_secret_header
 
 # Header names whose values are credentials; plus any name containing one of _SECRET_WORDS.
 MAX_DECOMPRESSED = 4 * 1024 * 1024  # a compressed capture is opened up to this (zip bombs)
+# A stored header value is cut here: a request's head may be 32 KB (MODELPORT_MAX_HEADER_BYTES), and
+# every record of a client sending one long header would store it again; its first 1 KB identifies it.
+HEADER_VALUE_CAP = 1024
 _READS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
 _PATH_PART = re.compile(r"([^.\[\]]+)|\[(\*|\d+)\]")
 
@@ -41,11 +44,12 @@ class Redactor:
         self.paths = [parse_json_path(p) for p in paths]
 
     def headers(self, headers: dict[str, str], secrets: tuple[str, ...]) -> dict[str, str]:
-        """``headers`` as ``header_dict`` makes them (lower-case str names)."""
+        """``headers`` as ``header_dict`` makes them (lower-case str names), each value cut at
+        ``HEADER_VALUE_CAP`` characters."""
         if secrets:
-            return {name: REDACTED if is_secret_header(name) else scrub_text(value, secrets) or ""
+            return {name: REDACTED if is_secret_header(name) else _capped(scrub_text(value, secrets) or "")
                     for name, value in headers.items()}
-        return redact_headers(headers)
+        return {name: REDACTED if is_secret_header(name) else _capped(value) for name, value in headers.items()}
 
     def body(self, body: bytes | None, stream: bool, secrets: tuple[str, ...]) -> bytes | None:
         """The body with configured paths replaced. A JSON body that cannot be parsed (cut at the cap)
@@ -107,6 +111,12 @@ def _replace(value: Any, path: list[str | int]) -> Any:
         for key in value:
             value[key] = REDACTED if not rest else _replace(value[key], rest)
     return value
+
+
+def _capped(value: str) -> str:
+    if len(value) <= HEADER_VALUE_CAP:
+        return value
+    return f"{value[:HEADER_VALUE_CAP]}…[{len(value) - HEADER_VALUE_CAP:,} more characters not stored]"
 
 
 def scrub_text(value: str | None, secrets: tuple[str, ...]) -> str | None:

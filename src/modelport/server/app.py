@@ -23,13 +23,15 @@ from typing import Any
 from ..control.app import ControlPlane
 from ..dashboard.serve import PREFIX as DASHBOARD_PREFIX
 from ..dashboard.serve import serve_dashboard
-from ..gateway.errors import MetricsUnavailable, NotFound
+from ..gateway.errors import GatewayError, MetricsUnavailable, NotFound
+from ..gateway.headers import new_trace_id
 from ..gateway.pipeline import Gateway
 from ..gateway.limits import enforced_limits, gauges
 from ..gateway.stream_relay import relay_stream
 from ..gateway.streams import STREAM_ROUTE, StreamSigner
 from ..gateway.upstream import Upstreams
 from ..logs.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from ..logs.record import LogRecord
 from ..logs.shipper import LogShipper
 from ..logs.writer import LogWriter
 from ..settings import Settings
@@ -37,9 +39,11 @@ from ..store import open_store
 from ..store.counters import open_counters
 from ..store.base import utc_now
 from .http import Receive, Scope, Send, send_error, send_json, send_response
+from .protocol import REFUSED
 
 log = logging.getLogger("modelport")
 
+MAX_REFUSED_PATH = 2048  # of a refused request's path, in its log record
 KEY_USE_FLUSH_SECONDS = 5.0  # how stale a key's last_used_at may be; one small write per interval
 
 CONTROL_RESOURCES = frozenset(
@@ -66,6 +70,10 @@ class ModelPortApp:
             await self._lifespan(receive, send)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        extensions = scope.get("extensions")
+        if extensions is not None and REFUSED in extensions:
+            await self._refuse(scope, send, extensions[REFUSED])
+            return
         path: str = scope["path"]
         if path.startswith("/v1/"):
             if path.startswith(STREAM_ROUTE):
@@ -86,6 +94,14 @@ class ModelPortApp:
             await serve_dashboard(scope, receive, send)
         else:
             await send_error(send, NotFound(f"no route for {path}: the API lives under /v1"), "")
+
+    async def _refuse(self, scope: Scope, send: Send, error: GatewayError) -> None:
+        """Answer and record a request the connection refused before any route saw it (protocol.py)."""
+        record = LogRecord(trace_id=new_trace_id(), method=scope["method"], path=scope["path"][:MAX_REFUSED_PATH],
+                           status=error.status, gateway_exception=True, error=error.message)
+        await send_error(send, error, record.trace_id)
+        if self.recorder is not None:
+            self.recorder.submit(record)
 
     async def _metrics(self, send: Send) -> None:
         assert self.recorder is not None

@@ -86,13 +86,14 @@ def _bound(host: str, port: int, reuse_port: bool) -> socket.socket:
 
 def uvicorn_config(settings: Settings) -> uvicorn.Config:
     from .app import ModelPortApp
+    from .protocol import bounded_protocol
 
     return uvicorn.Config(
         ModelPortApp(settings),
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=bounded_protocol(settings),
         lifespan="on",
         log_level=settings.log_level,
         access_log=False,  # every request is in ModelPort's own log store; a second log per request costs CPU

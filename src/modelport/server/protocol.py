@@ -1,0 +1,118 @@
+"""The HTTP/1.1 connection: uvicorn's httptools protocol, with the request head bounded as it arrives.
+
+httptools holds a header whole before it reports it, and uvicorn keeps every header, so a 50 MB
+header or 20,000 headers were held, passed to the app and stored in the logs. Here the request
+line and headers together are held to ``max_header_bytes`` and to ``max_headers`` headers, before
+anything authenticates the request:
+
+- a head still arriving past the limit is answered 431 at once and the connection closed (the
+  server log says so: there is no request yet to record);
+- a complete head over a limit reaches the app without its headers and with the refusal in
+  ``scope["extensions"][REFUSED]``, so the app answers 431 and records it like any other request.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from ..gateway.errors import HeadersTooLarge
+from ..settings import Settings
+
+log = logging.getLogger("modelport")
+
+REFUSED = "modelport.refused"
+# What the wire adds to each header beyond its name and value (": " and CRLF), and to the request line.
+_HEADER_FRAMING = 4
+_REQUEST_LINE_FRAMING = 64
+# After refusing a head that is still arriving, read and drop what the client still sends for a while
+# before closing: closing a socket with unread input resets the connection, and the client may then
+# lose the 431 before reading it (a lingering close, as nginx does).
+LINGER_SECONDS = 2.0
+LINGER_BYTES = 4 * 1024 * 1024
+
+
+def bounded_protocol(settings: Settings) -> type[HttpToolsProtocol]:
+    """The protocol class for uvicorn's ``http`` setting, bound to these limits."""
+    return type("BoundedHttpToolsProtocol", (BoundedHttpToolsProtocol,), {
+        "max_header_bytes": settings.max_header_bytes, "max_headers": settings.max_headers})
+
+
+class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    max_header_bytes: int  # set by bounded_protocol
+    max_headers: int
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._in_head = True  # between requests too: what arrives next is a head
+        self._head_received = 0  # bytes fed while the head was arriving, framing included
+        self._head_size = 0  # request target, header names and values
+        self._refusal: HeadersTooLarge | None = None
+        self._discard: int | None = None  # bytes still to drop once refused mid-head
+
+    def data_received(self, data: bytes) -> None:
+        if self._discard is not None:
+            self._discard -= len(data)
+            if self._discard < 0:
+                self.transport.close()
+            return
+        in_head = self._in_head
+        super().data_received(data)
+        if not (in_head and self._in_head) or self.transport.is_closing():
+            return  # the head ended in this chunk: on_headers_complete has measured it exactly
+        self._head_received += len(data)
+        framing = _REQUEST_LINE_FRAMING + _HEADER_FRAMING * self.max_headers
+        if self._head_received > self.max_header_bytes + framing:
+            self._refuse_now(self._too_large(f"more than {self.max_header_bytes:,} bytes"))
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head, self._head_received, self._head_size, self._refusal = True, 0, 0, None
+
+    def on_url(self, url: bytes) -> None:
+        super().on_url(url)
+        self._head_size += len(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_size += len(name) + len(value)
+        if self._refusal is not None:
+            return  # refused already: keep no more of it
+        if len(self.headers) >= self.max_headers:
+            self._refusal = self._too_large(f"more than {self.max_headers} headers")
+            return
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        if self._refusal is None and self._head_size > self.max_header_bytes:
+            self._refusal = self._too_large(f"{self._head_size:,} bytes")
+        if self._refusal is not None:
+            self.headers.clear()  # neither the app nor the log store holds what was refused
+            self.scope.setdefault("extensions", {})[REFUSED] = self._refusal  # type: ignore[typeddict-item]
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._in_head = True
+
+    def _too_large(self, what: str) -> HeadersTooLarge:
+        return HeadersTooLarge(
+            f"the request line and headers are {what}; the gateway accepts at most {self.max_header_bytes:,} bytes "
+            f"in at most {self.max_headers} headers (MODELPORT_MAX_HEADER_BYTES, MODELPORT_MAX_HEADERS)",
+            headers={"connection": "close"})
+
+    def _refuse_now(self, error: HeadersTooLarge) -> None:
+        peer = "%s:%d" % self.client if self.client else "a client"
+        log.warning("refused a request from %s: %s", peer, error.message)
+        body = error.body()
+        head = (STATUS_LINE[error.status] + b"content-type: application/json\r\nx-portkey-gateway-exception: true\r\n"
+                b"connection: close\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n")
+        self.transport.write(head + body)
+        if not self.transport.can_write_eof():
+            self.transport.close()
+            return
+        self.transport.write_eof()
+        self._discard = LINGER_BYTES
+        self.loop.call_later(LINGER_SECONDS, self.transport.close)
