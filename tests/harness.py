@@ -134,6 +134,15 @@ class GatewayProcess:
                 return int(pid)
         return None
 
+    def worker_memory_kb(self, kind: str = "VmRSS") -> int:
+        """A /proc memory figure (kB) of the gateway's one worker (``VmRSS`` now, ``VmHWM`` its peak). With
+        one worker, the ``modelport serve`` process serves requests itself."""
+        assert self.process is not None and self.workers == 1
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith(kind + ":"):
+                return int(line.split()[1])
+        raise AssertionError(f"no {kind} in /proc/{self.process.pid}/status")
+
     def log_text(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""
 

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 import orjson
 
 from .auth import Principal
-from .errors import InvalidConfig
+from .errors import InvalidConfig, quoted
 from .headers import RequestOptions
 from .resolve import TargetResolver
 from .routing import DEFAULT_RETRY_CODES, Branch, CachePolicy, Leaf, Node, RetryPolicy, Sticky
@@ -40,15 +40,22 @@ class ConfigPlanner:
         self._resolver = resolver
         self._saved: StoreCache[Any] = StoreCache(version, store.get_config)
         self._default: StoreCache[Any] = StoreCache(version, lambda _: store.get_default_config(), max_entries=1)
-        self._plans: StoreCache[Node] = StoreCache(version, lambda key: None, max_entries=4096)  # type: ignore[arg-type,return-value]
+        # Keyed by raw header values (an inline config, a caller's provider key): bounded in bytes too, and
+        # a config of more than 8 KB is planned again on each request rather than kept.
+        self._plans: StoreCache[Node] = StoreCache(version, lambda key: None, max_entries=4096,  # type: ignore[arg-type,return-value]
+                                                   max_key_bytes=8 * 1024, max_bytes=2 * 1024 * 1024)
 
     def plan(self, options: RequestOptions, principal: Principal, model_route: tuple[str, str] | None = None) -> Node:
         """``model_route`` is ``(slug, model)`` from a body's ``"model": "@slug/model"`` (Portkey 2.x), used
         when the headers choose no provider, virtual key or config."""
         settings = tuple(sorted(options.provider_settings.items())) if options.provider_settings else ()
-        key = (principal.key_id, options.provider, options.virtual_key, options.config, options.custom_host,
-               options.provider_key, settings, options.forward_headers, model_route)
-        return self._plans.get(key, lambda: self._build(options, principal, model_route))
+        texts = (options.provider, options.virtual_key, options.config, options.custom_host, options.provider_key)
+        size = sum(len(text) for text in texts if text)
+        if settings or options.forward_headers or model_route:
+            size += sum(len(value) for _, value in settings) + sum(map(len, options.forward_headers))
+            size += sum(map(len, model_route or ()))  # a body's model: the caller's text too
+        key = (principal.key_id, *texts, settings, options.forward_headers, model_route)
+        return self._plans.get(key, lambda: self._build(options, principal, model_route), size)
 
     def _build(self, options: RequestOptions, principal: Principal, model_route: tuple[str, str] | None) -> Node:
         builder = _Builder(self._resolver, options, principal)
@@ -81,11 +88,11 @@ class ConfigPlanner:
             if not isinstance(config, dict):
                 raise InvalidConfig("x-portkey-config must be a JSON object or the id or slug of a saved config")
         else:
-            record = self._saved.get(text)
+            record = self._saved.get(text, size=len(text))
             if record is None:
-                raise InvalidConfig(f"x-portkey-config names no saved config '{text}' (create one with POST /v1/configs)")
+                raise InvalidConfig(f"x-portkey-config names no saved config {quoted(text)} (create one with POST /v1/configs)")
             if record.status != "active":
-                raise InvalidConfig(f"saved config '{text}' is {record.status}; make it active again "
+                raise InvalidConfig(f"saved config {quoted(text)} is {record.status}; make it active again "
                                     f"(PUT /v1/configs/{record.slug} with status \"active\") or name another")
             config = record.config
         validate_config(config)
@@ -262,7 +269,7 @@ def _check_query(query: dict[str, Any], path: str) -> None:
             for i, sub in enumerate(value):
                 _check_query(sub, f"{path}.{key}[{i}]")
         elif key.startswith("$"):
-            _fail(path, f"has unknown operator {key!r}")
+            _fail(path, f"has unknown operator {quoted(key)}")
         elif not key.startswith(("metadata.", "params.", "url.")):
             _fail(f"{path}.{key}", "must start with 'metadata.', 'params.' or 'url.'")
         elif isinstance(value, dict):

@@ -27,6 +27,16 @@ from __future__ import annotations
 
 import orjson
 
+QUOTED_MAX = 64
+
+
+def quoted(value: str) -> str:
+    """A caller's value as an error message repeats it: quoted, and cut so that a 1 MB header is not
+    sent back, nor stored whole in the request's log record."""
+    if len(value) <= QUOTED_MAX:
+        return repr(value)
+    return f"{value[:QUOTED_MAX]!r}… ({len(value):,} characters)"
+
 
 class GatewayError(Exception):
     status = 500

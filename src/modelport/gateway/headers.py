@@ -13,7 +13,7 @@ from typing import Any, Mapping, NamedTuple
 import orjson
 
 from ..logs.record import new_time_ordered_id
-from .errors import InvalidHeader
+from .errors import InvalidHeader, quoted
 
 PREFIX = b"x-portkey-"
 GATEWAY_KEY_PREFIX = "mp-"
@@ -260,9 +260,9 @@ def _timeout(raw: str | None) -> float | None:
     try:
         ms = float(raw)
     except ValueError:
-        raise InvalidHeader(f"x-portkey-request-timeout must be a number of milliseconds, got {raw!r}") from None
+        raise InvalidHeader(f"x-portkey-request-timeout must be a number of milliseconds, got {quoted(raw)}") from None
     if ms <= 0:
-        raise InvalidHeader(f"x-portkey-request-timeout must be positive, got {raw!r}")
+        raise InvalidHeader(f"x-portkey-request-timeout must be positive, got {quoted(raw)}")
     return ms / 1000.0
 
 

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 from aiohttp.abc import AbstractResolver
 from aiohttp.resolver import DefaultResolver
 
-from .errors import ForbiddenHost
+from .errors import ForbiddenHost, quoted
 
 _METADATA_HOSTS = frozenset({"metadata.google.internal", "metadata", "instance-data", "169.254.169.254"})
 # A last label that is a number: never a top-level domain (RFC 3696 §2), always a legacy IPv4 spelling.
@@ -45,7 +45,7 @@ def check_custom_host(url: str, allow_private: bool = False) -> str:
     by ``PublicOnlyResolver`` at connect time."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ForbiddenHost(f"custom host {url!r} must be an absolute http(s) URL such as https://api.example.com/v1")
+        raise ForbiddenHost(f"custom host {quoted(url)} must be an absolute http(s) URL such as https://api.example.com/v1")
     if parts.username or parts.password:
         raise ForbiddenHost("custom host must not carry credentials in the URL")
     host = parts.hostname.lower().rstrip(".")  # "metadata.google.internal." is the same name
@@ -159,7 +159,7 @@ class PublicOnlyResolver(AbstractResolver):
         allowed = [a for a in answers if is_public_address(a["host"])]
         if not allowed:
             raise ForbiddenHost(
-                f"custom host {host!r} resolves to a private or local address; an operator can allow this "
+                f"custom host {quoted(host)} resolves to a private or local address; an operator can allow this "
                 "with MODELPORT_ALLOW_PRIVATE_HOSTS=1 (or, for a stored provider's host, MODELPORT_TRUSTED_HOSTS)"
             )
         return allowed

@@ -14,7 +14,7 @@ from typing import Any, Hashable, Mapping, Protocol
 from ..providers.base import ProviderSpec, Target
 from ..providers.registry import PROVIDERS, get_provider
 from .auth import Principal
-from .errors import BadRequest, Forbidden, ForbiddenHost, UnknownProvider
+from .errors import BadRequest, Forbidden, ForbiddenHost, UnknownProvider, quoted
 from .hosts import HostRules, check_custom_host
 from ..usage.limits import Budget, provider_budget, provider_token_limits
 from .limits import Rule, provider_rules
@@ -78,10 +78,10 @@ class TargetResolver:
         return resolved
 
     def _stored_target(self, slug: str, custom_host: str | None, caller_settings: Mapping[str, str]) -> Resolved:
-        record, guarded = self._stored.get(slug) or (None, False)
+        record, guarded = self._stored.get(slug, size=len(slug)) or (None, False)
         if record is None:
             raise UnknownProvider(
-                f"no stored provider '@{slug}': create it with `modelport providers add` or POST /v1/providers"
+                f"no stored provider {quoted('@' + slug)}: create it with `modelport providers add` or POST /v1/providers"
             )
         if custom_host:
             raise ForbiddenHost(
@@ -118,7 +118,7 @@ def _spec(provider: str) -> ProviderSpec:
     spec = get_provider(provider)
     if spec is None:
         known = ", ".join(sorted(PROVIDERS))
-        raise UnknownProvider(f"unknown provider '{provider}'; use a stored '@slug' or one of: {known}")
+        raise UnknownProvider(f"unknown provider {quoted(provider)}; use a stored '@slug' or one of: {known}")
     return spec
 
 

@@ -14,9 +14,18 @@ SECRET_HEADERS = frozenset(
 _SECRET_WORDS = ("token", "secret", "key", "password", "signature")
 
 
-@functools.lru_cache(maxsize=1024)  # header names repeat on every request
 def is_secret_header(name: str) -> bool:
     """``name`` in lower case: a known credential header, or one whose name says it holds one."""
+    # Names are the caller's: only short ones are cached, or 1,024 long ones would all be kept.
+    return _is_secret_name(name) if len(name) <= 64 else _secret_name(name)
+
+
+@functools.lru_cache(maxsize=1024)  # header names repeat on every request
+def _is_secret_name(name: str) -> bool:
+    return _secret_name(name)
+
+
+def _secret_name(name: str) -> bool:
     return name in SECRET_HEADERS or any(word in name for word in _SECRET_WORDS)
 
 
