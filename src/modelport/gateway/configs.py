@@ -14,6 +14,7 @@ from typing import Any, Mapping
 import orjson
 
 from .auth import Principal
+from .conditions import regex_problem
 from .errors import InvalidConfig, quoted
 from .headers import RequestOptions
 from .resolve import TargetResolver
@@ -276,6 +277,9 @@ def _check_query(query: dict[str, Any], path: str) -> None:
             bad = sorted(set(value) - _CONDITION_OPERATORS)
             if bad:
                 _fail(f"{path}.{key}", f"has unknown operator(s) {bad}")
+            problem = regex_problem(value["$regex"]) if "$regex" in value else None
+            if problem is not None:
+                _fail(f"{path}.{key}.$regex", problem)
 
 
 def _check_shared(config: dict[str, Any], path: str) -> None:
