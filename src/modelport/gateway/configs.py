@@ -16,12 +16,15 @@ import orjson
 from .auth import Principal
 from .conditions import regex_problem
 from .errors import InvalidConfig, quoted
-from .headers import RequestOptions
+from .headers import MAX_TIMEOUT_MS, RequestOptions
 from .resolve import TargetResolver
 from .routing import DEFAULT_RETRY_CODES, Branch, CachePolicy, Leaf, Node, RetryPolicy, Sticky
 from .store_cache import StoreCache, StoreVersion
 
 MODES = ("single", "fallback", "loadbalance", "conditional")
+# Validation, planning and the JSON encoder of request bodies (override_params) recurse: a config
+# nested a few hundred levels deep was a 500. 32 levels leave room for 15 nested strategies.
+CONFIG_MAX_DEPTH = 32
 _INHERITED = ("retry", "request_timeout", "override_params", "custom_host", "forward_headers", "cache",
               "strict_open_ai_compliance")
 _PROVIDER_SETTINGS = ("resource_name", "deployment_id", "api_version", "anthropic_version", "anthropic_beta",
@@ -102,7 +105,23 @@ class ConfigPlanner:
 
 def validate_config(config: Any) -> None:
     """Check a config's shape without resolving providers (used on save, too)."""
+    if _deeper_than(config, CONFIG_MAX_DEPTH):
+        _fail("config", f"nests deeper than {CONFIG_MAX_DEPTH} levels of objects and lists")
     _check_node(config, "config")
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether JSON ``value`` nests deeper than ``limit``; without recursion, as it may be 1,000 deep."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 class _Builder:
@@ -297,8 +316,8 @@ def _check_shared(config: dict[str, Any], path: str) -> None:
             _check_codes(retry["on_status_codes"], f"{path}.retry.on_status_codes")
     if "request_timeout" in config:
         value = config["request_timeout"]
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-            _fail(f"{path}.request_timeout", "must be a positive number of milliseconds")
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value <= MAX_TIMEOUT_MS:
+            _fail(f"{path}.request_timeout", f"must be a positive number of milliseconds, at most {MAX_TIMEOUT_MS:,} (a day)")
     if "weight" in config:
         value = config["weight"]
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:

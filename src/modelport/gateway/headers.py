@@ -39,6 +39,10 @@ METADATA_MAX_KEYS = 64  # keys of every object in it, together
 METADATA_MAX_KEY_CHARS = 128
 METADATA_MAX_VALUE_CHARS = 1024
 
+# A request timeout (header or config) is at most a day: nan, inf and 1e309 parse as floats, and the
+# event loop's timers refuse what they cannot schedule (a 500 before).
+MAX_TIMEOUT_MS = 24 * 3600 * 1000
+
 # Provider-specific x-portkey-* headers that become target settings (Azure, Anthropic, OpenAI).
 _PROVIDER_SETTINGS = {
     "azure-resource-name": "resource_name",
@@ -261,8 +265,9 @@ def _timeout(raw: str | None) -> float | None:
         ms = float(raw)
     except ValueError:
         raise InvalidHeader(f"x-portkey-request-timeout must be a number of milliseconds, got {quoted(raw)}") from None
-    if ms <= 0:
-        raise InvalidHeader(f"x-portkey-request-timeout must be positive, got {quoted(raw)}")
+    if not 0 < ms <= MAX_TIMEOUT_MS:  # also false for nan; inf and 1e309 are over the limit
+        raise InvalidHeader(f"x-portkey-request-timeout must be a positive number of milliseconds, at most "
+                            f"{MAX_TIMEOUT_MS:,} (a day), got {quoted(raw)}")
     return ms / 1000.0
 
 

@@ -74,7 +74,7 @@ async def relay(
     drop: frozenset[bytes] = frozenset()
     if rewriting is not None and "location" in upstream.headers:
         location = rewriting.rule.location(upstream.headers["location"], rewriting.upstream_base, rewriting.gateway_base)
-        extra_headers.append((b"location", location.encode("latin-1")))
+        extra_headers.append((b"location", _header_value(upstream, "location", location)))
         drop = frozenset({b"location"})
     fits = length is None or length <= WHOLE_LIMIT
     if screen is not None and not fits:
@@ -100,6 +100,17 @@ async def relay(
         body = await upstream.read()
         return await _send_whole(send, upstream, extra_headers, body, result, capture_limit, drop=drop)
     return await _stream(send, receive, upstream, response_headers(upstream, extra_headers, drop), result, capture_limit)
+
+
+def _header_value(upstream: aiohttp.ClientResponse, name: str, value: str) -> bytes:
+    """A rewritten header as bytes; a value that is not Latin-1 (HTTP's header charset, and a URL is
+    ASCII) is the upstream's fault, and a 502 says so instead of a crash."""
+    try:
+        return value.encode("latin-1")
+    except UnicodeEncodeError:
+        upstream.close()
+        raise BadUpstreamResponse(f"the upstream sent a {name} header that is not a valid URL (characters outside "
+                                  "Latin-1); the gateway cannot rewrite it", code="upstream_invalid_response") from None
 
 
 async def _send_whole(
