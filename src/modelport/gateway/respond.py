@@ -15,10 +15,13 @@ import aiohttp
 
 from ..server.http import Headers, Receive, Send
 from .errors import BadUpstreamResponse
-from .rewrite import UrlRewrite, decode_content
+from .rewrite import BodyTooLarge, UrlRewrite, decode_content
 
 ONE_PIECE_LIMIT = 1024 * 1024
-WHOLE_LIMIT = 32 * ONE_PIECE_LIMIT  # the largest body read whole to be rewritten or screened
+# The largest body read whole to be rewritten or screened, compressed or opened (and to be translated):
+# past it, a body to rewrite is relayed as it is, one to screen or translate is a 502. Reading whole
+# bodies with no length cost the worker 343 MB for 200 MiB of chunked JSON.
+WHOLE_LIMIT = 32 * ONE_PIECE_LIMIT
 # A provider policy's look at a response before it is relayed: (status, decoded body) → body to send.
 Screen = Callable[[int, bytes], Awaitable[bytes]]
 # Hop-by-hop headers, and ``date``: the gateway's HTTP server dates every response it sends, and a
@@ -82,13 +85,28 @@ async def relay(
         raise BadUpstreamResponse(f"the provider's response ({length} bytes) is over the {WHOLE_LIMIT} bytes the "
                                   "gateway reads whole, and this request's provider policy must read it before it is relayed")
     if screen is not None or (rewriting is not None and "json" in content_type and fits):
-        raw = await upstream.read()
+        raw = await upstream.read() if length is not None else await read_at_most(upstream, WHOLE_LIMIT)
         encoding = upstream.headers.get("content-encoding", "").lower()
-        decoded = decode_content(raw, encoding)
+        if len(raw) > WHOLE_LIMIT:  # no length, and more than the gateway holds
+            if screen is not None:
+                upstream.close()
+                raise BadUpstreamResponse(f"the provider's response is over the {WHOLE_LIMIT} bytes the gateway reads "
+                                          "whole, and this request's provider policy must read it before it is relayed")
+            result.error = f"relayed without rewriting its URLs: the body is larger than {WHOLE_LIMIT:,} bytes"
+            headers = response_headers(upstream, extra_headers, drop)
+            return await _stream(send, receive, upstream, headers, result, capture_limit, prefix=raw)
+        try:
+            decoded = decode_content(raw, encoding, WHOLE_LIMIT)
+        except BodyTooLarge:
+            if screen is not None:
+                raise BadUpstreamResponse(f"the provider's response opens to more than the {WHOLE_LIMIT} bytes the gateway "
+                                          "reads whole, and this request's provider policy must read it before it is relayed") from None
+            decoded = None
+            result.error = f"relayed without rewriting its URLs: the body opens to more than {WHOLE_LIMIT:,} bytes"
         if decoded is None and screen is not None:
             raise BadUpstreamResponse(f"the provider's response is encoded as '{encoding}', which the gateway cannot read, "
                                       "and this request's provider policy must read it before it is relayed")
-        if decoded is None:  # an encoding we cannot open: relay it untouched
+        if decoded is None:  # an encoding we cannot open, or too much: relay it untouched
             return await _send_whole(send, upstream, extra_headers, raw, result, capture_limit, drop=drop)
         if screen is not None:
             decoded = await screen(upstream.status, decoded)
@@ -131,13 +149,29 @@ async def _send_whole(
     return result
 
 
+async def read_at_most(upstream: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The body, or, once it passes ``limit``, what was read so far (``limit`` + one chunk at most): the
+    caller tells which by its length."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in upstream.content.iter_any():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            break
+    return b"".join(chunks)
+
+
 async def _stream(
-    send: Send, receive: Receive, upstream: aiohttp.ClientResponse, headers: Headers, result: Relayed, capture_limit: int
+    send: Send, receive: Receive, upstream: aiohttp.ClientResponse, headers: Headers, result: Relayed, capture_limit: int,
+    prefix: bytes = b"",
 ) -> Relayed:
+    """Relay the body chunk by chunk, after ``prefix`` (what was already read of it)."""
     await send({"type": "http.response.start", "status": upstream.status, "headers": headers})
     watcher = asyncio.ensure_future(_wait_for_disconnect(receive))
     try:
-        async for chunk in _chunks(upstream, watcher):
+        chunks = _chunks(upstream, watcher)
+        async for chunk in _prefixed(prefix, chunks) if prefix else chunks:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
             result.size += len(chunk)
             if len(result.captured) < capture_limit:
@@ -158,6 +192,12 @@ async def _stream(
 
 class _ClientGone(Exception):
     pass
+
+
+async def _prefixed(prefix: bytes, chunks: Any) -> Any:
+    yield prefix
+    async for chunk in chunks:
+        yield chunk
 
 
 async def _chunks(upstream: aiohttp.ClientResponse, watcher: asyncio.Future[None]):

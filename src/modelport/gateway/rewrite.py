@@ -117,15 +117,32 @@ def _api_urls(upstream: bytes, keep: tuple[str, ...]) -> re.Pattern[bytes]:
     return re.compile(b'"' + re.escape(upstream) + excluded + rb'(?=[/?"])')
 
 
-def decode_content(body: bytes, encoding: str) -> bytes | None:
-    """Decompress gzip/deflate bodies so they can be rewritten; None for encodings we leave alone."""
-    if encoding == "gzip":
-        return zlib.decompress(body, 16 + zlib.MAX_WBITS)
-    if encoding == "deflate":
-        try:
-            return zlib.decompress(body)
-        except zlib.error:
-            return zlib.decompress(body, -zlib.MAX_WBITS)
+class BodyTooLarge(Exception):
+    """A body opens up to more than the gateway will hold to rewrite it."""
+
+
+def decode_content(body: bytes, encoding: str, limit: int) -> bytes | None:
+    """Decompress a gzip/deflate body so it can be rewritten; None for encodings we leave alone and
+    bodies that do not open. Never more than ``limit`` bytes: a 200 KB gzip that opens to 200 MiB
+    cost the worker 348 MB; past the limit, ``BodyTooLarge``."""
     if encoding in ("", "identity"):
         return body
+    if encoding == "gzip":
+        windows = (16 + zlib.MAX_WBITS,)
+    elif encoding == "deflate":
+        windows = (zlib.MAX_WBITS, -zlib.MAX_WBITS)  # zlib-wrapped, as the RFC says, or raw, as some send
+    else:
+        return None
+    for window in windows:
+        opener = zlib.decompressobj(window)
+        try:
+            opened = opener.decompress(body, limit + 1)
+            if len(opened) > limit or opener.unconsumed_tail:
+                raise BodyTooLarge()
+            opened += opener.flush()
+        except zlib.error:
+            continue
+        if len(opened) > limit:
+            raise BodyTooLarge()
+        return opened
     return None

@@ -18,9 +18,9 @@ from ..logs.record import LogRecord
 from ..providers.base import Endpoint, ProviderSpec, UnsupportedParameter
 from ..providers.registry import adapter_for, serves
 from ..server.http import Headers, Receive, Send
-from .errors import BadRequest, UnsupportedEndpoint
+from .errors import BadRequest, BadUpstreamResponse, UnsupportedEndpoint
 from .forward import Outbound, proxy_headers, upstream_url
-from .respond import Relayed, relay, response_headers
+from .respond import WHOLE_LIMIT, Relayed, read_at_most, relay, response_headers
 from .routing import Leaf
 
 _ENDPOINTS: dict[tuple[str, str], Endpoint] = {
@@ -142,12 +142,12 @@ class UnifiedCall:
         if upstream.status >= 300 and self.native_errors:
             return await relay(send, receive, upstream, extra, cap)
         if upstream.status >= 300:
-            raw = await upstream.read()
+            raw = await _read_to_translate(upstream)
             body = orjson.dumps(self.adapter.error_body(upstream.status, raw))
             return await _send_json(send, upstream, extra, body, raw[:cap])
         if self.stream and "event-stream" in upstream.headers.get("content-type", ""):
             return await self._translate_stream(send, upstream, extra, cap)
-        raw = await upstream.read()
+        raw = await _read_to_translate(upstream)
         body = self.adapter.parse_response(self.endpoint, upstream.status, raw, self.body)
         return await _send_json(send, upstream, extra, body, body[:cap])
 
@@ -169,6 +169,17 @@ class UnifiedCall:
         await send({"type": "http.response.body", "body": b""})
         result.usage = translator.usage
         return result
+
+
+async def _read_to_translate(upstream: aiohttp.ClientResponse) -> bytes:
+    """The whole body, which translation needs; past WHOLE_LIMIT a 502, as no client could read the
+    provider's own format in its place."""
+    raw = await read_at_most(upstream, WHOLE_LIMIT)
+    if len(raw) > WHOLE_LIMIT:
+        upstream.close()
+        raise BadUpstreamResponse(f"the provider's response is larger than the {WHOLE_LIMIT:,} bytes the gateway "
+                                  "translates", code="upstream_response_too_large")
+    return raw
 
 
 async def _send_chunk(send: Send, data: bytes, result: Relayed, cap: int) -> None:
