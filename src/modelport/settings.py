@@ -51,6 +51,9 @@ class Settings:
     # clients send fits. Apache's LimitRequestFields default is 100.
     max_header_bytes: int = 32 * 1024
     max_headers: int = 100
+    # nginx waits 60 s for a head and between body reads; a head is small, so less for it here.
+    header_timeout: float = 20.0
+    body_timeout: float = 60.0
     upstream_timeout: float = 600.0
     connect_timeout: float = 10.0
     stream_url_ttl: int = 6 * 3600
@@ -107,6 +110,9 @@ class Settings:
         for name in ("max_body_bytes", "max_header_bytes", "max_headers"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("header_timeout", "body_timeout"):
+            if not 0 < getattr(self, name) < float("inf"):
+                raise SettingsError(f"{name} must be a positive number of seconds, got {getattr(self, name)}")
         if self.public_url and not _PUBLIC_URL.fullmatch(self.public_url):
             raise SettingsError("public_url must start with http:// or https:// and hold only URL characters (no "
                                 "spaces, quotes or backslashes), e.g. https://gateway.example.com")
@@ -225,6 +231,8 @@ HELP = {
     "max_body_bytes": "largest request body accepted",
     "max_header_bytes": "largest request line and headers together (bytes); beyond it: 431",
     "max_headers": "most request headers accepted; beyond it: 431",
+    "header_timeout": "seconds a client may take to send a request's line and headers; then 408 and closed",
+    "body_timeout": "seconds a client may stay silent in the middle of a request body; then the connection is closed",
     "upstream_timeout": "seconds an upstream may stay silent mid-response",
     "connect_timeout": "seconds to connect to an upstream",
     "stream_url_ttl": "seconds a signed stream link stays valid",

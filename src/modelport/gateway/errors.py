@@ -11,6 +11,7 @@
     ├── Forbidden                     403 permission_error
     ├── NotFound                      404 not_found_error
     ├── MethodNotAllowed              405 invalid_request_error
+    ├── RequestTimeout                408 request_timeout (a head not sent in time, server/protocol.py)
     ├── Conflict                      409 conflict_error   (a taken slug, a record still in use)
     ├── PayloadTooLarge               413 payload_too_large
     ├── HeadersTooLarge               431 headers_too_large (the request line and headers, server/protocol.py)
@@ -95,6 +96,10 @@ class NotFound(GatewayError):
 
 class MethodNotAllowed(GatewayError):
     status, type, code = 405, "invalid_request_error", "method_not_allowed"
+
+
+class RequestTimeout(GatewayError):
+    status, type, code = 408, "invalid_request_error", "request_timeout"
 
 
 class Conflict(GatewayError):

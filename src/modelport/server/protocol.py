@@ -1,4 +1,5 @@
-"""The HTTP/1.1 connection: uvicorn's httptools protocol, with the request head bounded as it arrives.
+"""The HTTP/1.1 connection: uvicorn's httptools protocol, with the request head bounded as it arrives
+and clients that stop half-way timed out.
 
 httptools holds a header whole before it reports it, and uvicorn keeps every header, so a 50 MB
 header or 20,000 headers were held, passed to the app and stored in the logs. Here the request
@@ -9,6 +10,12 @@ anything authenticates the request:
   server log says so: there is no request yet to record);
 - a complete head over a limit reaches the app without its headers and with the refusal in
   ``scope["extensions"][REFUSED]``, so the app answers 431 and records it like any other request.
+
+Half-sent requests once held their connections forever (20 of 20 still open after 88 s). A client
+has ``header_timeout`` seconds from its first byte (or from connecting) to finish a head, else 408
+and the connection closes; one that stays silent for ``body_timeout`` seconds in the middle of a
+body is disconnected, which the app records as 499. (Between requests, uvicorn's keep-alive timeout
+applies.) One watchdog timer per connection checks both, rather than a timer per request.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from ..gateway.errors import HeadersTooLarge
+from ..gateway.errors import GatewayError, HeadersTooLarge, RequestTimeout
 from ..settings import Settings
 
 log = logging.getLogger("modelport")
@@ -37,12 +44,15 @@ LINGER_BYTES = 4 * 1024 * 1024
 def bounded_protocol(settings: Settings) -> type[HttpToolsProtocol]:
     """The protocol class for uvicorn's ``http`` setting, bound to these limits."""
     return type("BoundedHttpToolsProtocol", (BoundedHttpToolsProtocol,), {
-        "max_header_bytes": settings.max_header_bytes, "max_headers": settings.max_headers})
+        "max_header_bytes": settings.max_header_bytes, "max_headers": settings.max_headers,
+        "header_timeout": settings.header_timeout, "body_timeout": settings.body_timeout})
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
     max_header_bytes: int  # set by bounded_protocol
     max_headers: int
+    header_timeout: float
+    body_timeout: float
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -51,6 +61,47 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_size = 0  # request target, header names and values
         self._refusal: HeadersTooLarge | None = None
         self._discard: int | None = None  # bytes still to drop once refused mid-head
+        self._head_since: float | None = None  # when the head now awaited began (None: none awaited)
+        self._head_begun = False  # a byte of it has come
+        self._body_since: float | None = None  # when body bytes last came (None: no body awaited)
+        self._watchdog: Any = None
+
+    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._head_since = self.loop.time()
+        interval = min(self.header_timeout, self.body_timeout) / 2
+        self._watchdog = self.loop.call_later(interval, self._watch, interval)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        super().connection_lost(exc)
+
+    def _watch(self, interval: float) -> None:
+        if self.transport.is_closing():
+            return
+        now = self.loop.time()
+        if self._head_since is not None and now - self._head_since > self.header_timeout:
+            self._time_out_head()
+            return
+        body_since = self._body_since
+        if body_since is not None and now - body_since > self.body_timeout and not self.flow.read_paused:
+            peer = "%s:%d" % self.client if self.client else "a client"
+            log.warning("closed the connection of %s: it sent no part of the request body for %g s "
+                        "(MODELPORT_BODY_TIMEOUT)", peer, self.body_timeout)
+            self.transport.close()  # the app's receive() then reports a disconnect: recorded as 499
+            return
+        if body_since is not None and self.flow.read_paused:
+            self._body_since = now  # the gateway is not reading: the client is not the one waiting
+        self._watchdog = self.loop.call_later(interval, self._watch, interval)
+
+    def _time_out_head(self) -> None:
+        if not self._head_begun:
+            self.transport.close()  # connected and sent nothing: nothing to answer
+            return
+        self._refuse_now(RequestTimeout(
+            f"the request line and headers did not arrive within {self.header_timeout:g} s (MODELPORT_HEADER_TIMEOUT)",
+            headers={"connection": "close"}))
 
     def data_received(self, data: bytes) -> None:
         if self._discard is not None:
@@ -70,6 +121,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head, self._head_received, self._head_size, self._refusal = True, 0, 0, None
+        self._head_since, self._head_begun = self.loop.time(), True
 
     def on_url(self, url: bytes) -> None:
         super().on_url(url)
@@ -86,6 +138,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        self._head_since, self._head_begun = None, False
+        self._body_since = self.loop.time()  # until on_message_complete: no body is one that ends at once
         if self._refusal is None and self._head_size > self.max_header_bytes:
             self._refusal = self._too_large(f"{self._head_size:,} bytes")
         if self._refusal is not None:
@@ -93,9 +147,14 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self.scope.setdefault("extensions", {})[REFUSED] = self._refusal  # type: ignore[typeddict-item]
         super().on_headers_complete()
 
+    def on_body(self, body: bytes) -> None:
+        super().on_body(body)
+        self._body_since = self.loop.time()
+
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._in_head = True
+        self._body_since = None
 
     def _too_large(self, what: str) -> HeadersTooLarge:
         return HeadersTooLarge(
@@ -103,7 +162,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             f"in at most {self.max_headers} headers (MODELPORT_MAX_HEADER_BYTES, MODELPORT_MAX_HEADERS)",
             headers={"connection": "close"})
 
-    def _refuse_now(self, error: HeadersTooLarge) -> None:
+    def _refuse_now(self, error: GatewayError) -> None:
         peer = "%s:%d" % self.client if self.client else "a client"
         log.warning("refused a request from %s: %s", peer, error.message)
         body = error.body()
