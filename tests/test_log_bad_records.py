@@ -8,6 +8,7 @@ import asyncio
 import json
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -79,6 +80,20 @@ def test_a_keys_default_metadata_has_the_same_bounds(gateway):
         assert response.status_code == 400, response.text
         assert response.json()["error"]["message"].startswith("defaults.metadata ")
         assert message in response.json()["error"]["message"]
+
+
+def test_the_command_line_bounds_a_keys_metadata_the_same_way(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MODELPORT_")},
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    result = subprocess.run([sys.executable, "-m", "modelport", "keys", "create", "--name", "deep", "--metadata",
+                             json.dumps(nested(300)), "--data-dir", str(tmp_path / "data")],
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and "nests deeper than 8 levels" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
 
 
 @pytest.fixture(scope="module")

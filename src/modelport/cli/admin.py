@@ -174,7 +174,7 @@ def keys_create(args: argparse.Namespace, store: Store, out: Output) -> None:
         scopes=args.scopes or ("inference",),
         allowed_providers=rules.allowed_providers(args.providers, store, "--provider"),
         expires_at=expires_at,
-        metadata=args.metadata,
+        metadata=rules.key_metadata(args.metadata, "--metadata") if args.metadata is not None else None,
         **_limits(args),
     )
     _print_new_secret(out, record, token, "Created")

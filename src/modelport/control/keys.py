@@ -18,13 +18,12 @@ from typing import Any
 
 from ..gateway.auth import Principal
 from ..gateway.errors import Forbidden, NotFound
-from ..gateway.headers import metadata_problem
 from ..gateway.limits import key_rules
 from ..usage.limits import key_budget, key_token_limits
 from ..store import SCOPES, UNCHANGED, ApiKey, Store
 from ..store.base import utc_now
 from .router import Request, Route
-from .rules import allowed_providers
+from .rules import allowed_providers, key_metadata
 from .schema import (
     RATE_LIMITS_SCHEMA,
     USAGE_LIMITS_SCHEMA,
@@ -253,10 +252,7 @@ def _metadata(defaults: dict[str, Any] | None) -> dict[str, Any]:
     if unsupported:
         raise Invalid(f"defaults supports only 'metadata', not {', '.join(map(shown, unsupported))}")
     metadata = defaults.get("metadata") or {}
-    problem = metadata_problem(metadata)  # merged into every request's: the same bounds as the header's
-    if problem is not None:
-        raise Invalid(f"defaults.metadata {problem}")
-    return metadata
+    return key_metadata(metadata, "defaults.metadata")
 
 
 def _existing(store: Store, key_id: str) -> ApiKey:

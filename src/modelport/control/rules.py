@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from ..gateway.configs import validate_config
 from ..gateway.errors import InvalidConfig
+from ..gateway.headers import metadata_problem
 from ..gateway.hosts import HostRules
 from ..providers.registry import PROVIDERS
 from ..store import Store
@@ -77,6 +78,15 @@ def require_settings(provider: str, settings: Mapping[str, Any], host: str | Non
 
 
 # -- gateway API keys ----------------------------------------------------------------------------
+def key_metadata(value: Any, where: str) -> dict[str, Any]:
+    """A key's default metadata: merged into every request's, so bounded as x-portkey-metadata is
+    (docs/bounds.md)."""
+    problem = metadata_problem(value)
+    if problem is not None:
+        raise Invalid(f"{where} {problem}")
+    return value
+
+
 def allowed_providers(entries: Sequence[str], store: Store, where: str) -> list[str]:
     """Provider ids and ``@slugs`` of stored providers: a key limited to what does not exist could call nothing."""
     for entry in entries:
