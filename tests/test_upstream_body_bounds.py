@@ -5,6 +5,7 @@ translated body past the bound is a 502. The worker's peak memory is the proof."
 from __future__ import annotations
 
 import gzip
+import time
 import uuid
 
 import httpx
@@ -21,6 +22,7 @@ MiB = 1024 * 1024
 BOMB_SIZE = 200 * MiB
 BOMB = gzip.compress(b'{"urls": "' + b" " * (BOMB_SIZE - 20) + b'"}', compresslevel=9)
 CHUNKED_SIZE = 200 * MiB
+STREAM_SIZE = 40 * MiB
 
 
 async def bomb(request: web.Request) -> web.Response:
@@ -40,12 +42,25 @@ async def endless(request: web.Request) -> web.StreamResponse:
     return response
 
 
+async def endless_event(request: web.Request) -> web.StreamResponse:
+    """An event stream whose first line never ends: 40 MiB of one data line."""
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+    await response.write(b"event: content_block_delta\ndata: ")
+    chunk = b"x" * 65536
+    for _ in range(STREAM_SIZE // len(chunk)):
+        await response.write(chunk)
+    await response.write_eof()
+    return response
+
+
 @pytest.fixture(scope="module")
 def heavy_upstream():
     app = web.Application()
     app.router.add_get("/v1/predictions/bomb", bomb)
     app.router.add_get("/v1/predictions/endless", endless)
     app.router.add_post("/v1/messages", endless)
+    app.router.add_post("/v2/messages", endless_event)  # another base URL, so another route
     with FakeServer(app) as server:
         yield server
 
@@ -101,3 +116,23 @@ def test_a_body_to_translate_past_the_bound_is_a_502(gateway, heavy_upstream):
     assert response.status_code == 502, response.text
     assert response.json()["error"]["code"] == "upstream_response_too_large"
     assert (gateway.worker_memory_kb("VmHWM") - before) / 1024 < 80
+
+
+def test_a_stream_event_that_never_ends_is_cut_off_not_held(gateway, heavy_upstream):
+    """Translating a stream, the gateway holds an event until its end: past 8 MiB it ends the stream
+    (truncated, as a broken upstream would) and records why."""
+    before = gateway.worker_memory_kb("VmHWM")
+    trace_id = "t-" + uuid.uuid4().hex
+    started = time.monotonic()
+    with httpx.stream("POST", gateway.v1 + "/chat/completions", timeout=60, json={
+            "model": "claude-x", "stream": True, "messages": [{"role": "user", "content": "hi"}]}, headers={
+            "x-portkey-provider": "anthropic", "authorization": "Bearer sk-ant-test", "x-portkey-trace-id": trace_id,
+            "x-portkey-custom-host": heavy_upstream.url + "/v2"}) as response:
+        assert response.status_code == 200
+        with pytest.raises(httpx.RemoteProtocolError):  # no final chunk: the client sees it was cut
+            for _ in response.iter_raw():
+                pass
+    assert time.monotonic() - started < 10
+    assert (gateway.worker_memory_kb("VmHWM") - before) / 1024 < 30, "the worker held the event"
+    (row,) = wait_for_logs(gateway, LogFilter(trace_id=trace_id), 1)
+    assert "an event of more than 8,388,608 bytes" in row["error"]

@@ -8,6 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# The most of one event (its data, or a line still without its end) the gateway holds of an upstream's
+# stream: one that never ended a line grew the buffer without bound, and rescanned it on every chunk.
+MAX_EVENT_BYTES = 8 * 1024 * 1024
+
+
+class EventTooLarge(ValueError):
+    """An event, or a line of one, passed MAX_EVENT_BYTES."""
+
 
 @dataclass(slots=True)
 class ServerSentEvent:
@@ -18,17 +26,22 @@ class ServerSentEvent:
 
 
 class SSEParser:
-    """Feed raw bytes; get complete events back. Comments (``: hi``) are skipped."""
+    """Feed raw bytes; get complete events back. Comments (``: hi``) are skipped. With ``max_bytes``
+    (the gateway reading an upstream), raises ``EventTooLarge`` once an event passes it."""
 
-    __slots__ = ("_buffer", "_event", "_data", "_id", "_retry")
+    __slots__ = ("_buffer", "_scanned", "_held", "_max", "_event", "_data", "_id", "_retry")
 
-    def __init__(self) -> None:
+    def __init__(self, max_bytes: int | None = None) -> None:
         self._buffer = b""
+        self._scanned = 0  # bytes of the buffer known to hold no line end
+        self._held = 0  # bytes of data lines of the event being read
+        self._max = max_bytes if max_bytes is not None else float("inf")
         self._reset()
 
     def _reset(self) -> None:
         self._event = ""
         self._data: list[str] = []
+        self._held = 0
         self._id: str | None = None
         self._retry: int | None = None
 
@@ -36,12 +49,16 @@ class SSEParser:
         self._buffer += chunk
         events: list[ServerSentEvent] = []
         while True:
-            cut = _next_line_end(self._buffer)
+            cut = _next_line_end(self._buffer, self._scanned)
             if cut is None:
+                self._scanned = max(0, len(self._buffer) - 1)  # a CR at the end may start a CRLF
+                if len(self._buffer) + self._held > self._max:
+                    raise EventTooLarge(f"an event of more than {self._max:,} bytes")
                 return events
             end, width = cut
             line = self._buffer[:end].decode("utf-8", "replace")
             self._buffer = self._buffer[end + width :]
+            self._scanned = 0
             event = self._take_line(line)
             if event is not None:
                 events.append(event)
@@ -66,6 +83,7 @@ class SSEParser:
             value = value[1:]
         if name == "data":
             self._data.append(value)
+            self._held += len(value)
         elif name == "event":
             self._event = value
         elif name == "id":
@@ -75,10 +93,11 @@ class SSEParser:
         return None
 
 
-def _next_line_end(buffer: bytes) -> tuple[int, int] | None:
-    """Position and width of the first line terminator (CRLF, LF or CR), if complete."""
-    lf = buffer.find(b"\n")
-    cr = buffer.find(b"\r")
+def _next_line_end(buffer: bytes, start: int = 0) -> tuple[int, int] | None:
+    """Position and width of the first line terminator (CRLF, LF or CR) at or after ``start``, if
+    complete."""
+    lf = buffer.find(b"\n", start)
+    cr = buffer.find(b"\r", start)
     if cr == -1 or (lf != -1 and lf < cr):
         return None if lf == -1 else (lf, 1)
     if cr == len(buffer) - 1:

@@ -18,6 +18,7 @@ from ..logs.record import LogRecord
 from ..providers.base import Endpoint, ProviderSpec, UnsupportedParameter
 from ..providers.registry import adapter_for, serves
 from ..server.http import Headers, Receive, Send
+from ..sse import EventTooLarge
 from .errors import BadRequest, BadUpstreamResponse, UnsupportedEndpoint
 from .forward import Outbound, proxy_headers, upstream_url
 from .respond import WHOLE_LIMIT, Relayed, read_at_most, relay, response_headers
@@ -164,6 +165,10 @@ class UnifiedCall:
                     await _send_chunk(send, out, result, cap)
         except (aiohttp.ClientError, TimeoutError) as exc:
             result.error = f"upstream stream broke after {result.size} bytes: {type(exc).__name__}"
+            return result
+        except EventTooLarge as exc:  # ended without its last chunk: the client sees a truncated stream
+            upstream.close()
+            result.error = f"the provider's stream sent {exc}, more than the gateway translates; stopped after {result.size} bytes"
             return result
         await _send_chunk(send, translator.finish(), result, cap)
         await send({"type": "http.response.body", "body": b""})

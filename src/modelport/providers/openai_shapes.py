@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from modelport.providers.base import UnsupportedParameter
-from modelport.sse import ServerSentEvent, SSEParser
+from modelport.sse import MAX_EVENT_BYTES, EventTooLarge, ServerSentEvent, SSEParser
 
 DONE = b"data: [DONE]\n\n"
 
@@ -206,7 +206,7 @@ class ChunkStream:
         self.model = model
         self._created = int(time.time())
         self._include_usage = include_usage
-        self._parser = SSEParser()
+        self._parser = SSEParser(MAX_EVENT_BYTES)
         self._started: set[int] = set()  # choices whose first delta (the one with the role) went out
         self._failed = False
         self._closed = False
@@ -269,15 +269,19 @@ class RelayStream:
 
     def __init__(self) -> None:
         self.usage: dict[str, Any] | None = None
-        self._parser = SSEParser()
+        self._parser: SSEParser | None = SSEParser(MAX_EVENT_BYTES)
 
     def feed(self, chunk: bytes) -> bytes:
-        for event in self._parser.feed(chunk):
-            self._read(event)
+        if self._parser is not None:
+            try:
+                for event in self._parser.feed(chunk):
+                    self._read(event)
+            except EventTooLarge:
+                self._parser = None  # the bytes still pass; only the usage on the side is given up
         return chunk
 
     def finish(self) -> bytes:
-        for event in self._parser.finish():
+        for event in self._parser.finish() if self._parser is not None else ():
             self._read(event)
         return b""
 
