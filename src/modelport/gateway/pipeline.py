@@ -102,6 +102,7 @@ class Gateway:
             finally:
                 call.release_unsettled()
         except GatewayError as error:
+            error.__traceback__ = None  # its frames (this one too) hold the request: no cycle to wait on
             await self._fail(send, record, error, options)
         except ClientDisconnected:
             record.status, record.error = 499, "the client disconnected before sending the whole request"
