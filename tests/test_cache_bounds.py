@@ -61,3 +61,14 @@ def test_distinct_inline_configs_do_not_grow_the_worker(roomy_gateway, fake_open
         return {**roomy_gateway.headers(), "x-portkey-config": orjson.dumps(config).decode()}
 
     assert grown_mb(roomy_gateway, headers) < 20
+
+
+def test_a_custom_host_longer_than_any_url_is_refused(roomy_gateway):
+    """The base URL is compiled into the pattern that rewrites the upstream's URLs, which the re module
+    caches (512 patterns): distinct long hosts would fill it."""
+    long_host = "https://api.example.com/" + "v" * 3000
+    response = httpx.get(roomy_gateway.v1 + "/models", timeout=30, headers={
+        **roomy_gateway.headers(), "x-portkey-provider": "replicate", "x-portkey-custom-host": long_host,
+        "authorization": "Bearer r8_test"})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["message"] == "custom host is 3,024 characters long; at most 2,048 are accepted"
