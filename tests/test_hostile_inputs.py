@@ -38,6 +38,16 @@ def test_a_request_timeout_of_a_day_is_accepted(gateway):
     assert response.status_code == 200, response.text
 
 
+def test_a_trace_id_longer_than_256_characters_is_a_400_and_not_repeated(gateway):
+    response = httpx.post(gateway.v1 + "/chat/completions", json=BODY, timeout=20,
+                          headers=gateway.headers(**OPENAI, **{"x-portkey-trace-id": "t" * 257}))
+    assert error_of(response, 400)["message"] == "x-portkey-trace-id must be at most 256 printable characters"
+    assert response.headers["x-portkey-trace-id"] != "t" * 257 and len(response.headers["x-portkey-trace-id"]) < 64
+    fits = httpx.post(gateway.v1 + "/chat/completions", json=BODY, timeout=20,
+                      headers=gateway.headers(**OPENAI, **{"x-portkey-trace-id": "t" * 256}))
+    assert fits.status_code == 200 and fits.headers["x-portkey-trace-id"] == "t" * 256
+
+
 def nested_targets(levels: int) -> dict:
     config: dict = {"provider": "@openai-test"}
     for _ in range(levels):

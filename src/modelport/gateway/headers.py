@@ -39,6 +39,8 @@ METADATA_MAX_KEYS = 64  # keys of every object in it, together
 METADATA_MAX_KEY_CHARS = 128
 METADATA_MAX_VALUE_CHARS = 1024
 
+MAX_TRACE_ID = 256
+
 # A request timeout (header or config) is at most a day: nan, inf and 1e309 parse as floats, and the
 # event loop's timers refuse what they cannot schedule (a 500 before).
 MAX_TIMEOUT_MS = 24 * 3600 * 1000
@@ -103,7 +105,13 @@ def parse_request_options(raw_headers: list[tuple[bytes, bytes]]) -> RequestOpti
 
 
 def _given_trace_id(raw_headers: list[tuple[bytes, bytes]]) -> str:
-    return next((value.decode("latin-1") for name, value in raw_headers if name == b"x-portkey-trace-id"), "")
+    given = next((value.decode("latin-1") for name, value in raw_headers if name == b"x-portkey-trace-id"), "")
+    return given if _trace_id_fits(given) else ""
+
+
+def _trace_id_fits(trace_id: str) -> bool:
+    # Every log record stores and indexes its trace id, and every response repeats it.
+    return len(trace_id) <= MAX_TRACE_ID and trace_id.isprintable()
 
 
 def _parse(raw_headers: list[tuple[bytes, bytes]]) -> RequestOptions:
@@ -153,6 +161,8 @@ def _options(
         provider_key = None
     provider = portkey.pop("provider", None) or None
     trace_id = portkey.pop("trace-id", None)
+    if trace_id and not _trace_id_fits(trace_id):
+        raise InvalidHeader(f"x-portkey-trace-id must be at most {MAX_TRACE_ID} printable characters")
     common = (api_key, provider, portkey.pop("virtual-key", None) or None)
     if not portkey:  # only the common headers: every other option keeps its default (most requests)
         return _FAST_NEW(RequestOptions, (*common, None, trace_id or new_trace_id(), bool(trace_id), _EMPTY, None,
