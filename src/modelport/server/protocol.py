@@ -15,7 +15,8 @@ Half-sent requests once held their connections forever (20 of 20 still open afte
 has ``header_timeout`` seconds from its first byte (or from connecting) to finish a head, else 408
 and the connection closes; one that stays silent for ``body_timeout`` seconds in the middle of a
 body is disconnected, which the app records as 499. (Between requests, uvicorn's keep-alive timeout
-applies.) One watchdog timer per connection checks both, rather than a timer per request.
+applies.) One watchdog timer per connection checks both, in ticks, rather than a timer or a clock
+read per request: what a request adds is a few attribute writes, and nothing per header.
 """
 
 from __future__ import annotations
@@ -57,18 +58,21 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._in_head = True  # between requests too: what arrives next is a head
-        self._head_received = 0  # bytes fed while the head was arriving, framing included
-        self._head_size = 0  # request target, header names and values
-        self._refusal: HeadersTooLarge | None = None
+        self._head_received = 0  # bytes fed in earlier chunks while the head was arriving, framing included
+        self._feeding = 0  # the size of the chunk being fed
+        self._received = 0  # bytes received on the connection: the watchdog sees progress by it
         self._discard: int | None = None  # bytes still to drop once refused mid-head
-        self._head_since: float | None = None  # when the head now awaited began (None: none awaited)
-        self._head_begun = False  # a byte of it has come
-        self._body_since: float | None = None  # when body bytes last came (None: no body awaited)
+        # What the watchdog waits for: a head ("head", or "began" once a byte of it came), a body, or
+        # nothing (between requests); ``_serial`` counts requests, so a tick tells a new one apart.
+        self._awaiting = "head"
+        self._serial = 0
         self._watchdog: Any = None
+        self._seen: tuple[str, int, int] = ("", -1, -1)  # (awaiting, serial, received) at the last tick
+        self._waited = 0.0  # seconds the same head has been awaited, or the same body silent
 
     def connection_made(self, transport: Any) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._head_since = self.loop.time()
+        self._seen = (self._awaiting, self._serial, self._received)  # the first tick counts
         interval = min(self.header_timeout, self.body_timeout) / 2
         self._watchdog = self.loop.call_later(interval, self._watch, interval)
 
@@ -80,23 +84,27 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def _watch(self, interval: float) -> None:
         if self.transport.is_closing():
             return
-        now = self.loop.time()
-        if self._head_since is not None and now - self._head_since > self.header_timeout:
+        awaiting, serial, received = self._awaiting, self._serial, self._received
+        seen_awaiting, seen_serial, seen_received = self._seen
+        same_head = awaiting in ("head", "began") and seen_awaiting in ("head", "began") and serial == seen_serial
+        silent_body = awaiting == "body" and seen_awaiting == "body" and serial == seen_serial and received == seen_received
+        if self.flow.read_paused:
+            silent_body = False  # the gateway is not reading: the client is not the one waiting
+        self._waited = self._waited + interval if same_head or silent_body else 0.0
+        self._seen = (awaiting, serial, received)
+        if same_head and self._waited >= self.header_timeout:
             self._time_out_head()
             return
-        body_since = self._body_since
-        if body_since is not None and now - body_since > self.body_timeout and not self.flow.read_paused:
+        if silent_body and self._waited >= self.body_timeout:
             peer = "%s:%d" % self.client if self.client else "a client"
             log.warning("closed the connection of %s: it sent no part of the request body for %g s "
                         "(MODELPORT_BODY_TIMEOUT)", peer, self.body_timeout)
             self.transport.close()  # the app's receive() then reports a disconnect: recorded as 499
             return
-        if body_since is not None and self.flow.read_paused:
-            self._body_since = now  # the gateway is not reading: the client is not the one waiting
         self._watchdog = self.loop.call_later(interval, self._watch, interval)
 
     def _time_out_head(self) -> None:
-        if not self._head_begun:
+        if self._awaiting == "head":
             self.transport.close()  # connected and sent nothing: nothing to answer
             return
         self._refuse_now(RequestTimeout(
@@ -109,10 +117,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             if self._discard < 0:
                 self.transport.close()
             return
+        self._received += len(data)
         in_head = self._in_head
+        self._feeding = len(data)
         super().data_received(data)
         if not (in_head and self._in_head) or self.transport.is_closing():
-            return  # the head ended in this chunk: on_headers_complete has measured it exactly
+            return  # the head ended in this chunk: on_headers_complete has measured it
         self._head_received += len(data)
         framing = _REQUEST_LINE_FRAMING + _HEADER_FRAMING * self.max_headers
         if self._head_received > self.max_header_bytes + framing:
@@ -120,41 +130,30 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._in_head, self._head_received, self._head_size, self._refusal = True, 0, 0, None
-        self._head_since, self._head_begun = self.loop.time(), True
-
-    def on_url(self, url: bytes) -> None:
-        super().on_url(url)
-        self._head_size += len(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._head_size += len(name) + len(value)
-        if self._refusal is not None:
-            return  # refused already: keep no more of it
-        if len(self.headers) >= self.max_headers:
-            self._refusal = self._too_large(f"more than {self.max_headers} headers")
-            return
-        super().on_header(name, value)
+        self._in_head, self._head_received = True, 0
+        self._awaiting, self._serial = "began", self._serial + 1
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        self._head_since, self._head_begun = None, False
-        self._body_since = self.loop.time()  # until on_message_complete: no body is one that ends at once
-        if self._refusal is None and self._head_size > self.max_header_bytes:
-            self._refusal = self._too_large(f"{self._head_size:,} bytes")
-        if self._refusal is not None:
+        self._awaiting = "body"  # until on_message_complete, which follows at once when there is none
+        refusal = self._refusal()
+        if refusal is not None:
             self.headers.clear()  # neither the app nor the log store holds what was refused
-            self.scope.setdefault("extensions", {})[REFUSED] = self._refusal  # type: ignore[typeddict-item]
+            self.scope.setdefault("extensions", {})[REFUSED] = refusal  # type: ignore[typeddict-item]
         super().on_headers_complete()
 
-    def on_body(self, body: bytes) -> None:
-        super().on_body(body)
-        self._body_since = self.loop.time()
+    def _refusal(self) -> HeadersTooLarge | None:
+        if len(self.headers) > self.max_headers:
+            return self._too_large(f"more than {self.max_headers} headers")
+        if self._head_received + self._feeding <= self.max_header_bytes:
+            return None  # all the bytes fed since the head began fit: no need to measure it (most requests)
+        size = len(self.url) + sum(len(name) + len(value) for name, value in self.headers)
+        return self._too_large(f"{size:,} bytes") if size > self.max_header_bytes else None
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._in_head = True
-        self._body_since = None
+        self._awaiting = "idle"
 
     def _too_large(self, what: str) -> HeadersTooLarge:
         return HeadersTooLarge(
