@@ -54,7 +54,8 @@ class ConfigPlanner:
         when the headers choose no provider, virtual key or config."""
         settings = tuple(sorted(options.provider_settings.items())) if options.provider_settings else ()
         texts = (options.provider, options.virtual_key, options.config, options.custom_host, options.provider_key)
-        size = sum(len(text) for text in texts if text)
+        size = (len(options.provider or "") + len(options.virtual_key or "") + len(options.config or "")
+                + len(options.custom_host or "") + len(options.provider_key or ""))  # no generator: every request
         if settings or options.forward_headers or model_route:
             size += sum(len(value) for _, value in settings) + sum(map(len, options.forward_headers))
             size += sum(map(len, model_route or ()))  # a body's model: the caller's text too
