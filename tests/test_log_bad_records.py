@@ -87,6 +87,7 @@ def test_the_command_line_bounds_a_keys_metadata_the_same_way(tmp_path):
     import subprocess
     import sys
 
+    open_store(tmp_path / "data").close()  # the gateway's data directory, as `modelport serve` makes it
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("MODELPORT_")},
            "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
     result = subprocess.run([sys.executable, "-m", "modelport", "keys", "create", "--name", "deep", "--metadata",
