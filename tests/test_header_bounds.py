@@ -115,3 +115,21 @@ def test_the_limits_are_settings(tmp_path):
         assert httpx.get(gateway.url + "/health", headers={"x-big": "a" * 40_000}, timeout=10).status_code == 200
         message = refused(httpx.get(gateway.url + "/health", headers={f"x-{i}": "v" for i in range(10)}, timeout=10))
         assert "at most 65,536 bytes in at most 10 headers" in message
+
+
+def test_a_refused_head_behind_a_request_still_being_answered_waits_for_that_answer(gateway):
+    """Pipelined: the first request is answered first, then the connection closes; the gateway never
+    writes a refusal over (or before) a response it is still sending."""
+    before = gateway.log_text()
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: gw\r\n\r\nGET /health HTTP/1.1\r\nX-Big: " + b"a" * (LIMIT + 8192))
+        answer = b""
+        try:
+            while data := sock.recv(65536):
+                answer += data
+        except ConnectionResetError:
+            pass
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+    assert answer.count(b"HTTP/1.1 ") == 1
+    time.sleep(0.5)
+    assert "Traceback" not in gateway.log_text()[len(before):]

@@ -164,6 +164,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def _refuse_now(self, error: GatewayError) -> None:
         peer = "%s:%d" % self.client if self.client else "a client"
         log.warning("refused a request from %s: %s", peer, error.message)
+        self._discard = LINGER_BYTES
+        if self.cycle is not None and not self.cycle.response_complete:
+            # A pipelined head behind a request still being answered: that answer goes first, alone (a
+            # response must not be written over or before it); the connection then closes.
+            self.cycle.keep_alive = False
+            return
         body = error.body()
         head = (STATUS_LINE[error.status] + b"content-type: application/json\r\nx-portkey-gateway-exception: true\r\n"
                 b"connection: close\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n")
@@ -172,5 +178,4 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()
             return
         self.transport.write_eof()
-        self._discard = LINGER_BYTES
         self.loop.call_later(LINGER_SECONDS, self.transport.close)
