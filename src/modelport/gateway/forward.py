@@ -96,7 +96,7 @@ async def open_upstream(
         # aiohttp's and asyncio's connection errors sit in reference cycles with the frames they passed
         # (freed only by a full garbage collection, rare in a worker: server/gctune.py), and those frames
         # hold this request's headers and body: let the frames go now. 100 failed calls carrying 1 MB of
-        # headers each held 70 MB.
+        # headers each held 112 MB.
         _release_frames(exc)
         own = _own_error(exc)
         if own is not None:  # the gateway stopped sending the body (too large, the client left): say so
