@@ -1,0 +1,54 @@
+"""Replicate's ``ExchangePolicy`` (providers/base.py): tenant isolation (isolation.py, when
+``replicate_isolate_predictions`` is on) and the webhook relay (webhooks.py, always), in that order."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from ...gateway.hosts import HostRules
+from ..base import Answer, Exchange, Forward
+from .isolation import Isolation, json_or_none, tenant_of
+from .paths import created_kind
+from .webhooks import WebhookRelay
+
+
+def make_policy(settings: Any, store: Any) -> "ReplicatePolicy":
+    isolation = Isolation(store) if settings.replicate_isolate_predictions else None
+    return ReplicatePolicy(isolation, WebhookRelay(store, HostRules.from_settings(settings)))
+
+
+class ReplicatePolicy:
+    def __init__(self, isolation: Isolation | None, relay: WebhookRelay) -> None:
+        self.isolation = isolation
+        self.relay = relay
+
+    async def authorize(self, exchange: Exchange) -> Answer | Forward | None:
+        if self.isolation is not None:
+            answer = await self.isolation.authorize(exchange)
+            if answer is not None:
+                return answer
+        return self.relay.redirect(exchange) if _runs_something(exchange) else None
+
+    def wants_screen(self, exchange: Exchange) -> bool:
+        return (self.isolation is not None and self.isolation.wants_screen(exchange)) or _relayed(exchange)
+
+    async def screen(self, exchange: Exchange, status: int, body: bytes) -> bytes:
+        if self.isolation is not None and self.isolation.wants_screen(exchange):
+            body = await self.isolation.screen(exchange, status, body)
+        if 200 <= status < 300 and _relayed(exchange):
+            created = json_or_none(body)
+            if isinstance(created, dict) and await self.relay.remember(exchange, tenant_of(exchange), created):
+                body = orjson.dumps(created)
+        return body
+
+
+def _runs_something(exchange: Exchange) -> bool:
+    """A create of a prediction or a training: the requests that may carry a webhook."""
+    return created_kind(exchange.method, exchange.path) in ("prediction", "training")
+
+
+def _relayed(exchange: Exchange) -> bool:
+    """A create the relay may have redirected (its create response must then be remembered)."""
+    return exchange.target.slug is not None and exchange.body is not None and _runs_something(exchange)
