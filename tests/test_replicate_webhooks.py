@@ -3,9 +3,13 @@ verifies each event, records it and relays it to the caller's own URL, signed fo
 
 from __future__ import annotations
 
+import sqlite3
+import time
+
 import httpx
 import pytest
 
+from tests.fakes.replicate_webhooks import signed_headers
 from tests.fakes.webhook_receiver import WebhookReceiver
 
 SLUG = {"x-portkey-provider": "@replicate-test"}
@@ -74,3 +78,86 @@ def test_a_malformed_webhook_request_is_400_naming_the_field(alice, fake_replica
     refused = alice.post(CREATE, json={"input": {"text": "hi"}, **body})
     assert refused.status_code == 400, refused.text
     assert says in refused.json()["error"]["message"]
+
+
+def finished(received) -> bool:
+    return any(r.json()["status"] == "succeeded" for r in received)
+
+
+def delivered_to_gateway(state, prediction_id: str, event: str, timeout: float = 10) -> list:
+    """The fake's deliveries of ``prediction_id`` to the gateway, once one of ``event`` was answered 2xx."""
+    deadline = time.monotonic() + timeout
+    while True:
+        mine = [d for d in state.webhook_deliveries if d.json()["id"] == prediction_id]
+        if any(d.event == event and d.status and 200 <= d.status < 300 for d in mine):
+            return mine
+        if time.monotonic() > deadline:
+            raise AssertionError(f"deliveries of {prediction_id}: {[(d.event, d.status) for d in mine]}")
+        time.sleep(0.02)
+
+
+def test_events_reach_the_caller_with_api_urls_on_the_gateway(gateway, alice, receiver, fake_replicate):
+    created = alice.post(CREATE, json={"input": {"text": "hi"}, "webhook": receiver.hook()}).json()
+    got = receiver.wait_for(finished)
+    assert {r.json()["id"] for r in got} == {created["id"]}
+    assert got[0].json()["status"] in ("starting", "processing")  # every event, as Replicate's default sends
+    last = got[-1].json()
+    assert last["urls"]["get"] == f"{gateway.v1}/predictions/{created['id']}"
+    assert last["webhook"] == receiver.hook()
+    assert len({r.headers["webhook-id"] for r in got}) == len(got)
+
+
+def test_a_completed_event_the_caller_did_not_ask_for_is_not_relayed(alice, receiver, fake_replicate):
+    _, state = fake_replicate
+    created = alice.post(CREATE, json={"input": {"text": "hi"}, "webhook": receiver.hook(),
+                                       "webhook_events_filter": ["start"]}).json()
+    delivered_to_gateway(state, created["id"], "completed")
+    time.sleep(0.3)
+    assert len(receiver.received) == 1 and receiver.received[0].json()["status"] in ("starting", "processing")
+
+
+def test_the_final_event_prices_a_prediction_nobody_polls(gateway, alice, receiver, fake_replicate):
+    _, state = fake_replicate
+    created = alice.post(CREATE, json={"input": {"text": "hi"}, "webhook_completed": receiver.hook()}).json()
+    receiver.wait_for(finished)
+    assert len(state.requests_to(f"/v1/predictions/{created['id']}", "GET")) == 0  # nobody polled
+    deadline = time.monotonic() + 10
+    while (row := terminal_log(gateway, created["id"])) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert row is not None, "the prediction's end was never recorded"
+    logged = httpx.get(f"{gateway.v1}/logs/{row[0]}", headers=gateway.headers()).json()
+    assert logged["metadata"]["modelport_webhook"] == "received"
+    assert row[1] == "succeeded" and row[2] is not None  # its cost was computed (test/echo has a price)
+
+
+def terminal_log(gateway, prediction_id: str):
+    with sqlite3.connect(gateway.data_dir / "modelport.db") as conn:
+        return conn.execute("SELECT terminal_log_id, status, cost_status FROM predictions WHERE id = ? AND terminal_log_id IS NOT NULL",
+                            (prediction_id,)).fetchone()
+
+
+def post_event(gateway, headers: dict, body: bytes) -> httpx.Response:
+    return httpx.post(gateway.v1 + "/provider-webhooks/replicate/replicate-test", headers=headers, content=body)
+
+
+def test_replayed_stale_and_forged_events_are_refused_and_not_relayed(gateway, alice, receiver, fake_replicate):
+    _, state = fake_replicate
+    created = alice.post(CREATE, json={"input": {"text": "hi"}, "webhook_completed": receiver.hook()}).json()
+    receiver.wait_for(finished)
+    final = delivered_to_gateway(state, created["id"], "completed")[-1]
+    relayed = len(receiver.received)
+    replayed = post_event(gateway, final.headers, final.body)
+    assert replayed.status_code == 409 and replayed.json()["error"]["code"] == "webhook_replayed"
+    stale = post_event(gateway, signed_headers(final.body, timestamp=int(time.time()) - 301), final.body)
+    assert stale.status_code == 400 and stale.json()["error"]["code"] == "stale_webhook"
+    forged = post_event(gateway, signed_headers(final.body, secret="whsec_" + "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFB"), final.body)
+    assert forged.status_code == 401 and forged.json()["error"]["code"] == "invalid_webhook_signature"
+    unsigned = post_event(gateway, {"content-type": "application/json"}, final.body)
+    assert unsigned.status_code == 400
+    time.sleep(0.3)
+    assert len(receiver.received) == relayed
+
+
+def test_an_event_for_another_route_is_404(gateway):
+    assert httpx.post(gateway.v1 + "/provider-webhooks/replicate/no-such-slug", content=b"{}").status_code == 404
+    assert httpx.post(gateway.v1 + "/provider-webhooks/openai/openai-test", content=b"{}").status_code == 404

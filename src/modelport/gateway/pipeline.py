@@ -47,7 +47,7 @@ from .resolve import TargetResolver
 from .respond import Relayed, Rewriting, Screen, relay
 from .rewrite import public_base
 from .routing import Leaf, Outcome, execute
-from .streams import STREAM_ROUTE, StreamSigner
+from .streams import StreamSigner
 from .unified import UnifiedCall, takes_unified_path, unified_endpoint
 from .upstream import Upstreams
 
@@ -349,9 +349,8 @@ class _Call:
         slug = leaf.resolved.target.slug
 
         def sign(url: str, prediction_id: str | None) -> str:
-            token = signer.sign(url, g=guarded, t=trace, p=leaf.resolved.spec.id, s=slug, k=self.principal.key_id,
-                                i=prediction_id)
-            return f"{gateway_base}{STREAM_ROUTE[3:]}{token}"
+            return signer.link(gateway_base, url, g=guarded, t=trace, p=leaf.resolved.spec.id, s=slug,
+                               k=self.principal.key_id, i=prediction_id)
 
         return Rewriting(rule, leaf.resolved.target.base_url, gateway_base, sign)
 

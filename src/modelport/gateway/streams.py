@@ -62,6 +62,10 @@ class StreamSigner:
                     handle.write(secrets.token_bytes(32))
         return cls(path.read_bytes(), ttl)
 
+    def link(self, gateway_base: str, upstream_url: str, **claims: Any) -> str:
+        """The gateway stream route (under ``gateway_base``, its public ``/v1`` root) for ``upstream_url``."""
+        return f"{gateway_base}{STREAM_ROUTE[3:]}{self.sign(upstream_url, **claims)}"
+
     def sign(self, upstream_url: str, **claims: Any) -> str:
         payload = orjson.dumps({"u": upstream_url, "e": int(time.time()) + self._ttl, **claims})
         return f"{_b64(payload)}.{_b64(self._mac(payload))}"

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -12,6 +12,9 @@ from ..base import Answer, Exchange, Forward
 from .isolation import Isolation, json_or_none, tenant_of
 from .paths import created_kind
 from .webhooks import WebhookRelay
+
+if TYPE_CHECKING:
+    from ...gateway.provider_webhooks import Inbound
 
 
 def make_policy(settings: Any, store: Any) -> "ReplicatePolicy":
@@ -30,6 +33,10 @@ class ReplicatePolicy:
             if answer is not None:
                 return answer
         return self.relay.redirect(exchange) if _runs_something(exchange) else None
+
+    async def receive_webhook(self, inbound: "Inbound") -> Answer:
+        """An event Replicate posted to the relay URL a create was given (gateway/provider_webhooks.py)."""
+        return await self.relay.receive(inbound)
 
     def wants_screen(self, exchange: Exchange) -> bool:
         return (self.isolation is not None and self.isolation.wants_screen(exchange)) or _relayed(exchange)

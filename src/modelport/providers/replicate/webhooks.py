@@ -7,19 +7,35 @@ the caller's ``webhook_events_filter`` plus ``completed``: the gateway needs the
 As the create response passes (``remember``) the caller's URL and filter are stored, keyed by the
 prediction's id, so whichever worker or node Replicate's event reaches can relay it, and the
 response shows the caller's own URL back.
+
+Each event from Replicate (``receive``) is verified as Standard Webhooks says (``webhook-id``,
+``webhook-timestamp``, ``webhook-signature``, keyed by the account's secret from
+``GET /webhooks/default/secret``, cached); one more than 5 minutes old, or an id already received, is
+refused with a 4xx and not relayed. A verified event is answered 200 at once; then it is recorded in
+the prediction's lifecycle as a log record (so its cost is logged even if nobody polls) and relayed to
+the caller, its API URLs rewritten as in responses. A final (``completed``) event the caller did not
+ask for is not relayed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import hashlib
+import hmac
 import logging
-from typing import Any
+import time
+from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import orjson
 
-from ...gateway.errors import BadRequest, GatewayError
+from ...gateway.errors import BadRequest, Conflict, ForbiddenHost, GatewayError, Unauthorized, UpstreamUnreachable
 from ...gateway.hosts import HostRules
-from ..base import Exchange, Forward
+from ...logs.record import Attempt, LogRecord
+from ...usage import is_terminal
+from ..base import Answer, Exchange, Forward
 from .isolation import json_or_none
 
 log = logging.getLogger("modelport.gateway")
@@ -29,12 +45,24 @@ log = logging.getLogger("modelport.gateway")
 RELAY_ROUTE = "/provider-webhooks/replicate/"
 EVENTS = ("start", "output", "logs", "completed")  # Replicate's webhook_events_filter values
 _WEBHOOK_FIELDS = ("webhook", "webhook_completed", "webhook_events_filter")
+MAX_AGE_SECONDS = 5 * 60  # Standard Webhooks' suggested tolerance; older events may be replays
+# A create's response may still be on its way through another worker when its first event arrives:
+# how long an event waits for the create's relay row before it is dropped.
+ROW_WAIT_SECONDS, ROW_WAIT_STEP = 2.0, 0.05
+DELIVERY_TIMEOUT_SECONDS = 10.0
+RECEIVED = Answer(200, "application/json", b'{"received":true}')
+
+if TYPE_CHECKING:
+    from ...gateway.provider_webhooks import Inbound
+    from ...store.base import WebhookRelayRow
 
 
 class WebhookRelay:
     def __init__(self, store: Any, host_rules: HostRules) -> None:
         self.store = store
         self.host_rules = host_rules
+        self._secrets: dict[str, str] = {}  # slug → the account's signing secret
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def redirect(self, exchange: Exchange) -> Forward | None:
         """The create's body with the caller's webhook replaced by the gateway's relay URL; None when
@@ -55,6 +83,105 @@ class WebhookRelay:
     def check_url(self, url: str) -> None:
         """The SSRF rules of custom hosts (gateway/hosts.py): at create time and again at delivery."""
         self.host_rules.check_stored_host(url)
+
+    # -- events from Replicate ----------------------------------------------------------------------
+    async def receive(self, inbound: "Inbound") -> Answer:
+        webhook_id, stamp, signature = (inbound.headers.get(name) for name in
+                                        ("webhook-id", "webhook-timestamp", "webhook-signature"))
+        if not webhook_id or not stamp or not signature:
+            raise BadRequest("a Replicate webhook carries webhook-id, webhook-timestamp and webhook-signature "
+                             "headers (Standard Webhooks); this request lacks one", code="invalid_webhook")
+        if not stamp.isdigit() or abs(time.time() - int(stamp)) > MAX_AGE_SECONDS:
+            raise BadRequest("webhook-timestamp is not within 5 minutes of the gateway's clock, so the event is "
+                             "refused as a possible replay", code="stale_webhook")
+        if not await self._verified(inbound, webhook_id, stamp, signature):
+            raise Unauthorized("webhook-signature does not match this event under the Replicate account's signing "
+                               "secret", code="invalid_webhook_signature")
+        prediction = json_or_none(inbound.body)
+        if not isinstance(prediction, dict) or not isinstance(prediction.get("id"), str):
+            raise BadRequest("a Replicate webhook's body is the prediction as JSON, with its id", code="invalid_webhook")
+        slug = inbound.target.slug
+        forget_before = int((time.time() - 2 * MAX_AGE_SECONDS) * 1000)
+        if not await asyncio.to_thread(self.store.first_receipt, slug, webhook_id, forget_before):
+            raise Conflict(f"webhook {webhook_id} was already received; it is not relayed again", code="webhook_replayed")
+        task = asyncio.get_running_loop().create_task(self._handle(inbound, webhook_id, prediction))
+        self._tasks.add(task)  # held: the loop keeps only weak references to tasks
+        task.add_done_callback(self._tasks.discard)
+        return RECEIVED
+
+    async def _verified(self, inbound: "Inbound", webhook_id: str, stamp: str, signature: str) -> bool:
+        """Checked with the cached secret, and once more with a fresh one (the account's may have been rotated)."""
+        slug = inbound.target.slug
+        cached = self._secrets.get(slug)  # type: ignore[arg-type]
+        if cached is not None and signature_matches(cached, webhook_id, stamp, inbound.body, signature):
+            return True
+        secret = await self._account_secret(inbound)
+        self._secrets[slug] = secret  # type: ignore[index]
+        return signature_matches(secret, webhook_id, stamp, inbound.body, signature)
+
+    async def _account_secret(self, inbound: "Inbound") -> str:
+        target = inbound.target
+        try:
+            async with inbound.session(inbound.guarded).get(
+                f"{target.base_url}/webhooks/default/secret", headers={"authorization": f"Bearer {target.api_key}"},
+                timeout=aiohttp.ClientTimeout(total=DELIVERY_TIMEOUT_SECONDS),
+            ) as response:
+                answer = json_or_none(await response.read()) if response.status == 200 else None
+        except (TimeoutError, aiohttp.ClientError, ForbiddenHost) as exc:
+            log.warning("could not read the webhook secret of @%s: %s", target.slug, exc)
+            answer = None
+        if not isinstance(answer, dict) or not isinstance(answer.get("key"), str):
+            raise UpstreamUnreachable(f"the gateway could not read the webhook signing secret of @{target.slug} from "
+                                      "Replicate to verify this event; Replicate retries the final event")
+        return answer["key"]
+
+    async def _handle(self, inbound: "Inbound", webhook_id: str, prediction: dict[str, Any]) -> None:
+        slug, object_id = inbound.target.slug, prediction["id"]
+        row = await self._row(slug, object_id)  # type: ignore[arg-type]
+        self._record_receipt(inbound, webhook_id, prediction, row)
+        if row is None:
+            log.warning("a webhook for %s on @%s has nowhere to go: no create through the gateway asked for it",
+                        object_id, slug)
+            return
+        if is_terminal(prediction.get("status")) and "completed" not in row.events:
+            return  # the gateway asked for the final event for itself (cost), not for the caller
+        if "webhook" in prediction or "webhook_events_filter" in prediction:
+            prediction["webhook"], prediction["webhook_events_filter"] = row.url, list(row.events)
+        body = inbound.rewrite(orjson.dumps(prediction), row.key_id, _trace(webhook_id))
+        await self._deliver(inbound, row, webhook_id, body)
+
+    async def _row(self, slug: str, object_id: str) -> "WebhookRelayRow | None":
+        deadline = time.monotonic() + ROW_WAIT_SECONDS
+        while True:
+            row = await asyncio.to_thread(self.store.webhook_of, slug, object_id)
+            if row is not None or time.monotonic() > deadline:
+                return row
+            await asyncio.sleep(ROW_WAIT_STEP)
+
+    def _record_receipt(self, inbound: "Inbound", webhook_id: str, prediction: dict[str, Any],
+                        row: "WebhookRelayRow | None") -> None:
+        """The event as one more sighting of the prediction, logged like a poll (logs/lifecycle.py reads
+        its body), so the prediction is priced when its end arrives here, polled or not."""
+        slug = inbound.target.slug
+        record = LogRecord(trace_id=_trace(webhook_id), method="GET", path=f"/v1/predictions/{prediction['id']}",
+                           provider="replicate", slug=slug, key_id=row.key_id if row else None,
+                           key_name="replicate webhook", metadata={"modelport_webhook": "received", "webhook_id": webhook_id})
+        record.attempts.append(Attempt(index="webhook", provider="replicate", slug=slug, started_at=time.time(), status=200))
+        record.status, record.response_content_type = 200, "application/json"
+        record.response_bytes, record.response_body = len(inbound.body), inbound.body
+        inbound.submit(record)
+
+    async def _deliver(self, inbound: "Inbound", row: "WebhookRelayRow", webhook_id: str, body: bytes) -> None:
+        headers = {"content-type": "application/json", "webhook-id": webhook_id,
+                   "webhook-timestamp": str(int(time.time()))}
+        try:
+            self.check_url(row.url)  # again: an address literal the rules changed on, or a name the resolver checks
+            async with inbound.session(not self.host_rules.trusts(row.url)).post(
+                row.url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=DELIVERY_TIMEOUT_SECONDS),
+            ) as response:
+                await response.read()
+        except (TimeoutError, aiohttp.ClientError, ForbiddenHost) as exc:
+            log.warning("webhook %s to %s failed: %s", webhook_id, row.url, exc)
 
     async def remember(self, exchange: Exchange, tenant: str, created: dict[str, Any]) -> bool:
         """Store where the caller wants the new object's events; put its own URL back into the response.
@@ -111,3 +238,32 @@ def show_callers_webhook(prediction: dict[str, Any], request: Any) -> None:
     for name in _WEBHOOK_FIELDS:
         if isinstance(request, dict) and name in request:
             prediction[name] = request[name]
+
+
+def signature_matches(secret: str, webhook_id: str, stamp: str, body: bytes, signature: str) -> bool:
+    """Standard Webhooks: one of the space-separated ``v1,<base64>`` signatures is the HMAC-SHA256 of
+    ``id.timestamp.body`` keyed by the secret's base64 part (after ``whsec_``)."""
+    expected = _signature(secret, webhook_id, stamp, body)
+    if expected is None:
+        return False
+    offered = (part.partition(",") for part in signature.split())
+    return any(version == "v1" and hmac.compare_digest(value.encode(), expected) for version, _, value in offered)
+
+
+def sign(secret: str, webhook_id: str, stamp: str, body: bytes) -> str:
+    signature = _signature(secret, webhook_id, stamp, body)
+    assert signature is not None, "the gateway's own secrets are well formed"
+    return "v1," + signature.decode()
+
+
+def _signature(secret: str, webhook_id: str, stamp: str, body: bytes) -> bytes | None:
+    try:
+        key = base64.b64decode(secret.partition("_")[2], validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    digest = hmac.new(key, f"{webhook_id}.{stamp}.".encode() + body, hashlib.sha256).digest()
+    return base64.b64encode(digest)
+
+
+def _trace(webhook_id: str) -> str:
+    return f"webhook-{webhook_id}"
