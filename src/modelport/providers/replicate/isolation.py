@@ -12,7 +12,8 @@ node), and then:
   paging stays on the gateway and walks the account once; a page may be short, or empty with a ``next``.
 - A prediction input that names one of the account's file URLs the caller does not own is refused:
   Replicate's workers would otherwise read another tenant's upload.
-- The account's webhook signing secret goes to admin keys only.
+- The account's webhook signing secret goes to admin keys only (policy.py gives other keys their
+  own relay secret).
 - A path with a percent-escape is refused: Replicate would decode it into a path the checks above
   never saw (``/%70redictions``).
 
@@ -30,10 +31,10 @@ from typing import Any
 import orjson
 from yarl import URL
 
-from ...gateway.errors import BadRequest, BadUpstreamResponse, Forbidden, GatewayError
+from ...gateway.errors import BadRequest, BadUpstreamResponse, GatewayError
 from ..base import Answer, Exchange
 from ..registry import get_provider
-from .paths import created_kind, is_plain, is_webhook_secret, listed_collection, object_ref
+from .paths import created_kind, is_plain, listed_collection, object_ref
 
 log = logging.getLogger("modelport.gateway")
 ANONYMOUS_TENANT = "anonymous"
@@ -76,9 +77,6 @@ class Isolation:
             raise BadRequest("this path has a percent-escape; on a shared Replicate account the gateway forwards only "
                              "plain paths for non-admin keys, so that it knows which object a request names (Replicate's "
                              "paths need no escapes)", code="path_not_plain")
-        if is_webhook_secret(exchange.path):
-            raise Forbidden("only an admin gateway key may read the Replicate account's webhook signing secret: "
-                            "it would let this key forge webhooks for every other key on the account")
         ref = object_ref(exchange.path)
         if ref is not None:
             owner = self._owners(slug, [ref.id]).get(ref.id)  # a poll: in memory after the first

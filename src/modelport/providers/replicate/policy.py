@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ...gateway.hosts import HostRules
+from ...gateway.streams import data_dir_key
 from ..base import Answer, Exchange, Forward
 from .isolation import Isolation, json_or_none, tenant_of
-from .paths import created_kind
+from .paths import created_kind, is_webhook_secret
 from .webhooks import WebhookRelay
 
 if TYPE_CHECKING:
@@ -19,7 +20,8 @@ if TYPE_CHECKING:
 
 def make_policy(settings: Any, store: Any) -> "ReplicatePolicy":
     isolation = Isolation(store) if settings.replicate_isolate_predictions else None
-    return ReplicatePolicy(isolation, WebhookRelay(store, HostRules.from_settings(settings)))
+    relay_key = data_dir_key(settings.data_dir, "webhook-relay.key")
+    return ReplicatePolicy(isolation, WebhookRelay(store, HostRules.from_settings(settings), relay_key))
 
 
 class ReplicatePolicy:
@@ -28,6 +30,12 @@ class ReplicatePolicy:
         self.relay = relay
 
     async def authorize(self, exchange: Exchange) -> Answer | Forward | None:
+        if exchange.method == "GET" and is_webhook_secret(exchange.path) and not exchange.admin \
+                and exchange.target.slug is not None:
+            # The account's secret would let this key forge events for every other key; its relays are
+            # signed with its own (webhooks.py), so that is the secret it gets.
+            secret = self.relay.relay_secret(exchange.target.slug, tenant_of(exchange))
+            return Answer(200, "application/json", orjson.dumps({"key": secret}))
         if self.isolation is not None:
             answer = await self.isolation.authorize(exchange)
             if answer is not None:

@@ -15,6 +15,13 @@ refused with a 4xx and not relayed. A verified event is answered 200 at once; th
 the prediction's lifecycle as a log record (so its cost is logged even if nobody polls) and relayed to
 the caller, its API URLs rewritten as in responses. A final (``completed``) event the caller did not
 ask for is not relayed.
+
+Relays are signed the same way with a secret of the caller's own gateway key (``relay_secret``), the
+one ``GET /v1/webhooks/default/secret`` returns to that key, so replicate-python's
+``webhooks.validate`` works unchanged. It is derived, not stored: HMAC-SHA256 of the slug and the key
+id under a server secret in the data dir (``webhook-relay.key``). Every worker using the data dir
+derives the same secret with no store read on the delivery path, there is nothing to seal or migrate,
+and a key has its secret from its first request; replacing the file rotates every key's secret.
 """
 
 from __future__ import annotations
@@ -58,9 +65,10 @@ if TYPE_CHECKING:
 
 
 class WebhookRelay:
-    def __init__(self, store: Any, host_rules: HostRules) -> None:
+    def __init__(self, store: Any, host_rules: HostRules, relay_key: bytes) -> None:
         self.store = store
         self.host_rules = host_rules
+        self._relay_key = hmac.new(relay_key, digestmod=hashlib.sha256)  # keyed once, copied per secret
         self._secrets: dict[str, str] = {}  # slug → the account's signing secret
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -83,6 +91,13 @@ class WebhookRelay:
     def check_url(self, url: str) -> None:
         """The SSRF rules of custom hosts (gateway/hosts.py): at create time and again at delivery."""
         self.host_rules.check_stored_host(url)
+
+    def relay_secret(self, slug: str, tenant: str) -> str:
+        """The secret the relays to ``tenant`` on ``@slug`` are signed with: ``whsec_`` + standard base64
+        (no ``_`` in it: replicate-python splits the secret on ``_``)."""
+        mac = self._relay_key.copy()
+        mac.update(f"replicate-webhook-relay\0{slug}\0{tenant}".encode())
+        return "whsec_" + base64.b64encode(mac.digest()[:24]).decode()
 
     # -- events from Replicate ----------------------------------------------------------------------
     async def receive(self, inbound: "Inbound") -> Answer:
@@ -172,8 +187,10 @@ class WebhookRelay:
         inbound.submit(record)
 
     async def _deliver(self, inbound: "Inbound", row: "WebhookRelayRow", webhook_id: str, body: bytes) -> None:
-        headers = {"content-type": "application/json", "webhook-id": webhook_id,
-                   "webhook-timestamp": str(int(time.time()))}
+        stamp = str(int(time.time()))
+        secret = self.relay_secret(inbound.target.slug, row.key_id)  # type: ignore[arg-type]
+        headers = {"content-type": "application/json", "webhook-id": webhook_id, "webhook-timestamp": stamp,
+                   "webhook-signature": sign(secret, webhook_id, stamp, body)}
         try:
             self.check_url(row.url)  # again: an address literal the rules changed on, or a name the resolver checks
             async with inbound.session(not self.host_rules.trusts(row.url)).post(
