@@ -195,3 +195,56 @@ def test_relays_validate_with_the_secret_the_callers_key_reads(gateway, alice, b
         replicate.Client().webhooks.validate(headers=got[0].headers, body=got[0].body.decode(), secret=others)
     admin = httpx.get(gateway.v1 + "/webhooks/default/secret", headers=gateway.headers(**SLUG))
     assert admin.json()["key"] == WEBHOOK_SECRET  # an admin key still reads the account's
+
+
+def delivery_logs(gateway, prediction_id: str, count: int, timeout: float = 10) -> list[dict]:
+    """The logs API's records of relay attempts for ``prediction_id``, once there are ``count``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        reply = httpx.get(gateway.v1 + "/logs", headers=gateway.headers(),
+                          params={"prediction_id": prediction_id, "metadata.modelport_webhook": "delivery", "limit": 100})
+        assert reply.status_code == 200, reply.text
+        found = reply.json()["data"]
+        if len(found) >= count or time.monotonic() > deadline:
+            return sorted(found, key=lambda r: r["metadata"]["attempt"])
+        time.sleep(0.05)
+
+
+def test_a_failing_receiver_is_retried_with_the_same_id_and_each_attempt_is_logged(gateway, alice, receiver):
+    receiver.answer_next(503, times=2)  # then 200
+    created = alice.post(CREATE, json={"input": {"text": "hi"}, "webhook_completed": receiver.hook()}).json()
+    got = receiver.wait_for(lambda got: len(got) == 3)
+    assert len({r.headers["webhook-id"] for r in got}) == 1
+    secret = official_client(gateway, alice).webhooks.default.secret()
+    replicate.Client().webhooks.validate(headers=got[-1].headers, body=got[-1].body.decode(), secret=secret)
+    attempts = delivery_logs(gateway, created["id"], 3)
+    assert [(r["metadata"]["attempt"], r["status"]) for r in attempts] == [("1", 503), ("2", 503), ("3", 200)]
+    assert {r["path"] for r in attempts} == {receiver.hook()}
+
+
+def test_a_relay_gives_up_after_five_attempts(gateway, alice, receiver):
+    receiver.answer_next(500, times=10)
+    created = alice.post(CREATE, json={"input": {"text": "hi"}, "webhook_completed": receiver.hook()}).json()
+    receiver.wait_for(lambda got: len(got) == 5)
+    time.sleep(1.0)  # the backoff would have reached a sixth attempt by now (50+100+200+400 ms)
+    assert len(receiver.received) == 5
+    assert [r["status"] for r in delivery_logs(gateway, created["id"], 5)] == [500] * 5
+
+
+def test_a_4xx_from_the_receiver_is_final(gateway, alice, receiver):
+    receiver.answer_next(410, times=3)
+    created = alice.post(CREATE, json={"input": {"text": "hi"}, "webhook_completed": receiver.hook()}).json()
+    receiver.wait_for(lambda got: len(got) == 1)
+    time.sleep(0.5)
+    assert len(receiver.received) == 1
+    assert [r["status"] for r in delivery_logs(gateway, created["id"], 1)] == [410]
+
+
+def test_an_unreachable_receiver_is_retried_and_logged(gateway, alice):
+    from tests.harness import free_port
+
+    created = alice.post(CREATE, json={"input": {"text": "hi"},
+                                       "webhook_completed": f"http://127.0.0.1:{free_port()}/nobody"}).json()
+    attempts = delivery_logs(gateway, created["id"], 5)
+    assert len(attempts) == 5
+    assert all(r["status"] == 502 and "webhook delivery failed" in r["error"] for r in attempts)

@@ -57,6 +57,7 @@ MAX_AGE_SECONDS = 5 * 60  # Standard Webhooks' suggested tolerance; older events
 # how long an event waits for the create's relay row before it is dropped.
 ROW_WAIT_SECONDS, ROW_WAIT_STEP = 2.0, 0.05
 DELIVERY_TIMEOUT_SECONDS = 10.0
+DELIVERY_ATTEMPTS, DELIVERY_BACKOFF_SECONDS = 5, 0.05  # 50, 100, 200, 400 ms between attempts
 RECEIVED = Answer(200, "application/json", b'{"received":true}')
 
 if TYPE_CHECKING:
@@ -163,7 +164,7 @@ class WebhookRelay:
         if "webhook" in prediction or "webhook_events_filter" in prediction:
             prediction["webhook"], prediction["webhook_events_filter"] = row.url, list(row.events)
         body = inbound.rewrite(orjson.dumps(prediction), row.key_id, _trace(webhook_id))
-        await self._deliver(inbound, row, webhook_id, body)
+        await self._deliver(inbound, row, webhook_id, object_id, body)
 
     async def _row(self, slug: str, object_id: str) -> "WebhookRelayRow | None":
         deadline = time.monotonic() + ROW_WAIT_SECONDS
@@ -186,19 +187,51 @@ class WebhookRelay:
         record.response_bytes, record.response_body = len(inbound.body), inbound.body
         inbound.submit(record)
 
-    async def _deliver(self, inbound: "Inbound", row: "WebhookRelayRow", webhook_id: str, body: bytes) -> None:
-        stamp = str(int(time.time()))
+    async def _deliver(self, inbound: "Inbound", row: "WebhookRelayRow", webhook_id: str, object_id: str,
+                       body: bytes) -> None:
+        """POST the event to the caller, retried on 5xx, connection errors and timeouts (Replicate itself
+        retries only the final event), with the same webhook-id each time; a 4xx is the caller's final
+        word. Each attempt is a log record, in the prediction's lifecycle."""
         secret = self.relay_secret(inbound.target.slug, row.key_id)  # type: ignore[arg-type]
+        for attempt in range(DELIVERY_ATTEMPTS):
+            if attempt:
+                await asyncio.sleep(DELIVERY_BACKOFF_SECONDS * 2 ** (attempt - 1))
+            record = LogRecord(trace_id=_trace(webhook_id), method="POST", path=row.url, provider="replicate",
+                               slug=inbound.target.slug, key_id=row.key_id, key_name="replicate webhook relay",
+                               prediction_id=object_id, retry_count=attempt, request_bytes=len(body), request_body=body,
+                               metadata={"modelport_webhook": "delivery", "webhook_id": webhook_id,
+                                         "attempt": str(attempt + 1)})
+            status = await self._attempt(inbound, row.url, webhook_id, secret, body, record)
+            inbound.submit(record)
+            if status is not None and status < 500:
+                return  # delivered (2xx, 3xx) or refused for good (4xx)
+
+    async def _attempt(self, inbound: "Inbound", url: str, webhook_id: str, secret: str, body: bytes,
+                       record: LogRecord) -> int | None:
+        """One POST; its status, or None when it never got one (recorded as the error)."""
+        stamp = str(int(time.time()))  # fresh each attempt: the caller's tolerance counts from the send
         headers = {"content-type": "application/json", "webhook-id": webhook_id, "webhook-timestamp": stamp,
                    "webhook-signature": sign(secret, webhook_id, stamp, body)}
+        started = time.perf_counter()
         try:
-            self.check_url(row.url)  # again: an address literal the rules changed on, or a name the resolver checks
-            async with inbound.session(not self.host_rules.trusts(row.url)).post(
-                row.url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=DELIVERY_TIMEOUT_SECONDS),
+            self.check_url(url)  # again: an address literal the rules changed on, or a name the resolver checks
+            async with inbound.session(not self.host_rules.trusts(url)).post(
+                url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=DELIVERY_TIMEOUT_SECONDS),
+                allow_redirects=False,  # a redirect would lead past the SSRF check just made
             ) as response:
-                await response.read()
-        except (TimeoutError, aiohttp.ClientError, ForbiddenHost) as exc:
-            log.warning("webhook %s to %s failed: %s", webhook_id, row.url, exc)
+                answer = await response.read()
+                record.status, record.response_bytes = response.status, len(answer)
+                record.response_body, record.response_content_type = answer, response.headers.get("content-type", "")
+                return response.status
+        except ForbiddenHost as refused:
+            record.status, record.error, record.gateway_exception = refused.status, refused.message, True
+            return refused.status  # final: the rules will not change between attempts
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            record.status = 504 if isinstance(exc, TimeoutError) else 502
+            record.error = f"webhook delivery failed: {type(exc).__name__}: {exc}"
+            return None
+        finally:
+            record.latency_ms = record.upstream_latency_ms = (time.perf_counter() - started) * 1000
 
     async def remember(self, exchange: Exchange, tenant: str, created: dict[str, Any]) -> bool:
         """Store where the caller wants the new object's events; put its own URL back into the response.
