@@ -40,6 +40,7 @@ import orjson
 
 from ...gateway.errors import BadRequest, Conflict, ForbiddenHost, GatewayError, Unauthorized, UpstreamUnreachable
 from ...gateway.hosts import HostRules
+from ...gateway.provider_webhooks import WEBHOOK_ROUTE
 from ...logs.record import Attempt, LogRecord
 from ...usage import is_terminal
 from ..base import Answer, Exchange, Forward
@@ -48,8 +49,8 @@ from .isolation import json_or_none
 log = logging.getLogger("modelport.gateway")
 
 # Under the gateway's /v1 root; the stored provider's slug follows (it names the account whose secret
-# signs the events). gateway/provider_webhooks.py routes it to the provider's policy.
-RELAY_ROUTE = "/provider-webhooks/replicate/"
+# signs the events).
+RELAY_ROUTE = WEBHOOK_ROUTE[len("/v1"):] + "replicate/"
 EVENTS = ("start", "output", "logs", "completed")  # Replicate's webhook_events_filter values
 _WEBHOOK_FIELDS = ("webhook", "webhook_completed", "webhook_events_filter")
 MAX_AGE_SECONDS = 5 * 60  # Standard Webhooks' suggested tolerance; older events may be replays
@@ -91,7 +92,10 @@ class WebhookRelay:
 
     def check_url(self, url: str) -> None:
         """The SSRF rules of custom hosts (gateway/hosts.py): at create time and again at delivery."""
-        self.host_rules.check_stored_host(url)
+        try:
+            self.host_rules.check_stored_host(url)
+        except ForbiddenHost as refused:
+            raise ForbiddenHost(f"webhook URL refused: {refused.message}") from None
 
     def relay_secret(self, slug: str, tenant: str) -> str:
         """The secret the relays to ``tenant`` on ``@slug`` are signed with: ``whsec_`` + standard base64
@@ -152,6 +156,12 @@ class WebhookRelay:
         return answer["key"]
 
     async def _handle(self, inbound: "Inbound", webhook_id: str, prediction: dict[str, Any]) -> None:
+        try:
+            await self._record_and_relay(inbound, webhook_id, prediction)
+        except Exception:  # a background task: nobody else would hear of it
+            log.exception("webhook %s for %s on @%s was not relayed", webhook_id, prediction["id"], inbound.target.slug)
+
+    async def _record_and_relay(self, inbound: "Inbound", webhook_id: str, prediction: dict[str, Any]) -> None:
         slug, object_id = inbound.target.slug, prediction["id"]
         row = await self._row(slug, object_id)  # type: ignore[arg-type]
         self._record_receipt(inbound, webhook_id, prediction, row)
