@@ -248,3 +248,31 @@ def test_an_unreachable_receiver_is_retried_and_logged(gateway, alice):
     attempts = delivery_logs(gateway, created["id"], 5)
     assert len(attempts) == 5
     assert all(r["status"] == 502 and "webhook delivery failed" in r["error"] for r in attempts)
+
+
+@pytest.fixture(scope="module")
+def two_workers(tmp_path_factory, fake_replicate):
+    """Two workers, isolation off: the relay needs neither one worker nor isolation."""
+    from tests.conftest import REPLICATE_TOKEN, replicate_provider
+    from tests.harness import GatewayProcess
+
+    process = GatewayProcess(tmp_path_factory.mktemp("relay") / "data", providers=[replicate_provider(fake_replicate[0].url)],
+                             env={"TEST_REPLICATE_TOKEN": REPLICATE_TOKEN}, workers=2,
+                             settings={"replicate_isolate_predictions": False})
+    with process:
+        yield process
+
+
+def test_every_worker_relays_and_refuses_replays_with_the_same_store(two_workers, receiver, fake_replicate):
+    _, state = fake_replicate
+    with tenant(two_workers, "carol") as carol:
+        ids = [carol.post(CREATE, json={"input": {"text": f"n{i}"}, "webhook_completed": receiver.hook()}).json()["id"]
+               for i in range(4)]
+        got = receiver.wait_for(lambda got: {r.json()["id"] for r in got} >= set(ids))
+        secrets = [official_client(two_workers, carol).webhooks.default.secret() for _ in range(6)]
+    assert len({secret.key for secret in secrets}) == 1  # whichever worker answers, the same derived secret
+    for event in got:
+        replicate.Client().webhooks.validate(headers=event.headers, body=event.body.decode(), secret=secrets[0])
+    finals = [delivered_to_gateway(state, i, "completed")[-1] for i in ids]
+    for final in finals * 2:  # each worker in turn: the receipts are in the store, not in a worker
+        assert post_event(two_workers, final.headers, final.body).status_code == 409
