@@ -276,3 +276,15 @@ def test_every_worker_relays_and_refuses_replays_with_the_same_store(two_workers
     finals = [delivered_to_gateway(state, i, "completed")[-1] for i in ids]
     for final in finals * 2:  # each worker in turn: the receipts are in the store, not in a worker
         assert post_event(two_workers, final.headers, final.body).status_code == 409
+
+
+def test_forged_events_do_not_each_ask_replicate_for_the_secret(gateway, alice, receiver, fake_replicate):
+    _, state = fake_replicate
+    alice.post(CREATE, json={"input": {"text": "hi"}, "webhook_completed": receiver.hook()})
+    receiver.wait_for(finished)  # the account's secret is cached by now
+    asked = len(state.requests_to("/v1/webhooks/default/secret"))
+    body = b'{"id": "forged", "status": "succeeded"}'
+    for _ in range(5):
+        forged = post_event(gateway, signed_headers(body, secret="whsec_" + "QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJC"), body)
+        assert forged.status_code == 401
+    assert len(state.requests_to("/v1/webhooks/default/secret")) <= asked + 1

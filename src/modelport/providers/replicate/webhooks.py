@@ -57,6 +57,7 @@ MAX_AGE_SECONDS = 5 * 60  # Standard Webhooks' suggested tolerance; older events
 # A create's response may still be on its way through another worker when its first event arrives:
 # how long an event waits for the create's relay row before it is dropped.
 ROW_WAIT_SECONDS, ROW_WAIT_STEP = 2.0, 0.05
+SECRET_REFRESH_SECONDS = 60.0
 DELIVERY_TIMEOUT_SECONDS = 10.0
 DELIVERY_ATTEMPTS, DELIVERY_BACKOFF_SECONDS = 5, 0.05  # 50, 100, 200, 400 ms between attempts
 RECEIVED = Answer(200, "application/json", b'{"received":true}')
@@ -71,7 +72,7 @@ class WebhookRelay:
         self.store = store
         self.host_rules = host_rules
         self._relay_key = hmac.new(relay_key, digestmod=hashlib.sha256)  # keyed once, copied per secret
-        self._secrets: dict[str, str] = {}  # slug → the account's signing secret
+        self._secrets: dict[str, tuple[str, float]] = {}  # slug → the account's signing secret, when read
         self._tasks: set[asyncio.Task[None]] = set()
 
     def redirect(self, exchange: Exchange) -> Forward | None:
@@ -130,13 +131,19 @@ class WebhookRelay:
         return RECEIVED
 
     async def _verified(self, inbound: "Inbound", webhook_id: str, stamp: str, signature: str) -> bool:
-        """Checked with the cached secret, and once more with a fresh one (the account's may have been rotated)."""
-        slug = inbound.target.slug
-        cached = self._secrets.get(slug)  # type: ignore[arg-type]
-        if cached is not None and signature_matches(cached, webhook_id, stamp, inbound.body, signature):
-            return True
+        """Checked with the cached secret, and once more with a fresh one (the account's may have been
+        rotated), but not more than once a minute: this route needs no key, and a stream of forged
+        events must not become a stream of requests to Replicate."""
+        slug: str = inbound.target.slug  # type: ignore[assignment]  # the route resolved a stored provider
+        cached = self._secrets.get(slug)
+        if cached is not None:
+            secret, fetched_at = cached
+            if signature_matches(secret, webhook_id, stamp, inbound.body, signature):
+                return True
+            if time.monotonic() - fetched_at < SECRET_REFRESH_SECONDS:
+                return False
         secret = await self._account_secret(inbound)
-        self._secrets[slug] = secret  # type: ignore[index]
+        self._secrets[slug] = (secret, time.monotonic())
         return signature_matches(secret, webhook_id, stamp, inbound.body, signature)
 
     async def _account_secret(self, inbound: "Inbound") -> str:
