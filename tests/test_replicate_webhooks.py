@@ -288,3 +288,17 @@ def test_forged_events_do_not_each_ask_replicate_for_the_secret(gateway, alice, 
         forged = post_event(gateway, signed_headers(body, secret="whsec_" + "QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJC"), body)
         assert forged.status_code == 401
     assert len(state.requests_to("/v1/webhooks/default/secret")) <= asked + 1
+
+
+def test_polls_cancels_and_lists_show_the_caller_its_own_webhook(gateway, alice, receiver, fake_replicate):
+    _, state = fake_replicate
+    state.script_next(model="test/echo", polls=100)  # still running when it is polled, listed and canceled
+    created = alice.post(CREATE, json={"input": {"text": "hi"}, "webhook": receiver.hook(),
+                                       "webhook_events_filter": ["start", "completed"]}).json()
+    assert state.prediction(created["id"]).webhook.startswith(gateway.v1 + "/provider-webhooks/")
+    polled = alice.get(f"/predictions/{created['id']}").json()
+    assert (polled["webhook"], polled["webhook_events_filter"]) == (receiver.hook(), ["start", "completed"])
+    listed = [p for p in alice.get("/predictions").json()["results"] if p["id"] == created["id"]]
+    assert listed and listed[0]["webhook"] == receiver.hook()
+    canceled = alice.post(f"/predictions/{created['id']}/cancel").json()
+    assert canceled["status"] == "canceled" and canceled["webhook"] == receiver.hook()

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -11,11 +12,12 @@ from ...gateway.hosts import HostRules
 from ...gateway.streams import data_dir_key
 from ..base import Answer, Exchange, Forward
 from .isolation import Isolation, json_or_none, tenant_of
-from .paths import created_kind, is_webhook_secret
-from .webhooks import WebhookRelay
+from .paths import created_kind, is_webhook_secret, listed_collection, object_ref
+from .webhooks import WebhookRelay, show_row
 
 if TYPE_CHECKING:
     from ...gateway.provider_webhooks import Inbound
+    from ...store.base import WebhookRelayRow
 
 
 def make_policy(settings: Any, store: Any) -> "ReplicatePolicy":
@@ -47,16 +49,50 @@ class ReplicatePolicy:
         return await self.relay.receive(inbound)
 
     def wants_screen(self, exchange: Exchange) -> bool:
-        return (self.isolation is not None and self.isolation.wants_screen(exchange)) or _relayed(exchange)
+        isolated = self.isolation is not None and self.isolation.wants_screen(exchange)
+        return isolated or _relayed(exchange) or self._relay_row(exchange) is not None
 
     async def screen(self, exchange: Exchange, status: int, body: bytes) -> bytes:
-        if self.isolation is not None and self.isolation.wants_screen(exchange):
-            body = await self.isolation.screen(exchange, status, body)
-        if 200 <= status < 300 and _relayed(exchange):
+        isolated = self.isolation is not None and self.isolation.wants_screen(exchange)
+        if isolated:
+            body = await self.isolation.screen(exchange, status, body)  # type: ignore[union-attr]
+        if not 200 <= status < 300:
+            return body
+        if _relayed(exchange):
             created = json_or_none(body)
             if isinstance(created, dict) and await self.relay.remember(exchange, tenant_of(exchange), created):
                 body = orjson.dumps(created)
+        elif (row := self._relay_row(exchange)) is not None:
+            polled = json_or_none(body)
+            if isinstance(polled, dict) and polled.get("id") == object_ref(exchange.path).id:  # type: ignore[union-attr]
+                show_row(polled, row)
+                body = orjson.dumps(polled)
+        elif isolated and listed_collection(exchange.method, exchange.path) is not None:
+            body = await self._show_rows_in_page(exchange, body)  # already read whole for isolation
         return body
+
+    def _relay_row(self, exchange: Exchange) -> "WebhookRelayRow | None":
+        """The relay row of the prediction or training a poll or cancel names, if it has one: the
+        response then shows the caller's webhook, not the gateway's."""
+        ref = object_ref(exchange.path) if exchange.target.slug is not None else None
+        if ref is None or ref.collection == "files" or exchange.method not in ("GET", "POST"):
+            return None
+        return self.relay.remembered_row(exchange.target.slug, ref.id)  # type: ignore[arg-type]
+
+    async def _show_rows_in_page(self, exchange: Exchange, body: bytes) -> bytes:
+        page = json_or_none(body)
+        results = page.get("results") if isinstance(page, dict) else None
+        relay_url = self.relay.relay_url(exchange)
+        items = [item for item in results or () if isinstance(item, dict) and isinstance(item.get("id"), str)
+                 and item.get("webhook") == relay_url]
+        if not items:
+            return body
+        slug = exchange.target.slug
+        rows = await asyncio.to_thread(lambda: [self.relay.remembered_row(slug, item.get("id")) for item in items])
+        for item, row in zip(items, rows):
+            if row is not None:
+                show_row(item, row)
+        return orjson.dumps(page)
 
 
 def _runs_something(exchange: Exchange) -> bool:

@@ -58,6 +58,7 @@ MAX_AGE_SECONDS = 5 * 60  # Standard Webhooks' suggested tolerance; older events
 # how long an event waits for the create's relay row before it is dropped.
 ROW_WAIT_SECONDS, ROW_WAIT_STEP = 2.0, 0.05
 SECRET_REFRESH_SECONDS = 60.0
+KNOWN_ROWS_LIMIT = 65_536
 DELIVERY_TIMEOUT_SECONDS = 10.0
 DELIVERY_ATTEMPTS, DELIVERY_BACKOFF_SECONDS = 5, 0.05  # 50, 100, 200, 400 ms between attempts
 RECEIVED = Answer(200, "application/json", b'{"received":true}')
@@ -74,6 +75,7 @@ class WebhookRelay:
         self._relay_key = hmac.new(relay_key, digestmod=hashlib.sha256)  # keyed once, copied per secret
         self._secrets: dict[str, tuple[str, float]] = {}  # slug → the account's signing secret, when read
         self._tasks: set[asyncio.Task[None]] = set()
+        self._rows: dict[tuple[str, str], WebhookRelayRow | None] = {}
 
     def redirect(self, exchange: Exchange) -> Forward | None:
         """The create's body with the caller's webhook replaced by the gateway's relay URL; None when
@@ -87,9 +89,14 @@ class WebhookRelay:
         url, events = wanted
         self.check_url(url)
         upstream = {name: value for name, value in request.items() if name not in _WEBHOOK_FIELDS}
-        upstream["webhook"] = exchange.public_base + RELAY_ROUTE + exchange.target.slug  # type: ignore[operator]
+        upstream["webhook"] = self.relay_url(exchange)
         upstream["webhook_events_filter"] = [event for event in EVENTS if event in events or event == "completed"]
         return Forward(orjson.dumps(upstream))
+
+    @staticmethod
+    def relay_url(exchange: Exchange) -> str:
+        """Where Replicate posts the events of objects created on this exchange's account."""
+        return exchange.public_base + RELAY_ROUTE + (exchange.target.slug or "")
 
     def check_url(self, url: str) -> None:
         """The SSRF rules of custom hosts (gateway/hosts.py): at create time and again at delivery."""
@@ -178,10 +185,23 @@ class WebhookRelay:
             return
         if is_terminal(prediction.get("status")) and "completed" not in row.events:
             return  # the gateway asked for the final event for itself (cost), not for the caller
-        if "webhook" in prediction or "webhook_events_filter" in prediction:
-            prediction["webhook"], prediction["webhook_events_filter"] = row.url, list(row.events)
+        show_row(prediction, row)
         body = inbound.rewrite(orjson.dumps(prediction), row.key_id, _trace(webhook_id))
         await self._deliver(inbound, row, webhook_id, object_id, body)
+
+    def remembered_row(self, slug: str, object_id: str) -> "WebhookRelayRow | None":
+        """The relay row of an object a caller names (a poll, a list item), from memory where it can.
+        Both a row and its absence are final by then: the create's response, which gave the caller
+        the id, waited for the row's write. One store read per id and worker (~16 µs on the embedded
+        store, like an owner's), on the event loop."""
+        key = (slug, object_id)
+        if key in self._rows:
+            return self._rows[key]
+        row = self.store.webhook_of(slug, object_id)
+        if len(self._rows) >= KNOWN_ROWS_LIMIT:
+            self._rows.clear()  # as isolation's owners: simpler than an LRU, refilled by the next reads
+        self._rows[key] = row
+        return row
 
     async def _row(self, slug: str, object_id: str) -> "WebhookRelayRow | None":
         deadline = time.monotonic() + ROW_WAIT_SECONDS
@@ -294,6 +314,14 @@ def callers_webhook(request: Any) -> tuple[str, tuple[str, ...]] | None:
         raise BadRequest(f"webhook_events_filter must be a list of events from {', '.join(EVENTS)}",
                          code="invalid_webhook")
     return url, tuple(event for event in EVENTS if event in events)
+
+
+def show_row(prediction: dict[str, Any], row: "WebhookRelayRow") -> None:
+    """Show the caller its own webhook and events where the prediction shows the gateway's."""
+    if "webhook" in prediction:
+        prediction["webhook"] = row.url
+    if "webhook_events_filter" in prediction:
+        prediction["webhook_events_filter"] = list(row.events)
 
 
 def show_callers_webhook(prediction: dict[str, Any], request: Any) -> None:
