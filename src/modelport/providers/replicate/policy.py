@@ -88,7 +88,8 @@ class ReplicatePolicy:
         if not items:
             return body
         slug = exchange.target.slug
-        rows = await asyncio.to_thread(lambda: [self.relay.remembered_row(slug, item.get("id")) for item in items])
+        rows = await asyncio.to_thread(lambda: [self.relay.remembered_row(slug, item["id"], final_if_absent=False)
+                                                for item in items])
         for item, row in zip(items, rows):
             if row is not None:
                 show_row(item, row)

@@ -189,18 +189,20 @@ class WebhookRelay:
         body = inbound.rewrite(orjson.dumps(prediction), row.key_id, _trace(webhook_id))
         await self._deliver(inbound, row, webhook_id, object_id, body)
 
-    def remembered_row(self, slug: str, object_id: str) -> "WebhookRelayRow | None":
-        """The relay row of an object a caller names (a poll, a list item), from memory where it can.
-        Both a row and its absence are final by then: the create's response, which gave the caller
-        the id, waited for the row's write. One store read per id and worker (~16 µs on the embedded
-        store, like an owner's), on the event loop."""
+    def remembered_row(self, slug: str, object_id: str, *, final_if_absent: bool = True) -> "WebhookRelayRow | None":
+        """The relay row of an object a caller names, from memory where it can. A row never changes;
+        its absence is final too for an id the caller got from its create's response (which waited for
+        the row's write), but not for one seen in a list (``final_if_absent=False``): a list may show a
+        create still passing through another worker. One store read per id and worker (~16 µs on the
+        embedded store, like an owner's), on the event loop."""
         key = (slug, object_id)
         if key in self._rows:
             return self._rows[key]
         row = self.store.webhook_of(slug, object_id)
-        if len(self._rows) >= KNOWN_ROWS_LIMIT:
-            self._rows.clear()  # as isolation's owners: simpler than an LRU, refilled by the next reads
-        self._rows[key] = row
+        if row is not None or final_if_absent:
+            if len(self._rows) >= KNOWN_ROWS_LIMIT:
+                self._rows.clear()  # as isolation's owners: simpler than an LRU, refilled by the next reads
+            self._rows[key] = row
         return row
 
     async def _row(self, slug: str, object_id: str) -> "WebhookRelayRow | None":
