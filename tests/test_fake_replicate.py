@@ -603,3 +603,39 @@ def test_every_request_is_recorded(server, state, http):
     )
     assert recorded.headers["Authorization"] == f"Bearer {TOKEN}"
     assert recorded.body_size == len(b'{"input":{"text":"abc"}}') == len(recorded.body)
+
+
+@pytest.fixture
+def receiver():
+    from tests.fakes.webhook_receiver import WebhookReceiver
+
+    with WebhookReceiver() as hooks:
+        yield hooks
+
+
+def test_a_prediction_with_a_webhook_runs_by_itself_and_posts_signed_events(server, receiver, http):
+    created = http.post("/v1/models/test/echo/predictions", headers=AUTH,
+                        json={"input": {"text": "hi"}, "webhook": receiver.hook()}).json()
+    assert created["webhook"] == receiver.hook()
+    got = receiver.wait_for(lambda got: any(r.json()["status"] == "succeeded" for r in got))
+    assert [r.json()["id"] for r in got] == [created["id"]] * len(got)
+    assert got[0].json()["status"] in ("starting", "processing")
+    secret = replicate.Client(api_token=TOKEN, base_url=server.url).webhooks.default.secret()
+    for event in got:
+        assert replicate.Client().webhooks.validate(headers=event.headers, body=event.body.decode(), secret=secret) is None
+
+
+def test_the_events_filter_limits_webhooks_and_only_the_final_one_is_retried(state, receiver, http):
+    receiver.answer_next(500, times=2)
+    created = http.post("/v1/models/test/echo/predictions", headers=AUTH,
+                        json={"input": {"text": "hi"}, "webhook": receiver.hook(), "webhook_events_filter": ["completed"]})
+    got = receiver.wait_for(lambda got: len(got) == 3)
+    assert {r.json()["status"] for r in got} == {"succeeded"}
+    assert len({r.headers["webhook-id"] for r in got}) == 1  # one event, retried with its id
+    deliveries = [d for d in state.webhook_deliveries if d.json()["id"] == created.json()["id"]]
+    assert [d.status for d in deliveries] == [500, 500, 200]
+    receiver.answer_next(500)
+    http.post("/v1/models/test/echo/predictions", headers=AUTH,
+              json={"input": {"text": "hi"}, "webhook": receiver.hook("start"), "webhook_events_filter": ["start"]})
+    time.sleep(0.5)
+    assert [r.path for r in receiver.received].count("/start") == 1  # a failed start event is not retried

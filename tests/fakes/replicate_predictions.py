@@ -25,6 +25,7 @@ from tests.fakes.replicate_catalog import (
     run_metrics,
     version_id,
 )
+from tests.fakes.replicate_webhooks import run_with_webhooks
 from tests.fakes.replicate_state import (
     UNSET,
     Job,
@@ -128,8 +129,9 @@ def new_job(
         polls_needed=state.polls_to_finish if script.polls is None else script.polls,
         deployment=deployment,
         destination=body.get("destination"),
-        webhook=body.get("webhook"),
-        webhook_events_filter=body.get("webhook_events_filter"),
+        webhook=body.get("webhook") or body.get("webhook_completed"),
+        webhook_events_filter=(body.get("webhook_events_filter") if body.get("webhook")
+                               else ["completed"] if body.get("webhook_completed") else None),
         api_origin=state.api_origin(request),
     )
     job.planned_output = (
@@ -142,6 +144,11 @@ def new_job(
     state.jobs[job.id] = job
     if job.polls_needed == 0:
         finish(state, job)
+    if job.webhook:
+        run = asyncio.get_running_loop().create_task(
+            run_with_webhooks(state, job, advance, lambda j: prediction_body(state, j.api_origin, j)))
+        state.webhook_runs.add(run)
+        run.add_done_callback(state.webhook_runs.discard)
     return job
 
 
@@ -269,10 +276,14 @@ def _lifetime(request: web.Request) -> timedelta | None:
 
 
 def prediction_json(request: web.Request, job: Job) -> dict[str, Any]:
-    if job.kind == "training":
-        return training_json(request, job)
     state = state_of(request)
-    api = state.api_origin(request)
+    return prediction_body(state, state.api_origin(request), job)
+
+
+def prediction_body(state: ReplicateState, api: str, job: Job) -> dict[str, Any]:
+    """A prediction as the API shows it, absolute URLs under ``api``."""
+    if job.kind == "training":
+        return training_body(api, job)
     urls = {
         "cancel": f"{api}/v1/predictions/{job.id}/cancel",
         "get": f"{api}/v1/predictions/{job.id}",
@@ -294,11 +305,14 @@ def prediction_json(request: web.Request, job: Job) -> dict[str, Any]:
         "urls": urls,
         "source": "api",
     }
-    return body | _times(job) | ({"deployment": job.deployment} if job.deployment else {})
+    return body | _times(job) | _webhook(job) | ({"deployment": job.deployment} if job.deployment else {})
 
 
 def training_json(request: web.Request, job: Job, *, created: bool = False) -> dict[str, Any]:
-    api = state_of(request).api_origin(request)
+    return training_body(state_of(request).api_origin(request), job, created=created)
+
+
+def training_body(api: str, job: Job, *, created: bool = False) -> dict[str, Any]:
     # Recorded quirk: the create response's urls point at /v1/predictions, later ones at /v1/trainings.
     base = f"{api}/v1/{'predictions' if created else 'trainings'}/{job.id}"
     body = {
@@ -314,7 +328,17 @@ def training_json(request: web.Request, job: Job, *, created: bool = False) -> d
         "urls": {"cancel": f"{base}/cancel", "get": base},
         "source": "api",
     }
-    return body | _times(job)
+    return body | _times(job) | _webhook(job)
+
+
+def _webhook(job: Job) -> dict[str, Any]:
+    """A job created with a webhook shows it, and its filter when it had one."""
+    if not job.webhook:
+        return {}
+    shown: dict[str, Any] = {"webhook": job.webhook}
+    if job.webhook_events_filter is not None:
+        shown["webhook_events_filter"] = job.webhook_events_filter
+    return shown
 
 
 def _times(job: Job) -> dict[str, Any]:

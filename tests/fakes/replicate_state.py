@@ -223,6 +223,8 @@ class ReplicateState:
         self.files: dict[str, FakeFile] = {}
         self.models: dict[str, FakeModel] = {}
         self.deployments: dict[str, Any] = {}
+        self.webhook_deliveries: list[Any] = []  # replicate_webhooks.Delivery, one per POST attempt
+        self.webhook_runs: set[Any] = set()  # the tasks running jobs created with a webhook
         self._seq = 0
 
     # --- scripting -------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from ..logs.record import Attempt, LogRecord, Recorder
-from ..providers.base import Answer, Exchange, ExchangePolicy, ProviderSpec
+from ..providers.base import Answer, Exchange, ExchangePolicy, Forward, ProviderSpec
 from ..providers.registry import make_policy
 from ..server.http import (
     ClientDisconnected,
@@ -47,7 +47,7 @@ from .resolve import TargetResolver
 from .respond import Relayed, Rewriting, Screen, relay
 from .rewrite import public_base
 from .routing import Leaf, Outcome, execute
-from .streams import STREAM_ROUTE, StreamSigner
+from .streams import StreamSigner
 from .unified import UnifiedCall, takes_unified_path, unified_endpoint
 from .upstream import Upstreams
 
@@ -206,12 +206,12 @@ class _Call:
                 if resolved.spec.rewrite is not None:
                     self.gateway_base()  # a Host we could not write into the response: refused before anything upstream
                 answer = await self._authorize(resolved)
-                if answer is not None:  # the provider's policy answers for it: nothing goes upstream
+                if isinstance(answer, Answer):  # the provider's policy answers for it: nothing goes upstream
                     span.status = answer.status
                     return Outcome(leaf, answer.status, response=_answered(answer))
                 method, url = outbound.method, upstream_url(resolved.target.base_url, outbound.path, outbound.query)
                 headers = proxy_headers(outbound.options, resolved.spec, resolved.target)
-                body = UnifiedCall.proxy_body(outbound, leaf)
+                body = answer.body if isinstance(answer, Forward) else UnifiedCall.proxy_body(outbound, leaf)
                 if outbound.body is None and outbound.options.content_length is not None:
                     headers.append(("content-length", str(outbound.options.content_length)))
             self._admit(resolved)
@@ -225,14 +225,14 @@ class _Call:
         finally:
             span.latency_ms = (time.perf_counter() - started) * 1000
 
-    async def _authorize(self, resolved: Any) -> Answer | None:
+    async def _authorize(self, resolved: Any) -> Answer | Forward | None:
         """Ask the provider's policy (if it has one) about this proxied request, before it is forwarded."""
         policy = self.gateway.policy_for(resolved.spec)
         if policy is None:
             return None
         outbound, principal = self.outbound, self.principal
         self.exchange = Exchange(outbound.method, outbound.path, outbound.query, outbound.body, resolved.target,
-                                 principal.key_id, "admin" in principal.scopes)
+                                 principal.key_id, "admin" in principal.scopes, self.public_base or "")
         return await policy.authorize(self.exchange)
 
     def _screen(self, leaf: Leaf) -> Screen | None:
@@ -350,9 +350,8 @@ class _Call:
         slug = leaf.resolved.target.slug
 
         def sign(url: str, prediction_id: str | None) -> str:
-            token = signer.sign(url, g=guarded, t=trace, p=leaf.resolved.spec.id, s=slug, k=self.principal.key_id,
-                                i=prediction_id)
-            return f"{gateway_base}{STREAM_ROUTE[3:]}{token}"
+            return signer.link(gateway_base, url, g=guarded, t=trace, p=leaf.resolved.spec.id, s=slug,
+                               k=self.principal.key_id, i=prediction_id)
 
         return Rewriting(rule, leaf.resolved.target.base_url, gateway_base, sign)
 

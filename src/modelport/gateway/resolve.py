@@ -77,6 +77,10 @@ class TargetResolver:
             raise Forbidden(f"this gateway API key may not use provider {name}")
         return resolved
 
+    def stored(self, slug: str) -> Resolved:
+        """A stored provider as its own settings have it (no caller in the way: a provider's webhook)."""
+        return self._stored_target(slug, None, {})
+
     def _stored_target(self, slug: str, custom_host: str | None, caller_settings: Mapping[str, str]) -> Resolved:
         record, guarded = self._stored.get(slug, size=len(slug)) or (None, False)
         if record is None:

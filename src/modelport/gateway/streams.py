@@ -23,6 +23,21 @@ import orjson
 STREAM_ROUTE = "/v1/streams/"
 
 
+def data_dir_key(data_dir: Path, name: str) -> bytes:
+    """A 32-byte server secret in the data dir, created once (0600) and shared by every worker using it."""
+    path = data_dir / name
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another worker won the race
+        else:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(secrets.token_bytes(32))
+    return path.read_bytes()
+
+
 class InvalidStreamToken(Exception):
     pass
 
@@ -49,18 +64,11 @@ class StreamSigner:
 
     @classmethod
     def from_data_dir(cls, data_dir: Path, ttl: int) -> "StreamSigner":
-        """Load (or create once, 0600) the signing key shared by every worker using this data dir."""
-        path = data_dir / "stream-signing.key"
-        if not path.exists():
-            data_dir.mkdir(parents=True, exist_ok=True)
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:
-                pass  # another worker won the race
-            else:
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(secrets.token_bytes(32))
-        return cls(path.read_bytes(), ttl)
+        return cls(data_dir_key(data_dir, "stream-signing.key"), ttl)
+
+    def link(self, gateway_base: str, upstream_url: str, **claims: Any) -> str:
+        """The gateway stream route (under ``gateway_base``, its public ``/v1`` root) for ``upstream_url``."""
+        return f"{gateway_base}{STREAM_ROUTE[3:]}{self.sign(upstream_url, **claims)}"
 
     def sign(self, upstream_url: str, **claims: Any) -> str:
         payload = orjson.dumps({"u": upstream_url, "e": int(time.time()) + self._ttl, **claims})

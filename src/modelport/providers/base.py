@@ -179,6 +179,8 @@ class Exchange:
 
     ``path`` is after ``/v1``, normalised (gateway/paths.py) but still percent-encoded; ``body`` is None when it streamed through
     unread (over the gateway's buffer limit). ``key_id`` is the gateway key (None without one).
+    ``public_base`` is the gateway's public ``/v1`` root as this caller reached it (gateway/rewrite.py),
+    for a policy that hands the provider a gateway URL; empty for providers whose URLs are not rewritten.
     """
 
     method: str
@@ -188,6 +190,7 @@ class Exchange:
     target: Target
     key_id: str | None
     admin: bool
+    public_base: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,18 +202,26 @@ class Answer:
     body: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """Forward the request with this body instead of the caller's (a policy's rewrite of it)."""
+
+    body: bytes
+
+
 class ExchangePolicy(Protocol):
     """Provider rules around a proxied request: authorize before forwarding, screen after.
 
-    ``authorize`` returns None to forward the request, an ``Answer`` to answer for the provider (its
-    own "not found", say), or raises a ``GatewayError`` to refuse it as the gateway. ``screen`` gets
+    ``authorize`` returns None to forward the request, a ``Forward`` to forward it with another body,
+    an ``Answer`` to answer for the provider (its own "not found", say), or raises a ``GatewayError``
+    to refuse it as the gateway. ``screen`` gets
     the status and decoded body of the response before it is relayed (any status, any content type)
     and returns the body to send: it may record what it saw, or leave out what the caller may not see.
     It runs only for requests for which ``wants_screen`` is true; such responses are read whole, and one
     that cannot be read is withheld (502), never relayed unscreened. Unified requests do not reach it.
     """
 
-    async def authorize(self, exchange: Exchange) -> Answer | None: ...
+    async def authorize(self, exchange: Exchange) -> Answer | Forward | None: ...
 
     def wants_screen(self, exchange: Exchange) -> bool: ...
 

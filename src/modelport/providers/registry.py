@@ -54,7 +54,7 @@ _TABLE: list[tuple[str, str, AuthScheme | None, frozenset[str], str | None, dict
     # keys sharing one account see only their own predictions, trainings and files.
     ("replicate", "https://api.replicate.com/v1", None, frozenset(), None,
      {"rewrite": UrlRewrite(keep=("/files/",), stream_field="stream"), "models": REPLICATE_MODELS,
-      "policy": "replicate.isolation", "docs": "proxy-only; prices predictions; isolates keys on a shared account"}),
+      "policy": "replicate.policy", "docs": "proxy-only; prices predictions; isolates keys on a shared account"}),
     ("openai", "https://api.openai.com/v1", None, OPENAI_ALL, None, {}),
     ("anthropic", "https://api.anthropic.com/v1", X_API_KEY, frozenset({"chat", "messages"}), "anthropic",
      {"default_headers": {"anthropic-version": "2023-06-01"}, "caller_headers": ("anthropic-version", "anthropic-beta")}),

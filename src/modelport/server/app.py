@@ -4,6 +4,7 @@
     /metrics                Prometheus text of the whole gateway, relayed from the log service (no auth)
     /dashboard[/...]        the web dashboard (static files; it calls the /v1 APIs with an admin key)
     /v1/streams/<token>     signed provider streams (no auth; the token is the capability)
+    /v1/provider-webhooks/<provider>/<slug>  webhook events from providers (no auth; the policy verifies them)
     /v1/<control resource>  control plane (api-keys, virtual-keys, integrations, providers, configs, logs, ...)
     /v1/<anything else>     the gateway pipeline (unified API or proxy)
 
@@ -26,6 +27,7 @@ from ..dashboard.serve import serve_dashboard
 from ..gateway.errors import GatewayError, MetricsUnavailable, NotFound
 from ..gateway.headers import new_trace_id
 from ..gateway.pipeline import Gateway
+from ..gateway.provider_webhooks import WEBHOOK_ROUTE, receive_provider_webhook
 from ..gateway.limits import enforced_limits, gauges
 from ..gateway.stream_relay import relay_stream
 from ..gateway.streams import STREAM_ROUTE, StreamSigner
@@ -78,6 +80,9 @@ class ModelPortApp:
         if path.startswith("/v1/"):
             if path.startswith(STREAM_ROUTE):
                 await relay_stream(self.gateway, scope, receive, send, path[len(STREAM_ROUTE):])
+                return
+            if path.startswith(WEBHOOK_ROUTE):
+                await receive_provider_webhook(self.gateway, scope, receive, send, path[len(WEBHOOK_ROUTE):])  # type: ignore[arg-type]
                 return
             resource = path[4:].split("/", 1)[0]
             if resource in CONTROL_RESOURCES and self.control is not None:

@@ -177,6 +177,15 @@ class ResolvedProvider:
 
 
 @dataclass(frozen=True, slots=True)
+class WebhookRelayRow:
+    """Where the caller of one prediction (or training) wants its webhook events."""
+
+    key_id: str
+    url: str
+    events: tuple[str, ...]  # of "start", "output", "logs", "completed"
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """A saved gateway config (routing, retries, cache...), referenced as ``x-portkey-config: <id or slug>``."""
 
@@ -263,6 +272,21 @@ class Store(Protocol):
 
     def owners_of(self, slug: str, object_ids: Sequence[str]) -> dict[str, str]:
         """``{object id: owning key id}`` for the ids of ``object_ids`` created through the gateway on ``@slug``."""
+        ...
+
+    # -- the webhook relay (providers/replicate/webhooks.py) ---------------------------------------
+    def record_webhook(self, slug: str, object_id: str, key_id: str, url: str, events: Sequence[str]) -> None:
+        """Note where the caller (``key_id``) of ``object_id`` on ``@slug`` wants its ``events``. The
+        first write stays."""
+        ...
+
+    def webhook_of(self, slug: str, object_id: str) -> WebhookRelayRow | None:
+        """Where the caller of ``object_id`` wants its events, if it asked for any."""
+        ...
+
+    def first_receipt(self, slug: str, webhook_id: str, forget_before_ms: int) -> bool:
+        """True the first time a webhook id arrives for ``@slug``, False for a replay; receipts older
+        than ``forget_before_ms`` are dropped on the way (their timestamps are refused anyway)."""
         ...
 
     # -- gateway API keys, continued ---------------------------------------------------------------

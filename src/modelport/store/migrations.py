@@ -185,6 +185,28 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (slug, id)
     );
     """,
+    # 8: the webhook relay (providers/replicate/webhooks.py). Where each prediction's caller wants its
+    # events (its URL and filter, comma-separated event names), keyed like owned_objects, so whichever worker or node
+    # Replicate's event reaches can relay it; and the webhook ids already received, so a replayed
+    # event is refused everywhere (kept only as long as a timestamp is accepted).
+    """
+    CREATE TABLE webhook_relays (
+        slug TEXT NOT NULL,
+        id TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        url TEXT NOT NULL,
+        events TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        PRIMARY KEY (slug, id)
+    );
+    CREATE TABLE webhook_receipts (
+        slug TEXT NOT NULL,
+        webhook_id TEXT NOT NULL,
+        received_at BIGINT NOT NULL,
+        PRIMARY KEY (slug, webhook_id)
+    );
+    CREATE INDEX webhook_receipts_by_age ON webhook_receipts (received_at);
+    """,
 ]
 
 

@@ -31,6 +31,7 @@ from .base import (
     Page,
     ResolvedProvider,
     StoredProvider,
+    WebhookRelayRow,
     utc_now,
 )
 from .beacon import ChangeBeacon
@@ -278,6 +279,31 @@ class SQLiteStore:
             f"SELECT id, key_id FROM owned_objects WHERE slug = ? AND id IN ({marks})", (slug, *object_ids)
         )
         return {row[0]: row[1] for row in rows}
+
+    # -- the webhook relay ------------------------------------------------------------------------
+    def record_webhook(self, slug: str, object_id: str, key_id: str, url: str, events: Sequence[str]) -> None:
+        with self._transaction(changes_state=False) as conn:  # per create, like record_owner: no beacon
+            conn.execute(
+                "INSERT INTO webhook_relays (slug, id, key_id, url, events, created_at) VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (slug, id) DO NOTHING",
+                (slug, object_id, key_id, url, ",".join(events), now_ms()),
+            )
+
+    def webhook_of(self, slug: str, object_id: str) -> WebhookRelayRow | None:
+        row = self._connection().execute(
+            "SELECT key_id, url, events FROM webhook_relays WHERE slug = ? AND id = ?", (slug, object_id)
+        ).fetchone()
+        return WebhookRelayRow(row[0], row[1], tuple(filter(None, row[2].split(",")))) if row is not None else None
+
+    def first_receipt(self, slug: str, webhook_id: str, forget_before_ms: int) -> bool:
+        with self._transaction(changes_state=False) as conn:
+            conn.execute("DELETE FROM webhook_receipts WHERE received_at < ?", (forget_before_ms,))
+            inserted = conn.execute(
+                "INSERT INTO webhook_receipts (slug, webhook_id, received_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (slug, webhook_id) DO NOTHING",
+                (slug, webhook_id, now_ms()),
+            )
+            return inserted.rowcount == 1
 
     @staticmethod
     def _key_where(conn: sqlite3.Connection, column: str, value: str) -> ApiKey | None:

@@ -12,7 +12,8 @@ node), and then:
   paging stays on the gateway and walks the account once; a page may be short, or empty with a ``next``.
 - A prediction input that names one of the account's file URLs the caller does not own is refused:
   Replicate's workers would otherwise read another tenant's upload.
-- The account's webhook signing secret goes to admin keys only.
+- The account's webhook signing secret goes to admin keys only (policy.py gives other keys their
+  own relay secret).
 - A path with a percent-escape is refused: Replicate would decode it into a path the checks above
   never saw (``/%70redictions``).
 
@@ -30,19 +31,15 @@ from typing import Any
 import orjson
 from yarl import URL
 
-from ...gateway.errors import BadRequest, BadUpstreamResponse, Forbidden, GatewayError
+from ...gateway.errors import BadRequest, BadUpstreamResponse, GatewayError
 from ..base import Answer, Exchange
 from ..registry import get_provider
-from .paths import created_kind, is_plain, is_webhook_secret, listed_collection, object_ref
+from .paths import created_kind, is_plain, listed_collection, object_ref
 
 log = logging.getLogger("modelport.gateway")
 ANONYMOUS_TENANT = "anonymous"
 # A 404 in Replicate's problem+json shape, the same for another tenant's object as for a missing one.
 NOT_FOUND = Answer(404, "application/problem+json", orjson.dumps({"title": "Not found", "detail": "Not found.", "status": 404}))
-
-
-def make_policy(settings: Any, store: Any) -> "Isolation | None":
-    return Isolation(store) if settings.replicate_isolate_predictions else None
 
 
 # Owners this worker remembers. An owner never changes once recorded, so a remembered one is never
@@ -52,7 +49,7 @@ KNOWN_OWNERS_LIMIT = 65_536
 
 
 class Isolation:
-    """The ``ExchangePolicy`` of Replicate (providers/base.py)."""
+    """Replicate's isolation rules, one half of its ``ExchangePolicy`` (policy.py)."""
 
     def __init__(self, store: Any) -> None:
         self.store = store
@@ -80,13 +77,10 @@ class Isolation:
             raise BadRequest("this path has a percent-escape; on a shared Replicate account the gateway forwards only "
                              "plain paths for non-admin keys, so that it knows which object a request names (Replicate's "
                              "paths need no escapes)", code="path_not_plain")
-        if is_webhook_secret(exchange.path):
-            raise Forbidden("only an admin gateway key may read the Replicate account's webhook signing secret: "
-                            "it would let this key forge webhooks for every other key on the account")
         ref = object_ref(exchange.path)
         if ref is not None:
             owner = self._owners(slug, [ref.id]).get(ref.id)  # a poll: in memory after the first
-            return None if owner == _tenant(exchange) else NOT_FOUND
+            return None if owner == tenant_of(exchange) else NOT_FOUND
         if created_kind(exchange.method, exchange.path) in ("prediction", "training"):
             self._check_input_files(exchange, slug)
         return None
@@ -105,9 +99,9 @@ class Isolation:
         assert slug is not None  # wants_screen said so
         kind = created_kind(exchange.method, exchange.path)
         if kind is not None:
-            created = _json(body)
+            created = json_or_none(body)
             if isinstance(created, dict) and isinstance(created.get("id"), str):
-                await self._record_owner(slug, created["id"], kind, _tenant(exchange))
+                await self._record_owner(slug, created["id"], kind, tenant_of(exchange))
             return body
         return await self._own_page(exchange, slug, body)
 
@@ -122,7 +116,7 @@ class Isolation:
                                "cancel or delete it") from None
 
     async def _own_page(self, exchange: Exchange, slug: str, body: bytes) -> bytes:
-        page = _json(body)
+        page = json_or_none(body)
         results = page.get("results") if isinstance(page, dict) else None
         if not isinstance(results, list):
             # Withheld rather than relayed unfiltered: it could list other tenants' objects.
@@ -130,7 +124,7 @@ class Isolation:
                                       "(prediction isolation filters every list); try again")
         ids = [item["id"] for item in results if isinstance(item, dict) and isinstance(item.get("id"), str)]
         owners = await asyncio.to_thread(self._owners, slug, ids)  # up to 100 ids: ~0.5 ms, off the event loop
-        tenant = _tenant(exchange)
+        tenant = tenant_of(exchange)
         page["results"] = [item for item in results if isinstance(item, dict) and owners.get(item.get("id")) == tenant]
         return orjson.dumps(page)
 
@@ -139,13 +133,13 @@ class Isolation:
             raise BadRequest("this create's body is too large for the gateway to check its input for other keys' "
                              "file URLs (over 4 MiB); upload large inputs with POST /v1/files and pass the file's URL",
                              code="body_too_large_to_check")
-        request = _json(exchange.body)
+        request = json_or_none(exchange.body)
         if not isinstance(request, dict):
             return  # Replicate refuses it with its own 4xx
         hosts = _account_hosts(exchange.target.base_url)
         named = {file_id: text for text in _strings(request.get("input")) if (file_id := _file_id(text, hosts))}
         owners = self._owners(slug, list(named))
-        tenant = _tenant(exchange)
+        tenant = tenant_of(exchange)
         for file_id, url in named.items():
             if owners.get(file_id) != tenant:
                 raise BadRequest(f"the input names the file {url}, which this gateway key did not upload; "
@@ -153,11 +147,15 @@ class Isolation:
                                  code="file_not_owned")
 
 
-def _tenant(exchange: Exchange) -> str:
+def tenant_of(exchange: Exchange) -> str:
+    """Whose objects these are: the gateway key, or the one tenant of callers without a key."""
     return exchange.key_id or ANONYMOUS_TENANT
 
 
-def _json(body: bytes) -> Any:
+def json_or_none(body: bytes | None) -> Any:
+    """A JSON body decoded, or None (no body, or not JSON: the provider answers that with its own 4xx)."""
+    if body is None:
+        return None
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:

@@ -1,0 +1,82 @@
+"""Where providers post webhook events: ``/v1/provider-webhooks/<provider id>/<stored provider slug>``.
+
+The provider sends no gateway key, so there is none to check: the provider's policy verifies each
+event itself (Replicate's signature: providers/replicate/webhooks.py). This route only finds the
+stored provider and its policy, hands over the event and what relaying it needs, and sends back the
+policy's answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+import aiohttp
+
+from ..logs.record import LogRecord
+from ..providers.base import Target
+from ..providers.registry import get_provider
+from ..server.http import Receive, Scope, Send, read_body, send_error, send_response
+from .errors import GatewayError, MethodNotAllowed, NotFound, UnknownProvider
+from .rewrite import public_base
+
+if TYPE_CHECKING:
+    from .pipeline import Gateway
+
+WEBHOOK_ROUTE = "/v1/provider-webhooks/"
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """One event as a provider posted it, and the gateway's means to act on it."""
+
+    target: Target  # the stored provider the route names
+    headers: Mapping[str, str]  # lower-case names
+    body: bytes
+    session: Callable[[bool], aiohttp.ClientSession]  # the SSRF-guarded session when given True
+    guarded: bool  # whether the provider's own host must go through the guarded session
+    rewrite: Callable[[bytes, str | None, str], bytes]  # (body, key id, trace id): API URLs onto the gateway
+    submit: Callable[[LogRecord], None]  # a log record, as the request path submits one
+
+
+async def receive_provider_webhook(gateway: "Gateway", scope: Scope, receive: Receive, send: Send, rest: str) -> None:
+    try:
+        provider, _, slug = rest.partition("/")
+        spec = get_provider(provider)
+        receiver = getattr(gateway.policy_for(spec), "receive_webhook", None) if spec is not None else None
+        if receiver is None or not slug or "/" in slug:
+            raise NotFound(f"no provider webhook route {WEBHOOK_ROUTE}{rest}: the gateway gives providers this URL itself")
+        if scope["method"] != "POST":
+            raise MethodNotAllowed("providers POST their webhook events here")
+        try:
+            resolved = gateway.resolver.stored(slug)
+        except UnknownProvider:
+            raise NotFound(f"no stored provider '@{slug}' for this webhook") from None
+        if resolved.spec.id != spec.id:  # type: ignore[union-attr]
+            raise NotFound(f"@{slug} is not a {provider} provider")
+        body = await read_body(receive, gateway.settings.max_body_bytes)
+        inbound = Inbound(resolved.target, {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]},
+                          body, gateway.upstreams.session, resolved.caller_chosen_host,
+                          _rewriting(gateway, resolved, public_base(gateway.settings.public_url, scope)),
+                          gateway.recorder.submit)
+        answer = await receiver(inbound)
+        await send_response(send, answer.status, [(b"content-type", answer.content_type.encode("latin-1"))], answer.body)
+    except GatewayError as error:
+        await send_error(send, error, "")
+
+
+def _rewriting(gateway: "Gateway", resolved: Any, gateway_base: str) -> Callable[[bytes, str | None, str], bytes]:
+    """Absolute API URLs in a relayed body rewritten as in the provider's responses (gateway/rewrite.py)."""
+    rule, target = resolved.spec.rewrite, resolved.target
+
+    def rewrite(body: bytes, key_id: str | None, trace_id: str) -> bytes:
+        if rule is None:
+            return body
+
+        def sign(url: str, object_id: str | None) -> str:
+            return gateway.signer.link(gateway_base, url, g=resolved.caller_chosen_host, t=trace_id,
+                                       p=resolved.spec.id, s=target.slug, k=key_id, i=object_id)
+
+        return rule.body(body, target.base_url, gateway_base, sign)
+
+    return rewrite
