@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import REPLICATE_TOKEN
 from tests.harness import GatewayProcess
-from tests.test_replicate_cost import CPU, client, run_to_end, start_gateway
+from tests.test_replicate_cost import CPU, REPLICATE, client, run_to_end, start_gateway
 
 
 @pytest.fixture(scope="module")
@@ -120,3 +120,27 @@ def test_logs_read_sees_every_prediction_and_inference_alone_sees_none(gateway, 
         for path in ("/logs/predictions", f"/logs/predictions/{prediction['id']}"):
             refused = http.get(path, headers={"x-portkey-api-key": keys["inference"]})
             assert refused.status_code == 403 and "logs.read" in refused.json()["error"]["message"]
+
+
+def test_a_cancel_that_ends_it_is_the_step_that_priced_it(gateway, admin):
+    with client(gateway) as http:
+        created = http.post("/models/test/echo/predictions", json={"input": {"text": "x", "predict_time": 3}}).json()
+        assert http.get(f"/predictions/{created['id']}").json()["status"] == "processing"
+        assert http.post(f"/predictions/{created['id']}/cancel").json()["status"] == "canceled"
+    view = ended(admin, created["id"], records=3)
+    assert view["status"] == "canceled" and view["cost_usd"] == pytest.approx(3 * CPU)
+    assert [(s["step"], s["saw_status"], s["saw_end"]) for s in view["lifecycle"]] == [
+        ("create", "starting", False), ("poll", "processing", False), ("cancel", "canceled", True)]
+
+
+def test_without_stored_bodies_the_steps_still_say_which_one_priced_it(gateway, admin):
+    created = admin.post("/api-keys", json={"name": f"no-bodies-{secrets.token_hex(3)}", "scopes": ["inference"],
+                                            "log_bodies": False}).json()
+    with httpx.Client(base_url=gateway.v1, timeout=20, headers={"x-portkey-api-key": created["key"], **REPLICATE}) as http:
+        prediction = http.post("/models/test/echo/predictions", json={"input": {"text": "quiet"}}).json()
+        while prediction["status"] not in ("succeeded", "failed", "canceled"):
+            prediction = http.get(f"/predictions/{prediction['id']}").json()
+    view = ended(admin, prediction["id"], records=3)
+    assert view["key_id"] == created["id"] and view["cost_usd"] == pytest.approx(1.5 * CPU)
+    assert [(s["step"], s["saw_status"], s["saw_end"]) for s in view["lifecycle"]] == [
+        ("create", None, False), ("poll", None, False), ("poll", None, True)]

@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from ..providers.replicate.paths import created_kind, listed_collection, object_ref
 from .store import MAX_LIMIT, decode_cursor, encode_cursor, iso_ms
 
 PREDICTION_STATUSES = ("starting", "processing", "succeeded", "failed", "canceled")
@@ -23,9 +24,23 @@ _LEDGER_COLUMNS = (
     "predict_time", "cost_usd", "cost_status", "cost_reason", "usage", "first_log_id", "terminal_log_id",
 )  # fmt: skip
 _STEP_COLUMNS = (
-    "id", "created_at", "method", "path", "endpoint", "status", "latency_ms", "key_id", "key_name", "error",
-    "metadata", "response_body", "request_body",
+    "id", "created_at", "method", "path", "endpoint", "status", "latency_ms", "key_id", "key_name", "error", "metadata",
 )  # fmt: skip
+
+
+def _seen_status_sql(column: str) -> str:
+    """The prediction's status in a logged body (itself, or its entry in a list page's ``results``), read by
+    SQLite: a prediction polled a thousand times would otherwise bring a thousand bodies into Python. The
+    body is a BLOB, and SQLite's JSON functions want text; a body cut at log_body_max_bytes is not valid."""
+    body = f"CAST({column} AS TEXT)"
+    return (f"CASE WHEN json_valid({body}) THEN COALESCE("
+            f"CASE WHEN json_extract({body}, '$.id') = :id THEN json_extract({body}, '$.status') END, "
+            f"(SELECT json_extract(value, '$.status') FROM json_each({body}, '$.results')"
+            f" WHERE json_extract(value, '$.id') = :id LIMIT 1)) END")
+
+
+# The response, or for a delivery the gateway received (a webhook), the request.
+_SEEN_STATUS = f"COALESCE({_seen_status_sql('response_body')}, {_seen_status_sql('request_body')}) AS saw_status"
 
 
 @dataclass(slots=True)
@@ -83,11 +98,11 @@ def get_prediction(conn: sqlite3.Connection, prediction_id: str) -> dict[str, An
     found = _prediction(row)
     # The record that saw the end may be a list page, which names no single prediction: it is read by id.
     steps = conn.execute(
-        f"SELECT {', '.join(_STEP_COLUMNS)} FROM logs WHERE prediction_id = ? OR id = ?"
-        " ORDER BY created_at, id LIMIT ?",
-        (prediction_id, row["terminal_log_id"], MAX_LIFECYCLE_RECORDS + 1),
+        f"SELECT {', '.join(_STEP_COLUMNS)}, {_SEEN_STATUS} FROM logs WHERE prediction_id = :id OR id = :ended_on"
+        " ORDER BY created_at, id LIMIT :limit",
+        {"id": prediction_id, "ended_on": row["terminal_log_id"], "limit": MAX_LIFECYCLE_RECORDS + 1},
     ).fetchall()
-    found["lifecycle"] = [_step(step, prediction_id, row["terminal_log_id"]) for step in steps[:MAX_LIFECYCLE_RECORDS]]
+    found["lifecycle"] = [_step(step, row["terminal_log_id"]) for step in steps[:MAX_LIFECYCLE_RECORDS]]
     found["lifecycle_truncated"] = len(steps) > MAX_LIFECYCLE_RECORDS
     return found
 
@@ -104,55 +119,33 @@ def _prediction(row: sqlite3.Row) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _step(row: sqlite3.Row, prediction_id: str, terminal_log_id: str | None) -> dict[str, Any]:
+def _step(row: sqlite3.Row, terminal_log_id: str | None) -> dict[str, Any]:
     metadata = orjson.loads(row["metadata"]) if row["metadata"] else {}
     return {
         "log_id": row["id"], "created_at": iso_ms(row["created_at"]), "step": _step_name(row, metadata),
         "method": row["method"], "path": row["path"], "status": row["status"], "latency_ms": row["latency_ms"],
         "key_id": row["key_id"], "key_name": row["key_name"], "error": row["error"],
-        "saw_status": _seen_status(row, prediction_id), "saw_end": row["id"] == terminal_log_id,
+        "saw_status": row["saw_status"] if isinstance(row["saw_status"], str) else None,
+        "saw_end": row["id"] == terminal_log_id,
     }  # fmt: skip
 
 
 def _step_name(row: sqlite3.Row, metadata: dict[str, Any]) -> str:
-    """What the record was, in a word, for a timeline: create, poll, autopoll, cancel, list, stream or other."""
-    method, path = row["method"], (row["path"] or "").rstrip("/")
+    """What the record was, in a word, for a timeline: create, poll, autopoll, cancel, list, stream or other
+    (a webhook delivery, for one)."""
+    method, path = row["method"] or "", row["path"] or ""
+    replicate_path = path[3:] if path.startswith("/v1/") else path
     if metadata.get("modelport_autopoll") == "true":
         return "autopoll"
     if row["endpoint"] == "stream":
         return "stream"
-    if path == "/v1/predictions" and method == "GET":
+    if listed_collection(method, replicate_path) == "predictions":
         return "list"
-    if path.endswith("/cancel"):
-        return "cancel"
-    if method == "POST" and path.endswith("/predictions"):
+    if created_kind(method, replicate_path) == "prediction":
         return "create"
-    if method == "GET" and path.startswith("/v1/predictions/"):
-        return "poll"
+    if object_ref(replicate_path) is not None:
+        if method == "POST" and replicate_path.rstrip("/").endswith("/cancel"):
+            return "cancel"
+        if method == "GET":
+            return "poll"
     return "other"
-
-
-def _seen_status(row: sqlite3.Row, prediction_id: str) -> str | None:
-    """The prediction's status in the body the record kept (the response, or for a delivery received, the
-    request); None when bodies were not kept, were cut at the size limit, or show no status."""
-    for body in (row["response_body"], row["request_body"]):
-        status = _status_in(body, prediction_id)
-        if status is not None:
-            return status
-    return None
-
-
-def _status_in(body: bytes | None, prediction_id: str) -> str | None:
-    if not body:
-        return None
-    try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(document, dict):
-        return None
-    candidates = document.get("results") if isinstance(document.get("results"), list) else [document]
-    for candidate in candidates:
-        if isinstance(candidate, dict) and candidate.get("id") == prediction_id and isinstance(candidate.get("status"), str):
-            return candidate["status"]
-    return None
