@@ -8,6 +8,7 @@ filters, the same export files. Tables for people by default; ``--json`` for scr
     modelport logs tail   [filters] [-n N] [-f] [--json]
     modelport logs show   LOG_ID [--json]
     modelport logs export [filters] [--format jsonl|csv] [--full] [-o FILE]
+    modelport logs predictions [PREDICTION_ID] [prediction filters] [--limit N] [--cursor C] [--json]
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import orjson
 
 from ..control.logs import FULL_COLUMNS, csv_chunks, epoch_ms, jsonl_chunks, status_code
 from ..control.schema import Invalid
+from ..logs.predictions import PREDICTION_STATUSES, PredictionFilter
 from ..logs.record import new_time_ordered_id
 from ..logs.store import MAX_LIMIT, SUMMARY_FIELDS, LogFilter, LogQueries
 from . import CommandError, existing_database, key_value, print_error, reader_went_away
@@ -45,7 +47,7 @@ def register(subparsers: Any, settings_factory: SettingsFactory) -> None:
     store.add_argument("--config", type=Path, help="TOML config file (as for serve)")
     filters = _filter_options()
 
-    group = subparsers.add_parser("logs", help="request logs: list, follow, show, export",
+    group = subparsers.add_parser("logs", help="request logs: list, follow, show, export; predictions",
                                   description="Request logs, read straight from the gateway's database.")
     commands = group.add_subparsers(dest="logs_command", required=True, metavar="COMMAND")
 
@@ -69,6 +71,13 @@ def register(subparsers: Any, settings_factory: SettingsFactory) -> None:
     p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl", help="JSON lines (default) or CSV")
     p.add_argument("--full", action="store_true", help="also headers, bodies, attempts and usage")
     p.add_argument("-o", "--output", type=Path, help="file to write (default: standard output)")
+    p = leaf("predictions", predictions, "Replicate predictions, newest first, or one with its lifecycle",
+             _prediction_filter_options())
+    p.add_argument("prediction_id", nargs="?", help="show this prediction: its cost and every log record of it")
+    p.add_argument("--limit", type=int, default=50, help=f"predictions per page (1-{MAX_LIMIT}, default 50)")
+    p.add_argument("--cursor", help="next_cursor printed by the previous page")
+    p.add_argument("--json", action="store_true",
+                   help="print JSON, as GET /v1/logs/predictions (or /v1/logs/predictions/{id}) does")
 
 
 def _filter_options() -> argparse.ArgumentParser:
@@ -89,6 +98,19 @@ def _filter_options() -> argparse.ArgumentParser:
     group.add_argument("--metadata", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                        help="request metadata must have KEY equal to VALUE (repeatable)")
     group.add_argument("-q", "--search", dest="q", metavar="TEXT", help="text in the path or the error")
+    return parser
+
+
+def _prediction_filter_options() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(add_help=False)
+    group = parser.add_argument_group("filters")
+    when = "ISO 8601, epoch ms, or a time ago such as 15m, 2h, 7d"
+    group.add_argument("--since", type=_moment, metavar="TIME", help=f"created at or after TIME ({when})")
+    group.add_argument("--until", type=_moment, metavar="TIME", help=f"created before TIME ({when})")
+    group.add_argument("--status", choices=PREDICTION_STATUSES, help="Replicate's status, as last seen")
+    group.add_argument("--model", help="owner/name of the model")
+    group.add_argument("--key", dest="key_id", metavar="KEY_ID", help="gateway API key id that created it")
+    group.add_argument("--slug", help="stored provider slug (without @)")
     return parser
 
 
@@ -175,6 +197,38 @@ def export_logs(args: argparse.Namespace, queries: LogQueries, filters: LogFilte
     print(f"Wrote {records} record(s) to {args.output}.", file=sys.stderr)
 
 
+def predictions(args: argparse.Namespace, queries: LogQueries, _: LogFilter) -> None:
+    filters = PredictionFilter(**{name: getattr(args, name) for name in ("since", "until", "status", "model", "key_id", "slug")})
+    if args.prediction_id is None:
+        return list_predictions(args, queries, filters)
+    if filters != PredictionFilter() or args.cursor:
+        raise CommandError("give a prediction id, or filters to list predictions, not both")
+    found = queries.prediction(args.prediction_id)
+    if found is None:
+        raise CommandError(f"no prediction {args.prediction_id!r} was seen through the gateway")
+    if args.json:
+        _print_json(found, indent=True)
+    else:
+        print_prediction(found, sys.stdout)
+
+
+def list_predictions(args: argparse.Namespace, queries: LogQueries, filters: PredictionFilter) -> None:
+    if not 1 <= args.limit <= MAX_LIMIT:
+        raise CommandError(f"--limit must be between 1 and {MAX_LIMIT}")
+    rows, next_cursor = queries.predictions(filters, args.limit, args.cursor)
+    if args.json:
+        _print_json({"object": "list", "data": rows, "next_cursor": next_cursor}, indent=True)
+        return
+    if not rows:
+        print("No predictions match.")
+        return
+    print(_PREDICTION_HEADER)
+    for row in rows:
+        print(prediction_line(row))
+    if next_cursor:
+        print(f"\nMore: modelport logs predictions --cursor {next_cursor} (with the same filters)")
+
+
 def _window(filters: LogFilter, newest: int) -> LogFilter:
     since = newest - LOOK_BACK_MS
     return replace(filters, since=since if filters.since is None else max(filters.since, since))
@@ -200,7 +254,7 @@ _HEADER = "  ".join(name.ljust(width) for name, width in _COLUMNS).rstrip()
 def table_line(row: dict[str, Any]) -> str:
     """One record as a fixed-width line (fixed, so ``tail -f`` lines stay aligned with the header)."""
     cells = (
-        row["created_at"].replace("T", " ").rstrip("Z"),
+        _moment_text(row["created_at"]),
         row["id"],
         str(row["status"]) + ("*" if row["gateway_exception"] else ""),
         row["provider"] + (f" @{row['slug']}" if row["slug"] else "") if row["provider"] else "-",
@@ -211,6 +265,56 @@ def table_line(row: dict[str, Any]) -> str:
         f"{row['method']} {row['path']}",
     )
     return "  ".join(_fit(cell, width) for cell, (_, width) in zip(cells, _COLUMNS)).rstrip()
+
+
+_PREDICTION_COLUMNS = (("CREATED", 23), ("ID", 26), ("STATUS", 10), ("MODEL", 28), ("PREDICT", 9), ("COST", 11),
+                       ("KEY", 0))  # fmt: skip
+_PREDICTION_HEADER = "  ".join(name.ljust(width) for name, width in _PREDICTION_COLUMNS).rstrip()
+
+
+def prediction_line(row: dict[str, Any]) -> str:
+    cells = (
+        _moment_text(row["created_at"]), row["id"], row["status"] or "-",
+        row["model"] or row["deployment"] or row["version"] or "-",
+        f"{row['predict_time']:g} s" if row["predict_time"] is not None else "-",
+        prediction_cost_text(row), row["key_id"] or "-",
+    )  # fmt: skip
+    return "  ".join(_fit(cell, width) for cell, (_, width) in zip(cells, _PREDICTION_COLUMNS)).rstrip()
+
+
+def prediction_cost_text(row: dict[str, Any]) -> str:
+    """"running" until the end is seen: a prediction is priced then, and is not unpriced before."""
+    return cost_text(row) if row["ended_at"] else "running"
+
+
+def print_prediction(found: dict[str, Any], out: TextIO) -> None:
+    """A prediction for people: its fields, then its lifecycle, one log record a line, oldest first."""
+    print(f"{found['id']}  {found['status'] or '-'}", file=out)
+    fields = {
+        "model": found["model"], "version": found["version"], "deployment": found["deployment"],
+        "provider": cell(found["provider"]) + (f" (@{found['slug']})" if found["slug"] else ""),
+        "key": found["key_id"], "created": found["created_at"], "ended": found["ended_at"] or "not seen yet",
+        "predict time": f"{found['predict_time']:g} s" if found["predict_time"] is not None else None,
+        "cost": prediction_cost_text(found) + (f" ({found['cost_reason']})" if found["cost_reason"] else ""),
+    }  # fmt: skip
+    width = max(map(len, fields))
+    for name, value in fields.items():
+        print(f"  {name.ljust(width)}  {cell(value)}", file=out)
+    start = epoch_ms(found["created_at"], "created_at")
+    more = " (the first 1000)" if found["lifecycle_truncated"] else ""
+    _section(out, f"Lifecycle{more}", [step_line(step, start) for step in found["lifecycle"]])
+
+
+def step_line(step: dict[str, Any], start_ms: int) -> str:
+    offset = (epoch_ms(step["created_at"], "created_at") - start_ms) / 1000
+    saw = f"  saw {step['saw_status']}" if step["saw_status"] else ""
+    priced = "  ← end seen, priced here" if step["saw_end"] else ""
+    return (f"+{offset:.3f}s".ljust(10) + f"{step['step']:<9}{step['method']} {step['path']}  → {cell(step['status'])}"
+            f"{saw}{priced}  {step['log_id']}")
+
+
+def _moment_text(iso: str) -> str:
+    return iso.replace("T", " ").rstrip("Z")
 
 
 def legend(rows: list[dict[str, Any]]) -> str | None:

@@ -37,7 +37,7 @@ from ..server.http import (
 from ..settings import Settings
 from ..store import Conflict as StoreConflict
 from ..store import NotFound as StoreNotFound
-from . import configs, keys, logs, providers
+from . import configs, keys, logs, predictions, providers
 from .download import Download
 from .openapi import openapi_document
 from .router import Request, Route, Router
@@ -49,6 +49,7 @@ ROUTES: tuple[Route, ...] = (
     *keys.ROUTES,
     *providers.ROUTES,
     *configs.ROUTES,
+    *predictions.ROUTES,  # before logs: /logs/{log_id} would take /logs/predictions
     *logs.ROUTES,
 )
 

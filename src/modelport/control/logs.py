@@ -110,11 +110,14 @@ class FilterQuery(Shape):
     look like an answer.
     """
 
+    matches_metadata = True  # predictions carry no request metadata: their query refuses metadata.<key>
+
     def parse_query(self, raw: Mapping[str, str]) -> dict[str, Any]:
-        unknown = sorted(n for n in raw if n not in self.by_name and not n.startswith(METADATA_PREFIX))
+        metadata_prefix = METADATA_PREFIX if self.matches_metadata else None
+        unknown = sorted(n for n in raw if n not in self.by_name and not (metadata_prefix and n.startswith(metadata_prefix)))
         if unknown:
             names = ", ".join(repr(n[:40]) for n in unknown)
-            accepted = ", ".join([*self.by_name, METADATA_PREFIX + "<key>"])
+            accepted = ", ".join([*self.by_name, *([metadata_prefix + "<key>"] if metadata_prefix else [])])
             raise Invalid(f"unknown query parameter(s) {names}; accepted: {accepted}")
         parsed = super().parse_query(raw)
         metadata = {n[len(METADATA_PREFIX):]: v for n, v in raw.items() if n.startswith(METADATA_PREFIX)}

@@ -18,9 +18,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+if TYPE_CHECKING:
+    from .predictions import PredictionFilter
 
 LOG_COLUMNS = (
     "id", "trace_id", "created_at", "key_id", "key_name", "provider", "slug", "endpoint", "method", "path", "model",
@@ -138,10 +141,10 @@ class LogQueries:
     def list(self, filters: LogFilter | None = None, limit: int = 50, cursor: str | None = None) -> tuple[Rows, str | None]:
         """Newest first; ``next_cursor`` is None on the last page."""
         limit = max(1, min(int(limit), MAX_LIMIT))
-        rows = self._page(filters or LogFilter(), _SUMMARY_SELECT, limit + 1, _decode_cursor(cursor))
+        rows = self._page(filters or LogFilter(), _SUMMARY_SELECT, limit + 1, decode_cursor(cursor))
         more = len(rows) > limit
         rows = rows[:limit]
-        next_cursor = _encode_cursor(rows[-1]["created_at"], rows[-1]["id"]) if more else None
+        next_cursor = encode_cursor(rows[-1]["created_at"], rows[-1]["id"]) if more else None
         return [summary(r) for r in rows], next_cursor
 
     def get(self, log_id: str) -> dict[str, Any] | None:
@@ -173,6 +176,20 @@ class LogQueries:
             params += [after[0], after[0], after[1]]
         sql = f"SELECT {columns} FROM logs{where} ORDER BY created_at DESC, id DESC LIMIT ?"
         return self._conn().execute(sql, [*params, limit]).fetchall()
+
+    # -- predictions ------------------------------------------------------------------------------
+    def predictions(self, filters: PredictionFilter | None = None, limit: int = 50,
+                    cursor: str | None = None) -> tuple[Rows, str | None]:
+        """Replicate predictions from their ledger, newest first (``logs/predictions.py``)."""
+        from .predictions import PredictionFilter, list_predictions
+
+        return list_predictions(self._conn(), filters or PredictionFilter(), limit, cursor)
+
+    def prediction(self, prediction_id: str) -> dict[str, Any] | None:
+        """One prediction with its lifecycle: the log records that carry its id, oldest first."""
+        from .predictions import get_prediction
+
+        return get_prediction(self._conn(), prediction_id)
 
     # -- feedback ---------------------------------------------------------------------------------
     def add_feedback(self, items: Rows) -> Ids:
@@ -265,11 +282,11 @@ def _body(value: bytes | None) -> tuple[str | None, str | None]:
         return base64.b64encode(value).decode(), "base64"
 
 
-def _encode_cursor(ms: int, log_id: str) -> str:
+def encode_cursor(ms: int, log_id: str) -> str:
     return base64.urlsafe_b64encode(f"{ms}:{log_id}".encode()).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str | None) -> tuple[int, str] | None:
+def decode_cursor(cursor: str | None) -> tuple[int, str] | None:
     if not cursor:
         return None
     try:

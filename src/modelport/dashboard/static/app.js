@@ -5,12 +5,14 @@ import { ConfigsPage } from "./configs.js";
 import { KeysPage } from "./keys.js";
 import { LogsPage } from "./logs.js";
 import { OverviewPage } from "./overview.js";
+import { PredictionsPage } from "./predictions.js";
 import { ProvidersPage } from "./providers.js";
 import { BASE, currentRoute, navigate, onNavigate } from "./router.js";
 
 const PAGES = {
   overview: ["Overview", OverviewPage],
   logs: ["Logs", LogsPage],
+  predictions: ["Predictions", PredictionsPage],
   providers: ["Providers", ProvidersPage],
   keys: ["Keys", KeysPage],
   configs: ["Configs", ConfigsPage],

@@ -77,6 +77,15 @@ function filterLink(name, value) {
   return h("a", { href, class: "mono", title: `Show every record with this ${name}` }, value);
 }
 
+/** A record of a prediction links to the prediction (its cost and lifecycle) and to its other records. */
+function predictionLinks(predictionId) {
+  if (!predictionId) return "—";
+  return h("span", {},
+    h("a", { href: `${BASE}/predictions/${encodeURIComponent(predictionId)}`, class: "mono prediction-link",
+             title: "The prediction: its status, cost and lifecycle" }, predictionId),
+    " · ", h("a", { href: `${BASE}/logs?${new URLSearchParams({ prediction_id: predictionId, range: "all" })}` }, "its records"));
+}
+
 function summary(record) {
   const entries = [
     ["Log ID", h("span", { class: "mono" }, record.id)],
@@ -91,7 +100,7 @@ function summary(record) {
     ["Cache", record.cache_status ?? "—"],
     ["Retries", String(record.retry_count ?? 0)],
     ["Target used", record.last_used_index ?? "—"],
-    ["Prediction", filterLink("prediction_id", record.prediction_id)],
+    ["Prediction", predictionLinks(record.prediction_id)],
     ["Stream", record.stream ? "yes" : "no"],
     ["Gateway error", record.gateway_exception ? "yes: raised by the gateway, not the provider" : "no"],
   ];

@@ -2,6 +2,7 @@
 //   /dashboard/                 overview
 //   /dashboard/logs?<filters>   logs (filters live in the query string, so a view can be bookmarked)
 //   /dashboard/logs/<id>        logs with one record open
+//   /dashboard/predictions?<filters>, /dashboard/predictions/<id>   Replicate predictions, one open
 //   /dashboard/providers, /dashboard/keys, /dashboard/configs
 
 export const BASE = "/dashboard";
