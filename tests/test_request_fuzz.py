@@ -21,8 +21,10 @@ pytestmark = pytest.mark.slow
 HEADERS = ("provider", "config", "virtual-key", "metadata", "trace-id", "custom-host", "forward-headers",
            "request-timeout", "cache-force-refresh", "cache-ttl", "cache-namespace", "strict-open-ai-compliance",
            "span-id", "parent-span-id", "span-name", "azure-resource-name", "azure-api-version", "retry-count")
-PATHS = ("/chat/completions", "/completions", "/embeddings", "/messages", "/models", "/files", "/predictions",
+# Weighted by repetition: most requests should be plausible enough to reach deep into the pipeline.
+PATHS = ("/chat/completions",) * 6 + ("/completions", "/embeddings", "/messages", "/models", "/files", "/predictions",
          "/models/test/echo/predictions", "/v1/../x", "/%2e%2e/x", "//chat//completions", "/a/b/c")
+CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
 
 
 @pytest.fixture(scope="module")
@@ -54,15 +56,18 @@ configs = st.builds(json.dumps, json_values) | st.builds(
 )
 edge_values = st.sampled_from(["nan", "inf", "-inf", "1e309", "-1", "0", "1e-300", "[1,2]", "{}", "true", "null",
                                "@", "@/", "http://169.254.169.254/", "x" * 5000, '{"a":' * 300])
-portkey_headers = st.dictionaries(st.sampled_from(HEADERS), header_text | configs | edge_values, max_size=5)
+portkey_headers = st.dictionaries(st.sampled_from(HEADERS), edge_values | edge_values | header_text | configs, max_size=3)
 deep = st.integers(min_value=50, max_value=400).map(lambda depth: "[" * depth + "]" * depth)
-bodies = (st.builds(lambda v: json.dumps(v).encode(), json_values)
+plausible = st.builds(lambda extra: json.dumps({**CHAT, **extra}).encode(),
+                      st.dictionaries(st.sampled_from(["max_tokens", "stream", "n", "temperature", "tools"]), json_values,
+                                      max_size=2))
+bodies = (plausible | plausible | plausible | st.builds(lambda v: json.dumps(v).encode(), json_values)
           | st.builds(lambda m, v: json.dumps({"model": m, "messages": v}).encode(), st.text(max_size=20), json_values)
           | st.binary(max_size=200) | deep.map(str.encode)
           | st.just(b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "\xff\xfe"}]}'))
 
 
-@settings(max_examples=250, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=400, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow,
                                                                                      HealthCheck.data_too_large])
 @given(method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH"]), path=st.sampled_from(PATHS),
        options=portkey_headers, body=bodies, chosen=st.booleans())
@@ -79,3 +84,17 @@ def test_any_request_is_answered_without_a_gateway_failure(fuzzed: GatewayProces
         error = answer.json()["error"]
         assert error["message"] and error["type"], answer.text
         assert answer.status_code < 500 or answer.status_code in (502, 503, 504), answer.text
+
+
+@pytest.mark.parametrize("name", HEADERS)
+@settings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow,
+                                                                                    HealthCheck.function_scoped_fixture])
+@given(value=edge_values | header_text | configs)
+def test_every_header_alone_on_a_plausible_request(fuzzed: GatewayProcess, name: str, value: str) -> None:
+    """One header at a time on a request that is otherwise fine, so each header's parser is reached."""
+    headers = {"x-portkey-provider": "@openai-test", "x-portkey-api-key": fuzzed.admin_key,
+               f"x-portkey-{name}": value.strip().encode("latin-1")}
+    answer = httpx.post(fuzzed.v1 + "/chat/completions", headers=headers, json=CHAT, timeout=30)
+    assert answer.status_code != 500, answer.text
+    if answer.status_code >= 400 and answer.headers.get("x-portkey-gateway-exception") == "true":
+        assert answer.json()["error"]["message"], answer.text
