@@ -147,6 +147,12 @@ def test_the_final_event_prices_a_prediction_nobody_polls(gateway, alice, receiv
     logged = httpx.get(f"{gateway.v1}/logs/{row[0]}", headers=gateway.headers()).json()
     assert logged["metadata"]["modelport_webhook"] == "received"
     assert row[1] == "succeeded" and row[2] is not None  # its cost was computed (test/echo has a price)
+    deadline = time.monotonic() + 10  # the prediction view names the relay's steps
+    while "webhook delivery" not in (steps := [step["step"] for step in httpx.get(
+            f"{gateway.v1}/logs/predictions/{created['id']}", headers=gateway.headers()).json()["lifecycle"]]):  # fmt: skip
+        assert time.monotonic() < deadline, steps
+        time.sleep(0.1)
+    assert steps[0] == "create" and "webhook received" in steps
 
 
 def terminal_log(gateway, prediction_id: str):

@@ -131,12 +131,14 @@ def _step(row: sqlite3.Row, terminal_log_id: str | None) -> dict[str, Any]:
 
 
 def _step_name(row: sqlite3.Row, metadata: dict[str, Any]) -> str:
-    """What the record was, in a word, for a timeline: create, poll, autopoll, cancel, list, stream or other
-    (a webhook delivery, for one)."""
+    """What the record was, in a word, for a timeline: create, poll, autopoll, webhook received, webhook
+    delivery, cancel, list, stream or other."""
     method, path = row["method"] or "", row["path"] or ""
     replicate_path = path[3:] if path.startswith("/v1/") else path
     if metadata.get("modelport_autopoll") == "true":
         return "autopoll"
+    if metadata.get("modelport_webhook") in ("received", "delivery"):  # the relay: Replicate's event, our relay of it
+        return f"webhook {metadata['modelport_webhook']}"
     if row["endpoint"] == "stream":
         return "stream"
     if listed_collection(method, replicate_path) == "predictions":
