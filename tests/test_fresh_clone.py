@@ -4,6 +4,7 @@ outside a virtual environment (PEP 668): it must make and use ./.venv and start 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -63,3 +64,4 @@ def test_the_readme_serve_command_works_from_a_clean_clone_on_a_pep668_python(tm
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
         log.close()
+        shutil.rmtree(clone)  # a copy of the sources, test fixtures included: not data the suite left
