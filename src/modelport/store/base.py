@@ -270,6 +270,10 @@ class Store(Protocol):
         ``@slug``. The first owner stays: a later write for the same id changes nothing."""
         ...
 
+    def record_owners(self, owners: Sequence[tuple[str, str, str, str]]) -> None:
+        """``record_owner`` for each ``(slug, object_id, kind, key_id)``, in one transaction."""
+        ...
+
     def owners_of(self, slug: str, object_ids: Sequence[str]) -> dict[str, str]:
         """``{object id: owning key id}`` for the ids of ``object_ids`` created through the gateway on ``@slug``."""
         ...

@@ -262,13 +262,17 @@ class SQLiteStore:
 
     # -- objects created on shared provider accounts ----------------------------------------------
     def record_owner(self, slug: str, object_id: str, kind: str, key_id: str) -> None:
+        self.record_owners([(slug, object_id, kind, key_id)])
+
+    def record_owners(self, owners: Sequence[tuple[str, str, str, str]]) -> None:
         # Written on every create through a shared account: like log writes, it must not signal the
         # change beacon (that would empty every worker's key and provider caches).
+        created = now_ms()
         with self._transaction(changes_state=False) as conn:
-            conn.execute(
+            conn.executemany(
                 "INSERT INTO owned_objects (slug, id, kind, key_id, created_at) VALUES (?, ?, ?, ?, ?)"
                 " ON CONFLICT (slug, id) DO NOTHING",
-                (slug, object_id, kind, key_id, now_ms()),
+                [(*owner, created) for owner in owners],
             )
 
     def owners_of(self, slug: str, object_ids: Sequence[str]) -> dict[str, str]:
