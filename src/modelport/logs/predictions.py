@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from ..providers.replicate.paths import created_kind, listed_collection, object_ref
-from .store import MAX_LIMIT, decode_cursor, encode_cursor, iso_ms
+from .store import MAX_LIMIT, decode_cursor, encode_cursor, iso_ms, time_and_equal_clauses
 
 PREDICTION_STATUSES = ("starting", "processing", "succeeded", "failed", "canceled")
 MAX_LIFECYCLE_RECORDS = 1000  # a prediction polled more often than this shows its first ones
@@ -56,20 +56,7 @@ class PredictionFilter:
     slug: str | None = None
 
     def where(self) -> tuple[list[str], list[Any]]:
-        clauses: list[str] = []
-        params: list[Any] = []
-        if self.since is not None:
-            clauses.append("created_at >= ?")
-            params.append(int(self.since))
-        if self.until is not None:
-            clauses.append("created_at < ?")
-            params.append(int(self.until))
-        for column in ("status", "model", "key_id", "slug"):
-            value = getattr(self, column)
-            if value is not None:
-                clauses.append(f"{column} = ?")
-                params.append(value)
-        return clauses, params
+        return time_and_equal_clauses(self, ("status", "model", "key_id", "slug"))
 
 
 def list_predictions(conn: sqlite3.Connection, filters: PredictionFilter, limit: int,

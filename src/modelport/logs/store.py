@@ -74,6 +74,25 @@ def insert_logs(conn: sqlite3.Connection, rows: Sequence[dict[str, Any]]) -> Non
     conn.executemany(_INSERT, list(map(_row_values, rows)))
 
 
+def time_and_equal_clauses(filters: Any, columns: tuple[str, ...]) -> tuple[list[str], list[Any]]:
+    """SQL conditions for a filter's ``since``/``until`` (epoch ms, until exclusive) and for each of
+    ``columns`` it sets: the part every list of the logs API shares."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if filters.since is not None:
+        clauses.append("created_at >= ?")
+        params.append(int(filters.since))
+    if filters.until is not None:
+        clauses.append("created_at < ?")
+        params.append(int(filters.until))
+    for column in columns:
+        value = getattr(filters, column)
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            params.append(value)
+    return clauses, params
+
+
 @dataclass(slots=True)
 class LogFilter:
     """Filters of ``GET /v1/logs``; ``since``/``until`` are epoch ms (until exclusive); ``status`` is a
@@ -94,19 +113,8 @@ class LogFilter:
     q: str | None = None
 
     def where(self) -> tuple[str, list[Any]]:
-        clauses: list[str] = []
-        params: list[Any] = []
-        if self.since is not None:
-            clauses.append("created_at >= ?")
-            params.append(int(self.since))
-        if self.until is not None:
-            clauses.append("created_at < ?")
-            params.append(int(self.until))
-        for column in ("provider", "slug", "key_id", "trace_id", "model", "endpoint", "prediction_id"):
-            value = getattr(self, column)
-            if value is not None:
-                clauses.append(f"{column} = ?")
-                params.append(value)
+        clauses, params = time_and_equal_clauses(
+            self, ("provider", "slug", "key_id", "trace_id", "model", "endpoint", "prediction_id"))
         if self.status == "error":
             clauses.append("status >= 400")
         elif self.status == "success":
