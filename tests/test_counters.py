@@ -143,4 +143,4 @@ def test_a_budget_refuses_past_its_limit_and_a_new_period_admits_again(tmp_path:
     with pytest.raises(BudgetExhausted, match="has used 100 tokens"):
         limiter.admit_with_budgets([], [(budget, 0)])  # nothing left: even a request that reserves 0 waits
     clock.now = epoch("2027-01-01 00:00:00")  # a new calendar month
-    assert limiter.admit_with_budgets([], [(budget, 100)]).reserved[0].amount == 100
+    assert limiter.admit_with_budgets([], [(budget, 100)]).held[0].amount == 100

@@ -84,7 +84,7 @@ def rules_for(owner: str, who: str, stored: Any) -> tuple[Rule, ...]:
 
 class Standing(NamedTuple):
     """Where one request left one rate limit, for the ``x-ratelimit-*`` headers: a request rule, or a
-    token limit (whose count includes what requests in flight have reserved)."""
+    token limit (whose count includes what requests in flight hold on it)."""
 
     limit: Any  # the Rule, or the token limit's Budget
     value: int
@@ -134,7 +134,7 @@ class TokenLimitExceeded(_Refusal, RateLimited):
 class Admitted(NamedTuple):
     standings: list[Standing]  # request rate limits, for the x-ratelimit-*-requests headers
     token_standings: list[Standing]  # token rate limits, for the x-ratelimit-*-tokens headers
-    reserved: list[Charge]  # one per reserve, to settle once the real usage is known
+    held: list[Charge]  # what each budget now holds for this request, settled once the real usage is known
 
 
 class LimitsUnavailable(GatewayError):
@@ -177,9 +177,9 @@ class Limiter:
         first that refuses."""
         now = self._clock()
         charges = [rule.charge(now) for rule in rules]
-        reserved = [budget.charge(now, amount) for budget, amount in reserves]
+        held = [budget.charge(now, amount) for budget, amount in reserves]
         try:
-            admission: Admission = self._counters.admit(charges + reserved, now)
+            admission: Admission = self._counters.admit(charges + held, now)
         except CountersFull as exc:
             raise LimitsUnavailable(f"limits cannot be checked: {exc}; the request was refused, not "
                                     "let through unchecked") from None
@@ -190,17 +190,17 @@ class Limiter:
             if refused < len(rules):
                 raise LimitExceeded(standings[refused], now)
             budget, amount = reserves[refused - len(rules)]
-            used, ends_at = admission.counts[refused], reserved[refused - len(rules)].ends_at
+            used, ends_at = admission.counts[refused], held[refused - len(rules)].ends_at
             if budget.window is not None:
                 raise TokenLimitExceeded(budget, used, amount, ends_at, now)
             raise BudgetExhausted(budget, used, amount, ends_at)
         tokens = []
-        for (budget, _), used, charge in zip(reserves, admission.counts[len(rules):], reserved):
+        for (budget, _), used, charge in zip(reserves, admission.counts[len(rules):], held):
             if budget.window is not None:
                 tokens.append(Standing(budget, budget.limit, used, charge.ends_at))
             elif budget.alert_at is not None and used >= budget.alert_at:
                 self._alert(budget, used, now)
-        return Admitted(standings, tokens, reserved)
+        return Admitted(standings, tokens, held)
 
     def _alert(self, budget: Budget, used: int, now: float) -> None:
         """Once per period, whichever process sees the crossing first (the flag is a counter of 1)."""
@@ -212,10 +212,10 @@ class Limiter:
         now = self._clock()
         return self._counters.count(budget.alert_charge(now).key, now) > 0
 
-    def release(self, reserved: Sequence[Charge]) -> None:
+    def release(self, held: Sequence[Charge]) -> None:
         """Give reservations back whole: the attempt they were made for reached no upstream usage."""
         now = self._clock()
-        for charge in reserved:
+        for charge in held:
             self._counters.settle(charge, -charge.amount, now)
 
     def budget_usage(self, budget: Budget | None) -> dict[str, Any] | None:

@@ -151,7 +151,7 @@ class _Call:
     """The per-request state the attempt and respond steps share; also the ``Walk`` the router drives."""
 
     __slots__ = ("gateway", "scope", "receive", "send", "outbound", "record", "principal", "unified", "cache_key",
-                 "key_standings", "provider_standings", "token_standings", "reserved", "public_base", "exchange")
+                 "key_standings", "provider_standings", "token_standings", "held", "public_base", "exchange")
 
     def __init__(self, gateway: Gateway, scope: Scope, receive: Receive, send: Send, outbound: Outbound,
                  record: LogRecord, principal: Principal, key_standings: list[Standing]) -> None:
@@ -159,8 +159,8 @@ class _Call:
         self.outbound, self.record, self.principal = outbound, record, principal
         self.key_standings = key_standings
         self.provider_standings: list[Standing] = []  # the limits of the provider the last attempt reached
-        self.token_standings: list[Standing] = []  # the token limits (key's and provider's) it reserved on
-        self.reserved: list[tuple[Charge, str]] = []  # the last attempt's budget reservations, with their kinds
+        self.token_standings: list[Standing] = []  # the token limits (key's and provider's) it holds amounts on
+        self.held: list[tuple[Charge, str]] = []  # what the last attempt holds on its budgets, with their kinds
         self.unified: UnifiedCall | None = None
         self.cache_key: str | None = None
         self.public_base: str | None = None  # built (and the Host checked) at most once per request
@@ -187,7 +187,7 @@ class _Call:
         span = Attempt(index=leaf.index, provider=resolved.spec.id, slug=resolved.target.slug, started_at=time.time(), retry=retry)
         self.record.attempts.append(span)
         self.provider_standings, self.token_standings = [], []
-        self.release_unsettled()  # a new attempt: the last one failed, and what it reserved goes back
+        self.release_unsettled()  # a new attempt: the last one failed, and what it held goes back
         self.exchange = None
         started = time.perf_counter()
         try:
@@ -258,12 +258,12 @@ class _Call:
         ) if budgets else ()  # fmt: skip
         self.provider_standings, self.token_standings, charges = self.gateway.limiter.admit_with_budgets(
             resolved.rate_limits, reserves)
-        self.reserved = [(charge, budget.kind) for charge, (budget, _) in zip(charges, reserves)]
+        self.held = [(charge, budget.kind) for charge, (budget, _) in zip(charges, reserves)]
 
     def release_unsettled(self) -> None:
-        if self.reserved:
-            self.gateway.limiter.release([charge for charge, _ in self.reserved])
-            self.reserved = []
+        if self.held:
+            self.gateway.limiter.release([charge for charge, _ in self.held])
+            self.held = []
 
     def _cached(self, leaf: Leaf, endpoint: str) -> CachedResponse | None:
         """Look the request up in the cache when its config (or ``x-portkey-cache-ttl``) asks for one; note
@@ -294,9 +294,9 @@ class _Call:
         record.last_used_index = leaf.index or None
         if outcome.error is not None:
             raise outcome.error
-        if self.reserved:  # the log service settles them to the real usage once it has read it
-            record.reservations = [(charge.key.hex(), *charge[1:], kind) for charge, kind in self.reserved]
-            self.reserved = []
+        if self.held:  # the log service settles them to the real usage once it has read it
+            record.reservations = [(charge.key.hex(), *charge[1:], kind) for charge, kind in self.held]
+            self.held = []
         record.upstream_latency_ms = self.record.attempts[-1].latency_ms if self.record.attempts else None
         extra = self._portkey_headers(outcome)
         cap = self.gateway.log_body_cap
