@@ -243,12 +243,8 @@ def keys_delete(args: argparse.Namespace, store: Store, out: Output) -> None:
 
 
 def _key(store: Store, ref: str) -> ApiKey:
-    found = store.get_api_key(ref)
-    if found is not None:
-        return found
-    named = [key for key in _all(store.list_api_keys) if key.name == ref]
-    return _the_one(named, f"no API key with the id or name {ref!r}", f"keys are named {ref!r}",
-                    lambda key: f"{key.id} ({_key_status(key)})", "give the id")  # fmt: skip
+    return _by_id_or_name(store.get_api_key(ref), store.list_api_keys, ref, f"no API key with the id or name {ref!r}",
+                          "keys", lambda key: f"{key.id} ({_key_status(key)})", "give the id")  # fmt: skip
 
 
 def _print_new_secret(out: Output, record: ApiKey, token: str, verb: str) -> None:
@@ -347,12 +343,9 @@ def providers_remove(args: argparse.Namespace, store: Store, out: Output) -> Non
 
 
 def _provider(store: Store, ref: str) -> StoredProvider:
-    found = store.get_provider(ref.removeprefix("@"))
-    if found is not None:
-        return found
-    named = [provider for provider in _all(store.list_providers) if provider.name == ref]
-    return _the_one(named, f"no stored provider with the slug or name {ref!r}", f"providers are named {ref!r}",
-                    lambda provider: f"@{provider.slug}", "give the slug")  # fmt: skip
+    return _by_id_or_name(store.get_provider(ref.removeprefix("@")), store.list_providers, ref,
+                          f"no stored provider with the slug or name {ref!r}", "providers",
+                          lambda provider: f"@{provider.slug}", "give the slug")  # fmt: skip
 
 
 def _require_settings(provider: str, settings: dict[str, Any], host: str | None) -> None:
@@ -427,12 +420,8 @@ def configs_delete(args: argparse.Namespace, store: Store, out: Output) -> None:
 
 
 def _config(store: Store, ref: str) -> Config:
-    found = store.get_config(ref)
-    if found is not None:
-        return found
-    named = [config for config in _all(store.list_configs) if config.name == ref]
-    return _the_one(named, f"no config with the id, slug or name {ref!r}", f"configs are named {ref!r}",
-                    lambda config: f"{config.id} (slug {config.slug})", "give the id or slug")  # fmt: skip
+    return _by_id_or_name(store.get_config(ref), store.list_configs, ref, f"no config with the id, slug or name {ref!r}",
+                          "configs", lambda config: f"{config.id} (slug {config.slug})", "give the id or slug")  # fmt: skip
 
 
 def _read_text(path: Path) -> str:
@@ -496,6 +485,15 @@ def _run(command: Command, args: argparse.Namespace, settings_factory: SettingsF
     except BrokenPipeError:  # `modelport keys list | head -1`
         return reader_went_away()
     return 0
+
+
+def _by_id_or_name(found: T | None, lister: Callable[..., Page[T]], ref: str, none: str, plural: str,
+                   label: Callable[[T], str], choose: str) -> T:  # fmt: skip
+    """The record ``found`` by its id or slug; else the one record named ``ref``."""
+    if found is not None:
+        return found
+    named = [record for record in _all(lister) if getattr(record, "name", None) == ref]
+    return _the_one(named, none, f"{plural} are named {ref!r}", label, choose)
 
 
 def _the_one(matches: list[T], none: str, several: str, label: Callable[[T], str], choose: str) -> T:
