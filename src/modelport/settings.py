@@ -43,6 +43,7 @@ class Settings:
     public_url: str | None = None
     admin_key: str | None = None
     master_key: str | None = None
+    signing_secret: str | None = None
     require_api_key: bool = True
     allow_private_hosts: bool = False
     trusted_hosts: tuple[str, ...] = ()
@@ -117,6 +118,9 @@ class Settings:
             raise SettingsError("public_url must start with http:// or https:// and hold only URL characters (no "
                                 "spaces, quotes or backslashes), e.g. https://gateway.example.com")
         _check_trusted_hosts(self.trusted_hosts)
+        if self.signing_secret is not None and len(self.signing_secret) < 32:
+            raise SettingsError("signing_secret must be at least 32 characters (e.g. the output of "
+                                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`)")
         for name, why in _NOT_YET_BUILT.items():
             if getattr(self, name):
                 raise SettingsError(f"{name} ({_ENV_PREFIX}{name.upper()}) is not in this build: {why}")
@@ -251,6 +255,7 @@ HELP = {
     "cache_share_across_keys": "let different gateway keys share cache entries",
     "budget_max_tokens": "output tokens a budget reserves for a request that states no max_tokens",
     "budget_admit_unpriced": "admit requests whose cost cannot be bounded (no known price) under a cost budget, reserving nothing; default: refuse them (412)",
+    "signing_secret": "secret (32+ characters) the stream-link and webhook-relay signing keys derive from; set the same on every node behind one address; default: random keys in <data_dir>",
     "database_url": "PostgreSQL store for scale-out: not built yet, refused when set",
     "redis_url": "Redis counters/cache for scale-out: not built yet, refused when set",
 }

@@ -12,30 +12,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import os
-import secrets
 import time
-from pathlib import Path
 from typing import Any
 
 import orjson
 
 STREAM_ROUTE = "/v1/streams/"
-
-
-def data_dir_key(data_dir: Path, name: str) -> bytes:
-    """A 32-byte server secret in the data dir, created once (0600) and shared by every worker using it."""
-    path = data_dir / name
-    if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass  # another worker won the race
-        else:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(secrets.token_bytes(32))
-    return path.read_bytes()
 
 
 class InvalidStreamToken(Exception):
@@ -61,10 +43,6 @@ class StreamSigner:
         mac = self._keyed.copy()
         mac.update(payload)
         return mac.digest()
-
-    @classmethod
-    def from_data_dir(cls, data_dir: Path, ttl: int) -> "StreamSigner":
-        return cls(data_dir_key(data_dir, "stream-signing.key"), ttl)
 
     def link(self, gateway_base: str, upstream_url: str, **claims: Any) -> str:
         """The gateway stream route (under ``gateway_base``, its public ``/v1`` root) for ``upstream_url``."""

@@ -36,6 +36,7 @@ from ..logs.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ..logs.record import LogRecord
 from ..logs.shipper import LogShipper
 from ..logs.writer import LogWriter
+from ..node_secrets import signing_key
 from ..settings import Settings
 from ..store import open_store
 from ..store.counters import open_counters
@@ -146,7 +147,7 @@ class ModelPortApp:
         await self.upstreams.start()
         self.recorder = self._recorder()
         await self.recorder.start()
-        signer = StreamSigner.from_data_dir(settings.data_dir, settings.stream_url_ttl)
+        signer = StreamSigner(signing_key(settings, "stream-signing"), settings.stream_url_ttl)
         self.gateway = Gateway(settings, self.store, open_counters(settings.data_dir), self.upstreams, self.recorder, signer)
         self.ready = True
         self.control = ControlPlane(self.store, settings, self.gateway.auth, self.gateway.limiter)

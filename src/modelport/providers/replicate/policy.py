@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ...gateway.hosts import HostRules
-from ...gateway.streams import data_dir_key
+from ...node_secrets import signing_key
 from ..base import Answer, Exchange, Forward
 from .isolation import Isolation, json_or_none, tenant_of
 from .paths import created_kind, is_webhook_secret, listed_collection, object_ref
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 def make_policy(settings: Any, store: Any) -> "ReplicatePolicy":
     isolation = Isolation(store) if settings.replicate_isolate_predictions else None
-    relay_key = data_dir_key(settings.data_dir, "webhook-relay.key")
+    relay_key = signing_key(settings, "webhook-relay")
     return ReplicatePolicy(isolation, WebhookRelay(store, HostRules.from_settings(settings), relay_key))
 
 
