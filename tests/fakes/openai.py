@@ -1,7 +1,7 @@
 """A fake OpenAI API, as strict as the real one about what the gateway must get right.
 
-Serves ``POST /v1/chat/completions`` (JSON and SSE), ``POST /v1/completions``, ``POST /v1/embeddings``
-and ``GET /v1/models[/{id}]``. Formats follow the API reference (platform.openai.com/docs/api-reference:
+Serves ``POST /v1/chat/completions`` (JSON and SSE), ``POST /v1/completions``, ``POST /v1/embeddings``,
+``GET /v1/models[/{id}]`` and the Responses API (``/v1/responses``, in openai_responses.py). Formats follow the API reference (platform.openai.com/docs/api-reference:
 chat/create, chat-streaming, completions, embeddings, models) and error bodies the error-codes guide:
 ``{"error": {"message", "type", "param", "code"}}``.
 
@@ -234,6 +234,9 @@ def make_openai_app(api_key: str = "sk-test-openai") -> web.Application:
     app.router.add_post("/v1/embeddings", embeddings)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model}", retrieve_model)
+    from tests.fakes.openai_responses import add_responses_routes  # it builds on this module
+
+    add_responses_routes(app, state)
     return app
 
 

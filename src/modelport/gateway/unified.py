@@ -30,16 +30,17 @@ _ENDPOINTS: dict[tuple[str, str], Endpoint] = {
     ("POST", "/embeddings"): "embeddings",
     ("GET", "/models"): "models",
     ("POST", "/messages"): "messages",
+    ("POST", "/responses"): "responses",
 }
 
 
 def _needs_body(leaf: Leaf, endpoint: Endpoint) -> bool:
-    """Whether the gateway must read the JSON body itself. An OpenAI-compatible provider with no
-    override, cache or model allow-list gets the bytes as sent; the log writer reads the model from
-    them off the request path (parsing a large prompt here costs 5-20 µs). Messages always needs it:
-    only Anthropic takes that body as sent, and its adapter reads it too."""
+    """Whether the gateway must read the JSON body itself. A request its provider takes as sent (an
+    OpenAI-compatible provider's chat, OpenAI's own Responses API) with no override, cache or model
+    allow-list gets the bytes as sent; the log writer reads the model from them off the request path
+    (parsing a large prompt here costs 5-20 µs). Any request an adapter translates needs it."""
     resolved = leaf.resolved
-    return (resolved.spec.adapter is not None or endpoint == "messages" or bool(leaf.override_params)
+    return (adapter_for(resolved.spec, endpoint) is not None or bool(leaf.override_params)
             or leaf.cache is not None or resolved.allowed_models is not None)
 
 

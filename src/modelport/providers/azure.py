@@ -3,6 +3,10 @@
 URL: ``{base}/deployments/{deployment}/{chat/completions|completions|embeddings}?api-version=...`` where
 ``base`` is ``https://{resource_name}.openai.azure.com/openai``. The deployment comes from the target's
 ``deployment_id`` setting, else the request's ``model``.
+
+The Responses API has no deployment URL: it is served only by Azure's OpenAI-compatible v1 API,
+``{base}/v1/responses`` with no api-version, the deployment named in ``model`` (learn.microsoft.com,
+Azure OpenAI "Responses API" how-to and "API version lifecycle"). Its bodies and events are OpenAI's.
 """
 
 from __future__ import annotations
@@ -23,8 +27,11 @@ class AzureOpenAIAdapter:
         deployment = target.settings.get("deployment_id") or body.get("model")
         if not deployment:
             raise ValueError("azure-openai needs a deployment: set deployment_id on the provider or send 'model'")
-        version = target.settings.get("api_version") or DEFAULT_API_VERSION
-        url = f"{target.base_url}/deployments/{deployment}/{_PATHS[endpoint]}?api-version={version}"
+        if endpoint == "responses":
+            url, body = f"{target.base_url}/v1/responses", {**body, "model": deployment}
+        else:
+            version = target.settings.get("api_version") or DEFAULT_API_VERSION
+            url = f"{target.base_url}/deployments/{deployment}/{_PATHS[endpoint]}?api-version={version}"
         return UpstreamRequest("POST", url, {"content-type": "application/json"}, orjson.dumps(body), bool(body.get("stream")))
 
     def parse_response(self, endpoint: Endpoint, status: int, body: bytes, request_body: dict[str, Any]) -> bytes:

@@ -10,6 +10,8 @@ Endpoint names used for the unified API (``Endpoint``):
     "models"      GET  /v1/models
     "messages"    POST /v1/messages          (Anthropic-native clients; served by every provider with
                                              "chat", through ``messages_over_chat``, unless it has its own)
+    "responses"   POST /v1/responses         (OpenAI's Responses API; likewise through ``responses_over_chat``
+                                             unless the provider has its own: OpenAI, Azure OpenAI)
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Mapping, Protocol
 from urllib.parse import unquote
 
-Endpoint = Literal["chat", "completions", "embeddings", "models", "messages"]
+Endpoint = Literal["chat", "completions", "embeddings", "models", "messages", "responses"]
 
 
 @dataclass(frozen=True, slots=True)

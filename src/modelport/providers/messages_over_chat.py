@@ -22,6 +22,7 @@ import orjson
 from modelport.providers.anthropic import STATUS_ERROR_TYPES
 from modelport.providers.base import Adapter, Endpoint, Target, UnsupportedParameter, UpstreamRequest
 from modelport.providers.openai_shapes import (
+    Dropper,
     PassThroughStream,
     json_value,
     openai_error_body,
@@ -108,7 +109,7 @@ def to_chat_request(body: dict[str, Any], provider: str, strict: bool) -> dict[s
     turns = body.get("messages")
     if not isinstance(turns, list) or not turns:
         raise ValueError("'messages' must be a non-empty list.")
-    drop = _Dropper(provider, strict)
+    drop = Dropper(provider, strict)
     messages = _system(body.get("system"))
     for i, turn in enumerate(turns):
         messages.extend(_turn(turn, i, drop))
@@ -133,7 +134,7 @@ def to_chat_request(body: dict[str, Any], provider: str, strict: bool) -> dict[s
     return chat
 
 
-def _output_config(config: Any, drop: _Dropper) -> dict[str, Any]:
+def _output_config(config: Any, drop: Dropper) -> dict[str, Any]:
     """Structured outputs (``output_config.format``) are OpenAI's ``response_format`` json_schema;
     ``effort`` has no counterpart on a chat model in general."""
     if not isinstance(config, dict):
@@ -148,18 +149,6 @@ def _output_config(config: Any, drop: _Dropper) -> dict[str, Any]:
     return {"response_format": {"type": "json_schema", "json_schema": {"name": "output", "schema": form["schema"]}}}
 
 
-class _Dropper:
-    """What to do with a part of the request OpenAI chat has no place for: drop it, or refuse it by
-    name when the caller asked for strict compliance."""
-
-    def __init__(self, provider: str, strict: bool) -> None:
-        self.provider, self.strict = provider, strict
-
-    def __call__(self, where: str) -> None:
-        if self.strict:
-            raise UnsupportedParameter(where, self.provider)
-
-
 def _system(system: Any) -> list[dict[str, Any]]:
     if not system:
         return []
@@ -169,7 +158,7 @@ def _system(system: Any) -> list[dict[str, Any]]:
     return [{"role": "system", "content": text}] if text else []
 
 
-def _turn(turn: Any, i: int, drop: _Dropper) -> list[dict[str, Any]]:
+def _turn(turn: Any, i: int, drop: Dropper) -> list[dict[str, Any]]:
     role = turn.get("role") if isinstance(turn, dict) else None
     content = turn.get("content") if isinstance(turn, dict) else None
     if role not in ("user", "assistant"):
@@ -181,7 +170,7 @@ def _turn(turn: Any, i: int, drop: _Dropper) -> list[dict[str, Any]]:
     return _user_turn(content, i, drop) if role == "user" else [_assistant_turn(content, i, drop)]
 
 
-def _user_turn(blocks: list[Any], i: int, drop: _Dropper) -> list[dict[str, Any]]:
+def _user_turn(blocks: list[Any], i: int, drop: Dropper) -> list[dict[str, Any]]:
     """Tool results become OpenAI ``tool`` messages, which must directly follow the assistant's
     tool calls; Anthropic puts them first in the user turn, so they go first here too."""
     results: list[dict[str, Any]] = []
@@ -204,7 +193,7 @@ def _user_turn(blocks: list[Any], i: int, drop: _Dropper) -> list[dict[str, Any]
     return [*results, {"role": "user", "content": parts}] if parts else results
 
 
-def _assistant_turn(blocks: list[Any], i: int, drop: _Dropper) -> dict[str, Any]:
+def _assistant_turn(blocks: list[Any], i: int, drop: Dropper) -> dict[str, Any]:
     texts: list[str] = []
     calls: list[dict[str, Any]] = []
     for j, block in enumerate(blocks):
@@ -222,7 +211,7 @@ def _assistant_turn(blocks: list[Any], i: int, drop: _Dropper) -> dict[str, Any]
     return message
 
 
-def _tool_result(block: dict[str, Any], where: str, drop: _Dropper) -> str:
+def _tool_result(block: dict[str, Any], where: str, drop: Dropper) -> str:
     content = block.get("content")
     if content is None or isinstance(content, str):
         return content or ""
@@ -256,7 +245,7 @@ def _document(block: dict[str, Any], where: str) -> dict[str, Any]:
     return {"type": "file", "file": file}
 
 
-def _tool(tool: Any, i: int, drop: _Dropper) -> dict[str, Any] | None:
+def _tool(tool: Any, i: int, drop: Dropper) -> dict[str, Any] | None:
     if not isinstance(tool, dict) or tool.get("type") not in (None, "custom") or not tool.get("name"):
         drop(f"tools[{i}] ({tool.get('type') if isinstance(tool, dict) else None})")  # Anthropic's server tools
         return None

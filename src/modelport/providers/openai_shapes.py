@@ -50,6 +50,18 @@ def refuse_unsupported(
         raise UnsupportedParameter(name, provider)
 
 
+class Dropper:
+    """What to do with a part of a request (Messages, Responses) that OpenAI chat has no place for: drop
+    it, or refuse it by name when the caller asked for strict compliance."""
+
+    def __init__(self, provider: str, strict: bool) -> None:
+        self.provider, self.strict = provider, strict
+
+    def __call__(self, where: str) -> None:
+        if self.strict:
+            raise UnsupportedParameter(where, self.provider)
+
+
 def chat_messages(body: Mapping[str, Any]) -> list[Any]:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
@@ -290,11 +302,16 @@ class RelayStream:
 
 
 class PassThroughStream(RelayStream):
-    """Relays OpenAI-format SSE unchanged while noting the usage chunk, if the provider sends one."""
+    """Relays OpenAI-format SSE unchanged while noting the usage, if the provider sends it: on a chat
+    stream's last chunk, or in a Responses stream's ``response.completed`` (or ``.incomplete``) event."""
 
     def _read(self, event: ServerSentEvent) -> None:
         if '"usage"' not in event.data:  # most chunks carry none; skip parsing them
             return
         data = json_value(event.data)
-        if isinstance(data, dict) and data.get("usage"):
-            self.usage = data["usage"]
+        if not isinstance(data, dict):
+            return
+        response = data.get("response")
+        usage = data.get("usage") or (response.get("usage") if isinstance(response, dict) else None)
+        if usage:
+            self.usage = usage

@@ -17,6 +17,8 @@ from .base import Adapter, AuthScheme, ExchangePolicy, ModelRule, ProviderSpec
 CHAT = frozenset({"chat"})
 CHAT_EMBED = frozenset({"chat", "embeddings", "models"})
 OPENAI_ALL = frozenset({"chat", "completions", "embeddings", "models"})
+# Endpoints every chat provider serves through its chat adapter, unless it has its own (messages_over_chat.py, responses_over_chat.py).
+OVER_CHAT = frozenset({"messages", "responses"})
 
 X_API_KEY = AuthScheme("header", "x-api-key")
 AZURE_KEY = AuthScheme("header", "api-key")
@@ -55,11 +57,11 @@ _TABLE: list[tuple[str, str, AuthScheme | None, frozenset[str], str | None, dict
     ("replicate", "https://api.replicate.com/v1", None, frozenset(), None,
      {"rewrite": UrlRewrite(keep=("/files/",), stream_field="stream"), "models": REPLICATE_MODELS,
       "policy": "replicate.policy", "docs": "proxy-only; prices predictions; isolates keys on a shared account"}),
-    ("openai", "https://api.openai.com/v1", None, OPENAI_ALL, None, {}),
+    ("openai", "https://api.openai.com/v1", None, OPENAI_ALL | {"responses"}, None, {}),
     ("anthropic", "https://api.anthropic.com/v1", X_API_KEY, frozenset({"chat", "messages"}), "anthropic",
      {"default_headers": {"anthropic-version": "2023-06-01"}, "caller_headers": ("anthropic-version", "anthropic-beta")}),
     ("azure-openai", "https://{resource_name}.openai.azure.com/openai", AZURE_KEY,
-     frozenset({"chat", "completions", "embeddings"}), "azure", {"requires": ("resource_name",)}),
+     frozenset({"chat", "completions", "embeddings", "responses"}), "azure", {"requires": ("resource_name",)}),
     ("google", "https://generativelanguage.googleapis.com/v1beta", GOOGLE_KEY,
      frozenset({"chat", "embeddings"}), "google", {"models": GOOGLE_MODELS}),
     ("cohere", "https://api.cohere.com/v1", None, frozenset({"chat", "embeddings"}), "cohere", {}),
@@ -94,22 +96,25 @@ def load_adapter(module: str) -> Adapter:
 
 
 def serves(spec: ProviderSpec, endpoint: str) -> bool:
-    """Whether the unified API serves ``endpoint`` on ``spec``: natively, or Messages over its chat."""
-    return endpoint in spec.unified or (endpoint == "messages" and "chat" in spec.unified)
+    """Whether the unified API serves ``endpoint`` on ``spec``: natively, or Messages/Responses over its chat."""
+    return endpoint in spec.unified or (endpoint in OVER_CHAT and "chat" in spec.unified)
 
 
 def adapter_for(spec: ProviderSpec, endpoint: str | None = None) -> Adapter | None:
     """The adapter that translates ``endpoint`` for ``spec``; None when requests pass through as sent."""
-    if endpoint == "messages" and "messages" not in spec.unified and "chat" in spec.unified:
-        return _messages_over_chat(spec.id, spec.adapter)
+    if endpoint in OVER_CHAT and endpoint not in spec.unified and "chat" in spec.unified:
+        return _over_chat(endpoint, spec.id, spec.adapter)
     return load_adapter(spec.adapter) if spec.adapter else None
 
 
 @cache
-def _messages_over_chat(provider: str, module: str | None) -> Adapter:
+def _over_chat(endpoint: str, provider: str, module: str | None) -> Adapter:
+    """``endpoint`` of ``provider`` through its chat adapter (OpenAI's body as sent when it has none)."""
     from .messages_over_chat import OPENAI_CHAT, MessagesOverChat
+    from .responses_over_chat import ResponsesOverChat
 
-    return MessagesOverChat(provider, load_adapter(module) if module else OPENAI_CHAT)
+    kind = MessagesOverChat if endpoint == "messages" else ResponsesOverChat
+    return kind(provider, load_adapter(module) if module else OPENAI_CHAT)
 
 
 def make_policy(spec: ProviderSpec, settings: Any, store: Any) -> ExchangePolicy | None:

@@ -1,0 +1,261 @@
+"""OpenAI's Responses API (``/v1/responses``) on every chat provider: the real openai SDK, pointed at the
+gateway, reaches OpenAI and Azure OpenAI natively and Anthropic, Gemini, Cohere and any OpenAI-compatible
+provider translated, streaming, tools and structured output included."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import openai
+import pytest
+from aiohttp import web
+from pydantic import BaseModel
+
+from tests.conftest import OPENAI_KEY
+from tests.fakes.openai import UpstreamState, json_body
+from tests.fakes.openai_responses import create_response
+from tests.fakes.server import FakeServer
+from tests.test_logging import one_log, trace
+
+MODELS = {"@anthropic-test": "claude-3-5-haiku-20241022", "@gemini-test": "gemini-2.0-flash",
+          "@cohere-test": "command-r-plus"}
+TRANSLATED = list(MODELS)
+EVERY = ["@openai-test", *TRANSLATED]
+MODELS["@openai-test"] = "gpt-4o-mini"
+WEATHER = {"type": "function", "name": "get_weather", "description": "Weather for a city",
+           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"],
+                          "additionalProperties": False}}
+TEXT_EVENTS = ["response.created", "response.in_progress", "response.output_item.added", "response.content_part.added",
+               "response.output_text.delta", "response.output_text.done", "response.content_part.done",
+               "response.output_item.done", "response.completed"]
+
+
+def client(gateway, provider: str, **headers: str) -> openai.OpenAI:
+    return openai.OpenAI(api_key=gateway.admin_key, base_url=gateway.v1, max_retries=0,
+                         default_headers={"x-portkey-provider": provider, **headers})
+
+
+@pytest.fixture(autouse=True)
+def clean_fakes(fake_openai, fake_anthropic, fake_gemini, fake_cohere):
+    for _, state in (fake_openai, fake_anthropic, fake_gemini, fake_cohere):
+        state.reset()
+
+
+@pytest.mark.parametrize("provider", EVERY)
+def test_a_response_from_any_chat_provider_is_logged_with_its_usage_and_cost(gateway, provider):
+    trace_id = trace()
+    response = client(gateway, provider, **{"x-portkey-trace-id": trace_id}).responses.create(
+        model=MODELS[provider], instructions="Be brief.", input="hello there", max_output_tokens=100)
+    assert response.object == "response" and response.id.startswith("resp_") and response.status == "completed"
+    assert response.output[0].type == "message" and response.output[0].content[0].type == "output_text"
+    assert "hello there" in response.output_text
+    usage = response.usage
+    assert usage.input_tokens > 0 and usage.output_tokens > 0 and usage.total_tokens == usage.input_tokens + usage.output_tokens
+    row = one_log(gateway, trace_id)
+    assert row["endpoint"] == "responses" and row["model"] == MODELS[provider]
+    assert (row["input_tokens"], row["output_tokens"]) == (usage.input_tokens, usage.output_tokens)
+    assert row["cost_status"] == "priced" and row["cost_usd"] > 0
+
+
+def test_openai_gets_the_request_byte_for_byte_and_keeps_its_state(gateway, fake_openai):
+    _, state = fake_openai
+    raw = json.dumps({"model": "gpt-4o-mini", "input": "remember the word plum", "metadata": {"k": "v"},
+                      "reasoning": None, "text": {"format": {"type": "text"}}}, indent=1).encode()
+    sent = httpx.post(gateway.v1 + "/responses", content=raw,
+                      headers=gateway.headers(**{"x-portkey-provider": "@openai-test", "content-type": "application/json"}))
+    assert sent.status_code == 200 and sent.json()["store"] is True and sent.json()["metadata"] == {"k": "v"}
+    assert state.last.path == "/v1/responses" and state.last.body == json.loads(raw)
+    sdk = client(gateway, "@openai-test")
+    first = sent.json()["id"]
+    follow = sdk.responses.create(model="gpt-4o-mini", previous_response_id=first, input="what was it?")
+    assert follow.previous_response_id == first and follow.output_text == "Echo: what was it?"
+    assert sdk.responses.retrieve(first).id == first  # the proxy route reaches OpenAI's own store
+    sdk.responses.delete(first)
+    with pytest.raises(openai.NotFoundError, match=f"Response with id '{first}' not found"):
+        sdk.responses.retrieve(first)
+
+
+@pytest.mark.parametrize("provider", EVERY)
+def test_streamed_events_in_the_responses_sequence(gateway, provider):
+    trace_id = trace()
+    stream = client(gateway, provider, **{"x-portkey-trace-id": trace_id}).responses.create(
+        model=MODELS[provider], input="streamed words here", stream=True)
+    events = list(stream)
+    kinds = [event.type for event in events]
+    assert [kind for i, kind in enumerate(kinds) if i == 0 or kind != kinds[i - 1]] == TEXT_EVENTS
+    assert [event.sequence_number for event in events] == list(range(len(events)))
+    text = "".join(event.delta for event in events if event.type == "response.output_text.delta")
+    final = events[-1].response
+    assert "streamed words here" in text and final.output_text == text and final.status == "completed"
+    assert final.usage.input_tokens > 0 and final.usage.output_tokens > 0
+    row = one_log(gateway, trace_id)
+    assert row["stream"] and (row["input_tokens"], row["output_tokens"]) == (final.usage.input_tokens, final.usage.output_tokens)
+    assert row["cost_status"] == "priced" and row["cost_usd"] > 0
+
+
+@pytest.mark.parametrize("provider", TRANSLATED)
+def test_the_sdk_stream_helper_assembles_a_translated_stream(gateway, provider):
+    with client(gateway, provider).responses.stream(model=MODELS[provider], input="assembled words") as stream:
+        deltas = [event.delta for event in stream if event.type == "response.output_text.delta"]
+        final = stream.get_final_response()
+    assert "".join(deltas) == final.output_text and "assembled words" in final.output_text
+
+
+@pytest.mark.parametrize("provider", EVERY)
+@pytest.mark.parametrize("streamed", [False, True])
+def test_function_call_round_trip(gateway, provider, streamed):
+    sdk = client(gateway, provider)
+    asked = [{"role": "user", "content": "use get_weather for Paris"}]
+    if streamed:
+        events = list(sdk.responses.create(model=MODELS[provider], tools=[WEATHER], input=asked, stream=True))
+        kinds = [event.type for event in events]
+        assert "response.function_call_arguments.delta" in kinds and "response.function_call_arguments.done" in kinds
+        first = events[-1].response
+    else:
+        first = sdk.responses.create(model=MODELS[provider], tools=[WEATHER], input=asked)
+    call = next(item for item in first.output if item.type == "function_call")
+    assert call.name == "get_weather" and call.call_id and "city" in json.loads(call.arguments)
+    follow = asked + [item.model_dump(exclude_none=True) for item in first.output] + [
+        {"type": "function_call_output", "call_id": call.call_id, "output": "sunny"}]
+    second = sdk.responses.create(model=MODELS[provider], tools=[WEATHER], input=follow)
+    assert "sunny" in second.output_text and second.status == "completed"
+
+
+class City(BaseModel):
+    city: str
+
+
+@pytest.mark.parametrize("provider", ["@openai-test", "@gemini-test", "@cohere-test"])
+def test_structured_output_parses_into_the_schema(gateway, provider):
+    parsed = client(gateway, provider).responses.parse(model=MODELS[provider], input="a city as JSON", text_format=City)
+    assert isinstance(parsed.output_parsed, City) and parsed.output_parsed.city
+
+
+@pytest.fixture(scope="module")
+def compatible(open_gateway, fake_openai):
+    """An OpenAI-compatible table entry (Groq) on the fake OpenAI: Responses reach its chat API."""
+    server, state = fake_openai
+    return openai.OpenAI(api_key=OPENAI_KEY, base_url=open_gateway.v1, max_retries=0, default_headers={
+        "x-portkey-provider": "groq", "x-portkey-custom-host": server.url + "/v1"}), state
+
+
+def test_an_openai_compatible_provider_gets_the_request_as_chat(compatible):
+    sdk, state = compatible
+    response = sdk.responses.create(
+        model="gpt-4o-mini", instructions="Be brief.", max_output_tokens=50, temperature=0.2, top_p=0.9, user="u-7",
+        metadata={"team": "search"}, text={"format": {"type": "json_object"}},
+        input=[{"role": "developer", "content": "Answer in json."},
+               {"role": "user", "content": [{"type": "input_text", "text": "what is this"},
+                                            {"type": "input_image", "image_url": "data:image/png;base64,iVBORw0KGgo="}]}])
+    sent = state.last.body
+    assert state.last.path == "/v1/chat/completions"
+    assert sent["messages"][:2] == [{"role": "system", "content": "Be brief."}, {"role": "system", "content": "Answer in json."}]
+    assert sent["messages"][2]["content"][1] == {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+    assert (sent["max_tokens"], sent["temperature"], sent["top_p"], sent["user"]) == (50, 0.2, 0.9, "u-7")
+    assert sent["response_format"] == {"type": "json_object"} and "metadata" not in sent
+    assert json.loads(response.output_text)["echo"] and response.metadata == {"team": "search"}
+    assert response.store is False  # the gateway keeps nothing it could retrieve later
+
+
+def test_a_forced_function_and_a_json_schema_reach_chat_in_its_shape(compatible):
+    sdk, state = compatible
+    sdk.responses.create(model="gpt-4o-mini", input="hi", tools=[WEATHER],
+                         tool_choice={"type": "function", "name": "get_weather"}, parallel_tool_calls=False)
+    assert state.last.body["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
+    assert state.last.body["tools"][0]["function"]["parameters"] == WEATHER["parameters"]
+    assert state.last.body["parallel_tool_calls"] is False
+    schema = City.model_json_schema()
+    sdk.responses.create(model="gpt-4o-mini", input="a city",
+                         text={"format": {"type": "json_schema", "name": "city", "schema": schema, "strict": True}})
+    assert state.last.body["response_format"] == {"type": "json_schema",
+                                                  "json_schema": {"name": "city", "schema": schema, "strict": True}}
+
+
+def test_a_cut_short_answer_is_incomplete(compatible):
+    response = compatible[0].responses.create(model="gpt-4o-mini", input="one two three four five six", max_output_tokens=3)
+    assert response.status == "incomplete" and response.incomplete_details.reason == "max_output_tokens"
+
+
+@pytest.mark.parametrize("provider", TRANSLATED)
+def test_previous_response_id_is_refused_with_the_alternative_named(gateway, provider):
+    with pytest.raises(openai.BadRequestError) as refused:
+        client(gateway, provider).responses.create(model=MODELS[provider], input="and then?", previous_response_id="resp_1")
+    assert refused.value.response.headers["x-portkey-gateway-exception"] == "true"
+    message = refused.value.body["message"]
+    assert "previous_response_id" in message and "send the whole conversation in 'input'" in message
+
+
+def test_features_without_a_counterpart_are_dropped_or_refused_by_name(gateway, fake_anthropic):
+    _, state = fake_anthropic
+    ask = {"model": MODELS["@anthropic-test"], "input": "hello there", "store": True,
+           "tools": [WEATHER, {"type": "web_search"}]}
+    lenient = client(gateway, "@anthropic-test").responses.create(**ask)
+    assert "hello there" in lenient.output_text and [t["name"] for t in state.last.body["tools"]] == ["get_weather"]
+    strict = client(gateway, "@anthropic-test", **{"x-portkey-strict-open-ai-compliance": "true"})
+    with pytest.raises(openai.BadRequestError, match="Parameter 'store' is not supported by provider 'anthropic'"):
+        strict.responses.create(**ask)
+    with pytest.raises(openai.BadRequestError, match=r"Parameter 'tools\[1\] \(web_search\)' is not supported"):
+        strict.responses.create(**{**ask, "store": False})
+    with pytest.raises(openai.BadRequestError, match=r"Parameter 'tools\[\]\.strict' is not supported by provider 'anthropic'"):
+        strict.responses.create(**{**ask, "store": False, "tools": [{**WEATHER, "strict": True}]})
+
+
+def test_provider_errors_come_back_in_openais_shape_with_the_providers_status(gateway, fake_gemini):
+    fake_gemini[1].fail_next(503, "The model is overloaded.", "UNAVAILABLE")
+    with pytest.raises(openai.InternalServerError) as failed:
+        client(gateway, "@gemini-test").responses.create(model="gemini-2.0-flash", input="hi")
+    assert failed.value.status_code == 503 and "The model is overloaded." in failed.value.body["message"]
+    assert "x-portkey-gateway-exception" not in failed.value.response.headers
+
+
+def test_an_error_inside_a_stream_ends_it_as_a_failed_response(gateway, fake_gemini):
+    fake_gemini[1].stream_error_after = 1
+    events = list(client(gateway, "@gemini-test").responses.create(
+        model="gemini-2.0-flash", input="many words here to stream", stream=True))
+    kinds = [event.type for event in events]
+    assert "response.output_text.delta" in kinds and kinds[-1] == "response.failed"
+    assert events[-1].response.status == "failed" and events[-1].response.error.message
+
+
+def test_a_malformed_input_and_a_provider_without_chat_are_clear_gateway_400s(gateway):
+    with pytest.raises(openai.BadRequestError, match="'input' must be a string or a non-empty list"):
+        client(gateway, "@cohere-test").responses.create(model="command-r-plus", input=[])
+    with pytest.raises(openai.BadRequestError, match="provider 'replicate' has no unified API for /v1/responses"):
+        client(gateway, "@replicate-test").responses.create(model="x", input="hi")
+
+
+def test_the_model_names_the_stored_provider_with_no_portkey_header(gateway, fake_gemini):
+    sdk = openai.OpenAI(api_key=gateway.admin_key, base_url=gateway.v1, max_retries=0)
+    response = sdk.responses.create(model="@gemini-test/gemini-2.0-flash", input="hello there")
+    assert "hello there" in response.output_text and "gemini-2.0-flash" in fake_gemini[1].requests[-1].path
+
+
+@pytest.fixture(scope="module")
+def fake_azure():
+    """Azure OpenAI's v1 API: OpenAI's Responses body at /openai/v1/responses, an ``api-key``, the
+    deployment in ``model``."""
+    state, seen, stored = UpstreamState(), [], {}
+
+    async def v1_responses(request: web.Request) -> web.StreamResponse:
+        seen.append((dict(request.query), await json_body(request)))
+        if request.headers.get("api-key") != "azure-key" or "authorization" in request.headers:
+            return web.json_response({"error": {"code": "401", "message": "Access denied due to invalid subscription key."}}, status=401)
+        return await create_response(request, state, stored)
+
+    app = web.Application()
+    app.router.add_post("/openai/v1/responses", v1_responses)
+    with FakeServer(app) as server:
+        yield server, seen
+
+
+def test_azure_openai_serves_responses_on_its_v1_api(open_gateway, fake_azure):
+    server, seen = fake_azure
+    sdk = openai.OpenAI(api_key="azure-key", base_url=open_gateway.v1, max_retries=0, default_headers={
+        "x-portkey-provider": "azure-openai", "x-portkey-custom-host": server.url + "/openai"})
+    response = sdk.responses.create(model="gpt-4o-mini", input="hello there")
+    assert response.output_text == "Echo: hello there" and response.usage.input_tokens > 0
+    events = list(sdk.responses.create(model="gpt-4o-mini", input="streamed", stream=True))
+    assert events[-1].type == "response.completed" and events[-1].response.output_text == "Echo: streamed"
+    query, body = seen[-1]
+    assert query == {} and body["model"] == "gpt-4o-mini" and body["stream"] is True
