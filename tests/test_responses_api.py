@@ -126,6 +126,8 @@ class City(BaseModel):
     city: str
 
 
+# Anthropic has no JSON switch: its chat adapter asks for the schema in the system prompt (anthropic.py),
+# which its fake does not read, so the schema is not enforced there by anything the gateway could test.
 @pytest.mark.parametrize("provider", ["@openai-test", "@gemini-test", "@cohere-test"])
 def test_structured_output_parses_into_the_schema(gateway, provider):
     parsed = client(gateway, provider).responses.parse(model=MODELS[provider], input="a city as JSON", text_format=City)
@@ -259,3 +261,17 @@ def test_azure_openai_serves_responses_on_its_v1_api(open_gateway, fake_azure):
     assert events[-1].type == "response.completed" and events[-1].response.output_text == "Echo: streamed"
     query, body = seen[-1]
     assert query == {} and body["model"] == "gpt-4o-mini" and body["stream"] is True
+
+
+def test_a_200_the_gateway_cannot_translate_is_a_clear_502(open_gateway):
+    async def broken_chat(request: web.Request) -> web.Response:
+        return web.Response(text="<html>upgrade in progress</html>", content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", broken_chat)
+    with FakeServer(app) as server:
+        response = httpx.post(open_gateway.v1 + "/responses", json={"model": "m", "input": "hi"}, headers={
+            "authorization": "Bearer k", "x-portkey-provider": "groq", "x-portkey-custom-host": server.url + "/v1"})
+    assert response.status_code == 502 and response.headers["x-portkey-gateway-exception"] == "true"
+    assert response.json()["error"]["code"] == "untranslatable_response"
+    assert "not in its API's format" in response.json()["error"]["message"]

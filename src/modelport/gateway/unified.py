@@ -150,7 +150,12 @@ class UnifiedCall:
         if self.stream and "event-stream" in upstream.headers.get("content-type", ""):
             return await self._translate_stream(send, upstream, extra, cap)
         raw = await _read_to_translate(upstream)
-        body = self.adapter.parse_response(self.endpoint, upstream.status, raw, self.body)
+        try:
+            body = self.adapter.parse_response(self.endpoint, upstream.status, raw, self.body)
+        except (ValueError, TypeError, AttributeError, KeyError) as exc:  # a 2xx body not in the provider's format
+            raise BadUpstreamResponse(f"the provider answered {upstream.status} with a body not in its API's format "
+                                      f"({type(exc).__name__}), which the gateway cannot translate",
+                                      code="untranslatable_response") from None
         return await _send_json(send, upstream, extra, body, body[:cap])
 
     async def _translate_stream(self, send: Send, upstream: aiohttp.ClientResponse, extra: Headers, cap: int) -> Relayed:

@@ -97,6 +97,8 @@ def to_chat_request(body: dict[str, Any], provider: str, strict: bool) -> dict[s
     if body.get("stream"):
         # Usage comes only at the end of an OpenAI stream, and only when asked for; response.completed needs it.
         chat.update(stream=True, stream_options={"include_usage": True})
+    if not isinstance(body.get("tools") or [], list):
+        raise ValueError("'tools' must be a list of tools.")
     tools = [tool for tool in (_tool(t, i, drop) for i, t in enumerate(body.get("tools") or [])) if tool]
     if tools:
         chat["tools"] = tools
@@ -283,17 +285,25 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(24)}"
 
 
-def responses_usage(usage: dict[str, Any] | None) -> dict[str, Any] | None:
+def responses_usage(usage: Any) -> dict[str, Any] | None:
     """OpenAI chat usage in the Responses API's words; ``input_tokens`` counts cached ones too, as
     ``prompt_tokens`` does."""
-    if not usage:
+    if not isinstance(usage, dict) or not usage:
         return None
-    prompt, completion = usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0
-    return {"input_tokens": prompt,
-            "input_tokens_details": {"cached_tokens": (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0},
-            "output_tokens": completion,
-            "output_tokens_details": {"reasoning_tokens": (usage.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0},
-            "total_tokens": usage.get("total_tokens") or prompt + completion}
+    prompt, completion = _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
+    cached = _count(_field(usage.get("prompt_tokens_details"), "cached_tokens"))
+    reasoning = _count(_field(usage.get("completion_tokens_details"), "reasoning_tokens"))
+    return {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": cached}, "output_tokens": completion,
+            "output_tokens_details": {"reasoning_tokens": reasoning},
+            "total_tokens": _count(usage.get("total_tokens")) or prompt + completion}
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _field(value: Any, name: str) -> Any:
+    return value.get(name) if isinstance(value, dict) else None
 
 
 def status_of(finish: str | None) -> tuple[str, dict[str, Any] | None]:

@@ -76,15 +76,16 @@ class ResponseEvents:
         out = self._start(chunk)
         if isinstance(chunk.get("error"), dict):
             return out + self._fail(chunk["error"])
-        for choice in chunk.get("choices") or []:
+        # A malformed part of a chunk (an OpenAI-compatible provider's stream is relayed as it came) is skipped.
+        for choice in _dicts(chunk.get("choices")):
             if choice.get("index", 0) != 0:  # Responses has one answer; chat's n > 1 is not asked for
                 continue
-            delta = choice.get("delta") or {}
-            if delta.get("content"):
+            delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+            if isinstance(delta.get("content"), str) and delta["content"]:
                 out += self._text(delta["content"])
-            for call in delta.get("tool_calls") or []:
+            for call in _dicts(delta.get("tool_calls")):
                 out += self._tool_call(call)
-            if choice.get("finish_reason"):
+            if isinstance(choice.get("finish_reason"), str):
                 self._finish = choice["finish_reason"]
         return out
 
@@ -102,7 +103,8 @@ class ResponseEvents:
         if self._started:
             return b""
         self._started = True
-        self._model = chunk.get("model") or self._model
+        if isinstance(chunk.get("model"), str):
+            self._model = chunk["model"]
         response = self._response("in_progress")
         return self._event("response.created", {"response": response}) + self._event("response.in_progress", {"response": response})
 
@@ -125,13 +127,13 @@ class ResponseEvents:
                                  {**self._where(), "content_index": 0, "delta": piece, "logprobs": []})
 
     def _tool_call(self, call: dict[str, Any]) -> bytes:
-        function = call.get("function") or {}
+        function = call.get("function") if isinstance(call.get("function"), dict) else {}
         # A call's first chunk has its id and name; later ones only more of its arguments.
         key = f"tool {call.get('index', 0)}"
         out = b""
         if self._key != key:
             out += self._open(key, function_call_item(new_id("fc"), call.get("id"), function.get("name"), "", "in_progress"))
-        if function.get("arguments"):
+        if isinstance(function.get("arguments"), str) and function["arguments"]:
             self._item["arguments"] += function["arguments"]
             out += self._event("response.function_call_arguments.delta", {**self._where(), "delta": function["arguments"]})
         return out
@@ -175,3 +177,7 @@ class ResponseEvents:
         failure = {"code": "server_error", "message": message}
         return self._event("response.failed", {"response": self._response("failed", error=failure,
                                                                            usage=responses_usage(self._chat.usage))})
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
