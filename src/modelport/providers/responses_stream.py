@@ -46,6 +46,7 @@ class ResponseEvents:
         self._output: list[dict[str, Any]] = []  # finished items
         self._item: dict[str, Any] | None = None  # the item being streamed
         self._key: str | None = None  # "text", or "tool <chat index>" of the call being streamed
+        self._pieces: list[str] = []  # its text or arguments so far, joined once it is done (not += per delta)
         self._finish: str | None = None
 
     @property
@@ -121,8 +122,7 @@ class ResponseEvents:
         if self._key != "text":
             out += self._open("text", message_item(new_id("msg"), "", status="in_progress"))
             out += self._event("response.content_part.added", {**self._where(), "content_index": 0, "part": output_text("")})
-            self._item["text"] = ""  # kept on the side until the item is done
-        self._item["text"] += piece
+        self._pieces.append(piece)
         return out + self._event("response.output_text.delta",
                                  {**self._where(), "content_index": 0, "delta": piece, "logprobs": []})
 
@@ -134,7 +134,7 @@ class ResponseEvents:
         if self._key != key:
             out += self._open(key, function_call_item(new_id("fc"), call.get("id"), function.get("name"), "", "in_progress"))
         if isinstance(function.get("arguments"), str) and function["arguments"]:
-            self._item["arguments"] += function["arguments"]
+            self._pieces.append(function["arguments"])
             out += self._event("response.function_call_arguments.delta", {**self._where(), "delta": function["arguments"]})
         return out
 
@@ -145,19 +145,19 @@ class ResponseEvents:
         item = self._item
         if item is None:
             return b""
-        where = self._where()
+        where, joined = self._where(), "".join(self._pieces)
         if item["type"] == "message":
-            text = item.pop("text")
+            text = joined
             out = self._event("response.output_text.done", {**where, "content_index": 0, "text": text, "logprobs": []})
             out += self._event("response.content_part.done", {**where, "content_index": 0, "part": output_text(text)})
             done = message_item(item["id"], text)
         else:
-            out = self._event("response.function_call_arguments.done",
-                              {**where, "name": item["name"], "arguments": item["arguments"]})
-            done = {**item, "status": "completed"}
+            out = self._event("response.function_call_arguments.done", {**where, "name": item["name"], "arguments": joined})
+            done = {**item, "arguments": joined, "status": "completed"}
         out += self._event("response.output_item.done", {"output_index": where["output_index"], "item": done})
         self._output.append(done)
         self._item = self._key = None
+        self._pieces = []
         return out
 
     def _end(self) -> bytes:
