@@ -12,6 +12,7 @@ import pytest
 from aiohttp import web
 from pydantic import BaseModel
 
+from modelport.providers.openai_shapes import usage_in_tail
 from tests.conftest import OPENAI_KEY
 from tests.fakes.openai import UpstreamState, json_body
 from tests.fakes.openai_responses import create_response
@@ -275,3 +276,31 @@ def test_a_200_the_gateway_cannot_translate_is_a_clear_502(open_gateway):
     assert response.status_code == 502 and response.headers["x-portkey-gateway-exception"] == "true"
     assert response.json()["error"]["code"] == "untranslatable_response"
     assert "not in its API's format" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("api", ["responses", "chat"])
+def test_a_stream_longer_than_the_log_keeps_is_priced_from_its_end(gateway, api):
+    """The log keeps a body's first 64 KB; a stream relayed as it came (OpenAI's Responses, and chat on an
+    OpenAI-compatible provider alike) reports its usage at the end, which the gateway keeps aside."""
+    trace_id = trace()
+    sdk = client(gateway, "@openai-test", **{"x-portkey-trace-id": trace_id})
+    prompt = "word " * 3000  # echoed: ~700 KB of events
+    if api == "responses":
+        usage = list(sdk.responses.create(model="gpt-4o-mini", input=prompt, stream=True))[-1].response.usage
+        tokens = (usage.input_tokens, usage.output_tokens)
+    else:
+        usage = list(sdk.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": prompt}],
+                                                 stream=True, stream_options={"include_usage": True}))[-1].usage
+        tokens = (usage.prompt_tokens, usage.completion_tokens)
+    row = one_log(gateway, trace_id)
+    assert row["response_bytes"] > 500_000 and tokens[1] > 3000
+    assert (row["input_tokens"], row["output_tokens"]) == tokens and row["cost_status"] == "priced"
+
+
+def test_the_usage_at_a_streams_end_is_the_last_usage_object():
+    completed = {"type": "response.completed", "response": {
+        "output": [{"type": "message", "content": [{"type": "output_text", "text": 'a "usage": {} inside text'}]}],
+        "usage": {"input_tokens": 5, "output_tokens": 2}, "user": None, "metadata": {"usage": "a key of the caller's"}}}
+    tail = b'ge": {"input_tokens": 1}}\n\nevent: response.completed\ndata: ' + json.dumps(completed).encode() + b"\n\n"
+    assert usage_in_tail(tail) == {"input_tokens": 5, "output_tokens": 2}
+    assert usage_in_tail(b'data: {"choices": [], "usage": null}\n\ndata: [DONE]\n\n') is None

@@ -42,6 +42,7 @@ class Relayed:
     content_type: str = ""
     error: str | None = None
     usage: dict | None = None  # set where the gateway translated a stream and saw its usage
+    tail: bytes = b""  # a stream's last bytes, when asked for (``keep_tail``) and it outgrew ``captured``
 
 
 @dataclass(slots=True)
@@ -68,9 +69,11 @@ async def relay(
     capture_limit: int,
     rewriting: Rewriting | None = None,
     screen: Screen | None = None,
+    keep_tail: int = 0,
 ) -> Relayed:
     """``screen``, when given, sees every body before it is sent (so it is read whole, JSON or not), and
-    a body it cannot see is withheld (502) rather than relayed unscreened."""
+    a body it cannot see is withheld (502) rather than relayed unscreened. ``keep_tail``: keep about that
+    many of a streamed body's last bytes in ``tail`` once it outgrows the capture (where usage is)."""
     content_type = upstream.headers.get("content-type", "")
     result = Relayed(upstream.status, upstream.raw_headers, content_type=content_type)
     length = upstream.content_length
@@ -117,7 +120,8 @@ async def relay(
     if length is not None and length <= ONE_PIECE_LIMIT:
         body = await upstream.read()
         return await _send_whole(send, upstream, extra_headers, body, result, capture_limit, drop=drop)
-    return await _stream(send, receive, upstream, response_headers(upstream, extra_headers, drop), result, capture_limit)
+    return await _stream(send, receive, upstream, response_headers(upstream, extra_headers, drop), result, capture_limit,
+                         keep_tail=keep_tail)
 
 
 def _header_value(upstream: aiohttp.ClientResponse, name: str, value: str) -> bytes:
@@ -164,19 +168,27 @@ async def read_at_most(upstream: aiohttp.ClientResponse, limit: int) -> bytes:
 
 async def _stream(
     send: Send, receive: Receive, upstream: aiohttp.ClientResponse, headers: Headers, result: Relayed, capture_limit: int,
-    prefix: bytes = b"",
+    prefix: bytes = b"", keep_tail: int = 0,
 ) -> Relayed:
     """Relay the body chunk by chunk, after ``prefix`` (what was already read of it)."""
     await send({"type": "http.response.start", "status": upstream.status, "headers": headers})
     watcher = asyncio.ensure_future(_wait_for_disconnect(receive))
+    tail = bytearray()
     try:
         chunks = _chunks(upstream, watcher)
         async for chunk in _prefixed(prefix, chunks) if prefix else chunks:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
             result.size += len(chunk)
-            if len(result.captured) < capture_limit:
-                result.captured += chunk[: capture_limit - len(result.captured)]
+            if len(result.captured) + len(chunk) <= capture_limit:
+                result.captured += chunk
+                continue
+            result.captured += chunk[: max(capture_limit - len(result.captured), 0)]
+            if keep_tail:  # whole chunks, so the tail joins the capture with no gap
+                tail += chunk
+                if len(tail) > 2 * keep_tail:  # trimmed now and then, not per chunk
+                    del tail[:-keep_tail]
         await send({"type": "http.response.body", "body": b""})
+        result.tail = bytes(tail[-keep_tail:]) if tail else b""
     except _ClientGone:
         result.disconnected = True
         upstream.close()  # drops the upstream connection: the provider sees the cancel

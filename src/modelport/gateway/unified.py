@@ -16,6 +16,7 @@ from yarl import URL
 
 from ..logs.record import LogRecord
 from ..providers.base import Endpoint, ProviderSpec, UnsupportedParameter
+from ..providers.openai_shapes import USAGE_TAIL_BYTES, usage_in_tail
 from ..providers.registry import adapter_for, serves
 from ..server.http import Headers, Receive, Send
 from ..sse import EventTooLarge
@@ -140,7 +141,11 @@ class UnifiedCall:
 
     async def respond(self, send: Send, receive: Receive, upstream: aiohttp.ClientResponse, extra: Headers, cap: int) -> Relayed:
         if not self.translated:
-            return await relay(send, receive, upstream, extra, cap)
+            streamed = "event-stream" in upstream.headers.get("content-type", "")  # the body may be unread: no self.stream
+            relayed = await relay(send, receive, upstream, extra, cap, keep_tail=USAGE_TAIL_BYTES if streamed else 0)
+            if relayed.tail:  # a stream longer than the log's capture: its usage is at its end
+                relayed.usage = usage_in_tail(relayed.tail)
+            return relayed
         if upstream.status >= 300 and self.native_errors:
             return await relay(send, receive, upstream, extra, cap)
         if upstream.status >= 300:

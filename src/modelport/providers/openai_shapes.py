@@ -11,6 +11,7 @@ Formats: platform.openai.com/docs/api-reference/chat/create (request), /chat/obj
 from __future__ import annotations
 
 import base64
+import json
 import secrets
 import struct
 import time
@@ -195,6 +196,35 @@ def json_value(raw: bytes | str) -> Any:
 
 
 # ----------------------------------------------------------------------------------------- streams
+
+# How much of a long OpenAI-format stream's end the gateway keeps to read its usage from (below).
+USAGE_TAIL_BYTES = 32 * 1024
+_USAGE_KEY = '"usage":'
+
+
+def usage_in_tail(tail: bytes) -> dict[str, Any] | None:
+    """The usage an OpenAI-format stream reports at its end (a chat stream's last chunk, a Responses
+    stream's ``response.completed``), read from its last bytes: the last ``"usage":`` key whose value is an
+    object. The log keeps only a stream's head (``log_body_max_bytes``), so a stream relayed as it came
+    past that size had its usage, and so its cost, read from nowhere. Usage is near the end in both
+    formats (only ``user`` and ``metadata`` follow it in a response object), and the key cannot occur
+    inside a JSON string, where its quotes are escaped."""
+    text = tail.decode("utf-8", "replace")
+    decoder = json.JSONDecoder()
+    end = len(text)
+    while (found := text.rfind(_USAGE_KEY, 0, end)) >= 0:
+        start = found + len(_USAGE_KEY)
+        while start < len(text) and text[start] in " \t\r\n":
+            start += 1
+        try:
+            value, _ = decoder.raw_decode(text, start)
+        except ValueError:  # cut by the end of the tail, or null: an earlier one may be whole
+            value = None
+        if isinstance(value, dict):
+            return value
+        end = found
+    return None
+
 
 
 def data_event(payload: dict[str, Any]) -> bytes:
