@@ -135,12 +135,15 @@ def test_structured_output_parses_into_the_schema(gateway, provider):
     assert isinstance(parsed.output_parsed, City) and parsed.output_parsed.city
 
 
-@pytest.fixture(scope="module")
-def compatible(open_gateway, fake_openai):
+def compatible_client(open_gateway, fake_openai, **headers: str) -> openai.OpenAI:
     """An OpenAI-compatible table entry (Groq) on the fake OpenAI: Responses reach its chat API."""
-    server, state = fake_openai
     return openai.OpenAI(api_key=OPENAI_KEY, base_url=open_gateway.v1, max_retries=0, default_headers={
-        "x-portkey-provider": "groq", "x-portkey-custom-host": server.url + "/v1"}), state
+        "x-portkey-provider": "groq", "x-portkey-custom-host": fake_openai[0].url + "/v1", **headers})
+
+
+@pytest.fixture
+def compatible(open_gateway, fake_openai):
+    return compatible_client(open_gateway, fake_openai), fake_openai[1]
 
 
 def test_an_openai_compatible_provider_gets_the_request_as_chat(compatible):
@@ -187,6 +190,37 @@ def test_previous_response_id_is_refused_with_the_alternative_named(gateway, pro
     assert refused.value.response.headers["x-portkey-gateway-exception"] == "true"
     message = refused.value.body["message"]
     assert "previous_response_id" in message and "send the whole conversation in 'input'" in message
+
+
+@pytest.mark.parametrize("stateful", [{"conversation": "conv_1"}, {"prompt": {"id": "pmpt_1"}},
+                                      {"input": [{"type": "item_reference", "id": "msg_1"}]}])
+def test_every_reference_to_stored_state_is_refused_even_when_lenient(gateway, stateful):
+    with pytest.raises(openai.BadRequestError) as refused:
+        client(gateway, "@gemini-test").responses.create(**{"model": "gemini-2.0-flash", "input": "hi", **stateful})
+    assert "stored at OpenAI" in refused.value.body["message"] and "'input'" in refused.value.body["message"]
+
+
+def test_reasoning_items_files_and_part_lists_reach_chat_in_its_shape(open_gateway, fake_openai):
+    sdk, state = compatible_client(open_gateway, fake_openai), fake_openai[1]
+    history = [{"role": "user", "content": "use get_weather for Paris"},
+               {"type": "reasoning", "id": "rs_1", "summary": []},
+               {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": '{"city": "Paris"}'},
+               {"type": "function_call_output", "call_id": "call_1", "output": [{"type": "input_text", "text": "sunny"}]}]
+    answer = sdk.responses.create(model="gpt-4o-mini", tools=[WEATHER], input=history)
+    assert answer.output_text == "Tool said: sunny"
+    assert state.last.body["messages"][1:] == [
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}]
+    strict = compatible_client(open_gateway, fake_openai, **{"x-portkey-strict-open-ai-compliance": "true"})
+    with pytest.raises(openai.BadRequestError, match=r"Parameter 'input\[1\] \(reasoning item\)' is not supported"):
+        strict.responses.create(model="gpt-4o-mini", tools=[WEATHER], input=history)
+    pdf = "data:application/pdf;base64,JVBERi0="
+    sdk.responses.create(model="gpt-4o-mini", input=[{"role": "user", "content": [
+        {"type": "input_text", "text": "summarise"}, {"type": "input_file", "filename": "a.pdf", "file_data": pdf}]}])
+    assert state.last.body["messages"][0]["content"][1] == {"type": "file", "file": {"file_data": pdf, "filename": "a.pdf"}}
+    with pytest.raises(openai.BadRequestError, match="input_file needs inline 'file_data'"):
+        sdk.responses.create(model="gpt-4o-mini", input=[{"role": "user", "content": [{"type": "input_file", "file_id": "file-1"}]}])
 
 
 def test_features_without_a_counterpart_are_dropped_or_refused_by_name(gateway, fake_anthropic):
