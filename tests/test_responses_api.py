@@ -338,3 +338,17 @@ def test_the_usage_at_a_streams_end_is_the_last_usage_object():
     tail = b'ge": {"input_tokens": 1}}\n\nevent: response.completed\ndata: ' + json.dumps(completed).encode() + b"\n\n"
     assert usage_in_tail(tail) == {"input_tokens": 5, "output_tokens": 2}
     assert usage_in_tail(b'data: {"choices": [], "usage": null}\n\ndata: [DONE]\n\n') is None
+
+
+@pytest.mark.parametrize("body", [
+    {"input": {"role": "user"}}, {"input": "hi", "tools": 5}, {"input": [5, "x"]}, {"input": "hi", "text": {"format": 5}},
+    {"input": [{"role": "tool", "content": "x"}]}, {"input": [{"role": "user", "content": 5}]},
+    {"input": "hi", "instructions": ["not", "a", "string"]},
+])
+def test_a_malformed_body_is_a_400_that_names_the_field(gateway, body):
+    response = httpx.post(gateway.v1 + "/responses", json={"model": MODELS["@anthropic-test"], **body},
+                          headers=gateway.headers(**{"x-portkey-provider": "@anthropic-test"}))
+    assert response.status_code == 400 and response.headers["x-portkey-gateway-exception"] == "true"
+    error = response.json()["error"]
+    assert error["code"] == "untranslatable_request" and any(word in error["message"] for word in ("input", "tools", "text", "instructions"))
+    assert "Traceback" not in gateway.log_text()

@@ -5,8 +5,9 @@ URL: ``{base}/deployments/{deployment}/{chat/completions|completions|embeddings}
 ``deployment_id`` setting, else the request's ``model``.
 
 The Responses API has no deployment URL: it is served only by Azure's OpenAI-compatible v1 API,
-``{base}/v1/responses`` with no api-version, the deployment named in ``model`` (learn.microsoft.com,
-Azure OpenAI "Responses API" how-to and "API version lifecycle"). Its bodies and events are OpenAI's.
+``{base}/v1/responses`` with no api-version (the provider's ``api_version`` dates the deployment URLs
+only), the deployment named in ``model`` (learn.microsoft.com, Azure OpenAI "Responses API" how-to and
+"API version lifecycle"). Its bodies and events are OpenAI's.
 """
 
 from __future__ import annotations
