@@ -220,7 +220,8 @@ def test_reasoning_items_files_and_part_lists_reach_chat_in_its_shape(open_gatew
         {"type": "input_text", "text": "summarise"}, {"type": "input_file", "filename": "a.pdf", "file_data": pdf}]}])
     assert state.last.body["messages"][0]["content"][1] == {"type": "file", "file": {"file_data": pdf, "filename": "a.pdf"}}
     with pytest.raises(openai.BadRequestError, match="input_file needs inline 'file_data'"):
-        sdk.responses.create(model="gpt-4o-mini", input=[{"role": "user", "content": [{"type": "input_file", "file_id": "file-1"}]}])
+        sdk.responses.create(model="gpt-4o-mini",
+                             input=[{"role": "user", "content": [{"type": "input_file", "file_id": "file-1"}]}])
 
 
 def test_features_without_a_counterpart_are_dropped_or_refused_by_name(gateway, fake_anthropic):
@@ -277,7 +278,8 @@ def fake_azure():
     async def v1_responses(request: web.Request) -> web.StreamResponse:
         seen.append((dict(request.query), await json_body(request)))
         if request.headers.get("api-key") != "azure-key" or "authorization" in request.headers:
-            return web.json_response({"error": {"code": "401", "message": "Access denied due to invalid subscription key."}}, status=401)
+            denied = {"error": {"code": "401", "message": "Access denied due to invalid subscription key."}}
+            return web.json_response(denied, status=401)
         return await create_response(request, state, stored)
 
     app = web.Application()
@@ -350,5 +352,6 @@ def test_a_malformed_body_is_a_400_that_names_the_field(gateway, body):
                           headers=gateway.headers(**{"x-portkey-provider": "@anthropic-test"}))
     assert response.status_code == 400 and response.headers["x-portkey-gateway-exception"] == "true"
     error = response.json()["error"]
-    assert error["code"] == "untranslatable_request" and any(word in error["message"] for word in ("input", "tools", "text", "instructions"))
+    assert error["code"] == "untranslatable_request"
+    assert any(field in error["message"] for field in ("input", "tools", "text", "instructions"))
     assert "Traceback" not in gateway.log_text()

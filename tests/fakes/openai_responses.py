@@ -212,14 +212,16 @@ async def _stream(request: web.Request, response: dict[str, Any]) -> web.StreamR
         where = {"item_id": item["id"], "output_index": index}
         if item["type"] == "message":
             text = item["content"][0]["text"]
-            await send("response.output_item.added", {"output_index": index, "item": {**item, "status": "in_progress", "content": []}})
+            opened = {**item, "status": "in_progress", "content": []}
+            await send("response.output_item.added", {"output_index": index, "item": opened})
             await send("response.content_part.added", {**where, "content_index": 0, "part": {**item["content"][0], "text": ""}})
             for piece in stream_pieces(text):
                 await send("response.output_text.delta", {**where, "content_index": 0, "delta": piece, "logprobs": []})
             await send("response.output_text.done", {**where, "content_index": 0, "text": text, "logprobs": []})
             await send("response.content_part.done", {**where, "content_index": 0, "part": item["content"][0]})
         else:
-            await send("response.output_item.added", {"output_index": index, "item": {**item, "status": "in_progress", "arguments": ""}})
+            opened = {**item, "status": "in_progress", "arguments": ""}
+            await send("response.output_item.added", {"output_index": index, "item": opened})
             arguments = item["arguments"]
             for start in range(0, len(arguments), 8):
                 await send("response.function_call_arguments.delta", {**where, "delta": arguments[start:start + 8]})
