@@ -41,7 +41,7 @@ class Relayed:
     disconnected: bool = False
     content_type: str = ""
     error: str | None = None
-    usage: dict | None = None  # set where the gateway translated a stream and saw its usage
+    usage: dict | None = None  # set where the gateway read a stream's usage (translating it, or from its tail)
     tail: bytes = b""  # a stream's last bytes, when asked for (``keep_tail``) and it outgrew ``captured``
 
 

@@ -226,7 +226,6 @@ def usage_in_tail(tail: bytes) -> dict[str, Any] | None:
     return None
 
 
-
 def data_event(payload: dict[str, Any]) -> bytes:
     """One SSE event carrying a JSON object (orjson never writes a newline, so one ``data:`` line)."""
     return b"data: " + orjson.dumps(payload) + b"\n\n"

@@ -17,7 +17,8 @@ from .base import Adapter, AuthScheme, ExchangePolicy, ModelRule, ProviderSpec
 CHAT = frozenset({"chat"})
 CHAT_EMBED = frozenset({"chat", "embeddings", "models"})
 OPENAI_ALL = frozenset({"chat", "completions", "embeddings", "models"})
-# Endpoints every chat provider serves through its chat adapter, unless it has its own (messages_over_chat.py, responses_over_chat.py).
+# Endpoints every chat provider serves through its chat adapter unless it has its own
+# (messages_over_chat.py, responses_over_chat.py).
 OVER_CHAT = frozenset({"messages", "responses"})
 
 X_API_KEY = AuthScheme("header", "x-api-key")
