@@ -97,14 +97,7 @@ def to_chat_request(body: dict[str, Any], provider: str, strict: bool) -> dict[s
     if body.get("stream"):
         # Usage comes only at the end of an OpenAI stream, and only when asked for; response.completed needs it.
         chat.update(stream=True, stream_options={"include_usage": True})
-    if not isinstance(body.get("tools") or [], list):
-        raise ValueError("'tools' must be a list of tools.")
-    tools = [tool for tool in (_tool(t, i, drop) for i, t in enumerate(body.get("tools") or [])) if tool]
-    if tools:
-        chat["tools"] = tools
-        chat.update(_tool_choice(body.get("tool_choice"), drop))
-        if body.get("parallel_tool_calls") is not None:
-            chat["parallel_tool_calls"] = body["parallel_tool_calls"]
+    chat.update(_tools(body, drop))
     chat.update(_text_format(body.get("text"), drop))
     return chat
 
@@ -227,6 +220,19 @@ def _call_output(output: Any, where: str, drop: Dropper) -> str:
         else:
             drop(f"{where}.output[{k}] ({part.get('type') if isinstance(part, dict) else None} part)")
     return "".join(texts)
+
+
+def _tools(body: dict[str, Any], drop: Dropper) -> dict[str, Any]:
+    """``tools``, ``tool_choice`` and ``parallel_tool_calls`` in chat's words (none when no tool is left)."""
+    if not isinstance(body.get("tools") or [], list):
+        raise ValueError("'tools' must be a list of tools.")
+    tools = [tool for tool in (_tool(t, i, drop) for i, t in enumerate(body.get("tools") or [])) if tool]
+    if not tools:
+        return {}
+    chat: dict[str, Any] = {"tools": tools, **_tool_choice(body.get("tool_choice"), drop)}
+    if body.get("parallel_tool_calls") is not None:
+        chat["parallel_tool_calls"] = body["parallel_tool_calls"]
+    return chat
 
 
 def _tool(tool: Any, i: int, drop: Dropper) -> dict[str, Any] | None:
