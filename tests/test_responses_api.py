@@ -345,7 +345,7 @@ def test_the_usage_at_a_streams_end_is_the_last_usage_object():
 @pytest.mark.parametrize("body", [
     {"input": {"role": "user"}}, {"input": "hi", "tools": 5}, {"input": [5, "x"]}, {"input": "hi", "text": {"format": 5}},
     {"input": [{"role": "tool", "content": "x"}]}, {"input": [{"role": "user", "content": 5}]},
-    {"input": "hi", "instructions": ["not", "a", "string"]},
+    {"input": "hi", "instructions": ["not", "a", "string"]}, {"input": [{"type": "function_call", "name": "f"}]},
 ])
 def test_a_malformed_body_is_a_400_that_names_the_field(gateway, body):
     response = httpx.post(gateway.v1 + "/responses", json={"model": MODELS["@anthropic-test"], **body},

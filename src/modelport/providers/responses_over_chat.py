@@ -130,7 +130,7 @@ def _input_messages(items: Any, provider: str, drop: Dropper) -> list[dict[str, 
         if kind == "message":
             messages.append(_message(item, where, drop))
         elif kind == "function_call":
-            _add_call(messages, item)
+            _add_call(messages, item, where)
         elif kind == "function_call_output":
             messages.append({"role": "tool", "tool_call_id": item.get("call_id"),
                              "content": _call_output(item.get("output"), where, drop)})
@@ -193,12 +193,12 @@ def _file(part: dict[str, Any], where: str) -> dict[str, Any]:
     return {"type": "file", "file": file}
 
 
-def _add_call(messages: list[dict[str, Any]], item: dict[str, Any]) -> None:
+def _add_call(messages: list[dict[str, Any]], item: dict[str, Any], where: str) -> None:
     """Chat carries tool calls on the assistant message that makes them: a function_call item joins the
     assistant turn just before it (text, or other calls), else starts one."""
-    arguments = item.get("arguments")
-    call = {"id": item.get("call_id"), "type": "function",
-            "function": {"name": item.get("name"), "arguments": arguments if isinstance(arguments, str) else "{}"}}
+    if not all(isinstance(item.get(name), str) for name in ("call_id", "name", "arguments")):
+        raise ValueError(f"{where}: a function_call item needs 'call_id', 'name' and 'arguments' (a JSON string).")
+    call = {"id": item["call_id"], "type": "function", "function": {"name": item["name"], "arguments": item["arguments"]}}
     last = messages[-1] if messages else None
     if last is not None and last["role"] == "assistant":
         last.setdefault("tool_calls", []).append(call)
