@@ -85,6 +85,18 @@ async def test_chat_completion_through_the_gateway(gateway):
     assert streamed == completion.choices[0].message.content
 
 
+@pytest.mark.parametrize("provider", ["@openai-test", "@gemini-test"])
+def test_a_response_through_the_gateway(gateway, provider):
+    model = {"@openai-test": "gpt-4o-mini", "@gemini-test": "gemini-2.0-flash"}[provider]
+    with ModelPort(api_key=gateway.admin_key, provider=provider, base_url=gateway.v1) as client:
+        response = client.responses.create(model=model, input="say hello there")
+        events = list(client.responses.create(model=model, input="say hello there", stream=True))
+    text = response.output[0].content[0].text
+    assert response.object == "response" and text.endswith("say hello there")  # each fake answers in its own words
+    streamed = "".join(event.delta for event in events if event.type == "response.output_text.delta")
+    assert streamed == text and events[-1].type == "response.completed"
+
+
 def test_every_sdk_error_class_is_exported_from_modelport():
     import inspect
 

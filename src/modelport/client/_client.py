@@ -188,6 +188,11 @@ class ModelPort(_ClientCore[httpx.Client]):
         return Endpoint(self, "/messages")
 
     @cached_property
+    def responses(self) -> Endpoint:
+        """OpenAI's Responses API (create; streams are its typed events)."""
+        return Endpoint(self, "/responses")
+
+    @cached_property
     def models(self) -> Models:
         return Models(self)
 
@@ -301,6 +306,11 @@ class AsyncModelPort(_ClientCore[httpx.AsyncClient]):
     def messages(self) -> AsyncEndpoint:
         """Anthropic's native Messages API."""
         return AsyncEndpoint(self, "/messages")
+
+    @cached_property
+    def responses(self) -> AsyncEndpoint:
+        """OpenAI's Responses API (create; streams are its typed events)."""
+        return AsyncEndpoint(self, "/responses")
 
     @cached_property
     def models(self) -> AsyncModels:

@@ -31,7 +31,7 @@ def _result(answer: Response | Stream | AsyncStream) -> Any:
 
 
 class Endpoint:
-    """A ``create``-only resource at one path: completions, embeddings, messages."""
+    """A ``create``-only resource at one path: completions, embeddings, messages, responses."""
 
     def __init__(self, client: ModelPort, path: str) -> None:
         self._client = client
