@@ -1,6 +1,6 @@
 """The schema's row format, shared by SQL stores: values checked and encoded on the way in, records
-built on the way out. JSON columns are text, times are epoch milliseconds (portable across SQLite
-and PostgreSQL, and cheap to compare).
+built on the way out. JSON columns are read as text (PostgreSQL's jsonb is loaded as text for this),
+times are epoch milliseconds (portable across SQLite and PostgreSQL, and cheap to compare).
 """
 
 from __future__ import annotations
@@ -14,18 +14,23 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from ..keys import generate_api_key, hash_api_key, mask_secret, visible_prefix
 from ..vault import Vault
 from .base import (
+    CONFIG_STATUSES,
+    PROVIDER_KINDS,
     SCOPES,
     SLUG_PATTERN,
     UNCHANGED,
     ApiKey,
     Config,
+    NotFound,
     ResolvedProvider,
     StoredProvider,
+    utc_now,
 )
 
-Row = Mapping[str, Any]  # sqlite3.Row and asyncpg.Record both read by column name
+Row = Mapping[str, Any]  # sqlite3.Row and psycopg's dict rows both read by column name
 
 
 # -- rows to records -----------------------------------------------------------------------------
@@ -114,6 +119,141 @@ def secret_context(slug: str) -> str:
 
 
 # -- values in -----------------------------------------------------------------------------------
+# What a new or changed record's columns are, checked and encoded, the same for every SQL store: a store
+# adds only how it writes them (its placeholders, its transaction, its errors).
+MIN_IMPORTED_TOKEN_LENGTH = 32
+
+
+def new_api_key_values(
+    name: str, *, scopes: Sequence[str], allowed_providers: Sequence[str], expires_at: datetime | None,
+    metadata: Mapping[str, Any] | None, token: str | None, log_bodies: bool, rate_limits: Any, usage_limits: Any,
+) -> tuple[dict[str, Any], str]:
+    """A new key's columns (without its times) and its plaintext, generated unless ``token`` imports one."""
+    if token is None:
+        token, prefix, key_hash = generate_api_key()
+    elif len(token) < MIN_IMPORTED_TOKEN_LENGTH:
+        raise ValueError(f"an imported API key must be at least {MIN_IMPORTED_TOKEN_LENGTH} characters")
+    else:
+        prefix, key_hash = visible_prefix(token), hash_api_key(token)
+    values = {
+        "id": new_record_id("key_"),
+        "name": check_name(name),
+        "prefix": prefix,
+        "key_hash": key_hash,
+        "scopes": to_json(check_scopes(scopes)),
+        "allowed_providers": to_json(check_strings(allowed_providers, "allowed_providers")),
+        "metadata": to_json(check_object(metadata, "metadata")),
+        "expires_at": to_ms(expires_at),
+        "log_bodies": bool(log_bodies),
+        "rate_limits": to_json_or_null(rate_limits),
+        "usage_limits": to_json_or_null(usage_limits),
+    }
+    return values, token
+
+
+def api_key_changes(*, name: Any, scopes: Any, allowed_providers: Any, expires_at: Any, metadata: Any,
+                    log_bodies: Any, rate_limits: Any, usage_limits: Any, reset_usage: bool) -> dict[str, Any]:
+    return changed_columns(
+        rate_limits=(rate_limits, to_json_or_null),
+        usage_limits=(usage_limits, to_json_or_null),
+        usage_reset_at=(utc_now() if reset_usage else UNCHANGED, to_ms),
+        log_bodies=(log_bodies, bool),
+        name=(name, check_name),
+        scopes=(scopes, lambda v: to_json(check_scopes(v))),
+        allowed_providers=(allowed_providers, lambda v: to_json(check_strings(v, "allowed_providers"))),
+        expires_at=(expires_at, to_ms),
+        metadata=(metadata, lambda v: to_json(check_object(v, "metadata"))),
+    )
+
+
+def new_provider_values(
+    slug: str, *, kind: str, name: str | None, custom_host: str | None, settings: Mapping[str, Any] | None,
+    allowed_models: Sequence[str], note: str | None, integration_slug: str | None, usage_limits: Any, rate_limits: Any,
+) -> dict[str, Any]:
+    """A new stored provider's columns, without its provider id (``check_integration``) and secret (``seal``)."""
+    check_slug(slug)
+    if kind not in PROVIDER_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(PROVIDER_KINDS)}, not {kind!r}")
+    return {
+        "slug": slug,
+        "kind": kind,
+        "name": check_name(name or slug),
+        "custom_host": check_host(custom_host),
+        "settings": to_json(check_object(settings, "settings")),
+        "allowed_models": to_json(check_strings(allowed_models, "allowed_models")),
+        "note": note,
+        "integration_slug": integration_slug,
+        "usage_limits": to_json_or_null(usage_limits),
+        "rate_limits": to_json_or_null(rate_limits),
+    }
+
+
+def provider_changes(*, name: Any, custom_host: Any, settings: Any, allowed_models: Any, note: Any,
+                     usage_limits: Any, rate_limits: Any, reset_usage: bool) -> dict[str, Any]:
+    """The columns an update sets, except the integration and the secret, which need the current row."""
+    return changed_columns(
+        usage_reset_at=(utc_now() if reset_usage else UNCHANGED, to_ms),
+        name=(name, check_name),
+        custom_host=(custom_host, check_host),
+        settings=(settings, lambda v: to_json(check_object(v, "settings"))),
+        allowed_models=(allowed_models, lambda v: to_json(check_strings(v, "allowed_models"))),
+        note=(note, lambda v: v),  # free text; None clears it
+        usage_limits=(usage_limits, to_json_or_null),
+        rate_limits=(rate_limits, to_json_or_null),
+    )
+
+
+def check_integration(kind: str, provider: str | None, integration_slug: str | None,
+                      integration: Row | None) -> str:
+    """Validate an integration link (``integration`` is the row of ``integration_slug``, if any); return the
+    provider id, inherited from the integration if unset."""
+    if integration_slug is not None:
+        if kind != "provider":
+            raise ValueError(f"only a 'provider' can use an integration, not a {kind!r}")
+        if integration is None or integration["kind"] != "integration":
+            raise NotFound(f"no integration {integration_slug!r}")
+        if provider is not None and provider != integration["provider"]:
+            raise ValueError(
+                f"provider {provider!r} does not match integration {integration_slug!r} ({integration['provider']})"
+            )
+        return integration["provider"]
+    if not provider:
+        raise ValueError("a stored provider needs a provider id (e.g. 'replicate') or an integration")
+    return provider
+
+
+def seal(vault: Vault, slug: str, secret: str | None) -> tuple[str | None, str | None]:
+    """A provider secret's ciphertext and hint (``None, None`` for no secret)."""
+    if secret is None:
+        return None, None
+    if not isinstance(secret, str) or not secret:
+        raise ValueError("secret must be a non-empty string")
+    return vault.encrypt(secret, secret_context(slug)), mask_secret(secret)
+
+
+def new_config_values(name: str, config: Mapping[str, Any], *, slug: str | None, is_default: bool) -> dict[str, Any]:
+    config_id = new_record_id("pc-")
+    return {
+        "id": config_id,
+        "slug": config_id if slug is None else check_config_slug(slug),
+        "name": check_name(name),
+        "config": to_json(check_object(config, "config", required=True)),
+        "is_default": bool(is_default),
+        "status": "active",
+    }
+
+
+def config_changes(*, name: Any, config: Any, status: Any, is_default: Any) -> dict[str, Any]:
+    if status is not UNCHANGED and status not in CONFIG_STATUSES:
+        raise ValueError(f"status must be one of {', '.join(CONFIG_STATUSES)}, not {status!r}")
+    return changed_columns(
+        name=(name, check_name),
+        config=(config, lambda v: to_json(check_object(v, "config", required=True))),
+        status=(status, lambda v: v),
+        is_default=(is_default, bool),
+    )
+
+
 def changed_columns(**fields: tuple[Any, Callable[[Any], Any]]) -> dict[str, Any]:
     """The columns an update sets: each ``(value, encode)`` not left at UNCHANGED, encoded (and checked)."""
     return {column: encode(value) for column, (value, encode) in fields.items() if value is not UNCHANGED}

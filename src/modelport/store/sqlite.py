@@ -18,11 +18,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-from ..keys import generate_api_key, hash_api_key, mask_secret, visible_prefix
+from ..keys import generate_api_key
 from ..vault import Vault
 from .base import (
-    CONFIG_STATUSES,
-    PROVIDER_KINDS,
     UNCHANGED,
     ApiKey,
     Config,
@@ -32,34 +30,29 @@ from .base import (
     ResolvedProvider,
     StoredProvider,
     WebhookRelayRow,
-    utc_now,
 )
 from .beacon import ChangeBeacon
 from .migrations import apply_migrations
 from .rows import (
+    api_key_changes,
     api_key_from_row,
-    changed_columns,
-    check_config_slug,
-    check_host,
-    check_name,
-    check_object,
-    check_scopes,
-    check_slug,
-    check_strings,
+    check_integration,
+    config_changes,
     config_from_row,
-    new_record_id,
+    new_api_key_values,
+    new_config_values,
+    new_provider_values,
     now_ms,
+    provider_changes,
     resolved_provider,
+    seal,
     secret_context,
     stored_provider_from_row,
-    to_json,
-    to_json_or_null,
     to_ms,
 )
 
 DEFAULT_BUSY_TIMEOUT_MS = 5000
 MAX_PAGE = 1000
-MIN_IMPORTED_TOKEN_LENGTH = 32
 
 
 class SQLiteStore:
@@ -155,25 +148,10 @@ class SQLiteStore:
         rate_limits: Any = None,
         usage_limits: Any = None,
     ) -> tuple[ApiKey, str]:
-        if token is None:
-            token, prefix, key_hash = generate_api_key()
-        elif len(token) < MIN_IMPORTED_TOKEN_LENGTH:
-            raise ValueError(f"an imported API key must be at least {MIN_IMPORTED_TOKEN_LENGTH} characters")
-        else:
-            prefix, key_hash = visible_prefix(token), hash_api_key(token)
-        values = {
-            "id": new_record_id("key_"),
-            "name": check_name(name),
-            "prefix": prefix,
-            "key_hash": key_hash,
-            "scopes": to_json(check_scopes(scopes)),
-            "allowed_providers": to_json(check_strings(allowed_providers, "allowed_providers")),
-            "metadata": to_json(check_object(metadata, "metadata")),
-            "expires_at": to_ms(expires_at),
-            "log_bodies": int(bool(log_bodies)),
-            "rate_limits": to_json_or_null(rate_limits),
-            "usage_limits": to_json_or_null(usage_limits),
-        }
+        values, token = new_api_key_values(
+            name, scopes=scopes, allowed_providers=allowed_providers, expires_at=expires_at, metadata=metadata,
+            token=token, log_bodies=log_bodies, rate_limits=rate_limits, usage_limits=usage_limits,
+        )  # fmt: skip
         with self._transaction() as conn:
             try:
                 _insert(conn, "api_keys", values)
@@ -207,17 +185,10 @@ class SQLiteStore:
         usage_limits: Any = UNCHANGED,
         reset_usage: bool = False,
     ) -> ApiKey:
-        changes = changed_columns(
-            rate_limits=(rate_limits, to_json_or_null),
-            usage_limits=(usage_limits, to_json_or_null),
-            usage_reset_at=(utc_now() if reset_usage else UNCHANGED, to_ms),
-            log_bodies=(log_bodies, lambda v: int(bool(v))),
-            name=(name, check_name),
-            scopes=(scopes, lambda v: to_json(check_scopes(v))),
-            allowed_providers=(allowed_providers, lambda v: to_json(check_strings(v, "allowed_providers"))),
-            expires_at=(expires_at, to_ms),
-            metadata=(metadata, lambda v: to_json(check_object(v, "metadata"))),
-        )
+        changes = api_key_changes(
+            name=name, scopes=scopes, allowed_providers=allowed_providers, expires_at=expires_at, metadata=metadata,
+            log_bodies=log_bodies, rate_limits=rate_limits, usage_limits=usage_limits, reset_usage=reset_usage,
+        )  # fmt: skip
         with self._transaction() as conn:
             _update(conn, "api_keys", "id", key_id, changes)
             return self._key_where(conn, "id", key_id)  # type: ignore[return-value]
@@ -331,24 +302,13 @@ class SQLiteStore:
         usage_limits: Any = None,
         rate_limits: Any = None,
     ) -> StoredProvider:
-        check_slug(slug)
-        if kind not in PROVIDER_KINDS:
-            raise ValueError(f"kind must be one of {', '.join(PROVIDER_KINDS)}, not {kind!r}")
-        values = {
-            "slug": slug,
-            "kind": kind,
-            "name": check_name(name or slug),
-            "custom_host": check_host(custom_host),
-            "settings": to_json(check_object(settings, "settings")),
-            "allowed_models": to_json(check_strings(allowed_models, "allowed_models")),
-            "note": note,
-            "integration_slug": integration_slug,
-            "usage_limits": to_json_or_null(usage_limits),
-            "rate_limits": to_json_or_null(rate_limits),
-        }
+        values = new_provider_values(
+            slug, kind=kind, name=name, custom_host=custom_host, settings=settings, allowed_models=allowed_models,
+            note=note, integration_slug=integration_slug, usage_limits=usage_limits, rate_limits=rate_limits,
+        )  # fmt: skip
         with self._transaction() as conn:
             values["provider"] = _check_integration(conn, kind, provider, integration_slug)
-            values["secret_ciphertext"], values["secret_hint"] = self._seal(slug, secret)
+            values["secret_ciphertext"], values["secret_hint"] = seal(self.vault, slug, secret)
             try:
                 _insert(conn, "providers", values)
             except sqlite3.IntegrityError:
@@ -383,16 +343,10 @@ class SQLiteStore:
         rate_limits: Any = UNCHANGED,
         reset_usage: bool = False,
     ) -> StoredProvider:
-        changes = changed_columns(
-            usage_reset_at=(utc_now() if reset_usage else UNCHANGED, to_ms),
-            name=(name, check_name),
-            custom_host=(custom_host, check_host),
-            settings=(settings, lambda v: to_json(check_object(v, "settings"))),
-            allowed_models=(allowed_models, lambda v: to_json(check_strings(v, "allowed_models"))),
-            note=(note, lambda v: v),  # free text; None clears it
-            usage_limits=(usage_limits, to_json_or_null),
-            rate_limits=(rate_limits, to_json_or_null),
-        )
+        changes = provider_changes(
+            name=name, custom_host=custom_host, settings=settings, allowed_models=allowed_models, note=note,
+            usage_limits=usage_limits, rate_limits=rate_limits, reset_usage=reset_usage,
+        )  # fmt: skip
         with self._transaction() as conn:
             current = _provider_row(conn, slug)
             if current is None:
@@ -401,7 +355,7 @@ class SQLiteStore:
                 _check_integration(conn, current["kind"], current["provider"], integration_slug)
                 changes["integration_slug"] = integration_slug
             if secret is not UNCHANGED:
-                changes["secret_ciphertext"], changes["secret_hint"] = self._seal(slug, secret)
+                changes["secret_ciphertext"], changes["secret_hint"] = seal(self.vault, slug, secret)
             _update(conn, "providers", "slug", slug, changes)
             return stored_provider_from_row(_provider_row(conn, slug))  # type: ignore[arg-type]
 
@@ -440,35 +394,19 @@ class SQLiteStore:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return len(resealed)
 
-    def _seal(self, slug: str, secret: str | None) -> tuple[str | None, str | None]:
-        if secret is None:
-            return None, None
-        if not isinstance(secret, str) or not secret:
-            raise ValueError("secret must be a non-empty string")
-        return self.vault.encrypt(secret, secret_context(slug)), mask_secret(secret)
-
     # -- saved configs ---------------------------------------------------------------------------
     def create_config(
         self, name: str, config: Mapping[str, Any], *, slug: str | None = None, is_default: bool = False
     ) -> Config:
-        config_id = new_record_id("pc-")
-        slug = config_id if slug is None else check_config_slug(slug)
-        values = {
-            "id": config_id,
-            "slug": slug,
-            "name": check_name(name),
-            "config": to_json(check_object(config, "config", required=True)),
-            "is_default": int(is_default),
-            "status": "active",
-        }
+        values = new_config_values(name, config, slug=slug, is_default=is_default)
         with self._transaction() as conn:
             if is_default:
                 conn.execute("UPDATE configs SET is_default = 0 WHERE is_default = 1")
             try:
                 _insert(conn, "configs", values)
             except sqlite3.IntegrityError:
-                raise Conflict(f"the config slug {slug!r} is already taken") from None
-            return config_from_row(_config_row(conn, config_id))  # type: ignore[arg-type]
+                raise Conflict(f"the config slug {values['slug']!r} is already taken") from None
+            return config_from_row(_config_row(conn, values["id"]))  # type: ignore[arg-type]
 
     def get_config(self, ref: str) -> Config | None:
         row = _config_row(self._connection(), ref)
@@ -491,14 +429,7 @@ class SQLiteStore:
         status: Any = UNCHANGED,
         is_default: Any = UNCHANGED,
     ) -> Config:
-        if status is not UNCHANGED and status not in CONFIG_STATUSES:
-            raise ValueError(f"status must be one of {', '.join(CONFIG_STATUSES)}, not {status!r}")
-        changes = changed_columns(
-            name=(name, check_name),
-            config=(config, lambda v: to_json(check_object(v, "config", required=True))),
-            status=(status, lambda v: v),
-            is_default=(is_default, lambda v: int(bool(v))),
-        )
+        changes = config_changes(name=name, config=config, status=status, is_default=is_default)
         with self._transaction() as conn:
             current = _config_row(conn, ref)
             if current is None:
@@ -557,20 +488,8 @@ def _update(conn: sqlite3.Connection, table: str, key_column: str, key: str, cha
 
 def _check_integration(conn: sqlite3.Connection, kind: str, provider: str | None, integration_slug: str | None) -> str:
     """Validate an integration link; return the provider id (inherited from the integration if unset)."""
-    if integration_slug is not None:
-        if kind != "provider":
-            raise ValueError(f"only a 'provider' can use an integration, not a {kind!r}")
-        integration = _provider_row(conn, integration_slug)
-        if integration is None or integration["kind"] != "integration":
-            raise NotFound(f"no integration {integration_slug!r}")
-        if provider is not None and provider != integration["provider"]:
-            raise ValueError(
-                f"provider {provider!r} does not match integration {integration_slug!r} ({integration['provider']})"
-            )
-        return integration["provider"]
-    if not provider:
-        raise ValueError("a stored provider needs a provider id (e.g. 'replicate') or an integration")
-    return provider
+    integration = _provider_row(conn, integration_slug) if integration_slug is not None else None
+    return check_integration(kind, provider, integration_slug, integration)
 
 
 def _create_private_file(path: Path) -> None:
