@@ -45,6 +45,11 @@ class Conflict(StoreError):
     """The change clashes with existing state (a taken slug, a record others depend on, a revoked key)."""
 
 
+class StoreUnavailable(StoreError):
+    """The store cannot be used: its URL is malformed, its server does not answer, or its schema is newer
+    than this code. The message is one line a person can act on (a node prints it and refuses to start)."""
+
+
 class _Unchanged:
     def __repr__(self) -> str:
         return "UNCHANGED"

@@ -1,0 +1,199 @@
+"""PostgreSQL schema migrations: a numbered list, applied in order, each recorded in ``schema_migrations``.
+
+Migration N is ``MIGRATIONS[N - 1]``; to change the schema, append a script, never edit or reorder one
+that has shipped (as ``migrations.py`` for SQLite). The row format is the one ``rows.py`` reads on both
+stores: times are epoch milliseconds (``bigint``), so records come out the same; JSON is ``jsonb``
+(loaded as text, which ``rows.py`` parses, see ``postgres.py``); flags are ``boolean``. Keys, slugs and
+ids are ``COLLATE "C"`` so that paging orders them byte by byte, as SQLite does, whatever the
+database's collation.
+
+The change feed lives in the schema, not in the code that writes: a trigger on each table the hot path
+replicates (keys, providers, configs) sends ``NOTIFY modelport_changes, '<table>:<id>'`` for every row
+changed, inside the changing transaction, so it reaches listeners only on commit, and an edit made with
+``psql`` is seen by every node too. An update of ``api_keys.last_used_at`` alone sends nothing (it
+happens every 5 s per worker and the hot path does not read it). The logs tables are not here: they
+arrive with the PostgreSQL log store.
+
+``apply_migrations`` runs under a session advisory lock, so nodes starting at once migrate one after
+another: the first applies, the others find nothing left to do. A database migrated by newer code
+(a version this list does not have) is refused: running older code on it could corrupt it.
+"""
+
+from __future__ import annotations
+
+import time
+
+import psycopg
+
+CHANGES_CHANNEL = "modelport_changes"
+# pg_advisory_lock's key for migrations: the bytes of "mp-migr", one constant for every node.
+MIGRATION_LOCK = int.from_bytes(b"mp-migr", "big")
+
+
+class SchemaTooNew(Exception):
+    """The database has migrations this code does not know (postgres.py turns it into a StoreError)."""
+
+    def __init__(self, database_version: int, code_version: int) -> None:
+        super().__init__(database_version, code_version)
+        self.database_version = database_version
+        self.code_version = code_version
+
+
+MIGRATIONS: list[str] = [
+    # 1: what SQLite's migrations 1-8 built for the Store: keys, stored providers, configs, owners of
+    # objects on shared accounts, the webhook relay; and the change feed's triggers.
+    """
+    CREATE TABLE api_keys (
+        id TEXT COLLATE "C" PRIMARY KEY,
+        name TEXT NOT NULL,
+        prefix TEXT NOT NULL,
+        key_hash TEXT COLLATE "C" NOT NULL UNIQUE,
+        scopes JSONB NOT NULL,
+        allowed_providers JSONB NOT NULL,
+        metadata JSONB NOT NULL,
+        expires_at BIGINT,
+        revoked_at BIGINT,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL,
+        last_used_at BIGINT,
+        log_bodies BOOLEAN NOT NULL DEFAULT TRUE,
+        rate_limits JSONB,
+        usage_limits JSONB,
+        usage_reset_at BIGINT
+    );
+
+    CREATE TABLE providers (
+        slug TEXT COLLATE "C" PRIMARY KEY,
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        secret_ciphertext TEXT,
+        secret_hint TEXT,
+        custom_host TEXT,
+        settings JSONB NOT NULL,
+        allowed_models JSONB NOT NULL,
+        note TEXT,
+        integration_slug TEXT COLLATE "C" REFERENCES providers (slug),
+        usage_limits JSONB,
+        rate_limits JSONB,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL,
+        usage_reset_at BIGINT
+    );
+    CREATE INDEX providers_by_integration ON providers (integration_slug);
+
+    CREATE TABLE configs (
+        id TEXT COLLATE "C" PRIMARY KEY,
+        slug TEXT COLLATE "C" NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        config JSONB NOT NULL,
+        is_default BOOLEAN NOT NULL DEFAULT FALSE,
+        status TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+    );
+    -- At most one default, whatever concurrent writers do (SQLite gets this from its one writer).
+    CREATE UNIQUE INDEX configs_one_default ON configs ((TRUE)) WHERE is_default;
+
+    CREATE TABLE owned_objects (
+        slug TEXT COLLATE "C" NOT NULL,
+        id TEXT COLLATE "C" NOT NULL,
+        kind TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        PRIMARY KEY (slug, id)
+    );
+
+    CREATE TABLE webhook_relays (
+        slug TEXT COLLATE "C" NOT NULL,
+        id TEXT COLLATE "C" NOT NULL,
+        key_id TEXT NOT NULL,
+        url TEXT NOT NULL,
+        events TEXT[] NOT NULL,
+        created_at BIGINT NOT NULL,
+        PRIMARY KEY (slug, id)
+    );
+    CREATE TABLE webhook_receipts (
+        slug TEXT COLLATE "C" NOT NULL,
+        webhook_id TEXT COLLATE "C" NOT NULL,
+        received_at BIGINT NOT NULL,
+        PRIMARY KEY (slug, webhook_id)
+    );
+    CREATE INDEX webhook_receipts_by_age ON webhook_receipts (received_at);
+
+    -- The change feed. TG_ARGV[0] names the table's key column.
+    CREATE FUNCTION modelport_notify_change() RETURNS trigger LANGUAGE plpgsql AS $$
+    DECLARE
+        changed JSONB := CASE WHEN TG_OP = 'DELETE' THEN to_jsonb(OLD) ELSE to_jsonb(NEW) END;
+    BEGIN
+        IF TG_OP = 'UPDATE' AND TG_TABLE_NAME = 'api_keys'
+           AND to_jsonb(OLD) - 'last_used_at' = to_jsonb(NEW) - 'last_used_at' THEN
+            RETURN NULL;  -- only last_used_at moved: nothing the hot path reads
+        END IF;
+        IF TG_OP = 'UPDATE' AND to_jsonb(OLD) ->> TG_ARGV[0] <> changed ->> TG_ARGV[0] THEN
+            PERFORM pg_notify('modelport_changes', TG_TABLE_NAME || ':' || (to_jsonb(OLD) ->> TG_ARGV[0]));
+        END IF;
+        PERFORM pg_notify('modelport_changes', TG_TABLE_NAME || ':' || (changed ->> TG_ARGV[0]));
+        RETURN NULL;
+    END;
+    $$;
+    CREATE TRIGGER api_keys_changed AFTER INSERT OR UPDATE OR DELETE ON api_keys
+        FOR EACH ROW EXECUTE FUNCTION modelport_notify_change('id');
+    CREATE TRIGGER providers_changed AFTER INSERT OR UPDATE OR DELETE ON providers
+        FOR EACH ROW EXECUTE FUNCTION modelport_notify_change('slug');
+    CREATE TRIGGER configs_changed AFTER INSERT OR UPDATE OR DELETE ON configs
+        FOR EACH ROW EXECUTE FUNCTION modelport_notify_change('id');
+    -- TRUNCATE has no rows to name: listeners reload everything.
+    CREATE FUNCTION modelport_notify_truncate() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        PERFORM pg_notify('modelport_changes', TG_TABLE_NAME || ':*');
+        RETURN NULL;
+    END;
+    $$;
+    CREATE TRIGGER api_keys_truncated AFTER TRUNCATE ON api_keys
+        FOR EACH STATEMENT EXECUTE FUNCTION modelport_notify_truncate();
+    CREATE TRIGGER providers_truncated AFTER TRUNCATE ON providers
+        FOR EACH STATEMENT EXECUTE FUNCTION modelport_notify_truncate();
+    CREATE TRIGGER configs_truncated AFTER TRUNCATE ON configs
+        FOR EACH STATEMENT EXECUTE FUNCTION modelport_notify_truncate();
+    """,
+]
+
+
+def schema_version(conn: psycopg.Connection) -> int:
+    """The highest migration applied (0 for an empty database)."""
+    exists = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
+    if not exists or not exists[0]:
+        return 0
+    row = conn.execute("SELECT COALESCE(max(version), 0) FROM schema_migrations").fetchone()
+    return int(row[0]) if row else 0
+
+
+def apply_migrations(conn: psycopg.Connection, migrations: list[str] = MIGRATIONS) -> list[int]:
+    """Apply the migrations this database lacks, each in its own transaction; returns their numbers.
+
+    ``conn`` is in autocommit mode. Raises ``SchemaTooNew`` when the database is ahead of ``migrations``.
+    """
+    conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+    try:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)"
+        )
+        applied = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+        newest = max(applied, default=0)
+        if newest > len(migrations):
+            raise SchemaTooNew(newest, len(migrations))
+        done = []
+        for number, script in enumerate(migrations, start=1):
+            if number in applied:
+                continue
+            with conn.transaction():
+                conn.execute(script)  # type: ignore[arg-type]  # a script is trusted code, not user input
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, applied_at) VALUES (%s, %s)",
+                    (number, time.time_ns() // 1_000_000),
+                )
+            done.append(number)
+        return done
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
