@@ -154,6 +154,13 @@ def register(subparsers: Any, settings_factory: SettingsFactory) -> None:
     p = leaf(vault, "rotate", vault_rotate, "re-encrypt every stored secret under a new master key")
     p.add_argument("--new-key-env", metavar="NAME", help="take the new key from this variable (default: generate)")
 
+    text = "apply the PostgreSQL schema's migrations (safe to run twice, and from several nodes at once)"
+    p = subparsers.add_parser("migrate", help=text, description=text)
+    p.add_argument("--database-url", metavar="URL",
+                   help="postgresql://user@host:port/database (default: MODELPORT_DATABASE_URL)")
+    p.add_argument("--json", action="store_true", help="print JSON for scripts")
+    p.set_defaults(handler=migrate)
+
 
 def _limit_arguments(parser: argparse.ArgumentParser, whose: str, default: Any) -> None:
     """--rate-limits and --usage-limits, checked by the API's own rules (docs/limits.md)."""
@@ -458,6 +465,33 @@ def vault_rotate(args: argparse.Namespace, store: Store, out: Output) -> None:
         f"Re-encrypted {count} secret(s) under key {key_id(new_key)}.\n"
         f"Set MODELPORT_MASTER_KEY to {source} before restarting ModelPort.",
     )
+
+
+def migrate(args: argparse.Namespace) -> int:
+    """``modelport migrate``. Not through Settings: they refuse ``database_url`` until a node can run on
+    PostgreSQL (the logs are not there yet); the database is all this command needs."""
+    out = Output(json=args.json)
+    url = args.database_url or os.environ.get("MODELPORT_DATABASE_URL", "")
+    if not url:
+        print_error("give the database: --database-url postgresql://... or MODELPORT_DATABASE_URL", out.json)
+        return InvalidInput.exit_code
+    try:
+        from ..store.postgres import describe, migrate_database
+    except ImportError:
+        print_error("PostgreSQL support is not installed: pip install 'modelport[postgres]'", out.json)
+        return 1
+    try:
+        applied, version = migrate_database(url)
+    except StoreError as exc:
+        print_error(str(exc), out.json)
+        return 1
+    where = describe(url)
+    if applied:
+        message = f"Applied migration{'s' if len(applied) > 1 else ''} {', '.join(map(str, applied))} to {where}; schema version {version}."
+    else:
+        message = f"Nothing to do: {where} is at schema version {version}."
+    out.done({"applied": applied, "version": version, "database": where}, message)
+    return 0
 
 
 # -- running a command ---------------------------------------------------------------------------

@@ -74,6 +74,8 @@ CONNECT_TIMEOUT_SECONDS = 3
 POOL_SIZE = 4  # control-plane calls and background writes only: the hot path reads the replica
 POOL_WAIT_SECONDS = 5.0
 MAX_PAGE = 1000
+APPLICATION_NAME = "modelport"  # in pg_stat_activity
+FEED_APPLICATION_NAME = "modelport-changes"
 
 # jsonb loaded as its text, which rows.py parses as it parses SQLite's JSON text: one row format.
 _ADAPTERS = AdaptersMap(psycopg.adapters)
@@ -105,10 +107,10 @@ class PostgresStore:
 
     # -- connections and transactions ------------------------------------------------------------
     def _connect(self, **options: Any) -> psycopg.Connection:
+        options.setdefault("application_name", APPLICATION_NAME)
         return psycopg.connect(
-            self._conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS, context=_ADAPTERS,
-            application_name="modelport", **options,
-        )  # fmt: skip
+            self._conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS, context=_ADAPTERS, **options
+        )
 
     @contextmanager
     def _direct_connection(self) -> Iterator[psycopg.Connection]:
@@ -121,13 +123,14 @@ class PostgresStore:
 
     def _feed_connection(self) -> psycopg.Connection:
         # Keepalives: a server that vanished without closing the socket is noticed in ~20 s, not never.
-        return self._connect(keepalives=1, keepalives_idle=10, keepalives_interval=5, keepalives_count=2)
+        return self._connect(keepalives=1, keepalives_idle=10, keepalives_interval=5, keepalives_count=2,
+                             application_name=FEED_APPLICATION_NAME)
 
     def _open_pool(self) -> ConnectionPool:
         pool = ConnectionPool(
             self._conninfo, min_size=1, max_size=self._pool_size, timeout=POOL_WAIT_SECONDS, num_workers=1,
             kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_SECONDS, "context": _ADAPTERS,
-                    "application_name": "modelport"},
+                    "application_name": APPLICATION_NAME},
             name="modelport-store", open=False, configure=self._pooled.add,
         )  # fmt: skip
         pool.open(wait=False)
