@@ -589,3 +589,44 @@ def test_a_change_is_seen_by_the_same_store_when_the_call_returns(store) -> None
     for i in range(20):
         _, token = store.create_api_key(f"k{i}")
         assert store.get_api_key_by_hash(hash_api_key(token)) is not None
+
+
+def test_two_stores_setting_the_default_at_once_leave_exactly_one(store, other) -> None:
+    configs = [store.create_config(f"c{i}", {"retry": {"attempts": i + 1}}) for i in range(4)]
+    errors: list[BaseException] = []
+
+    def flip(which, mine) -> None:
+        try:
+            for _ in range(10):
+                for config in mine:
+                    which.update_config(config.id, is_default=True)
+        except BaseException as exc:  # noqa: BLE001 - the test reports it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=flip, args=(store, configs[:2])), threading.Thread(target=flip, args=(other, configs[2:]))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert sum(config.is_default for config in store.list_configs().items) == 1
+
+
+# -- secrets at rest -----------------------------------------------------------------------------
+def test_a_provider_secret_is_stored_sealed_by_the_vault(store, backend) -> None:
+    store.create_provider("team", provider="replicate", secret="r8_test_secret_at_rest_0123")
+    assert b"r8_test_secret_at_rest_0123" not in backend.stored_bytes()
+    sealed = backend.execute("SELECT secret_ciphertext FROM providers WHERE slug = 'team'")[0][0]
+    assert sealed.startswith(f"v1:{store.vault.current_key_id}:")
+
+
+def test_rotating_the_master_key_reseals_every_secret(store, backend) -> None:
+    for i in range(3):
+        store.create_provider(f"p{i}", provider="openai", secret=f"sk-test-rotate-{i}")
+    before = {row[0] for row in backend.execute("SELECT secret_ciphertext FROM providers")}
+    new_key = os.urandom(32)
+    assert store.vault.rotate(new_key, store) == 3
+    after = {row[0] for row in backend.execute("SELECT secret_ciphertext FROM providers")}
+    assert not before & after
+    assert all(sealed.startswith(f"v1:{store.vault.current_key_id}:") for sealed in after)
+    assert [store.resolve_provider(f"p{i}").secret for i in range(3)] == [f"sk-test-rotate-{i}" for i in range(3)]

@@ -103,15 +103,21 @@ class Replica:
             reload(self, cursor, ident)
         self.version += 1
 
+    # Each reload installs the new entry before removing an old one, so a reader in between never
+    # finds a key or config missing that exists before and after (a valid key refused as unknown).
     def _reload_key(self, cursor: psycopg.Cursor, key_id: str) -> None:
         row = cursor.execute("SELECT * FROM api_keys WHERE id = %s", (key_id,)).fetchone()
-        old_hash = self._key_hash_by_id.pop(key_id, None)
-        if old_hash is not None:
-            self._keys_by_hash.pop(old_hash, None)  # a rotated key's old secret stops here
+        old_hash = self._key_hash_by_id.get(key_id)
+        new_hash = None
         if row is not None:
             key = api_key_from_row(row)
-            self._keys_by_hash[key.key_hash] = key
-            self._key_hash_by_id[key.id] = key.key_hash
+            new_hash = key.key_hash
+            self._keys_by_hash[new_hash] = key
+            self._key_hash_by_id[key_id] = new_hash
+        else:
+            self._key_hash_by_id.pop(key_id, None)
+        if old_hash is not None and old_hash != new_hash:
+            self._keys_by_hash.pop(old_hash, None)  # a rotated or deleted key's old secret stops here
 
     def _reload_provider(self, cursor: psycopg.Cursor, slug: str) -> None:
         row = cursor.execute("SELECT * FROM providers WHERE slug = %s", (slug,)).fetchone()
@@ -122,16 +128,19 @@ class Replica:
 
     def _reload_config(self, cursor: psycopg.Cursor, config_id: str) -> None:
         row = cursor.execute("SELECT * FROM configs WHERE id = %s", (config_id,)).fetchone()
-        old = self._configs.pop(config_id, None)
-        if old is not None and self._config_id_by_slug.get(old.slug) == config_id:
-            del self._config_id_by_slug[old.slug]
-        if row is not None:
-            config = config_from_row(row)
-            self._configs[config.id] = config
-            self._config_id_by_slug[config.slug] = config.id
+        old = self._configs.get(config_id)
+        config = config_from_row(row) if row is not None else None
+        if config is not None:
+            self._configs[config_id] = config
+            self._config_id_by_slug[config.slug] = config_id
             if config.is_default:
-                self._default_config_id = config.id
-        if self._default_config_id == config_id and (row is None or not row["is_default"]):
+                self._default_config_id = config_id
+        else:
+            self._configs.pop(config_id, None)
+        if old is not None and old.slug != (config.slug if config else None):
+            if self._config_id_by_slug.get(old.slug) == config_id:
+                del self._config_id_by_slug[old.slug]
+        if self._default_config_id == config_id and (config is None or not config.is_default):
             self._default_config_id = None
 
 

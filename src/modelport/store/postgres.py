@@ -132,6 +132,7 @@ class PostgresStore:
             kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_SECONDS, "context": _ADAPTERS,
                     "application_name": APPLICATION_NAME},
             name="modelport-store", open=False, configure=self._pooled.add,
+            check=ConnectionPool.check_connection,  # one round trip, so a server restart costs no failed call
         )  # fmt: skip
         pool.open(wait=False)
         return pool
@@ -478,7 +479,8 @@ class PostgresStore:
         try:
             with self._transaction() as cursor:
                 if is_default:
-                    _clear_default(cursor)
+                    _lock_default(cursor)
+                    cursor.execute("UPDATE configs SET is_default = FALSE WHERE is_default")
                 row = _insert(cursor, "configs", values)
         except errors.UniqueViolation:
             raise Conflict(f"the config slug {values['slug']!r} is already taken") from None
@@ -506,11 +508,13 @@ class PostgresStore:
     ) -> Config:
         changes = config_changes(name=name, config=config, status=status, is_default=is_default)
         with self._transaction() as cursor:
+            if changes.get("is_default"):
+                _lock_default(cursor)  # before any row lock: writers of the default queue here first
             current = _config_row(cursor, ref)
             if current is None:
                 raise NotFound(f"no config {ref!r}")
             if changes.get("is_default"):
-                _clear_default(cursor)
+                cursor.execute("UPDATE configs SET is_default = FALSE WHERE is_default AND id <> %s", (current["id"],))
             row = _update(cursor, "configs", "id", current["id"], changes, "config")
         return config_from_row(row)
 
@@ -609,10 +613,10 @@ def _config_row(cursor: psycopg.Cursor, ref: str) -> Row | None:
     ).fetchone()
 
 
-def _clear_default(cursor: psycopg.Cursor) -> None:
-    # Writers that change the default queue here, so two at once leave one default (not a unique-index error).
+def _lock_default(cursor: psycopg.Cursor) -> None:
+    # Writers that set the default queue here, so two at once leave one default (not a unique-index
+    # error). Taken before any row lock, or two of them could each hold what the other waits for.
     cursor.execute("SELECT pg_advisory_xact_lock(hashtext('modelport:default-config'))")
-    cursor.execute("UPDATE configs SET is_default = FALSE WHERE is_default")
 
 
 def _page(cursor: psycopg.Cursor, query: str, order_column: str, limit: int, after: str | None,
