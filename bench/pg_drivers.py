@@ -149,6 +149,28 @@ def replica_lookup(hashes: list[str]) -> list[int]:
     return [_timed(lambda h=h: replica.get(h)) for h in _picks(hashes, SEQUENTIAL_CALLS)]
 
 
+def store_lookups(server: str) -> tuple[list[int], list[int]]:
+    """What authentication calls on a cache miss, on each real store: ``get_api_key_by_hash``."""
+    import tempfile
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+    from modelport.keys import hash_api_key
+    from modelport.store import open_store
+    from modelport.store.postgres import open_postgres_store
+    from modelport.vault import generate_master_key
+
+    master_key = generate_master_key()
+    with tempfile.TemporaryDirectory() as data_dir, bench_database(server) as url:
+        stores = [open_store(Path(data_dir), master_key), open_postgres_store(url, master_key)]
+        results = []
+        for store in stores:
+            hashes = [hash_api_key(store.create_api_key(f"k{i}")[1]) for i in range(200)]
+            results.append([_timed(lambda h=h: store.get_api_key_by_hash(h)) for h in _picks(hashes, SEQUENTIAL_CALLS)])
+            store.close()
+    return results[0], results[1]
+
+
 # -- (b) ingest ----------------------------------------------------------------------------------
 def log_rows(count: int) -> list[tuple[Any, ...]]:
     metadata = orjson.dumps({"user": "u-123", "team": "ml", "trace": "t" * 40, "env": "prod"}).decode()
@@ -218,6 +240,9 @@ def main() -> int:
         print(f"\n(a) key lookup by hash, {KEYS} keys; sequential {SEQUENTIAL_CALLS} calls, "
               f"concurrent {CONCURRENT_CALLERS} callers x {CALLS_PER_CALLER}")  # fmt: skip
         print(f"  in-memory replica (dict)         sequential    {summary(replica_lookup(hashes))}")
+        sqlite_store, postgres_store = store_lookups(args.server)
+        print(f"  SQLiteStore.get_api_key_by_hash  sequential    {summary(sqlite_store)}")
+        print(f"  PostgresStore (its replica)      sequential    {summary(postgres_store)}")
         print(f"  psycopg sync                     sequential    {summary(psycopg_sequential(url, hashes))}")
         samples, rate = psycopg_threads(url, hashes)
         print(f"  psycopg sync, 32 threads         concurrent    {summary(samples)}   {rate:8.0f} calls/s")

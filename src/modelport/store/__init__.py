@@ -1,7 +1,8 @@
 """State behind small interfaces: the ``Store`` protocol, its records, and the embedded SQLite store.
 
 ``open_store(data_dir, master_key)`` is the one way to get a store; it wires the vault that seals
-provider secrets. (A PostgreSQL store, when configured, is chosen here too.)
+provider secrets. The PostgreSQL store (``postgres.py``, ``open_postgres_store``) is not chosen here yet:
+``database_url`` stays refused until the logs are on PostgreSQL too.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from .base import (
     Store,
     StoredProvider,
     StoreError,
+    StoreUnavailable,
 )
 from .sqlite import SQLiteStore
 
@@ -42,6 +44,7 @@ __all__ = [
     "SQLiteStore",
     "Store",
     "StoreError",
+    "StoreUnavailable",
     "StoredProvider",
     "open_store",
 ]

@@ -100,9 +100,11 @@ class PostgresStore:
         self._pool = self._open_pool()
         try:
             self._feed.start()
-        except psycopg.OperationalError as exc:
+        except BaseException as exc:
             self._pool.close()
-            raise unreachable(url, exc) from None
+            if isinstance(exc, psycopg.OperationalError):
+                raise unreachable(url, exc) from None
+            raise
         _open_stores.add(self)
 
     # -- connections and transactions ------------------------------------------------------------
