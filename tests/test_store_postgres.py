@@ -112,7 +112,7 @@ def test_a_node_on_postgresql_needs_its_master_key_from_settings(database_url: s
 def test_the_change_feed_reloads_what_it_missed_while_its_connection_was_down(database_url: str) -> None:
     import psycopg
 
-    from modelport.store.postgres import FEED_APPLICATION_NAME
+    from modelport.store.pg_connect import FEED_APPLICATION_NAME
 
     store = open_test_store(database_url)
     record, token = store.create_api_key("k")

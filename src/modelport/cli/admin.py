@@ -476,7 +476,7 @@ def migrate(args: argparse.Namespace) -> int:
         print_error("give the database: --database-url postgresql://... or MODELPORT_DATABASE_URL", out.json)
         return InvalidInput.exit_code
     try:
-        from ..store.postgres import describe, migrate_database
+        from ..store.pg_connect import describe, migrate_database
     except ImportError:
         print_error("PostgreSQL support is not installed: pip install 'modelport[postgres]'", out.json)
         return 1

@@ -34,6 +34,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from .base import ApiKey, Config
+from .pg_connect import one_line
 from .pg_migrations import CHANGES_CHANNEL
 from .rows import Row, api_key_from_row, config_from_row
 
@@ -254,7 +255,7 @@ class ChangeFeed:
                     delay = RECONNECT_DELAYS[min(failures, len(RECONNECT_DELAYS) - 1)]
                     failures += 1
                     if failures == 1:
-                        log.warning("store change feed: cannot reach PostgreSQL (%s); retrying", _one_line(exc))
+                        log.warning("store change feed: cannot reach PostgreSQL (%s); retrying", one_line(exc))
                     self._stopping.wait(delay)
                 continue
             try:
@@ -262,7 +263,7 @@ class ChangeFeed:
                 if batch:
                     self._apply(self._conn, batch)
             except psycopg.Error as exc:
-                log.warning("store change feed: lost its PostgreSQL connection (%s); reconnecting", _one_line(exc))
+                log.warning("store change feed: lost its PostgreSQL connection (%s); reconnecting", one_line(exc))
                 self._lost()
                 failures = 1
 
@@ -314,8 +315,3 @@ def abandon_connection(conn: psycopg.Connection) -> None:
         finally:
             os.close(devnull)
     _ABANDONED.append(conn)
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
-

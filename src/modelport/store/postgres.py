@@ -20,7 +20,6 @@ last change (the hot path does not read it; ``get_api_key`` reads it fresh).
 from __future__ import annotations
 
 import os
-import re
 import threading
 import weakref
 from contextlib import contextmanager
@@ -30,9 +29,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import psycopg
 from psycopg import errors
-from psycopg.adapt import AdaptersMap
 from psycopg.rows import dict_row
-from psycopg.types.string import TextLoader
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..keys import generate_api_key
@@ -49,7 +46,17 @@ from .base import (
     StoreUnavailable,
     WebhookRelayRow,
 )
-from .pg_migrations import CHANGES_CHANNEL, MIGRATIONS, SchemaTooNew, apply_migrations
+from .pg_connect import (
+    FEED_APPLICATION_NAME,
+    check_database_url,
+    connection,
+    connection_options,
+    describe,
+    migrate,
+    one_line,
+    unreachable,
+)
+from .pg_migrations import CHANGES_CHANNEL
 from .pg_replica import ChangeFeed, Replica, abandon_connection
 from .rows import (
     Row,
@@ -70,18 +77,9 @@ from .rows import (
     to_ms,
 )
 
-CONNECT_TIMEOUT_SECONDS = 3
 POOL_SIZE = 4  # control-plane calls and background writes only: the hot path reads the replica
 POOL_WAIT_SECONDS = 5.0
 MAX_PAGE = 1000
-APPLICATION_NAME = "modelport"  # in pg_stat_activity
-FEED_APPLICATION_NAME = "modelport-changes"
-
-# jsonb loaded as its text, which rows.py parses as it parses SQLite's JSON text: one row format.
-_ADAPTERS = AdaptersMap(psycopg.adapters)
-_ADAPTERS.register_loader("jsonb", TextLoader)
-_SCHEMES = ("postgresql://", "postgres://")
-
 
 class PostgresStore:
     """``Store`` on a PostgreSQL database named by ``url``. ``vault`` seals provider secrets."""
@@ -93,7 +91,7 @@ class PostgresStore:
         self._pool_size = pool_size
         self._closed = False
         self._pooled: "weakref.WeakSet[psycopg.Connection]" = weakref.WeakSet()  # to abandon after a fork
-        with self._direct_connection() as conn:
+        with connection(self._conninfo) as conn:
             migrate(conn, url)
         self._replica = Replica()
         self._feed = ChangeFeed(self._replica, self._feed_connection)
@@ -108,31 +106,17 @@ class PostgresStore:
         _open_stores.add(self)
 
     # -- connections and transactions ------------------------------------------------------------
-    def _connect(self, **options: Any) -> psycopg.Connection:
-        options.setdefault("application_name", APPLICATION_NAME)
-        return psycopg.connect(
-            self._conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS, context=_ADAPTERS, **options
-        )
-
-    @contextmanager
-    def _direct_connection(self) -> Iterator[psycopg.Connection]:
-        try:
-            conn = self._connect()
-        except psycopg.OperationalError as exc:
-            raise unreachable(self.url, exc) from None
-        with conn:
-            yield conn
-
     def _feed_connection(self) -> psycopg.Connection:
         # Keepalives: a server that vanished without closing the socket is noticed in ~20 s, not never.
-        return self._connect(keepalives=1, keepalives_idle=10, keepalives_interval=5, keepalives_count=2,
-                             application_name=FEED_APPLICATION_NAME)
+        # psycopg's own error, not StoreUnavailable: the feed retries it.
+        return psycopg.connect(self._conninfo, **connection_options(
+            keepalives=1, keepalives_idle=10, keepalives_interval=5, keepalives_count=2,
+            application_name=FEED_APPLICATION_NAME))  # fmt: skip
 
     def _open_pool(self) -> ConnectionPool:
         pool = ConnectionPool(
             self._conninfo, min_size=1, max_size=self._pool_size, timeout=POOL_WAIT_SECONDS, num_workers=1,
-            kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_SECONDS, "context": _ADAPTERS,
-                    "application_name": APPLICATION_NAME},
+            kwargs=connection_options(),
             name="modelport-store", open=False, configure=self._pooled.add,
             check=ConnectionPool.check_connection,  # one round trip, so a server restart costs no failed call
         )  # fmt: skip
@@ -533,64 +517,6 @@ def open_postgres_store(url: str, master_key: str | None) -> PostgresStore:
         raise StoreUnavailable("a gateway on PostgreSQL needs MODELPORT_MASTER_KEY (the same on every node); "
                                "generate one with: python -c \"import base64,os; print(base64.b64encode(os.urandom(32)).decode())\"")
     return PostgresStore(url, Vault.open(Path("."), master_key))  # a key given: no key file is read or made
-
-
-def migrate_database(url: str) -> tuple[list[int], int]:
-    """``modelport migrate``: apply what the database lacks; returns (the migrations applied, the version now)."""
-    conninfo = check_database_url(url)
-    try:
-        conn = psycopg.connect(conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS)
-    except psycopg.OperationalError as exc:
-        raise unreachable(url, exc) from None
-    with conn:
-        return migrate(conn, url)
-
-
-def migrate(conn: psycopg.Connection, url: str) -> tuple[list[int], int]:
-    try:
-        done = apply_migrations(conn)
-    except SchemaTooNew as exc:
-        raise StoreUnavailable(
-            f"the database at {describe(check_database_url(url))} has schema version {exc.database_version}, newer "
-            f"than this ModelPort knows ({exc.code_version}): upgrade ModelPort on this node to the version that "
-            "migrated it"
-        ) from None
-    return done, len(MIGRATIONS)
-
-
-# -- URLs and errors ------------------------------------------------------------------------------
-def check_database_url(url: str) -> str:
-    """The URL as a libpq conninfo, or ``StoreUnavailable`` saying what is wrong (never its password)."""
-    if not isinstance(url, str) or not url.startswith(_SCHEMES):
-        raise StoreUnavailable(f"database URL {redact(str(url))!r} is malformed: it must start with postgresql://")
-    try:
-        params = psycopg.conninfo.conninfo_to_dict(url)
-    except psycopg.ProgrammingError as exc:
-        raise StoreUnavailable(f"database URL {redact(url)!r} is malformed: {redact(one_line(exc))}") from None
-    port = params.get("port")
-    if port is not None and not all(part.isdigit() and 0 < int(part) < 65536 for part in str(port).split(",")):
-        raise StoreUnavailable(f"database URL {redact(url)!r} is malformed: port {port!r} is not a number from 1 to 65535")
-    return url
-
-
-def unreachable(url: str, exc: BaseException) -> StoreUnavailable:
-    return StoreUnavailable(f"cannot connect to PostgreSQL at {describe(url)} (timeout {CONNECT_TIMEOUT_SECONDS} s): "
-                            f"{redact(one_line(exc))}")
-
-
-def describe(url: str) -> str:
-    """host:port/database of a URL, for messages (no user, no password)."""
-    params = psycopg.conninfo.conninfo_to_dict(url)
-    return f"{params.get('host', 'localhost')}:{params.get('port', 5432)}/{params.get('dbname', params.get('user', ''))}"
-
-
-def redact(text: str) -> str:
-    text = re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", text)
-    return re.sub(r"(password\s*=\s*)\S+", r"\1***", text, flags=re.IGNORECASE)
-
-
-def one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 # -- SQL helpers ----------------------------------------------------------------------------------
