@@ -17,6 +17,7 @@ from modelport.store import StoreError
 from tests.pg_support import SERVER, fresh_database, need_psycopg, open_test_store
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
+pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
