@@ -251,19 +251,20 @@ class ChangeFeed:
                     if failures:
                         log.warning("store change feed: reconnected to PostgreSQL and reloaded keys, providers, configs")
                     failures = 0
-                except psycopg.Error as exc:
+                except Exception as exc:  # the thread must outlive anything: a dead feed would serve stale keys
                     delay = RECONNECT_DELAYS[min(failures, len(RECONNECT_DELAYS) - 1)]
                     failures += 1
                     if failures == 1:
-                        log.warning("store change feed: cannot reach PostgreSQL (%s); retrying", one_line(exc))
+                        log.warning("store change feed: cannot load from PostgreSQL (%s); retrying", one_line(exc))
                     self._stopping.wait(delay)
                 continue
             try:
                 batch = [notify.payload for notify in self._conn.notifies(timeout=POLL_SECONDS, stop_after=1)]
                 if batch:
                     self._apply(self._conn, batch)
-            except psycopg.Error as exc:
-                log.warning("store change feed: lost its PostgreSQL connection (%s); reconnecting", one_line(exc))
+            except Exception as exc:  # a lost connection, or a row it could not read: start over from a full load
+                log.warning("store change feed: lost its PostgreSQL connection or a change (%s); reconnecting and "
+                            "reloading", one_line(exc))
                 self._lost()
                 failures = 1
 

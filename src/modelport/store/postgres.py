@@ -14,7 +14,8 @@ webhook rows). Connections run in autocommit; each change is one ``conn.transact
 
 Differences from SQLite a caller can see: JSON objects come back with their keys in jsonb's order
 (shorter keys first), not as written; ``get_api_key_by_hash`` returns ``last_used_at`` as of the key's
-last change (the hot path does not read it; ``get_api_key`` reads it fresh).
+last change (the hot path does not read it; ``get_api_key`` reads it fresh); a NUL character in a
+text or JSON value is refused with ``ValueError`` (PostgreSQL's text cannot hold it).
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ from .rows import (
 POOL_SIZE = 4  # control-plane calls and background writes only: the hot path reads the replica
 POOL_WAIT_SECONDS = 5.0
 MAX_PAGE = 1000
+
 
 class PostgresStore:
     """``Store`` on a PostgreSQL database named by ``url``. ``vault`` seals provider secrets."""
