@@ -97,7 +97,7 @@ async def open_upstream(
         # (freed only by a full garbage collection, rare in a worker: server/gctune.py), and those frames
         # hold this request's headers and body: let the frames go now. 100 failed calls carrying 1 MB of
         # headers each held 112 MB.
-        _release_frames(exc)
+        release_frames(exc)
         own = _own_error(exc)
         if own is not None:  # the gateway stopped sending the body (too large, the client left): say so
             raise own from None
@@ -108,7 +108,7 @@ async def open_upstream(
         raise UpstreamUnreachable(f"the connection to {resolved.spec.id} at {url.host} failed: {_transport_failure(exc)}") from None
 
 
-def _release_frames(exc: BaseException) -> None:
+def release_frames(exc: BaseException) -> None:
     """Clear the local variables of every frame in ``exc``'s tracebacks, its causes' included."""
     seen: set[int] = set()
     pending: list[BaseException | None] = [exc]

@@ -14,7 +14,8 @@ from typing import Any, Awaitable, Callable
 import aiohttp
 
 from ..server.http import Headers, Receive, Send
-from .errors import BadUpstreamResponse
+from .errors import BadUpstreamResponse, UpstreamTimeout
+from .forward import release_frames
 from .rewrite import BodyTooLarge, UrlRewrite, decode_content
 
 ONE_PIECE_LIMIT = 1024 * 1024
@@ -88,7 +89,7 @@ async def relay(
         raise BadUpstreamResponse(f"the provider's response ({length} bytes) is over the {WHOLE_LIMIT} bytes the "
                                   "gateway reads whole, and this request's provider policy must read it before it is relayed")
     if screen is not None or (rewriting is not None and "json" in content_type and fits):
-        raw = await upstream.read() if length is not None else await read_at_most(upstream, WHOLE_LIMIT)
+        raw = await read_at_most(upstream, WHOLE_LIMIT)  # all of it when its length fits
         encoding = upstream.headers.get("content-encoding", "").lower()
         if len(raw) > WHOLE_LIMIT:  # no length, and more than the gateway holds
             if screen is not None:
@@ -118,7 +119,7 @@ async def relay(
             body = rewriting.rule.body(decoded, rewriting.upstream_base, rewriting.gateway_base, rewriting.sign_stream)
         return await _send_whole(send, upstream, extra_headers, body, result, capture_limit, drop=drop | {b"content-encoding"})
     if length is not None and length <= ONE_PIECE_LIMIT:
-        body = await upstream.read()
+        body = await read_at_most(upstream, ONE_PIECE_LIMIT)
         return await _send_whole(send, upstream, extra_headers, body, result, capture_limit, drop=drop)
     return await _stream(send, receive, upstream, response_headers(upstream, extra_headers, drop), result, capture_limit,
                          keep_tail=keep_tail)
@@ -155,14 +156,30 @@ async def _send_whole(
 
 async def read_at_most(upstream: aiohttp.ClientResponse, limit: int) -> bytes:
     """The body, or, once it passes ``limit``, what was read so far (``limit`` + one chunk at most): the
-    caller tells which by its length."""
+    caller tells which by its length.
+
+    Nothing has been sent to the client yet, so a body that breaks off before its end (the upstream
+    reset, went silent or sent less than its Content-Length) is answered as the upstream's fault: 502,
+    or 504 when it went silent. Uncaught, it was a plain 500 and a record with status 0."""
     chunks: list[bytes] = []
     size = 0
-    async for chunk in upstream.content.iter_any():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > limit:
-            break
+    try:
+        async for chunk in upstream.content.iter_any():
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                break
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        # aiohttp keeps the error (and so the traceback through this frame and what it read) in a cycle
+        # until a full collection: let the frames go now, as forward.py does for a failed connection.
+        release_frames(exc)
+        chunks.clear()
+        upstream.close()
+        if not isinstance(exc, TimeoutError):  # aiohttp's sock_read timeout is one (MODELPORT_UPSTREAM_TIMEOUT)
+            raise BadUpstreamResponse(f"the provider's response broke off after {size} bytes: "
+                                      f"{type(exc).__name__}") from None
+        raise UpstreamTimeout(f"the provider went silent after {size} bytes of its response "
+                              "(MODELPORT_UPSTREAM_TIMEOUT)") from None
     return b"".join(chunks)
 
 
@@ -172,10 +189,10 @@ async def _stream(
 ) -> Relayed:
     """Relay the body chunk by chunk, after ``prefix`` (what was already read of it)."""
     await send({"type": "http.response.start", "status": upstream.status, "headers": headers})
-    watcher = asyncio.ensure_future(_wait_for_disconnect(receive))
+    watcher = watch_client(receive)
     tail = bytearray()
     try:
-        chunks = _chunks(upstream, watcher)
+        chunks = chunks_while_client_stays(upstream, watcher)
         async for chunk in _prefixed(prefix, chunks) if prefix else chunks:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
             result.size += len(chunk)
@@ -189,7 +206,7 @@ async def _stream(
                     del tail[:-keep_tail]
         await send({"type": "http.response.body", "body": b""})
         result.tail = bytes(tail[-keep_tail:]) if tail else b""
-    except _ClientGone:
+    except ClientGone:
         result.disconnected = True
         upstream.close()  # drops the upstream connection: the provider sees the cancel
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
@@ -202,8 +219,8 @@ async def _stream(
     return result
 
 
-class _ClientGone(Exception):
-    pass
+class ClientGone(Exception):
+    """The client went away while the body was relayed (``chunks_while_client_stays``)."""
 
 
 async def _prefixed(prefix: bytes, chunks: Any) -> Any:
@@ -212,14 +229,22 @@ async def _prefixed(prefix: bytes, chunks: Any) -> Any:
         yield chunk
 
 
-async def _chunks(upstream: aiohttp.ClientResponse, watcher: asyncio.Future[None]):
+def watch_client(receive: Receive) -> asyncio.Future[None]:
+    """A task done once the client disconnects; cancel it when the response ends. Needed because the
+    server's ``send`` to a client gone returns as if sent, so without it an endless upstream body is
+    read for as long as the upstream sends it."""
+    return asyncio.ensure_future(_wait_for_disconnect(receive))
+
+
+async def chunks_while_client_stays(upstream: aiohttp.ClientResponse, watcher: asyncio.Future[None]):
+    """The upstream's body as it arrives; ``ClientGone`` once ``watcher`` (``watch_client``) is done."""
     content = upstream.content
     while True:
         read = asyncio.ensure_future(content.readany())
         done, _ = await asyncio.wait((read, watcher), return_when=asyncio.FIRST_COMPLETED)
         if watcher in done:
             read.cancel()
-            raise _ClientGone()
+            raise ClientGone()
         chunk = read.result()
         if not chunk:
             return

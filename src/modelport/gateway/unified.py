@@ -20,9 +20,11 @@ from ..providers.openai_shapes import USAGE_TAIL_BYTES, usage_in_tail
 from ..providers.registry import adapter_for, serves
 from ..server.http import Headers, Receive, Send
 from ..sse import EventTooLarge
-from .errors import BadRequest, BadUpstreamResponse, UnsupportedEndpoint
+from .errors import BadRequest, BadUpstreamResponse, UnsupportedEndpoint, quoted
 from .forward import Outbound, proxy_headers, upstream_url
-from .respond import WHOLE_LIMIT, Relayed, read_at_most, relay, response_headers
+from .respond import (WHOLE_LIMIT, ClientGone, Relayed, chunks_while_client_stays, read_at_most, relay,
+                      response_headers, watch_client)
+from .rewrite import BodyTooLarge, decode_content
 from .routing import Leaf
 
 _ENDPOINTS: dict[tuple[str, str], Endpoint] = {
@@ -153,7 +155,7 @@ class UnifiedCall:
             body = orjson.dumps(self.adapter.error_body(upstream.status, raw))
             return await _send_json(send, upstream, extra, body, raw[:cap])
         if self.stream and "event-stream" in upstream.headers.get("content-type", ""):
-            return await self._translate_stream(send, upstream, extra, cap)
+            return await self._translate_stream(send, receive, upstream, extra, cap)
         raw = await _read_to_translate(upstream)
         try:
             body = self.adapter.parse_response(self.endpoint, upstream.status, raw, self.body)
@@ -163,24 +165,33 @@ class UnifiedCall:
                                       code="untranslatable_response") from None
         return await _send_json(send, upstream, extra, body, body[:cap])
 
-    async def _translate_stream(self, send: Send, upstream: aiohttp.ClientResponse, extra: Headers, cap: int) -> Relayed:
+    async def _translate_stream(self, send: Send, receive: Receive, upstream: aiohttp.ClientResponse, extra: Headers,
+                                cap: int) -> Relayed:
         translator = self.adapter.stream_translator(self.endpoint, self.body)
         headers = response_headers(upstream, extra, frozenset({b"content-length", b"content-encoding", b"content-type"}))
         headers.append((b"content-type", b"text/event-stream; charset=utf-8"))
         result = Relayed(upstream.status, upstream.raw_headers, content_type="text/event-stream")
         await send({"type": "http.response.start", "status": upstream.status, "headers": headers})
+        watcher = watch_client(receive)
         try:
-            async for chunk in upstream.content.iter_any():
+            async for chunk in chunks_while_client_stays(upstream, watcher):
                 out = translator.feed(chunk)
                 if out:
                     await _send_chunk(send, out, result, cap)
+        except ClientGone:  # an endless stream was read on for as long as the provider sent it
+            result.disconnected = True
+            upstream.close()
+            return result
         except (aiohttp.ClientError, TimeoutError) as exc:
             result.error = f"upstream stream broke after {result.size} bytes: {type(exc).__name__}"
+            upstream.close()
             return result
         except EventTooLarge as exc:  # ended without its last chunk: the client sees a truncated stream
             upstream.close()
             result.error = f"the provider's stream sent {exc}, more than the gateway translates; stopped after {result.size} bytes"
             return result
+        finally:
+            watcher.cancel()
         await _send_chunk(send, translator.finish(), result, cap)
         await send({"type": "http.response.body", "body": b""})
         result.usage = translator.usage
@@ -188,14 +199,24 @@ class UnifiedCall:
 
 
 async def _read_to_translate(upstream: aiohttp.ClientResponse) -> bytes:
-    """The whole body, which translation needs; past WHOLE_LIMIT a 502, as no client could read the
-    provider's own format in its place."""
+    """The whole body, opened if compressed, which translation needs; past WHOLE_LIMIT (read or opened)
+    a 502, as no client could read the provider's own format in its place. A gzip body was once parsed
+    as it came, and its bytes failed as a 500."""
     raw = await read_at_most(upstream, WHOLE_LIMIT)
+    too_large = BadUpstreamResponse(f"the provider's response is larger than the {WHOLE_LIMIT:,} bytes the gateway "
+                                    "translates", code="upstream_response_too_large")
     if len(raw) > WHOLE_LIMIT:
         upstream.close()
-        raise BadUpstreamResponse(f"the provider's response is larger than the {WHOLE_LIMIT:,} bytes the gateway "
-                                  "translates", code="upstream_response_too_large")
-    return raw
+        raise too_large
+    encoding = upstream.headers.get("content-encoding", "").lower()
+    try:
+        opened = decode_content(raw, encoding, WHOLE_LIMIT)
+    except BodyTooLarge:
+        raise too_large from None
+    if opened is None:
+        raise BadUpstreamResponse(f"the provider's response is encoded as {quoted(encoding)}, which the gateway "
+                                  "cannot open to translate", code="upstream_invalid_response")
+    return opened
 
 
 async def _send_chunk(send: Send, data: bytes, result: Relayed, cap: int) -> None:
