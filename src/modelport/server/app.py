@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from typing import Any
 
@@ -52,6 +53,15 @@ KEY_USE_FLUSH_SECONDS = 5.0  # how stale a key's last_used_at may be; one small 
 CONTROL_RESOURCES = frozenset(
     {"api-keys", "virtual-keys", "integrations", "providers", "configs", "logs", "feedback", "analytics", "admin"}
 )
+
+
+def worker_gauges() -> str:
+    """The answering worker's own figures (the rest of /metrics is the log service's, for all workers):
+    its asyncio tasks, so a task left behind by a request shows as growth that does not drain. A scraper
+    that wants every worker's scrapes on fresh connections until each pid has answered."""
+    return ("# HELP modelport_tasks asyncio tasks alive in this worker (the scrape's own included).\n"
+            "# TYPE modelport_tasks gauge\n"
+            f'modelport_tasks{{pid="{os.getpid()}"}} {len(asyncio.all_tasks())}\n')
 
 
 class ModelPortApp:
@@ -114,6 +124,7 @@ class ModelPortApp:
         try:
             text = await self.recorder.render_metrics()
             text += await asyncio.to_thread(self._limit_gauges)
+            text += worker_gauges()
         except (OSError, TimeoutError) as exc:
             reason = getattr(exc, "strerror", None) or "it did not answer in time"
             error = MetricsUnavailable(f"the log service, which keeps the metrics, is unreachable ({reason}); try again shortly")
