@@ -38,7 +38,7 @@ from process_roles import gateway_processes, memory_mb  # noqa: E402
 from run import RESULTS, machine, source_revision  # noqa: E402
 
 from tests import fault_mix  # noqa: E402
-from tests.fakes.faulty import IDLE_SECONDS, FaultyUpstream  # noqa: E402
+from tests.fakes.faulty import FaultyUpstream  # noqa: E402
 from tests.harness import GatewayProcess  # noqa: E402
 
 FD_SLACK = 8  # open fds a process may hold after the load beyond before it (a log file rotated, a pooled connection)
@@ -130,11 +130,11 @@ def settle(gateway: GatewayProcess, run: str, seen: int, limit: float) -> tuple[
         time.sleep(1.0)
 
 
-def quiet(sampler: Sampler, before: dict, limit: float) -> tuple[dict, float]:
-    """After the load: wait (up to `limit` s) until every process is back to its fds before, within
-    FD_SLACK; the upstream closes the gateway's idle pooled connections after IDLE_SECONDS."""
+def quiet(sampler: Sampler, upstream: FaultyUpstream, before: dict, limit: float) -> tuple[dict, float]:
+    """After the load: the upstream closes the gateway's idle pooled connections (as its idle timeout
+    would), then wait (up to `limit` s) until every process is back to its fds before, within FD_SLACK."""
     started = time.monotonic()
-    time.sleep(IDLE_SECONDS + 1)
+    upstream.close_idle()
     while True:
         sample = sampler.take()
         back = all(p["fds"] <= before["processes"].get(pid, p)["fds"] + FD_SLACK for pid, p in sample["processes"].items())
@@ -172,11 +172,18 @@ def figures(samples: list[dict], before: dict, after: dict, roles: dict[int, str
                "rss_peak": max([s["processes"][pid]["rss_mb"] for s in during if pid in s["processes"]], default=None),
                "fds_peak": max([s["processes"][pid]["fds"] for s in during if pid in s["processes"]], default=None),
                "rss_after": a["rss_mb"] if a else None, "fds_after": a["fds"] if a else None}
+        series = [s["processes"][pid]["rss_mb"] for s in during if pid in s["processes"]]
+        quarter = max(1, len(series) // 4)
+        row.update(rss_first_quarter=_median(series[:quarter]), rss_last_quarter=_median(series[-quarter:]))
         if pid in before["tasks"]:
             row.update(tasks_before=before["tasks"][pid], tasks_after=after["tasks"].get(pid),
                        tasks_peak=max([s["tasks"][pid] for s in during if pid in s["tasks"]], default=None))
         rows.append(row)
     return rows
+
+
+def _median(values: list[float]) -> float | None:
+    return sorted(values)[len(values) // 2] if values else None
 
 
 def leaks(rows: list[dict]) -> list[str]:
@@ -203,7 +210,7 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict:
             warmed: list[fault_mix.Result] = []
             asyncio.run(fault_mix.drive(warm, target, args.concurrency, warmed))
             sampler = Sampler(gateway, args.sample_seconds)
-            time.sleep(IDLE_SECONDS + 2)  # the warm-up's pooled connections closed, its stalls over
+            upstream.close_idle()  # the warm-up's pooled connections closed (its stalls are over)
             before = sampler.take()
             plan = fault_mix.pick(args.requests, seed=args.seed)
             results: list[fault_mix.Result] = []
@@ -217,7 +224,7 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict:
             seen = sum(r.case.recorded for r in warmed + results)
             records, settle_seconds, settled = settle(gateway, target.run, seen, args.settle_limit)
             sampler.phase = "after"
-            after, quiet_seconds = quiet(sampler, before, 60.0)
+            after, quiet_seconds = quiet(sampler, upstream, before, 60.0)
             check = fault_mix.check_records(warmed + results, records)
             rows = figures(sampler.samples, before, after, sampler.roles)
             log = gateway.log_text()
@@ -250,19 +257,22 @@ def render(doc: dict) -> str:
         f"warm-up {doc['warmup_requests']:,} requests.", "",
         f"- Answers as expected: **{'yes' if not doc['unexpected'] else 'no'}** ({doc['unexpected']} unexpected); "
         f"outcomes {', '.join(f'{k} {v:,}' for k, v in sorted(doc['outcomes'].items()))}; slowest request "
-        f"{doc['seconds_max']} s (p99 {doc['seconds_p99']} s, deadline {fault_mix.DEADLINE_S:g} s).",
+        f"{doc['seconds_max']} s (p99 {doc['seconds_p99']} s; deadline {fault_mix.DEADLINE_S:g} s, "
+        f"{fault_mix.HEAVY_DEADLINE_S:g} s for a case moving 32+ MiB).",
         f"- Log records: **{'none lost' if not fault_mix.records_lost(r) else 'LOST OR DUPLICATED'}**: {r['records']:,} "
         f"records for {r['requests_seen']:,} requests the gateway saw (missing {r['missing']}, duplicates "
         f"{r['duplicates']}, extra {r['extra']}, status differing from the answer {r['status_disagrees']}); "
         f"stored {doc['settle_seconds']} s after the load.",
         f"- Leaks: **{'none' if not doc['leaks'] else '; '.join(doc['leaks'])}** (fds within {FD_SLACK}, tasks within "
         f"{TASK_SLACK} of before; after measured {doc['quiet_seconds']} s after the records were in).", "",
-        "| process | RSS MB before → peak → after | fds before → peak → after | tasks before → peak → after |",
-        "|---|---|---|---|",
+        "| process | RSS MB before → peak → after | RSS median, first → last quarter of the load | "
+        "fds before → peak → after | tasks before → peak → after |",
+        "|---|---|---|---|---|",
     ]
     for p in doc["processes"]:
         tasks = f"{p['tasks_before']} → {p['tasks_peak']} → {p['tasks_after']}" if "tasks_before" in p else "—"
         lines.append(f"| {p['role']} {p['pid']} | {p['rss_before']} → {p['rss_peak']} → {p['rss_after']} | "
+                     f"{p['rss_first_quarter']} → {p['rss_last_quarter']} | "
                      f"{p['fds_before']} → {p['fds_peak']} → {p['fds_after']} | {tasks} |")
     if doc["unexpected_examples"]:
         lines += ["", "Unexpected answers:", *[f"- {e}" for e in doc["unexpected_examples"]]]

@@ -14,7 +14,7 @@ from typing import Any, Awaitable, Callable
 import aiohttp
 
 from ..server.http import Headers, Receive, Send
-from .errors import BadUpstreamResponse, UpstreamTimeout
+from .errors import BadUpstreamResponse, GatewayError, UpstreamTimeout
 from .forward import release_frames
 from .rewrite import BodyTooLarge, UrlRewrite, decode_content
 
@@ -89,7 +89,7 @@ async def relay(
         raise BadUpstreamResponse(f"the provider's response ({length} bytes) is over the {WHOLE_LIMIT} bytes the "
                                   "gateway reads whole, and this request's provider policy must read it before it is relayed")
     if screen is not None or (rewriting is not None and "json" in content_type and fits):
-        raw = await read_at_most(upstream, WHOLE_LIMIT)  # all of it when its length fits
+        raw = await read_whole(upstream) if length is not None else await read_at_most(upstream, WHOLE_LIMIT)
         encoding = upstream.headers.get("content-encoding", "").lower()
         if len(raw) > WHOLE_LIMIT:  # no length, and more than the gateway holds
             if screen is not None:
@@ -119,7 +119,7 @@ async def relay(
             body = rewriting.rule.body(decoded, rewriting.upstream_base, rewriting.gateway_base, rewriting.sign_stream)
         return await _send_whole(send, upstream, extra_headers, body, result, capture_limit, drop=drop | {b"content-encoding"})
     if length is not None and length <= ONE_PIECE_LIMIT:
-        body = await read_at_most(upstream, ONE_PIECE_LIMIT)
+        body = await read_whole(upstream)
         return await _send_whole(send, upstream, extra_headers, body, result, capture_limit, drop=drop)
     return await _stream(send, receive, upstream, response_headers(upstream, extra_headers, drop), result, capture_limit,
                          keep_tail=keep_tail)
@@ -154,13 +154,17 @@ async def _send_whole(
     return result
 
 
+async def read_whole(upstream: aiohttp.ClientResponse) -> bytes:
+    """A body whose length is known and fits what the gateway holds (the usual small answer)."""
+    try:
+        return await upstream.read()
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        raise _broken_off(upstream, exc) from None
+
+
 async def read_at_most(upstream: aiohttp.ClientResponse, limit: int) -> bytes:
     """The body, or, once it passes ``limit``, what was read so far (``limit`` + one chunk at most): the
-    caller tells which by its length.
-
-    Nothing has been sent to the client yet, so a body that breaks off before its end (the upstream
-    reset, went silent or sent less than its Content-Length) is answered as the upstream's fault: 502,
-    or 504 when it went silent. Uncaught, it was a plain 500 and a record with status 0."""
+    caller tells which by its length."""
     chunks: list[bytes] = []
     size = 0
     try:
@@ -170,17 +174,22 @@ async def read_at_most(upstream: aiohttp.ClientResponse, limit: int) -> bytes:
             if size > limit:
                 break
     except (TimeoutError, aiohttp.ClientError) as exc:
-        # aiohttp keeps the error (and so the traceback through this frame and what it read) in a cycle
-        # until a full collection: let the frames go now, as forward.py does for a failed connection.
-        release_frames(exc)
         chunks.clear()
-        upstream.close()
-        if not isinstance(exc, TimeoutError):  # aiohttp's sock_read timeout is one (MODELPORT_UPSTREAM_TIMEOUT)
-            raise BadUpstreamResponse(f"the provider's response broke off after {size} bytes: "
-                                      f"{type(exc).__name__}") from None
-        raise UpstreamTimeout(f"the provider went silent after {size} bytes of its response "
-                              "(MODELPORT_UPSTREAM_TIMEOUT)") from None
+        raise _broken_off(upstream, exc) from None
     return b"".join(chunks)
+
+
+def _broken_off(upstream: aiohttp.ClientResponse, exc: BaseException) -> GatewayError:
+    """A body being read whole broke off before its end (the upstream reset, went silent or sent less
+    than its Content-Length). Nothing has been sent to the client yet, so it gets the upstream's fault:
+    502, or 504 when it went silent. Uncaught, it was a plain 500 and a record with status 0."""
+    # aiohttp keeps the error (and so the traceback through the reader's frame and what it read) in a
+    # cycle until a full collection: let the frames go now, as forward.py does for a failed connection.
+    release_frames(exc)
+    upstream.close()
+    if isinstance(exc, TimeoutError):  # aiohttp's sock_read timeout is one (MODELPORT_UPSTREAM_TIMEOUT)
+        return UpstreamTimeout("the provider went silent in the middle of its response (MODELPORT_UPSTREAM_TIMEOUT)")
+    return BadUpstreamResponse(f"the provider's response broke off before its end: {type(exc).__name__}")
 
 
 async def _stream(
