@@ -302,6 +302,8 @@ def _lifecycle_cost(record: LogRecord, sightings: list[Sighting]) -> Cost:
         return Cost.unpriced("the prediction in the response could not be read (body not captured or cut at the cap)")
     if sightings[0].listed:  # a list page: predictions that end in it are priced onto this row
         return Cost(0.0, "priced", basis="not billed: a read")
+    if sightings[0].adds:  # a unified call that ran several: each adds its cost to this row once it ends
+        return Cost(0.0, "priced", basis=f"the sum of its {len(sightings)} predictions' costs, each once it ends")
     sighting = sightings[0]
     return Cost.unpriced(f"prediction {sighting.id} is {sighting.status}; its cost is recorded on the log that first sees it end")
 

@@ -52,6 +52,7 @@ class Sighting:
     version: str | None
     deployment: str | None
     listed: bool = False
+    adds: bool = False  # one of several predictions of one unified call (images, n > 1): costs add on its row
 
 
 def is_prediction_path(path: str) -> bool:
@@ -69,6 +70,8 @@ def _names_one(path: str) -> bool:
 
 
 def sightings_from(record: LogRecord, request_json: dict[str, Any] | None, response_json: Any) -> list[Sighting]:
+    if record.predictions:  # a unified call (chat, images) that ran them: whatever it answered, they ran
+        return _unified_sightings(record)
     if not isinstance(response_json, dict) or not 200 <= record.status < 300:
         return []
     path = record.path
@@ -83,6 +86,16 @@ def sightings_from(record: LogRecord, request_json: dict[str, Any] | None, respo
     if _names_one(path) and record.method in ("GET", "POST"):
         return [_sighting(response_json, None)]
     return []
+
+
+def _unified_sightings(record: LogRecord) -> list[Sighting]:
+    """The predictions a unified call ran, as it last saw them. The model the call named (``owner/name``
+    or ``owner/name:version``) wins for pricing, as a create's path does on the proxy route."""
+    named = record.model.partition(":")[0] if record.model and "/" in record.model else None
+    found = [_sighting(p, named) for p in record.predictions or () if _is_prediction(p)]
+    for sighting in found if len(found) > 1 else ():
+        sighting.adds = True
+    return found
 
 
 def _is_prediction(value: Any) -> bool:
@@ -144,7 +157,7 @@ class PredictionLedger:
             return None
         model, deployment, terminal_at, terminal_log_id, creator, slug = known
         if terminal_at is not None:
-            if not sighting.listed:
+            if not (sighting.listed or sighting.adds):
                 _set_cost(row, Cost(0.0, "priced", basis=f"prediction {sighting.id} is priced on log {terminal_log_id}"), None)
             return None
         deployment = deployment or sighting.deployment
@@ -156,7 +169,7 @@ class PredictionLedger:
             (sighting.status, row["created_at"], usage.seconds or None, cost.usd, cost.status, _reason(cost),
              orjson.dumps(usage).decode(), row["id"], sighting.id),
         )
-        if sighting.listed:
+        if sighting.listed or sighting.adds:
             _add_cost(row, cost, usage)
         else:
             _set_cost(row, cost, usage)
@@ -193,7 +206,8 @@ def _set_cost(row: dict[str, Any], cost: Cost, usage: Usage | None) -> None:
 
 
 def _add_cost(row: dict[str, Any], cost: Cost, usage: Usage) -> None:
-    """A list page in which several predictions end carries the sum of their costs."""
+    """A list page in which several predictions end, or a unified call that ran several, carries the sum
+    of their costs."""
     reasons = [r for r in (row["cost_reason"] if row["cost_usd"] else None, _reason(cost)) if r]
     if cost.usd is None:
         row["cost_status"], row["cost_usd"] = "unpriced", None

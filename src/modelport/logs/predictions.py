@@ -83,11 +83,13 @@ def get_prediction(conn: sqlite3.Connection, prediction_id: str) -> dict[str, An
     if row is None:
         return None
     found = _prediction(row)
-    # The record that saw the end may be a list page, which names no single prediction: it is read by id.
+    # The records that created it and saw its end may name no single prediction (a list page, an images
+    # call that ran several): they are read by id.
     steps = conn.execute(
-        f"SELECT {', '.join(_STEP_COLUMNS)}, {_SEEN_STATUS} FROM logs WHERE prediction_id = :id OR id = :ended_on"
-        " ORDER BY created_at, id LIMIT :limit",
-        {"id": prediction_id, "ended_on": row["terminal_log_id"], "limit": MAX_LIFECYCLE_RECORDS + 1},
+        f"SELECT {', '.join(_STEP_COLUMNS)}, {_SEEN_STATUS} FROM logs"
+        " WHERE prediction_id = :id OR id = :ended_on OR id = :first ORDER BY created_at, id LIMIT :limit",
+        {"id": prediction_id, "ended_on": row["terminal_log_id"], "first": row["first_log_id"],
+         "limit": MAX_LIFECYCLE_RECORDS + 1},
     ).fetchall()
     found["lifecycle"] = [_step(step, row["terminal_log_id"]) for step in steps[:MAX_LIFECYCLE_RECORDS]]
     found["lifecycle_truncated"] = len(steps) > MAX_LIFECYCLE_RECORDS
@@ -119,7 +121,7 @@ def _step(row: sqlite3.Row, terminal_log_id: str | None) -> dict[str, Any]:
 
 def _step_name(row: sqlite3.Row, metadata: dict[str, Any]) -> str:
     """What the record was, in a word, for a timeline: create, poll, autopoll, webhook received, webhook
-    delivery, cancel, list, stream or other."""
+    delivery, cancel, list, stream, chat, images or other."""
     method, path = row["method"] or "", row["path"] or ""
     replicate_path = path[3:] if path.startswith("/v1/") else path
     if metadata.get("modelport_autopoll") == "true":
@@ -128,6 +130,8 @@ def _step_name(row: sqlite3.Row, metadata: dict[str, Any]) -> str:
         return f"webhook {metadata['modelport_webhook']}"
     if row["endpoint"] == "stream":
         return "stream"
+    if row["endpoint"] in ("chat", "images"):  # a unified call that ran the prediction (gateway/steps.py)
+        return row["endpoint"]
     if listed_collection(method, replicate_path) == "predictions":
         return "list"
     if created_kind(method, replicate_path) == "prediction":

@@ -69,6 +69,9 @@ class LogRecord:
     cost_status: str = "unpriced"
     cost_reason: str | None = None
     prediction_id: str | None = None
+    # Replicate predictions a unified call ran (chat, images), as last seen and cut to what pricing reads
+    # (gateway/steps.py): the log service prices each once, like a proxied prediction (logs/lifecycle.py).
+    predictions: list[dict[str, Any]] | None = None
     retry_count: int = 0
     last_used_index: str | None = None
     store_bodies: bool = True
@@ -99,7 +102,7 @@ def degraded(record: LogRecord, problem: str) -> LogRecord:
     bodies, reported usage), for a record that cannot be encoded or stored as it is: the request stays
     visible, with its status, timing and path, and one bad record never holds up the ones behind it."""
     return replace(record, metadata={DEGRADED_KEY: problem}, request_headers={}, response_headers={},
-                   request_body=None, response_body=None, usage=None, attempts=list(record.attempts))
+                   request_body=None, response_body=None, usage=None, predictions=None, attempts=list(record.attempts))
 
 
 # The wire form between a worker and the log service: each record a plain tuple of its fields in
