@@ -47,6 +47,7 @@ from .resolve import TargetResolver
 from .respond import Relayed, Rewriting, Screen, relay
 from .rewrite import public_base
 from .routing import Leaf, Outcome, execute
+from .steps import AttemptSteps
 from .streams import StreamSigner
 from .unified import UnifiedCall, takes_unified_path, unified_endpoint
 from .upstream import Upstreams
@@ -199,6 +200,11 @@ class _Call:
                 if cached is not None:
                     span.status = cached.status
                     return Outcome(leaf, cached.status, response=cached)
+                if self.unified.multi_step:  # its requests go through the steps, on this attempt's transport
+                    self._admit(resolved)
+                    answer = await self.unified.begin(self._steps(leaf))
+                    span.status = answer.status
+                    return Outcome(leaf, answer.status, response=answer)
                 method, url, headers, body = self.unified.request()
             else:
                 self.unified = None
@@ -224,6 +230,13 @@ class _Call:
             return Outcome(leaf, error.status, error=error)
         finally:
             span.latency_ms = (time.perf_counter() - started) * 1000
+
+    def _steps(self, leaf: Leaf) -> AttemptSteps:
+        gateway, principal, resolved = self.gateway, self.principal, leaf.resolved
+        timeout = self.outbound.options.request_timeout or leaf.timeout or gateway.settings.upstream_timeout
+        return AttemptSteps(gateway.upstreams, resolved, self.unified.adapter_headers, gateway.policy_for(resolved.spec),  # type: ignore[union-attr]
+                            principal.key_id, "admin" in principal.scopes, self.record, timeout,
+                            gateway.settings.allow_private_hosts)
 
     async def _authorize(self, resolved: Any) -> Answer | Forward | None:
         """Ask the provider's policy (if it has one) about this proxied request, before it is forwarded."""

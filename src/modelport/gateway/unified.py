@@ -15,12 +15,12 @@ import orjson
 from yarl import URL
 
 from ..logs.record import LogRecord
-from ..providers.base import Endpoint, ProviderSpec, UnsupportedParameter
+from ..providers.base import Endpoint, ProviderFailure, ProviderSpec, Reply, StepAnswer, UnsupportedParameter
 from ..providers.openai_shapes import USAGE_TAIL_BYTES, usage_in_tail
 from ..providers.registry import adapter_for, serves
 from ..server.http import Headers, Receive, Send
 from ..sse import EventTooLarge
-from .errors import BadRequest, BadUpstreamResponse, UnsupportedEndpoint, quoted
+from .errors import BadRequest, BadUpstreamResponse, GatewayError, UnsupportedEndpoint, quoted
 from .forward import Outbound, proxy_headers, upstream_url
 from .respond import (WHOLE_LIMIT, ClientGone, Relayed, chunks_while_client_stays, read_at_most, relay,
                       response_headers, watch_client)
@@ -34,7 +34,11 @@ _ENDPOINTS: dict[tuple[str, str], Endpoint] = {
     ("GET", "/models"): "models",
     ("POST", "/messages"): "messages",
     ("POST", "/responses"): "responses",
+    ("POST", "/images/generations"): "images",
 }
+# Endpoints that are a provider's own API where its unified API does not serve them: Replicate lists its
+# models at GET /models, OpenAI-compatible providers generate images at /images/generations.
+_OWN_API_UNLESS_SERVED = frozenset({"models", "images"})
 
 
 def _needs_body(leaf: Leaf, endpoint: Endpoint) -> bool:
@@ -53,13 +57,15 @@ def unified_endpoint(method: str, path: str) -> Endpoint | None:
 
 def takes_unified_path(endpoint: Endpoint, spec: ProviderSpec) -> bool:
     """Whether a request to a unified endpoint goes through ``UnifiedCall`` (which refuses the endpoints
-    a provider does not serve). The one exception is a proxy-only provider's ``GET /models``: that is
-    its own API (Replicate lists models there), proxied so its pagination URLs are rewritten."""
-    return not (spec.proxy_only and endpoint == "models")
+    a provider does not serve). The exceptions are ``GET /models`` and ``/images/generations`` where the
+    unified API does not serve them: they are the provider's own API (Replicate lists models there),
+    proxied, so that its URLs are rewritten and its policy applies."""
+    return serves(spec, endpoint) or endpoint not in _OWN_API_UNLESS_SERVED
 
 
 class UnifiedCall:
-    __slots__ = ("endpoint", "outbound", "leaf", "body", "adapter", "stream", "translated", "native_errors")
+    __slots__ = ("endpoint", "outbound", "leaf", "body", "adapter", "stream", "translated", "native_errors", "multi_step",
+                 "steps")
 
     def __init__(self, endpoint: Endpoint, outbound: Outbound, leaf: Leaf, body: dict[str, Any]) -> None:
         self.endpoint, self.outbound, self.leaf, self.body = endpoint, outbound, leaf, body
@@ -70,6 +76,9 @@ class UnifiedCall:
         self.translated = self.adapter is not None and serves(spec, endpoint)
         # A provider's own Messages API already answers errors the way Anthropic-native clients expect.
         self.native_errors = endpoint == "messages" and endpoint in spec.unified
+        # Several upstream requests per call (providers/base.py MultiStepAdapter), each through ``steps``.
+        self.multi_step = self.translated and getattr(self.adapter, "multi_step", False)
+        self.steps: Any = None
 
     @staticmethod
     def peek_json(outbound: Outbound) -> dict[str, Any]:
@@ -95,13 +104,14 @@ class UnifiedCall:
     @classmethod
     def prepare(cls, endpoint: Endpoint, outbound: Outbound, leaf: Leaf, record: LogRecord) -> "UnifiedCall":
         spec = leaf.resolved.spec
-        if spec.proxy_only and endpoint != "models":
+        if spec.proxy_only:
             raise UnsupportedEndpoint(
                 f"provider '{spec.id}' has no unified API for /v1{outbound.path}: call its own API through the "
                 f"proxy route instead, where /v1/<path> goes to {spec.base_url}/<path>"
             )
         if not serves(spec, endpoint) and endpoint != "models":
-            raise UnsupportedEndpoint(f"provider '{spec.id}' does not serve /v1{outbound.path} through the unified API")
+            raise UnsupportedEndpoint(f"provider '{spec.id}' does not serve /v1{outbound.path} through the unified API; its own "
+                                      f"API is on the proxy route, where /v1/<path> goes to {spec.base_url}/<path>")
         body: dict[str, Any] = {}
         if outbound.method == "POST" and (_needs_body(leaf, endpoint) or outbound.options.cache_ttl is not None):
             try:
@@ -127,10 +137,21 @@ class UnifiedCall:
             raise BadRequest(str(exc), code="unsupported_parameter") from None
         except ValueError as exc:
             raise BadRequest(str(exc), code="untranslatable_request") from None
-        headers = self._adapter_headers(built.headers)
+        headers = self.adapter_headers(built.headers)
         return built.method, URL(built.url, encoded=False), headers, built.body
 
-    def _adapter_headers(self, built: dict[str, str]) -> list[tuple[str, str]]:
+    async def begin(self, steps: Any) -> StepAnswer:
+        """A multi-step call's requests up to the answer routing judges (gateway/steps.py gives ``steps``)."""
+        self.steps = steps
+        try:
+            return await self.adapter.begin(self.endpoint, self.body, self.leaf.resolved.target,
+                                            self.outbound.options.strict_compliance, steps)
+        except UnsupportedParameter as exc:
+            raise BadRequest(str(exc), code="unsupported_parameter") from None
+        except ValueError as exc:
+            raise BadRequest(str(exc), code="untranslatable_request") from None
+
+    def adapter_headers(self, built: dict[str, str]) -> list[tuple[str, str]]:
         spec, target, options = self.leaf.resolved.spec, self.leaf.resolved.target, self.outbound.options
         headers = {k.lower(): v for k, v in spec.default_headers.items()}
         headers.update({k.lower(): v for k, v in built.items()})
@@ -142,6 +163,8 @@ class UnifiedCall:
         return list(headers.items())
 
     async def respond(self, send: Send, receive: Receive, upstream: aiohttp.ClientResponse, extra: Headers, cap: int) -> Relayed:
+        if self.multi_step:
+            return await self._finish_steps(send, upstream, extra, cap)  # type: ignore[arg-type]
         if not self.translated:
             streamed = "event-stream" in upstream.headers.get("content-type", "")  # the body may be unread: no self.stream
             relayed = await relay(send, receive, upstream, extra, cap, keep_tail=USAGE_TAIL_BYTES if streamed else 0)
@@ -196,6 +219,51 @@ class UnifiedCall:
         await send({"type": "http.response.body", "body": b""})
         result.usage = translator.usage
         return result
+
+
+    async def _finish_steps(self, send: Send, first: StepAnswer, extra: Headers, cap: int) -> Relayed:
+        """Answer a multi-step call: its first answer's error translated, or what its further steps make."""
+        if first.status >= 300:
+            body = orjson.dumps(self.adapter.error_body(first.status, first.body))
+            return await _send_ready(send, first.status, extra, body, first.body[:cap])
+        try:
+            reply: Reply = await self.adapter.finish(self.endpoint, first, self.body, self.leaf.resolved.target, self.steps)
+        except ProviderFailure as failure:
+            body = orjson.dumps(failure.body)
+            relayed = await _send_ready(send, failure.status, extra, body, body[:cap])
+            relayed.error = str((failure.body.get("error") or {}).get("message") or "")[:2000] or None
+            return relayed
+        if reply.stream is None:
+            relayed = await _send_ready(send, reply.status, extra, reply.body or b"", (reply.body or b"")[:cap])
+            relayed.usage = reply.usage
+            return relayed
+        headers = [*extra, (b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
+        result = Relayed(reply.status, headers, content_type="text/event-stream")
+        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+        try:
+            async for chunk in reply.stream:
+                await _send_chunk(send, chunk, result, cap)
+        except (aiohttp.ClientError, TimeoutError, GatewayError, EventTooLarge) as exc:
+            # The status line is gone: end without the last chunk, so the client sees a truncated stream.
+            result.error = f"the provider's stream broke after {result.size} bytes: {getattr(exc, 'message', None) or type(exc).__name__}"
+            return result
+        finally:
+            close = getattr(reply.stream, "aclose", None)
+            if close is not None:
+                await close()  # the upstream stream's connection goes now, not when it is collected
+        await send({"type": "http.response.body", "body": b""})
+        result.usage = reply.usage
+        return result
+
+
+async def _send_ready(send: Send, status: int, extra: Headers, body: bytes, captured: bytes) -> Relayed:
+    """A JSON answer the gateway built (no upstream response to copy headers from)."""
+    headers = [*extra, (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+    result = Relayed(status, headers, size=len(body), content_type="application/json")
+    result.captured += captured
+    return result
 
 
 async def _read_to_translate(upstream: aiohttp.ClientResponse) -> bytes:

@@ -12,6 +12,12 @@ Endpoint names used for the unified API (``Endpoint``):
                                              "chat", through ``messages_over_chat``, unless it has its own)
     "responses"   POST /v1/responses         (OpenAI's Responses API; likewise through ``responses_over_chat``
                                              unless the provider has its own: OpenAI, Azure OpenAI)
+    "images"      POST /v1/images/generations
+
+Most adapters translate one request and its response. A ``MultiStepAdapter`` runs a unified call as
+several upstream requests (Replicate: read the model's input schema, create a prediction, then stream
+or poll it); each of them goes through ``Steps``, the gateway's one upstream transport, so a step is
+authorized, sent, timed and bounded exactly as any request is.
 """
 
 from __future__ import annotations
@@ -19,10 +25,10 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Mapping, Protocol
+from typing import Any, AsyncIterator, Callable, Literal, Mapping, Protocol
 from urllib.parse import unquote
 
-Endpoint = Literal["chat", "completions", "embeddings", "models", "messages", "responses"]
+Endpoint = Literal["chat", "completions", "embeddings", "models", "messages", "responses", "images"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +131,91 @@ class Adapter(Protocol):
         """Normalise an upstream error body to ``{"error": {"message", "type", "code", ...}}`` (for the
         ``messages`` endpoint, Anthropic's ``{"type": "error", "error": {"type", "message"}}``)."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class StepAnswer:
+    """One step's response, read whole: status, headers (lower-case names) and body."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+class ProviderFailure(Exception):
+    """The provider took the call and failed it (a failed prediction): answered with ``status`` and
+    ``body`` (already in the unified error shape), and not marked as the gateway's failure."""
+
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        super().__init__(str(body))
+        self.status = status
+        self.body = body
+
+
+class StepRefused(Exception):
+    """A stream the provider would not open (``Steps.stream``): its status and (bounded) body."""
+
+    def __init__(self, answer: StepAnswer) -> None:
+        super().__init__(f"HTTP {answer.status}")
+        self.answer = answer
+
+
+class Steps(Protocol):
+    """What the gateway lends a ``MultiStepAdapter`` for one attempt: its upstream transport.
+
+    Every request goes to the provider on the attempt's pooled session (the SSRF-guarded one for a
+    caller-chosen host) with the provider's auth added, past the provider's policy when it has one
+    (a create is authorized and screened as on the proxy route), and within the attempt's deadline.
+    Transport failures raise the gateway's own errors (gateway/errors.py).
+    """
+
+    def remaining(self) -> float:
+        """Seconds left of the attempt's deadline (the request timeout, else the upstream timeout)."""
+        ...
+
+    async def fetch(self, request: UpstreamRequest, limit: int, *, output_url: bool = False) -> StepAnswer:
+        """Send a request and read its whole response, up to ``limit`` bytes (a 502 past it).
+        ``output_url``: a URL that a model's output named (an image), fetched without the credential
+        through the SSRF-guarded session, since a prompt can steer what a model outputs."""
+        ...
+
+    def stream(self, request: UpstreamRequest) -> AsyncIterator[bytes]:
+        """Send a request and yield its body as it arrives; a status other than 200 raises
+        ``StepRefused``."""
+        ...
+
+    def saw(self, prediction: Mapping[str, Any]) -> None:
+        """Note an object the call created, as last seen (a Replicate prediction), for the log record:
+        the log service prices it once, like a proxied prediction, and the prediction view links it."""
+        ...
+
+
+@dataclass(slots=True)
+class Reply:
+    """A multi-step call's answer: a JSON ``body``, or an SSE ``stream`` relayed as it is produced.
+    ``usage`` (OpenAI-shaped) is read once the body is built or the stream has ended."""
+
+    status: int
+    body: bytes | None = None
+    stream: AsyncIterator[bytes] | None = None
+    usage: dict[str, Any] | None = None
+
+
+class MultiStepAdapter(Adapter, Protocol):
+    """An adapter whose unified call is several upstream requests, all through ``Steps``.
+
+    ``begin`` sends the requests up to the first one whose status routing judges (retries, fallback):
+    Replicate's schema read and create. ``finish`` gets that answer when it is 2xx and continues (stream
+    or poll); a non-2xx first answer is translated by ``error_body`` as for any adapter.
+    """
+
+    multi_step: bool  # True
+
+    async def begin(self, endpoint: Endpoint, body: dict[str, Any], target: Target, strict: bool,
+                    steps: Steps) -> StepAnswer: ...
+
+    async def finish(self, endpoint: Endpoint, first: StepAnswer, body: dict[str, Any], target: Target,
+                     steps: Steps) -> Reply: ...
 
 
 def _as_named(model: str) -> tuple[str, ...]:

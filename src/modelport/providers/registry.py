@@ -55,9 +55,11 @@ GOOGLE_MODELS = (ModelRule(rf"/models/(?P<model>[^/:]+):\w+", template="{model}"
 _TABLE: list[tuple[str, str, AuthScheme | None, frozenset[str], str | None, dict[str, Any]]] = [
     # Replicate: file URLs go into prediction inputs and must stay upstream; urls.stream is signed;
     # keys sharing one account see only their own predictions, trainings and files.
-    ("replicate", "https://api.replicate.com/v1", None, frozenset(), None,
+    # Its unified chat and images run predictions of the model named (providers/replicate/unified.py).
+    ("replicate", "https://api.replicate.com/v1", None, frozenset({"chat", "images"}), "replicate.unified",
      {"rewrite": UrlRewrite(keep=("/files/",), stream_field="stream"), "models": REPLICATE_MODELS,
-      "policy": "replicate.policy", "docs": "proxy-only; prices predictions; isolates keys on a shared account"}),
+      "policy": "replicate.policy",
+      "docs": "its own API on the proxy route; chat and images over its models; prices predictions; isolates keys"}),
     ("openai", "https://api.openai.com/v1", None, OPENAI_ALL | {"responses"}, None, {}),
     ("anthropic", "https://api.anthropic.com/v1", X_API_KEY, frozenset({"chat", "messages"}), "anthropic",
      {"default_headers": {"anthropic-version": "2023-06-01"}, "caller_headers": ("anthropic-version", "anthropic-beta")}),
@@ -97,8 +99,12 @@ def load_adapter(module: str) -> Adapter:
 
 
 def serves(spec: ProviderSpec, endpoint: str) -> bool:
-    """Whether the unified API serves ``endpoint`` on ``spec``: natively, or Messages/Responses over its chat."""
-    return endpoint in spec.unified or (endpoint in OVER_CHAT and "chat" in spec.unified)
+    """Whether the unified API serves ``endpoint`` on ``spec``: natively, or Messages/Responses over its chat (a
+    chat adapter of one request and one response: a multi-step one, Replicate's, has neither yet)."""
+    if endpoint in spec.unified:
+        return True
+    return endpoint in OVER_CHAT and "chat" in spec.unified and not (
+        spec.adapter and getattr(load_adapter(spec.adapter), "multi_step", False))
 
 
 def adapter_for(spec: ProviderSpec, endpoint: str | None = None) -> Adapter | None:
