@@ -33,7 +33,8 @@ def echo():
 
 def test_the_registry_has_the_providers_users_expect():
     assert REQUIRED <= set(PROVIDERS)
-    assert PROVIDERS["replicate"].base_url == "https://api.replicate.com/v1" and PROVIDERS["replicate"].proxy_only
+    assert PROVIDERS["replicate"].base_url == "https://api.replicate.com/v1"
+    assert PROVIDERS["replicate"].unified == {"chat", "images"}  # its own API otherwise, on the proxy route
 
 
 @pytest.mark.parametrize("provider", sorted(PROVIDERS))

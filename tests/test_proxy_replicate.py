@@ -147,10 +147,10 @@ def test_path_and_query_reach_the_provider_byte_for_byte(client, fake_replicate)
     assert replicate.requests_to("/v1/models/test/echo/versions")[-1].path_qs == "/v1/models/test/echo/versions?x=a%2Fb%20c&y=%E2%9C%93&z"
 
 
-def test_unified_paths_of_a_proxy_only_provider_never_reach_it(client, fake_replicate):
+def test_unified_paths_are_never_forwarded_to_replicate_as_paths(client, fake_replicate):
     _, replicate = fake_replicate
     response = client.post("/chat/completions", json={"model": "x", "messages": []})
-    assert response.status_code == 400  # the gateway's answer, naming the proxy route (Replicate's was a bare 404)
+    assert response.status_code == 400  # the gateway's answer (Replicate's to the path would be a bare 404)
     assert response.headers["x-portkey-gateway-exception"] == "true"
     assert not replicate.requests_to("/v1/chat/completions")
 

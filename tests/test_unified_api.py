@@ -140,8 +140,8 @@ def test_unsupported_unified_endpoint_is_a_clear_400(gateway):
     assert "does not serve /v1/embeddings" in response.json()["error"]["message"]
 
 
-@pytest.mark.parametrize("path", ["/chat/completions", "/completions", "/embeddings", "/messages"])
-def test_a_unified_endpoint_on_a_proxy_only_provider_points_to_the_proxy_route(gateway, path):
+@pytest.mark.parametrize("path", ["/completions", "/embeddings", "/messages"])
+def test_a_unified_endpoint_replicate_does_not_serve_points_to_the_proxy_route(gateway, path):
     from tests.test_logging import one_log, trace
 
     trace_id = trace()
@@ -150,13 +150,13 @@ def test_a_unified_endpoint_on_a_proxy_only_provider_points_to_the_proxy_route(g
     assert response.status_code == 400 and response.headers["x-portkey-gateway-exception"] == "true", response.text
     error = response.json()["error"]
     assert error["code"] == "unsupported_endpoint"
-    assert f"provider 'replicate' has no unified API for /v1{path}" in error["message"]
+    assert f"provider 'replicate' does not serve /v1{path} through the unified API" in error["message"]
     assert "proxy route" in error["message"] and "https://api.replicate.com/v1/<path>" in error["message"]
     row = one_log(gateway, trace_id)
-    assert row["status"] == 400 and row["gateway_exception"] is True and "no unified API" in row["error"]
+    assert row["status"] == 400 and row["gateway_exception"] is True and "does not serve" in row["error"]
 
 
-def test_a_proxy_only_providers_own_model_list_is_still_proxied(gateway):
+def test_a_providers_own_model_list_is_still_proxied(gateway):
     response = httpx.get(gateway.v1 + "/models", headers=gateway.headers(**{"x-portkey-provider": "@replicate-test"}))
     assert response.status_code == 200 and "x-portkey-gateway-exception" not in response.headers
 

@@ -5,9 +5,17 @@ Tests pick behaviour by model name:
 - ``test/echo``: output is ``input["text"]`` (or ``prompt``); predict_time 1.5 s on ``cpu``.
 - ``test/llm``: output is a list of tokens (the prompt's words, whitespace kept), cut at
   ``max_new_tokens``/``max_tokens``; token counts in metrics; streams over SSE; iterator output schema.
+- ``test/chat``: a language model that takes ``messages`` (an OpenAI-style list, as Replicate's hosted
+  chat models do), ``max_tokens``, ``temperature``, ``top_p`` and ``stop_sequences``; output is the last
+  user message's words as tokens; token counts in metrics; streams over SSE.
 - ``test/image``: output is ``num_outputs`` URLs under ``/delivery/`` on the fake itself (standing in
   for replicate.delivery), each a small PNG.
+- ``test/flux``: one picture per prediction (no ``num_outputs``), an ``aspect_ratio`` enum declared by
+  ``$ref`` as Cog writes it (``components.schemas.aspect_ratio``).
 - ``test/fail``: fails with an error.
+
+Inputs are validated against the version's schema as Replicate does (422 "Input validation failed"):
+required properties, ``minimum``/``maximum`` and enums. Undeclared inputs are ignored, as Cog ignores them.
 
 ``input["predict_time"]`` (a number) overrides the model's default predict_time, so cost can be
 asserted per request without scripting. It is a convention of this fake only.
@@ -127,8 +135,10 @@ def version_id(full_name: str, number: int = 1) -> str:
     return hashlib.sha256(f"{full_name}:{number}".encode()).hexdigest()
 
 
-def cog_schema(inputs: dict[str, Any], required: list[str], output: dict[str, Any]) -> dict[str, Any]:
-    """The part of a Cog OpenAPI document clients read: ``components.schemas.Input``/``Output``."""
+def cog_schema(inputs: dict[str, Any], required: list[str], output: dict[str, Any],
+               enums: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The part of a Cog OpenAPI document clients read: ``components.schemas.Input``/``Output``, and
+    the enums inputs refer to."""
     return {
         "openapi": "3.0.2",
         "info": {"title": "Cog", "version": "0.1.0"},
@@ -137,6 +147,7 @@ def cog_schema(inputs: dict[str, Any], required: list[str], output: dict[str, An
             "schemas": {
                 "Input": {"type": "object", "title": "Input", "required": required, "properties": inputs},
                 "Output": {"title": "Output", **output},
+                **(enums or {}),
             }
         },
     }
@@ -159,6 +170,19 @@ def seed_models() -> dict[str, FakeModel]:
     image_inputs = {
         "prompt": prompt,
         "num_outputs": {"type": "integer", "default": 1, "minimum": 1, "maximum": 4},
+    }
+    chat_inputs = {
+        "messages": {"type": "array", "items": {"type": "object"}, "title": "Messages", "x-order": 0},
+        "max_tokens": {"type": "integer", "default": 512, "minimum": 1, "x-order": 1},
+        "temperature": {"type": "number", "default": 0.7, "minimum": 0, "maximum": 2, "x-order": 2},
+        "top_p": {"type": "number", "default": 1, "minimum": 0, "maximum": 1, "x-order": 3},
+        "stop_sequences": {"type": "string", "title": "Stop Sequences", "x-order": 4,
+                           "description": "A comma-separated list of sequences to stop generation at."},
+    }
+    ratios = ["1:1", "16:9", "21:9", "3:2", "2:3", "4:5", "5:4", "3:4", "4:3", "9:16", "9:21"]
+    flux_inputs = {
+        "prompt": prompt,
+        "aspect_ratio": {"allOf": [{"$ref": "#/components/schemas/aspect_ratio"}], "default": "1:1", "x-order": 1},
     }
     # replicate-python switches to iterator handling on exactly this Output shape (run.py).
     iterator = {
@@ -195,6 +219,12 @@ def seed_models() -> dict[str, FakeModel]:
             ),
         ),
         ("fail", "Always fails.", "cpu", 0.5, False, cog_schema({"text": text}, [], {"type": "string"})),
+        ("chat", "A chat model that takes messages.", "gpu-a40-large", 2.0, True,
+         cog_schema(chat_inputs, ["messages"], iterator)),
+        ("flux", "Draws one picture in a chosen aspect ratio.", "gpu-h100", 3.0, False,
+         cog_schema(flux_inputs, ["prompt"], {"type": "array", "items": {"type": "string", "format": "uri"}},
+                    {"aspect_ratio": {"title": "aspect_ratio", "description": "An enumeration.", "enum": ratios,
+                                      "type": "string"}})),
     ]
     models = {}
     for seq, (name, description, hardware, predict_time, streams, schema) in enumerate(specs, start=1):
@@ -204,7 +234,7 @@ def seed_models() -> dict[str, FakeModel]:
             name=name,
             seq=seq,
             description=description,
-            behaviour=name,
+            behaviour="image" if name == "flux" else name,
             hardware=hardware,
             predict_time=predict_time,
             streams=streams,
@@ -252,10 +282,26 @@ def deployment_json(
 
 def check_input(model: FakeModel, version: FakeVersion, values: dict[str, Any]) -> None:
     """Reject inputs missing a required property of the version's Input schema."""
-    schema = version.openapi_schema["components"]["schemas"]["Input"]
-    missing = [name for name in schema.get("required", []) if name not in values]
-    if missing:
-        raise invalid(*[("required", "input", f"input: {name} is required") for name in missing])
+    schemas = version.openapi_schema["components"]["schemas"]
+    schema = schemas["Input"]
+    problems = [("required", "input", f"input: {name} is required") for name in schema.get("required", [])
+                if name not in values]
+    for name, value in values.items():
+        declared = schema.get("properties", {}).get(name)
+        if not isinstance(declared, dict):
+            continue  # Cog ignores inputs it does not declare
+        for part in declared.get("allOf", []):
+            declared = {**schemas.get(part.get("$ref", "").rsplit("/", 1)[-1], {}), **declared}
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if number and "minimum" in declared and value < declared["minimum"]:
+            problems.append(("number_gte", f"input.{name}", f"input.{name}: Must be greater than or equal to {declared['minimum']}"))
+        if number and "maximum" in declared and value > declared["maximum"]:
+            problems.append(("number_lte", f"input.{name}", f"input.{name}: Must be less than or equal to {declared['maximum']}"))
+        if "enum" in declared and value not in declared["enum"]:
+            allowed = ", ".join(f'"{choice}"' for choice in declared["enum"])
+            problems.append(("enum", f"input.{name}", f"input.{name}: {name} must be one of the following: {allowed}"))
+    if problems:
+        raise invalid(*problems)
 
 
 def plan_output(model: FakeModel, job: Job, api_origin: str) -> Any:
@@ -266,6 +312,9 @@ def plan_output(model: FakeModel, job: Job, api_origin: str) -> Any:
     if model.behaviour == "llm":
         limit = values.get("max_new_tokens", values.get("max_tokens", 128))
         return tokens(str(values.get("prompt", "")))[: int(limit)]
+    if model.behaviour == "chat":
+        said = [m.get("content") for m in values.get("messages", []) if isinstance(m, dict) and m.get("role") == "user"]
+        return tokens(str(said[-1] if said else ""))[: int(values.get("max_tokens", 512))]
     if model.behaviour == "image":
         count = int(values.get("num_outputs", 1))
         return [f"{api_origin}/delivery/{job.id}/out-{i}.png" for i in range(count)]
@@ -288,8 +337,9 @@ def run_metrics(model: FakeModel | None, job: Job, output: Any) -> dict[str, Any
         float(chosen) if isinstance(chosen, (int, float)) and not isinstance(chosen, bool) else fallback
     )
     metrics: dict[str, Any] = {"predict_time": predict_time, "total_time": round(predict_time + 0.25, 6)}
-    if model is not None and model.behaviour == "llm":
+    if model is not None and model.behaviour in ("llm", "chat"):
         prompt = tokens(str(job.input.get("prompt", ""))) + tokens(str(job.input.get("system_prompt", "")))
+        prompt += [t for m in job.input.get("messages", []) if isinstance(m, dict) for t in tokens(str(m.get("content", "")))]
         produced = len(output) if isinstance(output, list) else 0
         metrics |= {
             "input_token_count": len(prompt),
