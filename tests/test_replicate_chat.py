@@ -269,3 +269,39 @@ def test_the_prediction_belongs_to_the_calling_key(gateway, fake_replicate):
 def one_key_id(gateway: GatewayProcess, name: str) -> str:
     keys = httpx.get(gateway.v1 + "/api-keys", headers=gateway.headers(), timeout=20).json()["data"]
     return next(k["id"] for k in keys if k["name"] == name)
+
+
+def test_a_client_that_closes_its_stream_has_the_prediction_canceled(gateway, fake_replicate):
+    _, state = fake_replicate
+    state.stream_event_delay = 0.5
+    trace_id = trace()
+    try:
+        with httpx.stream("POST", gateway.v1 + "/chat/completions", timeout=30,
+                          headers=gateway.headers(**SLUG, **{"x-portkey-trace-id": trace_id}),
+                          json={"model": "test/llm", "stream": True, "messages": [{"role": "user", "content": "w " * 40}]}) as reply:
+            for line in reply.iter_lines():
+                if '"content":"w"' in line:
+                    break  # the first token: the client has seen enough and hangs up
+        prediction = state.predictions[-1]
+        deadline = time.monotonic() + 10
+        while prediction.status != "canceled" and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        state.stream_event_delay = 0.0
+    assert prediction.status == "canceled"
+    assert state.requests_to(f"/v1/predictions/{prediction.id}/cancel", "POST")
+    row = one_log(gateway, trace_id)
+    assert row["status"] == 499 and row["prediction_id"] == prediction.id
+
+
+def test_a_client_that_gives_up_on_a_poll_has_the_prediction_canceled(gateway, fake_replicate):
+    _, state = fake_replicate
+    state.script_next(model="test/llm", sync_status="starting", polls=1000)
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(gateway.v1 + "/chat/completions", headers=gateway.headers(**SLUG), timeout=1.5,
+                   json={"model": "test/llm", "messages": [{"role": "user", "content": "slow"}]})
+    prediction = state.predictions[-1]
+    deadline = time.monotonic() + 10
+    while prediction.status != "canceled" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert prediction.status == "canceled"

@@ -4,6 +4,7 @@ aspect ratio the model allows, delivery URLs untouched or fetched and encoded, e
 from __future__ import annotations
 
 import base64
+import time
 
 import httpx
 import openai
@@ -126,3 +127,18 @@ def test_each_prediction_of_a_call_is_priced_once_on_its_record(gateway, fake_re
             view = admin.get(f"/logs/predictions/{prediction_id}").json()
             assert view["cost_usd"] == pytest.approx(PER_IMAGE["test/flux"]) and view["ended_on_log_id"] == row["id"]
             assert [step["step"] for step in view["lifecycle"]] == ["images"]
+
+
+def test_a_client_that_leaves_has_every_running_prediction_canceled(gateway, fake_replicate):
+    _, state = fake_replicate
+    for _ in range(2):
+        state.script_next(model="test/flux", sync_status="starting", polls=1000)
+    before = len(state.predictions)
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(gateway.v1 + "/images/generations", headers=gateway.headers(**SLUG), timeout=2,
+                   json={"model": "test/flux", "prompt": "slow", "n": 2})
+    made = state.predictions[before:]
+    deadline = time.monotonic() + 10
+    while any(job.status != "canceled" for job in made) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(made) == 2 and [job.status for job in made] == ["canceled", "canceled"]

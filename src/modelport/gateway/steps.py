@@ -58,6 +58,11 @@ class AttemptSteps:
     def remaining(self) -> float:
         return max(0.0, self._deadline - time.monotonic())
 
+    def extend(self, seconds: float) -> None:
+        """Let steps run ``seconds`` more whatever the deadline: to stop what the call started once its
+        client left (gateway/unified.py), which must not fail because the client left at the deadline."""
+        self._deadline = max(self._deadline, time.monotonic() + seconds)
+
     async def fetch(self, request: UpstreamRequest, limit: int, *, output_url: bool = False) -> StepAnswer:
         """``output_url``: the URL is one a model's output named (see the module docstring)."""
         exchange = self._exchange(request) if not output_url else None
@@ -124,6 +129,9 @@ class AttemptSteps:
         seen = [p for p in record.predictions or () if p.get("id") != found.get("id")]
         record.predictions = [*seen, found]
         record.prediction_id = record.prediction_id or found.get("id")
+
+    def seen(self) -> list[Mapping[str, Any]]:
+        return list(self.record.predictions or ())
 
     # -- internals ---------------------------------------------------------------------------------
 

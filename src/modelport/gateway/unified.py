@@ -8,6 +8,7 @@ provider's status and are never marked as gateway exceptions; the original body 
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import aiohttp
@@ -39,6 +40,7 @@ _ENDPOINTS: dict[tuple[str, str], Endpoint] = {
 # Endpoints that are a provider's own API where its unified API does not serve them: Replicate lists its
 # models at GET /models, OpenAI-compatible providers generate images at /images/generations.
 _OWN_API_UNLESS_SERVED = frozenset({"models", "images"})
+ABANDON_TIMEOUT = 5.0  # seconds the gateway spends stopping what a call started once its client left
 
 
 def _needs_body(leaf: Leaf, endpoint: Endpoint) -> bool:
@@ -164,7 +166,7 @@ class UnifiedCall:
 
     async def respond(self, send: Send, receive: Receive, upstream: aiohttp.ClientResponse, extra: Headers, cap: int) -> Relayed:
         if self.multi_step:
-            return await self._finish_steps(send, upstream, extra, cap)  # type: ignore[arg-type]
+            return await self._finish_steps(send, receive, upstream, extra, cap)  # type: ignore[arg-type]
         if not self.translated:
             streamed = "event-stream" in upstream.headers.get("content-type", "")  # the body may be unread: no self.stream
             relayed = await relay(send, receive, upstream, extra, cap, keep_tail=USAGE_TAIL_BYTES if streamed else 0)
@@ -221,39 +223,80 @@ class UnifiedCall:
         return result
 
 
-    async def _finish_steps(self, send: Send, first: StepAnswer, extra: Headers, cap: int) -> Relayed:
-        """Answer a multi-step call: its first answer's error translated, or what its further steps make."""
+    async def _finish_steps(self, send: Send, receive: Receive, first: StepAnswer, extra: Headers, cap: int) -> Relayed:
+        """Answer a multi-step call: its first answer's error translated, or what its further steps make.
+        A client that leaves meanwhile stops them, and the adapter abandons what they started."""
         if first.status >= 300:
             body = orjson.dumps(self.adapter.error_body(first.status, first.body))
             return await _send_ready(send, first.status, extra, body, first.body[:cap])
+        target = self.leaf.resolved.target
+        watcher = watch_client(receive)
         try:
-            reply: Reply = await self.adapter.finish(self.endpoint, first, self.body, self.leaf.resolved.target, self.steps)
-        except ProviderFailure as failure:
-            body = orjson.dumps(failure.body)
-            relayed = await _send_ready(send, failure.status, extra, body, body[:cap])
-            relayed.error = str((failure.body.get("error") or {}).get("message") or "")[:2000] or None
-            return relayed
-        if reply.stream is None:
-            relayed = await _send_ready(send, reply.status, extra, reply.body or b"", (reply.body or b"")[:cap])
-            relayed.usage = reply.usage
-            return relayed
+            finishing = asyncio.ensure_future(self.adapter.finish(self.endpoint, first, self.body, target, self.steps))
+            if not await _first_of(finishing, watcher):
+                return await self._abandoned(first, Relayed(499, []))
+            try:
+                reply: Reply = finishing.result()
+            except ProviderFailure as failure:
+                body = orjson.dumps(failure.body)
+                relayed = await _send_ready(send, failure.status, extra, body, body[:cap])
+                relayed.error = str((failure.body.get("error") or {}).get("message") or "")[:2000] or None
+                return relayed
+            if reply.stream is None:
+                relayed = await _send_ready(send, reply.status, extra, reply.body or b"", (reply.body or b"")[:cap])
+                relayed.usage = reply.usage
+                return relayed
+            return await self._relay_steps(send, first, reply, extra, cap, watcher)
+        finally:
+            watcher.cancel()
+
+    async def _relay_steps(self, send: Send, first: StepAnswer, reply: Reply, extra: Headers, cap: int,
+                           watcher: asyncio.Future[None]) -> Relayed:
         headers = [*extra, (b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
         result = Relayed(reply.status, headers, content_type="text/event-stream")
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+        chunks = reply.stream.__aiter__()  # type: ignore[union-attr]
         try:
-            async for chunk in reply.stream:
+            while True:
+                produced = asyncio.ensure_future(chunks.__anext__())
+                if not await _first_of(produced, watcher):
+                    return await self._abandoned(first, result)
+                try:
+                    chunk = produced.result()
+                except StopAsyncIteration:
+                    break
                 await _send_chunk(send, chunk, result, cap)
         except (aiohttp.ClientError, TimeoutError, GatewayError, EventTooLarge) as exc:
             # The status line is gone: end without the last chunk, so the client sees a truncated stream.
             result.error = f"the provider's stream broke after {result.size} bytes: {getattr(exc, 'message', None) or type(exc).__name__}"
             return result
         finally:
-            close = getattr(reply.stream, "aclose", None)
+            close = getattr(chunks, "aclose", None)
             if close is not None:
                 await close()  # the upstream stream's connection goes now, not when it is collected
         await send({"type": "http.response.body", "body": b""})
         result.usage = reply.usage
         return result
+
+    async def _abandoned(self, first: StepAnswer, result: Relayed) -> Relayed:
+        result.disconnected = True
+        self.steps.extend(ABANDON_TIMEOUT)
+        try:
+            async with asyncio.timeout(ABANDON_TIMEOUT):
+                await self.adapter.abandon(first, self.leaf.resolved.target, self.steps)
+        except (GatewayError, TimeoutError) as exc:
+            result.error = f"the client left, and what the call started could not be stopped: {getattr(exc, 'message', None) or 'timed out'}"
+        return result
+
+
+async def _first_of(work: asyncio.Future[Any], watcher: asyncio.Future[None]) -> bool:
+    """Wait for ``work`` or the client's disconnect; False (``work`` cancelled) when the client left first."""
+    done, _ = await asyncio.wait((work, watcher), return_when=asyncio.FIRST_COMPLETED)
+    if work in done:
+        return True
+    work.cancel()
+    await asyncio.gather(work, return_exceptions=True)  # let it unwind (close its upstream response)
+    return False
 
 
 async def _send_ready(send: Send, status: int, extra: Headers, body: bytes, captured: bytes) -> Relayed:

@@ -189,6 +189,10 @@ class Steps(Protocol):
         the log service prices it once, like a proxied prediction, and the prediction view links it."""
         ...
 
+    def seen(self) -> list[Mapping[str, Any]]:
+        """What ``saw`` was given, the last sighting of each object (as cut for the log record)."""
+        ...
+
 
 @dataclass(slots=True)
 class Reply:
@@ -206,7 +210,8 @@ class MultiStepAdapter(Adapter, Protocol):
 
     ``begin`` sends the requests up to the first one whose status routing judges (retries, fallback):
     Replicate's schema read and create. ``finish`` gets that answer when it is 2xx and continues (stream
-    or poll); a non-2xx first answer is translated by ``error_body`` as for any adapter.
+    or poll); a non-2xx first answer is translated by ``error_body`` as for any adapter. ``abandon`` runs
+    when the client leaves while ``finish`` or its stream is still going.
     """
 
     multi_step: bool  # True
@@ -216,6 +221,11 @@ class MultiStepAdapter(Adapter, Protocol):
 
     async def finish(self, endpoint: Endpoint, first: StepAnswer, body: dict[str, Any], target: Target,
                      steps: Steps) -> Reply: ...
+
+    async def abandon(self, first: StepAnswer, target: Target, steps: Steps) -> None:
+        """The client went away before the call ended: stop what the call started (Replicate: cancel
+        its predictions, which would otherwise run, and bill, to their end)."""
+        ...
 
 
 def _as_named(model: str) -> tuple[str, ...]:

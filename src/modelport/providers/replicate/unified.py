@@ -12,7 +12,8 @@
 
 Usage is the finished prediction's ``metrics.input_token_count``/``output_token_count``. A prediction that
 fails is a 502 ``prediction_failed`` with Replicate's error; Replicate's own 4xx keeps its status. Every
-prediction is handed to ``steps.saw``: the log service prices it once, as on the proxy route.
+prediction is handed to ``steps.saw``: the log service prices it once, as on the proxy route. A client
+that leaves before the end (a closed stream, a timed-out poll) has the prediction canceled (``abandon``).
 """
 
 from __future__ import annotations
@@ -85,6 +86,17 @@ class ReplicateUnified:
         answer = completion(completion_id(final["id"]), body.get("model"), [choice(_text(final.get("output")), [], "stop")],
                             usage or token_usage(0, 0))
         return Reply(200, orjson.dumps(answer), usage=usage)
+
+    async def abandon(self, first: StepAnswer, target: Target, steps: Steps) -> None:
+        """The client left: cancel the predictions still running (Replicate bills a canceled run for the
+        time it ran only). A cancel goes through the policy as a caller's would; its answer is seen once more."""
+        running = [p["id"] for p in steps.seen() if not is_terminal(p.get("status"))]
+        answers = await asyncio.gather(*(steps.fetch(UpstreamRequest(
+            "POST", f"{target.base_url}/predictions/{prediction_id}/cancel", {"accept": "application/json"}, None),
+            PREDICTION_LIMIT) for prediction_id in running))
+        for answer in answers:
+            if answer.status == 200:
+                steps.saw(_prediction(answer))
 
     def error_body(self, status: int, body: bytes) -> dict[str, Any]:
         """Replicate's problem+json (``{"title", "detail", "status"}``) in OpenAI's shape, its detail the message."""
