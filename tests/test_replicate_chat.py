@@ -305,3 +305,16 @@ def test_a_client_that_gives_up_on_a_poll_has_the_prediction_canceled(gateway, f
     while prediction.status != "canceled" and time.monotonic() < deadline:
         time.sleep(0.05)
     assert prediction.status == "canceled"
+
+
+def test_a_prediction_failing_mid_stream_is_still_priced_for_the_time_it_ran(gateway, client, fake_replicate):
+    _, state = fake_replicate
+    state.script_next(model="test/chat", outcome="failed", error="out of memory")
+    trace_id = trace()
+    with pytest.raises(openai.APIError):
+        for _ in client.chat.completions.create(model="test/chat", stream=True, extra_headers={"x-portkey-trace-id": trace_id},
+                                                messages=[{"role": "user", "content": "a b c d"}]):
+            pass
+    row = one_log(gateway, trace_id)
+    assert row["prediction_id"] == state.predictions[-1].id and "out of memory" in (row["error"] or "")
+    assert row["cost_usd"] == pytest.approx(2.0 * A40_LARGE) and row["cost_status"] == "priced"

@@ -275,7 +275,7 @@ class UnifiedCall:
             if close is not None:
                 await close()  # the upstream stream's connection goes now, not when it is collected
         await send({"type": "http.response.body", "body": b""})
-        result.usage = reply.usage
+        result.usage, result.error = reply.usage, reply.error
         return result
 
     async def _abandoned(self, first: StepAnswer, result: Relayed) -> Relayed:

@@ -197,12 +197,14 @@ class Steps(Protocol):
 @dataclass(slots=True)
 class Reply:
     """A multi-step call's answer: a JSON ``body``, or an SSE ``stream`` relayed as it is produced.
-    ``usage`` (OpenAI-shaped) is read once the body is built or the stream has ended."""
+    ``usage`` (OpenAI-shaped) and ``error`` (what failed after a stream's 200, said in the stream) are
+    read, for the log record, once the body is built or the stream has ended."""
 
     status: int
     body: bytes | None = None
     stream: AsyncIterator[bytes] | None = None
     usage: dict[str, Any] | None = None
+    error: str | None = None
 
 
 class MultiStepAdapter(Adapter, Protocol):

@@ -27,7 +27,7 @@ from typing import Any, AsyncIterator
 
 import orjson
 
-from ...gateway.errors import BadUpstreamResponse, UpstreamTimeout
+from ...gateway.errors import BadUpstreamResponse, GatewayError, UpstreamTimeout
 from ...sse import MAX_EVENT_BYTES, SSEParser
 from ...usage.replicate import is_terminal
 from ..base import Endpoint, ProviderFailure, Reply, StepAnswer, StepRefused, Steps, Target, UpstreamRequest
@@ -179,12 +179,18 @@ class ReplicateUnified:
                         failure = f"Replicate prediction {prediction['id']} failed: {data}"
                     else:
                         failure = f"Replicate would not open the stream of prediction {prediction['id']} ({data})"
-        final = await _until_ended(prediction, target, steps) if failure is None else prediction
+        try:  # its end, for the usage chunk and for pricing (a failed run is billed for the time it ran)
+            final = await _until_ended(prediction, target, steps)
+        except ProviderFailure as refused:
+            final, failure = prediction, failure or str(refused.body["error"]["message"])
+        except GatewayError as error:  # the deadline, a broken connection: said in the stream, which has begun
+            final, failure = prediction, failure or error.message
         if failure is None and final.get("status") != "succeeded":
             failure = _failure_message(final)
         if failure is None and not isinstance(stream_url, str):  # a model that does not stream: its output at once
             yield chunks.text(_text(final.get("output")))
         if failure is not None:
+            reply.error = failure
             yield chunks.fail(openai_error(failure, "server_error", "prediction_failed"))
         else:
             chunks.usage = reply.usage = _usage(final)
