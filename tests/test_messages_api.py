@@ -274,9 +274,8 @@ def test_the_model_names_the_stored_provider_with_no_portkey_header(gateway, fak
     assert "hello there" in message.content[0].text and fake_openai[1].last.body["model"] == "gpt-4o-mini"
 
 
-def test_a_provider_without_messages_over_its_chat_is_a_clear_gateway_400(gateway):
-    # Replicate's chat runs in several steps (a prediction), which Messages over chat does not translate yet.
+def test_a_model_replicate_cannot_name_is_a_clear_gateway_400(gateway):
     with pytest.raises(anthropic.BadRequestError) as refused:
         client(gateway, "@replicate-test").messages.create(model="x", max_tokens=10, messages=[{"role": "user", "content": "hi"}])
     assert refused.value.response.headers["x-portkey-gateway-exception"] == "true"
-    assert "provider 'replicate' does not serve /v1/messages" in str(refused.value)
+    assert "is not a Replicate model" in str(refused.value)  # Replicate's chat is there; the model is not one

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+import anthropic
 import httpx
 import openai
 import pytest
@@ -212,10 +213,22 @@ def test_an_unknown_model_is_replicates_404(client):
     assert "Not found" in raised.value.message
 
 
-def test_messages_over_replicate_is_refused_clearly(gateway):
-    reply = httpx.post(gateway.v1 + "/messages", headers=gateway.headers(**SLUG), timeout=20,
-                       json={"model": "test/chat", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]})
-    assert reply.status_code == 400 and "does not serve /v1/messages" in reply.json()["error"]["message"]
+def test_the_anthropic_sdk_reaches_a_replicate_model_through_messages(gateway, fake_replicate):
+    _, state = fake_replicate
+    sdk = anthropic.Anthropic(api_key=gateway.admin_key, base_url=gateway.url, max_retries=0, default_headers=SLUG)
+    message = sdk.messages.create(model="test/llm", max_tokens=20, system="Be brief.",
+                                  messages=[{"role": "user", "content": "hi from claude"}])
+    assert message.content[0].text == "hi from claude" and message.stop_reason == "end_turn"
+    assert message.usage.input_tokens == 5 and message.usage.output_tokens == 3
+    assert state.predictions[-1].input == {"prompt": "hi from claude", "system_prompt": "Be brief.", "max_new_tokens": 20}
+    with sdk.messages.stream(model="test/chat", max_tokens=20, messages=[{"role": "user", "content": "a b c"}]) as stream:
+        texts = list(stream.text_stream)
+        final = stream.get_final_message()
+    assert texts == ["a", " b", " c"] and final.usage.output_tokens == 3
+    state.script_next(model="test/llm", outcome="failed", error="no GPU left")
+    with pytest.raises(anthropic.APIStatusError) as raised:
+        sdk.messages.create(model="test/llm", max_tokens=5, messages=[{"role": "user", "content": "x"}])
+    assert raised.value.status_code == 502 and "no GPU left" in str(raised.value)
 
 
 def test_cost_is_logged_once_on_the_chat_record_and_the_prediction_links_it(gateway, client, fake_replicate):

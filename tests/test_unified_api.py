@@ -140,7 +140,7 @@ def test_unsupported_unified_endpoint_is_a_clear_400(gateway):
     assert "does not serve /v1/embeddings" in response.json()["error"]["message"]
 
 
-@pytest.mark.parametrize("path", ["/completions", "/embeddings", "/messages"])
+@pytest.mark.parametrize("path", ["/completions", "/embeddings"])
 def test_a_unified_endpoint_replicate_does_not_serve_points_to_the_proxy_route(gateway, path):
     from tests.test_logging import one_log, trace
 

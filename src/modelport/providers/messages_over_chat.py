@@ -15,12 +15,22 @@ results) is dropped, or refused by name under ``x-portkey-strict-open-ai-complia
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, AsyncIterator
 
 import orjson
 
 from modelport.providers.anthropic import STATUS_ERROR_TYPES
-from modelport.providers.base import Adapter, Endpoint, Target, UnsupportedParameter, UpstreamRequest
+from modelport.providers.base import (
+    Adapter,
+    Endpoint,
+    ProviderFailure,
+    Reply,
+    StepAnswer,
+    Steps,
+    Target,
+    UnsupportedParameter,
+    UpstreamRequest,
+)
 from modelport.providers.openai_shapes import (
     Dropper,
     PassThroughStream,
@@ -95,6 +105,56 @@ class MessagesOverChat:
 
     def _chat_body(self, request_body: dict[str, Any]) -> dict[str, Any]:
         return to_chat_request(request_body, self.provider, strict=False)
+
+
+class MessagesOverStepChat(MessagesOverChat):
+    """Messages over a multi-step chat adapter (Replicate's, providers/base.py ``MultiStepAdapter``):
+    the same translation, around ``begin``/``finish`` instead of one request and its response."""
+
+    multi_step = True
+
+    async def begin(self, endpoint: Endpoint, body: dict[str, Any], target: Target, strict: bool,
+                    steps: Steps) -> StepAnswer:
+        try:
+            chat_body = to_chat_request(body, self.provider, strict)
+        except UnsupportedParameter as exc:
+            raise UnsupportedParameter(MESSAGES_NAMES.get(exc.parameter, exc.parameter), exc.provider) from None
+        try:
+            return await self.chat.begin("chat", chat_body, target, strict, steps)  # type: ignore[attr-defined]
+        except UnsupportedParameter as exc:  # the chat adapter names its own parameter; the caller sent ours
+            raise UnsupportedParameter(MESSAGES_NAMES.get(exc.parameter, exc.parameter), exc.provider) from None
+
+    async def finish(self, endpoint: Endpoint, first: StepAnswer, body: dict[str, Any], target: Target,
+                     steps: Steps) -> Reply:
+        try:
+            reply = await self.chat.finish("chat", first, self._chat_body(body), target, steps)  # type: ignore[attr-defined]
+        except ProviderFailure as failure:
+            message = (failure.body.get("error") or {}).get("message") or f"{self.provider} failed the call."
+            raise ProviderFailure(failure.status, anthropic_error(STATUS_ERROR_TYPES.get(failure.status, "api_error"),
+                                                                  message)) from None
+        if reply.stream is None:
+            message = to_message(orjson.loads(reply.body or b"{}"), body.get("model"))
+            return Reply(reply.status, orjson.dumps(message), usage=reply.usage)
+        translated = Reply(reply.status)
+        translated.stream = self._events(reply, translated, body.get("model"))
+        return translated
+
+    async def abandon(self, first: StepAnswer, target: Target, steps: Steps) -> None:
+        await self.chat.abandon(first, target, steps)  # type: ignore[attr-defined]
+
+    async def _events(self, chat: Reply, translated: Reply, model: str | None) -> AsyncIterator[bytes]:
+        events = MessageEvents(PassThroughStream(), model)
+        try:
+            async for chunk in chat.stream:  # type: ignore[union-attr]
+                out = events.feed(chunk)
+                if out:
+                    yield out
+            yield events.finish()
+        finally:
+            close = getattr(chat.stream, "aclose", None)
+            if close is not None:
+                await close()
+        translated.usage, translated.error = chat.usage or events.usage, chat.error
 
 
 def anthropic_error(kind: str, message: str) -> dict[str, Any]:
