@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..settings import DeclaredProvider, Settings, SettingsError
-from ..store import Store, open_store
+from ..store import Conflict, Store, open_store
 
 ADMIN_KEY_FILE = "admin.key"
 
@@ -45,6 +45,8 @@ def ensure_admin_key(store: Store, settings: Settings) -> tuple[str | None, Path
         if store.get_api_key_by_hash(hash_api_key(settings.admin_key)) is None:
             try:
                 store.create_api_key("admin (MODELPORT_ADMIN_KEY)", scopes=("admin",), token=settings.admin_key)
+            except Conflict:
+                pass  # another node sharing the database created it first
             except ValueError as exc:
                 raise SettingsError(f"MODELPORT_ADMIN_KEY: {exc}") from None
         return None, None
@@ -79,9 +81,12 @@ def sync_declared_providers(store: Store, settings: Settings) -> tuple[str, ...]
     for declared in settings.providers:
         checked = _checked_declaration(declared)
         fields = dict(name=declared.name or declared.slug, secret=_declared_secret(declared), **checked)
-        if store.get_provider(declared.slug) is None:
-            store.create_provider(declared.slug, kind="provider", provider=declared.provider, **fields)
-        else:
+        try:
+            if store.get_provider(declared.slug) is None:
+                store.create_provider(declared.slug, kind="provider", provider=declared.provider, **fields)
+            else:
+                store.update_provider(declared.slug, **fields)
+        except Conflict:  # another node sharing the database created it between the look and the create
             store.update_provider(declared.slug, **fields)
         synced.append(declared.slug)
     return tuple(synced)
