@@ -14,6 +14,7 @@ import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
+from urllib.parse import unquote
 
 
 class SettingsError(ValueError):
@@ -73,6 +74,12 @@ class Settings:
     cache_share_across_keys: bool = False
     budget_max_tokens: int = 4096
     budget_admit_unpriced: bool = False
+    otel_endpoint: str | None = None
+    otel_headers: tuple[str, ...] = field(default=(), repr=False)  # usually a credential
+    otel_service_name: str = "modelport"
+    # The SDKs queue 2,048 spans for 5 s of an application's traffic; a gateway at 10,000 requests/s
+    # emits 20,000+ spans/s. 8,192 encoded spans are ~5 MB.
+    otel_queue_size: int = 8192
     database_url: str | None = None
     redis_url: str | None = None
     providers: tuple[DeclaredProvider, ...] = ()
@@ -118,6 +125,7 @@ class Settings:
             raise SettingsError("public_url must start with http:// or https:// and hold only URL characters (no "
                                 "spaces, quotes or backslashes), e.g. https://gateway.example.com")
         _check_trusted_hosts(self.trusted_hosts)
+        _check_otel(self)
         if self.signing_secret is not None and len(self.signing_secret) < 32:
             raise SettingsError("signing_secret must be at least 32 characters (e.g. the output of "
                                 "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`)")
@@ -139,6 +147,43 @@ def _check_trusted_hosts(entries: tuple[str, ...]) -> None:
         raise SettingsError(f"trusted_hosts ({_ENV_PREFIX}TRUSTED_HOSTS): {exc}") from None
 
 
+def _check_otel(settings: "Settings") -> None:
+    endpoint = settings.otel_endpoint
+    if endpoint is None:
+        for name in ("otel_headers", "otel_service_name", "otel_queue_size"):
+            if getattr(settings, name) != _DEFAULTS[name]:  # accepted but never used would read as working
+                raise SettingsError(f"{name} ({_ENV_PREFIX}{name.upper()}) applies only with otel_endpoint "
+                                    f"({_ENV_PREFIX}OTEL_ENDPOINT) set; set it or unset {name}")
+        return
+    if not _OTEL_ENDPOINT.fullmatch(endpoint):
+        raise SettingsError(f"otel_endpoint ({_ENV_PREFIX}OTEL_ENDPOINT) must be the collector's OTLP/HTTP base URL, "
+                            f"e.g. http://collector:4318, got {endpoint!r}")
+    if endpoint.rstrip("/").endswith("/v1/traces"):
+        raise SettingsError(f"otel_endpoint ({_ENV_PREFIX}OTEL_ENDPOINT) is the base URL: traces go to "
+                            f"<endpoint>/v1/traces, so leave /v1/traces off ({endpoint!r})")
+    if not settings.otel_service_name.strip() or not settings.otel_service_name.isprintable():
+        raise SettingsError(f"otel_service_name ({_ENV_PREFIX}OTEL_SERVICE_NAME) must be printable and not empty")
+    if settings.otel_queue_size < 1:
+        raise SettingsError(f"otel_queue_size ({_ENV_PREFIX}OTEL_QUEUE_SIZE) must be at least 1, got {settings.otel_queue_size}")
+    otel_header_pairs(settings.otel_headers)
+
+
+def otel_header_pairs(entries: tuple[str, ...]) -> dict[str, str]:
+    """``name=value`` entries (values percent-decoded, as OTEL_EXPORTER_OTLP_HEADERS writes them) → headers.
+    The message names the entry's position, never its value: these are usually credentials."""
+    headers = {}
+    for position, entry in enumerate(entries, 1):
+        name, equals, value = entry.partition("=")
+        name, value = name.strip(), unquote(value.strip())
+        if not equals or not _HEADER_NAME.fullmatch(name) or not value or not value.isprintable():
+            raise SettingsError(f"otel_headers ({_ENV_PREFIX}OTEL_HEADERS) entry {position} must be name=value with a "
+                                "header name and a printable value (percent-encode commas), e.g. authorization=Bearer%20abc")
+        headers[name.lower()] = value
+    return headers
+
+
+_OTEL_ENDPOINT = re.compile(r"https?://[A-Za-z0-9._~\[\]:-]+(/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*)?")
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an RFC 9110 token
 # Written into response bodies and Location headers: nothing that could end a JSON string or a header.
 _PUBLIC_URL = re.compile(r"https?://[A-Za-z0-9._~\[\]:-]+(/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*)?")
 _INTERNAL = frozenset({"log_service_address"})
@@ -256,6 +301,10 @@ HELP = {
     "budget_max_tokens": "output tokens a budget reserves for a request that states no max_tokens",
     "budget_admit_unpriced": "admit requests whose cost cannot be bounded (no known price) under a cost budget, reserving nothing; default: refuse them (412)",
     "signing_secret": "secret (32+ characters) the stream-link and webhook-relay signing keys derive from; set the same on every node behind one address; default: random keys in <data_dir>",
+    "otel_endpoint": "OpenTelemetry collector's OTLP/HTTP base URL (e.g. http://collector:4318): a span per request and per upstream attempt goes to <endpoint>/v1/traces as JSON (docs/observability.md)",
+    "otel_headers": "comma-separated name=value headers sent with every export (values percent-encoded, e.g. authorization=Bearer%20abc)",
+    "otel_service_name": "service.name of the exported spans",
+    "otel_queue_size": "spans held while the collector is slow or down; beyond it the oldest are dropped (modelport_otel_spans_dropped_total)",
     "database_url": "PostgreSQL store for scale-out: not built yet, refused when set",
     "redis_url": "Redis counters/cache for scale-out: not built yet, refused when set",
 }

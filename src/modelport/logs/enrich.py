@@ -35,6 +35,7 @@ class Prepared:
     sightings: list[Sighting] = field(default_factory=list)
     settlements: list[tuple[Charge, int, bool]] = field(default_factory=list)  # (reservation, delta, unpriced)
     degraded: bool = False  # already stripped to what any store takes (``degraded_row``)
+    response_model: str | None = None  # the model a JSON response names (for traces, not stored)
 
 
 class Redactor:
@@ -161,7 +162,8 @@ class Enricher:
             cost = self._cost(record, model, usage)
         record.model, record.cost_usd, record.cost_status, record.cost_reason = model, cost.usd, cost.status, _reason(cost)
         record.prediction_id = record.prediction_id or (sightings[0].id if len(sightings) == 1 else None)
-        return Prepared(self._row(record, usage, stream), sightings, _settlements(record, cost, usage))
+        return Prepared(self._row(record, usage, stream), sightings, _settlements(record, cost, usage),
+                        response_model=_model_of(response_json))
 
     def _cost(self, record: LogRecord, model: str | None, usage: Usage | None) -> Cost:
         provider = record.provider or ""

@@ -63,6 +63,8 @@ FAMILIES = {
         _Family("modelport_log_write_failures_total", "counter", "Batch writes to the store that failed and were spilled."),
         _Family("modelport_log_replayed_records_total", "counter", "Log records read back from a spill file (the log service's or a worker's) into the store."),
         _Family("modelport_log_catch_ups_total", "counter", "Times the log writer fell behind and moved to normal CPU priority to catch up."),
+        _Family("modelport_otel_spans_exported_total", "counter", "OpenTelemetry spans the collector accepted (MODELPORT_OTEL_ENDPOINT)."),
+        _Family("modelport_otel_spans_dropped_total", "counter", "OpenTelemetry spans dropped: queue full while the collector was down or slow, refused by it, or left at shutdown."),
     )
 }
 

@@ -1,6 +1,7 @@
 """The log service: one process beside the workers of ``modelport serve`` that enriches, prices and
 stores every worker's log records (``LogWriter``: batching, spill, replay, the prediction ledger),
-runs Replicate autopoll once for the whole gateway, and owns the Prometheus metrics.
+runs Replicate autopoll once for the whole gateway, owns the Prometheus metrics, and exports the
+OpenTelemetry spans of every request when ``otel_endpoint`` is set (logs/otel.py).
 
 Why a process and not the writer thread it replaces: enrichment (~35 µs of Python a record) and SQLite
 inserts (~25 µs) on a thread inside each worker held the GIL the worker's event loop needs; on a 2-core
@@ -49,6 +50,7 @@ from ..gateway.upstream import Upstreams
 from ..server.gctune import tune_for_serving
 from ..settings import Settings
 from ..store import open_store
+from .otel import SpanExporter
 from .record import records_from_wire
 from .writer import LogWriter
 
@@ -122,12 +124,16 @@ class LogService:
         self._writer = LogWriter(settings, self._store, lambda: self._upstreams.session(False),
                                  background_niceness=BACKGROUND_NICENESS)
         self._writer.on_settled = self._acknowledge
+        # Traces leave from here, fed by the writer as it enriches each record (logs/otel.py).
+        self._spans = SpanExporter.feeding_on(self._writer, lambda: self._upstreams.session(False))
 
     async def run(self, ready: Connection, parent_pid: int) -> None:
         if os.getppid() != parent_pid:
             return  # the supervisor died before PR_SET_PDEATHSIG was in place
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self._stop.set)
         await self._upstreams.start()
+        if self._spans is not None:
+            await self._spans.start()
         await self._writer.start()
         server = await asyncio.start_unix_server(self._serve, path=self.settings.log_service_address)
         ready.send(None)
@@ -139,6 +145,8 @@ class LogService:
         server.close()
         await self._read_to_eof()
         await self._writer.stop()
+        if self._spans is not None:
+            await self._spans.stop()  # after the writer: its last records' spans go too
         await self._upstreams.close()
         self._store.close()
 

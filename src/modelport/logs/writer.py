@@ -34,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..settings import Settings
+from ..store.base import ResolvedProvider
 from ..store.counters import open_counters
 from ..usage import DeploymentHardware, PriceBook, ReplicatePricer
 from ..usage.limits import Charge, key_budget, provider_budget, spent
@@ -106,7 +107,10 @@ class LogWriter:
         self.queued_total = 0
         self.settled_total = 0
         self.on_settled: Callable[[], None] | None = None
-        self._secrets: dict[str, tuple[str | None, float]] = {}
+        self._providers: dict[str, tuple[ResolvedProvider | None, float]] = {}
+        # Called on the writer's lane with each record once enriched (``None`` with logging off, when
+        # nothing is): the OpenTelemetry exporter's feed (logs/otel.py). It must not block.
+        self.on_prepared: Callable[[LogRecord, Prepared | None], None] | None = None
         self._counters = open_counters(settings.data_dir)  # budgets settle here, to the real usage
         self._enricher = Enricher(
             PriceBook.load(settings.pricing_file),
@@ -243,15 +247,20 @@ class LogWriter:
             self.on_settled()
 
     def _write_or_spill(self, batch: list[LogRecord]) -> None:
+        traced = self.on_prepared
         if not self.settings.logging:
             for record in batch:
                 self.metrics.observe(metrics_row(record))
                 if record.reservations:  # nothing is stored, but a budget still needs the real usage
                     self._settle_budgets(self._prepare(record).settlements)
+                if traced is not None:
+                    traced(record, None)
             return
         prepared = []
         for position, record in enumerate(batch, 1):
             prepared.append(self._prepare(record))
+            if traced is not None:
+                traced(record, prepared[-1])
             if position % YIELD_EVERY == 0:
                 time.sleep(0)  # hand the GIL back to the event loop: requests wait on it otherwise
         if time.monotonic() < self._down_until:
@@ -406,16 +415,20 @@ class LogWriter:
         return Upstream((provider.custom_host or REPLICATE_API).rstrip("/"), provider.secret)
 
     def _secret_of(self, slug: str) -> str | None:
-        known = self._secrets.get(slug)
+        provider = self.provider_of(slug)
+        return provider.secret if provider is not None else None
+
+    def provider_of(self, slug: str) -> ResolvedProvider | None:
+        """The stored provider ``@slug``, cached for a minute (for redaction and span hosts; on the writer's lanes)."""
+        known = self._providers.get(slug)
         if known is not None and known[1] > time.monotonic():
             return known[0]
         try:
             provider = self._store.resolve_provider(slug)
         except (sqlite3.Error, VaultError):
             provider = None  # nothing to scrub beyond the header and path redaction
-        secret = provider.secret if provider is not None else None
-        self._secrets[slug] = (secret, time.monotonic() + SECRET_CACHE_SECONDS)
-        return secret
+        self._providers[slug] = (provider, time.monotonic() + SECRET_CACHE_SECONDS)
+        return provider
 
     async def _find_open(self) -> list[OpenPrediction]:
         def find() -> list[OpenPrediction]:

@@ -36,6 +36,7 @@ from ..gateway.upstream import Upstreams
 from ..logs.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ..logs.record import LogRecord
 from ..logs.shipper import LogShipper
+from ..logs.otel import SpanExporter
 from ..logs.writer import LogWriter
 from ..node_secrets import signing_key
 from ..settings import Settings
@@ -73,6 +74,7 @@ class ModelPortApp:
         self.control: Any = None
         self.upstreams = Upstreams(settings)
         self.recorder: LogShipper | LogWriter | None = None
+        self.spans: SpanExporter | None = None  # in-process writer only; under `serve` the log service traces
         self._key_use_task: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -157,6 +159,8 @@ class ModelPortApp:
         self.store = open_store(settings.data_dir, settings.master_key)
         await self.upstreams.start()
         self.recorder = self._recorder()
+        if self.spans is not None:
+            await self.spans.start()
         await self.recorder.start()
         signer = StreamSigner(signing_key(settings, "stream-signing"), settings.stream_url_ttl)
         self.gateway = Gateway(settings, self.store, open_counters(settings.data_dir), self.upstreams, self.recorder, signer)
@@ -187,7 +191,9 @@ class ModelPortApp:
         # The writer's thread does CPU work in this process; with CPython's default 5 ms switch interval a
         # request could wait that long for the GIL. 1 ms keeps the event loop's waits short.
         sys.setswitchinterval(0.001)
-        return LogWriter(self.settings, self.store, lambda: self.upstreams.session(False))
+        writer = LogWriter(self.settings, self.store, lambda: self.upstreams.session(False))
+        self.spans = SpanExporter.feeding_on(writer, lambda: self.upstreams.session(False))
+        return writer
 
     async def stop(self) -> None:
         self.ready = False
@@ -197,6 +203,8 @@ class ModelPortApp:
             await self._flush_key_use()
         if self.recorder is not None:
             await self.recorder.stop()  # hands over (or drains) every record before the process exits
+        if self.spans is not None:
+            await self.spans.stop()
         await self.upstreams.close()
         if self.store is not None:
             self.store.close()
