@@ -95,6 +95,7 @@ class ModelPort(Contender):
     workers: int = 1
     logging: bool = True
     limits: bool = False  # a request rate limit and a budget on the caller's key, a rate limit on every provider
+    otel: bool = False  # OpenTelemetry traces exported to a sink that answers 200 (the nginx upstream's /v1/traces)
 
     home: Path | None = field(default=None, init=False)
     key: str = field(default=ADMIN_KEY, init=False)
@@ -123,6 +124,8 @@ class ModelPort(Contender):
         }
         if not self.logging:
             env["MODELPORT_LOGGING"] = "false"
+        if self.otel:
+            env["MODELPORT_OTEL_ENDPOINT"] = upstreams.fixed_origin
         port = free_port()
         self._serve([str(peers.modelport_bin()), "serve", "--host", "127.0.0.1", "--port", str(port),
                      "--data-dir", str(home / "data"), "--workers", str(self.workers)],
@@ -241,6 +244,7 @@ def all_contenders(portkey_version: str | None = None,
         ModelPort("modelport", "full pipeline: key check, @slug credential, logs with bodies, cost"),
         ModelPort("modelport-nolog", "as above with MODELPORT_LOGGING=false", logging=False),
         ModelPort("modelport-2w", "full pipeline, 2 worker processes", workers=2),
+        ModelPort("modelport-otel", "full pipeline with OpenTelemetry traces to a collector that answers 200", otel=True),
         ModelPort("modelport-limits", "full pipeline with a request rate limit and a cost budget on the key and a "
                   "request rate limit on the provider", limits=True),
         Portkey("portkey", "Portkey's open-source gateway (Node), x-portkey-custom-host",

@@ -201,6 +201,23 @@ def metric(gateway: GatewayProcess, name: str) -> float:
     return sum(s.value for family in families for s in family.samples if s.name == name)
 
 
+def test_a_batch_the_collector_refuses_is_dropped_and_counted(traced_gateway, collector):
+    state = collector[1]
+    before = metric(traced_gateway, "modelport_otel_spans_dropped_total")
+    state.status = 400  # refused as malformed: sending it again would be refused again
+    try:
+        chat(traced_gateway, **{"x-portkey-trace-id": "9f8efff798038103d269b633813fc610"})
+        deadline = time.monotonic() + 10
+        while metric(traced_gateway, "modelport_otel_spans_dropped_total") < before + 2:
+            assert time.monotonic() < deadline, "the refused spans were not counted as dropped"
+            time.sleep(0.1)
+    finally:
+        state.status = 200
+    chat(traced_gateway, **{"x-portkey-trace-id": "af8efff798038103d269b633813fc611"})
+    spans_of_trace(state, "af8efff798038103d269b633813fc611", 2)  # the next batch is sent, not stuck behind it
+    assert not [span for span in state.spans if span["traceId"] == "9f8efff798038103d269b633813fc610"]
+
+
 def test_a_collector_that_is_down_costs_requests_nothing_and_drops_the_oldest(tmp_path, fake_openai, fake_openai_backup):
     port = free_port()  # nothing listens here until the collector starts below
     env = {"TEST_OPENAI_KEY": OPENAI_KEY, "MODELPORT_OTEL_ENDPOINT": f"http://127.0.0.1:{port}",

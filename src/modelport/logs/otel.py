@@ -149,6 +149,10 @@ class SpanExporter:
         self._stopping = True
         if self._task is not None and self._wake is not None:
             self._wake.set()
+            # An export in flight may wait out its timeout: cut it short (its batch goes back to the queue).
+            _, pending = await asyncio.wait([self._task], timeout=EXPORT_SECONDS)
+            for task in pending:
+                task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         deadline = time.monotonic() + DRAIN_SECONDS
         while self._queue and time.monotonic() < deadline:
@@ -215,6 +219,9 @@ class SpanExporter:
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             self._requeue(batch, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
             return False
+        except asyncio.CancelledError:  # stopping: the drain sends it, or counts it as dropped
+            self._requeue(batch, None)
+            raise
         if 200 <= status < 300:
             rejected = min(_rejected_spans(answer), len(batch))
             self._metrics.add("modelport_otel_spans_exported_total", amount=len(batch) - rejected)
@@ -229,7 +236,7 @@ class SpanExporter:
         self._warn(f"the collector at {self.url} refused {len(batch)} spans with HTTP {status}; they are dropped")
         return True
 
-    def _requeue(self, batch: list[bytes], problem: str) -> None:
+    def _requeue(self, batch: list[bytes], problem: str | None) -> None:
         """Back to the front, as far as the bound allows: the oldest of the batch go first."""
         with self._lock:
             room = max(0, self._capacity - len(self._queue))
@@ -237,7 +244,8 @@ class SpanExporter:
             self._queue.extendleft(reversed(kept))
         if len(kept) < len(batch):
             self._drop(len(batch) - len(kept))
-        self._warn(f"could not export spans to {self.url} ({problem}); retrying, {len(self._queue)} queued")
+        if problem is not None:
+            self._warn(f"could not export spans to {self.url} ({problem}); retrying, {len(self._queue)} queued")
 
     def _drop(self, count: int) -> None:
         self._metrics.add("modelport_otel_spans_dropped_total", amount=count)
