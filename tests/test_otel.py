@@ -190,10 +190,11 @@ def test_no_secret_header_body_or_metadata_is_exported(traced_gateway, collector
                                            "x-portkey-metadata": json.dumps({"_user": METADATA_MARKER})})
     spans_of_trace(collector[1], trace_id, 2)
     exported = b"".join(collector[1].bodies)
-    leaks = [name for name, secret in {**SECRETS, "prompt": PROMPT_MARKER, "metadata": METADATA_MARKER}.items()
-             if secret.encode() in exported]
+    leaks = [name for name, secret in {**SECRETS, "prompt": PROMPT_MARKER, "metadata": METADATA_MARKER,
+                                       "the collector's token": COLLECTOR_TOKEN}.items() if secret.encode() in exported]
     assert not leaks, f"exported spans carry: {leaks}"
     assert b"Echo:" not in exported  # the fake's answer text
+    assert COLLECTOR_TOKEN not in traced_gateway.log_text()
 
 
 def metric(gateway: GatewayProcess, name: str) -> float:

@@ -333,11 +333,7 @@ def _attempt_span(record: LogRecord, answered: Prepared | None, attempt: Attempt
     """One attempt: GenAI attributes; the usage on the attempt whose answer was relayed (``answered``)."""
     operation = OPERATIONS.get(record.endpoint)
     model = record.model
-    attributes = [_attribute("gen_ai.provider.name", PROVIDER_NAMES.get(attempt.provider, attempt.provider))]
-    if operation:
-        attributes.append(_attribute("gen_ai.operation.name", operation))
-    if model:
-        attributes.append(_attribute("gen_ai.request.model", model))
+    attributes = [_genai_attributes(attempt.provider, operation, model)]
     host = host_of(attempt.slug)
     if host is not None:
         attributes.append(_attribute("server.address", host[0]))
@@ -363,6 +359,25 @@ def _attempt_span(record: LogRecord, answered: Prepared | None, attempt: Attempt
     name = f"{operation} {model}" if operation and model else operation or f"{record.method} {attempt.provider}"
     return _span(trace_id, _attempt_span_id(record.id, position), parent_id, name, SPAN_KIND_CLIENT,
                  _nanos(attempt.started_at), attempt.latency_ms, attributes, status)
+
+
+_GENAI: dict[tuple[str, str | None, str | None], bytes] = {}
+
+
+def _genai_attributes(provider: str, operation: str | None, model: str | None) -> bytes:
+    """Provider, operation and model: the same few combinations on every request, encoded once each."""
+    key = (provider, operation, model)
+    encoded = _GENAI.get(key)
+    if encoded is None:
+        parts = [_attribute("gen_ai.provider.name", PROVIDER_NAMES.get(provider, provider))]
+        if operation:
+            parts.append(_attribute("gen_ai.operation.name", operation))
+        if model:
+            parts.append(_attribute("gen_ai.request.model", model))
+        encoded = b",".join(parts)
+        if len(_GENAI) < _ENCODED_LIMIT:
+            _GENAI[key] = encoded
+    return encoded
 
 
 def _span(trace_id: str, span_id: str, parent_id: str | None, name: str, kind: int, start: int, latency_ms: float,
