@@ -24,6 +24,7 @@ secret like the stored log). Never headers, bodies, metadata or keys. docs/obser
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import threading
@@ -288,8 +289,9 @@ def _rejected_spans(answer: bytes) -> int:
 
 
 # -- span building: straight to OTLP/JSON bytes ------------------------------------------------------
-# Building dicts for orjson cost ~15 µs a request (two spans) on the writer's lane; most attributes repeat
-# (method, provider, model, status, host), so each is encoded once and the spans are joined from bytes.
+# Through dicts and orjson the spans of a request cost ~15 µs on the writer's lane (half of enriching
+# it). Almost every attribute repeats from request to request (method, status, provider, model, host),
+# so each span's repeating attributes are encoded once per combination and the rest is formatted in.
 def encoded_spans(record: LogRecord, prepared: Prepared | None,
                   host_of: Callable[[str | None], SpanHost | None] = lambda slug: None) -> list[bytes]:
     """The request's SERVER span and a CLIENT span per attempt, each an encoded OTLP/JSON ``Span``.
@@ -298,27 +300,18 @@ def encoded_spans(record: LogRecord, prepared: Prepared | None,
     row = prepared.row if prepared is not None else None
     trace_id, derived = otel_trace_id(record.trace_id)
     server_id = otel_span_id(record.span_id) if record.span_id else _log_span_id(record.id)
-    attributes = [_attribute("http.request.method", record.method),
+    failed = not record.status or record.status >= 500  # HTTP semconv: a server's 4xx is the caller's error
+    attributes = [_server_attributes(record.method, record.status, record.provider, record.cache_status,
+                                     record.retry_count, failed),
                   _attribute("modelport.log_id", record.id, cached=False)]
     if row is not None:
-        attributes.append(_attribute("url.path", row["path"], cached=False))
-    if record.status:
-        attributes.append(_attribute("http.response.status_code", record.status))
+        attributes.append(_attribute("url.path", _capped(row["path"]), cached=False))
     if derived:
         attributes.append(_attribute("portkey.trace_id", record.trace_id, cached=False))
-    if record.provider:
-        attributes.append(_attribute("modelport.provider", record.provider))
-    if record.cache_status != "DISABLED":
-        attributes.append(_attribute("modelport.cache_status", record.cache_status))
-    if record.retry_count:
-        attributes.append(_attribute("modelport.retry_count", record.retry_count))
-    status = b""
-    if not record.status or record.status >= 500:  # HTTP semconv: a server's 4xx is the caller's error
-        attributes.append(_attribute("error.type", str(record.status) if record.status else "_OTHER"))
-        status = _error_status(row["error"] if row is not None else None)
+    status = _error_status(row["error"] if row is not None else None) if failed else b""
     parent = otel_span_id(record.parent_span_id) if record.parent_span_id else None
     start = _nanos(record.created_at)
-    name = record.span_name or _server_name(record)
+    name = record.span_name or _server_name(record)  # a span name is at most 128 characters (headers.py)
     spans = [_span(trace_id, server_id, parent, name, SPAN_KIND_SERVER, start, record.latency_ms, attributes, status)]
     errors = _attempt_errors(record, row)
     last = len(record.attempts) - 1
@@ -328,56 +321,67 @@ def encoded_spans(record: LogRecord, prepared: Prepared | None,
     return spans
 
 
+@functools.lru_cache(maxsize=1024)
+def _server_attributes(method: str, status: int, provider: str | None, cache_status: str, retry_count: int,
+                       failed: bool) -> bytes:
+    """The attributes every request of this shape shares, encoded once."""
+    parts = [_attribute("http.request.method", method)]
+    if status:
+        parts.append(_attribute("http.response.status_code", status))
+    if provider:
+        parts.append(_attribute("modelport.provider", provider))
+    if cache_status != "DISABLED":
+        parts.append(_attribute("modelport.cache_status", cache_status))
+    if retry_count:
+        parts.append(_attribute("modelport.retry_count", retry_count))
+    if failed:
+        parts.append(_attribute("error.type", str(status) if status else "_OTHER"))
+    return b",".join(parts)
+
+
 def _attempt_span(record: LogRecord, answered: Prepared | None, attempt: Attempt, position: int, trace_id: str,
                   parent_id: str, error: str | None, host_of: Callable[[str | None], SpanHost | None]) -> bytes:
     """One attempt: GenAI attributes; the usage on the attempt whose answer was relayed (``answered``)."""
-    operation = OPERATIONS.get(record.endpoint)
-    model = record.model
-    attributes = [_genai_attributes(attempt.provider, operation, model)]
-    host = host_of(attempt.slug)
-    if host is not None:
-        attributes.append(_attribute("server.address", host[0]))
-        if host[1] is not None:
-            attributes.append(_attribute("server.port", host[1]))
-    if attempt.status is not None:
-        attributes.append(_attribute("http.response.status_code", attempt.status))
-    if attempt.retry:
-        attributes.append(_attribute("http.request.resend_count", attempt.retry))
-    if attempt.index:
-        attributes.append(_attribute("modelport.target", attempt.index))
+    failed = attempt.error is not None or attempt.status is None or attempt.status >= 400  # a client's 4xx too
+    name, shared = _attempt_attributes(record.method, record.endpoint, _capped(record.model), attempt.provider,
+                                       host_of(attempt.slug), attempt.status, attempt.retry, attempt.index, failed)
+    attributes = [shared]
     if answered is not None:
         row = answered.row
         if answered.response_model:
-            attributes.append(_attribute("gen_ai.response.model", answered.response_model))
-        for key, column in (("gen_ai.usage.input_tokens", "input_tokens"), ("gen_ai.usage.output_tokens", "output_tokens")):
-            if row.get(column) is not None:
-                attributes.append(_attribute(key, row[column], cached=False))
-    status = b""
-    if attempt.error is not None or attempt.status is None or attempt.status >= 400:  # a client's 4xx is an error
-        attributes.append(_attribute("error.type", str(attempt.status) if attempt.status else "_OTHER"))
-        status = _error_status(error)
-    name = f"{operation} {model}" if operation and model else operation or f"{record.method} {attempt.provider}"
+            attributes.append(_attribute("gen_ai.response.model", _capped(answered.response_model)))
+        if row.get("input_tokens") is not None:
+            attributes.append(b'{"key":"gen_ai.usage.input_tokens","value":{"intValue":"%d"}}' % row["input_tokens"])
+        if row.get("output_tokens") is not None:
+            attributes.append(b'{"key":"gen_ai.usage.output_tokens","value":{"intValue":"%d"}}' % row["output_tokens"])
     return _span(trace_id, _attempt_span_id(record.id, position), parent_id, name, SPAN_KIND_CLIENT,
-                 _nanos(attempt.started_at), attempt.latency_ms, attributes, status)
+                 _nanos(attempt.started_at), attempt.latency_ms, attributes, _error_status(error) if failed else b"")
 
 
-_GENAI: dict[tuple[str, str | None, str | None], bytes] = {}
-
-
-def _genai_attributes(provider: str, operation: str | None, model: str | None) -> bytes:
-    """Provider, operation and model: the same few combinations on every request, encoded once each."""
-    key = (provider, operation, model)
-    encoded = _GENAI.get(key)
-    if encoded is None:
-        parts = [_attribute("gen_ai.provider.name", PROVIDER_NAMES.get(provider, provider))]
-        if operation:
-            parts.append(_attribute("gen_ai.operation.name", operation))
-        if model:
-            parts.append(_attribute("gen_ai.request.model", model))
-        encoded = b",".join(parts)
-        if len(_GENAI) < _ENCODED_LIMIT:
-            _GENAI[key] = encoded
-    return encoded
+@functools.lru_cache(maxsize=1024)
+def _attempt_attributes(method: str, endpoint: str, model: str | None, provider: str, host: SpanHost | None,
+                        status: int | None, retry: int, target: str, failed: bool) -> tuple[str, bytes]:
+    """The span name and the attributes every attempt of this shape shares, encoded once."""
+    operation = OPERATIONS.get(endpoint)
+    parts = [_attribute("gen_ai.provider.name", PROVIDER_NAMES.get(provider, provider))]
+    if operation:
+        parts.append(_attribute("gen_ai.operation.name", operation))
+    if model:
+        parts.append(_attribute("gen_ai.request.model", model))
+    if host is not None:
+        parts.append(_attribute("server.address", host[0]))
+        if host[1] is not None:
+            parts.append(_attribute("server.port", host[1]))
+    if status is not None:
+        parts.append(_attribute("http.response.status_code", status))
+    if retry:
+        parts.append(_attribute("http.request.resend_count", retry))
+    if target:
+        parts.append(_attribute("modelport.target", target))
+    if failed:
+        parts.append(_attribute("error.type", str(status) if status else "_OTHER"))
+    name = f"{operation} {model}" if operation and model else operation or f"{method} {provider}"
+    return name, b",".join(parts)
 
 
 def _span(trace_id: str, span_id: str, parent_id: str | None, name: str, kind: int, start: int, latency_ms: float,
@@ -408,7 +412,7 @@ def _attempt_errors(record: LogRecord, row: dict[str, Any] | None) -> list[str |
 
 def _error_status(message: str | None) -> bytes:
     if message:
-        return b',"status":{"code":%d,"message":%s}' % (STATUS_ERROR, orjson.dumps(message))
+        return b',"status":{"code":%d,"message":%s}' % (STATUS_ERROR, orjson.dumps(_capped(message)))
     return b',"status":{"code":%d}' % STATUS_ERROR
 
 
@@ -437,7 +441,11 @@ def _log_span_id(log_id: str) -> str:
 
 
 def _attempt_span_id(log_id: str, position: int) -> str:
-    return blake2b(f"{log_id}/{position}".encode(), digest_size=8, person=b"mp-try").hexdigest()
+    """The log id's random half mixed with the attempt's position (a golden-ratio multiple, so ids of one
+    request differ in every digit): unique in the trace as the random half is, at a tenth of a digest's cost."""
+    tail = log_id[-16:]
+    base = int(tail, 16) if _HEX.fullmatch(tail) else int(otel_span_id(log_id), 16)
+    return "%016x" % (((base ^ ((position + 1) * 0x9E3779B97F4A7C15)) & 0xFFFFFFFFFFFFFFFF) or 1)
 
 
 def _nanos(seconds: float) -> int:
@@ -453,7 +461,9 @@ def _host_and_port(base_url: str) -> SpanHost | None:
 
 
 _ENCODED: dict[tuple[str, type, Any], bytes] = {}
-_ENCODED_LIMIT = 10_000  # distinct (key, value) pairs kept: models and hosts are few; ids are never cached
+_ENCODED_LIMIT = 4096  # distinct (key, value) pairs kept: models and hosts are few; ids are never cached
+# A model name or path is the caller's to choose: one of a megabyte would be exported (and cached) whole.
+VALUE_CAP = 1024
 
 
 def _attribute(key: str, value: str | int | float, cached: bool = True) -> bytes:
@@ -471,6 +481,10 @@ def _attribute(key: str, value: str | int | float, cached: bool = True) -> bytes
     if cached and len(_ENCODED) < _ENCODED_LIMIT:
         _ENCODED[(key, type(value), value)] = encoded
     return encoded
+
+
+def _capped(value: str | None) -> str | None:
+    return value[:VALUE_CAP] + "…" if value is not None and len(value) > VALUE_CAP else value
 
 
 def _json_string(text: str) -> bytes:
