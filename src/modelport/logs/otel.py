@@ -66,6 +66,8 @@ OPERATIONS = {"chat": "chat", "messages": "chat", "completions": "text_completio
 PROVIDER_NAMES = {"azure-openai": "azure.ai.openai", "google": "gcp.gemini", "mistral-ai": "mistral_ai",
                   "x-ai": "x_ai", "perplexity-ai": "perplexity"}
 _HEX = re.compile(r"[0-9a-fA-F]+")
+_LOG_ID = re.compile(r"log_[0-9a-f]{32}")
+_GOLDEN, _SPAN_ID_MASK = 0x9E3779B97F4A7C15, 0xFFFFFFFFFFFFFFFF
 
 SpanHost = tuple[str, int | None]
 
@@ -299,13 +301,13 @@ def encoded_spans(record: LogRecord, prepared: Prepared | None,
     messages, which only enrichment reads and scrubs)."""
     row = prepared.row if prepared is not None else None
     trace_id, derived = otel_trace_id(record.trace_id)
-    server_id = otel_span_id(record.span_id) if record.span_id else _log_span_id(record.id)
+    random_half, log_id = _log_id_parts(record.id)
+    server_id = otel_span_id(record.span_id) if record.span_id else "%016x" % random_half
     failed = not record.status or record.status >= 500  # HTTP semconv: a server's 4xx is the caller's error
     attributes = [_server_attributes(record.method, record.status, record.provider, record.cache_status,
-                                     record.retry_count, failed),
-                  _attribute("modelport.log_id", record.id, cached=False)]
-    if row is not None:
-        attributes.append(_attribute("url.path", _capped(row["path"]), cached=False))
+                                     record.retry_count, failed), log_id]
+    if row is not None:  # a unified endpoint's path is a route, repeated; a proxied one may hold ids
+        attributes.append(_attribute("url.path", _capped(row["path"]), cached=record.endpoint in OPERATIONS))
     if derived:
         attributes.append(_attribute("portkey.trace_id", record.trace_id, cached=False))
     status = _error_status(row["error"] if row is not None else None) if failed else b""
@@ -313,11 +315,16 @@ def encoded_spans(record: LogRecord, prepared: Prepared | None,
     start = _nanos(record.created_at)
     name = record.span_name or _server_name(record)  # a span name is at most 128 characters (headers.py)
     spans = [_span(trace_id, server_id, parent, name, SPAN_KIND_SERVER, start, record.latency_ms, attributes, status)]
-    errors = _attempt_errors(record, row)
-    last = len(record.attempts) - 1
-    for position, attempt in enumerate(record.attempts):
-        spans.append(_attempt_span(record, prepared if position == last else None, attempt, position, trace_id,
-                                   server_id, errors[position], host_of))
+    attempts = record.attempts
+    errors: list[str | None] | None = None
+    for position, attempt in enumerate(attempts):
+        tried_in_vain = attempt.error is not None or attempt.status is None or attempt.status >= 400  # a client's 4xx too
+        if tried_in_vain and errors is None:
+            errors = _attempt_errors(record, row)
+        span_id = "%016x" % (((random_half ^ ((position + 1) * _GOLDEN)) & _SPAN_ID_MASK) or 1)
+        error = errors[position] if tried_in_vain and errors else None
+        spans.append(_attempt_span(record, prepared if position == len(attempts) - 1 else None, attempt, tried_in_vain,
+                                   trace_id, span_id, server_id, error, host_of))
     return spans
 
 
@@ -339,10 +346,10 @@ def _server_attributes(method: str, status: int, provider: str | None, cache_sta
     return b",".join(parts)
 
 
-def _attempt_span(record: LogRecord, answered: Prepared | None, attempt: Attempt, position: int, trace_id: str,
-                  parent_id: str, error: str | None, host_of: Callable[[str | None], SpanHost | None]) -> bytes:
+def _attempt_span(record: LogRecord, answered: Prepared | None, attempt: Attempt, failed: bool, trace_id: str,
+                  span_id: str, parent_id: str, error: str | None, host_of: Callable[[str | None], SpanHost | None]
+                  ) -> bytes:
     """One attempt: GenAI attributes; the usage on the attempt whose answer was relayed (``answered``)."""
-    failed = attempt.error is not None or attempt.status is None or attempt.status >= 400  # a client's 4xx too
     name, shared = _attempt_attributes(record.method, record.endpoint, _capped(record.model), attempt.provider,
                                        host_of(attempt.slug), attempt.status, attempt.retry, attempt.index, failed)
     attributes = [shared]
@@ -354,8 +361,8 @@ def _attempt_span(record: LogRecord, answered: Prepared | None, attempt: Attempt
             attributes.append(b'{"key":"gen_ai.usage.input_tokens","value":{"intValue":"%d"}}' % row["input_tokens"])
         if row.get("output_tokens") is not None:
             attributes.append(b'{"key":"gen_ai.usage.output_tokens","value":{"intValue":"%d"}}' % row["output_tokens"])
-    return _span(trace_id, _attempt_span_id(record.id, position), parent_id, name, SPAN_KIND_CLIENT,
-                 _nanos(attempt.started_at), attempt.latency_ms, attributes, _error_status(error) if failed else b"")
+    return _span(trace_id, span_id, parent_id, name, SPAN_KIND_CLIENT, _nanos(attempt.started_at), attempt.latency_ms,
+                 attributes, _error_status(error) if failed else b"")
 
 
 @functools.lru_cache(maxsize=1024)
@@ -433,19 +440,14 @@ def otel_span_id(span_id: str) -> str:
     return blake2b(span_id.encode("utf-8", "replace"), digest_size=8, person=b"mp-span").hexdigest()
 
 
-def _log_span_id(log_id: str) -> str:
-    """A request without ``x-portkey-span-id``: the random half of its log id (log_<time><random>), so
-    the span names its log record and a replayed record keeps its id."""
-    tail = log_id[-16:]
-    return tail.lower() if _HEX.fullmatch(tail) and tail.strip("0") else otel_span_id(log_id)
-
-
-def _attempt_span_id(log_id: str, position: int) -> str:
-    """The log id's random half mixed with the attempt's position (a golden-ratio multiple, so ids of one
-    request differ in every digit): unique in the trace as the random half is, at a tenth of a digest's cost."""
-    tail = log_id[-16:]
-    base = int(tail, 16) if _HEX.fullmatch(tail) else int(otel_span_id(log_id), 16)
-    return "%016x" % (((base ^ ((position + 1) * 0x9E3779B97F4A7C15)) & 0xFFFFFFFFFFFFFFFF) or 1)
+def _log_id_parts(log_id: str) -> tuple[int, bytes]:
+    """The random half of a log id (``log_<time><random>``, 16 hex digits each) and its encoded
+    ``modelport.log_id`` attribute. The request's span id without ``x-portkey-span-id`` is that half, so
+    the span names its record; its attempts' ids mix it with their position (a golden-ratio multiple, so
+    they differ in every digit), unique in the trace as the random half is, at a tenth of a digest's cost."""
+    if _LOG_ID.fullmatch(log_id):  # nothing to escape: formatted in as it is
+        return int(log_id[-16:], 16) or 1, b'{"key":"modelport.log_id","value":{"stringValue":"%s"}}' % log_id.encode()
+    return int(otel_span_id(log_id), 16), _attribute("modelport.log_id", log_id, cached=False)
 
 
 def _nanos(seconds: float) -> int:
