@@ -5,6 +5,7 @@ Rollover is tested by moving the clock the limiter reads, not by sleeping throug
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,6 +23,13 @@ def epoch(text: str) -> float:
 
 def rule(unit: str, value: int, owner: str = "key:k1", position: int = 0) -> Rule:
     return Rule(owner, "gateway API key k1 (test)", unit, value, position)
+
+
+run = asyncio.run
+
+
+def run_budgets(limiter: Limiter, rules, reserves):
+    return asyncio.run(limiter.admit_with_budgets(rules, reserves))
 
 
 class Clock:
@@ -47,20 +55,20 @@ def test_a_window_admits_its_value_then_refuses_until_the_next_window(tmp_path: 
     clock = Clock(epoch("2026-12-03 10:15:58"))
     limiter = Limiter(LocalCounters(tmp_path / "counters"), clock)
     limits = [rule("rpm", 3)]
-    assert [limiter.admit(limits)[0].remaining for _ in range(3)] == [2, 1, 0]
+    assert [run(limiter.admit(limits))[0].remaining for _ in range(3)] == [2, 1, 0]
     with pytest.raises(LimitExceeded) as refused:
-        limiter.admit(limits)
+        run(limiter.admit(limits))
     assert refused.value.headers["retry-after"] == "2" and refused.value.detail["resets_at"] == "2026-12-03T10:16:00Z"
     clock.now = epoch("2026-12-03 10:16:00")  # the next minute: a fresh window
-    assert limiter.admit(limits)[0].remaining == 2
+    assert run(limiter.admit(limits))[0].remaining == 2
 
 
 def test_admission_is_all_or_nothing(tmp_path: Path) -> None:
     limiter = Limiter(LocalCounters(tmp_path / "counters"), Clock(epoch("2026-12-03 10:15:00")))
     roomy, tight = rule("rph", 10, position=0), rule("rpm", 1, position=1)
-    limiter.admit([roomy, tight])
+    run(limiter.admit([roomy, tight]))
     with pytest.raises(LimitExceeded):
-        limiter.admit([roomy, tight])
+        run(limiter.admit([roomy, tight]))
     assert limiter.usage([roomy])[0]["used"] == 1  # the refused request was not counted on the roomy rule
 
 
@@ -68,17 +76,17 @@ def test_counters_are_shared_by_every_handle_on_the_file(tmp_path: Path) -> None
     clock = Clock(epoch("2026-12-03 10:15:00"))
     first, second = (Limiter(LocalCounters(tmp_path / "counters"), clock) for _ in range(2))
     limits = [rule("rpd", 2)]
-    first.admit(limits)
-    second.admit(limits)
+    run(first.admit(limits))
+    run(second.admit(limits))
     with pytest.raises(LimitExceeded):
-        first.admit(limits)
+        run(first.admit(limits))
 
 
 def _hammer(path: str, rounds: int, start, queue) -> None:
     counters = LocalCounters(Path(path))
     charge = Charge(b"k" * 16, 10**9, 2**40)
     start.wait()  # all at once, so the increments interleave
-    queue.put([counters.admit([charge], 0).counts[0] for _ in range(rounds)])
+    queue.put([asyncio.run(counters.admit([charge], 0)).counts[0] for _ in range(rounds)])
 
 
 def test_processes_never_see_the_same_count(tmp_path: Path) -> None:
@@ -99,9 +107,9 @@ def test_a_full_neighbourhood_fails_closed(tmp_path: Path) -> None:
     counters = LocalCounters(tmp_path / "counters", slots=1)  # every key hashes to slot 0: one run of PROBE
     limiter = Limiter(counters, Clock(epoch("2026-12-03 10:15:00")))
     for owner in range(PROBE):
-        limiter.admit([rule("rpm", 5, owner=f"key:{owner}")])
+        run(limiter.admit([rule("rpm", 5, owner=f"key:{owner}")]))
     with pytest.raises(LimitsUnavailable, match="not let through unchecked"):
-        limiter.admit([rule("rpm", 5, owner="key:one-too-many")])
+        run(limiter.admit([rule("rpm", 5, owner="key:one-too-many")]))
 
 
 def test_zero_disables_a_rule_and_token_rules_are_not_taken() -> None:
@@ -123,7 +131,7 @@ def test_headers_show_the_tightest_limit() -> None:
 def test_two_new_windows_of_one_request_get_two_slots(tmp_path: Path) -> None:
     counters = LocalCounters(tmp_path / "counters", slots=1)  # both keys hash to the same run
     first, second = Charge(b"a" * 16, 5, 2**40), Charge(b"b" * 16, 5, 2**40)
-    assert counters.admit([first, second], 0).counts == [1, 1]
+    assert asyncio.run(counters.admit([first, second], 0)).counts == [1, 1]
     assert (counters.count(first.key, 0), counters.count(second.key, 0)) == (1, 1)
 
 
@@ -135,12 +143,12 @@ def test_a_budget_refuses_past_its_limit_and_a_new_period_admits_again(tmp_path:
     limiter = Limiter(LocalCounters(tmp_path / "counters"), clock)
     budget = budget_from("key:k1", "gateway API key k1 (test)", {"type": "tokens", "credit_limit": 100,
                                                                  "periodic_reset": "monthly"}, 0)
-    _, _, reserved = limiter.admit_with_budgets([], [(budget, 60)])
+    _, _, reserved = run_budgets(limiter, [], [(budget, 60)])
     with pytest.raises(BudgetExhausted, match="could add up to 60 tokens"):
-        limiter.admit_with_budgets([], [(budget, 60)])
-    limiter.release(reserved)  # the attempt failed: its 60 go back
-    limiter.admit_with_budgets([], [(budget, 100)])
+        run_budgets(limiter, [], [(budget, 60)])
+    run(limiter.release(reserved))  # the attempt failed: its 60 go back
+    run_budgets(limiter, [], [(budget, 100)])
     with pytest.raises(BudgetExhausted, match="has used 100 tokens"):
-        limiter.admit_with_budgets([], [(budget, 0)])  # nothing left: even a request that reserves 0 waits
+        run_budgets(limiter, [], [(budget, 0)])  # nothing left: even a request that reserves 0 waits
     clock.now = epoch("2027-01-01 00:00:00")  # a new calendar month
-    assert limiter.admit_with_budgets([], [(budget, 100)]).held[0].amount == 100
+    assert run_budgets(limiter, [], [(budget, 100)]).held[0].amount == 100

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -97,10 +98,28 @@ def test_readme_documents_every_setting():
 
 @pytest.mark.parametrize("env, value", [
     ("MODELPORT_DATABASE_URL", "postgresql://127.0.0.1/test"),
-    ("MODELPORT_REDIS_URL", "redis://127.0.0.1:6379"),
 ])
 def test_a_setting_not_built_yet_is_refused_not_ignored(tmp_path, env, value):
     result = subprocess.run([sys.executable, "-m", "modelport", "serve", "--data-dir", str(tmp_path)],
                             env={env: value, "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert env in result.stderr and "not in this build" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:6379", "redis://", "redis://127.0.0.1:6379/db-one",
+                                 "127.0.0.1:6379", "redis://host name:6379"])
+def test_a_malformed_redis_url_is_refused_in_one_line(tmp_path, url):
+    result = subprocess.run([sys.executable, "-m", "modelport", "serve", "--data-dir", str(tmp_path)],
+                            env={"MODELPORT_REDIS_URL": url, "PATH": "/usr/bin:/bin",
+                                 "PYTHONPATH": os.environ.get("PYTHONPATH", "")}, capture_output=True,
+                            text=True, timeout=30)  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "redis_url (MODELPORT_REDIS_URL) must be redis://" in result.stderr
+
+
+def test_redis_settings_are_read_from_the_environment():
+    settings = Settings.load(environ={"MODELPORT_REDIS_URL": "rediss://user:secret@cache.example:6380/2",
+                                      "MODELPORT_LIMITS_FAIL_OPEN": "true", "MODELPORT_REDIS_KEY_PREFIX": "gw-a:"})
+    assert (settings.redis_url, settings.limits_fail_open, settings.redis_key_prefix) == (
+        "rediss://user:secret@cache.example:6380/2", True, "gw-a:")
+    assert Settings.load(environ={}).limits_fail_open is False

@@ -82,6 +82,8 @@ class Settings:
     otel_queue_size: int = 8192
     database_url: str | None = None
     redis_url: str | None = None
+    redis_key_prefix: str = "modelport:"
+    limits_fail_open: bool = False
     providers: tuple[DeclaredProvider, ...] = ()
     # Internal, set by `modelport serve` for its workers: where the log service listens. Empty (an app
     # from create_app() under another ASGI server) means logging in-process. Read from no flag, variable
@@ -129,6 +131,9 @@ class Settings:
         if self.signing_secret is not None and len(self.signing_secret) < 32:
             raise SettingsError("signing_secret must be at least 32 characters (e.g. the output of "
                                 "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`)")
+        if self.redis_url is not None and not _REDIS_URL.fullmatch(self.redis_url):
+            raise SettingsError("redis_url (MODELPORT_REDIS_URL) must be redis://[user:password@]host[:port][/db] or "
+                                "rediss://... for TLS, e.g. redis://127.0.0.1:6379/0")
         for name, why in _NOT_YET_BUILT.items():
             if getattr(self, name):
                 raise SettingsError(f"{name} ({_ENV_PREFIX}{name.upper()}) is not in this build: {why}")
@@ -186,11 +191,11 @@ _OTEL_ENDPOINT = re.compile(r"https?://[A-Za-z0-9._~\[\]:-]+(/[A-Za-z0-9._~!$&'(
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an RFC 9110 token
 # Written into response bodies and Location headers: nothing that could end a JSON string or a header.
 _PUBLIC_URL = re.compile(r"https?://[A-Za-z0-9._~\[\]:-]+(/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*)?")
+_REDIS_URL = re.compile(r"rediss?://([^@/\s]*@)?[A-Za-z0-9._\[\]:-]+(:\d{1,5})?(/\d{0,2})?(\?[^\s]*)?")
 _INTERNAL = frozenset({"log_service_address"})
 # Settings the design names but the code does not apply yet: refused when set, so none reads as working.
 _NOT_YET_BUILT = {
     "database_url": "the PostgreSQL store is not built yet; unset it to use the embedded SQLite store",
-    "redis_url": "Redis counters and cache are not built yet; unset it",
 }
 _FIELD_TYPES = {f.name: f.type for f in fields(Settings) if f.name not in _INTERNAL}
 _DEFAULTS = {f.name: f.default for f in fields(Settings)}
@@ -306,7 +311,9 @@ HELP = {
     "otel_service_name": "service.name of the exported spans",
     "otel_queue_size": "spans held while the collector is slow or down; beyond it the oldest are dropped (modelport_otel_spans_dropped_total)",
     "database_url": "PostgreSQL store for scale-out: not built yet, refused when set",
-    "redis_url": "Redis counters/cache for scale-out: not built yet, refused when set",
+    "redis_url": "Redis (redis:// or rediss://) for rate-limit and budget counters and the response cache, shared by every node; unset: each node counts in its data_dir",
+    "redis_key_prefix": "prefix of every Redis key, so gateways can share one Redis apart",
+    "limits_fail_open": "with Redis unreachable, admit requests without checking their limits (counted in /metrics); default: refuse them (503)",
 }
 
 

@@ -197,7 +197,7 @@ def keys_update(args: argparse.Namespace, store: Store, out: Output) -> None:
 
 def keys_usage(args: argparse.Namespace, store: Store, out: Output) -> None:
     keys = [_key(store, args.key)] if args.key else list(_all(store.list_api_keys))
-    limiter = Limiter(open_counters(Path(args.settings.data_dir)))
+    limiter = Limiter(open_counters(args.settings))
     rows = []
     for key in keys:
         usage = limiter.usage(key_rules(key.id, key.name, key.rate_limits))

@@ -6,6 +6,11 @@ upstream call, so a fallback moves on to the next target and a cache hit costs n
 fixed and aligned to the UTC clock — minute, hour, day, ISO week — so "N per window" has one meaning
 on every worker; the counters behind them are exact across a node's workers (``store.counters``).
 A refused request is not counted. A limit of 0 disables its rule.
+
+When the counters cannot be reached (Redis down), admission fails closed with a 503 naming the cause,
+unless the operator chose ``limits_fail_open``: then the request is admitted, nothing is counted, the
+outage is logged once and each such request is tallied in the node's own counters file
+(``modelport_limits_unchecked_total``).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import Any, Iterable, NamedTuple, Sequence
 
 import orjson
 
-from ..store.counters import Admission, Counters, CountersFull
+from ..store.counters import Admission, Counters, CountersFull, CountersUnavailable, LocalCounters
 from ..usage.limits import (
     NANO_USD,
     WINDOW_WORDS,
@@ -160,18 +165,27 @@ class BudgetUnpriced(GatewayError):
     status, type, code = 412, "budget_error", "budget_unpriced"
 
 
+# The node-wide tally of requests admitted unchecked: a counter in the node's own file, whose window
+# never ends, shared by its workers (each scrape reaches one worker; every one shows the node's total).
+_UNCHECKED = Charge(digest("limits-unchecked").ljust(16, b"\0"), 2**62, 2**62)
+
+
 class Limiter:
-    def __init__(self, counters: Counters, clock=time.time) -> None:
+    def __init__(self, counters: Counters, clock=time.time, fail_open: bool = False,
+                 tally: LocalCounters | None = None) -> None:  # fmt: skip
         self._counters = counters
         self._clock = clock
+        self._fail_open = fail_open
+        self._tally = tally  # where requests admitted unchecked are counted (fail open only)
+        self._unchecked_logged = False
 
-    def admit(self, rules: Sequence[Rule]) -> list[Standing]:
+    async def admit(self, rules: Sequence[Rule]) -> list[Standing]:
         """Count this request against every rule, or raise ``LimitExceeded`` for the first it breaks."""
         if not rules:
             return []
-        return self.admit_with_budgets(rules, ()).standings
+        return (await self.admit_with_budgets(rules, ())).standings
 
-    def admit_with_budgets(self, rules: Sequence[Rule], reserves: Sequence[tuple[Budget, int]]) -> Admitted:
+    async def admit_with_budgets(self, rules: Sequence[Rule], reserves: Sequence[tuple[Budget, int]]) -> Admitted:
         """One step for all of them: count the request on every rule and reserve ``amount`` on every
         budget (token rate limits are budgets over a rate window), or do none of it and raise for the
         first that refuses."""
@@ -179,10 +193,13 @@ class Limiter:
         charges = [rule.charge(now) for rule in rules]
         held = [budget.charge(now, amount) for budget, amount in reserves]
         try:
-            admission: Admission = self._counters.admit(charges + held, now)
+            admission: Admission = await self._counters.admit(charges + held, now)
         except CountersFull as exc:
             raise LimitsUnavailable(f"limits cannot be checked: {exc}; the request was refused, not "
                                     "let through unchecked") from None
+        except CountersUnavailable as exc:
+            return self._unchecked(exc)
+        self._unchecked_logged = False
         standings = [Standing(rule, rule.value, count, charge[2])
                      for rule, count, charge in zip(rules, admission.counts, charges)]
         refused = admission.refused
@@ -199,31 +216,59 @@ class Limiter:
             if budget.window is not None:
                 tokens.append(Standing(budget, budget.limit, used, charge.ends_at))
             elif budget.alert_at is not None and used >= budget.alert_at:
-                self._alert(budget, used, now)
+                await self._alert(budget, used, now)
         return Admitted(standings, tokens, held)
 
-    def _alert(self, budget: Budget, used: int, now: float) -> None:
+    def _unchecked(self, cause: CountersUnavailable) -> Admitted:
+        """The counters are away: refuse (the default), or admit counting nothing (``limits_fail_open``)."""
+        if not self._fail_open:
+            raise LimitsUnavailable(f"rate limits and budgets cannot be checked: {cause}; the request was refused, "
+                                    "not let through unchecked (MODELPORT_LIMITS_FAIL_OPEN=true admits such "
+                                    "requests unchecked)")
+        if not self._unchecked_logged:
+            self._unchecked_logged = True
+            log.warning("admitting requests without checking their limits (MODELPORT_LIMITS_FAIL_OPEN): %s", cause)
+        if self._tally is not None:
+            self._tally.settle(_UNCHECKED, 1, 0)
+        return Admitted([], [], [])
+
+    def unchecked_total(self) -> int:
+        return self._tally.count(_UNCHECKED.key, 0) if self._tally is not None else 0
+
+    async def _alert(self, budget: Budget, used: int, now: float) -> None:
         """Once per period, whichever process sees the crossing first (the flag is a counter of 1)."""
-        if self._counters.admit([budget.alert_charge(now)], now).refused is None:
+        try:
+            first = (await self._counters.admit([budget.alert_charge(now)], now)).refused is None
+        except CountersUnavailable:
+            return  # the next request past the threshold raises it
+        if first:
             log.warning("budget alert: %s has used %s (in flight included) of its %s, past its alert threshold of %s",
                         budget.who, budget.show(used), budget.show(budget.limit), budget.show(budget.alert_at or 0))
 
     def alerted(self, budget: Budget) -> bool:
         now = self._clock()
-        return self._counters.count(budget.alert_charge(now).key, now) > 0
+        return self._count(budget.alert_charge(now).key, now) > 0
 
-    def release(self, held: Sequence[Charge]) -> None:
-        """Give reservations back whole: the attempt they were made for reached no upstream usage."""
-        now = self._clock()
-        for charge in held:
-            self._counters.settle(charge, -charge.amount, now)
+    async def release(self, held: Sequence[Charge]) -> None:
+        """Give reservations back whole: the attempt they were made for reached no upstream usage. With
+        the counters away they are given back once they answer (RedisCounters keeps them)."""
+        try:
+            await self._counters.release(held, self._clock())
+        except CountersUnavailable:
+            pass
+
+    def _count(self, key: bytes, now: float) -> int:
+        try:
+            return self._counters.count(key, now)
+        except CountersUnavailable as exc:
+            raise LimitsUnavailable(f"usage cannot be read: {exc}") from None
 
     def budget_usage(self, budget: Budget | None) -> dict[str, Any] | None:
         if budget is None:
             return None
         now = self._clock()
         charge = budget.charge(now, 0)
-        used = self._counters.count(charge.key, now)
+        used = self._count(charge.key, now)
         scale = NANO_USD if budget.kind == "cost" else 1
         return {**budget.describe(), "used": used / scale, "remaining": max(0, budget.limit - used) / scale,
                 "period_ends_at": _iso(charge.ends_at), "alerted": self.alerted(budget)}
@@ -234,7 +279,7 @@ class Limiter:
         shown = []
         for limit in limits:
             charge = limit.charge(now, 0)
-            used = self._counters.count(charge.key, now)
+            used = self._count(charge.key, now)
             shown.append({"type": "tokens", "unit": limit.window, "value": limit.limit, "used": used,
                           "remaining": max(0, limit.limit - used), "resets_at": _iso(charge.ends_at)})
         return shown
@@ -245,7 +290,7 @@ class Limiter:
         shown = []
         for rule in rules:
             charge = rule.charge(now)
-            used = self._counters.count(charge.key, now)
+            used = self._count(charge.key, now)
             shown.append({**rule.describe(), "used": used, "remaining": max(0, rule.value - used),
                           "resets_at": _iso(charge.ends_at)})
         return shown
@@ -285,18 +330,26 @@ _GAUGES = (
 
 
 def gauges(limiter: Limiter, rules: Sequence[Rule], budgets: Sequence[Budget]) -> str:
-    """Prometheus gauges: each enforced limit and budget and where it stands, on this node."""
+    """Prometheus gauges: each enforced limit and budget and where it stands (on this node's counters, or
+    Redis's), and the node's count of requests admitted unchecked."""
     lines = [line for name, text in _GAUGES for line in (f"# HELP {name} {text}", f"# TYPE {name} gauge")]
-    for rule, usage in zip(rules, limiter.usage(rules)):
-        labels = f'owner="{_label(rule.owner)}",unit="{rule.unit}",rule="{rule.position}"'
-        lines.append(f"modelport_rate_limit_requests{{{labels}}} {rule.value}")
-        lines.append(f"modelport_rate_limit_used_requests{{{labels}}} {usage['used']}")
-    for budget in budgets:
-        usage = limiter.budget_usage(budget) or {}
-        labels = f'owner="{_label(budget.owner)}",type="{budget.kind}"'
-        lines.append(f"modelport_budget_limit{{{labels}}} {usage['credit_limit']}")
-        lines.append(f"modelport_budget_used{{{labels}}} {usage['used']}")
-        lines.append(f"modelport_budget_alerted{{{labels}}} {int(usage['alerted'])}")
+    try:
+        for rule, usage in zip(rules, limiter.usage(rules)):
+            labels = f'owner="{_label(rule.owner)}",unit="{rule.unit}",rule="{rule.position}"'
+            lines.append(f"modelport_rate_limit_requests{{{labels}}} {rule.value}")
+            lines.append(f"modelport_rate_limit_used_requests{{{labels}}} {usage['used']}")
+        for budget in budgets:
+            usage = limiter.budget_usage(budget) or {}
+            labels = f'owner="{_label(budget.owner)}",type="{budget.kind}"'
+            lines.append(f"modelport_budget_limit{{{labels}}} {usage['credit_limit']}")
+            lines.append(f"modelport_budget_used{{{labels}}} {usage['used']}")
+            lines.append(f"modelport_budget_alerted{{{labels}}} {int(usage['alerted'])}")
+    except LimitsUnavailable:
+        pass  # the counters are away: no gauge rather than a wrong one (/health says why)
+    lines += ["# HELP modelport_limits_unchecked_total Requests admitted without checking their limits because the "
+              "counters (Redis) were unreachable and MODELPORT_LIMITS_FAIL_OPEN is true, on this node.",
+              "# TYPE modelport_limits_unchecked_total counter",
+              f"modelport_limits_unchecked_total {limiter.unchecked_total()}"]
     return "\n".join(lines) + "\n"
 
 

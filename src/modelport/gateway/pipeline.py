@@ -23,7 +23,9 @@ from ..server.http import (
     stream_body,
 )
 from ..settings import Settings
-from ..store.counters import Counters
+from ..store.counters import Counters, local_counters
+from ..store.redis import open_redis
+from ..store.redis_cache import RedisEntries
 from ..usage.limits import Charge
 from .allowed_models import check_model, check_proxied_model
 from .auth import Authenticator, Principal
@@ -63,7 +65,9 @@ class Gateway:
     def __init__(self, settings: Settings, store: Any, counters: Counters, upstreams: Upstreams, recorder: Recorder,
                  signer: StreamSigner) -> None:  # fmt: skip
         self.settings = settings
-        self.limiter = Limiter(counters)
+        # With counters on Redis and fail open, the node's own file tallies what was admitted unchecked.
+        tally = local_counters(settings.data_dir) if settings.redis_url and settings.limits_fail_open else None
+        self.limiter = Limiter(counters, fail_open=settings.limits_fail_open, tally=tally)
         self.reserver = Reserver(settings)
         self.upstreams = upstreams
         self.recorder = recorder
@@ -71,7 +75,8 @@ class Gateway:
         self.auth = Authenticator(store, settings.require_api_key)
         self.resolver = TargetResolver(store, self.auth.version, HostRules.from_settings(settings))
         self.planner = ConfigPlanner(store, self.resolver, self.auth.version)
-        self.cache = ResponseCache(settings.cache_max_bytes)
+        self.redis = open_redis(settings.redis_url, settings.redis_key_prefix) if settings.redis_url else None
+        self.cache = ResponseCache(settings.cache_max_bytes, shared=RedisEntries(self.redis) if self.redis else None)
         self.store = store
         self._policies: dict[str, ExchangePolicy | None] = {}
         # What records keep. With logging off only the metrics read them: no headers, no bodies.
@@ -92,7 +97,7 @@ class Gateway:
             path = normalised_path(path)  # once: every step below routes on the same path
             principal = self.auth.authenticate(options.api_key)
             _note_principal(record, principal, options)
-            standings = self.limiter.admit(principal.rate_limits)  # the key's limits: once per request
+            standings = await self.limiter.admit(principal.rate_limits)  # the key's limits: once per request
             outbound = await self._read(method, path, scope, receive, options)
             tree = self.planner.plan(options, principal, _model_route(options, outbound))
             self._capture_request(record, outbound)
@@ -101,7 +106,7 @@ class Gateway:
                 outcome = await execute(tree, call)
                 await call.respond(outcome)
             finally:
-                call.release_unsettled()
+                await call.release_unsettled()
         except GatewayError as error:
             error.__traceback__ = None  # its frames (this one too) hold the request: no cycle to wait on
             await self._fail(send, record, error, options)
@@ -152,7 +157,8 @@ class _Call:
     """The per-request state the attempt and respond steps share; also the ``Walk`` the router drives."""
 
     __slots__ = ("gateway", "scope", "receive", "send", "outbound", "record", "principal", "unified", "cache_key",
-                 "key_standings", "provider_standings", "token_standings", "held", "public_base", "exchange")
+                 "cache_max_age", "key_standings", "provider_standings", "token_standings", "held", "public_base",
+                 "exchange")
 
     def __init__(self, gateway: Gateway, scope: Scope, receive: Receive, send: Send, outbound: Outbound,
                  record: LogRecord, principal: Principal, key_standings: list[Standing]) -> None:
@@ -164,6 +170,7 @@ class _Call:
         self.held: list[tuple[Charge, str]] = []  # what the last attempt holds on its budgets, with their kinds
         self.unified: UnifiedCall | None = None
         self.cache_key: str | None = None
+        self.cache_max_age: float | None = None
         self.public_base: str | None = None  # built (and the Host checked) at most once per request
         self.exchange: Exchange | None = None  # the last attempt's request, when its provider has a policy
 
@@ -188,7 +195,7 @@ class _Call:
         span = Attempt(index=leaf.index, provider=resolved.spec.id, slug=resolved.target.slug, started_at=time.time(), retry=retry)
         self.record.attempts.append(span)
         self.provider_standings, self.token_standings = [], []
-        self.release_unsettled()  # a new attempt: the last one failed, and what it held goes back
+        await self.release_unsettled()  # a new attempt: the last one failed, and what it held goes back
         self.exchange = None
         started = time.perf_counter()
         try:
@@ -196,12 +203,12 @@ class _Call:
             if endpoint is not None and takes_unified_path(endpoint, resolved.spec):
                 self.unified = UnifiedCall.prepare(endpoint, outbound, leaf, self.record)
                 check_model(resolved, self.unified.body.get("model"))
-                cached = self._cached(leaf, endpoint)
+                cached = await self._cached(leaf, endpoint)
                 if cached is not None:
                     span.status = cached.status
                     return Outcome(leaf, cached.status, response=cached)
                 if self.unified.multi_step:  # its requests go through the steps, on this attempt's transport
-                    self._admit(resolved)
+                    await self._admit(resolved)
                     answer = await self.unified.begin(self._steps(leaf))
                     span.status = answer.status
                     return Outcome(leaf, answer.status, response=answer)
@@ -220,7 +227,7 @@ class _Call:
                 body = answer.body if isinstance(answer, Forward) else UnifiedCall.proxy_body(outbound, leaf)
                 if outbound.body is None and outbound.options.content_length is not None:
                     headers.append(("content-length", str(outbound.options.content_length)))
-            self._admit(resolved)
+            await self._admit(resolved)
             timeout = outbound.options.request_timeout or leaf.timeout
             response = await open_upstream(gateway.upstreams, resolved, method, url, headers, body, timeout)
             span.status = response.status
@@ -256,7 +263,7 @@ class _Call:
             return None
         return lambda status, body: policy.screen(exchange, status, body)
 
-    def _admit(self, resolved: Any) -> None:
+    async def _admit(self, resolved: Any) -> None:
         """The provider's rate limits and both budgets, in one step, just before the upstream call."""
         principal = self.principal
         budgets = [b for b in (principal.budget, resolved.budget) if b is not None]
@@ -269,16 +276,16 @@ class _Call:
         reserves = self.gateway.reserver.amounts(
             budgets, resolved.spec.id, self.outbound.endpoint, body, len(self.outbound.body or b""),
         ) if budgets else ()  # fmt: skip
-        self.provider_standings, self.token_standings, charges = self.gateway.limiter.admit_with_budgets(
+        self.provider_standings, self.token_standings, charges = await self.gateway.limiter.admit_with_budgets(
             resolved.rate_limits, reserves)
         self.held = [(charge, budget.kind) for charge, (budget, _) in zip(charges, reserves)]
 
-    def release_unsettled(self) -> None:
+    async def release_unsettled(self) -> None:
         if self.held:
-            self.gateway.limiter.release([charge for charge, _ in self.held])
-            self.held = []
+            held, self.held = self.held, []
+            await self.gateway.limiter.release([charge for charge, _ in held])
 
-    def _cached(self, leaf: Leaf, endpoint: str) -> CachedResponse | None:
+    async def _cached(self, leaf: Leaf, endpoint: str) -> CachedResponse | None:
         """Look the request up in the cache when its config (or ``x-portkey-cache-ttl``) asks for one; note
         the cache status."""
         self.cache_key = None
@@ -292,11 +299,11 @@ class _Call:
         self.cache_key = cache_key(provider=target.provider, credential=credential_scope(target.slug, target.api_key),
                                    key_id=key_id, path=self.outbound.path, body=self.unified.body,
                                    namespace=options.cache_namespace)
+        self.cache_max_age = options.cache_ttl if options.cache_ttl is not None else leaf.cache.max_age  # type: ignore[union-attr]
         if options.cache_force_refresh:
             self.record.cache_status = "REFRESH"
             return None
-        max_age = options.cache_ttl if options.cache_ttl is not None else leaf.cache.max_age  # type: ignore[union-attr]
-        hit = gateway.cache.get(self.cache_key, max_age)
+        hit = await gateway.cache.get(self.cache_key, self.cache_max_age)
         self.record.cache_status = "HIT" if hit is not None else "MISS"
         return hit
 
@@ -324,7 +331,8 @@ class _Call:
         outcome.release()
         if self.cache_key and 200 <= relayed.status < 300 and relayed.size == len(relayed.captured) and not relayed.error:
             content_type = relayed.content_type.encode("latin-1") or b"application/json"
-            self.gateway.cache.put(self.cache_key, relayed.status, [(b"content-type", content_type)], bytes(relayed.captured))
+            await self.gateway.cache.put(self.cache_key, relayed.status, [(b"content-type", content_type)],
+                                         bytes(relayed.captured), self.cache_max_age)
         if len(relayed.captured) > cap:
             del relayed.captured[cap:]
         record.status = 499 if relayed.disconnected else relayed.status

@@ -111,7 +111,7 @@ class LogWriter:
         # Called on the writer's lane with each record once enriched (``None`` with logging off, when
         # nothing is): the OpenTelemetry exporter's feed (logs/otel.py). It must not block.
         self.on_prepared: Callable[[LogRecord, Prepared | None], None] | None = None
-        self._counters = open_counters(settings.data_dir)  # budgets settle here, to the real usage
+        self._counters = open_counters(settings)  # budgets settle here, to the real usage
         self._enricher = Enricher(
             PriceBook.load(settings.pricing_file),
             Redactor(settings.log_redact_paths),

@@ -107,11 +107,28 @@ class ModelPortApp:
         elif path == "/metrics" and self.recorder is not None:
             await self._metrics(send)
         elif path == "/health":
-            await send_json(send, 200 if self.ready else 503, {"status": "ok" if self.ready else "starting"})
+            await self._health(send)
         elif path == DASHBOARD_PREFIX or path.startswith(DASHBOARD_PREFIX + "/"):
             await serve_dashboard(scope, receive, send)
         else:
             await send_error(send, NotFound(f"no route for {path}: the API lives under /v1"), "")
+
+    async def _health(self, send: Send) -> None:
+        """200 while serving, "degraded" with the reasons when a shared service is away (a load balancer
+        should keep a node whose cache is down); 503 while starting."""
+        if not self.ready:
+            await send_json(send, 503, {"status": "starting"})
+            return
+        reasons = self._degraded()
+        await send_json(send, 200, {"status": "degraded", "reasons": reasons} if reasons else {"status": "ok"})
+
+    def _degraded(self) -> list[str]:
+        redis = self.gateway.redis if self.gateway is not None else None
+        outage = redis.outage() if redis is not None else None
+        if outage is None:
+            return []
+        limits = "admitted unchecked" if self.settings.limits_fail_open else "refused (503)"
+        return [f"{outage}: requests under a rate limit or budget are {limits}; the response cache is bypassed"]
 
     async def _refuse(self, scope: Scope, send: Send, error: GatewayError) -> None:
         """Answer and record a request the connection refused before any route saw it (protocol.py)."""
@@ -163,7 +180,7 @@ class ModelPortApp:
             await self.spans.start()
         await self.recorder.start()
         signer = StreamSigner(signing_key(settings, "stream-signing"), settings.stream_url_ttl)
-        self.gateway = Gateway(settings, self.store, open_counters(settings.data_dir), self.upstreams, self.recorder, signer)
+        self.gateway = Gateway(settings, self.store, open_counters(settings), self.upstreams, self.recorder, signer)
         self.ready = True
         self.control = ControlPlane(self.store, settings, self.gateway.auth, self.gateway.limiter)
         self._key_use_task = asyncio.create_task(self._record_key_use())
@@ -206,6 +223,8 @@ class ModelPortApp:
         if self.spans is not None:
             await self.spans.stop()
         await self.upstreams.close()
+        if self.gateway is not None and self.gateway.redis is not None:
+            await self.gateway.redis.aio.aclose()
         if self.store is not None:
             self.store.close()
 

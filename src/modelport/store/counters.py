@@ -10,6 +10,11 @@ and window start), the window's end (epoch seconds) and the count. A key names o
 whose window has ended is free to take. A key is looked for in a run of ``PROBE`` slots from its hash,
 found with one ``bytes.find`` over the run; the file has ``PROBE`` spare slots at its end, so a run
 never wraps. A run with no free slot (``PROBE`` live windows hashed to one place) fails closed.
+
+Several nodes share their counters through Redis instead (``store/redis_counters.py``, chosen by
+``open_counters`` when ``redis_url`` is set). Admission and release are coroutines, so a network store
+never blocks the event loop; here they simply do their ``flock`` work. Settlement (the log service's
+writer thread) and reads (control-plane usage) stay synchronous.
 """
 
 from __future__ import annotations
@@ -19,9 +24,12 @@ import mmap
 import os
 import struct
 from pathlib import Path
-from typing import NamedTuple, Protocol, Sequence
+from typing import TYPE_CHECKING, NamedTuple, Protocol, Sequence
 
 from ..usage.limits import Charge
+
+if TYPE_CHECKING:
+    from ..settings import Settings
 
 SLOT = struct.Struct("<16sqq")  # key, window end (epoch s), count
 KEY_SIZE = 16
@@ -37,15 +45,23 @@ class CountersFull(Exception):
     """No free slot near a new key: refuse rather than count nothing."""
 
 
+class CountersUnavailable(Exception):
+    """The counters cannot be reached (a network store that is down): nothing was checked or counted."""
+
+
 class Admission(NamedTuple):
     refused: int | None  # index of the first charge over its limit; None = all admitted (and counted)
     counts: list[int]  # each charge's count, after this request when admitted
 
 
 class Counters(Protocol):
-    def admit(self, charges: Sequence[Charge], now: float) -> Admission:
+    async def admit(self, charges: Sequence[Charge], now: float) -> Admission:
         """Add every charge's amount if every window stays within its limit (and is not full already);
-        otherwise add nothing."""
+        otherwise add nothing. Raises ``CountersUnavailable`` when the counters cannot be reached."""
+        ...
+
+    async def release(self, charges: Sequence[Charge], now: float) -> None:
+        """Give each charge's whole amount back (the attempt reached no upstream usage), as ``settle``."""
         ...
 
     def settle(self, charge: Charge, delta: int, now: float) -> int:
@@ -72,7 +88,7 @@ class LocalCounters:
         # a slot another process has since reused is noticed, and the run is searched again.
         self._offsets: dict[bytes, int] = {}
 
-    def admit(self, charges: Sequence[Charge], now: float) -> Admission:
+    async def admit(self, charges: Sequence[Charge], now: float) -> Admission:
         fcntl.flock(self._fd, fcntl.LOCK_EX)
         try:
             offsets: list[int] = []
@@ -88,6 +104,10 @@ class LocalCounters:
             return Admission(None, counts)
         finally:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    async def release(self, charges: Sequence[Charge], now: float) -> None:
+        for charge in charges:
+            self.settle(charge, -charge.amount, now)
 
     def settle(self, charge: Charge, delta: int, now: float) -> int:
         if charge.ends_at <= now:
@@ -144,5 +164,15 @@ class LocalCounters:
         return int.from_bytes(key[:8], "little") % self._slots * SLOT.size
 
 
-def open_counters(data_dir: Path) -> LocalCounters:
+def local_counters(data_dir: Path) -> LocalCounters:
     return LocalCounters(Path(data_dir) / "counters")
+
+
+def open_counters(settings: "Settings") -> Counters:
+    """The gateway's counters: on Redis when ``redis_url`` is set (shared by every node), else the node's file."""
+    if settings.redis_url:
+        from .redis import open_redis
+        from .redis_counters import RedisCounters
+
+        return RedisCounters(open_redis(settings.redis_url, settings.redis_key_prefix))
+    return local_counters(settings.data_dir)
