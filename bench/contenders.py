@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import urllib.request
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from workload import FIXED, MODEL_FIXED, MODEL_SLOW, OPENAI_KEY, REPLICATE_KEY, 
 BENCH_DIR = Path(__file__).parent
 ADMIN_KEY = "mp-bench-admin-key-for-loopback-only-0001"  # fake keys, loopback only
 LITELLM_MASTER_KEY = "sk-bench-litellm-master"
+REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 @dataclass
@@ -96,6 +98,7 @@ class ModelPort(Contender):
     logging: bool = True
     limits: bool = False  # a request rate limit and a budget on the caller's key, a rate limit on every provider
     otel: bool = False  # OpenTelemetry traces exported to a sink that answers 200 (the nginx upstream's /v1/traces)
+    redis: bool = False  # counters (and cache) on the local Redis, under a prefix of the run's own
 
     home: Path | None = field(default=None, init=False)
     key: str = field(default=ADMIN_KEY, init=False)
@@ -126,12 +129,25 @@ class ModelPort(Contender):
             env["MODELPORT_LOGGING"] = "false"
         if self.otel:
             env["MODELPORT_OTEL_ENDPOINT"] = upstreams.fixed_origin
+        if self.redis:
+            env["MODELPORT_REDIS_URL"] = REDIS_URL
+            env["MODELPORT_REDIS_KEY_PREFIX"] = self._redis_prefix = f"bench-{uuid.uuid4().hex[:12]}:"
         port = free_port()
         self._serve([str(peers.modelport_bin()), "serve", "--host", "127.0.0.1", "--port", str(port),
                      "--data-dir", str(home / "data"), "--workers", str(self.workers)],
                     workdir, port, "/health", env=env)
         if self.limits:
             self._limit_everything()
+
+    def stop(self) -> None:
+        super().stop()
+        if self.redis:  # a budget with no reset lives a century: leave nothing behind in a shared Redis
+            import redis
+
+            client = redis.Redis.from_url(REDIS_URL)
+            keys = list(client.scan_iter(match=self._redis_prefix + "*", count=1000))
+            if keys:
+                client.delete(*keys)
 
     def _limit_everything(self) -> None:
         """Limits high enough never to refuse, so the run measures what checking them costs."""
@@ -247,6 +263,8 @@ def all_contenders(portkey_version: str | None = None,
         ModelPort("modelport-otel", "full pipeline with OpenTelemetry traces to a collector that answers 200", otel=True),
         ModelPort("modelport-limits", "full pipeline with a request rate limit and a cost budget on the key and a "
                   "request rate limit on the provider", limits=True),
+        ModelPort("modelport-limits-redis", "as modelport-limits, with the counters on Redis (127.0.0.1:6379)",
+                  limits=True, redis=True),
         Portkey("portkey", "Portkey's open-source gateway (Node), x-portkey-custom-host",
                 version=portkey_version),
         LiteLLM("litellm", "LiteLLM proxy, no database, model_list at the upstream",

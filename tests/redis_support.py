@@ -32,9 +32,10 @@ def prefix() -> Iterator[str]:
 class PrivateRedis:
     """A redis-server of the test's own, so killing it disturbs no one: no persistence, one port."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *args: str) -> None:
         self.port = free_port()
         self.workdir = workdir
+        self.args = args
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -44,13 +45,15 @@ class PrivateRedis:
     def start(self) -> "PrivateRedis":
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                         "--appendonly", "no", "--daemonize", "no", "--dir", str(self.workdir)],
+                                         "--appendonly", "no", "--daemonize", "no", "--dir", str(self.workdir), *self.args],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
-                if redis.Redis(port=self.port, socket_connect_timeout=0.2).ping():
-                    return self
+                redis.Redis(port=self.port, socket_connect_timeout=0.2).ping()
+                return self
+            except redis.AuthenticationError:
+                return self  # up, and asking for its password
             except redis.ConnectionError:
                 time.sleep(0.05)
         raise RuntimeError("the private redis-server did not start")

@@ -170,3 +170,13 @@ async def test_settlements_wait_out_an_outage_and_are_applied_after(tmp_path: Pa
         assert counters.settle(charge, 10, 0) == 10  # the kept -40 first (clamped at 0 on the empty counter), then +10
         await counters.admit([charge], 0)
         assert counters.count(charge.key, 0) == 110
+
+
+async def test_errors_name_redis_but_never_its_password(tmp_path: Path) -> None:
+    with PrivateRedis(tmp_path / "redis", "--requirepass", "the-right-one") as server:
+        link = RedisLink(f"redis://:not-the-password-4242@127.0.0.1:{server.port}/0", "t:")
+        with pytest.raises(RedisUnavailable) as refused:
+            await RedisCounters(link).admit([Charge(b"x" * 16, 1, 2**40)], 0)
+        message = str(refused.value)
+        assert f"Redis at 127.0.0.1:{server.port}/0 is unreachable" in message
+        assert "not-the-password-4242" not in message and "the-right-one" not in message
