@@ -120,7 +120,7 @@ async def test_scripts_are_loaded_again_after_redis_forgets_them(tmp_path: Path)
 
 
 def _admit_many(url: str, prefix: str, attempts: int, start: Any, queue: Any) -> None:
-    counters = RedisCounters(RedisLink(url, prefix))
+    counters = RedisCounters(RedisLink(url, prefix, timeout=10))  # exactness, not speed, on a busy machine
     window, budget = Charge(b"w" * 16, 300, 2**40), Charge(b"b" * 16, 10_000, 2**40, 37)
 
     async def admit_all() -> list[tuple[int | None, list[int]]]:

@@ -28,7 +28,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def nodes(tmp_path, prefix) -> Iterator[tuple[GatewayProcess, GatewayProcess]]:
-    settings = {"redis_url": SHARED_URL, "redis_key_prefix": prefix, "cache_share_across_keys": True}
+    # A timeout longer than the default: this is about exactness, on a test machine that may be busy.
+    settings = {"redis_url": SHARED_URL, "redis_key_prefix": prefix, "cache_share_across_keys": True,
+                "redis_timeout": 2.0}
     with GatewayProcess(tmp_path / "node-a", settings=settings, workers=2) as a, \
          GatewayProcess(tmp_path / "node-b", settings=settings, workers=2) as b:  # fmt: skip
         yield a, b

@@ -83,6 +83,7 @@ class Settings:
     database_url: str | None = None
     redis_url: str | None = None
     redis_key_prefix: str = "modelport:"
+    redis_timeout: float = 0.25
     limits_fail_open: bool = False
     providers: tuple[DeclaredProvider, ...] = ()
     # Internal, set by `modelport serve` for its workers: where the log service listens. Empty (an app
@@ -131,6 +132,8 @@ class Settings:
         if self.signing_secret is not None and len(self.signing_secret) < 32:
             raise SettingsError("signing_secret must be at least 32 characters (e.g. the output of "
                                 "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`)")
+        if not 0 < self.redis_timeout <= 10:
+            raise SettingsError(f"redis_timeout must be between 0 and 10 seconds, got {self.redis_timeout}")
         if self.redis_url is not None and not _REDIS_URL.fullmatch(self.redis_url):
             raise SettingsError("redis_url (MODELPORT_REDIS_URL) must be redis://[user:password@]host[:port][/db] or "
                                 "rediss://... for TLS, e.g. redis://127.0.0.1:6379/0")
@@ -313,6 +316,7 @@ HELP = {
     "database_url": "PostgreSQL store for scale-out: not built yet, refused when set",
     "redis_url": "Redis (redis:// or rediss://) for rate-limit and budget counters and the response cache, shared by every node; unset: each node counts in its data_dir",
     "redis_key_prefix": "prefix of every Redis key, so gateways can share one Redis apart",
+    "redis_timeout": "seconds a Redis call may take before it counts as failed (limits then fail closed or open, the cache is bypassed)",
     "limits_fail_open": "with Redis unreachable, admit requests without checking their limits (counted in /metrics); default: refuse them (503)",
 }
 

@@ -75,7 +75,7 @@ class Gateway:
         self.auth = Authenticator(store, settings.require_api_key)
         self.resolver = TargetResolver(store, self.auth.version, HostRules.from_settings(settings))
         self.planner = ConfigPlanner(store, self.resolver, self.auth.version)
-        self.redis = open_redis(settings.redis_url, settings.redis_key_prefix) if settings.redis_url else None
+        self.redis = open_redis(settings) if settings.redis_url else None
         self.cache = ResponseCache(settings.cache_max_bytes, shared=RedisEntries(self.redis) if self.redis else None)
         self.store = store
         self._policies: dict[str, ExchangePolicy | None] = {}

@@ -174,5 +174,5 @@ def open_counters(settings: "Settings") -> Counters:
         from .redis import open_redis
         from .redis_counters import RedisCounters
 
-        return RedisCounters(open_redis(settings.redis_url, settings.redis_key_prefix))
+        return RedisCounters(open_redis(settings))
     return local_counters(settings.data_dir)

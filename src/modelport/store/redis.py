@@ -1,11 +1,13 @@
 """The link to Redis that a process's shared counters and response cache go through (``redis_url``).
 
 One ``RedisLink`` per process: a synchronous client (the log service's settlements, control-plane
-usage reads) and an asyncio client (the request path), both with short timeouts and no retries, so a
-Redis that is down or stalled costs a request at most ``TIMEOUT_SECONDS``, never the event loop. The
-link remembers the last outage: for ``BACKOFF_SECONDS`` after a failure every call fails at once
-without a round trip (a stalled Redis would otherwise hold every request for the whole timeout),
-and ``/health`` reads that state, refreshed by at most one ping a second.
+usage reads) and an asyncio client (the request path), both with a short timeout (``redis_timeout``,
+250 ms by default) and no retry but one on a lost connection, so a Redis that is down or stalled costs
+a request at most that timeout, never the event loop. A refused or lost connection marks Redis down at
+once; timeouts do after ``TIMEOUTS_TO_DOWN`` in a row (one slow answer on a busy host is not an
+outage). While down, every call fails at once without a round trip for ``BACKOFF_SECONDS`` (a stalled
+Redis would otherwise hold every request for the whole timeout), then the next call tries again;
+``/health`` reads that state, refreshed by at most one ping a second.
 
 Every key is ``redis_key_prefix`` + a name, so gateways (or test runs) can share one Redis apart.
 """
@@ -15,16 +17,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, TypeVar
 from urllib.parse import urlsplit
 
 from .counters import CountersUnavailable
 
+if TYPE_CHECKING:
+    from ..settings import Settings
+
 log = logging.getLogger("modelport.redis")
 
-# Short: an answer from a healthy Redis on the same network takes well under a millisecond.
-TIMEOUT_SECONDS = 0.25
 BACKOFF_SECONDS = 1.0
+TIMEOUTS_TO_DOWN = 3
 PROBE_SECONDS = 1.0
 
 T = TypeVar("T")
@@ -35,7 +39,7 @@ class RedisUnavailable(CountersUnavailable):
 
 
 class RedisLink:
-    def __init__(self, url: str, prefix: str) -> None:
+    def __init__(self, url: str, prefix: str, timeout: float = 0.25) -> None:
         import redis
         import redis.asyncio
         from redis.asyncio.retry import Retry as AsyncRetry
@@ -48,13 +52,15 @@ class RedisLink:
         # One immediate retry on a lost connection only: after Redis restarts, each pooled connection fails
         # once when next used. A timeout is not retried (it would double the wait).
         lost = (redis.ConnectionError,)
-        options: dict[str, Any] = {"socket_timeout": TIMEOUT_SECONDS, "socket_connect_timeout": TIMEOUT_SECONDS}
+        self.timeout = timeout
+        options: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
         self.sync = redis.Redis.from_url(url, retry=Retry(NoBackoff(), 1, supported_errors=lost), **options)
         self.aio = redis.asyncio.Redis.from_url(url, retry=AsyncRetry(NoBackoff(), 1, supported_errors=lost), **options)
         self._errors = (redis.RedisError, OSError, asyncio.TimeoutError)
         self._down_since: float | None = None
         self._cause = ""
         self._retry_at = 0.0
+        self._timeouts = 0  # in a row
         self._probed_at = 0.0
         self._probe: asyncio.Task[None] | None = None
         self.outages = 0  # how many times this process saw Redis go away
@@ -106,7 +112,11 @@ class RedisLink:
             raise RedisUnavailable(self.describe())
 
     def _failed(self, exc: BaseException) -> RedisUnavailable:
-        cause = _cause(exc)
+        cause = _cause(exc, self.timeout)
+        if cause.startswith("no answer"):
+            self._timeouts += 1
+            if self._down_since is None and self._timeouts < TIMEOUTS_TO_DOWN:
+                return RedisUnavailable(f"Redis at {self.where} did not answer in time ({cause})")
         if self._down_since is None:
             self._down_since = time.time()
             self.outages += 1
@@ -116,6 +126,7 @@ class RedisLink:
         return RedisUnavailable(self.describe())
 
     def _up(self) -> None:
+        self._timeouts = 0
         if self._down_since is not None:
             log.warning("Redis at %s answers again after %.1f s", self.where, time.time() - self._down_since)
             self._down_since = None
@@ -134,19 +145,21 @@ def _where(url: str) -> str:
     return f"{host}:{parts.port or 6379}{parts.path if parts.path not in ('', '/') else ''}"
 
 
-def _cause(exc: BaseException) -> str:
+def _cause(exc: BaseException, timeout: float) -> str:
     text = str(exc) or type(exc).__name__
     if isinstance(exc, asyncio.TimeoutError) or "Timeout" in type(exc).__name__:
-        return f"no answer within {int(TIMEOUT_SECONDS * 1000)} ms"
+        return f"no answer within {int(timeout * 1000)} ms"
     return text[:200]
 
 
 _links: dict[tuple[str, str], RedisLink] = {}
 
 
-def open_redis(url: str, prefix: str) -> RedisLink:
-    """The process's one link to ``url`` (counters and cache share it, and so its health)."""
-    link = _links.get((url, prefix))
+def open_redis(settings: "Settings") -> RedisLink:
+    """The process's one link to ``redis_url`` (counters and cache share it, and so its health)."""
+    assert settings.redis_url
+    key = (settings.redis_url, settings.redis_key_prefix, settings.redis_timeout)
+    link = _links.get(key)
     if link is None:
-        link = _links[(url, prefix)] = RedisLink(url, prefix)
+        link = _links[key] = RedisLink(*key)
     return link
