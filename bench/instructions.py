@@ -1,0 +1,130 @@
+"""Instructions per request, counted by callgrind: repeatable on a shared machine where timings are not.
+
+    python bench/instructions.py                          # this checkout: plain and limits
+    python bench/instructions.py --tree /tmp/main-copy --modes plain,limits,limits-redis
+
+Drives the app in-process over ASGI (no uvicorn; logging off) with chat completions to the nginx
+upstream, under ``valgrind --tool=callgrind``, twice (``--small`` and ``--large`` requests); the
+difference divided by the difference in requests cancels start-up. Modes: ``plain`` (admin key, no
+limits), ``limits`` (a request rate limit and a cost budget on the key, a rate limit on the provider,
+as the ``modelport-limits`` contender), ``limits-redis`` (the same with the counters on the Redis at
+127.0.0.1:6379, under a key prefix of its own, deleted after). Needs valgrind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).parent
+ADMIN_KEY = "mp-bench-admin-key-for-loopback-only-0001"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+NEVER = [{"type": "requests", "unit": "rpm", "value": 10**9}]
+
+
+async def _call(app, method: str, path: str, headers: dict[str, str], payload: bytes) -> tuple[int, bytes]:
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": payload, "more_body": False}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    pairs = [(k.encode(), v.encode()) for k, v in headers.items()] + [(b"content-length", str(len(payload)).encode())]
+    scope = {"type": "http", "method": method, "path": path, "raw_path": path.encode(), "query_string": b"",
+             "headers": pairs, "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80), "scheme": "http",
+             "http_version": "1.1"}  # fmt: skip
+    await app(scope, receive, send)
+    return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
+
+
+def drive(tree: str, requests: int, mode: str, origin: str) -> None:
+    """In the measured process: start the app from ``tree``, send ``requests`` chat completions."""
+    sys.path.insert(0, str(Path(tree) / "src"))
+    from modelport.server.app import ModelPortApp
+    from modelport.server.bootstrap import bootstrap
+    from modelport.settings import Settings
+    from workload import OPENAI_KEY, SCENARIOS
+
+    home = tempfile.mkdtemp(prefix="modelport-instructions-")
+    config = Path(home) / "modelport.toml"
+    config.write_text(f'[[providers]]\nslug = "bench-openai"\nprovider = "openai"\nsecret_env = "BENCH_UPSTREAM_KEY"\n'
+                      f'custom_host = "{origin}/v1"\n')  # fmt: skip
+    os.environ.update({"BENCH_UPSTREAM_KEY": OPENAI_KEY, "MODELPORT_LOGGING": "false"})
+    prefix = f"bench-{Path(home).name}:"
+    redis = {"redis_url": REDIS_URL, "redis_key_prefix": prefix, "redis_timeout": 10} if mode == "limits-redis" else {}
+    settings = Settings.load({"config": config, "data_dir": home, "admin_key": ADMIN_KEY,
+                              "trusted_hosts": "127.0.0.1", **redis})  # fmt: skip
+    bootstrap(settings)
+    body = SCENARIOS["openai-0ms"].body
+
+    async def run() -> None:
+        app = ModelPortApp(settings)
+        await app.start()
+        key = ADMIN_KEY
+        admin = {"x-portkey-api-key": ADMIN_KEY, "content-type": "application/json"}
+        if mode != "plain":
+            created = {"name": "bench", "scopes": ["inference"], "rate_limits": NEVER, "usage_limits": {"credit_limit": 10**6}}
+            _, answer = await _call(app, "POST", "/v1/api-keys", admin, json.dumps(created).encode())
+            key = json.loads(answer)["key"]
+            await _call(app, "PUT", "/v1/providers/bench-openai", admin, json.dumps({"rate_limits": NEVER}).encode())
+        headers = {"x-portkey-api-key": key, "x-portkey-provider": "@bench-openai", "content-type": "application/json"}
+        for _ in range(requests):
+            status, _ = await _call(app, "POST", "/v1/chat/completions", headers, body)
+            assert status == 200, status
+        await app.stop()
+
+    try:
+        asyncio.run(run())
+    finally:
+        if redis:
+            import redis as client
+
+            connection = client.Redis.from_url(REDIS_URL)
+            keys = list(connection.scan_iter(match=prefix + "*"))
+            if keys:
+                connection.delete(*keys)
+
+
+def count(tree: str, requests: int, mode: str, origin: str, workdir: Path) -> int:
+    out = workdir / f"callgrind.{mode}.{requests}"
+    subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, __file__,
+                    "--drive", tree, str(requests), mode, origin], check=True, capture_output=True)  # fmt: skip
+    return int(re.search(r"^summary: (\d+)", out.read_text(errors="replace"), re.M).group(1))
+
+
+def main() -> None:
+    sys.path.insert(0, str(BENCH_DIR))
+    if len(sys.argv) > 1 and sys.argv[1] == "--drive":
+        drive(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5])
+        return
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--tree", default=str(BENCH_DIR.parent), help="the checkout to measure (its src/)")
+    parser.add_argument("--modes", default="plain,limits")
+    parser.add_argument("--small", type=int, default=100)
+    parser.add_argument("--large", type=int, default=400)
+    args = parser.parse_args()
+    import peers
+    from upstreams import start_upstreams
+
+    workdir = Path(tempfile.mkdtemp(prefix="modelport-callgrind-"))
+    upstreams = start_upstreams(workdir, peers.bare_python())
+    try:
+        for mode in args.modes.split(","):
+            small = count(args.tree, args.small, mode, upstreams.fixed_origin, workdir)
+            large = count(args.tree, args.large, mode, upstreams.fixed_origin, workdir)
+            print(f"{mode:13} {(large - small) / (args.large - args.small) / 1000:8.1f}k instructions/request", flush=True)
+    finally:
+        upstreams.stop()
+
+
+if __name__ == "__main__":
+    main()
