@@ -25,7 +25,8 @@ import pytest
 
 import modelport.store
 from modelport.logs.record import new_time_ordered_id
-from modelport.logs.store import LOG_COLUMNS, SUMMARY_FIELDS, LogQueries, insert_logs
+from modelport.store import SQLiteLogStore
+from modelport.store.log_base import LOG_COLUMNS, SUMMARY_FIELDS
 from modelport.store.migrations import apply_migrations
 from tests.harness import GatewayProcess, first_line_then_hang_up
 
@@ -76,11 +77,12 @@ def seed(db_path: Path, rows: list[dict[str, Any]]) -> None:
     conn = sqlite3.connect(db_path, isolation_level=None)
     try:
         apply_migrations(conn)
-        conn.execute("BEGIN")
-        insert_logs(conn, rows)
-        conn.execute("COMMIT")
     finally:
         conn.close()
+    store = SQLiteLogStore(db_path)
+    with store.batch() as batch:
+        batch.append_logs(rows)
+    store.close()
 
 
 @pytest.fixture
@@ -179,7 +181,7 @@ def test_show_prints_one_record_for_people_and_as_json(data_dir: Path) -> None:
     assert "Attempts:\n  config  openai @openai-test  status 200" in text
     assert '"answer": "Echo: hi"' in text  # a JSON body, pretty-printed
     as_json = orjson.loads(ok(run(data_dir, "show", log_id, "--json")))
-    assert as_json == LogQueries(data_dir / "modelport.db").get(log_id)
+    assert as_json == SQLiteLogStore(data_dir / "modelport.db").get(log_id)
     binary = orjson.loads(ok(run(data_dir, "show", seeded(6)[0], "--json")))
     assert binary["response_body_encoding"] == "base64"
 
@@ -203,7 +205,7 @@ def test_export_csv_to_a_file(data_dir: Path, tmp_path: Path) -> None:
 
 def test_export_jsonl_to_standard_output_matches_the_api_rows(data_dir: Path) -> None:
     lines = ok(run(data_dir, "export", "--metadata", "team=b")).splitlines()
-    rows, _ = LogQueries(data_dir / "modelport.db").list()
+    rows, _ = SQLiteLogStore(data_dir / "modelport.db").list()
     assert [orjson.loads(line) for line in lines] == [r for r in rows if r["metadata"] == {"team": "b"}]
     assert len(lines) == 2
     full = [orjson.loads(line) for line in ok(run(data_dir, "export", "--full", "--trace-id", "trace-9")).splitlines()]

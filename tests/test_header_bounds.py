@@ -11,7 +11,7 @@ import uuid
 import httpx
 import orjson
 
-from modelport.logs.store import LogFilter
+from modelport.store import LogFilter
 from tests.harness import GatewayProcess
 from tests.test_logging import wait_for_logs
 

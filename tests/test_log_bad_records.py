@@ -16,10 +16,9 @@ from aiohttp import web
 
 from modelport.logs.record import DEGRADED_KEY, LogRecord
 from modelport.logs.spill import record_from_line, record_to_line
-from modelport.logs.store import LogFilter, LogQueries
 from modelport.logs.writer import LogWriter
 from modelport.settings import Settings
-from modelport.store import open_store
+from modelport.store import LogFilter, open_log_store, open_store
 from tests.conftest import OPENAI_KEY
 from tests.fakes.server import FakeServer
 from tests.harness import GatewayProcess
@@ -156,7 +155,7 @@ def test_a_record_that_cannot_be_encoded_is_stored_degraded_and_the_records_behi
         await writer.stop()
 
     asyncio.run(write())
-    rows = {row["trace_id"]: row for row in LogQueries(settings.db_path).iter_export(LogFilter(), full=True)}
+    rows = {row["trace_id"]: row for row in open_log_store(settings).iter_export(LogFilter(), full=True)}
     assert sorted(rows) == ["t-bad", "t-good-0", "t-good-1", "t-good-2"]
     assert "could not be encoded" in rows["t-bad"]["metadata"][DEGRADED_KEY]
     assert rows["t-bad"]["status"] == 200 and rows["t-good-0"]["metadata"] == {}

@@ -20,7 +20,7 @@ import pytest
 
 from modelport.logs.enrich import Enricher, Redactor
 from modelport.logs.record import Attempt, LogRecord, records_from_wire, records_to_wire
-from modelport.logs.store import LogFilter, LogQueries
+from modelport.store import LogFilter, SQLiteLogStore
 from modelport.usage import PriceBook
 from tests.conftest import OPENAI_KEY, REPLICATE_TOKEN, replicate_provider, stored
 from tests.harness import GatewayProcess
@@ -30,8 +30,8 @@ OPENAI = {"x-portkey-provider": "@openai-test"}
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "tell me something"}]}
 
 
-def queries(gateway: GatewayProcess) -> LogQueries:
-    return LogQueries(gateway.data_dir / "modelport.db")
+def queries(gateway: GatewayProcess) -> SQLiteLogStore:
+    return SQLiteLogStore(gateway.data_dir / "modelport.db")
 
 
 def wait_for_logs(gateway: GatewayProcess, filters: LogFilter, count: int, timeout: float = 15) -> list[dict]:

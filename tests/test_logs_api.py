@@ -25,7 +25,8 @@ import orjson
 import pytest
 
 from modelport.control.logs import jsonl_chunks
-from modelport.logs.store import LOG_COLUMNS, SUMMARY_FIELDS, insert_logs
+from modelport.store import SQLiteLogStore
+from modelport.store.log_base import LOG_COLUMNS, SUMMARY_FIELDS
 from modelport.store.migrations import apply_migrations
 from tests.conftest import OPENAI_KEY, REPLICATE_TOKEN, replicate_provider
 from tests.fakes.openai import make_openai_app
@@ -568,18 +569,19 @@ def seed_logs(db_path: Path, count: int) -> None:
     """``count`` records, one a second up to now, over five providers, models and keys."""
     conn = sqlite3.connect(db_path, isolation_level=None)
     apply_migrations(conn)
-    now = int(time.time() * 1000)
-    conn.execute("BEGIN")
-    for start in range(0, count, 10_000):
-        insert_logs(conn, [{**dict.fromkeys(LOG_COLUMNS), **{
-            "id": f"log_{n:024x}", "trace_id": f"trace-{n}", "created_at": now - (count - n) * 1000,
-            "key_id": f"key_{n % 7}", "provider": PROVIDERS[n % 5], "model": f"model-{n % 5}", "endpoint": "chat",
-            "method": "POST", "path": "/v1/chat/completions", "status": 500 if n % 20 == 0 else 200,
-            "latency_ms": float(n % 900), "gateway_exception": 0, "stream": 0, "cost_status": "unpriced",
-            "metadata": '{"team":"t%d"}' % (n % 10), "request_body": b"x" * 500, "response_body": b"y" * 1500,
-        }} for n in range(start, min(start + 10_000, count))])  # fmt: skip
-    conn.execute("COMMIT")
     conn.close()
+    now = int(time.time() * 1000)
+    store = SQLiteLogStore(db_path)
+    with store.batch() as batch:
+        for start in range(0, count, 10_000):
+            batch.append_logs([{**dict.fromkeys(LOG_COLUMNS), **{
+                "id": f"log_{n:024x}", "trace_id": f"trace-{n}", "created_at": now - (count - n) * 1000,
+                "key_id": f"key_{n % 7}", "provider": PROVIDERS[n % 5], "model": f"model-{n % 5}", "endpoint": "chat",
+                "method": "POST", "path": "/v1/chat/completions", "status": 500 if n % 20 == 0 else 200,
+                "latency_ms": float(n % 900), "gateway_exception": 0, "stream": 0, "cost_status": "unpriced",
+                "metadata": '{"team":"t%d"}' % (n % 10), "request_body": b"x" * 500, "response_body": b"y" * 1500,
+            }} for n in range(start, min(start + 10_000, count))])  # fmt: skip
+    store.close()
 
 
 PROVIDERS = ("replicate", "openai", "anthropic", "google", "cohere")

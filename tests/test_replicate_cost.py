@@ -11,7 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from modelport.logs.store import LogFilter, LogQueries
+from modelport.logs.analytics import summarize
+from modelport.store import LogFilter, SQLiteLogStore
 from tests.conftest import OPENAI_KEY, REPLICATE_TOKEN, replicate_provider, stored
 from tests.harness import GatewayProcess
 
@@ -68,7 +69,7 @@ def lifecycle(gateway: GatewayProcess, prediction_id: str, rows: int, timeout: f
     deadline = time.monotonic() + timeout
     while True:
         terminal = terminal_log(gateway, prediction_id)  # read first: the rows read next then include it
-        found = list(LogQueries(gateway.data_dir / "modelport.db").iter_export(LogFilter(prediction_id=prediction_id), full=True))
+        found = list(SQLiteLogStore(gateway.data_dir / "modelport.db").iter_export(LogFilter(prediction_id=prediction_id), full=True))
         if len(found) >= rows and terminal is not None and any(r["id"] == terminal for r in found):
             return found
         if time.monotonic() > deadline:
@@ -150,7 +151,7 @@ def test_unknown_cost_is_unpriced_never_zero(gateway):
     chat = httpx.post(gateway.v1 + "/chat/completions", timeout=20, json={"model": "gpt-4.1-mini", "messages": [{"role": "user", "content": "hi"}]},
                       headers=gateway.headers(**{"x-portkey-provider": "@openai-test"}))
     assert chat.status_code == 200
-    queries = LogQueries(gateway.data_dir / "modelport.db")
+    queries = SQLiteLogStore(gateway.data_dir / "modelport.db")
     deadline = time.monotonic() + 10
     while len(rows := [queries.get(l["id"]) for l in queries.list(LogFilter(trace_id=chat.headers["x-portkey-trace-id"]))[0]]) < 1:
         assert time.monotonic() < deadline
@@ -158,7 +159,7 @@ def test_unknown_cost_is_unpriced_never_zero(gateway):
     assert rows[0]["cost_usd"] is None and rows[0]["cost_status"] == "unpriced" and rows[0]["input_tokens"] > 0
     [create] = list(queries.iter_export(LogFilter(prediction_id=started.json()["id"])))
     assert create["cost_usd"] is None and create["cost_status"] == "unpriced"
-    totals = queries.analytics(LogFilter(trace_id=chat.headers["x-portkey-trace-id"]))["totals"]
+    totals = summarize(queries, LogFilter(trace_id=chat.headers["x-portkey-trace-id"]))["totals"]
     assert totals["unpriced_requests"] == 1 and totals["cost_usd"] == 0
 
 

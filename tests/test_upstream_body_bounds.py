@@ -12,7 +12,7 @@ import httpx
 import pytest
 from aiohttp import web
 
-from modelport.logs.store import LogFilter
+from modelport.store import LogFilter
 from tests.conftest import REPLICATE_TOKEN
 from tests.fakes.server import FakeServer
 from tests.harness import GatewayProcess

@@ -91,10 +91,6 @@ class Settings:
     # or file.
     log_service_address: str = ""
 
-    @property
-    def db_path(self) -> Path:
-        return self.data_dir / "modelport.db"
-
     @classmethod
     def load(cls, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> "Settings":
         """Build settings from flags (``overrides``, None values ignored), environment and config file."""

@@ -6,12 +6,12 @@ import argparse
 import os
 import shlex
 import sys
-from pathlib import Path
 from typing import Any, Sequence
 
 import orjson
 
 from ..settings import Settings, SettingsError
+from ..store import StoreMissing, check_store_exists
 
 
 class CommandError(Exception):
@@ -20,14 +20,14 @@ class CommandError(Exception):
     exit_code = 1
 
 
-def existing_database(settings: Settings) -> Path:
-    """The gateway's database. Only ``serve`` creates one: any other command run with a mistyped
-    ``--data-dir`` (or from another directory) would otherwise quietly start a new, empty gateway."""
-    db_path = Path(settings.db_path)
-    if not db_path.is_file():
-        raise CommandError(f"no database at {db_path}: pass the --data-dir the gateway runs with "
-                           "(`modelport serve` creates it on first start)")  # fmt: skip
-    return db_path
+def existing_database(settings: Settings) -> None:
+    """Refuse unless the gateway's store exists. Only ``serve`` creates one: any other command run with a
+    mistyped ``--data-dir`` (or from another directory) would otherwise quietly start a new, empty gateway."""
+    try:
+        check_store_exists(settings)
+    except StoreMissing as exc:
+        raise CommandError(f"{exc}: pass the --data-dir the gateway runs with "
+                           "(`modelport serve` creates it on first start)") from None  # fmt: skip
 
 
 def key_value(text: str) -> tuple[str, str]:

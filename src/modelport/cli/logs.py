@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import sqlite3
 import sys
 import time
 from dataclasses import replace
@@ -26,13 +25,15 @@ import orjson
 
 from ..control.logs import FULL_COLUMNS, csv_chunks, epoch_ms, jsonl_chunks, status_code
 from ..control.schema import Invalid
-from ..logs.predictions import PREDICTION_STATUSES, PredictionFilter
+from ..logs import predictions as view
+from ..logs.predictions import PREDICTION_STATUSES
 from ..logs.record import new_time_ordered_id
-from ..logs.store import MAX_LIMIT, SUMMARY_FIELDS, LogFilter, LogQueries
+from ..store import LogFilter, LogStore, PredictionFilter, StoreUnavailable, open_log_store
+from ..store.log_base import MAX_LIMIT, SUMMARY_FIELDS
 from . import CommandError, existing_database, key_value, print_error, reader_went_away
 
 SettingsFactory = Callable[[argparse.Namespace], Any]
-Command = Callable[[argparse.Namespace, LogQueries, LogFilter], None]
+Command = Callable[[argparse.Namespace, LogStore, LogFilter], None]
 
 FOLLOW_INTERVAL = 0.5  # seconds between polls in ``tail -f``
 # The log writer inserts in batches (every few hundred ms, later while it spills to disk), so a record
@@ -122,7 +123,7 @@ def log_filter(args: argparse.Namespace) -> LogFilter:
 
 
 # -- commands ----------------------------------------------------------------------------------------
-def list_logs(args: argparse.Namespace, queries: LogQueries, filters: LogFilter) -> None:
+def list_logs(args: argparse.Namespace, queries: LogStore, filters: LogFilter) -> None:
     if not 1 <= args.limit <= MAX_LIMIT:
         raise CommandError(f"--limit must be between 1 and {MAX_LIMIT}")
     rows, next_cursor = queries.list(filters, args.limit, args.cursor)
@@ -142,7 +143,7 @@ def list_logs(args: argparse.Namespace, queries: LogQueries, filters: LogFilter)
         print(f"\nMore: modelport logs list --cursor {next_cursor} (with the same filters)")
 
 
-def tail_logs(args: argparse.Namespace, queries: LogQueries, filters: LogFilter) -> None:
+def tail_logs(args: argparse.Namespace, queries: LogStore, filters: LogFilter) -> None:
     if args.lines < 0:
         raise CommandError("--lines must not be negative")
     latest, _ = queries.list(filters, max(args.lines, 1))
@@ -167,7 +168,7 @@ def tail_logs(args: argparse.Namespace, queries: LogQueries, filters: LogFilter)
         shown = {i: at for i, at in shown.items() if epoch_ms(at, "created_at") >= horizon}
 
 
-def show_log(args: argparse.Namespace, queries: LogQueries, filters: LogFilter) -> None:
+def show_log(args: argparse.Namespace, queries: LogStore, filters: LogFilter) -> None:
     record = queries.get(args.log_id)
     if record is None:
         raise CommandError(f"no log record {args.log_id!r}")
@@ -177,7 +178,7 @@ def show_log(args: argparse.Namespace, queries: LogQueries, filters: LogFilter) 
         print_record(record, sys.stdout)
 
 
-def export_logs(args: argparse.Namespace, queries: LogQueries, filters: LogFilter) -> None:
+def export_logs(args: argparse.Namespace, queries: LogStore, filters: LogFilter) -> None:
     rows = queries.iter_export(filters, full=args.full)
     if args.format == "jsonl":
         chunks = jsonl_chunks(rows)
@@ -197,13 +198,13 @@ def export_logs(args: argparse.Namespace, queries: LogQueries, filters: LogFilte
     print(f"Wrote {records} record(s) to {args.output}.", file=sys.stderr)
 
 
-def predictions(args: argparse.Namespace, queries: LogQueries, _: LogFilter) -> None:
+def predictions(args: argparse.Namespace, queries: LogStore, _: LogFilter) -> None:
     filters = PredictionFilter(**{name: getattr(args, name) for name in ("since", "until", "status", "model", "key_id", "slug")})
     if args.prediction_id is None:
         return list_predictions(args, queries, filters)
     if filters != PredictionFilter() or args.cursor:
         raise CommandError("give a prediction id, or filters to list predictions, not both")
-    found = queries.prediction(args.prediction_id)
+    found = view.get_prediction(queries, args.prediction_id)
     if found is None:
         raise CommandError(f"no prediction {args.prediction_id!r} was seen through the gateway")
     if args.json:
@@ -212,10 +213,10 @@ def predictions(args: argparse.Namespace, queries: LogQueries, _: LogFilter) -> 
         print_prediction(found, sys.stdout)
 
 
-def list_predictions(args: argparse.Namespace, queries: LogQueries, filters: PredictionFilter) -> None:
+def list_predictions(args: argparse.Namespace, queries: LogStore, filters: PredictionFilter) -> None:
     if not 1 <= args.limit <= MAX_LIMIT:
         raise CommandError(f"--limit must be between 1 and {MAX_LIMIT}")
-    rows, next_cursor = queries.predictions(filters, args.limit, args.cursor)
+    rows, next_cursor = view.list_predictions(queries, filters, args.limit, args.cursor)
     if args.json:
         _print_json({"object": "list", "data": rows, "next_cursor": next_cursor}, indent=True)
         return
@@ -234,7 +235,7 @@ def _window(filters: LogFilter, newest: int) -> LogFilter:
     return replace(filters, since=since if filters.since is None else max(filters.since, since))
 
 
-def _every(queries: LogQueries, filters: LogFilter) -> Iterator[dict[str, Any]]:
+def _every(queries: LogStore, filters: LogFilter) -> Iterator[dict[str, Any]]:
     cursor = None
     while True:
         rows, cursor = queries.list(filters, MAX_LIMIT, cursor)
@@ -431,7 +432,9 @@ def cell(value: Any) -> str:
 def _run(command: Command, args: argparse.Namespace, settings_factory: SettingsFactory) -> int:
     as_json = getattr(args, "json", False)  # export has no --json: it writes JSON lines or CSV anyway
     try:
-        queries = LogQueries(existing_database(settings_factory(args)))
+        settings = settings_factory(args)
+        existing_database(settings)
+        queries = open_log_store(settings)
         try:
             command(args, queries, log_filter(args))
         finally:
@@ -439,7 +442,7 @@ def _run(command: Command, args: argparse.Namespace, settings_factory: SettingsF
     except (CommandError, ValueError) as exc:  # ValueError: a bad --cursor, from the query layer
         print_error(str(exc), as_json)
         return 1
-    except sqlite3.OperationalError as exc:
+    except StoreUnavailable as exc:
         print_error(f"cannot read the logs ({exc}); has a gateway of this version run on this data dir?", as_json)
         return 1
     except BrokenPipeError:  # `modelport logs export | head`

@@ -2,8 +2,9 @@
 
 One request: match the route → authenticate the gateway key for the route's scope → check query and
 body against the route's shapes → run the handler in a worker thread → reply JSON. Handlers are plain
-synchronous functions of ``(store, request)``; they run off the event loop because a store write may
-wait on SQLite's write lock (``busy_timeout``), and the inference hot path shares this loop.
+synchronous functions of ``(store, request)`` (the log store rides on the request); they run off the
+event loop because a store write may wait on SQLite's write lock (``busy_timeout``), and the inference
+hot path shares this loop. A store that cannot answer (``StoreUnavailable``) is a 503 the caller may retry.
 
 Errors are the gateway's (``{"error": {"message", "type", "code"}}`` with
 ``x-portkey-gateway-exception: true``). No request body is ever logged or put into an error message.
@@ -19,7 +20,7 @@ from urllib.parse import parse_qsl
 import orjson
 
 from ..gateway.auth import Authenticator, Principal
-from ..gateway.errors import Conflict, GatewayError, NotFound, Unauthorized
+from ..gateway.errors import Conflict, GatewayError, NotFound, StoreBusy, Unauthorized
 from ..gateway.headers import parse_request_options
 from ..gateway.hosts import HostRules
 from ..gateway.limits import Limiter
@@ -36,6 +37,7 @@ from ..server.http import (
 )
 from ..settings import Settings
 from ..store import Conflict as StoreConflict
+from ..store import LogStore, Store, StoreUnavailable
 from ..store import NotFound as StoreNotFound
 from . import configs, keys, logs, predictions, providers
 from .download import Download
@@ -57,9 +59,10 @@ MAX_BODY_BYTES = 1024 * 1024  # admin bodies are small; a config with many targe
 
 
 class ControlPlane:
-    def __init__(self, store: Any, settings: Settings, authenticator: Authenticator, limiter: Limiter,
-                 routes: tuple[Route, ...] = ROUTES) -> None:  # fmt: skip
+    def __init__(self, store: Store, log_store: LogStore, settings: Settings, authenticator: Authenticator,
+                 limiter: Limiter, routes: tuple[Route, ...] = ROUTES) -> None:  # fmt: skip
         self.store = store
+        self.log_store = log_store
         self.limiter = limiter
         self.settings = settings
         self.auth = authenticator
@@ -78,7 +81,7 @@ class ControlPlane:
             route, params = self.router.match(scope["method"], scope["path"][len("/v1"):])
             principal = self._principal(options.api_key, route)
             request = Request(principal, params, _query(route, scope), await _body(route, receive), self.limiter,
-                              self.host_rules)
+                              self.host_rules, self.log_store)
             reply = await asyncio.to_thread(self._run, route, request)
             headers = [(b"x-portkey-trace-id", trace_id.encode("latin-1"))]
             if isinstance(reply, Download):
@@ -107,6 +110,8 @@ class ControlPlane:
             raise NotFound(str(exc)) from None
         except StoreConflict as exc:
             raise Conflict(str(exc)) from None
+        except StoreUnavailable as exc:
+            raise StoreBusy(f"the store cannot answer now ({exc}); try again shortly") from None
         except ValueError as exc:  # the store's own checks; our shapes catch nearly everything first
             raise Invalid(str(exc)) from None
 

@@ -1,7 +1,8 @@
 """``/v1/logs``, ``/v1/logs/{id}``, ``/v1/logs/export``, ``/v1/feedback`` and ``/v1/analytics/summary``.
 
 The shapes are fixed by the logs contract (``/work/briefs/logs-contract.md``); the queries themselves
-live in ``logs/store.py`` (``LogQueries``), which returns rows already in their wire form. This module
+are the log store's (``store/log_base.py``, ``LogStore``, on ``request.log_store``), which returns rows
+already in their wire form. This module
 checks the query strings and bodies, and turns an export into a streamed download.
 
 Feedback is Portkey's (docs: "Feedback"; portkey-ai 2.3.4 ``apis/feedback.py``): ``POST /feedback`` takes
@@ -12,21 +13,20 @@ and both answer ``{"status", "message", "feedback_ids"}``.
 from __future__ import annotations
 
 import csv
-import functools
 import io
 import itertools
 import time
 from dataclasses import replace
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
 import orjson
 
 from ..gateway.auth import Principal
 from ..gateway.errors import Forbidden, NotFound
-from ..logs.analytics import BUCKET_MS, GROUP_COLUMNS
-from ..logs.store import DETAIL_EXTRA, MAX_LIMIT, SUMMARY_FIELDS, LogFilter, LogQueries
+from ..logs.analytics import BUCKET_MS, GROUP_COLUMNS, summarize
+from ..store import LogFilter, LogStore, Store
+from ..store.log_base import DETAIL_EXTRA, MAX_LIMIT, SUMMARY_FIELDS
 from .download import Download
 from .router import Request, Route
 from .schema import Field, Invalid, Shape, integer, mapping, text
@@ -195,24 +195,20 @@ FEEDBACK_UPDATE = Shape((replace(_value, required=False), _weight, _metadata))
 
 
 # -- handlers ----------------------------------------------------------------------------------------
-@functools.cache
-def _queries_at(db_path: Path) -> LogQueries:
-    return LogQueries(db_path)
+def queries(request: Request) -> LogStore:
+    """The gateway's log store (the control plane's, one per process)."""
+    assert request.log_store is not None, "the control plane runs with a log store"
+    return request.log_store
 
 
-def queries(store: Any) -> LogQueries:
-    """The log queries over the store's database: one per process, with a connection per thread."""
-    return _queries_at(Path(store.path))
-
-
-def list_logs(store: Any, request: Request) -> dict[str, Any]:
+def list_logs(store: Store, request: Request) -> dict[str, Any]:
     query = request.query
-    rows, next_cursor = queries(store).list(log_filter(query), query.get("limit", 50), query.get("cursor"))
+    rows, next_cursor = queries(request).list(log_filter(query), query.get("limit", 50), query.get("cursor"))
     return {"object": "list", "data": rows, "next_cursor": next_cursor}
 
 
-def retrieve(store: Any, request: Request) -> dict[str, Any]:
-    found = queries(store).get(request.params["log_id"])
+def retrieve(store: Store, request: Request) -> dict[str, Any]:
+    found = queries(request).get(request.params["log_id"])
     if found is None:
         raise NotFound(f"no log record {request.params['log_id'][:60]!r}")
     return found
@@ -221,12 +217,12 @@ def retrieve(store: Any, request: Request) -> dict[str, Any]:
 MAX_TRACE_RECORDS = 1000
 
 
-def trace(store: Any, request: Request) -> dict[str, Any]:
+def trace(store: Store, request: Request) -> dict[str, Any]:
     """One trace's requests as a tree of spans (Portkey's x-portkey-span-id / -parent-span-id / -span-name).
     A request that named no span is a span of its own (its log id); several requests may share a span
     (retries sent with one span id); a span whose parent is not in the trace is a root."""
     trace_id = request.params["trace_id"]
-    rows = list(itertools.islice(queries(store).iter_export(LogFilter(trace_id=trace_id)), MAX_TRACE_RECORDS + 1))
+    rows = list(itertools.islice(queries(request).iter_export(LogFilter(trace_id=trace_id)), MAX_TRACE_RECORDS + 1))
     if not rows:
         raise NotFound(f"no log records with trace id {trace_id[:60]!r}")
     spans: dict[str, dict[str, Any]] = {}
@@ -242,10 +238,10 @@ def trace(store: Any, request: Request) -> dict[str, Any]:
     return {"object": "trace", "trace_id": trace_id, "spans": roots, "truncated": len(rows) > MAX_TRACE_RECORDS}
 
 
-def export(store: Any, request: Request) -> Download:
+def export(store: Store, request: Request) -> Download:
     query = request.query
     kind, full = query.get("format", "jsonl"), query.get("full", False)
-    rows = queries(store).iter_export(log_filter(query), full=full)
+    rows = queries(request).iter_export(log_filter(query), full=full)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     chunks = jsonl_chunks(rows) if kind == "jsonl" else csv_chunks(rows, FULL_COLUMNS if full else SUMMARY_FIELDS)
     return Download(f"modelport-logs-{stamp}.{kind}", EXPORT_FORMATS[kind], chunks)
@@ -304,32 +300,31 @@ def _pieces(parts: Iterable[bytes]) -> Iterator[bytes]:
         yield b"".join(pending)
 
 
-def create_feedback(store: Any, request: Request) -> dict[str, Any]:
-    _check_own_traces(store, request.principal, {item["trace_id"] for item in request.body["items"]})
-    ids = queries(store).add_feedback(request.body["items"])
+def create_feedback(store: Store, request: Request) -> dict[str, Any]:
+    _check_own_traces(queries(request), request.principal, {item["trace_id"] for item in request.body["items"]})
+    ids = queries(request).add_feedback(request.body["items"])
     return {"status": "success", "message": "feedback created", "feedback_ids": ids}
 
 
-def update_feedback(store: Any, request: Request) -> dict[str, Any]:
+def update_feedback(store: Store, request: Request) -> dict[str, Any]:
     if not request.body:
         raise Invalid("give at least one of value, weight and metadata")
     feedback_id = request.params["feedback_id"]
-    current = queries(store).feedback(feedback_id)
+    current = queries(request).feedback(feedback_id)
     if current is None:
         raise NotFound(f"no feedback {feedback_id[:60]!r}")
-    _check_own_traces(store, request.principal, {current["trace_id"]})
-    if queries(store).update_feedback(feedback_id, request.body) is None:
+    _check_own_traces(queries(request), request.principal, {current["trace_id"]})
+    if queries(request).update_feedback(feedback_id, request.body) is None:
         raise NotFound(f"no feedback {feedback_id[:60]!r}")
     return {"status": "success", "message": "feedback updated", "feedback_ids": [feedback_id]}
 
 
-def _check_own_traces(store: Any, principal: Principal, trace_ids: set[str]) -> None:
+def _check_own_traces(log: LogStore, principal: Principal, trace_ids: set[str]) -> None:
     """A key without ``logs.write`` may rate only requests it made (Portkey's hosted feedback is called
     with the inference key). A trace not logged at all yet is waited for a moment: its record reaches
     the store a few ms after the response, and a client may send feedback at once."""
     if principal.can("logs.write"):
         return
-    log = queries(store)
     deadline = time.monotonic() + OWN_TRACE_WAIT_SECONDS
     pending = trace_ids
     while True:
@@ -344,9 +339,9 @@ def _check_own_traces(store: Any, principal: Principal, trace_ids: set[str]) -> 
                         f"{shown!r} is logged; use a key with the 'logs.write' scope for other traces")
 
 
-def analytics_summary(store: Any, request: Request) -> dict[str, Any]:
+def analytics_summary(store: Store, request: Request) -> dict[str, Any]:
     query = request.query
-    return queries(store).analytics(log_filter(query), query.get("bucket", "hour"), query.get("group_by"))
+    return summarize(queries(request), log_filter(query), query.get("bucket", "hour"), query.get("group_by"))
 
 
 # -- reply schemas -----------------------------------------------------------------------------------

@@ -9,8 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from ..gateway.errors import NotFound
-from ..logs.predictions import MAX_LIFECYCLE_RECORDS, PREDICTION_STATUSES, PredictionFilter
-from ..logs.store import MAX_LIMIT
+from ..logs import predictions as view
+from ..logs.predictions import MAX_LIFECYCLE_RECORDS, PREDICTION_STATUSES
+from ..store import PredictionFilter, Store
+from ..store.log_base import MAX_LIMIT
 from .logs import FilterQuery, instant, queries
 from .router import Request, Route
 from .schema import integer, text
@@ -39,16 +41,16 @@ PREDICTIONS = PredictionQuery((
 ))  # fmt: skip
 
 
-def list_predictions(store: Any, request: Request) -> dict[str, Any]:
+def list_predictions(store: Store, request: Request) -> dict[str, Any]:
     query = request.query
     filters = PredictionFilter(**{f.name: query[f.name] for f in _PREDICTION_FILTERS if f.name in query})
-    rows, next_cursor = queries(store).predictions(filters, query.get("limit", 50), query.get("cursor"))
+    rows, next_cursor = view.list_predictions(queries(request), filters, query.get("limit", 50), query.get("cursor"))
     return {"object": "list", "data": rows, "next_cursor": next_cursor}
 
 
-def retrieve_prediction(store: Any, request: Request) -> dict[str, Any]:
+def retrieve_prediction(store: Store, request: Request) -> dict[str, Any]:
     prediction_id = request.params["prediction_id"]
-    found = queries(store).prediction(prediction_id)
+    found = view.get_prediction(queries(request), prediction_id)
     if found is None:
         raise NotFound(f"no prediction {prediction_id[:60]!r} was seen through the gateway")
     return found

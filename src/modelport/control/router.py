@@ -16,6 +16,7 @@ from ..gateway.auth import Principal
 from ..gateway.errors import MethodNotAllowed, NotFound
 from ..gateway.hosts import HostRules
 from ..gateway.limits import Limiter
+from ..store import LogStore
 from .schema import Shape
 
 
@@ -29,6 +30,7 @@ class Request:
     body: dict[str, Any] = field(default_factory=dict)
     limiter: Limiter | None = None  # reads the node's rate-limit counters, for usage in replies
     host_rules: HostRules = HostRules()  # the operator's SSRF rules, for hosts stored providers may name
+    log_store: LogStore | None = None  # logs, feedback and predictions, for their routes
 
 
 Handler = Callable[[Any, Request], Any]  # (store, request) -> JSON-ready reply

@@ -18,7 +18,9 @@
     ├── RateLimited                   429 rate_limit_error
     ├── UpstreamUnreachable           502 upstream_error
     ├── BadUpstreamResponse           502 upstream_error   (a response a provider policy must read, unreadable)
-    └── UpstreamTimeout               504 timeout_error
+    ├── UpstreamTimeout               504 timeout_error
+    ├── MetricsUnavailable            503 service_unavailable (the log service, which keeps them, is away)
+    └── StoreBusy                     503 service_unavailable (the store locked or away: retry)
 
 Every response built from these carries ``x-portkey-gateway-exception: true`` and the body
 ``{"error": {"message", "type", "code"}}``: the message says what to change.
@@ -132,3 +134,7 @@ class UpstreamTimeout(GatewayError):
 
 class MetricsUnavailable(GatewayError):
     status, type, code = 503, "service_unavailable", "log_service_unavailable"
+
+
+class StoreBusy(GatewayError):
+    status, type, code = 503, "service_unavailable", "store_unavailable"

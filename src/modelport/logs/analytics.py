@@ -1,17 +1,16 @@
 """``GET /v1/analytics/summary``: totals, a time series and groups over the rows a filter selects.
 
-One pass over the matching rows (streamed from the cursor); latencies are kept per total, bucket and
+One pass over the matching rows (streamed from the log store); latencies are kept per total, bucket and
 group to compute exact nearest-rank percentiles, so memory grows with the number of rows in range.
 """
 
 from __future__ import annotations
 
 import math
-import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
-from .store import LogFilter, iso_ms
+from ..store.log_base import LogFilter, LogStore, iso_ms
 
 BUCKET_MS = {"minute": 60_000, "hour": 3_600_000, "day": 86_400_000}
 GROUP_COLUMNS = {"provider": "provider", "model": "model", "key": "key_id"}
@@ -49,20 +48,17 @@ class _Tally:
         return self.input_tokens + self.output_tokens
 
 
-def summarize(conn: sqlite3.Connection, filters: LogFilter, bucket: str = "hour", group_by: str | None = None) -> dict[str, Any]:
+def summarize(log_store: LogStore, filters: LogFilter | None = None, bucket: str = "hour",
+              group_by: str | None = None) -> dict[str, Any]:
     if bucket not in BUCKET_MS:
         raise ValueError(f"bucket must be one of {', '.join(BUCKET_MS)}")
     if group_by is not None and group_by not in GROUP_COLUMNS:
         raise ValueError(f"group_by must be one of {', '.join(GROUP_COLUMNS)}")
     size = BUCKET_MS[bucket]
-    group_column = f", {GROUP_COLUMNS[group_by]}" if group_by else ""
-    where, params = filters.where()
-    sql = ("SELECT created_at, status, latency_ms, cost_usd, cost_status, input_tokens, output_tokens"
-           f"{group_column} FROM logs{where} ORDER BY created_at")
     totals = _Tally()
     series: dict[int, _Tally] = {}
     groups: dict[Any, _Tally] = {}
-    for row in conn.execute(sql, params):
+    for row in log_store.analytics_rows(filters or LogFilter(), GROUP_COLUMNS[group_by] if group_by else None):
         values = tuple(row[1:7])
         totals.add(*values)
         start = row[0] - row[0] % size

@@ -1,9 +1,10 @@
 """Replicate predictions as one lifecycle keyed by prediction id: create, polls, list pages, cancel.
 
-Cost is computed once per prediction, by the write transaction that first sees a terminal status
-(``predictions.terminal_at`` is the guard; SQLite's write lock, or a row lock elsewhere, makes that
-hold across worker processes), and it goes on THAT log row only, so summing ``logs.cost_usd`` counts
-each prediction once. The other rows of the lifecycle say where the cost went.
+Cost is computed once per prediction, by the write transaction that first sees a terminal status:
+the log store's ``end_prediction`` writes the end only on an entry that has none (one conditional
+update), and tells the one writer that did, however many writers, processes or nodes saw that end at
+once. Its cost goes on THAT log row only, so summing ``logs.cost_usd`` counts each prediction once.
+The other rows of the lifecycle say where the cost went. The SQL is the log store's (``store/``).
 
 Replicate returns no hardware in predictions (research/replicate.md §5): a deployment's hardware is
 read from ``GET /deployments/{owner}/{name}`` with the stored credential and cached.
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -23,6 +23,7 @@ import aiohttp
 import orjson
 
 from ..providers.replicate.paths import is_prediction_create, object_ref
+from ..store.log_base import LogBatch, LogStore, PredictionEnd, PredictionSeen
 from ..usage import (
     Cost,
     DeploymentHardware,
@@ -119,14 +120,14 @@ class Upstream:
 
 
 class PredictionLedger:
-    """The ``predictions`` table: upserts each sighting and prices a prediction the first time its
-    end is seen. Runs inside the writer's transaction."""
+    """The prediction ledger's rules: each sighting updates the prediction's entry, and the first
+    record to see its end prices it. Runs inside the writer's batch (``LogBatch``)."""
 
     def __init__(self, pricer: ReplicatePricer, hardware: DeploymentHardware) -> None:
         self.pricer = pricer
         self.hardware = hardware
 
-    def deployments_to_look_up(self, conn: sqlite3.Connection, sightings: list[tuple[Sighting, str | None]]) -> set[tuple[str, str]]:
+    def deployments_to_look_up(self, log_store: LogStore, sightings: list[tuple[Sighting, str | None]]) -> set[tuple[str, str]]:
         """(deployment, slug) pairs whose hardware is needed to price terminal sightings and not cached."""
         wanted = set()
         for sighting, slug in sightings:
@@ -134,46 +135,43 @@ class PredictionLedger:
                 continue
             deployment, known_slug = sighting.deployment, slug
             if deployment is None or known_slug is None:
-                known = conn.execute("SELECT deployment, slug FROM predictions WHERE id = ?", (sighting.id,)).fetchone()
+                known = log_store.prediction_entry(sighting.id)
                 if known is not None:
-                    deployment, known_slug = deployment or known[0], known_slug or known[1]
+                    deployment, known_slug = deployment or known["deployment"], known_slug or known["slug"]
             if deployment and known_slug and self.hardware.get(deployment) is None:
                 wanted.add((deployment, known_slug))
         return wanted
 
-    def apply(self, conn: sqlite3.Connection, sighting: Sighting, row: dict[str, Any]) -> Spend | None:
+    def apply(self, batch: LogBatch, sighting: Sighting, row: dict[str, Any]) -> Spend | None:
         """Record what the sighting shows; when it is the prediction's first end, price it and return what
         its creator (key and provider) spent, for their budgets."""
         if sighting.listed:
-            conn.execute("UPDATE predictions SET status = ? WHERE id = ? AND terminal_at IS NULL", (sighting.status, sighting.id))
+            batch.note_listed_status(sighting.id, sighting.status)
         else:
-            conn.execute(_UPSERT, (sighting.id, row["provider"] or "replicate", row["slug"], row["key_id"], sighting.model,
-                                   sighting.version, sighting.deployment, sighting.status, row["created_at"], row["id"]))
-        known = conn.execute(
-            "SELECT model, deployment, terminal_at, terminal_log_id, key_id, slug FROM predictions WHERE id = ?",
-            (sighting.id,),
-        ).fetchone()
-        if known is None or not is_terminal(sighting.status):
+            batch.note_prediction(PredictionSeen(sighting.id, row["provider"] or "replicate", row["slug"], row["key_id"],
+                                                 sighting.model, sighting.version, sighting.deployment, sighting.status,
+                                                 row["created_at"], row["id"]))
+        if not is_terminal(sighting.status):
             return None
-        model, deployment, terminal_at, terminal_log_id, creator, slug = known
-        if terminal_at is not None:
-            if not (sighting.listed or sighting.adds):
-                _set_cost(row, Cost(0.0, "priced", basis=f"prediction {sighting.id} is priced on log {terminal_log_id}"), None)
+        known = batch.prediction_entry(sighting.id)
+        if known is None:
             return None
-        deployment = deployment or sighting.deployment
-        hardware = self.hardware.get(deployment) if deployment else None
-        usage, cost = self.pricer.cost(sighting.prediction, hardware=hardware, model=model or sighting.model)
-        conn.execute(
-            "UPDATE predictions SET status = ?, terminal_at = ?, predict_time = ?, cost_usd = ?, cost_status = ?,"
-            " cost_reason = ?, usage = ?, terminal_log_id = ? WHERE id = ?",
-            (sighting.status, row["created_at"], usage.seconds or None, cost.usd, cost.status, _reason(cost),
-             orjson.dumps(usage).decode(), row["id"], sighting.id),
-        )
-        if sighting.listed or sighting.adds:
-            _add_cost(row, cost, usage)
-        else:
-            _set_cost(row, cost, usage)
-        return Spend(creator, slug, cost.usd, usage.total_tokens)
+        if known["terminal_at"] is None:
+            deployment = known["deployment"] or sighting.deployment
+            hardware = self.hardware.get(deployment) if deployment else None
+            usage, cost = self.pricer.cost(sighting.prediction, hardware=hardware, model=known["model"] or sighting.model)
+            end = PredictionEnd(sighting.status, row["created_at"], row["id"], usage.seconds or None, cost.usd,
+                                cost.status, _reason(cost), usage)
+            if batch.end_prediction(sighting.id, end):
+                if sighting.listed or sighting.adds:
+                    _add_cost(row, cost, usage)
+                else:
+                    _set_cost(row, cost, usage)
+                return Spend(known["key_id"], known["slug"], cost.usd, usage.total_tokens)
+            known = batch.prediction_entry(sighting.id) or known  # another writer saw the end first
+        if not (sighting.listed or sighting.adds):
+            _set_cost(row, Cost(0.0, "priced", basis=f"prediction {sighting.id} is priced on log {known['terminal_log_id']}"), None)
+        return None
 
 
 class Spend(NamedTuple):
@@ -183,19 +181,6 @@ class Spend(NamedTuple):
     slug: str | None
     cost_usd: float | None
     tokens: int
-
-
-_UPSERT = """
-INSERT INTO predictions (id, provider, slug, key_id, model, version, deployment, status, created_at, first_log_id)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (id) DO UPDATE SET
-    status = CASE WHEN predictions.terminal_at IS NULL THEN excluded.status ELSE predictions.status END,
-    slug = COALESCE(predictions.slug, excluded.slug),
-    key_id = COALESCE(predictions.key_id, excluded.key_id),
-    model = COALESCE(predictions.model, excluded.model),
-    version = COALESCE(predictions.version, excluded.version),
-    deployment = COALESCE(predictions.deployment, excluded.deployment)
-"""
 
 
 def _set_cost(row: dict[str, Any], cost: Cost, usage: Usage | None) -> None:
@@ -264,15 +249,6 @@ class OpenPrediction:
     upstream: Upstream
 
 
-def open_predictions(conn: sqlite3.Connection, since_ms: int, limit: int) -> list[tuple[str, str, str | None]]:
-    """Predictions created through the gateway with a stored credential that have not ended."""
-    return conn.execute(
-        "SELECT id, slug, key_id FROM predictions WHERE terminal_at IS NULL AND slug IS NOT NULL"
-        " AND provider = 'replicate' AND created_at >= ? ORDER BY created_at LIMIT ?",
-        (since_ms, limit),
-    ).fetchall()
-
-
 class AutoPoller:
     """Polls predictions nobody polls (fire-and-forget callers), so their cost is recorded too.
     Each poll becomes a log record like any other, tagged ``metadata.modelport_autopoll``."""
@@ -297,7 +273,7 @@ class AutoPoller:
             await asyncio.sleep(self._interval)
             try:
                 found = await self._find_open()
-            except sqlite3.Error as exc:  # the store is busy: try again next round
+            except Exception as exc:  # a store busy or away (logs or keys): try again next round
                 log.warning("autopoll: could not list open predictions: %s", exc)
                 continue
             await asyncio.gather(*(self._poll(p) for p in found if p.id not in self._in_flight))

@@ -12,7 +12,7 @@ worker; only an app built by ``create_app()`` for another ASGI server runs it in
 or a worker that spilled while the log service was away) and replays them.
 
 ``submit`` is an append to a deque (O(1), no allocation beyond the deque's). Enrichment (JSON parsing
-of bodies, usage, redaction) and SQLite run off the event loop on one of two threads that take turns
+of bodies, usage, redaction) and the log store run off the event loop on one of two threads that take turns
 (``_Lanes``), so they neither stall the loop nor race each other: in the log service, a background
 lane at the lowest CPU priority while the writer keeps up, and a catch-up lane at normal priority while
 it is behind. ``stop()`` drains the queue fully before the process exits (SIGTERM).
@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import sqlite3
 import threading
 import time
 from collections import deque
@@ -34,11 +33,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..settings import Settings
-from ..store.base import ResolvedProvider
+from ..store import LogStore, ResolvedProvider, Store, StoreError, StoreUnavailable, open_log_store
 from ..store.counters import open_counters
 from ..usage import DeploymentHardware, PriceBook, ReplicatePricer
 from ..usage.limits import Charge, key_budget, provider_budget, spent
-from ..vault import VaultError
 from .enrich import Enricher, Prepared, Redactor, degraded_row, fallback_row, metrics_row
 from .lifecycle import (
     REPLICATE_API,
@@ -48,12 +46,10 @@ from .lifecycle import (
     PredictionLedger,
     Spend,
     Upstream,
-    open_predictions,
 )
 from .metrics import Metrics
 from .record import LogRecord, degraded
 from .spill import SpillFile, read_lines, record_to_line
-from .store import connect, insert_logs, stored_ids
 
 log = logging.getLogger("modelport.logs")
 
@@ -84,9 +80,10 @@ AUTOPOLL_BATCH = 100
 
 class LogWriter:
     """``store`` is the gateway's ``Store`` (stored provider secrets, for redaction and Replicate
-    lookups); ``session`` returns the pooled upstream session for operator-configured hosts."""
+    lookups); ``session`` returns the pooled upstream session for operator-configured hosts. The writer
+    opens its own ``LogStore`` from ``settings``, with a short busy wait (``WRITE_BUSY_TIMEOUT``)."""
 
-    def __init__(self, settings: Settings, store: Any, session: Callable[[], Any], background_niceness: int = 0) -> None:
+    def __init__(self, settings: Settings, store: Store, session: Callable[[], Any], background_niceness: int = 0) -> None:
         self.settings = settings
         self.metrics = Metrics()
         self._store = store
@@ -97,7 +94,7 @@ class LogWriter:
         self._spill: SpillFile | None = None
         self._lanes = _Lanes(background_niceness)
         self._behind = False
-        self._conn: sqlite3.Connection | None = None
+        self._log_store: LogStore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._poller: asyncio.Task[None] | None = None
@@ -177,7 +174,7 @@ class LogWriter:
         self._lanes.shutdown()
 
     def _open(self) -> None:
-        self._conn = connect(self.settings.db_path, WRITE_BUSY_TIMEOUT)
+        self._log_store = open_log_store(self.settings, busy_timeout=WRITE_BUSY_TIMEOUT)
         self._adopt()
 
     def _adopt(self) -> None:
@@ -192,8 +189,8 @@ class LogWriter:
             self._spill_batch(late)
         if self._spill is not None:
             self._spill.close()
-        if self._conn is not None:
-            self._conn.close()
+        if self._log_store is not None:
+            self._log_store.close()
 
     # -- the writer loop --------------------------------------------------------------------------
     async def _run(self) -> None:
@@ -268,7 +265,7 @@ class LogWriter:
             return
         try:
             self._write(prepared)
-        except sqlite3.Error as exc:
+        except StoreUnavailable as exc:
             log.warning("log store unavailable (%s); spilling %d records to disk", exc, len(batch))
             self.metrics.add("modelport_log_write_failures_total")
             self._down_until = time.monotonic() + RETRY_SECONDS
@@ -289,12 +286,12 @@ class LogWriter:
 
     def _write(self, prepared: list[Prepared]) -> None:
         """Write a batch; a row the store refuses is stored degraded, the rest as they are. Raises
-        ``sqlite3.OperationalError`` when the store itself fails (locked, slow, out of space)."""
+        ``StoreUnavailable`` when the store itself fails (locked, slow, out of space)."""
         try:
             self._write_transaction(prepared)
-        except sqlite3.OperationalError:
+        except StoreUnavailable:
             raise
-        except (sqlite3.Error, ValueError, TypeError, OverflowError) as exc:  # a value SQLite cannot bind
+        except (StoreError, ValueError, TypeError, OverflowError) as exc:  # RecordRefused: a value it cannot hold
             if len(prepared) > 1:  # find the row: once retried forever, it stopped every record behind it
                 for item in prepared:
                     self._write([item])
@@ -315,12 +312,11 @@ class LogWriter:
 
     def _write_transaction(self, prepared: list[Prepared]) -> None:
         """One transaction: skip ids already stored (replays), price predictions, insert rows."""
-        conn = self._conn
-        assert conn is not None
-        self._look_up_hardware(conn, prepared)
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            seen = stored_ids(conn, [item.row["id"] for item in prepared])
+        log_store = self._log_store
+        assert log_store is not None
+        self._look_up_hardware(log_store, prepared)
+        with log_store.batch() as batch:
+            seen = batch.stored_ids([item.row["id"] for item in prepared])
             settle_ids = {item.row["id"] for item in prepared if item.settlements and item.row["id"] not in seen}
             fresh, spends = [], []
             for item in prepared:
@@ -328,16 +324,11 @@ class LogWriter:
                     continue
                 seen.add(item.row["id"])
                 for sighting in item.sightings:
-                    spend = self._ledger.apply(conn, sighting, item.row)
+                    spend = self._ledger.apply(batch, sighting, item.row)
                     if spend is not None:
                         spends.append(spend)
                 fresh.append(item.row)
-            insert_logs(conn, fresh)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+            batch.append_logs(fresh)
         for item in prepared:  # after the commit, once: a replayed record was settled by its first write
             if item.row["id"] in settle_ids:
                 self._settle_budgets(item.settlements)
@@ -384,7 +375,7 @@ class LogWriter:
                 for chunk in read_lines(path, CATCH_UP_BATCH_SIZE):
                     self._write([self._prepare(record) for record in chunk])
                     self.metrics.add("modelport_log_replayed_records_total", amount=len(chunk))
-            except sqlite3.Error as exc:
+            except StoreUnavailable as exc:
                 log.warning("log store still unavailable (%s); the spill file is kept", exc)
                 self._down_until = time.monotonic() + RETRY_SECONDS
                 return
@@ -393,12 +384,12 @@ class LogWriter:
             spill.done(path)
 
     # -- Replicate: hardware lookups and autopoll -------------------------------------------------
-    def _look_up_hardware(self, conn: sqlite3.Connection, prepared: list[Prepared]) -> None:
+    def _look_up_hardware(self, log_store: LogStore, prepared: list[Prepared]) -> None:
         """Fetch, before the transaction, the hardware of deployments whose predictions end here."""
         pairs = [(sighting, item.row["slug"]) for item in prepared for sighting in item.sightings]
         if not pairs or self._loop is None:
             return
-        for deployment, slug in self._ledger.deployments_to_look_up(conn, pairs):
+        for deployment, slug in self._ledger.deployments_to_look_up(log_store, pairs):
             upstream = self._upstream_of(slug)
             if upstream is None:
                 continue
@@ -425,17 +416,17 @@ class LogWriter:
             return known[0]
         try:
             provider = self._store.resolve_provider(slug)
-        except (sqlite3.Error, VaultError):
+        except Exception:  # the keys store busy or away (its driver's own error), or a secret the vault cannot open
             provider = None  # nothing to scrub beyond the header and path redaction
         self._providers[slug] = (provider, time.monotonic() + SECRET_CACHE_SECONDS)
         return provider
 
     async def _find_open(self) -> list[OpenPrediction]:
         def find() -> list[OpenPrediction]:
-            assert self._conn is not None
+            assert self._log_store is not None
             since = time.time_ns() // 1_000_000 - AUTOPOLL_MAX_AGE_MS
             found = []
-            for prediction_id, slug, key_id in open_predictions(self._conn, since, AUTOPOLL_BATCH):
+            for prediction_id, slug, key_id in self._log_store.open_predictions(since, AUTOPOLL_BATCH):
                 upstream = self._upstream_of(slug)
                 if upstream is not None:
                     found.append(OpenPrediction(prediction_id, slug, key_id, upstream))
@@ -445,8 +436,8 @@ class LogWriter:
 
 
 class _Lanes:
-    """Two single-thread executors that take turns with the writer's one SQLite connection (never two
-    at once): the background lane, at ``background_niceness``, and the catch-up lane, at the process's
+    """Two single-thread executors that take turns with the writer's log store (never both at once, so
+    its transactions never wait on each other): the background lane, at ``background_niceness``, and the catch-up lane, at the process's
     own priority. Two threads rather than one whose priority changes: a thread may lower its own CPU
     priority, but raising it back takes privileges a gateway should not need (CAP_SYS_NICE)."""
 

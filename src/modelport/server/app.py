@@ -40,7 +40,7 @@ from ..logs.otel import SpanExporter
 from ..logs.writer import LogWriter
 from ..node_secrets import signing_key
 from ..settings import Settings
-from ..store import open_store
+from ..store import LogStore, Store, open_log_store, open_store
 from ..store.counters import open_counters
 from ..store.base import utc_now
 from .http import Receive, Scope, Send, send_error, send_json, send_response
@@ -69,7 +69,8 @@ class ModelPortApp:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.ready = False
-        self.store: Any = None
+        self.store: Store | None = None
+        self.log_store: LogStore | None = None  # the control plane's reads and feedback writes
         self.gateway: Gateway | None = None
         self.control: Any = None
         self.upstreams = Upstreams(settings)
@@ -182,7 +183,8 @@ class ModelPortApp:
         signer = StreamSigner(signing_key(settings, "stream-signing"), settings.stream_url_ttl)
         self.gateway = Gateway(settings, self.store, open_counters(settings), self.upstreams, self.recorder, signer)
         self.ready = True
-        self.control = ControlPlane(self.store, settings, self.gateway.auth, self.gateway.limiter)
+        self.log_store = open_log_store(settings)
+        self.control = ControlPlane(self.store, self.log_store, settings, self.gateway.auth, self.gateway.limiter)
         self._key_use_task = asyncio.create_task(self._record_key_use())
 
     async def _record_key_use(self) -> None:
@@ -225,6 +227,8 @@ class ModelPortApp:
         await self.upstreams.close()
         if self.gateway is not None and self.gateway.redis is not None:
             await self.gateway.redis.aio.aclose()
+        if self.log_store is not None:
+            self.log_store.close()
         if self.store is not None:
             self.store.close()
 

@@ -46,8 +46,19 @@ class Conflict(StoreError):
 
 
 class StoreUnavailable(StoreError):
-    """The store cannot be used: its URL is malformed, its server does not answer, or its schema is newer
-    than this code. The message is one line a person can act on (a node prints it and refuses to start)."""
+    """The store cannot answer: locked past its wait, its server unreachable, its URL malformed, out of
+    space, or its schema newer than this code. Nothing was changed; the same call may succeed later. The
+    message is one line a person can act on (a node prints it and refuses to start; the log writer
+    spills and retries)."""
+
+
+class StoreMissing(StoreError):
+    """There is no store where the settings point (only ``modelport serve`` creates one)."""
+
+
+class RecordRefused(StoreError):
+    """The store refused a value of one record (an integer beyond its range, bytes it cannot hold).
+    The rest of the batch is not at fault: the log writer stores the record degraded instead."""
 
 
 class _Unchanged:

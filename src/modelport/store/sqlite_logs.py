@@ -1,0 +1,415 @@
+"""``LogStore`` on the gateway's SQLite file: the ``logs``, ``feedback`` and ``predictions`` tables.
+
+The tables are created by ``migrations.py`` when the keys store opens the file (``open_store``), which
+every process does first. Each thread gets its own connection, in autocommit mode; the writer's batch
+is one ``BEGIN IMMEDIATE`` transaction, which takes the write lock up front, so the log service, the
+control plane and ``modelport`` commands queue on ``busy_timeout`` instead of failing halfway.
+sqlite3's errors stop here: ``StoreUnavailable`` for the store itself (locked, disk full, no table),
+``RecordRefused`` for a value it cannot bind, ``StoreError`` for anything else.
+"""
+
+from __future__ import annotations
+
+import base64
+import operator
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .base import RecordRefused, StoreError, StoreUnavailable
+from .log_base import (
+    ANALYTICS_GROUPS,
+    DETAIL_EXTRA,
+    LEDGER_FIELDS,
+    LOG_COLUMNS,
+    SUMMARY_FIELDS,
+    LogFilter,
+    PredictionEnd,
+    PredictionFilter,
+    PredictionSeen,
+    clamp_limit,
+    decode_cursor,
+    encode_cursor,
+    iso_ms,
+    new_feedback,
+)
+
+_JSON_COLUMNS = frozenset({"metadata", "attempts", "usage", "request_headers", "response_headers"})
+_INSERT = (f"INSERT INTO logs ({', '.join(LOG_COLUMNS)}) VALUES ({', '.join('?' for _ in LOG_COLUMNS)})"
+           " ON CONFLICT (id) DO NOTHING")
+_row_values = operator.itemgetter(*LOG_COLUMNS)  # a row dict → the insert's values, in C
+_SUMMARY_SELECT = ", ".join(SUMMARY_FIELDS)
+_FULL_SELECT = ", ".join(LOG_COLUMNS)
+_LEDGER_SELECT = ", ".join(LEDGER_FIELDS)
+_EXPORT_PAGE = 500
+_STEP_COLUMNS = "id, created_at, method, path, endpoint, status, latency_ms, key_id, key_name, error, metadata"
+# Aliases: inside SQLiteLogStore the name ``list`` is a method, so annotations there cannot say list[...].
+Rows = list[dict[str, Any]]
+DbRows = list[sqlite3.Row]
+
+
+@contextmanager
+def _store_errors() -> Iterator[None]:
+    """sqlite3's errors as the store's (the message is SQLite's own: "database is locked")."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        raise StoreUnavailable(str(exc)) from exc
+    except sqlite3.Error as exc:
+        raise StoreError(str(exc)) from exc
+
+
+class SQLiteLogStore:
+    """``busy_timeout``: seconds a call waits for another writer before ``StoreUnavailable``."""
+
+    def __init__(self, path: Path | str, busy_timeout: float = 5.0) -> None:
+        self.path = Path(path)
+        self._busy_timeout = busy_timeout
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            with _store_errors():
+                conn = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None,
+                                       check_same_thread=False)
+                conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+                conn.execute("PRAGMA synchronous = NORMAL")
+            conn.row_factory = sqlite3.Row
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    def close(self) -> None:
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            conn.close()
+        self._local = threading.local()
+
+    # -- the log writer ---------------------------------------------------------------------------
+    @contextmanager
+    def batch(self) -> Iterator[_SQLiteBatch]:
+        conn = self._conn()
+        with _store_errors():
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield _SQLiteBatch(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    def prediction_entry(self, prediction_id: str) -> dict[str, Any] | None:
+        with _store_errors():
+            return _entry(self._conn(), prediction_id)
+
+    def open_predictions(self, since_ms: int, limit: int) -> list[tuple[str, str, str | None]]:
+        with _store_errors():
+            rows = self._conn().execute(
+                "SELECT id, slug, key_id FROM predictions WHERE terminal_at IS NULL AND slug IS NOT NULL"
+                " AND provider = 'replicate' AND created_at >= ? ORDER BY created_at LIMIT ?",
+                (since_ms, limit),
+            ).fetchall()
+        return [(row[0], row[1], row[2]) for row in rows]
+
+    # -- the logs API -----------------------------------------------------------------------------
+    def list(self, filters: LogFilter | None = None, limit: int = 50, cursor: str | None = None) -> tuple[Rows, str | None]:
+        limit = clamp_limit(limit)
+        rows = self._page(filters or LogFilter(), _SUMMARY_SELECT, limit + 1, decode_cursor(cursor))
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_cursor = encode_cursor(rows[-1]["created_at"], rows[-1]["id"]) if more else None
+        return [_summary(r) for r in rows], next_cursor
+
+    def get(self, log_id: str) -> dict[str, Any] | None:
+        with _store_errors():
+            row = self._conn().execute(f"SELECT {_FULL_SELECT} FROM logs WHERE id = ?", (log_id,)).fetchone()
+        if row is None:
+            return None
+        found = _detail(row)
+        found["feedback"] = self.feedback_for(row["trace_id"]) if row["trace_id"] else []
+        return found
+
+    def iter_export(self, filters: LogFilter | None = None, full: bool = False) -> Iterator[dict[str, Any]]:
+        columns = _FULL_SELECT if full else _SUMMARY_SELECT
+        after: tuple[int, str] | None = None
+        while True:
+            rows = self._page(filters or LogFilter(), columns, _EXPORT_PAGE, after)
+            for row in rows:
+                yield _detail(row) if full else _summary(row)
+            if len(rows) < _EXPORT_PAGE:
+                return
+            after = (rows[-1]["created_at"], rows[-1]["id"])
+
+    def _page(self, filters: LogFilter, columns: str, limit: int, after: tuple[int, str] | None) -> DbRows:
+        where, params = _log_where(filters)
+        if after is not None:
+            # Same rows as (created_at < t OR (created_at = t AND id < i)), written so SQLite keeps the
+            # (created_at, id) range scan even after ANALYZE (measured: 0.1 ms instead of 106 ms).
+            where += (" AND " if where else " WHERE ") + "created_at <= ? AND (created_at < ? OR id < ?)"
+            params += [after[0], after[0], after[1]]
+        sql = f"SELECT {columns} FROM logs{where} ORDER BY created_at DESC, id DESC LIMIT ?"
+        with _store_errors():
+            return self._conn().execute(sql, [*params, limit]).fetchall()
+
+    def analytics_rows(self, filters: LogFilter, group: str | None = None) -> Iterator[tuple[Any, ...]]:
+        if group is not None and group not in ANALYTICS_GROUPS:
+            raise ValueError(f"analytics group must be one of {', '.join(ANALYTICS_GROUPS)}")
+        where, params = _log_where(filters)
+        sql = ("SELECT created_at, status, latency_ms, cost_usd, cost_status, input_tokens, output_tokens"
+               f"{', ' + group if group else ''} FROM logs{where} ORDER BY created_at")
+        with _store_errors():
+            cursor = self._conn().execute(sql, params)
+            cursor.row_factory = None  # plain tuples: one pass over every row in range
+            yield from cursor
+
+    # -- the prediction view ----------------------------------------------------------------------
+    def list_predictions(self, filters: PredictionFilter, limit: int,
+                         after: tuple[int, str] | None = None) -> Rows:
+        clauses, params = _time_and_equal_clauses(filters, ("status", "model", "key_id", "slug"))
+        if after is not None:
+            clauses.append("(created_at < ? OR (created_at = ? AND id < ?))")
+            params += [after[0], after[0], after[1]]
+        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        sql = f"SELECT {_LEDGER_SELECT} FROM predictions{where} ORDER BY created_at DESC, id DESC LIMIT ?"
+        with _store_errors():
+            return [_ledger_entry(row) for row in self._conn().execute(sql, [*params, limit])]
+
+    def prediction_lifecycle(self, prediction_id: str, created_on_log_id: str | None, ended_on_log_id: str | None,
+                             limit: int) -> Rows:
+        with _store_errors():
+            rows = self._conn().execute(
+                f"SELECT {_STEP_COLUMNS}, {_SEEN_STATUS} FROM logs"
+                " WHERE prediction_id = :id OR id = :ended_on OR id = :first ORDER BY created_at, id LIMIT :limit",
+                {"id": prediction_id, "ended_on": ended_on_log_id, "first": created_on_log_id, "limit": limit},
+            ).fetchall()
+        steps = []
+        for row in rows:
+            step = dict(row)
+            step["metadata"] = orjson.loads(row["metadata"]) if row["metadata"] else {}
+            step["saw_status"] = row["saw_status"] if isinstance(row["saw_status"], str) else None
+            steps.append(step)
+        return steps
+
+    # -- feedback ---------------------------------------------------------------------------------
+    def add_feedback(self, items: Sequence[dict[str, Any]]) -> list[str]:
+        rows = [_feedback_values(new_feedback(item, i)) for i, item in enumerate(items)]
+        conn = self._conn()
+        with _store_errors():
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(
+                    "INSERT INTO feedback (id, trace_id, value, weight, metadata, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        return [row[0] for row in rows]
+
+    def update_feedback(self, feedback_id: str, changes: dict[str, Any]) -> dict[str, Any] | None:
+        current = self.feedback(feedback_id)
+        if current is None:
+            return None
+        merged = {**current, **{k: v for k, v in changes.items() if k in ("value", "weight", "metadata")}}
+        _, _, value, weight, metadata, _ = _feedback_values(new_feedback(merged, 0))
+        with _store_errors():
+            self._conn().execute("UPDATE feedback SET value = ?, weight = ?, metadata = ? WHERE id = ?",
+                                 (value, weight, metadata, feedback_id))
+        return self.feedback(feedback_id)
+
+    def feedback(self, feedback_id: str) -> dict[str, Any] | None:
+        with _store_errors():
+            row = self._conn().execute("SELECT * FROM feedback WHERE id = ?", (feedback_id,)).fetchone()
+        return _feedback(row) if row else None
+
+    def feedback_for(self, trace_id: str) -> Rows:
+        with _store_errors():
+            rows = self._conn().execute("SELECT * FROM feedback WHERE trace_id = ? ORDER BY created_at, id",
+                                        (trace_id,)).fetchall()
+        return [_feedback(r) for r in rows]
+
+
+class _SQLiteBatch:
+    """``LogBatch`` on the connection holding the write transaction."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def stored_ids(self, ids: Sequence[str]) -> set[str]:
+        # One statement whatever the batch size: an IN list of N placeholders compiled a new statement per
+        # N, and sqlite3's per-connection cache of them grew the log service's memory for minutes.
+        rows = self._conn.execute("SELECT id FROM logs WHERE id IN (SELECT value FROM json_each(?))",
+                                  (orjson.dumps(list(ids)),))
+        return {row[0] for row in rows}
+
+    def append_logs(self, rows: Sequence[dict[str, Any]]) -> None:
+        try:
+            self._conn.executemany(_INSERT, list(map(_row_values, rows)))
+        except sqlite3.OperationalError:
+            raise  # the store itself: _store_errors makes it StoreUnavailable
+        except (sqlite3.Error, ValueError, TypeError, OverflowError) as exc:  # a value SQLite cannot bind
+            raise RecordRefused(str(exc)) from exc
+
+    def prediction_entry(self, prediction_id: str) -> dict[str, Any] | None:
+        return _entry(self._conn, prediction_id)
+
+    def note_prediction(self, seen: PredictionSeen) -> None:
+        self._conn.execute(_UPSERT, (seen.id, seen.provider, seen.slug, seen.key_id, seen.model, seen.version,
+                                     seen.deployment, seen.status, seen.created_at, seen.log_id))
+
+    def note_listed_status(self, prediction_id: str, status: str | None) -> None:
+        self._conn.execute("UPDATE predictions SET status = ? WHERE id = ? AND terminal_at IS NULL",
+                           (status, prediction_id))
+
+    def end_prediction(self, prediction_id: str, end: PredictionEnd) -> bool:
+        # The condition decides, not an earlier read: of several writers that saw the entry open, only
+        # the one whose update found terminal_at still NULL changes a row.
+        cursor = self._conn.execute(
+            "UPDATE predictions SET status = ?, terminal_at = ?, predict_time = ?, cost_usd = ?, cost_status = ?,"
+            " cost_reason = ?, usage = ?, terminal_log_id = ? WHERE id = ? AND terminal_at IS NULL",
+            (end.status, end.ended_at, end.predict_time, end.cost_usd, end.cost_status, end.cost_reason,
+             orjson.dumps(end.usage).decode(), end.log_id, prediction_id),
+        )
+        return cursor.rowcount == 1
+
+
+_UPSERT = """
+INSERT INTO predictions (id, provider, slug, key_id, model, version, deployment, status, created_at, first_log_id)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET
+    status = CASE WHEN predictions.terminal_at IS NULL THEN excluded.status ELSE predictions.status END,
+    slug = COALESCE(predictions.slug, excluded.slug),
+    key_id = COALESCE(predictions.key_id, excluded.key_id),
+    model = COALESCE(predictions.model, excluded.model),
+    version = COALESCE(predictions.version, excluded.version),
+    deployment = COALESCE(predictions.deployment, excluded.deployment)
+"""
+
+
+def _seen_status_sql(column: str) -> str:
+    """The prediction's status in a logged body (itself, or its entry in a list page's ``results``), read by
+    SQLite: a prediction polled a thousand times would otherwise bring a thousand bodies into Python. The
+    body is a BLOB, and SQLite's JSON functions want text; a body cut at log_body_max_bytes is not valid."""
+    body = f"CAST({column} AS TEXT)"
+    return (f"CASE WHEN json_valid({body}) THEN COALESCE("
+            f"CASE WHEN json_extract({body}, '$.id') = :id THEN json_extract({body}, '$.status') END, "
+            f"(SELECT json_extract(value, '$.status') FROM json_each({body}, '$.results')"
+            f" WHERE json_extract(value, '$.id') = :id LIMIT 1)) END")
+
+
+# The response, or for a delivery the gateway received (a webhook), the request.
+_SEEN_STATUS = f"COALESCE({_seen_status_sql('response_body')}, {_seen_status_sql('request_body')}) AS saw_status"
+
+
+def _entry(conn: sqlite3.Connection, prediction_id: str) -> dict[str, Any] | None:
+    row = conn.execute(f"SELECT {_LEDGER_SELECT} FROM predictions WHERE id = ?", (prediction_id,)).fetchone()
+    return _ledger_entry(row) if row is not None else None
+
+
+def _ledger_entry(row: sqlite3.Row) -> dict[str, Any]:
+    entry = dict(zip(LEDGER_FIELDS, row))
+    entry["usage"] = orjson.loads(entry["usage"]) if entry["usage"] else None
+    return entry
+
+
+# -- filters ----------------------------------------------------------------------------------------
+def _time_and_equal_clauses(filters: Any, columns: tuple[str, ...]) -> tuple[list[str], list[Any]]:
+    """SQL conditions for a filter's ``since``/``until`` (epoch ms, until exclusive) and for each of
+    ``columns`` it sets: the part every list of the logs API shares."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if filters.since is not None:
+        clauses.append("created_at >= ?")
+        params.append(int(filters.since))
+    if filters.until is not None:
+        clauses.append("created_at < ?")
+        params.append(int(filters.until))
+    for column in columns:
+        value = getattr(filters, column)
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            params.append(value)
+    return clauses, params
+
+
+def _log_where(filters: LogFilter) -> tuple[str, list[Any]]:
+    clauses, params = _time_and_equal_clauses(
+        filters, ("provider", "slug", "key_id", "trace_id", "model", "endpoint", "prediction_id"))
+    if filters.status == "error":
+        clauses.append("status >= 400")
+    elif filters.status == "success":
+        clauses.append("status < 400")
+    elif filters.status is not None:
+        clauses.append("status = ?")
+        params.append(int(filters.status))
+    for key, value in filters.metadata.items():
+        clauses.append("CAST(json_extract(metadata, ?) AS TEXT) = ?")
+        params.extend(('$."' + key.replace('"', "") + '"', str(value)))
+    if filters.q:
+        pattern = "%" + filters.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        clauses.append("(path LIKE ? ESCAPE '\\' OR error LIKE ? ESCAPE '\\')")
+        params.extend((pattern, pattern))
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+# -- rows in their wire form ------------------------------------------------------------------------
+def _summary(row: sqlite3.Row) -> dict[str, Any]:
+    return {name: _value(name, row[name]) for name in SUMMARY_FIELDS}
+
+
+def _detail(row: sqlite3.Row) -> dict[str, Any]:
+    found = _summary(row)
+    for name in DETAIL_EXTRA:
+        value = row[name]
+        if name in ("request_body", "response_body"):
+            text, encoding = _body(value)
+            found[name] = text
+            if encoding:
+                found[f"{name}_encoding"] = encoding
+        else:
+            found[name] = _value(name, value)
+    return found
+
+
+def _value(name: str, value: Any) -> Any:
+    if name == "created_at":
+        return iso_ms(value)
+    if name in ("gateway_exception", "stream"):
+        return bool(value)
+    if name in _JSON_COLUMNS:
+        return orjson.loads(value) if value is not None else ({} if name == "metadata" else None)
+    return value
+
+
+def _body(value: bytes | None) -> tuple[str | None, str | None]:
+    if value is None:
+        return None, None
+    try:
+        return bytes(value).decode("utf-8"), None
+    except UnicodeDecodeError:
+        return base64.b64encode(value).decode(), "base64"
+
+
+def _feedback_values(item: dict[str, Any]) -> tuple[str, str, int, float, str, int]:
+    return (item["id"], item["trace_id"], item["value"], item["weight"], orjson.dumps(item["metadata"]).decode(),
+            item["created_at"])
+
+
+def _feedback(row: sqlite3.Row) -> dict[str, Any]:
+    return {"id": row["id"], "trace_id": row["trace_id"], "value": row["value"], "weight": row["weight"],
+            "metadata": orjson.loads(row["metadata"]), "created_at": iso_ms(row["created_at"])}
