@@ -123,10 +123,10 @@ def log_filter(args: argparse.Namespace) -> LogFilter:
 
 
 # -- commands ----------------------------------------------------------------------------------------
-def list_logs(args: argparse.Namespace, queries: LogStore, filters: LogFilter) -> None:
+def list_logs(args: argparse.Namespace, log_store: LogStore, filters: LogFilter) -> None:
     if not 1 <= args.limit <= MAX_LIMIT:
         raise CommandError(f"--limit must be between 1 and {MAX_LIMIT}")
-    rows, next_cursor = queries.list(filters, args.limit, args.cursor)
+    rows, next_cursor = log_store.list(filters, args.limit, args.cursor)
     if args.json:
         _print_json({"object": "list", "data": rows, "next_cursor": next_cursor}, indent=True)
         return
@@ -143,10 +143,10 @@ def list_logs(args: argparse.Namespace, queries: LogStore, filters: LogFilter) -
         print(f"\nMore: modelport logs list --cursor {next_cursor} (with the same filters)")
 
 
-def tail_logs(args: argparse.Namespace, queries: LogStore, filters: LogFilter) -> None:
+def tail_logs(args: argparse.Namespace, log_store: LogStore, filters: LogFilter) -> None:
     if args.lines < 0:
         raise CommandError("--lines must not be negative")
-    latest, _ = queries.list(filters, max(args.lines, 1))
+    latest, _ = log_store.list(filters, max(args.lines, 1))
     emit = _json_line if args.json else _table_line_printer()
     for row in reversed(latest[: args.lines]):
         emit(row)
@@ -155,11 +155,11 @@ def tail_logs(args: argparse.Namespace, queries: LogStore, filters: LogFilter) -
     newest = max((epoch_ms(r["created_at"], "created_at") for r in latest), default=int(time.time() * 1000))
     # id → created_at of the records in the look-back window that are old news: printed, or older than
     # what was printed. One newer than that arrived since the first read, and is news.
-    before = [row for row in _every(queries, _window(filters, newest)) if epoch_ms(row["created_at"], "") <= newest]
+    before = [row for row in _every(log_store, _window(filters, newest)) if epoch_ms(row["created_at"], "") <= newest]
     shown = {row["id"]: row["created_at"] for row in before}
     while True:
         time.sleep(FOLLOW_INTERVAL)
-        fresh = [row for row in _every(queries, _window(filters, newest)) if row["id"] not in shown]
+        fresh = [row for row in _every(log_store, _window(filters, newest)) if row["id"] not in shown]
         for row in sorted(fresh, key=lambda r: (r["created_at"], r["id"])):
             emit(row)
             shown[row["id"]] = row["created_at"]
@@ -168,8 +168,8 @@ def tail_logs(args: argparse.Namespace, queries: LogStore, filters: LogFilter) -
         shown = {i: at for i, at in shown.items() if epoch_ms(at, "created_at") >= horizon}
 
 
-def show_log(args: argparse.Namespace, queries: LogStore, filters: LogFilter) -> None:
-    record = queries.get(args.log_id)
+def show_log(args: argparse.Namespace, log_store: LogStore, filters: LogFilter) -> None:
+    record = log_store.get(args.log_id)
     if record is None:
         raise CommandError(f"no log record {args.log_id!r}")
     if args.json:
@@ -178,8 +178,8 @@ def show_log(args: argparse.Namespace, queries: LogStore, filters: LogFilter) ->
         print_record(record, sys.stdout)
 
 
-def export_logs(args: argparse.Namespace, queries: LogStore, filters: LogFilter) -> None:
-    rows = queries.iter_export(filters, full=args.full)
+def export_logs(args: argparse.Namespace, log_store: LogStore, filters: LogFilter) -> None:
+    rows = log_store.iter_export(filters, full=args.full)
     if args.format == "jsonl":
         chunks = jsonl_chunks(rows)
     else:
@@ -198,13 +198,13 @@ def export_logs(args: argparse.Namespace, queries: LogStore, filters: LogFilter)
     print(f"Wrote {records} record(s) to {args.output}.", file=sys.stderr)
 
 
-def predictions(args: argparse.Namespace, queries: LogStore, _: LogFilter) -> None:
+def predictions(args: argparse.Namespace, log_store: LogStore, _: LogFilter) -> None:
     filters = PredictionFilter(**{name: getattr(args, name) for name in ("since", "until", "status", "model", "key_id", "slug")})
     if args.prediction_id is None:
-        return list_predictions(args, queries, filters)
+        return list_predictions(args, log_store, filters)
     if filters != PredictionFilter() or args.cursor:
         raise CommandError("give a prediction id, or filters to list predictions, not both")
-    found = view.get_prediction(queries, args.prediction_id)
+    found = view.get_prediction(log_store, args.prediction_id)
     if found is None:
         raise CommandError(f"no prediction {args.prediction_id!r} was seen through the gateway")
     if args.json:
@@ -213,10 +213,10 @@ def predictions(args: argparse.Namespace, queries: LogStore, _: LogFilter) -> No
         print_prediction(found, sys.stdout)
 
 
-def list_predictions(args: argparse.Namespace, queries: LogStore, filters: PredictionFilter) -> None:
+def list_predictions(args: argparse.Namespace, log_store: LogStore, filters: PredictionFilter) -> None:
     if not 1 <= args.limit <= MAX_LIMIT:
         raise CommandError(f"--limit must be between 1 and {MAX_LIMIT}")
-    rows, next_cursor = view.list_predictions(queries, filters, args.limit, args.cursor)
+    rows, next_cursor = view.list_predictions(log_store, filters, args.limit, args.cursor)
     if args.json:
         _print_json({"object": "list", "data": rows, "next_cursor": next_cursor}, indent=True)
         return
@@ -235,10 +235,10 @@ def _window(filters: LogFilter, newest: int) -> LogFilter:
     return replace(filters, since=since if filters.since is None else max(filters.since, since))
 
 
-def _every(queries: LogStore, filters: LogFilter) -> Iterator[dict[str, Any]]:
+def _every(log_store: LogStore, filters: LogFilter) -> Iterator[dict[str, Any]]:
     cursor = None
     while True:
-        rows, cursor = queries.list(filters, MAX_LIMIT, cursor)
+        rows, cursor = log_store.list(filters, MAX_LIMIT, cursor)
         yield from rows
         if cursor is None:
             return
@@ -434,11 +434,11 @@ def _run(command: Command, args: argparse.Namespace, settings_factory: SettingsF
     try:
         settings = settings_factory(args)
         existing_database(settings)
-        queries = open_log_store(settings)
+        log_store = open_log_store(settings)
         try:
-            command(args, queries, log_filter(args))
+            command(args, log_store, log_filter(args))
         finally:
-            queries.close()
+            log_store.close()
     except (CommandError, ValueError) as exc:  # ValueError: a bad --cursor, from the query layer
         print_error(str(exc), as_json)
         return 1

@@ -2,8 +2,8 @@
 
 The shapes are fixed by the logs contract (``/work/briefs/logs-contract.md``); the queries themselves
 are the log store's (``store/log_base.py``, ``LogStore``, on ``request.log_store``), which returns rows
-already in their wire form. This module
-checks the query strings and bodies, and turns an export into a streamed download.
+already in their wire form. This module checks the query strings and bodies, and turns an export into
+a streamed download.
 
 Feedback is Portkey's (docs: "Feedback"; portkey-ai 2.3.4 ``apis/feedback.py``): ``POST /feedback`` takes
 one ``{trace_id, value, weight, metadata}`` or a bare list of them, ``PUT /feedback/{id}`` changes one,
@@ -195,7 +195,7 @@ FEEDBACK_UPDATE = Shape((replace(_value, required=False), _weight, _metadata))
 
 
 # -- handlers ----------------------------------------------------------------------------------------
-def queries(request: Request) -> LogStore:
+def log_store_of(request: Request) -> LogStore:
     """The gateway's log store (the control plane's, one per process)."""
     assert request.log_store is not None, "the control plane runs with a log store"
     return request.log_store
@@ -203,12 +203,12 @@ def queries(request: Request) -> LogStore:
 
 def list_logs(store: Store, request: Request) -> dict[str, Any]:
     query = request.query
-    rows, next_cursor = queries(request).list(log_filter(query), query.get("limit", 50), query.get("cursor"))
+    rows, next_cursor = log_store_of(request).list(log_filter(query), query.get("limit", 50), query.get("cursor"))
     return {"object": "list", "data": rows, "next_cursor": next_cursor}
 
 
 def retrieve(store: Store, request: Request) -> dict[str, Any]:
-    found = queries(request).get(request.params["log_id"])
+    found = log_store_of(request).get(request.params["log_id"])
     if found is None:
         raise NotFound(f"no log record {request.params['log_id'][:60]!r}")
     return found
@@ -222,7 +222,7 @@ def trace(store: Store, request: Request) -> dict[str, Any]:
     A request that named no span is a span of its own (its log id); several requests may share a span
     (retries sent with one span id); a span whose parent is not in the trace is a root."""
     trace_id = request.params["trace_id"]
-    rows = list(itertools.islice(queries(request).iter_export(LogFilter(trace_id=trace_id)), MAX_TRACE_RECORDS + 1))
+    rows = list(itertools.islice(log_store_of(request).iter_export(LogFilter(trace_id=trace_id)), MAX_TRACE_RECORDS + 1))
     if not rows:
         raise NotFound(f"no log records with trace id {trace_id[:60]!r}")
     spans: dict[str, dict[str, Any]] = {}
@@ -241,7 +241,7 @@ def trace(store: Store, request: Request) -> dict[str, Any]:
 def export(store: Store, request: Request) -> Download:
     query = request.query
     kind, full = query.get("format", "jsonl"), query.get("full", False)
-    rows = queries(request).iter_export(log_filter(query), full=full)
+    rows = log_store_of(request).iter_export(log_filter(query), full=full)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     chunks = jsonl_chunks(rows) if kind == "jsonl" else csv_chunks(rows, FULL_COLUMNS if full else SUMMARY_FIELDS)
     return Download(f"modelport-logs-{stamp}.{kind}", EXPORT_FORMATS[kind], chunks)
@@ -301,8 +301,8 @@ def _pieces(parts: Iterable[bytes]) -> Iterator[bytes]:
 
 
 def create_feedback(store: Store, request: Request) -> dict[str, Any]:
-    _check_own_traces(queries(request), request.principal, {item["trace_id"] for item in request.body["items"]})
-    ids = queries(request).add_feedback(request.body["items"])
+    _check_own_traces(log_store_of(request), request.principal, {item["trace_id"] for item in request.body["items"]})
+    ids = log_store_of(request).add_feedback(request.body["items"])
     return {"status": "success", "message": "feedback created", "feedback_ids": ids}
 
 
@@ -310,11 +310,11 @@ def update_feedback(store: Store, request: Request) -> dict[str, Any]:
     if not request.body:
         raise Invalid("give at least one of value, weight and metadata")
     feedback_id = request.params["feedback_id"]
-    current = queries(request).feedback(feedback_id)
+    current = log_store_of(request).feedback(feedback_id)
     if current is None:
         raise NotFound(f"no feedback {feedback_id[:60]!r}")
-    _check_own_traces(queries(request), request.principal, {current["trace_id"]})
-    if queries(request).update_feedback(feedback_id, request.body) is None:
+    _check_own_traces(log_store_of(request), request.principal, {current["trace_id"]})
+    if log_store_of(request).update_feedback(feedback_id, request.body) is None:
         raise NotFound(f"no feedback {feedback_id[:60]!r}")
     return {"status": "success", "message": "feedback updated", "feedback_ids": [feedback_id]}
 
@@ -341,7 +341,7 @@ def _check_own_traces(log: LogStore, principal: Principal, trace_ids: set[str]) 
 
 def analytics_summary(store: Store, request: Request) -> dict[str, Any]:
     query = request.query
-    return summarize(queries(request), log_filter(query), query.get("bucket", "hour"), query.get("group_by"))
+    return summarize(log_store_of(request), log_filter(query), query.get("bucket", "hour"), query.get("group_by"))
 
 
 # -- reply schemas -----------------------------------------------------------------------------------

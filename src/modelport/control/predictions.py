@@ -13,7 +13,7 @@ from ..logs import predictions as view
 from ..logs.predictions import MAX_LIFECYCLE_RECORDS, PREDICTION_STATUSES
 from ..store import PredictionFilter, Store
 from ..store.log_base import MAX_LIMIT
-from .logs import FilterQuery, instant, queries
+from .logs import FilterQuery, instant, log_store_of
 from .router import Request, Route
 from .schema import integer, text
 
@@ -44,13 +44,13 @@ PREDICTIONS = PredictionQuery((
 def list_predictions(store: Store, request: Request) -> dict[str, Any]:
     query = request.query
     filters = PredictionFilter(**{f.name: query[f.name] for f in _PREDICTION_FILTERS if f.name in query})
-    rows, next_cursor = view.list_predictions(queries(request), filters, query.get("limit", 50), query.get("cursor"))
+    rows, next_cursor = view.list_predictions(log_store_of(request), filters, query.get("limit", 50), query.get("cursor"))
     return {"object": "list", "data": rows, "next_cursor": next_cursor}
 
 
 def retrieve_prediction(store: Store, request: Request) -> dict[str, Any]:
     prediction_id = request.params["prediction_id"]
-    found = view.get_prediction(queries(request), prediction_id)
+    found = view.get_prediction(log_store_of(request), prediction_id)
     if found is None:
         raise NotFound(f"no prediction {prediction_id[:60]!r} was seen through the gateway")
     return found

@@ -9,7 +9,7 @@ Units: ``request_timeout`` in milliseconds, ``cache.max_age`` in seconds (as Por
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import orjson
 
@@ -20,6 +20,9 @@ from .headers import MAX_TIMEOUT_MS, RequestOptions
 from .resolve import TargetResolver
 from .routing import DEFAULT_RETRY_CODES, Branch, CachePolicy, Leaf, Node, RetryPolicy, Sticky
 from .store_cache import StoreCache, StoreVersion
+
+if TYPE_CHECKING:
+    from ..store.base import Store
 
 MODES = ("single", "fallback", "loadbalance", "conditional")
 # Validation, planning and the JSON encoder of request bodies (override_params) recurse: a config
@@ -40,7 +43,7 @@ class ConfigPlanner:
     empties whenever the store changes (a provider edited, a key revoked, a config saved), so a repeat
     request skips config parsing, validation and target resolution (~15 µs of the request path)."""
 
-    def __init__(self, store: Any, resolver: TargetResolver, version: StoreVersion) -> None:
+    def __init__(self, store: "Store", resolver: TargetResolver, version: StoreVersion) -> None:
         self._resolver = resolver
         self._saved: StoreCache[Any] = StoreCache(version, store.get_config)
         self._default: StoreCache[Any] = StoreCache(version, lambda _: store.get_default_config(), max_entries=1)

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import importlib
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..gateway.rewrite import UrlRewrite
 from .base import Adapter, AuthScheme, ExchangePolicy, ModelRule, ProviderSpec
+
+if TYPE_CHECKING:
+    from ..store.base import Store
 
 CHAT = frozenset({"chat"})
 CHAT_EMBED = frozenset({"chat", "embeddings", "models"})
@@ -128,7 +131,7 @@ def _over_chat(endpoint: str, provider: str, module: str | None) -> Adapter:
     return (MessagesOverStepChat if getattr(chat, "multi_step", False) else MessagesOverChat)(provider, chat)
 
 
-def make_policy(spec: ProviderSpec, settings: Any, store: Any) -> ExchangePolicy | None:
+def make_policy(spec: ProviderSpec, settings: Any, store: "Store") -> ExchangePolicy | None:
     """The provider's ``ExchangePolicy`` for these settings and store (None when it has none or it is off)."""
     if not spec.policy:
         return None

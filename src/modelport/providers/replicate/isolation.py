@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from yarl import URL
@@ -35,6 +35,9 @@ from ...gateway.errors import BadRequest, BadUpstreamResponse, GatewayError
 from ..base import Answer, Exchange
 from ..registry import get_provider
 from .paths import created_kind, is_plain, listed_collection, object_ref
+
+if TYPE_CHECKING:
+    from ...store.base import Store
 
 log = logging.getLogger("modelport.gateway")
 ANONYMOUS_TENANT = "anonymous"
@@ -51,7 +54,7 @@ KNOWN_OWNERS_LIMIT = 65_536
 class Isolation:
     """Replicate's isolation rules, one half of its ``ExchangePolicy`` (policy.py)."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: "Store") -> None:
         self.store = store
         self._known: dict[tuple[str, str], str] = {}
         # Owners waiting for the store, written together (group commit): each create still waits for

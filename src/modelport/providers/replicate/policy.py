@@ -17,10 +17,10 @@ from .webhooks import WebhookRelay, show_row
 
 if TYPE_CHECKING:
     from ...gateway.provider_webhooks import Inbound
-    from ...store.base import WebhookRelayRow
+    from ...store.base import Store, WebhookRelayRow
 
 
-def make_policy(settings: Any, store: Any) -> "ReplicatePolicy":
+def make_policy(settings: Any, store: "Store") -> "ReplicatePolicy":
     isolation = Isolation(store) if settings.replicate_isolate_predictions else None
     relay_key = signing_key(settings, "webhook-relay")
     return ReplicatePolicy(isolation, WebhookRelay(store, HostRules.from_settings(settings), relay_key))

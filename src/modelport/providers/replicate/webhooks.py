@@ -65,11 +65,11 @@ RECEIVED = Answer(200, "application/json", b'{"received":true}')
 
 if TYPE_CHECKING:
     from ...gateway.provider_webhooks import Inbound
-    from ...store.base import WebhookRelayRow
+    from ...store.base import Store, WebhookRelayRow
 
 
 class WebhookRelay:
-    def __init__(self, store: Any, host_rules: HostRules, relay_key: bytes) -> None:
+    def __init__(self, store: "Store", host_rules: HostRules, relay_key: bytes) -> None:
         self.store = store
         self.host_rules = host_rules
         self._relay_key = hmac.new(relay_key, digestmod=hashlib.sha256)  # keyed once, copied per secret
