@@ -64,6 +64,7 @@ class Settings:
     log_body_max_bytes: int = 64 * 1024
     log_redact_paths: tuple[str, ...] = ()
     log_queue_size: int = 10_000
+    log_retention_days: int = 0
     pricing_file: Path | None = None
     replicate_pricing_file: Path | None = None
     replicate_default_hardware: str = "gpu-a40-large"
@@ -117,6 +118,8 @@ class Settings:
         for name in ("max_body_bytes", "max_header_bytes", "max_headers"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.log_retention_days < 0:
+            raise SettingsError(f"log_retention_days must be 0 (keep forever) or a number of days, got {self.log_retention_days}")
         for name in ("header_timeout", "body_timeout"):
             if not 0 < getattr(self, name) < float("inf"):
                 raise SettingsError(f"{name} must be a positive number of seconds, got {getattr(self, name)}")
@@ -294,6 +297,7 @@ HELP = {
     "log_body_max_bytes": "cap on each stored body",
     "log_redact_paths": "comma-separated JSON paths redacted in stored bodies",
     "log_queue_size": "in-memory log queue before spilling to disk",
+    "log_retention_days": "days log records are kept (older ones are deleted by the writer's hourly upkeep); 0 keeps them forever",
     "pricing_file": "operator price overrides (same format as the shipped table)",
     "replicate_pricing_file": "operator overrides of Replicate hardware, model and official prices (same format as usage/data/replicate.json)",
     "replicate_default_hardware": "SKU assumed for Replicate models of unknown hardware (cost is 'estimated')",

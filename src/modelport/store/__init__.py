@@ -76,7 +76,8 @@ def open_log_store(settings: Any, busy_timeout: float = 5.0) -> LogStore:
     """The log store the ``settings`` name (``data_dir``; ``database_url`` is refused by settings until
     the PostgreSQL log store exists). ``busy_timeout``: seconds a call waits for another writer before it
     raises ``StoreUnavailable``. The tables exist once ``open_store`` has run on the same settings."""
-    return SQLiteLogStore(Path(settings.data_dir) / DB_FILE_NAME, busy_timeout)
+    return SQLiteLogStore(Path(settings.data_dir) / DB_FILE_NAME, busy_timeout,
+                          retention_days=settings.log_retention_days)
 
 
 def check_store_exists(settings: Any) -> None:

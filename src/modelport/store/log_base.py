@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import orjson
+
 LOG_COLUMNS = (
     "id", "trace_id", "created_at", "key_id", "key_name", "provider", "slug", "endpoint", "method", "path", "model",
     "status", "latency_ms", "upstream_latency_ms", "request_bytes", "response_bytes", "cache_status",
@@ -61,8 +63,11 @@ STEP_FIELDS = (
 )  # fmt: skip
 """One log record of a prediction's lifecycle: ``created_at`` in epoch ms, ``metadata`` decoded, and
 ``saw_status``, the prediction's status in that record's body (itself or its entry in a list page)."""
+JSON_COLUMNS = frozenset({"metadata", "attempts", "usage", "request_headers", "response_headers"})
 ANALYTICS_GROUPS = ("provider", "model", "key_id")  # the columns analytics may total per value of
 MAX_LIMIT = 1000
+DAY_MS = 86_400_000
+UPKEEP_INTERVAL_SECONDS = 3600.0
 
 
 @dataclass(slots=True)
@@ -164,6 +169,12 @@ class LogStore(Protocol):
     """Logs, feedback and the prediction ledger. Thread-safe; every method is synchronous."""
 
     def close(self) -> None: ...
+
+    def upkeep(self, now_ms: int) -> None:
+        """Housekeeping the writer's ``batch()`` runs itself every ``UPKEEP_INTERVAL_SECONDS`` (and tests
+        call with a chosen time): delete the records older than ``log_retention_days`` and, where the
+        store has them, create the coming days' partitions."""
+        ...
 
     # -- the log writer --------------------------------------------------------------------------
     def batch(self) -> AbstractContextManager[LogBatch]:
@@ -273,3 +284,52 @@ def new_feedback(item: Any, index: int) -> dict[str, Any]:
     # The id leads with the time in ns, so feedback given in the same millisecond lists in the order given.
     return {"id": f"fb_{now:016x}{secrets.token_hex(4)}", "trace_id": trace_id, "value": value,
             "weight": float(weight), "metadata": metadata, "created_at": now // 1_000_000}
+
+
+# -- rows in their wire form (a row is anything indexed by column name: sqlite3.Row, psycopg's dict_row) --
+def summary_row(row: Any) -> dict[str, Any]:
+    return {name: _value(name, row[name]) for name in SUMMARY_FIELDS}
+
+
+def detail_row(row: Any) -> dict[str, Any]:
+    found = summary_row(row)
+    for name in DETAIL_EXTRA:
+        value = row[name]
+        if name in ("request_body", "response_body"):
+            text, encoding = _body(value)
+            found[name] = text
+            if encoding:
+                found[f"{name}_encoding"] = encoding
+        else:
+            found[name] = _value(name, value)
+    return found
+
+
+def _value(name: str, value: Any) -> Any:
+    if name == "created_at":
+        return iso_ms(value)
+    if name in ("gateway_exception", "stream"):
+        return bool(value)
+    if name in JSON_COLUMNS:
+        return orjson.loads(value) if value is not None else ({} if name == "metadata" else None)
+    return value
+
+
+def _body(value: bytes | None) -> tuple[str | None, str | None]:
+    if value is None:
+        return None, None
+    try:
+        return bytes(value).decode("utf-8"), None
+    except UnicodeDecodeError:
+        return base64.b64encode(value).decode(), "base64"
+
+
+def ledger_entry(row: Any) -> dict[str, Any]:
+    entry = {name: row[name] for name in LEDGER_FIELDS}
+    entry["usage"] = orjson.loads(entry["usage"]) if entry["usage"] else None
+    return entry
+
+
+def feedback_row(row: Any) -> dict[str, Any]:
+    return {"id": row["id"], "trace_id": row["trace_id"], "value": row["value"], "weight": row["weight"],
+            "metadata": orjson.loads(row["metadata"]), "created_at": iso_ms(row["created_at"])}

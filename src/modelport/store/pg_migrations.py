@@ -11,8 +11,8 @@ The change feed lives in the schema, not in the code that writes: a trigger on e
 replicates (keys, providers, configs) sends ``NOTIFY modelport_changes, '<table>:<id>'`` for every row
 changed, inside the changing transaction, so it reaches listeners only on commit, and an edit made with
 ``psql`` is seen by every node too. An update of ``api_keys.last_used_at`` alone sends nothing (it
-happens every 5 s per worker and the hot path does not read it). The logs tables are not here: they
-arrive with the PostgreSQL log store.
+happens every 5 s per worker and the hot path does not read it). The log tables (migration 2, used by
+``pg_logs.py``) send nothing: no cache holds them.
 
 ``apply_migrations`` runs under a session advisory lock, so nodes starting at once migrate one after
 another: the first applies, the others find nothing left to do. A database migrated by newer code
@@ -156,6 +156,133 @@ MIGRATIONS: list[str] = [
         FOR EACH STATEMENT EXECUTE FUNCTION modelport_notify_truncate();
     CREATE TRIGGER configs_truncated AFTER TRUNCATE ON configs
         FOR EACH STATEMENT EXECUTE FUNCTION modelport_notify_truncate();
+    """,
+    # 2: request logs, feedback and the Replicate prediction ledger (store/pg_logs.py). ``logs`` is
+    # partitioned by day on created_at (epoch ms); pg_logs.py creates the partitions, none exists here.
+    # JSON kept as written is ``json`` (headers keep their order); ``metadata`` is ``jsonb`` for its GIN
+    # index (``@>``); ``path`` and ``error`` have trigram indexes for the ``q`` filter (ILIKE).
+    """
+    CREATE EXTENSION IF NOT EXISTS pg_trgm;
+
+    CREATE TABLE logs (
+        id TEXT COLLATE "C" NOT NULL,
+        trace_id TEXT COLLATE "C",
+        created_at BIGINT NOT NULL,
+        key_id TEXT COLLATE "C",
+        key_name TEXT,
+        provider TEXT COLLATE "C",
+        slug TEXT COLLATE "C",
+        endpoint TEXT COLLATE "C",
+        method TEXT,
+        path TEXT,
+        model TEXT COLLATE "C",
+        status INTEGER,
+        latency_ms DOUBLE PRECISION,
+        upstream_latency_ms DOUBLE PRECISION,
+        request_bytes BIGINT,
+        response_bytes BIGINT,
+        cache_status TEXT,
+        gateway_exception BOOLEAN NOT NULL DEFAULT FALSE,
+        error TEXT,
+        stream BOOLEAN NOT NULL DEFAULT FALSE,
+        prediction_id TEXT COLLATE "C",
+        input_tokens BIGINT,
+        output_tokens BIGINT,
+        total_tokens BIGINT,
+        cost_usd DOUBLE PRECISION,
+        cost_status TEXT,
+        cost_reason TEXT,
+        retry_count INTEGER,
+        last_used_index TEXT,
+        metadata JSONB,
+        attempts JSON,
+        usage JSON,
+        request_headers JSON,
+        response_headers JSON,
+        request_body BYTEA,
+        response_body BYTEA,
+        request_content_type TEXT,
+        response_content_type TEXT,
+        span_id TEXT,
+        parent_span_id TEXT,
+        span_name TEXT,
+        PRIMARY KEY (id, created_at)
+    ) PARTITION BY RANGE (created_at);
+    CREATE INDEX logs_by_time ON logs (created_at, id);
+    CREATE INDEX logs_by_trace ON logs (trace_id);
+    CREATE INDEX logs_by_provider ON logs (provider, created_at);
+    CREATE INDEX logs_by_slug ON logs (slug, created_at);
+    CREATE INDEX logs_by_key ON logs (key_id, created_at);
+    CREATE INDEX logs_by_model ON logs (model, created_at);
+    CREATE INDEX logs_by_endpoint ON logs (endpoint, created_at);
+    CREATE INDEX logs_by_status ON logs (status, created_at);
+    CREATE INDEX logs_by_prediction ON logs (prediction_id);
+    CREATE INDEX logs_by_metadata ON logs USING gin (metadata jsonb_path_ops);
+    CREATE INDEX logs_by_path_text ON logs USING gin (path gin_trgm_ops);
+    CREATE INDEX logs_by_error_text ON logs USING gin (error gin_trgm_ops);
+
+    CREATE TABLE feedback (
+        id TEXT COLLATE "C" PRIMARY KEY,
+        trace_id TEXT COLLATE "C" NOT NULL,
+        value INTEGER NOT NULL,
+        weight DOUBLE PRECISION NOT NULL,
+        metadata JSON NOT NULL,
+        created_at BIGINT NOT NULL
+    );
+    CREATE INDEX feedback_by_trace ON feedback (trace_id, created_at, id);
+
+    CREATE TABLE predictions (
+        id TEXT COLLATE "C" PRIMARY KEY,
+        provider TEXT NOT NULL,
+        slug TEXT COLLATE "C",
+        key_id TEXT COLLATE "C",
+        model TEXT COLLATE "C",
+        version TEXT,
+        deployment TEXT,
+        status TEXT COLLATE "C",
+        created_at BIGINT NOT NULL,
+        terminal_at BIGINT,
+        predict_time DOUBLE PRECISION,
+        cost_usd DOUBLE PRECISION,
+        cost_status TEXT,
+        cost_reason TEXT,
+        usage JSON,
+        first_log_id TEXT,
+        terminal_log_id TEXT
+    );
+    CREATE INDEX predictions_by_time ON predictions (created_at, id);
+    CREATE INDEX predictions_open ON predictions (created_at) WHERE terminal_at IS NULL;
+
+    -- A prediction's status as one logged body shows it (the prediction itself, or its entry in a
+    -- list page's results), NULL for a body that is not JSON (binary, or cut at log_body_max_bytes).
+    CREATE FUNCTION modelport_seen_status(body BYTEA, prediction_id TEXT) RETURNS TEXT
+    LANGUAGE plpgsql IMMUTABLE AS $$
+    DECLARE
+        doc JSONB;
+        found TEXT;
+    BEGIN
+        IF body IS NULL THEN
+            RETURN NULL;
+        END IF;
+        BEGIN
+            doc := convert_from(body, 'UTF8')::jsonb;
+        EXCEPTION WHEN OTHERS THEN
+            RETURN NULL;
+        END;
+        IF jsonb_typeof(doc) <> 'object' THEN
+            RETURN NULL;
+        END IF;
+        IF doc ->> 'id' = prediction_id AND jsonb_typeof(doc -> 'status') = 'string' THEN
+            RETURN doc ->> 'status';
+        END IF;
+        IF jsonb_typeof(doc -> 'results') = 'array' THEN
+            SELECT entry ->> 'status' INTO found FROM jsonb_array_elements(doc -> 'results') AS entry
+            WHERE jsonb_typeof(entry) = 'object' AND entry ->> 'id' = prediction_id
+              AND jsonb_typeof(entry -> 'status') = 'string' LIMIT 1;
+        END IF;
+        RETURN found;
+    END;
+    $$;
     """,
 ]
 

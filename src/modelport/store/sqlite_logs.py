@@ -10,10 +10,10 @@ sqlite3's errors stop here: ``StoreUnavailable`` for the store itself (locked, d
 
 from __future__ import annotations
 
-import base64
 import operator
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,22 +24,27 @@ import orjson
 from .base import RecordRefused, StoreError, StoreUnavailable
 from .log_base import (
     ANALYTICS_GROUPS,
+    DAY_MS,
     DETAIL_EXTRA,
     LEDGER_FIELDS,
     LOG_COLUMNS,
     SUMMARY_FIELDS,
+    UPKEEP_INTERVAL_SECONDS,
     LogFilter,
     PredictionEnd,
     PredictionFilter,
     PredictionSeen,
     clamp_limit,
+    detail_row,
+    feedback_row,
+    ledger_entry,
+    summary_row,
     decode_cursor,
     encode_cursor,
     iso_ms,
     new_feedback,
 )
 
-_JSON_COLUMNS = frozenset({"metadata", "attempts", "usage", "request_headers", "response_headers"})
 _INSERT = (f"INSERT INTO logs ({', '.join(LOG_COLUMNS)}) VALUES ({', '.join('?' for _ in LOG_COLUMNS)})"
            " ON CONFLICT (id) DO NOTHING")
 _row_values = operator.itemgetter(*LOG_COLUMNS)  # a row dict → the insert's values, in C
@@ -47,6 +52,8 @@ _SUMMARY_SELECT = ", ".join(SUMMARY_FIELDS)
 _FULL_SELECT = ", ".join(LOG_COLUMNS)
 _LEDGER_SELECT = ", ".join(LEDGER_FIELDS)
 _EXPORT_PAGE = 500
+_RETENTION_CHUNK = 5000
+_RETENTION_CHUNKS_PER_UPKEEP = 100  # 500,000 rows; more waits for the next upkeep
 _STEP_COLUMNS = "id, created_at, method, path, endpoint, status, latency_ms, key_id, key_name, error, metadata"
 # Aliases: inside SQLiteLogStore the name ``list`` is a method, so annotations there cannot say list[...].
 Rows = list[dict[str, Any]]
@@ -65,11 +72,14 @@ def _store_errors() -> Iterator[None]:
 
 
 class SQLiteLogStore:
-    """``busy_timeout``: seconds a call waits for another writer before ``StoreUnavailable``."""
+    """``busy_timeout``: seconds a call waits for another writer before ``StoreUnavailable``;
+    ``retention_days``: records older than that many days are deleted by ``upkeep`` (0: kept forever)."""
 
-    def __init__(self, path: Path | str, busy_timeout: float = 5.0) -> None:
+    def __init__(self, path: Path | str, busy_timeout: float = 5.0, retention_days: int = 0) -> None:
         self.path = Path(path)
         self._busy_timeout = busy_timeout
+        self._retention_days = retention_days
+        self._next_upkeep = 0.0  # monotonic time: the first batch runs it
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -95,9 +105,28 @@ class SQLiteLogStore:
             conn.close()
         self._local = threading.local()
 
+    def upkeep(self, now_ms: int) -> None:
+        """Delete records older than the retention, ``_RETENTION_CHUNK`` rows per transaction (found by
+        the created_at index), so the gateway's other writers wait for one chunk at most, never the lot."""
+        self._next_upkeep = time.monotonic() + UPKEEP_INTERVAL_SECONDS
+        if not self._retention_days:
+            return
+        cutoff = now_ms - self._retention_days * DAY_MS
+        for _ in range(_RETENTION_CHUNKS_PER_UPKEEP):
+            with _store_errors():
+                deleted = self._conn().execute(
+                    "DELETE FROM logs WHERE rowid IN (SELECT rowid FROM logs WHERE created_at < ? LIMIT ?)",
+                    (cutoff, _RETENTION_CHUNK),
+                ).rowcount
+            if deleted < _RETENTION_CHUNK:
+                return
+        self._next_upkeep = time.monotonic() + 60  # more left: the next batch a minute from now goes on
+
     # -- the log writer ---------------------------------------------------------------------------
     @contextmanager
     def batch(self) -> Iterator[_SQLiteBatch]:
+        if time.monotonic() >= self._next_upkeep:
+            self.upkeep(time.time_ns() // 1_000_000)
         conn = self._conn()
         with _store_errors():
             conn.execute("BEGIN IMMEDIATE")
@@ -129,14 +158,14 @@ class SQLiteLogStore:
         more = len(rows) > limit
         rows = rows[:limit]
         next_cursor = encode_cursor(rows[-1]["created_at"], rows[-1]["id"]) if more else None
-        return [_summary(r) for r in rows], next_cursor
+        return [summary_row(r) for r in rows], next_cursor
 
     def get(self, log_id: str) -> dict[str, Any] | None:
         with _store_errors():
             row = self._conn().execute(f"SELECT {_FULL_SELECT} FROM logs WHERE id = ?", (log_id,)).fetchone()
         if row is None:
             return None
-        found = _detail(row)
+        found = detail_row(row)
         found["feedback"] = self.feedback_for(row["trace_id"]) if row["trace_id"] else []
         return found
 
@@ -146,7 +175,7 @@ class SQLiteLogStore:
         while True:
             rows = self._page(filters or LogFilter(), columns, _EXPORT_PAGE, after)
             for row in rows:
-                yield _detail(row) if full else _summary(row)
+                yield detail_row(row) if full else summary_row(row)
             if len(rows) < _EXPORT_PAGE:
                 return
             after = (rows[-1]["created_at"], rows[-1]["id"])
@@ -183,7 +212,7 @@ class SQLiteLogStore:
         where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
         sql = f"SELECT {_LEDGER_SELECT} FROM predictions{where} ORDER BY created_at DESC, id DESC LIMIT ?"
         with _store_errors():
-            return [_ledger_entry(row) for row in self._conn().execute(sql, [*params, limit])]
+            return [ledger_entry(row) for row in self._conn().execute(sql, [*params, limit])]
 
     def prediction_lifecycle(self, prediction_id: str, created_on_log_id: str | None, ended_on_log_id: str | None,
                              limit: int) -> Rows:
@@ -233,13 +262,13 @@ class SQLiteLogStore:
     def feedback(self, feedback_id: str) -> dict[str, Any] | None:
         with _store_errors():
             row = self._conn().execute("SELECT * FROM feedback WHERE id = ?", (feedback_id,)).fetchone()
-        return _feedback(row) if row else None
+        return feedback_row(row) if row else None
 
     def feedback_for(self, trace_id: str) -> Rows:
         with _store_errors():
             rows = self._conn().execute("SELECT * FROM feedback WHERE trace_id = ? ORDER BY created_at, id",
                                         (trace_id,)).fetchall()
-        return [_feedback(r) for r in rows]
+        return [feedback_row(r) for r in rows]
 
 
 class _SQLiteBatch:
@@ -318,13 +347,7 @@ _SEEN_STATUS = f"COALESCE({_seen_status_sql('response_body')}, {_seen_status_sql
 
 def _entry(conn: sqlite3.Connection, prediction_id: str) -> dict[str, Any] | None:
     row = conn.execute(f"SELECT {_LEDGER_SELECT} FROM predictions WHERE id = ?", (prediction_id,)).fetchone()
-    return _ledger_entry(row) if row is not None else None
-
-
-def _ledger_entry(row: sqlite3.Row) -> dict[str, Any]:
-    entry = dict(zip(LEDGER_FIELDS, row))
-    entry["usage"] = orjson.loads(entry["usage"]) if entry["usage"] else None
-    return entry
+    return ledger_entry(row) if row is not None else None
 
 
 # -- filters ----------------------------------------------------------------------------------------
@@ -367,49 +390,6 @@ def _log_where(filters: LogFilter) -> tuple[str, list[Any]]:
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
-# -- rows in their wire form ------------------------------------------------------------------------
-def _summary(row: sqlite3.Row) -> dict[str, Any]:
-    return {name: _value(name, row[name]) for name in SUMMARY_FIELDS}
-
-
-def _detail(row: sqlite3.Row) -> dict[str, Any]:
-    found = _summary(row)
-    for name in DETAIL_EXTRA:
-        value = row[name]
-        if name in ("request_body", "response_body"):
-            text, encoding = _body(value)
-            found[name] = text
-            if encoding:
-                found[f"{name}_encoding"] = encoding
-        else:
-            found[name] = _value(name, value)
-    return found
-
-
-def _value(name: str, value: Any) -> Any:
-    if name == "created_at":
-        return iso_ms(value)
-    if name in ("gateway_exception", "stream"):
-        return bool(value)
-    if name in _JSON_COLUMNS:
-        return orjson.loads(value) if value is not None else ({} if name == "metadata" else None)
-    return value
-
-
-def _body(value: bytes | None) -> tuple[str | None, str | None]:
-    if value is None:
-        return None, None
-    try:
-        return bytes(value).decode("utf-8"), None
-    except UnicodeDecodeError:
-        return base64.b64encode(value).decode(), "base64"
-
-
 def _feedback_values(item: dict[str, Any]) -> tuple[str, str, int, float, str, int]:
     return (item["id"], item["trace_id"], item["value"], item["weight"], orjson.dumps(item["metadata"]).decode(),
             item["created_at"])
-
-
-def _feedback(row: sqlite3.Row) -> dict[str, Any]:
-    return {"id": row["id"], "trace_id": row["trace_id"], "value": row["value"], "weight": row["weight"],
-            "metadata": orjson.loads(row["metadata"]), "created_at": iso_ms(row["created_at"])}

@@ -1,0 +1,518 @@
+"""``LogStore`` on PostgreSQL: the ``logs`` (partitioned by day), ``feedback`` and ``predictions`` tables
+of migration 2 (``pg_migrations.py``), for several nodes writing one database.
+
+Writing. ``batch()`` is one transaction on a pooled connection that first takes a transaction-level
+advisory lock (``APPEND_LOCK``), so log batches of every writer on every node commit one after
+another. Under it, "a stored id is skipped" is exact: the primary key of a partitioned table must hold
+the partition key, so ``(id, created_at)`` alone would let one id be stored twice under two times;
+instead ``stored_ids`` and ``append_logs`` look the ids up in every partition (the primary key's
+index leads with id) while no other writer can add one. A row's created_at is not derived from its id
+because an id is only time-ordered when the gateway made it (``new_time_ordered_id``) and
+created_at is taken a moment later: equal to the millisecond most of the time, not always. Rows go
+in by binary COPY into a per-connection temporary table, then one ``INSERT ... SELECT``.
+``end_prediction`` is one ``UPDATE ... WHERE terminal_at IS NULL``: its row count decides.
+
+Partitions. One per UTC day, ``logs_pYYYYMMDD``, covering [day, next day) in epoch ms. ``upkeep``
+(at open, then from ``batch()`` once an hour) creates yesterday's to ``PARTITIONS_AHEAD`` days
+ahead and drops every partition wholly older than ``retention_days``; a row outside them (a clock
+far off, a replay of old records) gets its day's partition created inside the batch, so no insert
+fails for want of one. Partition DDL runs under ``APPEND_LOCK`` too.
+
+Reading: as ``sqlite_logs.py``, same filters, same order (ids are ``COLLATE "C"``, byte order as in
+SQLite), same row shapes (``log_base.summary_row`` and friends). Every filter is served by an index:
+equality ones by ``(column, created_at)`` or their own, metadata by GIN ``jsonb_path_ops`` (``@>``),
+``q`` by pg_trgm GIN indexes on path and error (``ILIKE``; a q under 3 characters has no trigram
+to look up, so its index scan reads the whole index).
+
+Differences a caller can see: a metadata filter matches string values (Portkey's metadata is
+strings; SQLite would also match the number 5 for "5"); ``q`` folds case beyond ASCII (SQLite's LIKE
+folds ASCII only); a NUL character in a text value is refused (``RecordRefused``).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import weakref
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import psycopg
+from psycopg import errors, sql
+from psycopg.adapt import AdaptersMap
+from psycopg.rows import dict_row, tuple_row
+from psycopg.types.string import TextLoader
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from .base import RecordRefused, StoreError, StoreUnavailable
+from .log_base import (
+    ANALYTICS_GROUPS,
+    DAY_MS,
+    LEDGER_FIELDS,
+    LOG_COLUMNS,
+    SUMMARY_FIELDS,
+    UPKEEP_INTERVAL_SECONDS,
+    LogFilter,
+    PredictionEnd,
+    PredictionFilter,
+    PredictionSeen,
+    clamp_limit,
+    decode_cursor,
+    detail_row,
+    encode_cursor,
+    feedback_row,
+    ledger_entry,
+    new_feedback,
+    summary_row,
+)
+from .pg_connect import ADAPTERS, check_database_url, connection, connection_options, describe, migrate, one_line
+from .pg_replica import abandon_connection
+
+POOL_SIZE = 4  # the writer, the logs API, the CLI: short calls
+POOL_WAIT_SECONDS = 5.0
+PARTITIONS_AHEAD = 2  # days of partitions created ahead of today
+# pg_advisory_xact_lock's key for log appends and partition DDL: the bytes of "mp-logs".
+APPEND_LOCK = int.from_bytes(b"mp-logs", "big")
+
+# json loaded as its text too, as jsonb is (pg_connect.ADAPTERS): log_base's row shapes parse it.
+_ADAPTERS = AdaptersMap(ADAPTERS)
+_ADAPTERS.register_loader("json", TextLoader)
+
+# The staging table takes the rows as the writer gives them (JSON as text, flags as integers); the
+# INSERT converts. Its column types are the COPY's binary types, in LOG_COLUMNS order.
+_STAGING_TYPES = {
+    "created_at": "int8", "status": "int4", "latency_ms": "float8", "upstream_latency_ms": "float8",
+    "request_bytes": "int8", "response_bytes": "int8", "gateway_exception": "int2", "stream": "int2",
+    "input_tokens": "int8", "output_tokens": "int8", "total_tokens": "int8", "cost_usd": "float8",
+    "retry_count": "int4", "request_body": "bytea", "response_body": "bytea",
+}  # fmt: skip
+_COPY_TYPES = [_STAGING_TYPES.get(name, "text") for name in LOG_COLUMNS]
+_CREATE_STAGING = ("CREATE TEMPORARY TABLE IF NOT EXISTS logs_staging ("
+                   + ", ".join(f"{name} {kind}" for name, kind in zip(LOG_COLUMNS, _COPY_TYPES))
+                   + ") ON COMMIT DELETE ROWS")
+_CONVERT = {"gateway_exception": "gateway_exception <> 0", "stream": "stream <> 0", "metadata": "metadata::jsonb",
+            **{name: f"{name}::json" for name in ("attempts", "usage", "request_headers", "response_headers")}}
+_COPY = f"COPY logs_staging ({', '.join(LOG_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+_INSERT_FROM_STAGING = (
+    f"INSERT INTO logs ({', '.join(LOG_COLUMNS)}) SELECT DISTINCT ON (id) "
+    + ", ".join(_CONVERT.get(name, name) for name in LOG_COLUMNS)
+    + " FROM logs_staging AS s{unchecked} ON CONFLICT DO NOTHING"
+)
+# Rows whose ids stored_ids did not look up in this transaction are looked up here.
+_UNCHECKED = " WHERE NOT EXISTS (SELECT 1 FROM logs WHERE logs.id = s.id)"
+_SUMMARY_SELECT = ", ".join(SUMMARY_FIELDS)
+_FULL_SELECT = ", ".join(LOG_COLUMNS)
+_LEDGER_SELECT = ", ".join(LEDGER_FIELDS)
+_STEP_SELECT = ("id, created_at, method, path, endpoint, status, latency_ms, key_id, key_name, error, metadata,"
+                " COALESCE(modelport_seen_status(response_body, %(id)s),"
+                " modelport_seen_status(request_body, %(id)s)) AS saw_status")
+_EXPORT_PAGE = 500
+_ANALYTICS_FETCH = 5000
+Rows = list[dict[str, Any]]  # inside the class ``list`` is a method
+
+
+class PostgresLogStore:
+    """``LogStore`` on the PostgreSQL database at ``url`` (migrated on open).
+
+    ``retention_days``: partitions wholly older than that are dropped by ``upkeep`` (0: kept forever).
+    ``pool_size``: connections at most; ``busy_timeout``: seconds a call waits for a pooled connection
+    and a batch for ``APPEND_LOCK`` before ``StoreUnavailable``.
+    """
+
+    def __init__(self, url: str, retention_days: int = 0, pool_size: int = POOL_SIZE,
+                 busy_timeout: float = POOL_WAIT_SECONDS) -> None:
+        self._conninfo = check_database_url(url)
+        self._retention_days = retention_days
+        self._pool_size = pool_size
+        self._busy_timeout = busy_timeout
+        self._closed = False
+        self._partition_days: set[int] = set()  # days known to have a partition
+        self._staged: weakref.WeakSet[psycopg.Connection] = weakref.WeakSet()  # connections with logs_staging
+        self._pooled: weakref.WeakSet[psycopg.Connection] = weakref.WeakSet()
+        with connection(self._conninfo) as conn:
+            migrate(conn, url)
+        self._pool = self._open_pool()
+        self._next_upkeep = 0.0
+        try:
+            self.upkeep(_now_ms())
+        except BaseException:
+            self._pool.close()
+            raise
+        _open_log_stores.add(self)
+
+    # -- connections ------------------------------------------------------------------------------
+    def _open_pool(self) -> ConnectionPool:
+        pool = ConnectionPool(
+            self._conninfo, min_size=1, max_size=self._pool_size, timeout=self._busy_timeout, num_workers=1,
+            kwargs=connection_options(context=_ADAPTERS, options=f"-c lock_timeout={int(self._busy_timeout * 1000)}"),
+            name="modelport-logs", open=False, configure=self._pooled.add, check=ConnectionPool.check_connection,
+        )  # fmt: skip
+        pool.open(wait=False)
+        return pool
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection]:
+        """A pooled connection; the database's failures become the store's errors."""
+        if self._closed:
+            raise RuntimeError("the log store is closed")
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except PoolTimeout:
+            raise StoreUnavailable(f"PostgreSQL at {describe(self._conninfo)} gave no connection within "
+                                   f"{self._busy_timeout:g} s") from None
+        except (psycopg.OperationalError, errors.LockNotAvailable) as exc:
+            raise StoreUnavailable(f"PostgreSQL at {describe(self._conninfo)} failed: {one_line(exc)}") from None
+        except psycopg.DataError as exc:
+            raise ValueError(f"the database refused a value: {one_line(exc)}") from None
+        except psycopg.Error as exc:
+            raise StoreError(one_line(exc)) from None
+
+    @contextmanager
+    def _cursor(self, row_factory: Any = dict_row) -> Iterator[psycopg.Cursor]:
+        with self._connection() as conn, conn.cursor(row_factory=row_factory) as cursor:
+            yield cursor
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._pool.close()
+
+    def _forget_connections_after_fork(self) -> None:
+        # As PostgresStore: the child must not speak on the parent's sockets; it opens its own.
+        for conn in list(self._pooled):
+            abandon_connection(conn)
+        self._pooled = weakref.WeakSet()
+        self._staged = weakref.WeakSet()
+        _ABANDONED_POOLS.append(self._pool)
+        if not self._closed:
+            self._pool = self._open_pool()
+
+    # -- partitions ---------------------------------------------------------------------------------
+    def upkeep(self, now_ms: int) -> None:
+        self._next_upkeep = time.monotonic() + UPKEEP_INTERVAL_SECONDS
+        today = now_ms // DAY_MS
+        with self._connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK,))
+            existing = _partition_days(conn)
+            if self._retention_days:
+                oldest_kept = (now_ms - self._retention_days * DAY_MS) // DAY_MS  # a day holding a kept record
+                for day in sorted(d for d in existing if d < oldest_kept):
+                    conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(_partition_name(day))))
+                    existing.discard(day)
+            for day in range(today - 1, today + PARTITIONS_AHEAD + 1):
+                if day not in existing:
+                    _create_partition(conn, day)
+                    existing.add(day)
+        self._partition_days = existing
+
+    def partitions(self) -> list[str]:
+        """The names of the logs table's partitions, oldest first."""
+        with self._connection() as conn:
+            return [_partition_name(day) for day in sorted(_partition_days(conn))]
+
+    # -- the log writer -----------------------------------------------------------------------------
+    @contextmanager
+    def batch(self) -> Iterator[_PostgresBatch]:
+        if time.monotonic() >= self._next_upkeep:
+            self.upkeep(_now_ms())
+        with self._connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK,))
+            yield _PostgresBatch(self, conn)
+
+    def _staging(self, conn: psycopg.Connection) -> None:
+        if conn not in self._staged:
+            conn.execute(_CREATE_STAGING)
+            self._staged.add(conn)
+
+    def _ensure_days(self, conn: psycopg.Connection, days: set[int]) -> None:
+        """Partitions for ``days`` (the caller holds APPEND_LOCK); known days cost nothing."""
+        missing = days - self._partition_days
+        if missing:
+            existing = _partition_days(conn)
+            for day in sorted(missing - existing):
+                _create_partition(conn, day)  # known once committed: the next batch finds it in the catalog
+            self._partition_days = existing
+
+    def prediction_entry(self, prediction_id: str) -> dict[str, Any] | None:
+        with self._cursor() as cursor:
+            return _entry(cursor, prediction_id)
+
+    def open_predictions(self, since_ms: int, limit: int) -> list[tuple[str, str, str | None]]:
+        with self._cursor(row_factory=tuple_row) as cursor:
+            rows = cursor.execute(
+                "SELECT id, slug, key_id FROM predictions WHERE terminal_at IS NULL AND slug IS NOT NULL"
+                " AND provider = 'replicate' AND created_at >= %s ORDER BY created_at, id LIMIT %s",
+                (since_ms, limit),
+            ).fetchall()
+        return [(row[0], row[1], row[2]) for row in rows]
+
+    # -- the logs API -------------------------------------------------------------------------------
+    def list(self, filters: LogFilter | None = None, limit: int = 50, cursor: str | None = None) -> tuple[Rows, str | None]:
+        limit = clamp_limit(limit)
+        rows = self._page(filters or LogFilter(), _SUMMARY_SELECT, limit + 1, decode_cursor(cursor))
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_cursor = encode_cursor(rows[-1]["created_at"], rows[-1]["id"]) if more else None
+        return [summary_row(r) for r in rows], next_cursor
+
+    def get(self, log_id: str) -> dict[str, Any] | None:
+        with self._cursor() as cursor:
+            row = cursor.execute(f"SELECT {_FULL_SELECT} FROM logs WHERE id = %s", (log_id,)).fetchone()
+        if row is None:
+            return None
+        found = detail_row(row)
+        found["feedback"] = self.feedback_for(row["trace_id"]) if row["trace_id"] else []
+        return found
+
+    def iter_export(self, filters: LogFilter | None = None, full: bool = False) -> Iterator[dict[str, Any]]:
+        columns = _FULL_SELECT if full else _SUMMARY_SELECT
+        after: tuple[int, str] | None = None
+        while True:
+            rows = self._page(filters or LogFilter(), columns, _EXPORT_PAGE, after)
+            for row in rows:
+                yield detail_row(row) if full else summary_row(row)
+            if len(rows) < _EXPORT_PAGE:
+                return
+            after = (rows[-1]["created_at"], rows[-1]["id"])
+
+    def _page(self, filters: LogFilter, columns: str, limit: int, after: tuple[int, str] | None) -> Rows:
+        clauses, params = _log_clauses(filters)
+        if after is not None:
+            clauses.append("(created_at, id) < (%s, %s)")
+            params += [after[0], after[1]]
+        query = f"SELECT {columns} FROM logs{_where(clauses)} ORDER BY created_at DESC, id DESC LIMIT %s"
+        with self._cursor() as cursor:
+            return cursor.execute(query, [*params, limit]).fetchall()  # type: ignore[arg-type]
+
+    def analytics_rows(self, filters: LogFilter, group: str | None = None) -> Iterator[tuple[Any, ...]]:
+        if group is not None and group not in ANALYTICS_GROUPS:
+            raise ValueError(f"analytics group must be one of {', '.join(ANALYTICS_GROUPS)}")
+        clauses, params = _log_clauses(filters)
+        query = ("SELECT created_at, status, latency_ms, cost_usd, cost_status, input_tokens, output_tokens"
+                 f"{', ' + group if group else ''} FROM logs{_where(clauses)} ORDER BY created_at")
+        # A server-side cursor: one pass over every row in range, a fetch at a time.
+        with self._connection() as conn, conn.transaction(), conn.cursor(name="modelport_analytics") as cursor:
+            cursor.itersize = _ANALYTICS_FETCH
+            cursor.execute(query, params)  # type: ignore[arg-type]
+            yield from cursor
+
+    # -- the prediction view ------------------------------------------------------------------------
+    def list_predictions(self, filters: PredictionFilter, limit: int, after: tuple[int, str] | None = None) -> Rows:
+        clauses, params = _time_and_equal_clauses(filters, ("status", "model", "key_id", "slug"))
+        if after is not None:
+            clauses.append("(created_at, id) < (%s, %s)")
+            params += [after[0], after[1]]
+        query = f"SELECT {_LEDGER_SELECT} FROM predictions{_where(clauses)} ORDER BY created_at DESC, id DESC LIMIT %s"
+        with self._cursor() as cursor:
+            return [ledger_entry(row) for row in cursor.execute(query, [*params, limit])]  # type: ignore[arg-type]
+
+    def prediction_lifecycle(self, prediction_id: str, ended_on_log_id: str | None, limit: int) -> Rows:
+        with self._cursor() as cursor:
+            rows = cursor.execute(
+                f"SELECT {_STEP_SELECT} FROM logs WHERE prediction_id = %(id)s OR id = %(ended_on)s"
+                " ORDER BY created_at, id LIMIT %(limit)s",
+                {"id": prediction_id, "ended_on": ended_on_log_id, "limit": limit},
+            ).fetchall()
+        for step in rows:
+            step["metadata"] = orjson.loads(step["metadata"]) if step["metadata"] else {}
+        return rows
+
+    # -- feedback -----------------------------------------------------------------------------------
+    def add_feedback(self, items: Sequence[dict[str, Any]]) -> list[str]:
+        rows = [_feedback_values(new_feedback(item, i)) for i, item in enumerate(items)]
+        with self._connection() as conn, conn.transaction(), conn.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO feedback (id, trace_id, value, weight, metadata, created_at) VALUES (%s, %s, %s, %s, %s, %s)",
+                rows,
+            )
+        return [row[0] for row in rows]
+
+    def update_feedback(self, feedback_id: str, changes: dict[str, Any]) -> dict[str, Any] | None:
+        current = self.feedback(feedback_id)
+        if current is None:
+            return None
+        merged = {**current, **{k: v for k, v in changes.items() if k in ("value", "weight", "metadata")}}
+        _, _, value, weight, metadata, _ = _feedback_values(new_feedback(merged, 0))
+        with self._cursor() as cursor:
+            cursor.execute("UPDATE feedback SET value = %s, weight = %s, metadata = %s WHERE id = %s",
+                           (value, weight, metadata, feedback_id))
+        return self.feedback(feedback_id)
+
+    def feedback(self, feedback_id: str) -> dict[str, Any] | None:
+        with self._cursor() as cursor:
+            row = cursor.execute("SELECT * FROM feedback WHERE id = %s", (feedback_id,)).fetchone()
+        return feedback_row(row) if row else None
+
+    def feedback_for(self, trace_id: str) -> Rows:
+        with self._cursor() as cursor:
+            rows = cursor.execute("SELECT * FROM feedback WHERE trace_id = %s ORDER BY created_at, id",
+                                  (trace_id,)).fetchall()
+        return [feedback_row(r) for r in rows]
+
+
+class _PostgresBatch:
+    """``LogBatch`` on the connection holding the transaction (and APPEND_LOCK)."""
+
+    __slots__ = ("_store", "_conn", "_checked")
+
+    def __init__(self, store: PostgresLogStore, conn: psycopg.Connection) -> None:
+        self._store = store
+        self._conn = conn
+        self._checked: set[str] = set()  # ids looked up under the lock: what is not stored stays so
+
+    def stored_ids(self, ids: Sequence[str]) -> set[str]:
+        ids = list(ids)
+        rows = self._conn.execute("SELECT id FROM logs WHERE id = ANY(%s)", (ids,)).fetchall()
+        self._checked.update(ids)
+        return {row[0] for row in rows}
+
+    def append_logs(self, rows: Sequence[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        conn = self._conn
+        self._store._ensure_days(conn, {row["created_at"] // DAY_MS for row in rows})
+        self._store._staging(conn)
+        try:
+            with conn.transaction():  # a savepoint: a refused value leaves the batch's other work intact
+                conn.execute("DELETE FROM logs_staging")  # an earlier append of this batch
+                with conn.cursor() as cursor:
+                    with cursor.copy(_COPY) as copy:
+                        copy.set_types(_COPY_TYPES)
+                        for row in rows:
+                            copy.write_row([row[name] for name in LOG_COLUMNS])
+                    unchecked = any(row["id"] not in self._checked for row in rows)
+                    cursor.execute(_INSERT_FROM_STAGING.format(unchecked=_UNCHECKED if unchecked else ""))
+        except (psycopg.DataError, errors.IntegrityError, ValueError, TypeError, OverflowError) as exc:
+            raise RecordRefused(one_line(exc)) from exc
+        except psycopg.errors.QueryCanceled as exc:  # COPY aborted by a value psycopg could not dump
+            raise RecordRefused(one_line(exc.__cause__ or exc)) from exc
+
+    def prediction_entry(self, prediction_id: str) -> dict[str, Any] | None:
+        with self._conn.cursor(row_factory=dict_row) as cursor:
+            return _entry(cursor, prediction_id)
+
+    def note_prediction(self, seen: PredictionSeen) -> None:
+        self._conn.execute(_UPSERT, (seen.id, seen.provider, seen.slug, seen.key_id, seen.model, seen.version,
+                                     seen.deployment, seen.status, seen.created_at, seen.log_id))
+
+    def note_listed_status(self, prediction_id: str, status: str | None) -> None:
+        self._conn.execute("UPDATE predictions SET status = %s WHERE id = %s AND terminal_at IS NULL",
+                           (status, prediction_id))
+
+    def end_prediction(self, prediction_id: str, end: PredictionEnd) -> bool:
+        # The condition decides, not an earlier read: a second writer's UPDATE waits for the first's
+        # row lock, then re-checks terminal_at on the committed row and changes nothing.
+        cursor = self._conn.execute(
+            "UPDATE predictions SET status = %s, terminal_at = %s, predict_time = %s, cost_usd = %s, cost_status = %s,"
+            " cost_reason = %s, usage = %s, terminal_log_id = %s WHERE id = %s AND terminal_at IS NULL",
+            (end.status, end.ended_at, end.predict_time, end.cost_usd, end.cost_status, end.cost_reason,
+             orjson.dumps(end.usage).decode(), end.log_id, prediction_id),
+        )
+        return cursor.rowcount == 1
+
+
+_UPSERT = """
+INSERT INTO predictions (id, provider, slug, key_id, model, version, deployment, status, created_at, first_log_id)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (id) DO UPDATE SET
+    status = CASE WHEN predictions.terminal_at IS NULL THEN excluded.status ELSE predictions.status END,
+    slug = COALESCE(predictions.slug, excluded.slug),
+    key_id = COALESCE(predictions.key_id, excluded.key_id),
+    model = COALESCE(predictions.model, excluded.model),
+    version = COALESCE(predictions.version, excluded.version),
+    deployment = COALESCE(predictions.deployment, excluded.deployment)
+"""
+
+
+def _entry(cursor: psycopg.Cursor, prediction_id: str) -> dict[str, Any] | None:
+    row = cursor.execute(f"SELECT {_LEDGER_SELECT} FROM predictions WHERE id = %s", (prediction_id,)).fetchone()
+    return ledger_entry(row) if row is not None else None
+
+
+def _feedback_values(item: dict[str, Any]) -> tuple[str, str, int, float, str, int]:
+    return (item["id"], item["trace_id"], item["value"], item["weight"], orjson.dumps(item["metadata"]).decode(),
+            item["created_at"])
+
+
+# -- partitions -----------------------------------------------------------------------------------------
+def _partition_name(day: int) -> str:
+    return "logs_p" + datetime.fromtimestamp(day * 86_400, tz=UTC).strftime("%Y%m%d")
+
+
+def _partition_days(conn: psycopg.Connection) -> set[int]:
+    """The days that have a partition, read from the catalog (the partitions' names)."""
+    rows = conn.execute(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'logs'::regclass"
+    ).fetchall()
+    days = set()
+    for (name,) in rows:
+        if name.startswith("logs_p") and name[6:].isdigit():
+            days.add(int(datetime.strptime(name[6:], "%Y%m%d").replace(tzinfo=UTC).timestamp()) // 86_400)
+    return days
+
+
+def _create_partition(conn: psycopg.Connection, day: int) -> None:
+    conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} PARTITION OF logs FOR VALUES FROM ({}) TO ({})").format(
+        sql.Identifier(_partition_name(day)), sql.Literal(day * DAY_MS), sql.Literal((day + 1) * DAY_MS)))
+
+
+# -- filters --------------------------------------------------------------------------------------------
+def _where(clauses: list[str]) -> str:
+    return (" WHERE " + " AND ".join(clauses)) if clauses else ""
+
+
+def _time_and_equal_clauses(filters: Any, columns: tuple[str, ...]) -> tuple[list[str], list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    if filters.since is not None:
+        clauses.append("created_at >= %s")
+        params.append(int(filters.since))
+    if filters.until is not None:
+        clauses.append("created_at < %s")
+        params.append(int(filters.until))
+    for column in columns:
+        value = getattr(filters, column)
+        if value is not None:
+            clauses.append(f"{column} = %s")
+            params.append(value)
+    return clauses, params
+
+
+def _log_clauses(filters: LogFilter) -> tuple[list[str], list[Any]]:
+    clauses, params = _time_and_equal_clauses(
+        filters, ("provider", "slug", "key_id", "trace_id", "model", "endpoint", "prediction_id"))
+    if filters.status == "error":
+        clauses.append("status >= 400")
+    elif filters.status == "success":
+        clauses.append("status < 400")
+    elif filters.status is not None:
+        clauses.append("status = %s")
+        params.append(int(filters.status))
+    if filters.metadata:
+        clauses.append("metadata @> %s::jsonb")
+        params.append(orjson.dumps({key.replace('"', ""): str(value) for key, value in filters.metadata.items()}).decode())
+    if filters.q:
+        pattern = "%" + filters.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        clauses.append("(path ILIKE %s OR error ILIKE %s)")
+        params.extend((pattern, pattern))
+    return clauses, params
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def open_postgres_log_store(url: str, retention_days: int = 0) -> PostgresLogStore:
+    """The log store at ``url``, migrated, with today's partitions."""
+    return PostgresLogStore(url, retention_days=retention_days)
+
+
+_open_log_stores: weakref.WeakSet[PostgresLogStore] = weakref.WeakSet()
+os.register_at_fork(after_in_child=lambda: [store._forget_connections_after_fork() for store in list(_open_log_stores)])
+_ABANDONED_POOLS: list[ConnectionPool] = []
