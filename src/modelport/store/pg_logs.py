@@ -8,8 +8,10 @@ the partition key, so ``(id, created_at)`` alone would let one id be stored twic
 instead ``stored_ids`` and ``append_logs`` look the ids up in every partition (the primary key's
 index leads with id) while no other writer can add one. A row's created_at is not derived from its id
 because an id is only time-ordered when the gateway made it (``new_time_ordered_id``) and
-created_at is taken a moment later: equal to the millisecond most of the time, not always. Rows go
-in by binary COPY into a per-connection temporary table, then one ``INSERT ... SELECT``.
+created_at is taken a moment later: equal to the millisecond most of the time, not always. Since an
+id found unstored under the lock stays so until the batch commits, rows go straight into ``logs`` by
+binary COPY (no staging table, no ``ON CONFLICT``); the price is that log batches of all writers
+commit one at a time (measured: bench/README.md, "PostgreSQL log ingest").
 ``end_prediction`` is one ``UPDATE ... WHERE terminal_at IS NULL``: its row count decides.
 
 Partitions. One per UTC day, ``logs_pYYYYMMDD``, covering [day, next day) in epoch ms. ``upkeep``
@@ -31,6 +33,7 @@ folds ASCII only); a NUL character in a text value is refused (``RecordRefused``
 
 from __future__ import annotations
 
+import operator
 import os
 import threading
 import time
@@ -82,28 +85,23 @@ APPEND_LOCK = int.from_bytes(b"mp-logs", "big")
 _ADAPTERS = AdaptersMap(ADAPTERS)
 _ADAPTERS.register_loader("json", TextLoader)
 
-# The staging table takes the rows as the writer gives them (JSON as text, flags as integers); the
-# INSERT converts. Its column types are the COPY's binary types, in LOG_COLUMNS order.
-_STAGING_TYPES = {
+# Binary COPY straight into ``logs``, each value in its column's binary format: JSON text goes as text
+# (json's binary format), ``metadata`` as jsonb's (a version byte, 1, then the text), flags as booleans.
+_COPY_TYPES_BY_COLUMN = {
     "created_at": "int8", "status": "int4", "latency_ms": "float8", "upstream_latency_ms": "float8",
-    "request_bytes": "int8", "response_bytes": "int8", "gateway_exception": "int2", "stream": "int2",
+    "request_bytes": "int8", "response_bytes": "int8", "gateway_exception": "bool", "stream": "bool",
     "input_tokens": "int8", "output_tokens": "int8", "total_tokens": "int8", "cost_usd": "float8",
-    "retry_count": "int4", "request_body": "bytea", "response_body": "bytea",
+    "retry_count": "int4", "request_body": "bytea", "response_body": "bytea", "metadata": "bytea",
 }  # fmt: skip
-_COPY_TYPES = [_STAGING_TYPES.get(name, "text") for name in LOG_COLUMNS]
-_CREATE_STAGING = ("CREATE TEMPORARY TABLE IF NOT EXISTS logs_staging ("
-                   + ", ".join(f"{name} {kind}" for name, kind in zip(LOG_COLUMNS, _COPY_TYPES))
-                   + ") ON COMMIT DELETE ROWS")
-_CONVERT = {"gateway_exception": "gateway_exception <> 0", "stream": "stream <> 0", "metadata": "metadata::jsonb",
-            **{name: f"{name}::json" for name in ("attempts", "usage", "request_headers", "response_headers")}}
-_COPY = f"COPY logs_staging ({', '.join(LOG_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
-_INSERT_FROM_STAGING = (
-    f"INSERT INTO logs ({', '.join(LOG_COLUMNS)}) SELECT DISTINCT ON (id) "
-    + ", ".join(_CONVERT.get(name, name) for name in LOG_COLUMNS)
-    + " FROM logs_staging AS s{unchecked} ON CONFLICT DO NOTHING"
-)
-# Rows whose ids stored_ids did not look up in this transaction are looked up here.
-_UNCHECKED = " WHERE NOT EXISTS (SELECT 1 FROM logs WHERE logs.id = s.id)"
+_COPY_TYPES = [_COPY_TYPES_BY_COLUMN.get(name, "text") for name in LOG_COLUMNS]
+_COPY = f"COPY logs ({', '.join(LOG_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+_METADATA_AT = LOG_COLUMNS.index("metadata")
+_JSONB_VERSION = b"\x01"
+_row_values = operator.itemgetter(*LOG_COLUMNS)
+# One primary-key probe per id and partition, whatever the statistics: "id = ANY(...)" let the planner
+# hash the ids and scan a partition not analyzed yet (today's, on a server without autovacuum) whole.
+_STORED_IDS = ("SELECT given.id FROM unnest(%s::text[]) AS given (id)"
+               " CROSS JOIN LATERAL (SELECT 1 FROM logs WHERE logs.id = given.id LIMIT 1) AS stored")
 _SUMMARY_SELECT = ", ".join(SUMMARY_FIELDS)
 _FULL_SELECT = ", ".join(LOG_COLUMNS)
 _LEDGER_SELECT = ", ".join(LEDGER_FIELDS)
@@ -131,7 +129,6 @@ class PostgresLogStore:
         self._busy_timeout = busy_timeout
         self._closed = False
         self._partition_days: set[int] = set()  # days known to have a partition
-        self._staged: weakref.WeakSet[psycopg.Connection] = weakref.WeakSet()  # connections with logs_staging
         self._pooled: weakref.WeakSet[psycopg.Connection] = weakref.WeakSet()
         with connection(self._conninfo) as conn:
             migrate(conn, url)
@@ -188,7 +185,6 @@ class PostgresLogStore:
         for conn in list(self._pooled):
             abandon_connection(conn)
         self._pooled = weakref.WeakSet()
-        self._staged = weakref.WeakSet()
         _ABANDONED_POOLS.append(self._pool)
         if not self._closed:
             self._pool = self._open_pool()
@@ -224,11 +220,6 @@ class PostgresLogStore:
         with self._connection() as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK,))
             yield _PostgresBatch(self, conn)
-
-    def _staging(self, conn: psycopg.Connection) -> None:
-        if conn not in self._staged:
-            conn.execute(_CREATE_STAGING)
-            self._staged.add(conn)
 
     def _ensure_days(self, conn: psycopg.Connection, days: set[int]) -> None:
         """Partitions for ``days`` (the caller holds APPEND_LOCK); known days cost nothing."""
@@ -282,13 +273,9 @@ class PostgresLogStore:
             after = (rows[-1]["created_at"], rows[-1]["id"])
 
     def _page(self, filters: LogFilter, columns: str, limit: int, after: tuple[int, str] | None) -> Rows:
-        clauses, params = _log_clauses(filters)
-        if after is not None:
-            clauses.append("(created_at, id) < (%s, %s)")
-            params += [after[0], after[1]]
-        query = f"SELECT {columns} FROM logs{_where(clauses)} ORDER BY created_at DESC, id DESC LIMIT %s"
+        query, params = page_query(filters, columns, limit, after)
         with self._cursor() as cursor:
-            return cursor.execute(query, [*params, limit]).fetchall()  # type: ignore[arg-type]
+            return cursor.execute(query, params).fetchall()  # type: ignore[arg-type]
 
     def analytics_rows(self, filters: LogFilter, group: str | None = None) -> Iterator[tuple[Any, ...]]:
         if group is not None and group not in ANALYTICS_GROUPS:
@@ -359,38 +346,48 @@ class PostgresLogStore:
 class _PostgresBatch:
     """``LogBatch`` on the connection holding the transaction (and APPEND_LOCK)."""
 
-    __slots__ = ("_store", "_conn", "_checked")
+    __slots__ = ("_store", "_conn", "_checked", "_stored")
 
     def __init__(self, store: PostgresLogStore, conn: psycopg.Connection) -> None:
         self._store = store
         self._conn = conn
         self._checked: set[str] = set()  # ids looked up under the lock: what is not stored stays so
+        self._stored: set[str] = set()  # and those of them found stored
 
     def stored_ids(self, ids: Sequence[str]) -> set[str]:
         ids = list(ids)
-        rows = self._conn.execute("SELECT id FROM logs WHERE id = ANY(%s)", (ids,)).fetchall()
+        found = {row[0] for row in self._conn.execute(_STORED_IDS, (ids,))}
         self._checked.update(ids)
-        return {row[0] for row in rows}
+        self._stored |= found
+        return found
 
     def append_logs(self, rows: Sequence[dict[str, Any]]) -> None:
-        if not rows:
+        # Under APPEND_LOCK an id looked up and not found stays unstored until this transaction ends, so
+        # the rows can be copied in without ON CONFLICT: ids not looked up yet are looked up now.
+        unchecked = [row["id"] for row in rows if row["id"] not in self._checked]
+        skip = self._stored | (self.stored_ids(unchecked) if unchecked else set())
+        fresh = []
+        for row in rows:
+            if row["id"] not in skip:
+                skip.add(row["id"])  # and a second row with one id in the same call is skipped too
+                fresh.append(row)
+        if not fresh:
             return
         conn = self._conn
-        self._store._ensure_days(conn, {row["created_at"] // DAY_MS for row in rows})
-        self._store._staging(conn)
+        self._store._ensure_days(conn, {row["created_at"] // DAY_MS for row in fresh})
         try:
-            with conn.transaction():  # a savepoint: a refused value leaves the batch's other work intact
-                conn.execute("DELETE FROM logs_staging")  # an earlier append of this batch
-                with conn.cursor() as cursor:
-                    with cursor.copy(_COPY) as copy:
-                        copy.set_types(_COPY_TYPES)
-                        for row in rows:
-                            copy.write_row([row[name] for name in LOG_COLUMNS])
-                    unchecked = any(row["id"] not in self._checked for row in rows)
-                    cursor.execute(_INSERT_FROM_STAGING.format(unchecked=_UNCHECKED if unchecked else ""))
-        except (psycopg.DataError, errors.IntegrityError, ValueError, TypeError, OverflowError) as exc:
+            with conn.transaction(), conn.cursor() as cursor, cursor.copy(_COPY) as copy:
+                # A savepoint: a refused value leaves the batch's other work as it was.
+                copy.set_types(_COPY_TYPES)
+                for row in fresh:
+                    values = list(_row_values(row))
+                    metadata = values[_METADATA_AT]
+                    if metadata is not None:
+                        values[_METADATA_AT] = _JSONB_VERSION + metadata.encode()
+                    copy.write_row(values)
+        except (psycopg.DataError, errors.IntegrityError, ValueError, TypeError, OverflowError, AttributeError) as exc:
             raise RecordRefused(one_line(exc)) from exc
-        except psycopg.errors.QueryCanceled as exc:  # COPY aborted by a value psycopg could not dump
+        except errors.QueryCanceled as exc:  # COPY aborted by a value psycopg could not dump
             raise RecordRefused(one_line(exc.__cause__ or exc)) from exc
 
     def prediction_entry(self, prediction_id: str) -> dict[str, Any] | None:
@@ -463,6 +460,15 @@ def _create_partition(conn: psycopg.Connection, day: int) -> None:
 
 
 # -- filters --------------------------------------------------------------------------------------------
+def page_query(filters: LogFilter, columns: str, limit: int, after: tuple[int, str] | None) -> tuple[str, list[Any]]:
+    """A page of the logs API, newest first, after the keyset cursor ``after`` (the EXPLAIN test reads it)."""
+    clauses, params = _log_clauses(filters)
+    if after is not None:
+        clauses.append("(created_at, id) < (%s, %s)")
+        params += [after[0], after[1]]
+    return f"SELECT {columns} FROM logs{_where(clauses)} ORDER BY created_at DESC, id DESC LIMIT %s", [*params, limit]
+
+
 def _where(clauses: list[str]) -> str:
     return (" WHERE " + " AND ".join(clauses)) if clauses else ""
 

@@ -1,0 +1,139 @@
+"""What only the PostgreSQL log store has: its partitions, its indexes (no filter of the logs API scans
+the logs table, shown by the planner on realistic statistics) and a prediction's end claimed by one
+conditional UPDATE when two transactions race for it with nothing else ordering them."""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from modelport.store.log_base import DAY_MS, SUMMARY_FIELDS, LogFilter
+from tests.pg_support import fresh_database, need_psycopg
+from tests.test_log_store import end, log_row, seen
+
+pytestmark = pytest.mark.postgres
+NOW = 1_800_000_000_000  # 2027-01-15 08:00 UTC
+
+
+@pytest.fixture
+def url() -> Iterator[str]:
+    need_psycopg()
+    with fresh_database() as found:
+        yield found
+
+
+def open_logs(url: str, **options: Any):
+    from modelport.store.pg_logs import PostgresLogStore
+
+    return PostgresLogStore(url, **options)
+
+
+def test_partitions_are_made_ahead_and_on_demand_and_dropped_whole_by_retention(url: str) -> None:
+    store = open_logs(url, retention_days=2)
+    store.upkeep(NOW)
+    assert [p for p in store.partitions() if p >= "logs_p2027"] == [
+        "logs_p20270114", "logs_p20270115", "logs_p20270116", "logs_p20270117"]  # fmt: skip
+    far = NOW + 400 * DAY_MS  # beyond every partition: its day's partition is made in the batch
+    with store.batch() as batch:
+        batch.append_logs([log_row(1, created_at=far), log_row(2, created_at=NOW - 5 * DAY_MS)])
+    assert {row["id"] for row in store.iter_export()} == {"log_00000001", "log_00000002"}
+    assert "logs_p20280219" in store.partitions() and "logs_p20270110" in store.partitions()
+    store.upkeep(NOW)  # the partition of 5 days ago is wholly older than 2 days: dropped with its row
+    assert "logs_p20270110" not in store.partitions()
+    assert [row["id"] for row in store.iter_export()] == ["log_00000001"]
+    with store.batch() as batch:  # and a late record of that day gets a partition again
+        batch.append_logs([log_row(3, created_at=NOW - 5 * DAY_MS)])
+    assert store.get("log_00000003") is not None
+    store.close()
+
+
+def test_two_transactions_racing_to_end_a_prediction_charge_it_once(url: str) -> None:
+    """Past APPEND_LOCK (taken by every batch): two raw transactions, the second's UPDATE waiting on
+    the first's row lock; the condition, re-checked on the committed row, lets only one through."""
+    import psycopg
+
+    from modelport.store.pg_logs import _PostgresBatch
+
+    store = open_logs(url)
+    with store.batch() as batch:
+        batch.note_prediction(seen(1))
+    first, second = psycopg.connect(url), psycopg.connect(url)
+    outcomes: dict[str, bool] = {}
+    first_won = _PostgresBatch(store, first).end_prediction("p1", end("log_first"))
+    waiting = threading.Thread(target=lambda: outcomes.update(second=_PostgresBatch(store, second).end_prediction(
+        "p1", end("log_second"))))  # fmt: skip
+    waiting.start()
+    waiting.join(0.5)
+    assert waiting.is_alive()  # blocked on the first's uncommitted update
+    first.commit()
+    waiting.join(10)
+    second.commit()
+    assert (first_won, outcomes["second"]) == (True, False)
+    assert store.prediction_entry("p1")["terminal_log_id"] == "log_first"  # type: ignore[index]
+    first.close()
+    second.close()
+    store.close()
+
+
+def realistic_rows(count: int) -> list[dict[str, Any]]:
+    """A gateway's mix over 3 days: most calls succeed, a few keys and models dominate, a trace or a
+    prediction has a handful of records, metadata varies per team and run, errors are rare."""
+    chance = random.Random(11)
+    rows = []
+    for n in range(count):
+        status = chance.choices([200, 201, 400, 404, 429, 500, 502], [80, 5, 4, 3, 3, 3, 2])[0]
+        replicate = chance.random() < 0.1
+        rows.append(log_row(
+            n, created_at=NOW - 3 * DAY_MS + n * (3 * DAY_MS // count), trace_id=f"t-{n // 3}",
+            provider="replicate" if replicate else chance.choice(["openai", "anthropic", "gemini"]),
+            slug=f"team-{chance.randrange(20)}", key_id=f"key_{int(chance.paretovariate(1.2)) % 200}",
+            model=f"model-{int(chance.paretovariate(1.5)) % 50}", endpoint=chance.choice(["proxy", "chat", "embeddings"]),
+            status=status, prediction_id=f"pred{n // 4}" if replicate else None,
+            path=chance.choice(["/v1/chat/completions", "/v1/embeddings", f"/v1/predictions/pred{n // 4}"]),
+            error=f"upstream {status}: {chance.choice(['rate limited', 'bad gateway', 'not found'])}" if status >= 400 else None,
+            metadata=f'{{"team": "t{chance.randrange(30)}", "run": "r{chance.randrange(1000)}"}}'))
+    return rows
+
+
+LIST_FILTERS = [
+    LogFilter(), LogFilter(since=NOW - DAY_MS, until=NOW - DAY_MS + 3_600_000), LogFilter(provider="replicate"),
+    LogFilter(slug="team-3"), LogFilter(status="error"), LogFilter(status="success"), LogFilter(status=502),
+    LogFilter(key_id="key_150"), LogFilter(trace_id="t-4242"), LogFilter(model="model-40"),
+    LogFilter(endpoint="embeddings"), LogFilter(prediction_id="pred777"), LogFilter(metadata={"run": "r123"}),
+    LogFilter(metadata={"team": "t7", "run": "r5"}), LogFilter(q="bad gateway"), LogFilter(q="predictions/pred12"),
+    LogFilter(since=NOW - DAY_MS, key_id="key_3", status="error"),
+]  # fmt: skip
+
+
+def test_no_filter_of_the_logs_api_scans_the_logs_partitions(url: str) -> None:
+    from modelport.store.pg_logs import _STORED_IDS, page_query
+
+    store = open_logs(url)
+    store.upkeep(NOW)
+    rows = realistic_rows(20_000)
+    for start in range(0, len(rows), 2000):
+        with store.batch() as batch:
+            batch.append_logs(rows[start:start + 2000])
+    plans = {}
+    with store._connection() as conn:
+        conn.execute("ANALYZE logs")
+        # An empty partition (the days ahead) is read by a Seq Scan of nothing: the planner's right choice.
+        holding_rows = [name for (name,) in conn.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+            " WHERE i.inhparent = 'logs'::regclass AND c.reltuples > 0")]  # fmt: skip
+        assert len(holding_rows) == 4  # the 3 days of rows, cut by 4 midnights
+        for filters in LIST_FILTERS:
+            for after in (None, (NOW - DAY_MS, "log_00010000")):  # the first page and one further on
+                query, params = page_query(filters, ", ".join(SUMMARY_FIELDS), 51, after)
+                plan = "\n".join(row[0] for row in conn.execute("EXPLAIN " + query, params))
+                plans[(repr(filters), after)] = plan
+        ids = [row["id"] for row in rows[::40]]
+        plans["stored_ids"] = "\n".join(row[0] for row in conn.execute("EXPLAIN " + _STORED_IDS, (ids,)))
+    scanned = {name: [line for line in plan.splitlines() if any(f"Seq Scan on {p} " in line for p in holding_rows)]
+               for name, plan in plans.items()}
+    assert not any(scanned.values()), {name: lines for name, lines in scanned.items() if lines}
+    store.close()
