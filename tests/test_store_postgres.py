@@ -45,7 +45,7 @@ def test_migrate_applies_the_schema_once_and_then_has_nothing_to_do(database_url
 
     first = modelport("migrate", "--database-url", database_url)
     assert first.returncode == 0, first.stderr
-    assert first.stdout.startswith("Applied migration 1") and f"schema version {len(MIGRATIONS)}" in first.stdout
+    assert first.stdout.startswith("Applied migration") and f"schema version {len(MIGRATIONS)}" in first.stdout
     again = modelport("migrate", "--json", env={"MODELPORT_DATABASE_URL": database_url})
     assert again.returncode == 0, again.stderr
     assert '"applied": []' in again.stdout
