@@ -279,10 +279,12 @@ def test_the_prediction_ledger_and_its_lifecycle(store: LogStore) -> None:
         batch.note_listed_status("p1", "starting")  # ended: a list page no longer moves it
     entry = store.prediction_entry("p1")
     assert entry is not None and entry["status"] == "succeeded" and entry["usage"] == {"seconds": 2.5}
-    steps = store.prediction_lifecycle("p1", "log_00000002", limit=10)
+    steps = store.prediction_lifecycle("p1", None, "log_00000002", limit=10)
     assert [(s["id"], s["saw_status"]) for s in steps] == [
         ("log_00000001", "starting"), ("log_00000002", "processing"), ("log_00000003", None),
         ("log_00000004", "succeeded")]  # fmt: skip
+    # The record it was created on, when that record names no single prediction (an images call).
+    assert [s["id"] for s in store.prediction_lifecycle("p2", "log_00000002", None, limit=10)] == ["log_00000002"]
     assert [e["id"] for e in store.list_predictions(PredictionFilter(), limit=10)] == ["p2", "p1"]
     assert [e["id"] for e in store.list_predictions(PredictionFilter(), limit=10, after=(BASE_MS + 2, "p2"))] == ["p1"]
     assert store.open_predictions(0, 10) == [("p2", "team-a", "key_a")]

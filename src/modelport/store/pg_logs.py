@@ -299,12 +299,13 @@ class PostgresLogStore:
         with self._cursor() as cursor:
             return [ledger_entry(row) for row in cursor.execute(query, [*params, limit])]  # type: ignore[arg-type]
 
-    def prediction_lifecycle(self, prediction_id: str, ended_on_log_id: str | None, limit: int) -> Rows:
+    def prediction_lifecycle(self, prediction_id: str, created_on_log_id: str | None, ended_on_log_id: str | None,
+                             limit: int) -> Rows:
         with self._cursor() as cursor:
             rows = cursor.execute(
-                f"SELECT {_STEP_SELECT} FROM logs WHERE prediction_id = %(id)s OR id = %(ended_on)s"
+                f"SELECT {_STEP_SELECT} FROM logs WHERE prediction_id = %(id)s OR id = %(ended_on)s OR id = %(first)s"
                 " ORDER BY created_at, id LIMIT %(limit)s",
-                {"id": prediction_id, "ended_on": ended_on_log_id, "limit": limit},
+                {"id": prediction_id, "ended_on": ended_on_log_id, "first": created_on_log_id, "limit": limit},
             ).fetchall()
         for step in rows:
             step["metadata"] = orjson.loads(step["metadata"]) if step["metadata"] else {}
