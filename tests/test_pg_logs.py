@@ -137,3 +137,21 @@ def test_no_filter_of_the_logs_api_scans_the_logs_partitions(url: str) -> None:
                for name, plan in plans.items()}
     assert not any(scanned.values()), {name: lines for name, lines in scanned.items() if lines}
     store.close()
+
+
+def test_a_partition_another_node_dropped_is_made_again_for_a_late_record(url: str) -> None:
+    import time
+
+    writer, other = open_logs(url), open_logs(url, retention_days=2)
+    late = time.time_ns() // 1_000_000 - 5 * DAY_MS  # a replayed spill of 5 days ago, say
+    with writer.batch() as batch:
+        batch.append_logs([log_row(1, created_at=late)])
+    with writer.batch() as batch:  # the writer has seen that day's partition now
+        batch.append_logs([log_row(2, created_at=late + 1)])
+    other.upkeep(time.time_ns() // 1_000_000)  # another node's retention drops it
+    assert writer.get("log_00000001") is None
+    with writer.batch() as batch:
+        batch.append_logs([log_row(3, created_at=late + 2)])
+    assert writer.get("log_00000003") is not None
+    writer.close()
+    other.close()

@@ -222,8 +222,11 @@ class PostgresLogStore:
             yield _PostgresBatch(self, conn)
 
     def _ensure_days(self, conn: psycopg.Connection, days: set[int]) -> None:
-        """Partitions for ``days`` (the caller holds APPEND_LOCK); known days cost nothing."""
-        missing = days - self._partition_days
+        """Partitions for ``days`` (the caller holds APPEND_LOCK). A day from yesterday on that is known
+        costs nothing: retention (any node's) never drops it. An older one is looked up in the catalog,
+        since another node's upkeep may have dropped it since this one last looked."""
+        recent = _now_ms() // DAY_MS - 1
+        missing = {day for day in days if day < recent or day not in self._partition_days}
         if missing:
             existing = _partition_days(conn)
             for day in sorted(missing - existing):
