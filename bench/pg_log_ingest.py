@@ -7,13 +7,15 @@ batch's ids, then ``append_logs`` of the rows, in one ``batch()``. Rows are the 
 chat completion (bench/log_writer.py's records, enriched by ``LogWriter._prepare``: ~1 KB of request
 and response bodies, headers, metadata, one attempt), each with a fresh time-ordered id and the
 current time. A fresh database per run, dropped afterwards. Printed: the sustained rate over the
-whole run, the rate of each 10 s window (a store that falls behind shows it there), and batch p50/p99.
+whole run, the rate of each 10 s window (a store that falls behind shows it there), batch p50/p99, and
+the CPU a batch costs the server's backend and this process (what the rate would be on idle cores).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import tempfile
@@ -51,8 +53,17 @@ def fresh(templates: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{**row, "id": new_time_ordered_id("log_"), "created_at": now_ms} for row in templates]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process on this machine (the server's backend: loopback)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run(url: str, templates: list[dict[str, Any]], seconds: float) -> None:
-    store = PostgresLogStore(url)
+    store = PostgresLogStore(url, pool_size=1)  # one connection, as one writer: its backend's CPU is measured
+    with store._connection() as conn:
+        backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+    backend_cpu, own_cpu = cpu_seconds(backend), time.process_time()
     batch_ms: list[float] = []
     windows: list[int] = []
     written = in_window = 0
@@ -71,6 +82,7 @@ def run(url: str, templates: list[dict[str, Any]], seconds: float) -> None:
             windows.append(round(in_window / (now - window_started)))
             in_window, window_started = 0, now
     elapsed = time.perf_counter() - started
+    backend_cpu, own_cpu = cpu_seconds(backend) - backend_cpu, time.process_time() - own_cpu
     with store._connection() as conn:
         stored = conn.execute("SELECT count(*) FROM logs").fetchone()[0]
         size = conn.execute("SELECT pg_size_pretty(sum(pg_total_relation_size(c.oid))) FROM pg_inherits i"
@@ -81,7 +93,9 @@ def run(url: str, templates: list[dict[str, Any]], seconds: float) -> None:
           f"(stored {stored}, logs partitions {size})")
     print(f"per {WINDOW_SECONDS} s window: {', '.join(f'{w:,}' for w in windows)} records/s")
     print(f"batch of {len(templates)}: p50 {statistics.median(batch_ms):.1f} ms, "
-          f"p99 {batch_ms[int(len(batch_ms) * 0.99)]:.1f} ms, max {batch_ms[-1]:.1f} ms")
+          f"p99 {batch_ms[int(len(batch_ms) * 0.99)]:.1f} ms, max {batch_ms[-1]:.1f} ms; CPU per batch: "
+          f"server backend {backend_cpu / len(batch_ms) * 1000:.1f} ms, this process {own_cpu / len(batch_ms) * 1000:.1f} ms"
+          f" (load average {os.getloadavg()[0]:.1f} at the end)")
 
 
 def main() -> None:
