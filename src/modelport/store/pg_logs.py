@@ -35,17 +35,15 @@ from __future__ import annotations
 
 import operator
 import os
-import threading
 import time
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 import psycopg
-from psycopg import errors, sql
+from psycopg import errors
 from psycopg.adapt import AdaptersMap
 from psycopg.rows import dict_row, tuple_row
 from psycopg.types.string import TextLoader
@@ -73,11 +71,11 @@ from .log_base import (
     summary_row,
 )
 from .pg_connect import ADAPTERS, check_database_url, connection, connection_options, describe, migrate, one_line
+from .pg_partitions import PARTITIONS_AHEAD, create_partition, drop_partition, partition_days, partition_name
 from .pg_replica import abandon_connection
 
 POOL_SIZE = 4  # the writer, the logs API, the CLI: short calls
 POOL_WAIT_SECONDS = 5.0
-PARTITIONS_AHEAD = 2  # days of partitions created ahead of today
 # pg_advisory_xact_lock's key for log appends and partition DDL: the bytes of "mp-logs".
 APPEND_LOCK = int.from_bytes(b"mp-logs", "big")
 
@@ -195,22 +193,22 @@ class PostgresLogStore:
         today = now_ms // DAY_MS
         with self._connection() as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK,))
-            existing = _partition_days(conn)
+            existing = partition_days(conn)
             if self._retention_days:
                 oldest_kept = (now_ms - self._retention_days * DAY_MS) // DAY_MS  # a day holding a kept record
                 for day in sorted(d for d in existing if d < oldest_kept):
-                    conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(_partition_name(day))))
+                    drop_partition(conn, day)
                     existing.discard(day)
             for day in range(today - 1, today + PARTITIONS_AHEAD + 1):
                 if day not in existing:
-                    _create_partition(conn, day)
+                    create_partition(conn, day)
                     existing.add(day)
         self._partition_days = existing
 
     def partitions(self) -> list[str]:
         """The names of the logs table's partitions, oldest first."""
         with self._connection() as conn:
-            return [_partition_name(day) for day in sorted(_partition_days(conn))]
+            return [partition_name(day) for day in sorted(partition_days(conn))]
 
     # -- the log writer -----------------------------------------------------------------------------
     @contextmanager
@@ -228,9 +226,9 @@ class PostgresLogStore:
         recent = _now_ms() // DAY_MS - 1
         missing = {day for day in days if day < recent or day not in self._partition_days}
         if missing:
-            existing = _partition_days(conn)
+            existing = partition_days(conn)
             for day in sorted(missing - existing):
-                _create_partition(conn, day)  # known once committed: the next batch finds it in the catalog
+                create_partition(conn, day)  # known once committed: the next batch finds it in the catalog
             self._partition_days = existing
 
     def prediction_entry(self, prediction_id: str) -> dict[str, Any] | None:
@@ -439,28 +437,6 @@ def _entry(cursor: psycopg.Cursor, prediction_id: str) -> dict[str, Any] | None:
 def _feedback_values(item: dict[str, Any]) -> tuple[str, str, int, float, str, int]:
     return (item["id"], item["trace_id"], item["value"], item["weight"], orjson.dumps(item["metadata"]).decode(),
             item["created_at"])
-
-
-# -- partitions -----------------------------------------------------------------------------------------
-def _partition_name(day: int) -> str:
-    return "logs_p" + datetime.fromtimestamp(day * 86_400, tz=UTC).strftime("%Y%m%d")
-
-
-def _partition_days(conn: psycopg.Connection) -> set[int]:
-    """The days that have a partition, read from the catalog (the partitions' names)."""
-    rows = conn.execute(
-        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'logs'::regclass"
-    ).fetchall()
-    days = set()
-    for (name,) in rows:
-        if name.startswith("logs_p") and name[6:].isdigit():
-            days.add(int(datetime.strptime(name[6:], "%Y%m%d").replace(tzinfo=UTC).timestamp()) // 86_400)
-    return days
-
-
-def _create_partition(conn: psycopg.Connection, day: int) -> None:
-    conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} PARTITION OF logs FOR VALUES FROM ({}) TO ({})").format(
-        sql.Identifier(_partition_name(day)), sql.Literal(day * DAY_MS), sql.Literal((day + 1) * DAY_MS)))
 
 
 # -- filters --------------------------------------------------------------------------------------------
