@@ -155,3 +155,28 @@ def test_a_partition_another_node_dropped_is_made_again_for_a_late_record(url: s
     assert writer.get("log_00000003") is not None
     writer.close()
     other.close()
+
+
+def test_an_upkeep_that_cannot_run_now_does_not_hold_up_the_batch_it_came_with(url: str) -> None:
+    import time
+
+    import psycopg
+
+    from modelport.store.pg_partitions import partition_name
+
+    store = open_logs(url, retention_days=1, busy_timeout=0.2)
+    old = time.time_ns() // 1_000_000 - 5 * DAY_MS
+    with store.batch() as batch:
+        batch.append_logs([log_row(1, created_at=old)])
+    old_partition = partition_name(old // DAY_MS)
+    with psycopg.connect(url) as reader:  # a long read of that day holds off its DROP
+        reader.execute(f"SELECT count(*) FROM {old_partition}")
+        store._next_upkeep = 0.0  # an hour has passed
+        with store.batch() as batch:
+            batch.append_logs([log_row(2, created_at=old + 5 * DAY_MS)])
+        assert store.get("log_00000002") is not None and old_partition in store.partitions()
+    store._next_upkeep = 0.0
+    with store.batch() as batch:  # the next upkeep, with the reader gone, drops it
+        batch.append_logs([log_row(3, created_at=old + 5 * DAY_MS)])
+    assert old_partition not in store.partitions() and store.get("log_00000001") is None
+    store.close()

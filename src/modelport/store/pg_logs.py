@@ -33,6 +33,7 @@ folds ASCII only); a NUL character in a text value is refused (``RecordRefused``
 
 from __future__ import annotations
 
+import logging
 import operator
 import os
 import time
@@ -74,6 +75,7 @@ from .pg_connect import ADAPTERS, check_database_url, connection, connection_opt
 from .pg_partitions import PARTITIONS_AHEAD, create_partition, drop_partition, partition_days, partition_name
 from .pg_replica import abandon_connection
 
+log = logging.getLogger("modelport.store")
 POOL_SIZE = 4  # the writer, the logs API, the CLI: short calls
 POOL_WAIT_SECONDS = 5.0
 # pg_advisory_xact_lock's key for log appends and partition DDL: the bytes of "mp-logs".
@@ -214,7 +216,10 @@ class PostgresLogStore:
     @contextmanager
     def batch(self) -> Iterator[_PostgresBatch]:
         if time.monotonic() >= self._next_upkeep:
-            self.upkeep(_now_ms())
+            try:
+                self.upkeep(_now_ms())
+            except StoreError as exc:  # the batch's records are not to wait for it: the next hour retries
+                log.warning("log upkeep failed: %s", exc)
         with self._connection() as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK,))
             yield _PostgresBatch(self, conn)

@@ -10,6 +10,7 @@ sqlite3's errors stop here: ``StoreUnavailable`` for the store itself (locked, d
 
 from __future__ import annotations
 
+import logging
 import operator
 import sqlite3
 import threading
@@ -45,6 +46,7 @@ from .log_base import (
     new_feedback,
 )
 
+log = logging.getLogger("modelport.store")
 _INSERT = (f"INSERT INTO logs ({', '.join(LOG_COLUMNS)}) VALUES ({', '.join('?' for _ in LOG_COLUMNS)})"
            " ON CONFLICT (id) DO NOTHING")
 _row_values = operator.itemgetter(*LOG_COLUMNS)  # a row dict → the insert's values, in C
@@ -126,7 +128,10 @@ class SQLiteLogStore:
     @contextmanager
     def batch(self) -> Iterator[_SQLiteBatch]:
         if time.monotonic() >= self._next_upkeep:
-            self.upkeep(time.time_ns() // 1_000_000)
+            try:
+                self.upkeep(time.time_ns() // 1_000_000)
+            except StoreError as exc:  # the batch's records are not to wait for it: the next hour retries
+                log.warning("log upkeep failed: %s", exc)
         conn = self._conn()
         with _store_errors():
             conn.execute("BEGIN IMMEDIATE")
