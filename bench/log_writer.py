@@ -24,7 +24,7 @@ import orjson
 from modelport.logs.record import Attempt, LogRecord
 from modelport.logs.writer import CATCH_UP_BATCH_SIZE, LogWriter
 from modelport.settings import Settings
-from modelport.store import open_store
+from modelport.store import open_sqlite_store
 
 REQUEST = orjson.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello " * 60}]})
 RESPONSE = orjson.dumps({
@@ -49,7 +49,7 @@ def record(i: int) -> LogRecord:
 
 async def end_to_end(data_dir: Path, count: int) -> float:
     settings = Settings.load({"data_dir": data_dir, "log_queue_size": count + 1})
-    store = open_store(settings.data_dir)
+    store = open_sqlite_store(settings.data_dir)
     writer = LogWriter(settings, store, lambda: None)
     await writer.start()
     records = [record(i) for i in range(count)]
@@ -67,7 +67,7 @@ async def end_to_end(data_dir: Path, count: int) -> float:
 
 async def store_only(data_dir: Path, count: int) -> float:
     settings = Settings.load({"data_dir": data_dir, "log_queue_size": count + 1})
-    store = open_store(settings.data_dir)
+    store = open_sqlite_store(settings.data_dir)
     writer = LogWriter(settings, store, lambda: None)
     await writer.start()
     prepared = [writer._prepare(record(i)) for i in range(count)]

@@ -156,13 +156,13 @@ def store_lookups(server: str) -> tuple[list[int], list[int]]:
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     from modelport.keys import hash_api_key
-    from modelport.store import open_store
+    from modelport.store import open_sqlite_store
     from modelport.store.postgres import open_postgres_store
     from modelport.vault import generate_master_key
 
     master_key = generate_master_key()
     with tempfile.TemporaryDirectory() as data_dir, bench_database(server) as url:
-        stores = [open_store(Path(data_dir), master_key), open_postgres_store(url, master_key)]
+        stores = [open_sqlite_store(Path(data_dir), master_key), open_postgres_store(url, master_key)]
         results = []
         for store in stores:
             hashes = [hash_api_key(store.create_api_key(f"k{i}")[1]) for i in range(200)]

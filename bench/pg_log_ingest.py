@@ -31,7 +31,7 @@ from pg_drivers import bench_database  # noqa: E402
 from modelport.logs.record import new_time_ordered_id  # noqa: E402
 from modelport.logs.writer import LogWriter  # noqa: E402
 from modelport.settings import Settings  # noqa: E402
-from modelport.store import open_store  # noqa: E402
+from modelport.store import open_sqlite_store  # noqa: E402
 from modelport.store.pg_logs import PostgresLogStore  # noqa: E402
 
 WINDOW_SECONDS = 10
@@ -41,7 +41,7 @@ async def template_rows(count: int) -> list[dict[str, Any]]:
     """The log writer's rows for ``count`` records (enrichment needs a writer, and a writer a store)."""
     with tempfile.TemporaryDirectory() as data_dir:
         settings = Settings.load({"data_dir": data_dir})
-        store = open_store(settings.data_dir)
+        store = open_sqlite_store(settings.data_dir)
         writer = LogWriter(settings, store, lambda: None)
         rows = [writer._prepare(record(i)).row for i in range(count)]
         store.close()

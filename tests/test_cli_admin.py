@@ -16,7 +16,7 @@ import pytest
 
 import modelport.store
 from modelport.keys import hash_api_key
-from modelport.store import DB_FILE_NAME, open_store
+from modelport.store import DB_FILE_NAME, open_sqlite_store
 from modelport.store.migrations import apply_migrations
 from modelport.vault import KEY_FILE_NAME, key_id
 from tests.harness import first_line_then_hang_up
@@ -81,7 +81,7 @@ def test_a_key_created_on_the_command_line_authenticates(modelport, data_dir: Pa
                   "--provider", "@team-a", "--expires-in", "30d", "--metadata", '{"team": "ml"}', "--json")
     )  # fmt: skip
     assert created["secret"].startswith("mp-") and "key_hash" not in created
-    store = open_store(data_dir)
+    store = open_sqlite_store(data_dir)
     record = store.get_api_key_by_hash(hash_api_key(created["secret"]))
     assert record.id == created["id"] and record.scopes == ("inference", "logs.read")
     assert record.allowed_providers == ("@team-a",) and record.metadata == {"team": "ml"}
@@ -97,7 +97,7 @@ def test_the_key_secret_is_printed_once_and_never_listed(modelport) -> None:
 
 
 def test_revoking_from_the_command_line_reaches_a_running_gateway(modelport, data_dir: Path) -> None:
-    gateway = open_store(data_dir)  # as a running gateway process holds it
+    gateway = open_sqlite_store(data_dir)  # as a running gateway process holds it
     record, token = gateway.create_api_key("shared")
     version = gateway.data_version()
     ok(modelport("keys", "revoke", record.id))
@@ -111,7 +111,7 @@ def test_rotating_a_key_prints_a_new_secret_and_the_old_one_stops_working(modelp
     created = as_json(modelport("keys", "create", "--name", "svc", "--json"))
     rotated = as_json(modelport("keys", "rotate", created["id"], "--json"))
     assert rotated["id"] == created["id"] and rotated["secret"] != created["secret"]
-    store = open_store(data_dir)
+    store = open_sqlite_store(data_dir)
     assert store.get_api_key_by_hash(hash_api_key(created["secret"])) is None
     assert store.get_api_key_by_hash(hash_api_key(rotated["secret"])).id == created["id"]
     store.close()
@@ -121,7 +121,7 @@ def test_rotating_a_key_prints_a_new_secret_and_the_old_one_stops_working(modelp
 
 @pytest.mark.parametrize("json_flag", [(), ("--json",)])
 def test_a_closed_pipe_ends_keys_list_quietly(modelport, data_dir: Path, json_flag) -> None:
-    store = open_store(data_dir)
+    store = open_sqlite_store(data_dir)
     for n in range(1000):  # ~120 KB of table: more than a pipe holds
         store.create_api_key(f"service-key-{n:04d}")
     store.close()
@@ -171,7 +171,7 @@ def test_a_provider_secret_comes_from_the_environment_and_is_never_printed(model
     shown = ok(modelport("providers", "show", "team-rep")).stdout + ok(modelport("providers", "list", "--json")).stdout
     assert secret not in added.stdout + added.stderr + shown
     assert "r8…nv" in shown
-    store = open_store(data_dir)
+    store = open_sqlite_store(data_dir)
     resolved = store.resolve_provider("team-rep")
     assert (resolved.secret, resolved.settings, resolved.allowed_models) == (
         secret, {"api_version": "2024-06-01"}, {"meta/llama"})
@@ -180,7 +180,7 @@ def test_a_provider_secret_comes_from_the_environment_and_is_never_printed(model
 
 def test_a_provider_secret_can_be_piped_on_standard_input(modelport, data_dir: Path) -> None:
     ok(modelport("providers", "add", "team-oai", "--provider", "openai", stdin="sk-test-piped\n"))
-    store = open_store(data_dir)
+    store = open_sqlite_store(data_dir)
     assert store.resolve_provider("team-oai").secret == "sk-test-piped"
     store.close()
 
@@ -205,7 +205,7 @@ def test_a_stored_host_passes_the_ssrf_rules_unless_the_operator_trusts_it(model
     ok(modelport("providers", "add", "local", "--provider", "ollama", "--no-secret", "--custom-host",
                  "http://10.0.0.5:11434/v1", env=trusted))  # fmt: skip
     ok(modelport("providers", "update", "pub", "--custom-host", "http://10.0.0.6/v1", env=trusted))
-    store = open_store(data_dir)
+    store = open_sqlite_store(data_dir)
     assert [store.get_provider(slug).custom_host for slug in ("local", "pub")] == [
         "http://10.0.0.5:11434/v1", "http://10.0.0.6/v1"]
     store.close()
@@ -249,7 +249,7 @@ def test_a_provider_is_updated_in_place_by_the_same_rules(modelport, data_dir: P
     assert (updated["name"], updated["custom_host"], updated["note"]) == (
         "Azure team", "https://team-res.example.com/openai", "eu")
     assert updated["rate_limits"] == [{"type": "requests", "unit": "rpm", "value": 60}]
-    store = open_store(data_dir)
+    store = open_sqlite_store(data_dir)
     assert store.resolve_provider("az").secret == "sk-test-new"
     store.close()
     budget = as_json(modelport("providers", "update", "az", "--usage-limits", '{"credit_limit": 50}', "--json"))
@@ -328,7 +328,7 @@ def test_what_the_api_refuses_the_cli_refuses_and_stores_nothing(modelport, data
     result = modelport(*args)
     assert (result.returncode, result.stdout) == (2, "")
     assert result.stderr.startswith("error: ") and says in result.stderr and len(result.stderr.splitlines()) == 1
-    store = open_store(data_dir)
+    store = open_sqlite_store(data_dir)
     assert [page.items for page in (store.list_providers(), store.list_configs(), store.list_api_keys())] == [(), (), ()]
     store.close()
 
@@ -383,7 +383,7 @@ def test_vault_rotation_with_the_key_file(modelport, data_dir: Path) -> None:
     assert result["reencrypted"] == 1 and "master_key" not in result
     after = (data_dir / KEY_FILE_NAME).read_text()
     assert after != before and len(after.split()) == 1
-    store = open_store(data_dir)
+    store = open_sqlite_store(data_dir)
     assert store.resolve_provider("p").secret == "sk-test-rotate"
     store.close()
 
@@ -396,13 +396,13 @@ def test_vault_rotation_with_a_master_key_from_the_environment(modelport, data_d
     result = as_json(modelport("vault", "rotate", "--new-key-env", "NEW_KEY", "--json", env=env))
     assert result == {"reencrypted": 1, "key_id": key_id(bytes(range(32))), "key_file": ""}
     assert not (data_dir / KEY_FILE_NAME).exists()
-    store = open_store(data_dir, new)
+    store = open_sqlite_store(data_dir, new)
     assert store.resolve_provider("p").secret == "sk-test-env-rotate"
     store.close()
     # Without --new-key-env a key is generated and handed to the operator, who must set it.
     out = ok(modelport("vault", "rotate", env={"MODELPORT_MASTER_KEY": new})).stdout
     generated = out.split("Set MODELPORT_MASTER_KEY to ")[1].split()[0]
-    store = open_store(data_dir, generated)
+    store = open_sqlite_store(data_dir, generated)
     assert store.resolve_provider("p").secret == "sk-test-env-rotate"
     store.close()
 
@@ -422,7 +422,7 @@ def test_the_interactive_secret_prompt_does_not_echo(data_dir: Path) -> None:
     os.close(controller)
     assert b"Secret for @typed" in screen and b"Stored provider @typed" in screen
     assert b"sk-test-typed-secret" not in screen
-    store = open_store(data_dir)
+    store = open_sqlite_store(data_dir)
     assert store.resolve_provider("typed").secret == "sk-test-typed-secret"
     store.close()
 
@@ -453,7 +453,7 @@ def test_commands_find_the_store_through_the_config_file(tmp_path: Path) -> None
     command = [sys.executable, "-m", "modelport", "providers", "add", "p", "--provider", "openai", "--secret-env", "S",
                "--config", str(config)]  # fmt: skip
     ok(subprocess.run(command, env=env, capture_output=True, text=True, timeout=60))
-    store = open_store(data_dir, master_key)
+    store = open_sqlite_store(data_dir, master_key)
     assert store.resolve_provider("p").secret == "sk-test-c"
     store.close()
     assert not (data_dir / KEY_FILE_NAME).exists()

@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from modelport.store import open_store
+from modelport.store import open_sqlite_store
 
 BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
 PRIMARY, BACKUP = {"provider": "@openai-test"}, {"provider": "@openai-backup"}
@@ -190,7 +190,7 @@ def test_override_params_pin_the_model(call, fake_openai):
 
 
 def test_saved_config_by_id(call, gateway):
-    store = open_store(gateway.data_dir)
+    store = open_sqlite_store(gateway.data_dir)
     try:
         saved = store.create_config(f"fallback-{time.time_ns()}", {"strategy": {"mode": "fallback"}, "targets": [PRIMARY, BACKUP]})
     finally:
@@ -237,7 +237,7 @@ def test_replicate_create_that_may_have_succeeded_is_not_retried(call, fake_repl
 
 
 def _inference_key(gateway) -> str:
-    store = open_store(gateway.data_dir)
+    store = open_sqlite_store(gateway.data_dir)
     try:
         _, token = store.create_api_key(f"inference-{time.time_ns()}", scopes=("inference",))
     finally:

@@ -18,7 +18,7 @@ from modelport.logs.record import DEGRADED_KEY, LogRecord
 from modelport.logs.spill import record_from_line, record_to_line
 from modelport.logs.writer import LogWriter
 from modelport.settings import Settings
-from modelport.store import LogFilter, open_log_store, open_store
+from modelport.store import LogFilter, open_log_store, open_sqlite_store
 from tests.conftest import OPENAI_KEY
 from tests.fakes.server import FakeServer
 from tests.harness import GatewayProcess
@@ -86,7 +86,7 @@ def test_the_command_line_bounds_a_keys_metadata_the_same_way(tmp_path):
     import subprocess
     import sys
 
-    open_store(tmp_path / "data").close()  # the gateway's data directory, as `modelport serve` makes it
+    open_sqlite_store(tmp_path / "data").close()  # the gateway's data directory, as `modelport serve` makes it
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("MODELPORT_")},
            "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
     result = subprocess.run([sys.executable, "-m", "modelport", "keys", "create", "--name", "deep", "--metadata",
@@ -141,7 +141,7 @@ def test_a_record_that_cannot_be_encoded_is_stored_degraded_and_the_records_behi
     """Metadata is bounded at the door, but whatever reaches the writer must not stop it: this record's
     metadata is deeper than the store's JSON encoder goes."""
     settings = Settings.load({"data_dir": tmp_path})
-    store = open_store(settings.data_dir)
+    store = open_sqlite_store(settings.data_dir)
 
     async def write() -> None:
         writer = LogWriter(settings, store, lambda: None)

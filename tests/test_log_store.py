@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from modelport.settings import Settings
-from modelport.store import LogFilter, LogStore, PredictionFilter, RecordRefused, StoreUnavailable, open_log_store, open_store
+from modelport.store import LogFilter, LogStore, PredictionFilter, RecordRefused, StoreUnavailable, open_log_store, open_sqlite_store
 from modelport.store.log_base import DAY_MS, LOG_COLUMNS, PredictionEnd, PredictionSeen
 from tests.pg_support import fresh_database, need_psycopg
 
@@ -59,7 +59,7 @@ class Backend:
 def open_backend(kind: str, where: str, busy_timeout: float = 5.0, retention_days: int = 0) -> LogStore:
     if kind == "sqlite":
         settings = Settings.load({"data_dir": where, "log_retention_days": retention_days})
-        open_store(settings.data_dir).close()  # creates and migrates the database, as every process does first
+        open_sqlite_store(settings.data_dir).close()  # creates and migrates the database, as every process does first
         return open_log_store(settings, busy_timeout=busy_timeout)
     from modelport.store.pg_logs import PostgresLogStore
 

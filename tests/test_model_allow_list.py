@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from modelport.store import open_store
+from modelport.store import open_sqlite_store
 from tests.conftest import OPENAI_KEY, REPLICATE_TOKEN
 from tests.fakes.replicate_catalog import version_id
 
@@ -23,7 +23,7 @@ ECHO_INPUT = {"input": {"text": "hi"}}
 @pytest.fixture(scope="module")
 def limited(gateway, fake_replicate, fake_openai) -> dict[str, str]:
     """@replicate-echo-only may run test/echo and the deployment test/llm-prod; @openai-mini-only gpt-4o-mini."""
-    store = open_store(gateway.data_dir)
+    store = open_sqlite_store(gateway.data_dir)
     try:
         for slug, provider, secret, host, models in (
             ("replicate-echo-only", "replicate", REPLICATE_TOKEN, fake_replicate[0].url + "/v1",

@@ -22,7 +22,7 @@ import pytest
 
 import modelport.store
 from modelport.cli import build_parser
-from modelport.store import open_store
+from modelport.store import open_sqlite_store
 
 SRC = str(Path(modelport.store.__file__).resolve().parents[2])
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,7 +31,7 @@ DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 # Commands not run, and why. Anything else a shell block shows is run; a new entry needs a reason.
 NOT_RUN = {
     # Starts a gateway that runs until stopped. The data directory it would create is made by the test
-    # instead (open_store, what serve's bootstrap opens), so the commands after it find their database.
+    # instead (open_sqlite_store, what serve's bootstrap opens), so the commands after it find their database.
     ("modelport", "serve"),
 }
 
@@ -90,7 +90,7 @@ def test_the_documents_show_commands_to_run() -> None:
 @pytest.mark.parametrize("document, steps", documented_runs(), ids=[doc.name for doc, _ in documented_runs()])
 def test_every_documented_command_runs(tmp_path: Path, document: Path, steps) -> None:
     data_dir = tmp_path / "data"
-    open_store(data_dir).close()  # what `modelport serve` (or `make serve`), which the walkthrough starts with, leaves
+    open_sqlite_store(data_dir).close()  # what `modelport serve` (or `make serve`), which the walkthrough starts with, leaves
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("MODELPORT_")},
            "PYTHONPATH": SRC, "MODELPORT_DATA_DIR": str(data_dir)}  # fmt: skip
     for kind, words in steps:

@@ -11,7 +11,7 @@ import pytest
 
 import modelport.store
 from modelport.settings import Settings, SettingsError, describe
-from modelport.store import open_store
+from modelport.store import open_sqlite_store
 from tests.harness import free_port
 
 README = Path(__file__).parent.parent / "README.md"
@@ -85,7 +85,7 @@ def test_serve_refuses_declared_providers_the_api_would_refuse(tmp_path, declara
                             timeout=30)  # fmt: skip
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"config file: provider 'p': {says}" in result.stderr, result.stderr
-    store = open_store(tmp_path / "data")
+    store = open_sqlite_store(tmp_path / "data")
     assert store.list_providers().items == ()
     store.close()
 
@@ -96,14 +96,27 @@ def test_readme_documents_every_setting():
         assert f"| `{env}` | {kind} | `{default}` | {meaning} |" in readme, env
 
 
-@pytest.mark.parametrize("env, value", [
-    ("MODELPORT_DATABASE_URL", "postgresql://127.0.0.1/test"),
+SHARED_SECRETS = {"MODELPORT_MASTER_KEY": "bW9kZWxwb3J0LXRlc3QtbWFzdGVyLWtleS0zMmJ5dGU=",
+                  "MODELPORT_SIGNING_SECRET": "s" * 32}
+
+
+@pytest.mark.parametrize("env, says", [
+    ({"MODELPORT_DATABASE_URL": "postgresql://127.0.0.1/test"},
+     "database_url is set, so MODELPORT_MASTER_KEY and MODELPORT_SIGNING_SECRET must be too"),
+    ({"MODELPORT_DATABASE_URL": "postgresql://127.0.0.1/test", "MODELPORT_MASTER_KEY": SHARED_SECRETS["MODELPORT_MASTER_KEY"]},
+     "database_url is set, so MODELPORT_SIGNING_SECRET must be too"),
+    ({"MODELPORT_DATABASE_URL": "mysql://u:hunter2@127.0.0.1/test", **SHARED_SECRETS}, "must start with postgresql://"),
+    ({"MODELPORT_DATABASE_URL": "postgresql://u:hunter2@127.0.0.1:1/test", **SHARED_SECRETS},
+     "cannot connect to PostgreSQL at 127.0.0.1:1/test"),
 ])
-def test_a_setting_not_built_yet_is_refused_not_ignored(tmp_path, env, value):
+def test_a_node_on_a_shared_database_refuses_to_start_in_one_line(tmp_path, env, says):
+    """No secret of its own (nodes must open each other's), no malformed or unreachable URL, no password shown."""
     result = subprocess.run([sys.executable, "-m", "modelport", "serve", "--data-dir", str(tmp_path)],
-                            env={env: value, "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=30)
-    assert result.returncode == 2
-    assert env in result.stderr and "not in this build" in result.stderr and "Traceback" not in result.stderr
+                            env={**env, "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2, result.stderr
+    assert says in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "hunter2" not in result.stderr
+    assert not (tmp_path / "master.key").exists() and not (tmp_path / "stream-signing.key").exists()
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:6379", "redis://", "redis://127.0.0.1:6379/db-one",

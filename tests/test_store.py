@@ -18,7 +18,7 @@ import pytest
 
 import modelport.store
 from modelport.keys import hash_api_key
-from modelport.store import Conflict, NotFound, open_store
+from modelport.store import Conflict, NotFound, open_sqlite_store
 from modelport.store import migrations as sqlite_migrations
 from modelport.vault import VaultError
 from tests.pg_support import fresh_database, need_psycopg, open_test_store
@@ -36,7 +36,7 @@ class SQLiteBackend:
 
     name = "sqlite"
     propagation_seconds = 0.0  # the change beacon: seen at once
-    store_code = "from pathlib import Path; from modelport.store import open_store\nstore = open_store(Path(sys.argv[1]))"
+    store_code = "from pathlib import Path; from modelport.store import open_sqlite_store\nstore = open_sqlite_store(Path(sys.argv[1]))"
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
@@ -48,7 +48,7 @@ class SQLiteBackend:
         return [str(self.data_dir)]
 
     def open(self):
-        return open_store(self.data_dir)
+        return open_sqlite_store(self.data_dir)
 
     def execute(self, sql: str) -> list[tuple]:
         with raw_sql(self.data_dir / "modelport.db") as conn:
@@ -158,7 +158,7 @@ def eventually(check: Callable[[], Any], within: float) -> Any:
 
 # -- files and migrations ------------------------------------------------------------------------
 def test_database_is_one_private_file_in_wal_mode(data_dir: Path) -> None:
-    store = open_store(data_dir)
+    store = open_sqlite_store(data_dir)
     db = data_dir / "modelport.db"
     assert store.path == db
     assert (db.stat().st_mode & 0o777) == 0o600

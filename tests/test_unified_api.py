@@ -8,7 +8,7 @@ import pytest
 from openai import AsyncOpenAI, BadRequestError, OpenAI, PermissionDeniedError
 
 from modelport import ModelPort, create_headers
-from modelport.store import open_store
+from modelport.store import open_sqlite_store
 from tests.conftest import OPENAI_KEY
 
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hello there"}]
@@ -162,7 +162,7 @@ def test_a_providers_own_model_list_is_still_proxied(gateway):
 
 
 def test_model_allow_list_of_a_stored_provider(gateway, fake_openai):
-    store = open_store(gateway.data_dir)
+    store = open_sqlite_store(gateway.data_dir)
     try:
         if store.get_provider("openai-limited") is None:
             store.create_provider("openai-limited", provider="openai", secret=OPENAI_KEY,

@@ -14,7 +14,7 @@ import pytest
 
 import modelport.store
 from modelport.keys import generate_api_key, hash_api_key, mask_secret, verify_api_key
-from modelport.store import open_store
+from modelport.store import open_sqlite_store
 from modelport.vault import KEY_FILE_NAME, Vault, VaultError, generate_master_key, key_id, parse_master_key
 
 SRC = str(Path(modelport.store.__file__).resolve().parents[2])
@@ -117,7 +117,7 @@ def test_processes_starting_together_agree_on_one_key_file(tmp_path: Path) -> No
 
 # -- secrets in the store ------------------------------------------------------------------------
 def test_no_raw_secret_reaches_the_database_files(tmp_path: Path) -> None:
-    store = open_store(tmp_path)
+    store = open_sqlite_store(tmp_path)
     fill(store)
     token = store.create_api_key("k")[1]
     store.vault.rotate(KEY_B, store)
@@ -131,7 +131,7 @@ def test_no_raw_secret_reaches_the_database_files(tmp_path: Path) -> None:
 
 
 def test_rotation_reseals_every_secret_and_retires_the_old_key(tmp_path: Path) -> None:
-    store = open_store(tmp_path)
+    store = open_sqlite_store(tmp_path)
     fill(store)
     old_key = parse_master_key((tmp_path / KEY_FILE_NAME).read_text().strip())
     query = "SELECT secret_ciphertext FROM providers WHERE slug != 'team-ant'"
@@ -149,7 +149,7 @@ def test_rotation_reseals_every_secret_and_retires_the_old_key(tmp_path: Path) -
         assert store.resolve_provider(slug).secret == secret
     store.close()
     # The retired key opens nothing, and its ciphertexts are gone from the file and the WAL.
-    retired = open_store(tmp_path, base64.b64encode(old_key).decode())
+    retired = open_sqlite_store(tmp_path, base64.b64encode(old_key).decode())
     with pytest.raises(VaultError):
         retired.resolve_provider("team-rep")
     blob = database_bytes(tmp_path)
@@ -158,23 +158,23 @@ def test_rotation_reseals_every_secret_and_retires_the_old_key(tmp_path: Path) -
 
 
 def test_rotation_with_a_key_from_the_environment_keeps_everything_readable(tmp_path: Path) -> None:
-    store = open_store(tmp_path, KEY_A.hex())
+    store = open_sqlite_store(tmp_path, KEY_A.hex())
     fill(store)
     assert store.vault.rotate(KEY_B, store) == 3
     store.close()
-    renewed = open_store(tmp_path, base64.b64encode(KEY_B).decode())
+    renewed = open_sqlite_store(tmp_path, base64.b64encode(KEY_B).decode())
     assert {slug: renewed.resolve_provider(slug).secret for slug in SECRETS} == SECRETS
     renewed.close()
 
 
 def test_a_failed_rotation_leaves_every_secret_readable(tmp_path: Path) -> None:
-    store = open_store(tmp_path)
+    store = open_sqlite_store(tmp_path)
     fill(store)
     with raw_sql(store.path) as conn:  # one secret no key can open: the rotation must abort
         conn.execute("UPDATE providers SET secret_ciphertext = 'v1:000000000000:AAAA:AAAA' WHERE slug = 'team-oai'")
     with pytest.raises(VaultError):
         store.vault.rotate(KEY_B, store)
-    reopened = open_store(tmp_path)
+    reopened = open_sqlite_store(tmp_path)
     assert reopened.resolve_provider("team-rep").secret == SECRETS["team-rep"]
     assert reopened.resolve_provider("team-ant").secret == SECRETS["org-ant"]
     store.close()
@@ -182,12 +182,12 @@ def test_a_failed_rotation_leaves_every_secret_readable(tmp_path: Path) -> None:
 
 
 def test_another_process_sharing_the_data_dir_follows_a_rotation(tmp_path: Path) -> None:
-    gateway = open_store(tmp_path)
+    gateway = open_sqlite_store(tmp_path)
     fill(gateway)
     assert gateway.resolve_provider("team-rep").secret == SECRETS["team-rep"]
     code = (
-        "import sys; from pathlib import Path; from modelport.store import open_store\n"
-        "s = open_store(Path(sys.argv[1])); print(s.vault.rotate(bytes(range(32, 64)), s))"
+        "import sys; from pathlib import Path; from modelport.store import open_sqlite_store\n"
+        "s = open_sqlite_store(Path(sys.argv[1])); print(s.vault.rotate(bytes(range(32, 64)), s))"
     )
     result = subprocess.run(
         [sys.executable, "-c", code, str(tmp_path)], env={**os.environ, "PYTHONPATH": SRC},

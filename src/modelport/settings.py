@@ -128,6 +128,8 @@ class Settings:
                                 "spaces, quotes or backslashes), e.g. https://gateway.example.com")
         _check_trusted_hosts(self.trusted_hosts)
         _check_otel(self)
+        if self.database_url:
+            _check_shared_database(self)
         if self.signing_secret is not None and len(self.signing_secret) < 32:
             raise SettingsError("signing_secret must be at least 32 characters (e.g. the output of "
                                 "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`)")
@@ -136,13 +138,29 @@ class Settings:
         if self.redis_url is not None and not _REDIS_URL.fullmatch(self.redis_url):
             raise SettingsError("redis_url (MODELPORT_REDIS_URL) must be redis://[user:password@]host[:port][/db] or "
                                 "rediss://... for TLS, e.g. redis://127.0.0.1:6379/0")
-        for name, why in _NOT_YET_BUILT.items():
-            if getattr(self, name):
-                raise SettingsError(f"{name} ({_ENV_PREFIX}{name.upper()}) is not in this build: {why}")
         return self
 
     def with_changes(self, **changes: Any) -> "Settings":
         return replace(self, **changes)
+
+
+def _check_shared_database(settings: "Settings") -> None:
+    """Nodes sharing a database must seal, sign and verify alike, so none may make its own secrets."""
+    try:
+        from .store.pg_connect import check_database_url
+    except ImportError:
+        raise SettingsError("database_url needs the PostgreSQL driver: pip install 'modelport[postgres]'") from None
+    from .store.base import StoreUnavailable
+
+    try:
+        check_database_url(settings.database_url)
+    except StoreUnavailable as exc:
+        raise SettingsError(f"database_url: {exc}") from None
+    missing = [f"{_ENV_PREFIX}{name.upper()}" for name in ("master_key", "signing_secret") if not getattr(settings, name)]
+    if missing:
+        raise SettingsError(f"database_url is set, so {' and '.join(missing)} must be too, the same on every node: nodes "
+                            "sharing a database must open each other's sealed secrets and signed links, so no node "
+                            "may generate its own (docs/deployment.md says how to make them)")
 
 
 def _check_trusted_hosts(entries: tuple[str, ...]) -> None:
@@ -196,9 +214,6 @@ _PUBLIC_URL = re.compile(r"https?://[A-Za-z0-9._~\[\]:-]+(/[A-Za-z0-9._~!$&'()*+
 _REDIS_URL = re.compile(r"rediss?://([^@/\s]*@)?[A-Za-z0-9._\[\]:-]+(:\d{1,5})?(/\d{0,2})?(\?[^\s]*)?")
 _INTERNAL = frozenset({"log_service_address"})
 # Settings the design names but the code does not apply yet: refused when set, so none reads as working.
-_NOT_YET_BUILT = {
-    "database_url": "the PostgreSQL store is not built yet; unset it to use the embedded SQLite store",
-}
 _FIELD_TYPES = {f.name: f.type for f in fields(Settings) if f.name not in _INTERNAL}
 _DEFAULTS = {f.name: f.default for f in fields(Settings)}
 _ENV_PREFIX = "MODELPORT_"
@@ -313,7 +328,7 @@ HELP = {
     "otel_headers": "comma-separated name=value headers sent with every export (values percent-encoded, e.g. authorization=Bearer%20abc)",
     "otel_service_name": "service.name of the exported spans",
     "otel_queue_size": "spans held while the collector is slow or down; beyond it the oldest are dropped (modelport_otel_spans_dropped_total)",
-    "database_url": "PostgreSQL store for scale-out: not built yet, refused when set",
+    "database_url": "postgresql://... : keys, providers, configs and logs in PostgreSQL, shared by every node (needs MODELPORT_MASTER_KEY and MODELPORT_SIGNING_SECRET); default: SQLite in <data_dir>",
     "redis_url": "Redis (redis:// or rediss://) for rate-limit and budget counters and the response cache, shared by every node; unset: each node counts in its data_dir",
     "redis_key_prefix": "prefix of every Redis key, so gateways can share one Redis apart",
     "redis_timeout": "seconds a Redis call may take before it counts as failed (limits then fail closed or open, the cache is bypassed)",

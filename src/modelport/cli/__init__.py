@@ -11,6 +11,7 @@ from typing import Any, Sequence
 import orjson
 
 from ..settings import Settings, SettingsError
+from ..store.base import StoreUnavailable
 from ..store import StoreMissing, check_store_exists
 
 
@@ -92,7 +93,7 @@ def _serve(args: argparse.Namespace) -> int:
     boot = bootstrap(settings)
     origin = f"http://{settings.host}:{settings.port}"
     print(f"ModelPort listening on {origin} ({settings.workers} worker{'s' if settings.workers > 1 else ''}, "
-          f"data in {settings.data_dir.resolve()})")
+          f"{where_state_lives(settings)})")
     if boot.admin_key_created:
         print(f"Created the first admin key (shown once, also saved to {boot.admin_key_file}):\n  {boot.admin_key_created}")
     elif boot.admin_key_file:
@@ -101,6 +102,14 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"Providers from the config file: {', '.join('@' + s for s in boot.providers_synced)}")
     print(first_call(origin, settings, boot), flush=True)
     return serve(settings, sockets)
+
+
+def where_state_lives(settings: Settings) -> str:
+    if settings.database_url:
+        from ..store.pg_connect import describe
+
+        return f"state in PostgreSQL at {describe(settings.database_url)}, spill files in {settings.data_dir.resolve()}"
+    return f"data in {settings.data_dir.resolve()}"
 
 
 def first_call(origin: str, settings: Settings, boot: Any) -> str:
@@ -138,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args) or 0)
-    except SettingsError as exc:
+    except (SettingsError, StoreUnavailable) as exc:  # a setting, or a database that cannot be used: one line
         print(f"modelport: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

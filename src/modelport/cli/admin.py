@@ -502,7 +502,7 @@ def _run(command: Command, args: argparse.Namespace, settings_factory: SettingsF
         existing_database(settings)
         args.host_rules = HostRules.from_settings(settings)  # the gateway's: trusted_hosts, allow_private_hosts
         args.settings = settings
-        store = open_store(Path(settings.data_dir), settings.master_key)
+        store = open_store(settings)
         try:
             command(args, store, out)
         finally:

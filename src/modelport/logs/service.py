@@ -119,7 +119,7 @@ class LogService:
         self._stop = asyncio.Event()
         self._connections: set[asyncio.Task[Any]] = set()
         self._streams: set[_RecordStream] = set()
-        self._store = open_store(settings.data_dir, settings.master_key)
+        self._store = open_store(settings)
         self._upstreams = Upstreams(settings)  # autopoll and deployment-hardware lookups
         self._writer = LogWriter(settings, self._store, lambda: self._upstreams.session(False),
                                  background_niceness=BACKGROUND_NICENESS)

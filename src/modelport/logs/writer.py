@@ -35,6 +35,7 @@ from typing import Any
 from ..settings import Settings
 from ..store import LogStore, ResolvedProvider, Store, StoreError, StoreUnavailable, open_log_store
 from ..store.counters import open_counters
+from ..store.leases import Lease, open_lease
 from ..usage import DeploymentHardware, PriceBook, ReplicatePricer
 from ..usage.limits import Charge, key_budget, provider_budget, spent
 from .enrich import Enricher, Prepared, Redactor, degraded_row, fallback_row, metrics_row
@@ -98,6 +99,7 @@ class LogWriter:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._poller: asyncio.Task[None] | None = None
+        self._autopoll_lease: Lease | None = None
         self._stopping = False
         self._down_until = 0.0
         self._adopt_at = 0.0
@@ -156,6 +158,7 @@ class LogWriter:
         await self._lanes.run(self._open)
         self._task = asyncio.create_task(self._run(), name="modelport-log-writer")
         if self.settings.replicate_autopoll and self.settings.logging:
+            self._autopoll_lease = open_lease(self.settings, "replicate-autopoll")  # one node polls, not each
             poller = AutoPoller(self._find_open, self._session, self.submit, self.settings.replicate_autopoll_interval)
             self._poller = asyncio.create_task(poller.run(), name="modelport-autopoll")
 
@@ -191,6 +194,8 @@ class LogWriter:
             self._spill.close()
         if self._log_store is not None:
             self._log_store.close()
+        if self._autopoll_lease is not None:
+            self._autopoll_lease.close()
 
     # -- the writer loop --------------------------------------------------------------------------
     async def _run(self) -> None:
@@ -423,7 +428,9 @@ class LogWriter:
 
     async def _find_open(self) -> list[OpenPrediction]:
         def find() -> list[OpenPrediction]:
-            assert self._log_store is not None
+            assert self._log_store is not None and self._autopoll_lease is not None
+            if not self._autopoll_lease.held():
+                return []  # another node holds it and polls for the whole gateway
             since = time.time_ns() // 1_000_000 - AUTOPOLL_MAX_AGE_MS
             found = []
             for prediction_id, slug, key_id in self._log_store.open_predictions(since, AUTOPOLL_BATCH):

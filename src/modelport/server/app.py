@@ -174,7 +174,7 @@ class ModelPortApp:
 
     async def start(self) -> None:
         settings = self.settings
-        self.store = open_store(settings.data_dir, settings.master_key)
+        self.store = open_store(settings)
         await self.upstreams.start()
         self.recorder = self._recorder()
         if self.spans is not None:

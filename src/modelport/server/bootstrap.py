@@ -25,7 +25,7 @@ class Bootstrapped:
 
 
 def bootstrap(settings: Settings) -> Bootstrapped:
-    store = open_store(settings.data_dir, settings.master_key)
+    store = open_store(settings)
     try:
         created, key_file = ensure_admin_key(store, settings)
         synced = sync_declared_providers(store, settings)

@@ -1,10 +1,10 @@
 """State behind small interfaces: the ``Store`` protocol (keys, providers, configs), the ``LogStore``
 protocol (logs, feedback, the prediction ledger), their records, and the embedded SQLite stores.
 
-``open_store(data_dir, master_key)`` and ``open_log_store(settings)`` are the one way to get each; the
+``open_store(settings)`` and ``open_log_store(settings)`` are the one way to get each; the
 first wires the vault that seals provider secrets and migrates the schema of both. Only this package
-knows where the database lives. The PostgreSQL store (``postgres.py``, ``open_postgres_store``) is not
-chosen here yet: ``database_url`` stays refused until the logs are on PostgreSQL too.
+knows where the database lives: ``database_url`` chooses PostgreSQL (``postgres.py``, ``pg_logs.py``) for
+both, else both are the SQLite file in ``data_dir`` (``open_sqlite_store`` opens one directly).
 """
 
 from __future__ import annotations
@@ -61,21 +61,38 @@ __all__ = [
     "StoredProvider",
     "check_store_exists",
     "open_log_store",
+    "open_sqlite_store",
     "open_store",
 ]
 
 
-def open_store(data_dir: Path, master_key: str | None = None) -> SQLiteStore:
-    """The store in ``data_dir`` (created 0700 if missing), migrated and ready."""
+def open_store(settings: Any) -> Store:
+    """The keys/providers/configs store the settings name: PostgreSQL at ``database_url`` (migrated, its
+    hot-path reads replicated in memory), else the embedded SQLite file in ``data_dir``."""
+    if settings.database_url:
+        from .postgres import open_postgres_store  # psycopg is an optional dependency
+
+        # The node's own files (spill, counters, the log service's lock) still live in its data dir.
+        Path(settings.data_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
+        return open_postgres_store(settings.database_url, settings.master_key)
+    return open_sqlite_store(settings.data_dir, settings.master_key)
+
+
+def open_sqlite_store(data_dir: Path, master_key: str | None = None) -> SQLiteStore:
+    """The embedded store in ``data_dir`` (created 0700 if missing), migrated and ready."""
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     return SQLiteStore(data_dir / DB_FILE_NAME, Vault.open(data_dir, master_key))
 
 
 def open_log_store(settings: Any, busy_timeout: float = 5.0) -> LogStore:
-    """The log store the ``settings`` name (``data_dir``; ``database_url`` is refused by settings until
-    the PostgreSQL log store exists). ``busy_timeout``: seconds a call waits for another writer before it
-    raises ``StoreUnavailable``. The tables exist once ``open_store`` has run on the same settings."""
+    """The log store the settings name: PostgreSQL at ``database_url``, else SQLite in ``data_dir``.
+    ``busy_timeout``: seconds a call waits for another writer before it raises ``StoreUnavailable``
+    (SQLite). The tables exist once ``open_store`` has run on the same settings."""
+    if settings.database_url:
+        from .pg_logs import open_postgres_log_store
+
+        return open_postgres_log_store(settings.database_url, settings.log_retention_days)
     return SQLiteLogStore(Path(settings.data_dir) / DB_FILE_NAME, busy_timeout,
                           retention_days=settings.log_retention_days)
 

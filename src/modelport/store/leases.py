@@ -1,4 +1,4 @@
-"""Leases: which process of the whole gateway runs a background job (Replicate autopoll, log upkeep).
+"""Leases: which process of the whole gateway runs a background job (Replicate autopoll).
 
 On the embedded store one node exists and its log service is the only process that asks, so the lease
 is always held. On PostgreSQL every node's log service asks; a session-level advisory lock on a
@@ -13,7 +13,9 @@ import hashlib
 import threading
 from typing import Any, Protocol
 
-JOBS = ("replicate-autopoll", "log-upkeep")
+JOBS = ("replicate-autopoll",)
+# The PostgreSQL log store's partition upkeep needs none: every writer runs it, serialised by the lock its
+# batches take (store/pg_logs.py), and each step is safe to repeat.
 
 
 class Lease(Protocol):
