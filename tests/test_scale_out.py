@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import OPENAI_KEY, REPLICATE_TOKEN
 from tests.harness import GatewayProcess
 from tests.pg_support import MASTER_KEY, fresh_database, need_psycopg
-from tests.redis_support import SHARED_URL, prefix  # noqa: F401 (fixture)
+from tests.redis_support import SHARED_URL
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}

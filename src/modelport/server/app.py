@@ -124,12 +124,16 @@ class ModelPortApp:
         await send_json(send, 200, {"status": "degraded", "reasons": reasons} if reasons else {"status": "ok"})
 
     def _degraded(self) -> list[str]:
+        reasons = []
+        database = self.store.outage() if self.store is not None else None
+        if database is not None:
+            reasons.append(database)
         redis = self.gateway.redis if self.gateway is not None else None
         outage = redis.outage() if redis is not None else None
-        if outage is None:
-            return []
-        limits = "admitted unchecked" if self.settings.limits_fail_open else "refused (503)"
-        return [f"{outage}: requests under a rate limit or budget are {limits}; the response cache is bypassed"]
+        if outage is not None:
+            limits = "admitted unchecked" if self.settings.limits_fail_open else "refused (503)"
+            reasons.append(f"{outage}: requests under a rate limit or budget are {limits}; the response cache is bypassed")
+        return reasons
 
     async def _refuse(self, scope: Scope, send: Send, error: GatewayError) -> None:
         """Answer and record a request the connection refused before any route saw it (protocol.py)."""

@@ -229,6 +229,11 @@ class Store(Protocol):
         """
         ...
 
+    def outage(self) -> str | None:
+        """Why the store cannot be reached now and what the gateway does meanwhile (for ``/health``), or
+        None. Cheap: the last known state, no round trip."""
+        ...
+
     # -- gateway API keys ------------------------------------------------------------------------
     def create_api_key(
         self,

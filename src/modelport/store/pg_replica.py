@@ -176,6 +176,11 @@ class ChangeFeed:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
+    @property
+    def listening(self) -> bool:
+        """Whether changes are being followed now (False while the connection is lost)."""
+        return self._listening
+
     def start(self) -> None:
         """Listen and load everything (here, so that open fails if this fails), then follow in a thread."""
         self._conn = self._listen_and_load()

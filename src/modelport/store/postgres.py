@@ -194,6 +194,13 @@ class PostgresStore:
         # Moves whenever the replica takes a change, from this process or any other node.
         return self._replica.version
 
+    def outage(self) -> str | None:
+        if self._feed.listening:
+            return None
+        return (f"PostgreSQL at {describe(self.url)} is unreachable: keys, providers and configs are served as last "
+                "loaded, changes made elsewhere are not seen until it is back, and log records are spilled to disk "
+                "and replayed then")
+
     # -- gateway API keys ------------------------------------------------------------------------
     def create_api_key(
         self,

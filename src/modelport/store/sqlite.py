@@ -134,6 +134,9 @@ class SQLiteStore:
         # Key, provider and config changes by any process move it; log writes do not (see beacon.py).
         return self._beacon.read()
 
+    def outage(self) -> str | None:
+        return None  # a file on this host: away only with the host
+
     # -- gateway API keys ------------------------------------------------------------------------
     def create_api_key(
         self,
