@@ -23,6 +23,7 @@ BENCH_DIR = Path(__file__).parent
 ADMIN_KEY = "mp-bench-admin-key-for-loopback-only-0001"  # fake keys, loopback only
 LITELLM_MASTER_KEY = "sk-bench-litellm-master"
 REDIS_URL = "redis://127.0.0.1:6379/0"
+POSTGRES_SERVER = "postgresql://postgres@127.0.0.1:5432"
 
 
 @dataclass
@@ -99,6 +100,7 @@ class ModelPort(Contender):
     limits: bool = False  # a request rate limit and a budget on the caller's key, a rate limit on every provider
     otel: bool = False  # OpenTelemetry traces exported to a sink that answers 200 (the nginx upstream's /v1/traces)
     redis: bool = False  # counters (and cache) on the local Redis, under a prefix of the run's own
+    postgres: bool = False  # keys, providers, configs and logs in a database of the run's own on 127.0.0.1:5432
 
     home: Path | None = field(default=None, init=False)
     key: str = field(default=ADMIN_KEY, init=False)
@@ -106,6 +108,8 @@ class ModelPort(Contender):
     def recorded(self) -> dict[str, int]:
         """Rows in ModelPort's log tables after the run (read once it stopped and flushed): proof
         that the full pipeline really logged, or that logging off really was off."""
+        if self.postgres:
+            return self._recorded_in_postgres()
         database = self.home / "data" / "modelport.db" if self.home else None
         if not database or not database.exists():
             return {}
@@ -129,6 +133,8 @@ class ModelPort(Contender):
             env["MODELPORT_LOGGING"] = "false"
         if self.otel:
             env["MODELPORT_OTEL_ENDPOINT"] = upstreams.fixed_origin
+        if self.postgres:
+            env.update(self._create_database())
         if self.redis:
             env["MODELPORT_REDIS_URL"] = REDIS_URL
             env["MODELPORT_REDIS_KEY_PREFIX"] = self._redis_prefix = f"bench-{uuid.uuid4().hex[:12]}:"
@@ -141,6 +147,8 @@ class ModelPort(Contender):
 
     def stop(self) -> None:
         super().stop()
+        if self.postgres:
+            self._count_and_drop_database()
         if self.redis:  # a budget with no reset lives a century: leave nothing behind in a shared Redis
             import redis
 
@@ -148,6 +156,32 @@ class ModelPort(Contender):
             keys = list(client.scan_iter(match=self._redis_prefix + "*", count=1000))
             if keys:
                 client.delete(*keys)
+
+    def _create_database(self) -> dict[str, str]:
+        import base64
+        import secrets
+
+        import psycopg
+
+        self._database = f"bench_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(f"{POSTGRES_SERVER}/postgres", autocommit=True) as admin:
+            admin.execute(f"CREATE DATABASE {self._database}")
+        return {"MODELPORT_DATABASE_URL": f"{POSTGRES_SERVER}/{self._database}",
+                "MODELPORT_MASTER_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
+                "MODELPORT_SIGNING_SECRET": secrets.token_urlsafe(32)}
+
+    def _recorded_in_postgres(self) -> dict[str, int]:
+        return getattr(self, "_final_counts", {})
+
+    def _count_and_drop_database(self) -> None:
+        """Once stopped (every record flushed): count what was logged, then leave nothing behind."""
+        import psycopg
+
+        with psycopg.connect(f"{POSTGRES_SERVER}/{self._database}", autocommit=True) as db:
+            self._final_counts = {table: db.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
+                                  for table in ("logs", "predictions")}
+        with psycopg.connect(f"{POSTGRES_SERVER}/postgres", autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {self._database} WITH (FORCE)")
 
     def _limit_everything(self) -> None:
         """Limits high enough never to refuse, so the run measures what checking them costs."""
@@ -265,6 +299,10 @@ def all_contenders(portkey_version: str | None = None,
                   "request rate limit on the provider", limits=True),
         ModelPort("modelport-limits-redis", "as modelport-limits, with the counters on Redis (127.0.0.1:6379)",
                   limits=True, redis=True),
+        ModelPort("modelport-pg", "full pipeline on PostgreSQL (127.0.0.1:5432) and Redis: keys, providers and logs "
+                  "shared as by several nodes", postgres=True, redis=True),
+        ModelPort("modelport-limits-pg", "as modelport-limits, on PostgreSQL and Redis", limits=True, postgres=True,
+                  redis=True),
         Portkey("portkey", "Portkey's open-source gateway (Node), x-portkey-custom-host",
                 version=portkey_version),
         LiteLLM("litellm", "LiteLLM proxy, no database, model_list at the upstream",
