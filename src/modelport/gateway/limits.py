@@ -24,6 +24,7 @@ from typing import Any, Iterable, NamedTuple, Sequence
 
 import orjson
 
+from ..store.base import Store
 from ..store.counters import Admission, Counters, CountersFull, CountersUnavailable, LocalCounters
 from ..usage.limits import (
     NANO_USD,
@@ -296,7 +297,7 @@ class Limiter:
         return shown
 
 
-def enforced_limits(store: Any) -> tuple[list[Rule], list[Budget]]:
+def enforced_limits(store: Store) -> tuple[list[Rule], list[Budget]]:
     """Every enforced rule and budget of every stored key and provider (for the metrics; admin lists
     are small)."""
     rules: list[Rule] = []

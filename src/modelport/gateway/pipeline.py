@@ -23,6 +23,7 @@ from ..server.http import (
     stream_body,
 )
 from ..settings import Settings
+from ..store.base import Store
 from ..store.counters import Counters, local_counters
 from ..store.redis import open_redis
 from ..store.redis_cache import RedisEntries
@@ -62,7 +63,7 @@ _NOT_CREATED = frozenset({408, 425, 429})
 
 
 class Gateway:
-    def __init__(self, settings: Settings, store: Any, counters: Counters, upstreams: Upstreams, recorder: Recorder,
+    def __init__(self, settings: Settings, store: Store, counters: Counters, upstreams: Upstreams, recorder: Recorder,
                  signer: StreamSigner) -> None:  # fmt: skip
         self.settings = settings
         # With counters on Redis and fail open, the node's own file tallies what was admitted unchecked.

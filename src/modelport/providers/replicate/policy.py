@@ -42,6 +42,9 @@ class ReplicatePolicy:
             answer = await self.isolation.authorize(exchange)
             if answer is not None:
                 return answer
+        ref = self._polled_ref(exchange)
+        if ref is not None:  # looked up here, off the loop, so wants_screen finds it in memory
+            await self.relay.look_up_row(exchange.target.slug, ref.id)  # type: ignore[arg-type]
         return self.relay.redirect(exchange) if _runs_something(exchange) else None
 
     async def receive_webhook(self, inbound: "Inbound") -> Answer:
@@ -74,10 +77,15 @@ class ReplicatePolicy:
     def _relay_row(self, exchange: Exchange) -> "WebhookRelayRow | None":
         """The relay row of the prediction or training a poll or cancel names, if it has one: the
         response then shows the caller's webhook, not the gateway's."""
+        ref = self._polled_ref(exchange)
+        return None if ref is None else self.relay.remembered_row(exchange.target.slug, ref.id)  # type: ignore[arg-type]
+
+    @staticmethod
+    def _polled_ref(exchange: Exchange) -> Any:
         ref = object_ref(exchange.path) if exchange.target.slug is not None else None
         if ref is None or ref.collection == "files" or exchange.method not in ("GET", "POST"):
             return None
-        return self.relay.remembered_row(exchange.target.slug, ref.id)  # type: ignore[arg-type]
+        return ref
 
     async def _show_rows_in_page(self, exchange: Exchange, body: bytes) -> bytes:
         page = json_or_none(body)

@@ -193,8 +193,8 @@ class WebhookRelay:
         """The relay row of an object a caller names, from memory where it can. A row never changes;
         its absence is final too for an id the caller got from its create's response (which waited for
         the row's write), but not for one seen in a list (``final_if_absent=False``): a list may show a
-        create still passing through another worker. One store read per id and worker (~16 µs on the
-        embedded store, like an owner's), on the event loop."""
+        create still passing through another worker. One store read per id and worker, made in a thread by
+        ``look_up_row`` before the request is forwarded."""
         key = (slug, object_id)
         if key in self._rows:
             return self._rows[key]
@@ -204,6 +204,12 @@ class WebhookRelay:
                 self._rows.clear()  # as isolation's owners: simpler than an LRU, refilled by the next reads
             self._rows[key] = row
         return row
+
+    async def look_up_row(self, slug: str, object_id: str) -> None:
+        """Bring an object's row into memory in a thread (on PostgreSQL a read is a network round trip,
+        which must not hold the event loop), for ``remembered_row`` to find it there."""
+        if (slug, object_id) not in self._rows:
+            await asyncio.to_thread(self.remembered_row, slug, object_id)
 
     async def _row(self, slug: str, object_id: str) -> "WebhookRelayRow | None":
         deadline = time.monotonic() + ROW_WAIT_SECONDS
