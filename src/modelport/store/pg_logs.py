@@ -51,6 +51,7 @@ from psycopg.types.string import TextLoader
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from .base import RecordRefused, StoreError, StoreUnavailable
+from .ledger_sql import LedgerWrites
 from .log_base import (
     ANALYTICS_GROUPS,
     DAY_MS,
@@ -59,9 +60,7 @@ from .log_base import (
     SUMMARY_FIELDS,
     UPKEEP_INTERVAL_SECONDS,
     LogFilter,
-    PredictionEnd,
     PredictionFilter,
-    PredictionSeen,
     clamp_limit,
     decode_cursor,
     detail_row,
@@ -350,10 +349,11 @@ class PostgresLogStore:
         return [feedback_row(r) for r in rows]
 
 
-class _PostgresBatch:
+class _PostgresBatch(LedgerWrites):
     """``LogBatch`` on the connection holding the transaction (and APPEND_LOCK)."""
 
     __slots__ = ("_store", "_conn", "_checked", "_stored")
+    placeholder = "%s"
 
     def __init__(self, store: PostgresLogStore, conn: psycopg.Connection) -> None:
         self._store = store
@@ -400,38 +400,6 @@ class _PostgresBatch:
     def prediction_entry(self, prediction_id: str) -> dict[str, Any] | None:
         with self._conn.cursor(row_factory=dict_row) as cursor:
             return _entry(cursor, prediction_id)
-
-    def note_prediction(self, seen: PredictionSeen) -> None:
-        self._conn.execute(_UPSERT, (seen.id, seen.provider, seen.slug, seen.key_id, seen.model, seen.version,
-                                     seen.deployment, seen.status, seen.created_at, seen.log_id))
-
-    def note_listed_status(self, prediction_id: str, status: str | None) -> None:
-        self._conn.execute("UPDATE predictions SET status = %s WHERE id = %s AND terminal_at IS NULL",
-                           (status, prediction_id))
-
-    def end_prediction(self, prediction_id: str, end: PredictionEnd) -> bool:
-        # The condition decides, not an earlier read: a second writer's UPDATE waits for the first's
-        # row lock, then re-checks terminal_at on the committed row and changes nothing.
-        cursor = self._conn.execute(
-            "UPDATE predictions SET status = %s, terminal_at = %s, predict_time = %s, cost_usd = %s, cost_status = %s,"
-            " cost_reason = %s, usage = %s, terminal_log_id = %s WHERE id = %s AND terminal_at IS NULL",
-            (end.status, end.ended_at, end.predict_time, end.cost_usd, end.cost_status, end.cost_reason,
-             orjson.dumps(end.usage).decode(), end.log_id, prediction_id),
-        )
-        return cursor.rowcount == 1
-
-
-_UPSERT = """
-INSERT INTO predictions (id, provider, slug, key_id, model, version, deployment, status, created_at, first_log_id)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-ON CONFLICT (id) DO UPDATE SET
-    status = CASE WHEN predictions.terminal_at IS NULL THEN excluded.status ELSE predictions.status END,
-    slug = COALESCE(predictions.slug, excluded.slug),
-    key_id = COALESCE(predictions.key_id, excluded.key_id),
-    model = COALESCE(predictions.model, excluded.model),
-    version = COALESCE(predictions.version, excluded.version),
-    deployment = COALESCE(predictions.deployment, excluded.deployment)
-"""
 
 
 def _entry(cursor: psycopg.Cursor, prediction_id: str) -> dict[str, Any] | None:

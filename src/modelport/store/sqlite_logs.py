@@ -23,18 +23,16 @@ from typing import Any
 import orjson
 
 from .base import RecordRefused, StoreError, StoreUnavailable
+from .ledger_sql import LedgerWrites
 from .log_base import (
     ANALYTICS_GROUPS,
     DAY_MS,
-    DETAIL_EXTRA,
     LEDGER_FIELDS,
     LOG_COLUMNS,
     SUMMARY_FIELDS,
     UPKEEP_INTERVAL_SECONDS,
     LogFilter,
-    PredictionEnd,
     PredictionFilter,
-    PredictionSeen,
     clamp_limit,
     detail_row,
     feedback_row,
@@ -42,7 +40,6 @@ from .log_base import (
     summary_row,
     decode_cursor,
     encode_cursor,
-    iso_ms,
     new_feedback,
 )
 
@@ -276,7 +273,7 @@ class SQLiteLogStore:
         return [feedback_row(r) for r in rows]
 
 
-class _SQLiteBatch:
+class _SQLiteBatch(LedgerWrites):
     """``LogBatch`` on the connection holding the write transaction."""
 
     __slots__ = ("_conn",)
@@ -301,38 +298,6 @@ class _SQLiteBatch:
 
     def prediction_entry(self, prediction_id: str) -> dict[str, Any] | None:
         return _entry(self._conn, prediction_id)
-
-    def note_prediction(self, seen: PredictionSeen) -> None:
-        self._conn.execute(_UPSERT, (seen.id, seen.provider, seen.slug, seen.key_id, seen.model, seen.version,
-                                     seen.deployment, seen.status, seen.created_at, seen.log_id))
-
-    def note_listed_status(self, prediction_id: str, status: str | None) -> None:
-        self._conn.execute("UPDATE predictions SET status = ? WHERE id = ? AND terminal_at IS NULL",
-                           (status, prediction_id))
-
-    def end_prediction(self, prediction_id: str, end: PredictionEnd) -> bool:
-        # The condition decides, not an earlier read: of several writers that saw the entry open, only
-        # the one whose update found terminal_at still NULL changes a row.
-        cursor = self._conn.execute(
-            "UPDATE predictions SET status = ?, terminal_at = ?, predict_time = ?, cost_usd = ?, cost_status = ?,"
-            " cost_reason = ?, usage = ?, terminal_log_id = ? WHERE id = ? AND terminal_at IS NULL",
-            (end.status, end.ended_at, end.predict_time, end.cost_usd, end.cost_status, end.cost_reason,
-             orjson.dumps(end.usage).decode(), end.log_id, prediction_id),
-        )
-        return cursor.rowcount == 1
-
-
-_UPSERT = """
-INSERT INTO predictions (id, provider, slug, key_id, model, version, deployment, status, created_at, first_log_id)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (id) DO UPDATE SET
-    status = CASE WHEN predictions.terminal_at IS NULL THEN excluded.status ELSE predictions.status END,
-    slug = COALESCE(predictions.slug, excluded.slug),
-    key_id = COALESCE(predictions.key_id, excluded.key_id),
-    model = COALESCE(predictions.model, excluded.model),
-    version = COALESCE(predictions.version, excluded.version),
-    deployment = COALESCE(predictions.deployment, excluded.deployment)
-"""
 
 
 def _seen_status_sql(column: str) -> str:
