@@ -70,8 +70,8 @@ def bare_python() -> Path:
 def modelport_bin() -> Path:
     """`modelport` from an editable install of this checkout; reinstalled when pyproject changes."""
     pyproject = (REPO / "pyproject.toml").read_bytes()
-    spec = "editable " + hashlib.sha256(pyproject).hexdigest()
-    python = _venv("modelport", ["-e", str(REPO)], spec)
+    spec = "editable [postgres] " + hashlib.sha256(pyproject).hexdigest()
+    python = _venv("modelport", ["-e", f"{REPO}[postgres]"], spec)  # the drivers: contenders on PostgreSQL and Redis
     return python.parent / "modelport"
 
 
