@@ -333,3 +333,39 @@ def ledger_entry(row: Any) -> dict[str, Any]:
 def feedback_row(row: Any) -> dict[str, Any]:
     return {"id": row["id"], "trace_id": row["trace_id"], "value": row["value"], "weight": row["weight"],
             "metadata": orjson.loads(row["metadata"]), "created_at": iso_ms(row["created_at"])}
+
+
+SUMMARY_SELECT = ", ".join(SUMMARY_FIELDS)
+FULL_SELECT = ", ".join(LOG_COLUMNS)
+EXPORT_PAGE = 500
+
+
+class PagedLogReads:
+    """The logs API's paging, the same on every log store: each supplies ``_page`` (one keyset page of
+    rows with ``created_at`` in epoch ms and ``id``, newest first, ``columns`` selected) and
+    ``summary_row``/``detail_row`` shape the rows."""
+
+    __slots__ = ()
+
+    def _page(self, filters: LogFilter, columns: str, limit: int, after: tuple[int, str] | None) -> Any: ...
+
+    def list(self, filters: LogFilter | None = None, limit: int = 50,
+             cursor: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        limit = clamp_limit(limit)
+        rows = self._page(filters or LogFilter(), SUMMARY_SELECT, limit + 1, decode_cursor(cursor))
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_cursor = encode_cursor(rows[-1]["created_at"], rows[-1]["id"]) if more else None
+        return [summary_row(r) for r in rows], next_cursor
+
+    def iter_export(self, filters: LogFilter | None = None, full: bool = False) -> Iterator[dict[str, Any]]:
+        columns = FULL_SELECT if full else SUMMARY_SELECT
+        after: tuple[int, str] | None = None
+        while True:
+            rows = self._page(filters or LogFilter(), columns, EXPORT_PAGE, after)
+            for row in rows:
+                yield detail_row(row) if full else summary_row(row)
+            if len(rows) < EXPORT_PAGE:
+                return
+            after = (rows[-1]["created_at"], rows[-1]["id"])
+

@@ -53,22 +53,19 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from .base import RecordRefused, StoreError, StoreUnavailable
 from .ledger_sql import LedgerWrites
 from .log_base import (
+    FULL_SELECT,
+    PagedLogReads,
     ANALYTICS_GROUPS,
     DAY_MS,
     LEDGER_FIELDS,
     LOG_COLUMNS,
-    SUMMARY_FIELDS,
     UPKEEP_INTERVAL_SECONDS,
     LogFilter,
     PredictionFilter,
-    clamp_limit,
-    decode_cursor,
     detail_row,
-    encode_cursor,
     feedback_row,
     ledger_entry,
     new_feedback,
-    summary_row,
 )
 from .pg_connect import ADAPTERS, check_database_url, connection, connection_options, describe, migrate, one_line
 from .pg_partitions import PARTITIONS_AHEAD, create_partition, drop_partition, partition_days, partition_name
@@ -101,18 +98,15 @@ _row_values = operator.itemgetter(*LOG_COLUMNS)
 # hash the ids and scan a partition not analyzed yet (today's, on a server without autovacuum) whole.
 _STORED_IDS = ("SELECT given.id FROM unnest(%s::text[]) AS given (id)"
                " CROSS JOIN LATERAL (SELECT 1 FROM logs WHERE logs.id = given.id LIMIT 1) AS stored")
-_SUMMARY_SELECT = ", ".join(SUMMARY_FIELDS)
-_FULL_SELECT = ", ".join(LOG_COLUMNS)
 _LEDGER_SELECT = ", ".join(LEDGER_FIELDS)
 _STEP_SELECT = ("id, created_at, method, path, endpoint, status, latency_ms, key_id, key_name, error, metadata,"
                 " COALESCE(modelport_seen_status(response_body, %(id)s),"
                 " modelport_seen_status(request_body, %(id)s)) AS saw_status")
-_EXPORT_PAGE = 500
 _ANALYTICS_FETCH = 5000
 Rows = list[dict[str, Any]]  # inside the class ``list`` is a method
 
 
-class PostgresLogStore:
+class PostgresLogStore(PagedLogReads):
     """``LogStore`` on the PostgreSQL database at ``url`` (migrated on open).
 
     ``retention_days``: partitions wholly older than that are dropped by ``upkeep`` (0: kept forever).
@@ -249,33 +243,14 @@ class PostgresLogStore:
         return [(row[0], row[1], row[2]) for row in rows]
 
     # -- the logs API -------------------------------------------------------------------------------
-    def list(self, filters: LogFilter | None = None, limit: int = 50, cursor: str | None = None) -> tuple[Rows, str | None]:
-        limit = clamp_limit(limit)
-        rows = self._page(filters or LogFilter(), _SUMMARY_SELECT, limit + 1, decode_cursor(cursor))
-        more = len(rows) > limit
-        rows = rows[:limit]
-        next_cursor = encode_cursor(rows[-1]["created_at"], rows[-1]["id"]) if more else None
-        return [summary_row(r) for r in rows], next_cursor
-
     def get(self, log_id: str) -> dict[str, Any] | None:
         with self._cursor() as cursor:
-            row = cursor.execute(f"SELECT {_FULL_SELECT} FROM logs WHERE id = %s", (log_id,)).fetchone()
+            row = cursor.execute(f"SELECT {FULL_SELECT} FROM logs WHERE id = %s", (log_id,)).fetchone()
         if row is None:
             return None
         found = detail_row(row)
         found["feedback"] = self.feedback_for(row["trace_id"]) if row["trace_id"] else []
         return found
-
-    def iter_export(self, filters: LogFilter | None = None, full: bool = False) -> Iterator[dict[str, Any]]:
-        columns = _FULL_SELECT if full else _SUMMARY_SELECT
-        after: tuple[int, str] | None = None
-        while True:
-            rows = self._page(filters or LogFilter(), columns, _EXPORT_PAGE, after)
-            for row in rows:
-                yield detail_row(row) if full else summary_row(row)
-            if len(rows) < _EXPORT_PAGE:
-                return
-            after = (rows[-1]["created_at"], rows[-1]["id"])
 
     def _page(self, filters: LogFilter, columns: str, limit: int, after: tuple[int, str] | None) -> Rows:
         query, params = page_query(filters, columns, limit, after)

@@ -25,21 +25,18 @@ import orjson
 from .base import RecordRefused, StoreError, StoreUnavailable
 from .ledger_sql import LedgerWrites
 from .log_base import (
+    FULL_SELECT,
+    PagedLogReads,
     ANALYTICS_GROUPS,
     DAY_MS,
     LEDGER_FIELDS,
     LOG_COLUMNS,
-    SUMMARY_FIELDS,
     UPKEEP_INTERVAL_SECONDS,
     LogFilter,
     PredictionFilter,
-    clamp_limit,
     detail_row,
     feedback_row,
     ledger_entry,
-    summary_row,
-    decode_cursor,
-    encode_cursor,
     new_feedback,
 )
 
@@ -47,10 +44,7 @@ log = logging.getLogger("modelport.store")
 _INSERT = (f"INSERT INTO logs ({', '.join(LOG_COLUMNS)}) VALUES ({', '.join('?' for _ in LOG_COLUMNS)})"
            " ON CONFLICT (id) DO NOTHING")
 _row_values = operator.itemgetter(*LOG_COLUMNS)  # a row dict → the insert's values, in C
-_SUMMARY_SELECT = ", ".join(SUMMARY_FIELDS)
-_FULL_SELECT = ", ".join(LOG_COLUMNS)
 _LEDGER_SELECT = ", ".join(LEDGER_FIELDS)
-_EXPORT_PAGE = 500
 _RETENTION_CHUNK = 5000
 _RETENTION_CHUNKS_PER_UPKEEP = 100  # 500,000 rows; more waits for the next upkeep
 _STEP_COLUMNS = "id, created_at, method, path, endpoint, status, latency_ms, key_id, key_name, error, metadata"
@@ -70,7 +64,7 @@ def _store_errors() -> Iterator[None]:
         raise StoreError(str(exc)) from exc
 
 
-class SQLiteLogStore:
+class SQLiteLogStore(PagedLogReads):
     """``busy_timeout``: seconds a call waits for another writer before ``StoreUnavailable``;
     ``retention_days``: records older than that many days are deleted by ``upkeep`` (0: kept forever)."""
 
@@ -154,33 +148,14 @@ class SQLiteLogStore:
         return [(row[0], row[1], row[2]) for row in rows]
 
     # -- the logs API -----------------------------------------------------------------------------
-    def list(self, filters: LogFilter | None = None, limit: int = 50, cursor: str | None = None) -> tuple[Rows, str | None]:
-        limit = clamp_limit(limit)
-        rows = self._page(filters or LogFilter(), _SUMMARY_SELECT, limit + 1, decode_cursor(cursor))
-        more = len(rows) > limit
-        rows = rows[:limit]
-        next_cursor = encode_cursor(rows[-1]["created_at"], rows[-1]["id"]) if more else None
-        return [summary_row(r) for r in rows], next_cursor
-
     def get(self, log_id: str) -> dict[str, Any] | None:
         with _store_errors():
-            row = self._conn().execute(f"SELECT {_FULL_SELECT} FROM logs WHERE id = ?", (log_id,)).fetchone()
+            row = self._conn().execute(f"SELECT {FULL_SELECT} FROM logs WHERE id = ?", (log_id,)).fetchone()
         if row is None:
             return None
         found = detail_row(row)
         found["feedback"] = self.feedback_for(row["trace_id"]) if row["trace_id"] else []
         return found
-
-    def iter_export(self, filters: LogFilter | None = None, full: bool = False) -> Iterator[dict[str, Any]]:
-        columns = _FULL_SELECT if full else _SUMMARY_SELECT
-        after: tuple[int, str] | None = None
-        while True:
-            rows = self._page(filters or LogFilter(), columns, _EXPORT_PAGE, after)
-            for row in rows:
-                yield detail_row(row) if full else summary_row(row)
-            if len(rows) < _EXPORT_PAGE:
-                return
-            after = (rows[-1]["created_at"], rows[-1]["id"])
 
     def _page(self, filters: LogFilter, columns: str, limit: int, after: tuple[int, str] | None) -> DbRows:
         where, params = _log_where(filters)
