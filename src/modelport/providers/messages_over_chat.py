@@ -33,12 +33,12 @@ from modelport.providers.base import (
 )
 from modelport.providers.openai_shapes import (
     Dropper,
+    EventsOverChat,
     PassThroughStream,
     json_value,
     openai_error_body,
     refuse_unsupported,
 )
-from modelport.sse import SSEParser
 
 # Messages parameters with an OpenAI chat counterpart. ``cache_control`` (here and on blocks) is a
 # hint that is safe to lose: OpenAI-style providers cache long prompts by themselves.
@@ -374,7 +374,7 @@ def _event(kind: str, payload: dict[str, Any]) -> bytes:
     return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps({"type": kind, **payload}) + b"\n\n"
 
 
-class MessageEvents:
+class MessageEvents(EventsOverChat):
     """The chat adapter's OpenAI chunk stream, as Anthropic's event sequence.
 
     OpenAI interleaves nothing: text, then each tool call in turn, so one content block is open at a
@@ -383,23 +383,12 @@ class MessageEvents:
     """
 
     def __init__(self, chat_stream: Any, model: str | None) -> None:
-        self._chat, self._model = chat_stream, model
-        self._parser = SSEParser()
+        super().__init__(chat_stream)
+        self._model = model
         self._started = self._ended = False
         self._open: str | None = None  # "text", or the OpenAI index of the tool call being streamed
         self._blocks = 0
         self._finish: str | None = None
-
-    @property
-    def usage(self) -> dict[str, Any] | None:
-        return self._chat.usage
-
-    def feed(self, chunk: bytes) -> bytes:
-        return self._translate(self._parser.feed(self._chat.feed(chunk)))
-
-    def finish(self) -> bytes:
-        out = self._translate(self._parser.feed(self._chat.finish()) + self._parser.finish())
-        return out + self._end()
 
     def _translate(self, events: list[Any]) -> bytes:
         out = b""

@@ -344,3 +344,31 @@ class PassThroughStream(RelayStream):
         usage = data.get("usage") or (response.get("usage") if isinstance(response, dict) else None)
         if usage:
             self.usage = usage
+
+
+class EventsOverChat:
+    """A translated stream over a chat adapter's stream (Messages or Responses events out): the chat
+    stream turns upstream bytes into OpenAI chat chunks, parsed here; a subclass turns the parsed events
+    into its API's (``_translate``) and closes its stream (``_end``). ``usage`` is the chat adapter's."""
+
+    def __init__(self, chat_stream: Any) -> None:
+        self._chat = chat_stream
+        self._parser = SSEParser()
+
+    @property
+    def usage(self) -> dict[str, Any] | None:
+        return self._chat.usage
+
+    def feed(self, chunk: bytes) -> bytes:
+        return self._translate(self._parser.feed(self._chat.feed(chunk)))
+
+    def finish(self) -> bytes:
+        out = self._translate(self._parser.feed(self._chat.finish()) + self._parser.finish())
+        return out + self._end()
+
+    def _translate(self, events: list[ServerSentEvent]) -> bytes:
+        raise NotImplementedError
+
+    def _end(self) -> bytes:
+        raise NotImplementedError
+

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from modelport.providers.openai_shapes import json_value
+from modelport.providers.openai_shapes import EventsOverChat, json_value
 from modelport.providers.responses_over_chat import (
     function_call_item,
     message_item,
@@ -28,17 +28,16 @@ from modelport.providers.responses_over_chat import (
     responses_usage,
     status_of,
 )
-from modelport.sse import SSEParser
 
 
-class ResponseEvents:
+class ResponseEvents(EventsOverChat):
     """Chat chunks in, Responses events out. Chat streams one thing at a time (text, then each tool call
     in turn), so one output item is open at a time. ``usage`` is the chat adapter's (OpenAI chat-shaped),
     for the log."""
 
     def __init__(self, chat_stream: Any, body: dict[str, Any]) -> None:
-        self._chat, self._body = chat_stream, body
-        self._parser = SSEParser()
+        super().__init__(chat_stream)
+        self._body = body
         self._id, self._created = new_id("resp"), int(time.time())
         self._model: str | None = body.get("model")
         self._sequence = 0
@@ -48,17 +47,6 @@ class ResponseEvents:
         self._key: str | None = None  # "text", or "tool <chat index>" of the call being streamed
         self._pieces: list[str] = []  # its text or arguments so far, joined once it is done (not += per delta)
         self._finish: str | None = None
-
-    @property
-    def usage(self) -> dict[str, Any] | None:
-        return self._chat.usage
-
-    def feed(self, chunk: bytes) -> bytes:
-        return self._translate(self._parser.feed(self._chat.feed(chunk)))
-
-    def finish(self) -> bytes:
-        out = self._translate(self._parser.feed(self._chat.finish()) + self._parser.finish())
-        return out + self._end()
 
     def _translate(self, events: list[Any]) -> bytes:
         out = b""
