@@ -146,3 +146,23 @@ def test_the_test_server_answers() -> None:
 
     with psycopg.connect(f"{SERVER}/postgres", connect_timeout=5) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_the_cli_works_on_a_database_url_with_no_local_data_dir(tmp_path):
+    """The admin and logs CLI take the store from MODELPORT_DATABASE_URL, as serve does, not from a file."""
+    from tests.pg_support import MASTER_KEY, fresh_database
+
+    need_psycopg()
+    with fresh_database() as url:
+        env = {"PATH": "/usr/bin:/bin", "MODELPORT_DATABASE_URL": url, "MODELPORT_MASTER_KEY": MASTER_KEY,
+               "MODELPORT_SIGNING_SECRET": "cli-test-signing-secret-0123456789abcdef"}
+        def run(*args: str) -> subprocess.CompletedProcess[str]:
+            command = [sys.executable, "-m", "modelport", *args, "--data-dir", str(tmp_path / "none")]
+            return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+
+        created = run("keys", "create", "from-cli")
+        assert created.returncode == 0, created.stderr
+        listed = run("keys", "list")
+        assert listed.returncode == 0 and "from-cli" in listed.stdout, listed.stderr
+        logs = run("logs", "list")
+        assert logs.returncode == 0, logs.stderr

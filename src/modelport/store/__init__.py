@@ -98,7 +98,10 @@ def open_log_store(settings: Any, busy_timeout: float = 5.0) -> LogStore:
 
 
 def check_store_exists(settings: Any) -> None:
-    """``StoreMissing`` unless a gateway has created its store where ``settings`` point."""
+    """``StoreMissing`` unless a gateway has created its store where ``settings`` point. A database URL is
+    checked by opening it (unreachable and unmigrated are ``StoreUnavailable``, in one line)."""
+    if settings.database_url:
+        return
     path = Path(settings.data_dir) / DB_FILE_NAME
     if not path.is_file():
         raise StoreMissing(f"no database at {path}")
