@@ -114,6 +114,28 @@ def test_a_chat_request_is_a_server_span_with_a_genai_client_span(traced_gateway
     assert headers["authorization"] == f"Bearer {COLLECTOR_TOKEN}" and headers["content-type"] == "application/json"
 
 
+def test_a_w3c_traceparent_names_the_trace_and_the_parent_unless_portkey_headers_do(traced_gateway, collector):
+    state = collector[1]
+    trace_id, parent_id = "7af7651916cd43dd8448eb211c80319d", "b7ad6b7169203331"
+    chat(traced_gateway, traceparent=f"00-{trace_id}-{parent_id}-01")
+    server, _ = split(spans_of_trace(state, trace_id, 2))
+    assert server["parentSpanId"] == parent_id
+
+    own_trace, own_parent = "5bf92f3577b34da6a3ce929d0e0e4737", "63995c3f42cd8ad9"
+    chat(traced_gateway, traceparent=f"00-{trace_id}-{parent_id}-01",
+         **{"x-portkey-trace-id": own_trace, "x-portkey-parent-span-id": own_parent})
+    server, _ = split(spans_of_trace(state, own_trace, 2))
+    assert server["parentSpanId"] == own_parent
+
+    malformed = "00-" + "0" * 32 + f"-{parent_id}-01"  # an all-zero trace id is invalid: ignored, not refused
+    answer = httpx.post(traced_gateway.v1 + "/chat/completions", timeout=20,
+                        json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]},
+                        headers=traced_gateway.headers(**{"x-portkey-provider": "@openai-test", "traceparent": malformed}))
+    assert answer.status_code == 200
+    server, _ = split(spans_of_trace(state, answer.headers["x-portkey-trace-id"], 2))
+    assert "parentSpanId" not in server
+
+
 def test_a_trace_id_that_is_not_hex_is_derived_the_same_way_every_time(traced_gateway, collector):
     state = collector[1]
     first = httpx.post(traced_gateway.v1 + "/chat/completions", timeout=20,

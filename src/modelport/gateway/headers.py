@@ -7,6 +7,8 @@ presence-only unless explicitly "false" (Portkey treats even "false" as on; we h
 
 from __future__ import annotations
 
+import re
+
 from types import MappingProxyType
 from typing import Any, Mapping, NamedTuple
 
@@ -121,6 +123,7 @@ def _parse(raw_headers: list[tuple[bytes, bytes]]) -> RequestOptions:
     x_api_key = None
     content_type = b""
     content_length = None
+    traceparent = None
     for name, value in raw_headers:
         if name.startswith(PREFIX):
             portkey[name[len(PREFIX):].decode("latin-1")] = value.decode("latin-1")
@@ -137,11 +140,32 @@ def _parse(raw_headers: list[tuple[bytes, bytes]]) -> RequestOptions:
             content_type = value
         elif name == b"content-length":
             content_length = _content_length(value)
+        elif name == b"traceparent":
+            traceparent = value
         if name not in HOP_BY_HOP:
             upstream.append((name, value))
     if x_api_key and "api-key" not in portkey:
         portkey["api-key"] = x_api_key
+    if traceparent is not None:
+        _adopt_traceparent(portkey, traceparent)
     return _options(portkey, authorization, upstream, content_type, content_length)
+
+
+# W3C Trace Context: version-traceid-parentid-flags, lower-case hex (https://www.w3.org/TR/trace-context/).
+_TRACEPARENT = re.compile(rb"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(?:-.*)?")
+
+
+def _adopt_traceparent(portkey: dict[str, str], value: bytes) -> None:
+    """A caller's W3C ``traceparent`` names the trace and the parent span where Portkey's own headers do
+    not (``x-portkey-trace-id`` and ``x-portkey-parent-span-id`` win). One that is malformed is ignored,
+    as the W3C spec asks of a receiver: the request starts a trace of its own."""
+    match = _TRACEPARENT.fullmatch(value.strip())
+    if match is None or match[1] == b"ff" or (match[1] == b"00" and match.end(4) != len(value.strip())):
+        return
+    trace_id, parent_id = match[2].decode(), match[3].decode()
+    if trace_id.strip("0") and parent_id.strip("0"):
+        portkey.setdefault("trace-id", trace_id)
+        portkey.setdefault("parent-span-id", parent_id)
 
 
 def _options(
