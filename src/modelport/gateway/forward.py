@@ -2,7 +2,8 @@
 
 Header rules (research/portkey.md §3.2, with Portkey's leaks fixed): the client's headers pass except
 hop-by-hop, ``host``, ``content-length`` and every ``x-portkey-*``; the provider's default headers fill
-gaps; provider auth is injected last, so a stored credential replaces whatever the client sent.
+gaps; provider auth is added last (``send_to_provider``, the provider's ``ProviderAuth``), so a stored
+credential replaces whatever the client sent.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any, AsyncIterator
 import aiohttp
 from yarl import URL
 
-from ..providers.base import ProviderSpec, Target
+from ..providers.base import ProviderSpec, Target, Transport, UpstreamRequest
 from ..server.http import ClientDisconnected
 from .errors import ForbiddenHost, GatewayError, UpstreamTimeout, UpstreamUnreachable
 from .headers import RequestOptions
@@ -47,22 +48,42 @@ def upstream_url(base_url: str, path: str, query: str) -> URL:
     return URL(url, encoded=True)  # byte for byte: percent-encodings reach the provider unchanged
 
 
-def proxy_headers(options: RequestOptions, spec: ProviderSpec, target: Target) -> list[tuple[str, str]]:
-    auth = spec.auth.headers_for(target.api_key)
+def proxy_headers(options: RequestOptions, spec: ProviderSpec, target: Target) -> dict[str, str]:
+    """The client's headers as they go to the provider, before its auth (``send_to_provider``) adds the
+    credential: a stored provider's credential replaces every auth header the client sent."""
     stored = target.slug is not None
-    headers: list[tuple[str, str]] = []
-    present: set[str] = set()
+    headers: dict[str, str] = {}
     for raw_name, raw_value in options.upstream_headers:
         name = raw_name.decode("latin-1")
-        if name in auth or (stored and name in AUTH_HEADERS):
+        if stored and name in AUTH_HEADERS:
             continue
-        headers.append((name, raw_value.decode("latin-1")))
-        present.add(name)
+        value = raw_value.decode("latin-1")
+        if name in headers:  # a repeated header, joined as HTTP allows (RFC 9110 §5.3; cookies with "; ")
+            value = f"{headers[name]}{'; ' if name == 'cookie' else ', '}{value}"
+        headers[name] = value
     for name, value in spec.default_headers.items():
-        if name not in present:
-            headers.append((name, value))
-    headers.extend(auth.items())
+        headers.setdefault(name, value)
     return headers
+
+
+async def send_to_provider(
+    upstreams: Upstreams,
+    transport: Transport,
+    resolved: Resolved,
+    method: str,
+    url: URL,
+    headers: dict[str, str],
+    body: Any,
+    timeout: float | None,
+) -> aiohttp.ClientResponse:
+    """The one place a request to the provider's API goes out (proxied, translated, each step of a
+    multi-step call): the provider's ``ProviderAuth`` sees it whole, with every other header final and
+    the URL and body bytes as sent, adds its credential, and the request is opened. A body that streams
+    through (an ``AsyncIterator``) is not seen: ``stream_body`` says so."""
+    streamed = hasattr(body, "__aiter__")
+    request = UpstreamRequest(method, str(url), headers, None if streamed else body, stream_body=streamed)
+    await resolved.spec.auth.authorize(request, resolved.target, transport)
+    return await open_upstream(upstreams, resolved, method, url, request.headers, body, timeout)
 
 
 async def open_upstream(
@@ -70,7 +91,7 @@ async def open_upstream(
     resolved: Resolved,
     method: str,
     url: URL,
-    headers: list[tuple[str, str]],
+    headers: list[tuple[str, str]] | dict[str, str],
     body: Any,
     timeout: float | None,
 ) -> aiohttp.ClientResponse:

@@ -33,7 +33,7 @@ from .auth import Authenticator, Principal
 from .cache import CachedResponse, ResponseCache, cache_key, credential_scope
 from .configs import ConfigPlanner
 from .errors import BadRequest, GatewayError, PayloadTooLarge
-from .forward import NOT_CONNECTED, Outbound, open_upstream, proxy_headers, upstream_url
+from .forward import NOT_CONNECTED, Outbound, proxy_headers, send_to_provider, upstream_url
 from .budgets import Reserver
 from .headers import RequestOptions, parse_request_options
 from .hosts import HostRules
@@ -50,7 +50,7 @@ from .resolve import TargetResolver
 from .respond import Relayed, Rewriting, Screen, relay
 from .rewrite import public_base
 from .routing import Leaf, Outcome, execute
-from .steps import AttemptSteps
+from .steps import AttemptSteps, GatewayTransport
 from .streams import StreamSigner
 from .unified import UnifiedCall, takes_unified_path, unified_endpoint
 from .upstream import Upstreams
@@ -80,6 +80,7 @@ class Gateway:
         self.cache = ResponseCache(settings.cache_max_bytes, shared=RedisEntries(self.redis) if self.redis else None)
         self.store = store
         self._policies: dict[str, ExchangePolicy | None] = {}
+        self._transports: dict[str, GatewayTransport] = {}
         # What records keep. With logging off only the metrics read them: no headers, no bodies.
         self.log_headers = settings.logging
         self.log_body_cap = settings.log_body_max_bytes if settings.logging else 0
@@ -116,6 +117,14 @@ class Gateway:
         finally:
             record.latency_ms = (time.perf_counter() - started) * 1000
             self.recorder.submit(record)
+
+    def transport_for(self, spec: ProviderSpec) -> GatewayTransport:
+        """The transport ``spec``'s ProviderAuth makes its own calls on (providers/base.py ``Transport``)."""
+        transport = self._transports.get(spec.id)
+        if transport is None:
+            transport = self._transports[spec.id] = GatewayTransport(
+                self.upstreams, spec, self.settings.upstream_timeout, self.settings.allow_private_hosts)
+        return transport
 
     def policy_for(self, spec: ProviderSpec) -> ExchangePolicy | None:
         """The provider's rules around proxied requests (authorize before forwarding, screen after), built once."""
@@ -227,10 +236,11 @@ class _Call:
                 headers = proxy_headers(outbound.options, resolved.spec, resolved.target)
                 body = answer.body if isinstance(answer, Forward) else UnifiedCall.proxy_body(outbound, leaf)
                 if outbound.body is None and outbound.options.content_length is not None:
-                    headers.append(("content-length", str(outbound.options.content_length)))
+                    headers["content-length"] = str(outbound.options.content_length)
             await self._admit(resolved)
             timeout = outbound.options.request_timeout or leaf.timeout
-            response = await open_upstream(gateway.upstreams, resolved, method, url, headers, body, timeout)
+            response = await send_to_provider(gateway.upstreams, gateway.transport_for(resolved.spec), resolved, method, url,
+                                              headers, body, timeout)
             span.status = response.status
             return Outcome(leaf, response.status, response=response)
         except GatewayError as error:
@@ -242,7 +252,8 @@ class _Call:
     def _steps(self, leaf: Leaf) -> AttemptSteps:
         gateway, principal, resolved = self.gateway, self.principal, leaf.resolved
         timeout = self.outbound.options.request_timeout or leaf.timeout or gateway.settings.upstream_timeout
-        return AttemptSteps(gateway.upstreams, resolved, self.unified.adapter_headers, gateway.policy_for(resolved.spec),  # type: ignore[union-attr]
+        return AttemptSteps(gateway.upstreams, gateway.transport_for(resolved.spec), resolved, self.unified.adapter_headers,  # type: ignore[union-attr]
+                            gateway.policy_for(resolved.spec),
                             principal.key_id, "admin" in principal.scopes, self.record, timeout,
                             gateway.settings.allow_private_hosts)
 

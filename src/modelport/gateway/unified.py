@@ -127,7 +127,8 @@ class UnifiedCall:
         record.model = body.get("model") if isinstance(body.get("model"), str) else record.model
         return cls(endpoint, outbound, leaf, body)
 
-    def request(self) -> tuple[str, URL, list[tuple[str, str]], bytes | None]:
+    def request(self) -> tuple[str, URL, dict[str, str], bytes | None]:
+        """The upstream request, without its credential (forward.py ``send_to_provider`` adds it)."""
         outbound, resolved = self.outbound, self.leaf.resolved
         if not self.translated:
             body = outbound.body if not self.leaf.override_params else orjson.dumps(self.body)
@@ -153,16 +154,16 @@ class UnifiedCall:
         except ValueError as exc:
             raise BadRequest(str(exc), code="untranslatable_request") from None
 
-    def adapter_headers(self, built: dict[str, str]) -> list[tuple[str, str]]:
-        spec, target, options = self.leaf.resolved.spec, self.leaf.resolved.target, self.outbound.options
+    def adapter_headers(self, built: dict[str, str]) -> dict[str, str]:
+        """An adapter's headers over the provider's defaults, with the caller's forwarded ones (no credential)."""
+        spec, options = self.leaf.resolved.spec, self.outbound.options
         headers = {k.lower(): v for k, v in spec.default_headers.items()}
         headers.update({k.lower(): v for k, v in built.items()})
         forward = options.forward_headers | self.leaf.forward_headers | {h.encode() for h in spec.caller_headers}
         for name, value in options.upstream_headers:
             if name in forward:
                 headers[name.decode("latin-1")] = value.decode("latin-1")
-        headers.update(spec.auth.headers_for(target.api_key))
-        return list(headers.items())
+        return headers
 
     async def respond(self, send: Send, receive: Receive, upstream: aiohttp.ClientResponse, extra: Headers, cap: int) -> Relayed:
         if self.multi_step:

@@ -1,7 +1,7 @@
 """What a provider is: a spec (data) and, only where its wire format differs from OpenAI's, an adapter.
 
-The pipeline never branches on a provider id. It reads the spec to build the upstream URL and the
-auth header, and calls the adapter (if any) to translate unified requests and responses.
+The pipeline never branches on a provider id. It reads the spec to build the upstream URL, hands each
+request to the spec's ``ProviderAuth`` just before it is sent, and calls the adapter (if any) to translate unified requests and responses.
 
 Endpoint names used for the unified API (``Endpoint``):
     "chat"        POST /v1/chat/completions
@@ -32,28 +32,6 @@ Endpoint = Literal["chat", "completions", "embeddings", "models", "messages", "r
 
 
 @dataclass(frozen=True, slots=True)
-class AuthScheme:
-    """How a provider credential is presented upstream.
-
-    kind "bearer": ``Authorization: Bearer <key>``; kind "header": ``<header>: <key>``;
-    kind "none": no credential (e.g. a local Ollama).
-    """
-
-    kind: Literal["bearer", "header", "none"] = "bearer"
-    header: str = "authorization"
-
-    def headers_for(self, secret: str | None) -> dict[str, str]:
-        if self.kind == "none" or not secret:
-            return {}
-        if self.kind == "bearer":
-            return {"authorization": f"Bearer {secret}"}
-        return {self.header: secret}
-
-
-BEARER = AuthScheme("bearer")
-
-
-@dataclass(frozen=True, slots=True)
 class Target:
     """One upstream a request may be sent to: everything an adapter needs, already resolved.
 
@@ -72,14 +50,17 @@ class Target:
 
 @dataclass(slots=True)
 class UpstreamRequest:
-    """A translated request, ready to send. ``headers`` never include the credential: the
-    pipeline injects auth last, from the spec's ``AuthScheme``."""
+    """A request to send upstream. Adapters build it without the credential; the provider's
+    ``ProviderAuth`` adds that last, seeing the request as it will be sent (gateway/forward.py
+    ``send_to_provider``). ``stream_body``: the body streams through unread (a large proxied upload),
+    so ``body`` is None although the request has one."""
 
     method: str
     url: str
     headers: dict[str, str]
     body: bytes | None
     stream: bool = False
+    stream_body: bool = False
 
 
 class UnsupportedParameter(ValueError):
@@ -140,6 +121,52 @@ class StepAnswer:
     status: int
     headers: Mapping[str, str]
     body: bytes
+
+
+class Transport(Protocol):
+    """The gateway's upstream transport for a ``ProviderAuth``'s own calls (a token exchange): pooled,
+    SSRF-checked (private hosts only under MODELPORT_ALLOW_PRIVATE_HOSTS), timed, and failing with the
+    gateway's errors (gateway/errors.py). The request goes as given: no provider credential is added."""
+
+    async def fetch(self, request: UpstreamRequest, limit: int) -> StepAnswer:
+        """Send ``request`` and read its whole response, up to ``limit`` bytes (a 502 past it)."""
+        ...
+
+
+class ProviderAuth(Protocol):
+    """How a credential reaches the provider: sees the whole upstream request just before it is sent,
+    with its final method, URL, headers and body bytes, and may change its headers (sign it).
+
+    Called once per request to the provider's API (proxied, translated, each step of a multi-step
+    call), after every other header is final. It may raise a ``GatewayError`` to refuse the request
+    (a signer that cannot sign a streamed body, a token exchange that failed)."""
+
+    async def authorize(self, request: UpstreamRequest, target: Target, transport: Transport) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AuthScheme:
+    """The static ``ProviderAuth``: the API key presented as it is.
+
+    kind "bearer": ``Authorization: Bearer <key>``; kind "header": ``<header>: <key>``;
+    kind "none": no credential (e.g. a local Ollama). Without a key the request goes as it is.
+    """
+
+    kind: Literal["bearer", "header", "none"] = "bearer"
+    header: str = "authorization"
+
+    def headers_for(self, secret: str | None) -> dict[str, str]:
+        if self.kind == "none" or not secret:
+            return {}
+        if self.kind == "bearer":
+            return {"authorization": f"Bearer {secret}"}
+        return {self.header: secret}
+
+    async def authorize(self, request: UpstreamRequest, target: Target, transport: Transport) -> None:
+        request.headers.update(self.headers_for(target.api_key))
+
+
+BEARER = AuthScheme("bearer")
 
 
 class ProviderFailure(Exception):
@@ -349,7 +376,7 @@ class ProviderSpec:
 
     id: str
     base_url: str
-    auth: AuthScheme = BEARER
+    auth: ProviderAuth = BEARER
     unified: frozenset[str] = frozenset()
     adapter: str | None = None
     default_headers: Mapping[str, str] = field(default_factory=dict)

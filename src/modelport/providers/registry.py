@@ -12,7 +12,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from ..gateway.rewrite import UrlRewrite
-from .base import Adapter, AuthScheme, ExchangePolicy, ModelRule, ProviderSpec
+from .base import BEARER, Adapter, AuthScheme, ExchangePolicy, ModelRule, ProviderAuth, ProviderSpec
 
 if TYPE_CHECKING:
     from ..store.base import Store
@@ -55,7 +55,7 @@ GOOGLE_MODELS = (ModelRule(rf"/models/(?P<model>[^/:]+):\w+", template="{model}"
                  ModelRule(r"/.*", method=None, body_field="model"))
 
 # (id, base URL, auth, unified endpoints, adapter module, extra spec fields)
-_TABLE: list[tuple[str, str, AuthScheme | None, frozenset[str], str | None, dict[str, Any]]] = [
+_TABLE: list[tuple[str, str, ProviderAuth | None, frozenset[str], str | None, dict[str, Any]]] = [
     # Replicate: file URLs go into prediction inputs and must stay upstream; urls.stream is signed;
     # keys sharing one account see only their own predictions, trainings and files.
     # Its unified chat and images run predictions of the model named (providers/replicate/unified.py).
@@ -86,7 +86,7 @@ _TABLE: list[tuple[str, str, AuthScheme | None, frozenset[str], str | None, dict
 ]
 
 PROVIDERS: dict[str, ProviderSpec] = {
-    pid: ProviderSpec(id=pid, base_url=base, auth=auth or AuthScheme(), unified=unified, adapter=module, **extra)
+    pid: ProviderSpec(id=pid, base_url=base, auth=auth or BEARER, unified=unified, adapter=module, **extra)
     for pid, base, auth, unified, module, extra in _TABLE
 }
 

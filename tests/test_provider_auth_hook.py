@@ -1,0 +1,119 @@
+"""A provider's auth is a hook over the whole upstream request (providers/base.py ``ProviderAuth``).
+
+The gateway here runs with tests/signed_provider on its path, which adds provider "signed-test": its
+auth fetches a session token through the gateway's ``Transport`` and signs method, URL, every header and
+the body's SHA-256, as AWS SigV4 does. The fake upstream (tests/fakes/signed.py) checks each signature
+against the bytes it received, so the request passes only if the hook ran last and saw what was sent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.fakes.server import FakeServer
+from tests.fakes.replicate import make_replicate_app
+from tests.fakes.signed import SIGNED, SignedState, make_signed_app, signature_check
+from tests.harness import GatewayProcess, free_port
+
+KEY = "sk-signed-test-0123456789"
+PLUGIN = Path(__file__).parent / "signed_provider"
+
+
+@pytest.fixture(scope="module")
+def signed():
+    app = make_signed_app(api_key=KEY)
+    with FakeServer(app) as server:
+        yield server, app[SIGNED]
+
+
+@pytest.fixture(scope="module")
+def signed_replicate():
+    state = SignedState()
+    app = make_replicate_app(token=KEY)
+    app.middlewares.insert(0, signature_check(KEY, state))  # before its own key check
+    with FakeServer(app) as server:
+        yield server, state
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory):
+    path = os.pathsep.join(filter(None, (str(PLUGIN), os.environ.get("PYTHONPATH"))))
+    process = GatewayProcess(tmp_path_factory.mktemp("signed") / "data", env={"PYTHONPATH": path},
+                             settings={"require_api_key": False, "allow_private_hosts": True})
+    with process:
+        yield process
+
+
+def headers(host: str, **extra: str) -> dict[str, str]:
+    return {"x-portkey-provider": "signed-test", "x-portkey-custom-host": host, "authorization": f"Bearer {KEY}", **extra}
+
+
+def test_unified_chat_is_signed_over_the_bytes_sent(gateway, signed):
+    server, state = signed
+    before = len(state.verified)
+    body = {"model": "signed-model", "messages": [{"role": "user", "content": "héllo"}]}
+    response = httpx.post(gateway.v1 + "/chat/completions", json=body, timeout=10,
+                          headers=headers(server.url + "/v1", **{"x-caller": "kept"}))
+    assert response.status_code == 200, response.text
+    assert response.json()["choices"][0]["message"]["content"] == "signed ok"
+    assert state.verified[before:] == [{"path": "/v1/chat/completions", "payload": "signed",
+                                        "bytes": len(response.request.content)}]
+
+
+def test_proxied_request_is_signed_with_its_url_as_sent(gateway, signed):
+    server, state = signed
+    before = len(state.verified)
+    payload = b'{"name": "a/b"}'
+    response = httpx.post(gateway.v1 + "/things/caf%C3%A9?q=x%20y&z=1", content=payload, timeout=10,
+                          headers=headers(server.url + "/v1", **{"content-type": "application/json"}))
+    assert response.status_code == 200, response.text
+    assert response.json() == {"received": len(payload), "sha256": hashlib.sha256(payload).hexdigest()}
+    assert state.verified[before:] == [{"path": "/v1/things/café", "payload": "signed", "bytes": len(payload)}]
+
+
+def test_streamed_upload_is_signed_without_its_body(gateway, signed):
+    """Past the gateway's 4 MiB buffer the body streams through unread: the hook sees stream_body."""
+    server, state = signed
+    before = len(state.verified)
+    size = 5 * 1024 * 1024
+
+    def chunks():
+        for _ in range(size // 65536):
+            yield b"x" * 65536
+
+    response = httpx.post(gateway.v1 + "/uploads", content=chunks(), timeout=30,
+                          headers=headers(server.url + "/v1", **{"content-length": str(size)}))
+    assert response.status_code == 200, response.text
+    assert response.json()["received"] == size
+    assert state.verified[before:] == [{"path": "/v1/uploads", "payload": "unsigned", "bytes": size}]
+
+
+def test_a_failed_background_call_is_the_gateways_error(gateway, signed):
+    """The token endpoint is down: the hook's transport fails as the gateway's 502, nothing is sent."""
+    server, state = signed
+    refused, verified = len(state.refused), len(state.verified)
+    down = f"http://127.0.0.1:{free_port()}/v1"
+    response = httpx.post(gateway.v1 + "/chat/completions", json={"model": "m", "messages": []}, timeout=10,
+                          headers=headers(down))
+    assert response.status_code == 502, response.text
+    assert response.headers["x-portkey-gateway-exception"] == "true"
+    assert "signed-test's auth" in response.json()["error"]["message"]
+    assert (len(state.refused), len(state.verified)) == (refused, verified)
+
+
+def test_each_step_of_a_multi_step_call_is_signed(gateway, signed_replicate):
+    """Replicate's chat is a schema read, a create and polls: each request to its API is signed."""
+    server, state = signed_replicate
+    body = {"model": "test/llm", "messages": [{"role": "user", "content": "hello there world"}]}
+    response = httpx.post(gateway.v1 + "/chat/completions", json=body, timeout=30,
+                          headers={**headers(server.url + "/v1"), "x-portkey-provider": "signed-replicate"})
+    assert response.status_code == 200, response.text
+    assert response.json()["choices"][0]["message"]["content"] == "hello there world"
+    assert state.refused == []
+    steps = [(seen["path"], seen["payload"]) for seen in state.verified]
+    assert steps[:2] == [("/v1/models/test/llm", "signed"), ("/v1/models/test/llm/predictions", "signed")]
