@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sqlite3
+import uuid
 from pathlib import Path
 
 import httpx
@@ -18,7 +20,9 @@ import pytest
 from tests.fakes.server import FakeServer
 from tests.fakes.replicate import make_replicate_app
 from tests.fakes.signed import SIGNED, SignedState, make_signed_app, signature_check
+from modelport.store import DB_FILE_NAME, LogFilter
 from tests.harness import GatewayProcess, free_port
+from tests.test_logging import wait_for_logs
 
 KEY = "sk-signed-test-0123456789"
 PLUGIN = Path(__file__).parent / "signed_provider"
@@ -117,3 +121,52 @@ def test_each_step_of_a_multi_step_call_is_signed(gateway, signed_replicate):
     assert state.refused == []
     steps = [(seen["path"], seen["payload"]) for seen in state.verified]
     assert steps[:2] == [("/v1/models/test/llm", "signed"), ("/v1/models/test/llm/predictions", "signed")]
+
+
+# -- secret settings -------------------------------------------------------------------------------
+SIGNING_SECRET = "hmac-signing-secret-0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def signed_by_setting():
+    """An upstream that checks signatures made with SIGNING_SECRET, a secret setting, not the API key."""
+    app = make_signed_app(api_key=SIGNING_SECRET)
+    with FakeServer(app) as server:
+        yield server, app[SIGNED]
+
+
+def test_a_secret_setting_is_sealed_at_rest_hidden_and_opened_for_the_request(gateway, signed_by_setting):
+    server, state = signed_by_setting
+    slug = "signed-" + uuid.uuid4().hex[:8]
+    created = httpx.post(gateway.v1 + "/integrations", headers=gateway.headers(), timeout=10, json={
+        "name": slug, "slug": slug, "ai_provider_id": "signed-test", "key": KEY,
+        "configurations": {"signing_secret": SIGNING_SECRET, "custom_host": server.url + "/v1"}})
+    assert created.status_code == 200, created.text
+    shown = [httpx.get(gateway.v1 + f"/integrations/{slug}", headers=gateway.headers(), timeout=10),
+             httpx.get(gateway.v1 + "/integrations", headers=gateway.headers(), params={"page_size": 1000}, timeout=10)]
+    assert all(reply.status_code == 200 and SIGNING_SECRET not in reply.text for reply in shown)
+    configurations = shown[0].json()["configurations"]
+    assert configurations["signing_secret"] != SIGNING_SECRET and "…" in configurations["signing_secret"]
+    with sqlite3.connect(gateway.data_dir / DB_FILE_NAME) as db:  # the row as it is on disk
+        (raw,) = db.execute("SELECT settings FROM providers WHERE slug = ?", (slug,)).fetchone()
+    assert SIGNING_SECRET not in raw and '"$sealed"' in raw
+
+    before = len(state.verified)
+    trace_id = "t-" + uuid.uuid4().hex
+    reply = httpx.post(gateway.v1 + "/chat/completions", timeout=10, json={"model": "m", "messages": []},
+                       headers={"x-portkey-provider": f"@{slug}", "x-portkey-trace-id": trace_id})
+    assert reply.status_code == 200, reply.text  # signed with the opened secret, or the fake refuses it
+    assert len(state.verified) == before + 1
+    assert SIGNING_SECRET not in str(wait_for_logs(gateway, LogFilter(trace_id=trace_id), 1))
+
+
+def test_a_secret_setting_sent_as_a_header_signs_and_is_redacted_in_the_log(gateway, signed_by_setting):
+    server, state = signed_by_setting
+    trace_id = "t-" + uuid.uuid4().hex
+    reply = httpx.post(gateway.v1 + "/chat/completions", timeout=10, json={"model": "m", "messages": []},
+                       headers={**headers(server.url + "/v1"), "x-portkey-signing-secret": SIGNING_SECRET,
+                                "x-portkey-trace-id": trace_id})
+    assert reply.status_code == 200, reply.text
+    (row,) = wait_for_logs(gateway, LogFilter(trace_id=trace_id), 1)
+    assert SIGNING_SECRET not in str(row)
+    assert "x-portkey-signing-secret" in str(row)  # the header is in the record, its value is not

@@ -16,7 +16,7 @@ from dataclasses import replace
 import orjson
 from yarl import URL
 
-from modelport.providers.base import BEARER, ProviderSpec, Target, Transport, UpstreamRequest
+from modelport.providers.base import BEARER, ProviderSpec, Setting, Target, Transport, UpstreamRequest
 from modelport.providers.registry import PROVIDERS
 
 UNSIGNED = "UNSIGNED-PAYLOAD"
@@ -33,11 +33,15 @@ class HmacSigner:
         names = sorted(request.headers)
         request.headers["x-test-signed-headers"] = ";".join(names)
         lines = [request.method, request.url, *(f"{name}:{request.headers[name]}" for name in names), payload]
-        key = (target.api_key or "").encode()
+        key = (target.settings.get("signing_secret") or target.api_key or "").encode()
         request.headers["x-test-signature"] = hmac.new(key, "\n".join(lines).encode(), hashlib.sha256).hexdigest()
 
 
+# A secret setting, as AWS's secret access key is one: sealed at rest, opened into Target.settings.
+SIGNING_SECRET = Setting("signing_secret", header="signing-secret", config_keys=("signing_secret", "signingSecret"),
+                         secret=True, doc="HMAC key the requests are signed with (else the API key)")
 PROVIDERS["signed-test"] = ProviderSpec(id="signed-test", base_url="http://localhost:1/v1", auth=HmacSigner(),
-                                        unified=frozenset({"chat"}), default_headers={"x-test-default": "from-spec"})
+                                        unified=frozenset({"chat"}), settings=(SIGNING_SECRET,),
+                                        default_headers={"x-test-default": "from-spec"})
 # A multi-step provider (several requests per unified call) signed the same way.
 PROVIDERS["signed-replicate"] = replace(PROVIDERS["replicate"], id="signed-replicate", auth=HmacSigner())

@@ -25,6 +25,7 @@ from typing import Any, Mapping
 
 from ..gateway.errors import Forbidden, NotFound
 from ..gateway.limits import provider_rules
+from ..providers.registry import all_settings
 from ..usage.limits import provider_budget, provider_token_limits
 from ..store import UNCHANGED, Store, StoredProvider
 from ..store.base import SLUG_PATTERN
@@ -51,8 +52,12 @@ from .wire import DELETED, PAGING, TIME, USAGE, collect, iso, listing, limit_usa
 log = logging.getLogger("modelport.control")
 
 PROVIDER_IDS, STORED_SETTINGS = rules.PROVIDER_IDS, rules.STORED_SETTINGS
-# Portkey's virtual-key fields for Azure → ModelPort's setting names.
-VIRTUAL_KEY_SETTINGS = {"resourceName": "resource_name", "deploymentName": "deployment_id", "apiVersion": "api_version"}
+# Portkey's virtual-key fields (the camelCase spellings each provider declares, e.g. Azure's resourceName)
+# → ModelPort's setting names.
+VIRTUAL_KEY_SETTINGS = {key: setting.name for _, setting in all_settings() for key in setting.config_keys
+                        if key != key.lower()}
+_DOCS = {setting.name: setting.doc for _, setting in all_settings()}
+MAX_SETTING_CHARS = 16 * 1024  # a secret setting may be a whole service-account JSON (~2.5 KB)
 _PORTKEY_NAME = {ours: theirs for theirs, ours in VIRTUAL_KEY_SETTINGS.items()}
 NO_EXPIRY = "stored providers do not expire in ModelPort yet; delete or re-key them instead."
 
@@ -68,7 +73,8 @@ _reset_usage = flag("reset_usage", "Start this provider's budget (usage_limits) 
 
 
 def _settings_fields() -> tuple[Any, ...]:
-    return tuple(text(name, f"Azure {setting}.", nullable=True, max_length=200)
+    return tuple(text(name, f"{_DOCS[setting] or setting} ({setting}).", nullable=True,
+                      max_length=MAX_SETTING_CHARS if setting in rules.SECRET_SETTINGS else 200)
                  for name, setting in VIRTUAL_KEY_SETTINGS.items())
 
 
@@ -197,7 +203,7 @@ def _virtual_key_settings(current: Mapping[str, Any], body: Mapping[str, Any]) -
             settings.pop(ours, None)
             if body[theirs]:
                 settings[ours] = body[theirs]
-    return settings
+    return rules.provider_settings(settings, "settings")
 
 
 # -- integrations ----------------------------------------------------------------------------------

@@ -18,15 +18,16 @@ from ..gateway.configs import validate_config
 from ..gateway.errors import InvalidConfig
 from ..gateway.headers import metadata_problem
 from ..gateway.hosts import HostRules
-from ..providers.registry import PROVIDERS
+from ..providers.registry import PROVIDERS, all_settings
 from ..store import Store
-from ..store.base import SLUG_PATTERN
+from ..store.base import SLUG_PATTERN, SealedSetting, SecretSetting
 from .schema import Invalid, choice, shown, url
 
 PROVIDER_IDS = tuple(sorted(PROVIDERS))
-# Settings a stored provider may carry (read by the provider adapters and base URL templates).
-STORED_SETTINGS = ("resource_name", "deployment_id", "api_version", "anthropic_version", "anthropic_beta",
-                   "openai_organization", "openai_project")
+# Settings a stored provider may carry: every provider's declarations (providers/registry.py), in order.
+STORED_SETTINGS = tuple(dict.fromkeys(setting.name for _, setting in all_settings()))
+# Those sealed by the vault at rest (Setting.secret): never shown, logged or returned.
+SECRET_SETTINGS = frozenset(setting.name for _, setting in all_settings() if setting.secret)
 _CUSTOM_HOST = url("custom_host")
 
 
@@ -37,7 +38,9 @@ def provider_id(value: Any, where: str) -> str:
 
 
 def provider_settings(raw: Mapping[str, Any], where: str, also: Sequence[str] = ()) -> dict[str, str]:
-    """Only settings something reads: one nobody reads would look applied and not be.
+    """Only settings something reads: one nobody reads would look applied and not be. The one check of
+    a stored provider's settings, whether they come by the API, the CLI or the config file; secret ones
+    (``Setting.secret``) come back as ``SecretSetting``, which the store seals.
 
     ``also``: other keys the caller's object may hold (and has taken out), named in the refusal.
     """
@@ -45,12 +48,14 @@ def provider_settings(raw: Mapping[str, Any], where: str, also: Sequence[str] = 
     if unknown:
         raise Invalid(f"{where}: unknown key(s) {', '.join(map(shown, unknown))}; "
                       f"known keys: {', '.join((*STORED_SETTINGS, *also))}")  # fmt: skip
-    settings = {}
+    settings: dict[str, str] = {}
     for name, value in raw.items():
         if value is not None and (not isinstance(value, str) or not value):
             raise Invalid(f"{where}.{name} must be a non-empty string")
         if value:
-            settings[name] = value
+            # A secret is marked for the store to seal; one already sealed (an update's current settings) stays so.
+            secret = name in SECRET_SETTINGS and not isinstance(value, SealedSetting)
+            settings[name] = SecretSetting(value) if secret else value
     return settings
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import orjson
 
+from ..providers.registry import setting_config_keys
 from .auth import Principal
 from .conditions import regex_problem
 from .errors import InvalidConfig, quoted
@@ -30,10 +31,10 @@ MODES = ("single", "fallback", "loadbalance", "conditional")
 CONFIG_MAX_DEPTH = 32
 _INHERITED = ("retry", "request_timeout", "override_params", "custom_host", "forward_headers", "cache",
               "strict_open_ai_compliance")
-_PROVIDER_SETTINGS = ("resource_name", "deployment_id", "api_version", "anthropic_version", "anthropic_beta",
-                      "openai_organization", "openai_project")
-_LEAF_KEYS = frozenset({"provider", "api_key", "virtual_key", "name", "weight", *_INHERITED, *_PROVIDER_SETTINGS,
-                        "azure_resource_name", "azure_deployment_id", "azure_api_version"})
+# Spellings of provider settings in a target (``resource_name``, ``azure_resource_name``, ``resourceName``),
+# from each provider's declarations (providers/registry.py).
+_PROVIDER_SETTINGS = setting_config_keys()
+_LEAF_KEYS = frozenset({"provider", "api_key", "virtual_key", "name", "weight", *_INHERITED, *_PROVIDER_SETTINGS})
 _BRANCH_KEYS = frozenset({"strategy", "targets", "name", "weight", "id", *_INHERITED})
 _CONDITION_OPERATORS = frozenset({"$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$regex", "$and", "$or"})
 
@@ -173,10 +174,12 @@ class _Builder:
 
 
 def _provider_settings(config: Mapping[str, Any]) -> dict[str, str]:
-    found = {k: config[k] for k in _PROVIDER_SETTINGS if config.get(k)}
-    for key in ("resource_name", "deployment_id", "api_version"):
-        if config.get(f"azure_{key}"):
-            found[key] = config[f"azure_{key}"]
+    found = {}
+    for key, value in config.items():
+        name = _PROVIDER_SETTINGS.get(key)
+        # An alias (azure_resource_name) wins over the plain name, as before declarations.
+        if name is not None and value and (key != name or name not in found):
+            found[name] = value
     return found
 
 

@@ -61,7 +61,7 @@ def proxy_headers(options: RequestOptions, spec: ProviderSpec, target: Target) -
         if name in headers:  # a repeated header, joined as HTTP allows (RFC 9110 §5.3; cookies with "; ")
             value = f"{headers[name]}{'; ' if name == 'cookie' else ', '}{value}"
         headers[name] = value
-    for name, value in spec.default_headers.items():
+    for name, value in spec.headers_for(target.settings).items():  # defaults and settings fill gaps
         headers.setdefault(name, value)
     return headers
 

@@ -15,6 +15,7 @@ from typing import Any, Mapping, NamedTuple
 import orjson
 
 from ..logs.record import new_time_ordered_id
+from ..providers.registry import setting_headers
 from .errors import InvalidHeader, quoted
 
 PREFIX = b"x-portkey-"
@@ -47,16 +48,9 @@ MAX_TRACE_ID = 256
 # event loop's timers refuse what they cannot schedule (a 500 before).
 MAX_TIMEOUT_MS = 24 * 3600 * 1000
 
-# Provider-specific x-portkey-* headers that become target settings (Azure, Anthropic, OpenAI).
-_PROVIDER_SETTINGS = {
-    "azure-resource-name": "resource_name",
-    "azure-deployment-id": "deployment_id",
-    "azure-api-version": "api_version",
-    "anthropic-version": "anthropic_version",
-    "anthropic-beta": "anthropic_beta",
-    "openai-organization": "openai_organization",
-    "openai-project": "openai_project",
-}
+# Provider-specific x-portkey-* headers that become target settings: each provider's declared ``Setting``
+# with a ``header`` (providers/registry.py), e.g. x-portkey-azure-resource-name → resource_name.
+_PROVIDER_SETTINGS = setting_headers()
 
 
 class RequestOptions(NamedTuple):

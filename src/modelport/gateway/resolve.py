@@ -20,10 +20,11 @@ from ..usage.limits import Budget, provider_budget, provider_token_limits
 from .limits import Rule, provider_rules
 from .store_cache import StoreCache, StoreVersion
 
-# Settings a caller may set per request even on a stored provider: none of them changes the host.
-CALLER_SETTINGS_ON_STORED = frozenset(
-    {"deployment_id", "api_version", "anthropic_version", "anthropic_beta", "openai_organization", "openai_project"}
-)
+
+def overridable(spec: ProviderSpec) -> frozenset[str]:
+    """Settings a caller may set per request even on a stored provider (``Setting.overridable``): none
+    of them changes where the credential goes."""
+    return frozenset(s.name for s in spec.settings if s.overridable)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +95,9 @@ class TargetResolver:
             )
         spec = _spec(record.provider)
         settings = dict(record.settings or {})
-        settings.update({k: v for k, v in caller_settings.items() if k in CALLER_SETTINGS_ON_STORED})
+        if caller_settings:
+            allowed = overridable(spec)
+            settings.update({k: v for k, v in caller_settings.items() if k in allowed})
         base = (record.custom_host or _base_url(spec, settings)).rstrip("/")
         target = Target(provider=spec.id, base_url=base, api_key=record.secret, settings=settings, slug=slug)
         return Resolved(spec, target, caller_chosen_host=guarded, allowed_models=record.allowed_models,
@@ -127,8 +130,9 @@ def _spec(provider: str) -> ProviderSpec:
 
 
 def _base_url(spec: ProviderSpec, settings: Mapping[str, Any]) -> str:
-    missing = [name for name in spec.requires if not settings.get(name)]
+    missing = [spec.setting(name) for name in spec.requires if not settings.get(name)]
     if missing:
-        header = ", ".join(f"x-portkey-{spec.id.split('-')[0]}-{m.replace('_', '-')}" for m in missing)
-        raise BadRequest(f"provider '{spec.id}' needs {', '.join(missing)} (header {header} or provider settings)")
+        header = ", ".join(f"x-portkey-{s.header}" for s in missing if s.header) or "none"
+        raise BadRequest(f"provider '{spec.id}' needs {', '.join(s.name for s in missing)} "
+                         f"(header {header} or provider settings)")
     return spec.base_url.format(**settings) if spec.requires else spec.base_url

@@ -157,7 +157,7 @@ class UnifiedCall:
     def adapter_headers(self, built: dict[str, str]) -> dict[str, str]:
         """An adapter's headers over the provider's defaults, with the caller's forwarded ones (no credential)."""
         spec, options = self.leaf.resolved.spec, self.outbound.options
-        headers = {k.lower(): v for k, v in spec.default_headers.items()}
+        headers = spec.headers_for(self.leaf.resolved.target.settings)
         headers.update({k.lower(): v for k, v in built.items()})
         forward = options.forward_headers | self.leaf.forward_headers | {h.encode() for h in spec.caller_headers}
         for name, value in options.upstream_headers:

@@ -6,10 +6,14 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 
+from ..providers.registry import all_settings
+
 REDACTED = "[redacted]"
 SECRET_HEADERS = frozenset(
     {"authorization", "proxy-authorization", "x-api-key", "api-key", "x-goog-api-key", "cookie", "set-cookie",
      "x-portkey-api-key"}
+    # and the x-portkey-* header of every secret setting a provider declares (providers/base.py Setting)
+    | {f"x-portkey-{setting.header}" for _, setting in all_settings() if setting.secret and setting.header}
 )
 _SECRET_WORDS = ("token", "secret", "key", "password", "signature")
 

@@ -34,10 +34,11 @@ from modelport.providers.openai_shapes import (
     tool_arguments,
     tool_call,
 )
+from modelport.providers.registry import ANTHROPIC_VERSION
 from modelport.sse import ServerSentEvent
 
 PROVIDER = "anthropic"
-DEFAULT_VERSION = "2023-06-01"
+DEFAULT_VERSION = ANTHROPIC_VERSION.default  # declared with the provider (registry.py): one source
 # Anthropic requires max_tokens; OpenAI callers usually omit it.
 DEFAULT_MAX_TOKENS = 4096
 DEFAULT_HEADERS = {"anthropic-version": DEFAULT_VERSION}

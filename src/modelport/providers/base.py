@@ -32,6 +32,28 @@ Endpoint = Literal["chat", "completions", "embeddings", "models", "messages", "r
 
 
 @dataclass(frozen=True, slots=True)
+class Setting:
+    """One provider-specific value, declared by the provider (data), read by header parsing, configs,
+    resolution, the control plane and the CLI — nothing lists provider settings by hand.
+
+    ``upstream_header``: the header the gateway sends the value as on every request to the provider's
+    API (``openai-organization``), with ``default`` when the value is unset: the provider's one source
+    of that default header. A client's own header of that name wins on the proxy route; on the unified
+    API an adapter's and then the caller's forwarded headers do.
+    """
+
+    name: str                       # key in Target.settings and in a stored provider's settings ("aws_region")
+    header: str | None = None       # x-portkey-<header> a caller may send ("aws-region" → x-portkey-aws-region)
+    config_keys: tuple[str, ...] = ()  # spellings in a config target / Portkey body ("awsRegion", "aws_region")
+    secret: bool = False            # sealed by the vault like the API key; never logged, shown or returned
+    required: bool = False          # a request/stored provider without it is refused with a clear 400
+    overridable: bool = False       # a caller may override it per request on a stored provider
+    doc: str = ""
+    upstream_header: str | None = None
+    default: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Target:
     """One upstream a request may be sent to: everything an adapter needs, already resolved.
 
@@ -368,10 +390,13 @@ class ProviderSpec:
     (every ``/v1/<path>`` is forwarded untouched, even paths that are unified endpoints for others).
     ``adapter`` names the module under ``modelport.providers`` whose ``ADAPTER`` translates unified
     requests (loaded on first use by the registry); None for OpenAI-compatible providers, whose unified
-    requests pass through unchanged to ``base_url + path``. ``default_headers`` are added to every upstream request (caller's wins).
-    ``requires`` names settings without which the provider cannot build a URL (Azure's resource).
-    ``policy`` names the module whose ``make_policy(settings, store)`` returns the provider's
-    ``ExchangePolicy`` for proxied requests (or None when its settings turn it off).
+    requests pass through unchanged to ``base_url + path``. ``auth`` adds the credential to each request
+    just before it is sent (``ProviderAuth``). ``settings`` declares every provider-specific value
+    (``Setting``); a required one may be a ``{name}`` in ``base_url`` (Azure's resource). ``default_headers``
+    are static headers added to every upstream request (caller's wins); a header whose value is a setting
+    is that setting's ``upstream_header`` instead. ``policy`` names the module whose
+    ``make_policy(settings, store)`` returns the provider's ``ExchangePolicy`` for proxied requests (or
+    None when its settings turn it off).
     """
 
     id: str
@@ -379,14 +404,40 @@ class ProviderSpec:
     auth: ProviderAuth = BEARER
     unified: frozenset[str] = frozenset()
     adapter: str | None = None
+    settings: tuple[Setting, ...] = ()
     default_headers: Mapping[str, str] = field(default_factory=dict)
-    requires: tuple[str, ...] = ()
     rewrite: Any = None  # a gateway.rewrite.UrlRewrite when responses carry absolute upstream URLs
     caller_headers: tuple[str, ...] = ()  # client headers that always reach the provider, over adapter defaults
     models: tuple[ModelRule, ...] = MODEL_IN_BODY  # where proxied requests name their model; first match wins
     policy: str | None = None  # module under modelport.providers whose make_policy() gives its ExchangePolicy
     docs: str = ""
+    # Derived once from ``settings`` (the request path reads them): see __post_init__.
+    requires: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    setting_names: frozenset[str] = field(init=False, repr=False, compare=False)
+    _upstream: tuple[tuple[str, str, str | None], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        names = [s.name for s in self.settings]
+        if len(set(names)) != len(names):
+            raise ValueError(f"provider {self.id!r} declares a setting twice: {names}")
+        object.__setattr__(self, "requires", tuple(s.name for s in self.settings if s.required))
+        object.__setattr__(self, "setting_names", frozenset(names))
+        object.__setattr__(self, "_upstream", tuple((s.name, s.upstream_header, s.default)
+                                                    for s in self.settings if s.upstream_header))
 
     @property
     def proxy_only(self) -> bool:
         return not self.unified
+
+    def setting(self, name: str) -> Setting | None:
+        return next((s for s in self.settings if s.name == name), None)
+
+    def headers_for(self, settings: Mapping[str, Any]) -> dict[str, str]:
+        """The headers every request to the provider's API starts from: the static defaults and each
+        setting's ``upstream_header`` (its value, else its default), lower-case."""
+        headers = {name.lower(): value for name, value in self.default_headers.items()} if self.default_headers else {}
+        for name, header, default in self._upstream:
+            value = settings.get(name) or default
+            if value:
+                headers[header] = str(value)
+        return headers

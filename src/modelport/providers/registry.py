@@ -1,4 +1,5 @@
-"""The provider registry: one table, one place. Adding an OpenAI-compatible provider is one entry.
+"""The provider registry: one table, one place. Adding a provider is one entry: its settings and auth
+are data on it (providers/base.py ``Setting``, ``ProviderAuth``), which every other layer reads.
 
 Base URLs are each provider's API root as the proxy route sees it: ``{gateway}/v1/<path>`` goes to
 ``<base_url>/<path>``. Adapters (translation code) are named by module and loaded on first use, so a
@@ -9,10 +10,10 @@ from __future__ import annotations
 
 import importlib
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from ..gateway.rewrite import UrlRewrite
-from .base import BEARER, Adapter, AuthScheme, ExchangePolicy, ModelRule, ProviderAuth, ProviderSpec
+from .base import Adapter, AuthScheme, ExchangePolicy, ModelRule, ProviderSpec, Setting
 
 if TYPE_CHECKING:
     from ..store.base import Store
@@ -54,41 +55,68 @@ REPLICATE_MODELS = (
 GOOGLE_MODELS = (ModelRule(rf"/models/(?P<model>[^/:]+):\w+", template="{model}"),
                  ModelRule(r"/.*", method=None, body_field="model"))
 
-# (id, base URL, auth, unified endpoints, adapter module, extra spec fields)
-_TABLE: list[tuple[str, str, ProviderAuth | None, frozenset[str], str | None, dict[str, Any]]] = [
+# Settings more than one provider declares.
+OPENAI_ORGANIZATION = Setting("openai_organization", header="openai-organization",
+                              config_keys=("openai_organization", "openaiOrganization"), overridable=True,
+                              upstream_header="openai-organization", doc="OpenAI organization id (OpenAI-Organization)")
+OPENAI_PROJECT = Setting("openai_project", header="openai-project", config_keys=("openai_project", "openaiProject"),
+                         overridable=True, upstream_header="openai-project", doc="OpenAI project id (OpenAI-Project)")
+# One source of Anthropic's version header: the adapter and the proxy route both read this default.
+ANTHROPIC_VERSION = Setting("anthropic_version", header="anthropic-version",
+                            config_keys=("anthropic_version", "anthropicVersion"), overridable=True,
+                            upstream_header="anthropic-version", default="2023-06-01",
+                            doc="anthropic-version header (default 2023-06-01)")
+ANTHROPIC_BETA = Setting("anthropic_beta", header="anthropic-beta", config_keys=("anthropic_beta", "anthropicBeta"),
+                         overridable=True, upstream_header="anthropic-beta", doc="anthropic-beta header")
+AZURE_SETTINGS = (
+    # The resource is the host: a caller may not move a stored provider's credential to another one.
+    Setting("resource_name", header="azure-resource-name",
+            config_keys=("resource_name", "azure_resource_name", "resourceName"), required=True,
+            doc="Azure OpenAI resource: https://<resource_name>.openai.azure.com"),
+    Setting("deployment_id", header="azure-deployment-id",
+            config_keys=("deployment_id", "azure_deployment_id", "deploymentName"), overridable=True,
+            doc="Azure deployment (else the request's model)"),
+    Setting("api_version", header="azure-api-version", config_keys=("api_version", "azure_api_version", "apiVersion"),
+            overridable=True, doc="Azure api-version of deployment URLs (default 2024-10-21)"),
+)
+
+# One keyword-style entry per provider (providers/base.py ProviderSpec): an OpenAI-compatible provider
+# with static auth and no settings is an id, a base URL and its unified endpoints.
+_TABLE: tuple[ProviderSpec, ...] = (
     # Replicate: file URLs go into prediction inputs and must stay upstream; urls.stream is signed;
     # keys sharing one account see only their own predictions, trainings and files.
     # Its unified chat and images run predictions of the model named (providers/replicate/unified.py).
-    ("replicate", "https://api.replicate.com/v1", None, frozenset({"chat", "images"}), "replicate.unified",
-     {"rewrite": UrlRewrite(keep=("/files/",), stream_field="stream"), "models": REPLICATE_MODELS,
-      "policy": "replicate.policy",
-      "docs": "its own API on the proxy route; chat and images over its models; prices predictions; isolates keys"}),
-    ("openai", "https://api.openai.com/v1", None, OPENAI_ALL | {"responses"}, None, {}),
-    ("anthropic", "https://api.anthropic.com/v1", X_API_KEY, frozenset({"chat", "messages"}), "anthropic",
-     {"default_headers": {"anthropic-version": "2023-06-01"}, "caller_headers": ("anthropic-version", "anthropic-beta")}),
-    ("azure-openai", "https://{resource_name}.openai.azure.com/openai", AZURE_KEY,
-     frozenset({"chat", "completions", "embeddings", "responses"}), "azure", {"requires": ("resource_name",)}),
-    ("google", "https://generativelanguage.googleapis.com/v1beta", GOOGLE_KEY,
-     frozenset({"chat", "embeddings"}), "google", {"models": GOOGLE_MODELS}),
-    ("cohere", "https://api.cohere.com/v1", None, frozenset({"chat", "embeddings"}), "cohere", {}),
-    ("mistral-ai", "https://api.mistral.ai/v1", None, CHAT_EMBED, None, {}),
-    ("groq", "https://api.groq.com/openai/v1", None, frozenset({"chat", "models"}), None, {}),
-    ("together-ai", "https://api.together.xyz/v1", None, OPENAI_ALL, None, {}),
-    ("deepseek", "https://api.deepseek.com/v1", None, frozenset({"chat", "completions", "models"}), None, {}),
-    ("fireworks-ai", "https://api.fireworks.ai/inference/v1", None, OPENAI_ALL, None, {}),
-    ("openrouter", "https://openrouter.ai/api/v1", None, frozenset({"chat", "completions", "models"}), None, {}),
-    ("perplexity-ai", "https://api.perplexity.ai", None, CHAT, None, {}),
-    ("x-ai", "https://api.x.ai/v1", None, frozenset({"chat", "embeddings", "models"}), None, {}),
-    ("cerebras", "https://api.cerebras.ai/v1", None, frozenset({"chat", "models"}), None, {}),
-    ("deepinfra", "https://api.deepinfra.com/v1/openai", None, OPENAI_ALL, None, {}),
-    ("sambanova", "https://api.sambanova.ai/v1", None, frozenset({"chat", "models"}), None, {}),
-    ("ollama", "http://localhost:11434/v1", NO_AUTH, OPENAI_ALL, None, {"docs": "local; set custom_host"}),
-]
+    ProviderSpec(id="replicate", base_url="https://api.replicate.com/v1", unified=frozenset({"chat", "images"}),
+                 adapter="replicate.unified", rewrite=UrlRewrite(keep=("/files/",), stream_field="stream"),
+                 models=REPLICATE_MODELS, policy="replicate.policy",
+                 docs="its own API on the proxy route; chat and images over its models; prices predictions; isolates keys"),
+    ProviderSpec(id="openai", base_url="https://api.openai.com/v1", unified=OPENAI_ALL | {"responses"},
+                 settings=(OPENAI_ORGANIZATION, OPENAI_PROJECT)),
+    ProviderSpec(id="anthropic", base_url="https://api.anthropic.com/v1", auth=X_API_KEY,
+                 unified=frozenset({"chat", "messages"}), adapter="anthropic", settings=(ANTHROPIC_VERSION, ANTHROPIC_BETA),
+                 caller_headers=("anthropic-version", "anthropic-beta")),
+    ProviderSpec(id="azure-openai", base_url="https://{resource_name}.openai.azure.com/openai", auth=AZURE_KEY,
+                 unified=frozenset({"chat", "completions", "embeddings", "responses"}), adapter="azure",
+                 settings=AZURE_SETTINGS),
+    ProviderSpec(id="google", base_url="https://generativelanguage.googleapis.com/v1beta", auth=GOOGLE_KEY,
+                 unified=frozenset({"chat", "embeddings"}), adapter="google", models=GOOGLE_MODELS),
+    ProviderSpec(id="cohere", base_url="https://api.cohere.com/v1", unified=frozenset({"chat", "embeddings"}), adapter="cohere"),
+    ProviderSpec(id="mistral-ai", base_url="https://api.mistral.ai/v1", unified=CHAT_EMBED),
+    ProviderSpec(id="groq", base_url="https://api.groq.com/openai/v1", unified=frozenset({"chat", "models"})),
+    ProviderSpec(id="together-ai", base_url="https://api.together.xyz/v1", unified=OPENAI_ALL),
+    ProviderSpec(id="deepseek", base_url="https://api.deepseek.com/v1", unified=frozenset({"chat", "completions", "models"})),
+    ProviderSpec(id="fireworks-ai", base_url="https://api.fireworks.ai/inference/v1", unified=OPENAI_ALL),
+    ProviderSpec(id="openrouter", base_url="https://openrouter.ai/api/v1", unified=frozenset({"chat", "completions", "models"})),
+    ProviderSpec(id="perplexity-ai", base_url="https://api.perplexity.ai", unified=CHAT),
+    ProviderSpec(id="x-ai", base_url="https://api.x.ai/v1", unified=frozenset({"chat", "embeddings", "models"})),
+    ProviderSpec(id="cerebras", base_url="https://api.cerebras.ai/v1", unified=frozenset({"chat", "models"})),
+    ProviderSpec(id="deepinfra", base_url="https://api.deepinfra.com/v1/openai", unified=OPENAI_ALL),
+    ProviderSpec(id="sambanova", base_url="https://api.sambanova.ai/v1", unified=frozenset({"chat", "models"})),
+    ProviderSpec(id="ollama", base_url="http://localhost:11434/v1", auth=NO_AUTH, unified=OPENAI_ALL,
+                 docs="local; set custom_host"),
+)
 
-PROVIDERS: dict[str, ProviderSpec] = {
-    pid: ProviderSpec(id=pid, base_url=base, auth=auth or BEARER, unified=unified, adapter=module, **extra)
-    for pid, base, auth, unified, module, extra in _TABLE
-}
+PROVIDERS: dict[str, ProviderSpec] = {spec.id: spec for spec in _TABLE}
 
 
 def get_provider(provider_id: str) -> ProviderSpec | None:
@@ -136,3 +164,32 @@ def make_policy(spec: ProviderSpec, settings: Any, store: "Store") -> ExchangePo
     if not spec.policy:
         return None
     return importlib.import_module(f"modelport.providers.{spec.policy}").make_policy(settings, store)
+
+
+def all_settings() -> Iterator[tuple[ProviderSpec, Setting]]:
+    """Every provider's settings, for the layers that read declarations (headers, configs, control plane)."""
+    for spec in PROVIDERS.values():
+        for setting in spec.settings:
+            yield spec, setting
+
+
+def setting_headers() -> dict[str, str]:
+    """``x-portkey-<header>`` (without the prefix) → setting name, over every provider's declarations."""
+    found: dict[str, str] = {}
+    for spec, setting in all_settings():
+        if setting.header is None:
+            continue
+        if found.setdefault(setting.header, setting.name) != setting.name:
+            raise ValueError(f"x-portkey-{setting.header} names two settings: {found[setting.header]}, {setting.name} ({spec.id})")
+    return found
+
+
+def setting_config_keys() -> dict[str, str]:
+    """Each spelling a config target or a Portkey body may use → setting name (``azure_resource_name``,
+    ``resourceName`` → ``resource_name``), over every provider's declarations."""
+    found: dict[str, str] = {}
+    for spec, setting in all_settings():
+        for key in (setting.name, *setting.config_keys):
+            if found.setdefault(key, setting.name) != setting.name:
+                raise ValueError(f"config key {key!r} names two settings: {found[key]}, {setting.name} ({spec.id})")
+    return found

@@ -137,6 +137,26 @@ class ApiKey:
         return not self.allowed_providers or target in self.allowed_providers
 
 
+class SecretSetting(str):
+    """A provider setting the store seals with the vault instead of storing it (``Setting.secret``: an
+    AWS secret access key, a service-account JSON). The control plane's rules mark them."""
+
+    __slots__ = ()
+
+
+class SealedSetting(str):
+    """A sealed setting as a stored record shows it: the string is its masked hint (what a listing, a
+    log or ``repr`` prints); ``ciphertext`` is kept so that an update that leaves it alone keeps it sealed.
+    Only ``resolve_provider`` opens it, into the plain value."""
+
+    ciphertext: str
+
+    def __new__(cls, hint: str, ciphertext: str = "") -> "SealedSetting":  # "": copy and pickle set it after
+        sealed = super().__new__(cls, hint)
+        sealed.ciphertext = ciphertext
+        return sealed
+
+
 @dataclass(frozen=True, slots=True)
 class StoredProvider:
     """A stored provider credential as the control plane sees it: never the secret, only a hint."""
@@ -147,7 +167,7 @@ class StoredProvider:
     provider: str  # the provider id, e.g. "replicate"
     secret_hint: str | None  # e.g. "r8_t…oken"; None when no secret is stored
     custom_host: str | None
-    settings: Mapping[str, Any]  # provider-specific: Azure resource_name, deployment_id, api_version, ...
+    settings: Mapping[str, Any]  # provider-specific: Azure resource_name, ...; a secret one as SealedSetting (its hint)
     allowed_models: tuple[str, ...]  # empty = all
     note: str | None
     integration_slug: str | None  # a "provider" may inherit secret and settings from an "integration"

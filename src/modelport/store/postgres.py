@@ -72,6 +72,7 @@ from .rows import (
     now_ms,
     provider_changes,
     resolved_provider,
+    resealed_settings,
     seal,
     secret_context,
     stored_provider_from_row,
@@ -366,6 +367,7 @@ class PostgresStore:
         values = new_provider_values(
             slug, kind=kind, name=name, custom_host=custom_host, settings=settings, allowed_models=allowed_models,
             note=note, integration_slug=integration_slug, usage_limits=usage_limits, rate_limits=rate_limits,
+            vault=self.vault,
         )  # fmt: skip
         try:
             with self._transaction() as cursor:
@@ -409,7 +411,7 @@ class PostgresStore:
     ) -> StoredProvider:
         changes = provider_changes(
             name=name, custom_host=custom_host, settings=settings, allowed_models=allowed_models, note=note,
-            usage_limits=usage_limits, rate_limits=rate_limits, reset_usage=reset_usage,
+            usage_limits=usage_limits, rate_limits=rate_limits, reset_usage=reset_usage, vault=self.vault, slug=slug,
         )  # fmt: skip
         try:
             with self._transaction() as cursor:
@@ -458,6 +460,11 @@ class PostgresStore:
                 if not vault.is_current(row["secret_ciphertext"])
             ]  # fmt: skip
             cursor.executemany("UPDATE providers SET secret_ciphertext = %s WHERE slug = %s", resealed)
+            rows = cursor.execute("SELECT slug, settings FROM providers FOR UPDATE").fetchall()
+            settings = [(text, row["slug"]) for row in rows
+                        if (text := resealed_settings(vault, row["slug"], row["settings"])) is not None]
+            cursor.executemany("UPDATE providers SET settings = %s WHERE slug = %s", settings)
+            resealed += settings
         if resealed:
             # The old ciphertexts stay in dead row versions until vacuumed; VACUUM FULL rewrites the
             # (small) table without them, as SQLite's secure_delete does. WAL segments and backups

@@ -26,6 +26,8 @@ from .base import (
     Config,
     NotFound,
     ResolvedProvider,
+    SealedSetting,
+    SecretSetting,
     StoredProvider,
     utc_now,
 )
@@ -63,7 +65,7 @@ def stored_provider_from_row(row: Row) -> StoredProvider:
         provider=row["provider"],
         secret_hint=row["secret_hint"],
         custom_host=row["custom_host"],
-        settings=orjson.loads(row["settings"]),
+        settings=shown_settings(orjson.loads(row["settings"])),
         allowed_models=tuple(orjson.loads(row["allowed_models"])),
         note=row["note"],
         integration_slug=row["integration_slug"],
@@ -102,8 +104,8 @@ def resolved_provider(row: Row, integration: Row | None, vault: Vault) -> Resolv
         secret=vault.decrypt(sealed, secret_context(owner["slug"])) if sealed else None,
         custom_host=row["custom_host"] or (integration["custom_host"] if integration is not None else None),
         settings={
-            **(orjson.loads(integration["settings"]) if integration is not None else {}),
-            **orjson.loads(row["settings"]),
+            **(opened_settings(vault, integration) if integration is not None else {}),
+            **opened_settings(vault, row),
         },
         allowed_models=frozenset(set.intersection(*allow_lists)) if allow_lists else None,
         usage_limits=json_or_none(row["usage_limits"]),
@@ -116,6 +118,58 @@ def resolved_provider(row: Row, integration: Row | None, vault: Vault) -> Resolv
 def secret_context(slug: str) -> str:
     """Associated data for a provider's ciphertext: binds it to its record."""
     return f"provider:{slug}"
+
+
+# A sealed setting in the settings JSON: {"$sealed": <ciphertext>, "hint": "ab…yz"}. A plain setting is a string.
+_SEALED = "$sealed"
+
+
+def setting_context(slug: str, name: str) -> str:
+    """Associated data for a sealed setting: binds it to its record and its name."""
+    return f"provider:{slug}:setting:{name}"
+
+
+def sealed_settings(vault: Vault, slug: str, settings: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """Settings as stored: each ``SecretSetting`` sealed, a ``SealedSetting`` kept as it was sealed."""
+    if not settings:
+        return settings
+    stored: dict[str, Any] = {}
+    for name, value in settings.items():
+        if isinstance(value, SealedSetting):
+            stored[name] = {_SEALED: value.ciphertext, "hint": str.__str__(value)}
+        elif isinstance(value, SecretSetting):
+            stored[name] = {_SEALED: vault.encrypt(str(value), setting_context(slug, name)), "hint": mask_secret(value)}
+        else:
+            stored[name] = value
+    return stored
+
+
+def shown_settings(stored: Mapping[str, Any]) -> dict[str, Any]:
+    """Settings as a record shows them: a sealed one as its hint (``SealedSetting``), never its value."""
+    return {name: SealedSetting(value["hint"], value[_SEALED]) if _is_sealed(value) else value
+            for name, value in stored.items()}
+
+
+def opened_settings(vault: Vault, row: Row) -> dict[str, Any]:
+    """A row's settings with each sealed one decrypted (for the hot path only, as its secret is)."""
+    stored = orjson.loads(row["settings"])
+    return {name: vault.decrypt(value[_SEALED], setting_context(row["slug"], name)) if _is_sealed(value) else value
+            for name, value in stored.items()}
+
+
+def resealed_settings(vault: Vault, slug: str, raw: str | bytes) -> str | None:
+    """A row's settings JSON with each sealed setting sealed again under ``vault``'s current key; None
+    when none needed it (key rotation, ``reencrypt_secrets``)."""
+    stored = orjson.loads(raw)
+    stale = [name for name, value in stored.items() if _is_sealed(value) and not vault.is_current(value[_SEALED])]
+    for name in stale:
+        context = setting_context(slug, name)
+        stored[name] = {**stored[name], _SEALED: vault.encrypt(vault.decrypt(stored[name][_SEALED], context), context)}
+    return to_json(stored) if stale else None
+
+
+def _is_sealed(value: Any) -> bool:
+    return isinstance(value, dict) and _SEALED in value
 
 
 # -- values in -----------------------------------------------------------------------------------
@@ -169,6 +223,7 @@ def api_key_changes(*, name: Any, scopes: Any, allowed_providers: Any, expires_a
 def new_provider_values(
     slug: str, *, kind: str, name: str | None, custom_host: str | None, settings: Mapping[str, Any] | None,
     allowed_models: Sequence[str], note: str | None, integration_slug: str | None, usage_limits: Any, rate_limits: Any,
+    vault: Vault,
 ) -> dict[str, Any]:
     """A new stored provider's columns, without its provider id (``check_integration``) and secret (``seal``)."""
     check_slug(slug)
@@ -179,7 +234,7 @@ def new_provider_values(
         "kind": kind,
         "name": check_name(name or slug),
         "custom_host": check_host(custom_host),
-        "settings": to_json(check_object(settings, "settings")),
+        "settings": to_json(sealed_settings(vault, slug, check_object(settings, "settings"))),
         "allowed_models": to_json(check_strings(allowed_models, "allowed_models")),
         "note": note,
         "integration_slug": integration_slug,
@@ -189,13 +244,13 @@ def new_provider_values(
 
 
 def provider_changes(*, name: Any, custom_host: Any, settings: Any, allowed_models: Any, note: Any,
-                     usage_limits: Any, rate_limits: Any, reset_usage: bool) -> dict[str, Any]:
+                     usage_limits: Any, rate_limits: Any, reset_usage: bool, vault: Vault, slug: str) -> dict[str, Any]:
     """The columns an update sets, except the integration and the secret, which need the current row."""
     return changed_columns(
         usage_reset_at=(utc_now() if reset_usage else UNCHANGED, to_ms),
         name=(name, check_name),
         custom_host=(custom_host, check_host),
-        settings=(settings, lambda v: to_json(check_object(v, "settings"))),
+        settings=(settings, lambda v: to_json(sealed_settings(vault, slug, check_object(v, "settings")))),
         allowed_models=(allowed_models, lambda v: to_json(check_strings(v, "allowed_models"))),
         note=(note, lambda v: v),  # free text; None clears it
         usage_limits=(usage_limits, to_json_or_null),

@@ -45,6 +45,7 @@ from .rows import (
     now_ms,
     provider_changes,
     resolved_provider,
+    resealed_settings,
     seal,
     secret_context,
     stored_provider_from_row,
@@ -308,6 +309,7 @@ class SQLiteStore:
         values = new_provider_values(
             slug, kind=kind, name=name, custom_host=custom_host, settings=settings, allowed_models=allowed_models,
             note=note, integration_slug=integration_slug, usage_limits=usage_limits, rate_limits=rate_limits,
+            vault=self.vault,
         )  # fmt: skip
         with self._transaction() as conn:
             values["provider"] = _check_integration(conn, kind, provider, integration_slug)
@@ -348,7 +350,7 @@ class SQLiteStore:
     ) -> StoredProvider:
         changes = provider_changes(
             name=name, custom_host=custom_host, settings=settings, allowed_models=allowed_models, note=note,
-            usage_limits=usage_limits, rate_limits=rate_limits, reset_usage=reset_usage,
+            usage_limits=usage_limits, rate_limits=rate_limits, reset_usage=reset_usage, vault=self.vault, slug=slug,
         )  # fmt: skip
         with self._transaction() as conn:
             current = _provider_row(conn, slug)
@@ -392,10 +394,13 @@ class SQLiteStore:
                     if not vault.is_current(sealed)
                 ]
                 conn.executemany("UPDATE providers SET secret_ciphertext = ? WHERE slug = ?", resealed)
+                settings = [(text, slug) for slug, raw in conn.execute("SELECT slug, settings FROM providers").fetchall()
+                            if (text := resealed_settings(vault, slug, raw)) is not None]
+                conn.executemany("UPDATE providers SET settings = ? WHERE slug = ?", settings)
         finally:
             conn.execute("PRAGMA secure_delete = FAST")
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        return len(resealed)
+        return len(resealed) + len(settings)
 
     # -- saved configs ---------------------------------------------------------------------------
     def create_config(
