@@ -24,6 +24,7 @@ def test_sigterm_lets_in_flight_requests_finish(tmp_path, fake_replicate, worker
                              env={"TEST_REPLICATE_TOKEN": REPLICATE_TOKEN}, workers=workers).start()
     headers = process.headers(**{"x-portkey-provider": "@replicate-test"})
     replicate.delay_next(1.5, path="/v1/account", times=4)
+    arrived_before = len(replicate.requests_to("/v1/account"))
     results: list[httpx.Response] = []
 
     def slow_call() -> None:
@@ -32,7 +33,10 @@ def test_sigterm_lets_in_flight_requests_finish(tmp_path, fake_replicate, worker
     callers = [threading.Thread(target=slow_call) for _ in range(4)]
     for caller in callers:
         caller.start()
-    time.sleep(0.5)  # the requests are in flight upstream
+    # SIGTERM once every request is in flight upstream (a fixed sleep raced them on a loaded machine).
+    deadline = time.monotonic() + 10
+    while len(replicate.requests_to("/v1/account")) < arrived_before + 4 and time.monotonic() < deadline:
+        time.sleep(0.02)
     started = time.monotonic()
     code = process.stop(signal.SIGTERM)
     for caller in callers:

@@ -103,14 +103,18 @@ def uvicorn_config(settings: Settings) -> uvicorn.Config:
     )
 
 
-def run_worker(settings: Settings, sock: socket.socket) -> None:
-    server = uvicorn.Server(uvicorn_config(settings))  # imports and builds the app
+def run_worker(settings: Settings, sock: socket.socket, server: uvicorn.Server | None = None) -> None:
+    server = server or worker_server(settings)
     tune_for_serving()
     # uvicorn re-raises the signal it caught once shutdown is complete; with these handlers in place the
     # re-raise is a no-op, so a finished graceful shutdown exits 0 instead of dying "by SIGTERM".
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: None)
     server.run(sockets=[sock])
+
+
+def worker_server(settings: Settings) -> uvicorn.Server:
+    return uvicorn.Server(uvicorn_config(settings))  # imports and builds the app (it connects on startup)
 
 
 def _worker_main(settings: Settings, sock: socket.socket) -> None:
@@ -137,8 +141,20 @@ class LogServiceProcess:
         self._lock = threading.Lock()  # a restart and stop() never overlap
         self._watcher = threading.Thread(target=self._watch, name="modelport-log-service-watcher", daemon=True)
 
-    def start(self) -> None:
-        self._process = self._spawn()
+    def launch(self) -> None:
+        """Start the service without waiting for it: it imports and opens the store (~1 s) while the
+        caller prepares its worker. ``wait_ready`` then waits for it to listen."""
+        self._launched = self._launch()
+
+    def abandon(self) -> None:
+        """Kill a service launched but not waited for (the worker could not be built)."""
+        process, receiver = self._launched
+        receiver.close()
+        process.kill()
+        process.join()
+
+    def wait_ready(self) -> None:
+        self._process = self._await_ready(*self._launched)
         self._watcher.start()
 
     def stop(self) -> int:
@@ -156,11 +172,17 @@ class LogServiceProcess:
         return process.exitcode
 
     def _spawn(self) -> Any:
+        return self._await_ready(*self._launch())
+
+    def _launch(self) -> tuple[Any, Any]:
         receiver, sender = self._context.Pipe(duplex=False)
         process = self._context.Process(target=run_log_service, args=(self.settings, sender, os.getpid()),
                                         name="modelport-log-service")
         process.start()
         sender.close()
+        return process, receiver
+
+    def _await_ready(self, process: Any, receiver: Any) -> Any:
         with receiver:
             if not wait([receiver, process.sentinel], LOG_SERVICE_READY_SECONDS):
                 process.kill()
@@ -206,13 +228,20 @@ def serve(settings: Settings, sockets: list[socket.socket]) -> int:
     """Run the gateway on ``sockets`` (from ``listen``) until it is told to stop; the exit code."""
     context = multiprocessing.get_context("spawn")
     log_service = LogServiceProcess(settings, context)
+    log_service.launch()
     try:
-        log_service.start()
+        # One worker runs here: build it while the service starts (they overlap on a second core).
+        server = worker_server(log_service.settings) if settings.workers == 1 else None
+    except BaseException:
+        log_service.abandon()
+        raise
+    try:
+        log_service.wait_ready()
     except LogServiceError as exc:
         print(f"modelport: {exc}", file=sys.stderr)
         return 1
     try:
-        code = _run_workers(log_service.settings, sockets, context)
+        code = _run_workers(log_service.settings, sockets, context, server)
     finally:
         service_code = log_service.stop()
     if service_code != 0:
@@ -220,9 +249,10 @@ def serve(settings: Settings, sockets: list[socket.socket]) -> int:
     return 1 if code or service_code else 0
 
 
-def _run_workers(settings: Settings, sockets: list[socket.socket], context: Any) -> int:
+def _run_workers(settings: Settings, sockets: list[socket.socket], context: Any,
+                 server: uvicorn.Server | None) -> int:
     if settings.workers == 1:
-        run_worker(settings, sockets[0])
+        run_worker(settings, sockets[0], server)
         return 0
     # Each worker gets its socket as an argument: multiprocessing passes the descriptor to the child.
     workers = [context.Process(target=_worker_main, args=(settings, sock), name=f"modelport-worker-{i}")
