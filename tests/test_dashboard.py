@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from tests.harness import ADMIN_KEY, GatewayProcess
@@ -308,7 +309,7 @@ def seeded_row(rng: random.Random, now_ms: int, index: int, keys: list[tuple[str
     while True:
         age_ms = int(rng.expovariate(1 / (2.5 * 86_400_000)))
         created = now_ms - 5_000 - age_ms
-        hour = time.gmtime(created / 1000).tm_hour
+        hour = created // 3_600_000 % 24  # UTC, as time.gmtime(created / 1000).tm_hour, at a tenth of the cost
         if age_ms < 7 * 86_400_000 and rng.random() < 0.35 + 0.65 * (8 <= hour <= 20):
             break
     provider, slug, endpoint, path, model, typical, price_in, price_out = rng.choices(TRAFFIC, WEIGHTS)[0]
@@ -339,21 +340,25 @@ def seeded_row(rng: random.Random, now_ms: int, index: int, keys: list[tuple[str
     error = {502: "upstream connection refused", 429: "rate limit exceeded", 500: "provider internal error",
              400: "invalid request: messages must not be empty"}.get(status)
     trace = uuid.UUID(int=rng.getrandbits(128)).hex
-    request_body = json.dumps({"model": model, "messages": [{"role": "user", "content": f"question {index}"}]}).encode()
-    response_body = json.dumps({"id": f"chatcmpl-{index}", "object": "chat.completion", "model": model,
-                                "usage": {"prompt_tokens": tokens_in, "completion_tokens": tokens_out}}).encode()
+    request_body = orjson.dumps({"model": model, "messages": [{"role": "user", "content": f"question {index}"}]})
+    response_body = orjson.dumps({"id": f"chatcmpl-{index}", "object": "chat.completion", "model": model,
+                                  "usage": {"prompt_tokens": tokens_in, "completion_tokens": tokens_out}})
     return (
         f"log_{index:024x}", trace, created, key_id, key_name, provider, slug, endpoint, "POST", path, model, status,
         round(latency + rng.uniform(1, 4), 2), round(latency, 2), len(request_body), len(response_body),
         "HIT" if rng.random() < 0.03 else "MISS", int(status == 502 and incident and roll < 0.05), error,
         int(rng.random() < 0.2), None, tokens_in, tokens_out,
         None if tokens_in is None else tokens_in + tokens_out, cost, cost_status, reason, retries, "config.targets[0]",
-        json.dumps({"team": key_name.split("-")[0], "env": "prod"}), json.dumps(attempts),
-        json.dumps({"prompt_tokens": tokens_in, "completion_tokens": tokens_out}) if tokens_in is not None else None,
-        json.dumps({"content-type": "application/json", "x-portkey-api-key": "[redacted]"}),
-        json.dumps({"content-type": "application/json"}), request_body, response_body,
+        dumps({"team": key_name.split("-")[0], "env": "prod"}), dumps(attempts),
+        dumps({"prompt_tokens": tokens_in, "completion_tokens": tokens_out}) if tokens_in is not None else None,
+        dumps({"content-type": "application/json", "x-portkey-api-key": "[redacted]"}),
+        dumps({"content-type": "application/json"}), request_body, response_body,
         "application/json", "application/json",
     )
+
+
+def dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()  # json.dumps was half the time of seeding 100k rows
 
 
 def seed_logs(db_path: Path, rows: int, keys: list[tuple[str, str]]) -> None:
