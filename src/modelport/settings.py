@@ -164,7 +164,7 @@ def _check_shared_database(settings: "Settings") -> None:
 
 
 def _check_trusted_hosts(entries: tuple[str, ...]) -> None:
-    from .gateway.hosts import HostRules  # the one parser of host rules; imported late, it pulls in aiohttp
+    from .gateway.hosts import HostRules  # the one parser of host rules (imported when trusted_hosts is set)
 
     try:
         HostRules.build(False, entries)

@@ -19,13 +19,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import socket
 from dataclasses import dataclass
 from typing import Any, Iterable
 from urllib.parse import urlsplit
-
-from aiohttp.abc import AbstractResolver
-from aiohttp.resolver import DefaultResolver
 
 from .errors import ForbiddenHost, quoted
 
@@ -48,7 +44,7 @@ def check_custom_host(url: str, allow_private: bool = False) -> str:
     """Validate a caller-chosen base URL; returns it without a trailing slash.
 
     IP literals are checked here because aiohttp never calls the resolver for them; names are checked
-    by ``PublicOnlyResolver`` at connect time."""
+    by ``PublicOnlyResolver`` (gateway/upstream.py) at connect time."""
     if len(url) > MAX_CUSTOM_HOST:
         raise ForbiddenHost(f"custom host is {len(url):,} characters long; at most {MAX_CUSTOM_HOST:,} are accepted")
     parts = urlsplit(url)
@@ -154,23 +150,3 @@ def _wrapped_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
     if ip in _NAT64 or ip in _IPV4_COMPATIBLE:
         return ipaddress.IPv4Address(int(ip) & 0xFFFF_FFFF)
     return None
-
-
-class PublicOnlyResolver(AbstractResolver):
-    """Resolves like the default resolver, then refuses any non-public address."""
-
-    def __init__(self) -> None:
-        self._inner = DefaultResolver()
-
-    async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET) -> list[dict[str, Any]]:
-        answers = await self._inner.resolve(host, port, family)
-        allowed = [a for a in answers if is_public_address(a["host"])]
-        if not allowed:
-            raise ForbiddenHost(
-                f"custom host {quoted(host)} resolves to a private or local address; an operator can allow this "
-                "with MODELPORT_ALLOW_PRIVATE_HOSTS=1 (or, for a stored provider's host, MODELPORT_TRUSTED_HOSTS)"
-            )
-        return allowed
-
-    async def close(self) -> None:
-        await self._inner.close()

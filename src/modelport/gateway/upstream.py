@@ -6,11 +6,17 @@
 
 from __future__ import annotations
 
+import socket
+from typing import Any
+
 import aiohttp
+from aiohttp.abc import AbstractResolver
+from aiohttp.resolver import DefaultResolver
 from multidict import CIMultiDict
 
 from ..settings import Settings
-from .hosts import PublicOnlyResolver
+from .errors import ForbiddenHost, quoted
+from .hosts import is_public_address
 
 # Headers aiohttp would add when the client did not send them. Accept-Encoding above all: with
 # auto_decompress off, the client would get a compressed body it never asked for.
@@ -27,6 +33,27 @@ class VerbatimRequest(aiohttp.ClientRequest):
         # aiohttp's own attribute (3.14), also read when the body's headers are copied: pinned in
         # pyproject.toml, and tests/test_provider_registry.py fails if the default headers come back.
         self._skip_auto_headers = _NEVER_ADDED
+
+
+class PublicOnlyResolver(AbstractResolver):
+    """Resolves like the default resolver, then refuses any non-public address (the rules: gateway/hosts.py).
+    Here beside its one user, so that hosts.py, which the CLI imports, does not import aiohttp."""
+
+    def __init__(self) -> None:
+        self._inner = DefaultResolver()
+
+    async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET) -> list[dict[str, Any]]:
+        answers = await self._inner.resolve(host, port, family)
+        allowed = [a for a in answers if is_public_address(a["host"])]
+        if not allowed:
+            raise ForbiddenHost(
+                f"custom host {quoted(host)} resolves to a private or local address; an operator can allow this "
+                "with MODELPORT_ALLOW_PRIVATE_HOSTS=1 (or, for a stored provider's host, MODELPORT_TRUSTED_HOSTS)"
+            )
+        return allowed
+
+    async def close(self) -> None:
+        await self._inner.close()
 
 
 class Upstreams:
