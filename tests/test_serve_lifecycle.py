@@ -47,30 +47,35 @@ def test_sigterm_lets_in_flight_requests_finish(tmp_path, fake_replicate, worker
     assert "Traceback" not in process.log_text()
 
 
-def test_workers_spread_connections_and_all_serve(tmp_path, fake_replicate):
+@pytest.fixture(scope="module")
+def two_workers(tmp_path_factory, fake_replicate):
+    """One two-worker gateway for the tests that only use it (neither stops it nor changes what the other reads)."""
     server, _ = fake_replicate
-    with GatewayProcess(tmp_path / "data", providers=[replicate_provider(server.url)],
+    with GatewayProcess(tmp_path_factory.mktemp("two-workers") / "data", providers=[replicate_provider(server.url)],
                         env={"TEST_REPLICATE_TOKEN": REPLICATE_TOKEN}, workers=2) as process:
-        assert httpx.get(process.url + "/health").json() == {"status": "ok"}
-        headers = process.headers(**{"x-portkey-provider": "@replicate-test"})
-        statuses = {httpx.get(process.v1 + "/account", headers=headers).status_code for _ in range(20)}
-        assert statuses == {200}
+        yield process
 
 
-def test_revoked_key_is_refused_on_every_worker_at_once(tmp_path, fake_replicate):
-    server, _ = fake_replicate
-    with GatewayProcess(tmp_path / "data", providers=[replicate_provider(server.url)],
-                        env={"TEST_REPLICATE_TOKEN": REPLICATE_TOKEN}, workers=2) as process:
-        created = httpx.post(process.v1 + "/api-keys", headers=process.headers(),
-                             json={"name": "short-lived", "scopes": ["inference"]})
-        assert created.status_code in (200, 201), created.text
-        key = created.json()["key"]
-        headers = {"x-portkey-api-key": key, "x-portkey-provider": "@replicate-test"}
-        # Fresh connections land on both workers (SO_REUSEPORT hashes each connection): warm both caches.
-        assert {httpx.get(process.v1 + "/account", headers=headers).status_code for _ in range(20)} == {200}
-        revoked = httpx.post(process.v1 + f"/api-keys/{created.json()['id']}/revoke", headers=process.headers())
-        assert revoked.status_code == 200, revoked.text
-        assert {httpx.get(process.v1 + "/account", headers=headers).status_code for _ in range(20)} == {401}
+def test_workers_spread_connections_and_all_serve(two_workers):
+    process = two_workers
+    assert httpx.get(process.url + "/health").json() == {"status": "ok"}
+    headers = process.headers(**{"x-portkey-provider": "@replicate-test"})
+    statuses = {httpx.get(process.v1 + "/account", headers=headers).status_code for _ in range(20)}
+    assert statuses == {200}
+
+
+def test_revoked_key_is_refused_on_every_worker_at_once(two_workers):
+    process = two_workers
+    created = httpx.post(process.v1 + "/api-keys", headers=process.headers(),
+                         json={"name": "short-lived", "scopes": ["inference"]})
+    assert created.status_code in (200, 201), created.text
+    key = created.json()["key"]
+    headers = {"x-portkey-api-key": key, "x-portkey-provider": "@replicate-test"}
+    # Fresh connections land on both workers (SO_REUSEPORT hashes each connection): warm both caches.
+    assert {httpx.get(process.v1 + "/account", headers=headers).status_code for _ in range(20)} == {200}
+    revoked = httpx.post(process.v1 + f"/api-keys/{created.json()['id']}/revoke", headers=process.headers())
+    assert revoked.status_code == 200, revoked.text
+    assert {httpx.get(process.v1 + "/account", headers=headers).status_code for _ in range(20)} == {401}
 
 
 def serve_on(tmp_path, port: int, workers: int, name: str) -> tuple[int, str]:
