@@ -410,8 +410,9 @@ def _prompt_usage(body: dict[str, Any], cached_prefixes: set[str]) -> dict[str, 
             "cache_read_input_tokens": prefix_tokens if hit else 0}
 
 
-async def create_message(request: web.Request, state: AnthropicState) -> web.StreamResponse:
-    body = await json_body(request)
+async def create_message(request: web.Request, state: AnthropicState, body: dict[str, Any] | None = None) -> web.StreamResponse:
+    """Answer a Messages request: its JSON body, or ``body`` as a front (Vertex's rawPredict) passes it on."""
+    body = await json_body(request) if body is None else body
     _validate(body)
     content, stop_reason, stop_sequence = _reply(body)
     usage = {**_prompt_usage(body, state.cached_prefixes), "output_tokens": _output_tokens(content)}

@@ -65,14 +65,8 @@ class GeminiAdapter:
         self, endpoint: Endpoint, body: dict[str, Any], target: Target, strict: bool
     ) -> UpstreamRequest:
         if endpoint == "chat":
-            refuse_unsupported(body, _CHAT_PARAMETERS, PROVIDER, strict, _HARMLESS_VALUES)
-            stream = bool(body.get("stream"))
-            method = "streamGenerateContent?alt=sse" if stream else "generateContent"
-            headers = {"content-type": "application/json"}
-            if stream:
-                headers["accept"] = "text/event-stream"
-            url = f"{target.base_url}/{_model_path(body)}:{method}"
-            return UpstreamRequest("POST", url, headers, orjson.dumps(_chat_body(body)), stream)
+            url = f"{target.base_url}/{_model_path(body)}"
+            return chat_request(url, body, strict, PROVIDER)
         if endpoint == "embeddings":
             refuse_unsupported(body, _EMBEDDING_PARAMETERS, PROVIDER, strict, _HARMLESS_VALUES)
             method, payload = _embedding_body(body)
@@ -98,6 +92,18 @@ class GeminiAdapter:
 
 
 ADAPTER = GeminiAdapter()
+
+
+def chat_request(model_url: str, body: dict[str, Any], strict: bool, provider: str) -> UpstreamRequest:
+    """A unified chat body as a ``generateContent`` request (``streamGenerateContent?alt=sse`` when it
+    streams) to the model at ``model_url``: the Gemini API's and Vertex AI's, which share the format."""
+    refuse_unsupported(body, _CHAT_PARAMETERS, provider, strict, _HARMLESS_VALUES)
+    stream = bool(body.get("stream"))
+    method = "streamGenerateContent?alt=sse" if stream else "generateContent"
+    headers = {"content-type": "application/json"}
+    if stream:
+        headers["accept"] = "text/event-stream"
+    return UpstreamRequest("POST", f"{model_url}:{method}", headers, orjson.dumps(_chat_body(body)), stream)
 
 
 def _model_path(body: dict[str, Any]) -> str:

@@ -1,0 +1,5 @@
+"""Google Vertex AI: Gemini and Claude models behind Google Cloud credentials.
+
+``adapter`` translates unified chat to each publisher's format; ``auth`` puts an access token on every
+request (minted from a service-account key by ``token``, or the caller's own).
+"""
