@@ -17,13 +17,17 @@ from modelport.providers.vertex.token import CredentialRefused, ServiceAccount, 
 from tests.fakes.server import FakeServer
 from tests.fakes.vertex import VERTEX, VertexState, make_vertex_app, new_service_account
 
-LOOPBACK = "127.0.0.1".__eq__
 
 
 @pytest.fixture(scope="module")
 def server():
     with FakeServer(make_vertex_app()) as running:
         yield running
+
+
+@pytest.fixture(scope="module")
+def origin(server) -> str:
+    return server.url
 
 
 @pytest.fixture(scope="module")
@@ -54,11 +58,11 @@ class Clock:
         return self.now
 
 
-async def test_a_key_gets_a_token_the_endpoint_issued_once(key, fake):
-    tokens = TokenCache(LOOPBACK)
-    first = await tokens.token(json.dumps(key), fetch)
+async def test_a_key_gets_a_token_the_endpoint_issued_once(origin, key, fake):
+    tokens = TokenCache()
+    first = await tokens.token(json.dumps(key), fetch, origin)
     assert first.startswith("ya29.") and first in fake.tokens
-    assert await tokens.token(json.dumps(key), fetch) == first
+    assert await tokens.token(json.dumps(key), fetch, origin) == first
     assert fake.grants == 1 and tokens.grants == 1
 
 
@@ -71,52 +75,52 @@ async def test_the_assertion_is_the_documented_jwt(key):
         "aud": key["token_uri"], "iat": 1_700_000_000, "exp": 1_700_003_600}
 
 
-async def test_many_requests_on_a_cold_cache_make_one_grant(key, fake):
+async def test_many_requests_on_a_cold_cache_make_one_grant(origin, key, fake):
     fake.grant_delay = 0.2
-    tokens = TokenCache(LOOPBACK)
-    got = await asyncio.gather(*(tokens.token(json.dumps(key), fetch) for _ in range(32)))
+    tokens = TokenCache()
+    got = await asyncio.gather(*(tokens.token(json.dumps(key), fetch, origin) for _ in range(32)))
     assert len(set(got)) == 1 and fake.grants == 1
 
 
-async def test_a_token_is_replaced_before_it_expires(key, fake):
+async def test_a_token_is_replaced_before_it_expires(origin, key, fake):
     clock = Clock()
-    tokens = TokenCache(LOOPBACK, clock=clock)
-    first = await tokens.token(key, fetch)  # expires_in 3599: used until 300 s before
+    tokens = TokenCache(clock=clock)
+    first = await tokens.token(key, fetch, origin)  # expires_in 3599: used until 300 s before
     clock.now += 3599 - 301
-    assert await tokens.token(key, fetch) == first
+    assert await tokens.token(key, fetch, origin) == first
     clock.now += 2
-    second = await tokens.token(key, fetch)
+    second = await tokens.token(key, fetch, origin)
     assert second != first and fake.grants == 2
     fake.token_lifetime = 10  # short-lived: replaced at half its life
     clock.now += 3599
-    third = await tokens.token(key, fetch)
+    third = await tokens.token(key, fetch, origin)
     clock.now += 4.9
-    assert await tokens.token(key, fetch) == third
+    assert await tokens.token(key, fetch, origin) == third
     clock.now += 0.2
-    assert await tokens.token(key, fetch) != third and fake.grants == 4
+    assert await tokens.token(key, fetch, origin) != third and fake.grants == 4
 
 
-async def test_a_key_google_does_not_know_is_refused_by_email_not_key(server, fake):
+async def test_a_key_google_does_not_know_is_refused_by_email_not_key(origin, server, fake):
     stranger, _ = new_service_account(server.url + "/token", email="stranger@other.iam.gserviceaccount.com")
     with pytest.raises(CredentialRefused) as refused:
-        await TokenCache(LOOPBACK).token(stranger, fetch)
+        await TokenCache().token(stranger, fetch, origin)
     assert refused.value.status == 401 and "stranger@other.iam.gserviceaccount.com" in refused.value.message
     assert "account not found" in refused.value.message and "PRIVATE KEY" not in refused.value.message
 
 
-async def test_a_wrong_signature_is_refused(server, key, fake):
+async def test_a_wrong_signature_is_refused(origin, server, key, fake):
     forged, _ = new_service_account(server.url + "/token", email=key["client_email"])
     forged["private_key_id"] = key["private_key_id"]
     with pytest.raises(CredentialRefused, match="Invalid JWT Signature"):
-        await TokenCache(LOOPBACK).token(forged, fetch)
+        await TokenCache().token(forged, fetch, origin)
     assert fake.grants == 0
 
 
-async def test_an_expired_assertion_is_refused(key, fake):
+async def test_an_expired_assertion_is_refused(origin, key, fake):
     two_hours_ago = Clock()
     two_hours_ago.now = time.time() - 7200
     with pytest.raises(CredentialRefused, match="short-lived token"):
-        await TokenCache(LOOPBACK, wall=two_hours_ago).token(key, fetch)
+        await TokenCache(wall=two_hours_ago).token(key, fetch, origin)
 
 
 async def test_an_assertion_for_another_audience_is_refused(server, key, fake):
@@ -131,15 +135,16 @@ async def test_an_assertion_for_another_audience_is_refused(server, key, fake):
     assert fake.grants == 0
 
 
-async def test_a_token_uri_outside_google_needs_the_operators_trust(key, fake):
+@pytest.mark.parametrize("api_origin", ["", "https://us-central1-aiplatform.googleapis.com", "http://127.0.0.1:1"])
+async def test_a_token_uri_is_googles_or_the_api_hosts_only(key, fake, api_origin):
     with pytest.raises(Forbidden) as refused:
-        await TokenCache().token(key, fetch)
-    assert "trusted_hosts" in refused.value.message and fake.grants == 0
+        await TokenCache().token(key, fetch, api_origin)
+    assert "neither Google's token endpoint" in refused.value.message and fake.grants == 0
 
 
 @pytest.mark.parametrize("broken", ["not json", json.dumps({"client_email": "a@b.c", "private_key": "-----BEGIN nonsense"}),
                                     json.dumps({"private_key": "x"})])
-async def test_something_that_is_not_a_key_is_a_clear_400(broken, fake):
+async def test_something_that_is_not_a_key_is_a_clear_400(origin, broken, fake):
     with pytest.raises(BadRequest) as refused:
-        await TokenCache(LOOPBACK).token(broken, fetch)
+        await TokenCache().token(broken, fetch, origin)
     assert refused.value.status == 400 and "nonsense" not in refused.value.message and fake.grants == 0

@@ -8,7 +8,7 @@ access token (``Authorization: Bearer ya29...``, as Portkey takes it) is sent as
 
 from __future__ import annotations
 
-from typing import Callable
+from urllib.parse import urlsplit
 
 from ...gateway.errors import Unauthorized
 from ..base import Target, Transport, UpstreamRequest
@@ -18,17 +18,14 @@ from .token import TokenCache
 class VertexAuth:
     """The ``ProviderAuth`` of ``vertex-ai``; one per worker, holding its token cache."""
 
-    def __init__(self, trusted_host: Callable[[str], bool] = lambda host: False) -> None:
-        self.tokens = TokenCache(trusted_host)
-
-    def trust(self, trusted_host: Callable[[str], bool]) -> None:
-        """Take the operator's word on token hosts outside Google's (``trusted_hosts``)."""
-        self.tokens = TokenCache(trusted_host)
+    def __init__(self) -> None:
+        self.tokens = TokenCache()
 
     async def authorize(self, request: UpstreamRequest, target: Target, transport: Transport) -> None:
         account = target.settings.get("vertex_service_account_json")
         if account:
-            token = await self.tokens.token(account, transport.fetch)
+            api = urlsplit(request.url)
+            token = await self.tokens.token(account, transport.fetch, f"{api.scheme}://{api.netloc}")
         elif target.api_key:
             token = target.api_key
         else:

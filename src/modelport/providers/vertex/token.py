@@ -34,8 +34,10 @@ from ..base import StepAnswer, UpstreamRequest
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 DEFAULT_TOKEN_URI = "https://oauth2.googleapis.com/token"
-# Where real service-account keys send their grants (a key's "token_uri" names one of these). Any other
-# host would receive a signed assertion for the account: an operator must trust it first (trusted_hosts).
+# Where real service-account keys send their grants (a key's "token_uri" names one of these). Another
+# token host is taken only where the provider's API requests already go (a custom host an admin or the
+# caller chose: a private mirror, the test suite's fake), never a third host a key names: a tampered or
+# hostile key must not steer the gateway's signed grants (or, SSRF, its requests) anywhere else.
 GOOGLE_TOKEN_HOSTS = frozenset({"oauth2.googleapis.com", "www.googleapis.com", "accounts.google.com"})
 ASSERTION_LIFETIME = 3600  # seconds; Google refuses more
 REFRESH_MARGIN = 300.0  # seconds before expiry a token is replaced (at most half its life)
@@ -129,21 +131,18 @@ class _Token:
 
 class TokenCache:
     """Access tokens by service-account key, each fetched by one grant however many requests ask at once.
+    ``clock`` and ``wall`` are the monotonic and epoch clocks."""
 
-    ``trusted_host`` says whether the operator trusts a token endpoint outside ``GOOGLE_TOKEN_HOSTS``
-    (the harness's fakes; a private mirror). ``clock`` and ``wall`` are the monotonic and epoch clocks.
-    """
-
-    def __init__(self, trusted_host: Callable[[str], bool] = lambda host: False,
-                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time) -> None:
         self._tokens: OrderedDict[str, _Token] = OrderedDict()
         self._flights: dict[str, asyncio.Future[_Token]] = {}
-        self._trusted_host = trusted_host
         self._clock, self._wall = clock, wall
         self.grants = 0  # token requests sent, for tests and metrics
 
-    async def token(self, raw: str | bytes | Mapping[str, Any], fetch: Fetch) -> str:
-        """A live access token for the key ``raw``, from the cache or from one grant sent through ``fetch``."""
+    async def token(self, raw: str | bytes | Mapping[str, Any], fetch: Fetch, api_origin: str = "") -> str:
+        """A live access token for the key ``raw``, from the cache or from one grant sent through ``fetch``.
+        ``api_origin`` (``scheme://host:port``) is where the request it is for goes: the one token host
+        besides Google's that the key's ``token_uri`` may name."""
         digest = account_digest(raw)
         cached = self._tokens.get(digest)
         if cached is not None and self._clock() < cached.refresh_at:
@@ -151,7 +150,7 @@ class TokenCache:
             return cached.value
         flight = self._flights.get(digest)
         if flight is None:
-            flight = asyncio.ensure_future(self._grant(digest, raw, fetch))
+            flight = asyncio.ensure_future(self._grant(digest, raw, fetch, api_origin))
             self._flights[digest] = flight
             flight.add_done_callback(lambda _: self._flights.pop(digest, None))
         # Shielded: a caller that goes away must not cancel the grant others wait for.
@@ -161,9 +160,9 @@ class TokenCache:
         """Drop the cached token of a key (the API refused it: revoked before it expired)."""
         self._tokens.pop(account_digest(raw), None)
 
-    async def _grant(self, digest: str, raw: str | bytes | Mapping[str, Any], fetch: Fetch) -> _Token:
+    async def _grant(self, digest: str, raw: str | bytes | Mapping[str, Any], fetch: Fetch, api_origin: str) -> _Token:
         account = ServiceAccount.parse(raw)
-        self._check_token_host(account)
+        _check_token_host(account, api_origin)
         form = urlencode({"grant_type": GRANT_TYPE, "assertion": account.assertion(self._wall())}).encode()
         request = UpstreamRequest("POST", account.token_uri,
                                   {"content-type": "application/x-www-form-urlencoded", "accept": "application/json"},
@@ -177,17 +176,23 @@ class TokenCache:
             self._tokens.popitem(last=False)
         return token
 
-    def _check_token_host(self, account: ServiceAccount) -> None:
-        parts = urlsplit(account.token_uri)
-        host = (parts.hostname or "").lower()
-        if parts.scheme == "https" and host in GOOGLE_TOKEN_HOSTS:
-            return
-        if self._trusted_host(host):
-            return
-        raise Forbidden(f"the token_uri of service account {quoted(account.client_email)} names {quoted(host)}, "
-                        "not Google's token endpoint (https://oauth2.googleapis.com/token): the gateway would send "
-                        "it a signed grant for the account. An operator can allow the host with trusted_hosts",
-                        code="vertex_token_host_refused")
+
+
+def _check_token_host(account: ServiceAccount, api_origin: str) -> None:
+    parts = urlsplit(account.token_uri)
+    if parts.scheme == "https" and (parts.hostname or "").lower() in GOOGLE_TOKEN_HOSTS:
+        return
+    if api_origin and _origin(account.token_uri) == _origin(api_origin):
+        return
+    raise Forbidden(f"the token_uri of service account {quoted(account.client_email)} names "
+                    f"{quoted(parts.netloc)}, neither Google's token endpoint (https://oauth2.googleapis.com/token) "
+                    "nor the host the provider's requests go to: the gateway sends its grants to no other host",
+                    code="vertex_token_host_refused")
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port or {"http": 80, "https": 443}.get(parts.scheme)
 
 
 def _read_token(answer: StepAnswer, email: str, started: float) -> _Token:
