@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from ...gateway.errors import Unauthorized
+from ...gateway.errors import BadRequest
 from ..base import Target, Transport, UpstreamRequest
 from .token import TokenCache
 
@@ -29,7 +29,7 @@ class VertexAuth:
         elif target.api_key:
             token = target.api_key
         else:
-            raise Unauthorized("provider 'vertex-ai' needs Google credentials: a service-account key "
+            raise BadRequest("provider 'vertex-ai' needs Google credentials: a service-account key "
                                "(vertex_service_account_json on the stored provider, or the header "
                                "x-portkey-vertex-service-account-json) or an access token (Authorization: Bearer ...)",
                                code="missing_vertex_credentials")
