@@ -90,7 +90,7 @@ class VertexState:
         self.accounts[info["client_email"]] = Account(public_key, info["private_key_id"], {info["project_id"]})
 
     def reset(self) -> None:
-        self.tokens.clear()
+        """Clear the knobs and records; tokens already issued stay live, as Google's would."""
         self.requests.clear()
         self.grants, self.grant_delay, self.token_lifetime = 0, 0.0, 3599
         self.gemini.reset()

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from ..gateway.rewrite import UrlRewrite
 from .base import Adapter, AuthScheme, ExchangePolicy, ModelRule, ProviderSpec, Setting
+from .vertex import BASE_URL as VERTEX_BASE_URL
+from .vertex.auth import VERTEX_AUTH
 
 if TYPE_CHECKING:
     from ..store.base import Store
@@ -55,6 +57,11 @@ REPLICATE_MODELS = (
 GOOGLE_MODELS = (ModelRule(rf"/models/(?P<model>[^/:]+):\w+", template="{model}"),
                  ModelRule(r"/.*", method=None, body_field="model"))
 
+# Vertex names the model in the path: /projects/p/locations/r/publishers/google/models/gemini-2.5-pro:generateContent.
+VERTEX_MODELS = (ModelRule(rf"/projects/{_SEGMENT}/locations/{_SEGMENT}/publishers/{_SEGMENT}/models/(?P<model>[^/:]+):\w+",
+                           template="{model}"),
+                 ModelRule(r"/.*", method=None, body_field="model"))
+
 # Settings more than one provider declares.
 OPENAI_ORGANIZATION = Setting("openai_organization", header="openai-organization",
                               config_keys=("openai_organization", "openaiOrganization"), overridable=True,
@@ -79,6 +86,17 @@ AZURE_SETTINGS = (
     Setting("api_version", header="azure-api-version", config_keys=("api_version", "azure_api_version", "apiVersion"),
             overridable=True, doc="Azure api-version of deployment URLs (default 2024-10-21)"),
 )
+# Portkey's names (x-portkey-vertex-*). None may be overridden on a stored provider: the region is the host
+# its token goes to, and the project and key are what an admin granted.
+VERTEX_SETTINGS = (
+    Setting("vertex_region", header="vertex-region", config_keys=("vertex_region", "vertexRegion"), required=True,
+            doc="Vertex AI location: us-central1, europe-west4, global, us or eu"),
+    Setting("vertex_project_id", header="vertex-project-id", config_keys=("vertex_project_id", "vertexProjectId"),
+            doc="Google Cloud project (default: the service-account key's project_id)"),
+    Setting("vertex_service_account_json", header="vertex-service-account-json",
+            config_keys=("vertex_service_account_json", "vertexServiceAccountJson"), secret=True,
+            doc="service-account key (the JSON file IAM creates) the gateway mints access tokens from"),
+)
 
 # One keyword-style entry per provider (providers/base.py ProviderSpec): an OpenAI-compatible provider
 # with static auth and no settings is an id, a base URL and its unified endpoints.
@@ -100,6 +118,11 @@ _TABLE: tuple[ProviderSpec, ...] = (
                  settings=AZURE_SETTINGS),
     ProviderSpec(id="google", base_url="https://generativelanguage.googleapis.com/v1beta", auth=GOOGLE_KEY,
                  unified=frozenset({"chat", "embeddings"}), adapter="google", models=GOOGLE_MODELS),
+    # Vertex AI: Gemini and Claude models (providers/vertex); the base URL is the global endpoint, the
+    # adapter picks the region's host. Tokens come from a service-account key or the caller.
+    ProviderSpec(id="vertex-ai", base_url=VERTEX_BASE_URL, auth=VERTEX_AUTH, unified=CHAT, adapter="vertex.adapter",
+                 settings=VERTEX_SETTINGS, models=VERTEX_MODELS,
+                 docs="Gemini and Claude on Vertex AI; service-account keys become access tokens"),
     ProviderSpec(id="cohere", base_url="https://api.cohere.com/v1", unified=frozenset({"chat", "embeddings"}), adapter="cohere"),
     ProviderSpec(id="mistral-ai", base_url="https://api.mistral.ai/v1", unified=CHAT_EMBED),
     ProviderSpec(id="groq", base_url="https://api.groq.com/openai/v1", unified=frozenset({"chat", "models"})),

@@ -28,10 +28,10 @@ from .. import anthropic, google
 from ..base import Endpoint, StreamTranslator, Target, UpstreamRequest
 from ..google_responses import GeminiChatStream, to_chat_completion as gemini_completion, to_openai_error as gemini_error
 from ..openai_shapes import include_usage
+from . import BASE_URL
 from .token import project_of
 
 PROVIDER = "vertex-ai"
-BASE_URL = "https://aiplatform.googleapis.com/v1"  # the global endpoint; a region picks its own host
 ANTHROPIC_VERSION = "vertex-2023-10-16"
 PUBLISHERS = ("google", "anthropic")
 _MULTI_REGIONS = {"us": "https://aiplatform.us.rep.googleapis.com/v1", "eu": "https://aiplatform.eu.rep.googleapis.com/v1"}
