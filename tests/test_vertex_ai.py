@@ -193,13 +193,17 @@ def test_a_caller_brings_its_own_access_token(gateway, fake, google):
 
 
 def test_a_caller_sends_its_service_account_key(gateway, fake, google, keys):
+    trace_id = trace()
     headers = gateway.headers(**{"x-portkey-provider": "vertex-ai", "x-portkey-custom-host": google.url + "/v1",
+                                 "x-portkey-trace-id": trace_id,
                                  "x-portkey-vertex-region": "us-central1",
                                  "x-portkey-vertex-service-account-json": json.dumps(keys["main"])})
     response = httpx.post(gateway.v1 + "/chat/completions", json={"model": GEMINI, "messages": ask()}, headers=headers,
                           timeout=10)
     assert response.status_code == 200, response.text
     assert fake.requests[-1]["path"].startswith("/v1/projects/test-project/")  # the key's project_id
+    row = json.dumps(one_log(gateway, trace_id))
+    assert "x-portkey-vertex-service-account-json" in row and "PRIVATE KEY" not in row
 
 
 @pytest.mark.parametrize("missing, named", [("x-portkey-vertex-region", "vertex_region"),
