@@ -135,10 +135,10 @@ async def test_an_assertion_for_another_audience_is_refused(server, key, fake):
     assert fake.grants == 0
 
 
-@pytest.mark.parametrize("api_origin", ["", "https://us-central1-aiplatform.googleapis.com", "http://127.0.0.1:1"])
-async def test_a_token_uri_is_googles_or_the_api_hosts_only(key, fake, api_origin):
+@pytest.mark.parametrize("api_url", ["", "https://us-central1-aiplatform.googleapis.com", "http://127.0.0.1:1"])
+async def test_a_token_uri_is_googles_or_the_api_hosts_only(key, fake, api_url):
     with pytest.raises(Forbidden) as refused:
-        await TokenCache().token(key, fetch, api_origin)
+        await TokenCache().token(key, fetch, api_url)
     assert "neither Google's token endpoint" in refused.value.message and fake.grants == 0
 
 

@@ -8,8 +8,6 @@ access token (``Authorization: Bearer ya29...``, as Portkey takes it) is sent as
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from ...gateway.errors import BadRequest
 from ..base import Target, Transport, UpstreamRequest
 from .token import TokenCache
@@ -24,8 +22,7 @@ class VertexAuth:
     async def authorize(self, request: UpstreamRequest, target: Target, transport: Transport) -> None:
         account = target.settings.get("vertex_service_account_json")
         if account:
-            api = urlsplit(request.url)
-            token = await self.tokens.token(account, transport.fetch, f"{api.scheme}://{api.netloc}")
+            token = await self.tokens.token(account, transport.fetch, request.url)
         elif target.api_key:
             token = target.api_key
         else:
