@@ -223,3 +223,13 @@ def test_vertex_errors_reach_the_caller_translated(gateway, fake):
     with pytest.raises(openai.NotFoundError) as refused:
         chat_client(gateway).chat.completions.create(model="claude-unknown@20990101", messages=ask())
     assert "not found" in str(refused.value).lower()
+
+
+def test_the_proxy_route_carries_the_token_too(gateway, fake):
+    path = f"/projects/test-project/locations/us-central1/publishers/google/models/{GEMINI}:generateContent"
+    response = httpx.post(gateway.v1 + path, json={"contents": [{"role": "user", "parts": [{"text": "hello proxy"}]}]},
+                          headers=gateway.headers(**{"x-portkey-provider": "@vertex-main"}), timeout=10)
+    assert response.status_code == 200, response.text
+    assert "hello proxy" in response.json()["candidates"][0]["content"]["parts"][0]["text"]
+    assert fake.requests[-1]["path"] == "/v1" + path
+    assert fake.requests[-1]["headers"]["authorization"].startswith("Bearer ya29.fake-")
