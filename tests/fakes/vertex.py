@@ -199,6 +199,9 @@ async def _predict(request: web.Request) -> web.StreamResponse:
     if not isinstance(body, dict):
         return gemini_fake.google_error(400, "Invalid JSON payload received.", "INVALID_ARGUMENT")
     if found["publisher"] == "google" and found["method"] in ("generateContent", "streamGenerateContent"):
+        # Vertex, unlike the Gemini API, wants every turn's role.
+        if any(not isinstance(turn, dict) or turn.get("role") not in ("user", "model") for turn in body.get("contents") or []):
+            return gemini_fake.google_error(400, "Please use a valid role: user, model.", "INVALID_ARGUMENT")
         try:
             return await gemini_fake._dispatch(request, state.gemini, f"models/{found['model']}", found["method"], body)
         except gemini_fake.Invalid as exc:
