@@ -233,3 +233,9 @@ def test_the_proxy_route_carries_the_token_too(gateway, fake):
     assert "hello proxy" in response.json()["candidates"][0]["content"]["parts"][0]["text"]
     assert fake.requests[-1]["path"] == "/v1" + path
     assert fake.requests[-1]["headers"]["authorization"].startswith("Bearer ya29.fake-")
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_the_responses_api_over_chat(gateway, fake, model):
+    response = chat_client(gateway).responses.create(model=model, input="hello responses")
+    assert "hello responses" in response.output_text and response.usage.output_tokens > 0
