@@ -24,7 +24,7 @@ MODELS = [GEMINI, CLAUDE]
 WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Weather for a city", "parameters": {
     "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
 # One service account per stored provider, so that each test sees its own account's token cache.
-ACCOUNTS = ("main", "cold", "short", "unknown")
+ACCOUNTS = ("main", "cold", "short", "unknown", "sealed")  # "sealed" is stored through the control plane only
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ def gateway(tmp_path_factory, google, keys):
     # The token endpoint and the API are one fake on loopback: the auth's calls go through the SSRF-guarded
     # transport, which takes a private address only when the operator allows it.
     providers = [vertex_provider(f"vertex-{name}", google, key, vertex_project_id="test-project")
-                 for name, key in keys.items()]
+                 for name, key in keys.items() if name != "sealed"]
     providers.append(vertex_provider("vertex-from-key", google, keys["main"]))  # project from the key's project_id
     process = GatewayProcess(tmp_path_factory.mktemp("vertex") / "data", providers=providers,
                              settings={"allow_private_hosts": True})
@@ -239,3 +239,20 @@ def test_the_proxy_route_carries_the_token_too(gateway, fake):
 def test_the_responses_api_over_chat(gateway, fake, model):
     response = chat_client(gateway).responses.create(model=model, input="hello responses")
     assert "hello responses" in response.output_text and response.usage.output_tokens > 0
+
+
+def test_a_stored_service_account_key_is_sealed_and_never_returned(gateway, fake, google, keys):
+    admin = httpx.Client(base_url=gateway.v1, headers={"x-portkey-api-key": gateway.admin_key}, timeout=10)
+    created = admin.post("/virtual-keys", json={
+        "name": "Vertex sealed", "provider": "vertex-ai", "custom_host": google.url + "/v1",
+        "vertexRegion": "us-central1", "vertexProjectId": "test-project",
+        "vertexServiceAccountJson": json.dumps(keys["sealed"])})
+    assert created.status_code == 200, created.text
+    slug = created.json()["slug"]
+    pem_line = keys["sealed"]["private_key"].splitlines()[1]  # a line of the key's base64 body
+    shown = admin.get(f"/virtual-keys/{slug}").text + admin.get("/virtual-keys").text
+    assert pem_line not in shown and "PRIVATE KEY" not in shown
+    completion = chat_client(gateway, f"@{slug}").chat.completions.create(model=CLAUDE, messages=ask())
+    assert "hello there" in completion.choices[0].message.content
+    on_disk = [path for path in gateway.data_dir.rglob("*") if path.is_file() and pem_line.encode() in path.read_bytes()]
+    assert not on_disk, f"the private key is in {on_disk} unsealed"
