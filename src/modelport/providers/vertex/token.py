@@ -130,7 +130,6 @@ def project_of(raw: str | bytes | Mapping[str, Any]) -> str | None:
 class _Token:
     value: str
     refresh_at: float  # time.monotonic() after which the token is replaced
-    email: str
 
 
 class TokenCache:
@@ -159,11 +158,18 @@ class TokenCache:
         if flight is None:
             flight = asyncio.ensure_future(self._grant(digest, raw, fetch, api_url))
             self._flights[digest] = flight
-            flight.add_done_callback(lambda _: self._flights.pop(digest, None))
+            flight.add_done_callback(lambda done: self._landed(digest, done))
         # Shielded: a caller that goes away must not cancel the grant others wait for.
         return (await asyncio.shield(flight)).value
 
+    def _landed(self, digest: str, flight: asyncio.Future[_Token]) -> None:
+        self._flights.pop(digest, None)
+        if not flight.cancelled():
+            flight.exception()  # retrieved: every waiter may have left before a failed grant ended
+
     def _digest(self, raw: str | bytes | Mapping[str, Any]) -> str:
+        if not isinstance(raw, (str, bytes)):  # a mapping may change: hashed each time
+            return account_digest(raw)
         remembered = self._digests.get(id(raw))
         if remembered is not None and remembered[0] is raw:
             return remembered[1]
@@ -228,7 +234,7 @@ def _read_token(answer: StepAnswer, email: str, started: float) -> _Token:
         raise TokenUnavailable(f"Google's token endpoint answered for service account {quoted(email)} without an "
                                "access_token and expires_in")
     # Counted from when the grant was sent: the token's clock started no earlier.
-    return _Token(value, started + lifetime - min(REFRESH_MARGIN, lifetime / 2), email)
+    return _Token(value, started + lifetime - min(REFRESH_MARGIN, lifetime / 2))
 
 
 def _as_mapping(raw: str | bytes | Mapping[str, Any]) -> Mapping[str, Any]:
