@@ -143,10 +143,17 @@ def test_the_project_may_come_from_the_key(gateway, fake):
     assert fake.requests[-1]["path"].startswith("/v1/projects/test-project/locations/us-central1/")
 
 
-def test_an_explicit_publisher_names_the_model(gateway, fake):
-    completion = chat_client(gateway).chat.completions.create(model=f"anthropic/{CLAUDE}", messages=ask())
+@pytest.mark.parametrize("spelled", [f"anthropic/{CLAUDE}", f"anthropic.{CLAUDE}"])  # ours, Portkey's
+def test_an_explicit_publisher_names_the_model(gateway, fake, spelled):
+    completion = chat_client(gateway).chat.completions.create(model=spelled, messages=ask())
     assert "hello there" in completion.choices[0].message.content
     assert fake.requests[-1]["path"].endswith(f"/publishers/anthropic/models/{CLAUDE}:rawPredict")
+
+
+def test_another_publisher_is_refused_by_name(gateway, fake):
+    with pytest.raises(openai.BadRequestError, match="not 'meta'"):
+        chat_client(gateway).chat.completions.create(model="meta/llama-3.3-70b-instruct-maas", messages=ask())
+    assert not fake.requests
 
 
 def test_one_grant_serves_many_requests_on_a_cold_cache(gateway, fake):

@@ -7,7 +7,8 @@ for region ``global`` and ``https://aiplatform.{us,eu}.rep.googleapis.com/v1`` f
 (as anthropic-python's Vertex client has them); a custom host replaces it (the test suite's fake).
 
 The publisher follows from the model name: ``publisher/model`` names it (``google/gemini-2.5-pro``,
-``anthropic/claude-sonnet-4@20250514``); otherwise a ``claude-*`` model is Anthropic's, anything else
+``anthropic/claude-sonnet-4@20250514``), as does Portkey's ``publisher.model``
+(``anthropic.claude-sonnet-4@20250514``); otherwise a ``claude-*`` model is Anthropic's, anything else
 Google's. Gemini models take ``generateContent`` / ``streamGenerateContent?alt=sse`` with the Gemini
 API's body (providers/google.py); Claude models take ``rawPredict`` / ``streamRawPredict`` with the
 Anthropic Messages body (providers/anthropic.py) less ``model`` (the URL names it) plus
@@ -40,6 +41,9 @@ _MULTI_REGIONS = {"us": "https://aiplatform.us.rep.googleapis.com/v1", "eu": "ht
 _REGION = re.compile(r"[a-z][a-z0-9-]{0,62}")
 _PROJECT = re.compile(r"[A-Za-z0-9][A-Za-z0-9.:_-]{0,127}")
 _MODEL = re.compile(r"(?:(?P<publisher>[a-z][a-z0-9-]*)/)?(?P<model>[A-Za-z0-9][A-Za-z0-9._@-]*)")
+# Portkey's spelling: "anthropic.claude-3-5-sonnet@20240620" (its getModelAndProvider splits on the first dot
+# when what precedes it is a publisher; Gemini names have dots of their own).
+_PORTKEY_PUBLISHERS = ("google", "anthropic", "meta", "mistralai", "endpoints")
 
 
 def publisher_and_model(model: Any) -> tuple[str, str]:
@@ -48,8 +52,10 @@ def publisher_and_model(model: Any) -> tuple[str, str]:
     if match is None:
         raise ValueError(f"Invalid model name for provider '{PROVIDER}': {model!r}; name a Vertex model such as "
                          "'gemini-2.5-flash' or 'claude-sonnet-4@20250514' (or 'publisher/model').")
-    name = match["model"]
-    publisher = match["publisher"] or ("anthropic" if name.startswith("claude-") else "google")
+    name, publisher = match["model"], match["publisher"]
+    if publisher is None and name.split(".", 1)[0] in _PORTKEY_PUBLISHERS and "." in name:
+        publisher, name = name.split(".", 1)
+    publisher = publisher or ("anthropic" if name.startswith("claude-") else "google")
     if publisher not in PUBLISHERS:
         raise ValueError(f"Provider '{PROVIDER}' serves models of publishers {' and '.join(PUBLISHERS)} through the "
                          f"unified API, not {publisher!r}.")
