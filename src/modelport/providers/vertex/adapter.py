@@ -25,6 +25,7 @@ from typing import Any
 
 import orjson
 
+from ...gateway.errors import quoted
 from .. import anthropic, google
 from ..base import Endpoint, StreamTranslator, Target, UpstreamRequest
 from ..google_responses import GeminiChatStream, to_chat_completion as gemini_completion, to_openai_error as gemini_error
@@ -50,7 +51,7 @@ def publisher_and_model(model: Any) -> tuple[str, str]:
     """(publisher, model id) of a model name; a ``ValueError`` for a name that cannot be one."""
     match = _MODEL.fullmatch(model) if isinstance(model, str) else None
     if match is None:
-        raise ValueError(f"Invalid model name for provider '{PROVIDER}': {model!r}; name a Vertex model such as "
+        raise ValueError(f"Invalid model name for provider '{PROVIDER}': {quoted(str(model))}; name a Vertex model such as "
                          "'gemini-2.5-flash' or 'claude-sonnet-4@20250514' (or 'publisher/model').")
     name, publisher = match["model"], match["publisher"]
     if publisher is None and name.split(".", 1)[0] in _PORTKEY_PUBLISHERS and "." in name:
@@ -58,7 +59,7 @@ def publisher_and_model(model: Any) -> tuple[str, str]:
     publisher = publisher or ("anthropic" if name.startswith("claude-") else "google")
     if publisher not in PUBLISHERS:
         raise ValueError(f"Provider '{PROVIDER}' serves models of publishers {' and '.join(PUBLISHERS)} through the "
-                         f"unified API, not {publisher!r}.")
+                         f"unified API, not {quoted(publisher)}.")
     return publisher, name
 
 
@@ -68,7 +69,7 @@ def model_url(target: Target, publisher: str, model: str) -> str:
     region = settings.get("vertex_region")
     if not isinstance(region, str) or not _REGION.fullmatch(region):
         raise ValueError(f"Provider '{PROVIDER}' needs vertex_region, a Vertex AI location such as 'us-central1' "
-                         "or 'global' (header x-portkey-vertex-region)" + (f"; {region!r} is not one." if region else "."))
+                         "or 'global' (header x-portkey-vertex-region)" + (f"; {quoted(str(region))} is not one." if region else "."))
     project = settings.get("vertex_project_id") or project_of(settings.get("vertex_service_account_json") or "{}")
     if not isinstance(project, str) or not _PROJECT.fullmatch(project):
         raise ValueError(f"Provider '{PROVIDER}' needs vertex_project_id, a Google Cloud project id (header "
