@@ -261,5 +261,8 @@ def test_a_stored_service_account_key_is_sealed_and_never_returned(gateway, fake
     assert pem_line not in shown and "PRIVATE KEY" not in shown
     completion = chat_client(gateway, f"@{slug}").chat.completions.create(model=CLAUDE, messages=ask())
     assert "hello there" in completion.choices[0].message.content
-    on_disk = [path for path in gateway.data_dir.rglob("*") if path.is_file() and pem_line.encode() in path.read_bytes()]
-    assert not on_disk, f"the private key is in {on_disk} unsealed"
+    # Neither it nor the keys of the providers the config file declares are in the data directory unsealed.
+    pem_lines = [key["private_key"].splitlines()[1].encode() for key in keys.values()]
+    on_disk = [path for path in gateway.data_dir.rglob("*")
+               if path.is_file() and any(line in path.read_bytes() for line in pem_lines)]
+    assert not on_disk, f"a private key is in {on_disk} unsealed"
