@@ -266,3 +266,12 @@ def test_a_stored_service_account_key_is_sealed_and_never_returned(gateway, fake
     on_disk = [path for path in gateway.data_dir.rglob("*")
                if path.is_file() and any(line in path.read_bytes() for line in pem_lines)]
     assert not on_disk, f"a private key is in {on_disk} unsealed"
+
+
+def test_a_config_target_may_carry_the_key_as_an_object(gateway, fake, google, keys):
+    config = {"provider": "vertex-ai", "custom_host": google.url + "/v1", "vertex_region": "us-central1",
+              "vertex_service_account_json": keys["main"]}  # Portkey's configs hold it parsed
+    response = httpx.post(gateway.v1 + "/chat/completions", json={"model": CLAUDE, "messages": ask()}, timeout=10,
+                          headers=gateway.headers(**{"x-portkey-config": json.dumps(config)}))
+    assert response.status_code == 200, response.text
+    assert fake.requests[-1]["path"].startswith("/v1/projects/test-project/locations/us-central1/publishers/anthropic/")
