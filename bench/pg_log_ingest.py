@@ -1,8 +1,17 @@
-"""The PostgreSQL log store's ingest: records/s through ``PostgresLogStore`` from one writer thread.
+"""The PostgreSQL log ingest: records/s through the log service's writer, or its store alone.
 
-    PYTHONPATH=src python3 bench/pg_log_ingest.py [--seconds 60] [--batch 500] [--server postgresql://postgres@127.0.0.1:5432]
+    PYTHONPATH=src python3 bench/pg_log_ingest.py [--through writer|store] [--rate N] [--seconds 60]
+        [--batch 500] [--server postgresql://postgres@127.0.0.1:5432]
 
-Each batch is what the log writer does per transaction (``logs/writer.py``): ``stored_ids`` of the
+``--through writer`` (the default) is the log service's real path: records decoded from the workers'
+wire frames (``records_from_wire``) are submitted to a ``LogWriter`` on the database (as
+``logs/service.py`` does), which enriches, prices and writes them on its own lanes, the background
+one at the service's niceness. ``--rate N`` offers N records/s in 10 ms ticks (0: as fast as it
+takes them, the queue kept four catch-up batches ahead, so past the catch-up mark); printed per 10 s window are the records/s
+settled (committed) and the queue depth at the window's end: a writer that falls behind shows a
+growing queue. CPU is read for this process and every server backend of the database.
+
+``--through store``: each batch is what the log writer does per transaction (``logs/writer.py``): ``stored_ids`` of the
 batch's ids, then ``append_logs`` of the rows, in one ``batch()``. Rows are the writer's own rows for a
 chat completion (bench/log_writer.py's records, enriched by ``LogWriter._prepare``: ~1 KB of request
 and response bodies, headers, metadata, one attempt), each with a fresh time-ordered id and the
@@ -28,10 +37,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from log_writer import record  # noqa: E402  (bench/ is not a package)
 from pg_drivers import bench_database  # noqa: E402
 
-from modelport.logs.record import new_time_ordered_id  # noqa: E402
-from modelport.logs.writer import LogWriter  # noqa: E402
+from modelport.logs.record import new_time_ordered_id, records_from_wire, records_to_wire  # noqa: E402
+from modelport.logs.service import BACKGROUND_NICENESS  # noqa: E402
+from modelport.logs.writer import CATCH_UP_BATCH_SIZE, LogWriter  # noqa: E402
 from modelport.settings import Settings  # noqa: E402
-from modelport.store import open_sqlite_store  # noqa: E402
+from modelport.store import open_sqlite_store, open_store  # noqa: E402
 from modelport.store.pg_logs import PostgresLogStore  # noqa: E402
 
 WINDOW_SECONDS = 10
@@ -59,7 +69,7 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run(url: str, templates: list[dict[str, Any]], seconds: float) -> None:
+def run_store(url: str, templates: list[dict[str, Any]], seconds: float) -> None:
     store = PostgresLogStore(url, pool_size=1)  # one connection, as one writer: its backend's CPU is measured
     with store._connection() as conn:
         backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
@@ -98,15 +108,72 @@ def run(url: str, templates: list[dict[str, Any]], seconds: float) -> None:
           f" (load average {os.getloadavg()[0]:.1f} at the end)")
 
 
+TICK_SECONDS = 0.01
+FRAME_RECORDS = 100  # records per wire frame, as a worker's shipper sends them under load
+
+
+def backends_cpu(conn: Any) -> float:
+    """CPU seconds of every server backend connected to this database (the writer's, its pool's)."""
+    pids = [row[0] for row in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")]
+    return sum(cpu_seconds(pid) for pid in pids if Path(f"/proc/{pid}").exists())
+
+
+async def run_writer(url: str, rate: int, seconds: float) -> None:
+    import psycopg
+
+    with tempfile.TemporaryDirectory() as data_dir:
+        settings = Settings.load({"data_dir": data_dir, "database_url": url, "master_key": "b" * 64,
+                                  "signing_secret": "s" * 32, "log_queue_size": 10_000_000})
+        store = open_store(settings)
+        writer = LogWriter(settings, store, lambda: None, background_niceness=BACKGROUND_NICENESS)
+        await writer.start()
+        frame = records_to_wire([record(i) for i in range(FRAME_RECORDS)])
+        watcher = psycopg.connect(url, autocommit=True)
+        server_cpu, own_cpu = backends_cpu(watcher), time.process_time()
+        windows: list[str] = []
+        deepest = offered = 0
+        started = window_started = time.perf_counter()
+        window_settled = writer.settled_total
+        while (now := time.perf_counter()) - started < seconds:
+            due = int((now - started) * rate) if rate else writer.settled_total + 4 * CATCH_UP_BATCH_SIZE
+            while offered < due:
+                for item in records_from_wire(frame):  # what the service decodes per frame it reads
+                    item.id, item.created_at = new_time_ordered_id("log_"), time.time()
+                    writer.submit(item)
+                offered += FRAME_RECORDS
+            deepest = max(deepest, len(writer._queue))
+            if now - window_started >= WINDOW_SECONDS:
+                windows.append(f"{(writer.settled_total - window_settled) / (now - window_started):,.0f}"
+                               f" (queue {len(writer._queue):,})")
+                window_started, window_settled = now, writer.settled_total
+            await asyncio.sleep(TICK_SECONDS)
+        elapsed = time.perf_counter() - started
+        settled = writer.settled_total
+        server_cpu, own_cpu = backends_cpu(watcher) - server_cpu, time.process_time() - own_cpu
+        await writer.stop()
+        stored = watcher.execute("SELECT count(*) FROM logs").fetchone()[0]
+        watcher.close()
+        store.close()
+    print(f"offered {'as fast as taken' if not rate else f'{rate:,} records/s'}: {settled:,} records settled in "
+          f"{elapsed:.1f} s, {settled / elapsed:,.0f} records/s sustained; deepest queue {deepest:,}; stored {stored:,}")
+    print(f"per {WINDOW_SECONDS} s window: {', '.join(windows)} records/s")
+    print(f"CPU per 1,000 records: server backends {server_cpu / settled * 1e6:.1f} ms, log writer process "
+          f"{own_cpu / settled * 1e6:.1f} ms (load average {os.getloadavg()[0]:.1f} at the end)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--through", choices=("writer", "store"), default="writer")
+    parser.add_argument("--rate", type=int, default=0, help="records/s offered to the writer (0: as fast as it takes them)")
     parser.add_argument("--seconds", type=float, default=60)
-    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--batch", type=int, default=500, help="rows per transaction (--through store)")
     parser.add_argument("--server", default="postgresql://postgres@127.0.0.1:5432")
     args = parser.parse_args()
-    templates = asyncio.run(template_rows(args.batch))
     with bench_database(args.server) as url:
-        run(url, templates, args.seconds)
+        if args.through == "writer":
+            asyncio.run(run_writer(url, args.rate, args.seconds))
+        else:
+            run_store(url, asyncio.run(template_rows(args.batch)), args.seconds)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """The log writer: enrich, price and insert log records in batches. Nothing is lost.
 
-    submit(record) ─▶ bounded deque ─(≤100 records or 20 ms)─▶ writer thread: enrich, price, one
-         │ full                                                   transaction ─▶ logs, predictions
+    submit(record) ─▶ bounded deque ─(≤100 records or 20 ms)─▶ enricher thread: enrich, price
+         │ full                                         ─▶ writer thread: one transaction ─▶ logs, predictions
          ▼                                                              │ store locked / failing
     spill/<pid>.jsonl ◀─────────────────────────────────────────────────┘
          └─▶ replayed when the store answers again, by this process or, after a crash, the next one
@@ -12,10 +12,11 @@ worker; only an app built by ``create_app()`` for another ASGI server runs it in
 or a worker that spilled while the log service was away) and replays them.
 
 ``submit`` is an append to a deque (O(1), no allocation beyond the deque's). Enrichment (JSON parsing
-of bodies, usage, redaction) and the log store run off the event loop on one of two threads that take turns
-(``_Lanes``), so they neither stall the loop nor race each other: in the log service, a background
-lane at the lowest CPU priority while the writer keeps up, and a catch-up lane at normal priority while
-it is behind. ``stop()`` drains the queue fully before the process exits (SIGTERM).
+of bodies, usage, redaction) and the log store run off the event loop, each on its own pair of threads
+(``_Lanes``): in the log service, a background lane at the lowest CPU priority while the writer keeps
+up, and a catch-up lane at normal priority while it is behind. The store's lanes take turns, so its
+transactions never race; a batch is enriched while the one before it is written, so the store's round
+trips and its server's work overlap the next batch's Python. ``stop()`` drains the queue fully before the process exits (SIGTERM).
 ``queued_total``/``settled_total`` count queued records and those of them now in the store or the
 spill file (the queue is FIFO), so the log service can acknowledge what it holds safely.
 """
@@ -93,7 +94,9 @@ class LogWriter:
         self._capacity = max(1, settings.log_queue_size)
         self._wake = asyncio.Event()
         self._spill: SpillFile | None = None
-        self._lanes = _Lanes(background_niceness)
+        self._lanes = _Lanes(background_niceness, "writer")  # the log store's work, one call at a time
+        self._enriching = _Lanes(background_niceness, "enricher")  # enrichment, beside the store's work
+        self._writing: asyncio.Future[None] | None = None  # the batch being written
         self._behind = False
         self._log_store: LogStore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -175,6 +178,7 @@ class LogWriter:
             await asyncio.gather(self._task, return_exceptions=True)
         await self._lanes.run(self._close)
         self._lanes.shutdown()
+        self._enriching.shutdown()
 
     def _open(self) -> None:
         self._log_store = open_log_store(self.settings, busy_timeout=WRITE_BUSY_TIMEOUT)
@@ -214,14 +218,24 @@ class LogWriter:
             batch = [self._queue.popleft() for _ in range(min(size, len(self._queue)))]
             try:
                 if batch:
-                    await lanes.run(self._write_or_spill, batch, urgent=behind)
-                    self._settle(len(batch))
+                    # Enriched while the previous batch is still being written: the store's round trips
+                    # and the server's work overlap this process's Python (bench/README.md, "PostgreSQL
+                    # log ingest"). Batches are still written, and settled, one after another, in order.
+                    prepared = await self._enriching.run(self._prepare_batch, batch, urgent=behind)
+                    await self._written()
+                    self._writing = asyncio.ensure_future(self._store_batch(batch, prepared, behind))
                     batch = []
                 if time.monotonic() >= self._adopt_at:
+                    await self._written()
                     await lanes.run(self._adopt)
                 if self.spill_pending and time.monotonic() >= self._down_until and self.settings.logging:
+                    await self._written()
                     await lanes.run(self._replay, urgent=True)  # replaying is catching up
-            except Exception:  # neither the store nor the disk took the batch: keep it and retry
+                if self._stopping and not self._queue:
+                    await self._written()
+            except Exception as exc:  # neither the store nor the disk took the batch: keep it and retry
+                if isinstance(exc, _Unwritten):  # the batch before this one: it goes back first
+                    batch = exc.batch + batch
                 if self._stopping:  # the process is going: say what is lost rather than hang the shutdown
                     log.exception("log writer could neither write nor spill %d records", len(batch) + len(self._queue))
                     self._queue.clear()
@@ -229,8 +243,22 @@ class LogWriter:
                 log.exception("log writer could not write or spill %d records; retrying", len(batch))
                 self._queue.extendleft(reversed(batch))
                 await asyncio.sleep(RETRY_SECONDS)
-            if self._stopping and not self._queue:
+            if self._stopping and not self._queue and self._writing is None:
                 return
+
+    async def _written(self) -> None:
+        """Wait for the batch being written; ``_Unwritten`` if neither the store nor the disk took it."""
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            await writing
+
+    async def _store_batch(self, batch: list[LogRecord], prepared: list[Prepared] | None, behind: bool) -> None:
+        try:
+            if prepared is not None:
+                await self._lanes.run(self._store_or_spill, batch, prepared, urgent=behind)
+        except Exception as exc:
+            raise _Unwritten(batch) from exc
+        self._settle(len(batch))
 
     def _is_behind(self) -> bool:
         """Behind from CATCH_UP_RECORDS queued until the queue is down to one batch (hysteresis, so the
@@ -248,7 +276,9 @@ class LogWriter:
         if self.on_settled is not None:
             self.on_settled()
 
-    def _write_or_spill(self, batch: list[LogRecord]) -> None:
+    def _prepare_batch(self, batch: list[LogRecord]) -> list[Prepared] | None:
+        """The batch enriched, each record handed to ``on_prepared``; ``None`` with logging off (then
+        only metrics and budgets take the records, here)."""
         traced = self.on_prepared
         if not self.settings.logging:
             for record in batch:
@@ -257,7 +287,7 @@ class LogWriter:
                     self._settle_budgets(self._prepare(record).settlements)
                 if traced is not None:
                     traced(record, None)
-            return
+            return None
         prepared = []
         for position, record in enumerate(batch, 1):
             prepared.append(self._prepare(record))
@@ -265,6 +295,9 @@ class LogWriter:
                 traced(record, prepared[-1])
             if position % YIELD_EVERY == 0:
                 time.sleep(0)  # hand the GIL back to the event loop: requests wait on it otherwise
+        return prepared
+
+    def _store_or_spill(self, batch: list[LogRecord], prepared: list[Prepared]) -> None:
         if time.monotonic() < self._down_until:
             self._spill_batch(batch)
             return
@@ -442,16 +475,25 @@ class LogWriter:
         return await self._lanes.run(find)
 
 
-class _Lanes:
-    """Two single-thread executors that take turns with the writer's log store (never both at once, so
-    its transactions never wait on each other): the background lane, at ``background_niceness``, and the catch-up lane, at the process's
-    own priority. Two threads rather than one whose priority changes: a thread may lower its own CPU
-    priority, but raising it back takes privileges a gateway should not need (CAP_SYS_NICE)."""
+class _Unwritten(Exception):
+    """A batch neither the store nor the spill file took (the cause is chained)."""
 
-    def __init__(self, background_niceness: int) -> None:
-        self._background = ThreadPoolExecutor(1, thread_name_prefix="modelport-log-writer",
+    def __init__(self, batch: list[LogRecord]) -> None:
+        super().__init__(f"{len(batch)} log records were neither written nor spilled")
+        self.batch = batch
+
+
+class _Lanes:
+    """Two single-thread executors that take turns (never both at once: the store's lanes so the
+    writer's transactions never wait on each other): the background lane, at ``background_niceness``,
+    and the catch-up lane, at the process's own priority. Two threads rather than one whose priority
+    changes: a thread may lower its own CPU priority, but raising it back takes privileges a gateway
+    should not need (CAP_SYS_NICE)."""
+
+    def __init__(self, background_niceness: int, name: str) -> None:
+        self._background = ThreadPoolExecutor(1, thread_name_prefix=f"modelport-log-{name}",
                                               initializer=_lower_priority, initargs=(background_niceness,))
-        self._catch_up = ThreadPoolExecutor(1, thread_name_prefix="modelport-log-catch-up")
+        self._catch_up = ThreadPoolExecutor(1, thread_name_prefix=f"modelport-log-{name}-catch-up")
         self._turn = asyncio.Lock()
 
     async def run(self, work: Callable[..., Any], *args: Any, urgent: bool = False) -> Any:
