@@ -150,12 +150,15 @@ async def run_writer(url: str, rate: int, seconds: float) -> None:
         elapsed = time.perf_counter() - started
         settled = writer.settled_total
         server_cpu, own_cpu = backends_cpu(watcher) - server_cpu, time.process_time() - own_cpu
+        left = len(writer._queue)
+        writer._queue.clear()  # what it did not take in time is the finding, not something to wait for
         await writer.stop()
         stored = watcher.execute("SELECT count(*) FROM logs").fetchone()[0]
         watcher.close()
         store.close()
     print(f"offered {'as fast as taken' if not rate else f'{rate:,} records/s'}: {settled:,} records settled in "
-          f"{elapsed:.1f} s, {settled / elapsed:,.0f} records/s sustained; deepest queue {deepest:,}; stored {stored:,}")
+          f"{elapsed:.1f} s, {settled / elapsed:,.0f} records/s sustained; deepest queue {deepest:,}; "
+          f"{left:,} left queued at the end; stored {stored:,}")
     print(f"per {WINDOW_SECONDS} s window: {', '.join(windows)} records/s")
     print(f"CPU per 1,000 records: server backends {server_cpu / settled * 1e6:.1f} ms, log writer process "
           f"{own_cpu / settled * 1e6:.1f} ms (load average {os.getloadavg()[0]:.1f} at the end)")
