@@ -64,6 +64,17 @@ def test_cached_prompt_tokens_are_billed_at_the_cached_rate(book):
     assert "200 cached input tokens" in cost.basis
 
 
+def test_bedrock_inference_profiles_are_priced_as_their_model(book):
+    usage = Usage(input_tokens=1000, output_tokens=500)
+    direct = book.cost("bedrock", "anthropic.claude-3-5-sonnet-20241022-v2:0", usage)
+    assert direct.status == "priced" and direct.usd == pytest.approx((1000 * 3 + 500 * 15) / M)
+    for profile in ("us.anthropic.claude-3-5-sonnet-20241022-v2:0",
+                    "arn:aws:bedrock:us-east-1:123456789012:inference-profile/eu.anthropic.claude-3-5-sonnet-20241022-v2:0"):
+        assert book.cost("bedrock", profile, usage).usd == direct.usd
+    assert book.cost("bedrock", "us.amazon.nova-pro-v1:0", usage).usd == pytest.approx((1000 * 0.8 + 500 * 3.2) / M)
+    assert book.cost("bedrock", "xx.amazon.nova-pro-v1:0", usage).status == "unpriced"  # not a profile prefix
+
+
 def test_anthropic_cache_reads_and_writes_use_their_own_rates(book):
     usage = usage_from_body(
         {

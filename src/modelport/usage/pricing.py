@@ -42,6 +42,10 @@ _ALIAS_SUFFIX = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8}|\d{4}|\d{3}|\d{2}-\d{4}
 # A known name followed by one of these starts a variant of it; "gpt-4" must not price "gpt-4o"
 # or "gpt-4.5", so letters and dots are not boundaries.
 _PREFIX_BOUNDARIES = "-:@"
+# Bedrock's cross-region inference profiles (us.anthropic.claude-…, eu.amazon.nova-pro-v1:0) run the model
+# they name at its price: "There's no additional charge for using cross-region inference"
+# (aws.amazon.com/bedrock/pricing). ARNs of them reduce to the same name after their last "/".
+_INFERENCE_PROFILE = re.compile(r"^(?:us|eu|apac|jp|au|ca|us-gov|global)\.(?=[a-z0-9-]+\.)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,8 +178,9 @@ class PriceBook:
         return frozenset(self._tables)
 
     def match(self, provider: str, model: str) -> PriceMatch | None:
-        """Exact name, then the name without a snapshot suffix or path (``gpt-4o-2024-08-06`` →
-        ``gpt-4o``, ``models/gemini-2.5-pro`` → ``gemini-2.5-pro``), then the longest known prefix
+        """Exact name, then the name without a snapshot suffix, path or inference-profile prefix
+        (``gpt-4o-2024-08-06`` → ``gpt-4o``, ``models/gemini-2.5-pro`` → ``gemini-2.5-pro``,
+        ``us.amazon.nova-pro-v1:0`` → ``amazon.nova-pro-v1:0``), then the longest known prefix
         at a ``-``/``:``/``@`` boundary, then the provider's ``*`` entry."""
         key = (provider.lower(), model.strip().lower())
         if key not in self._matches:
@@ -233,7 +238,7 @@ def _find(table: Mapping[str, ModelPrice | None], name: str) -> PriceMatch | Non
 def _find_key(table: Mapping[str, ModelPrice | None], name: str) -> tuple[str, MatchKind] | None:
     if name in table:
         return name, "exact"
-    bare = name.rsplit("/", 1)[-1]
+    bare = _INFERENCE_PROFILE.sub("", name.rsplit("/", 1)[-1])
     for alias in dict.fromkeys((bare, _ALIAS_SUFFIX.sub("", name), _ALIAS_SUFFIX.sub("", bare))):
         if alias != name and alias in table:
             return alias, "alias"
