@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from ..gateway.rewrite import UrlRewrite
 from .base import Adapter, AuthScheme, ExchangePolicy, ModelRule, ProviderSpec, Setting
+from .bedrock.auth import AUTH as BEDROCK_AUTH
 from .vertex import BASE_URL as VERTEX_BASE_URL
 from .vertex.auth import VERTEX_AUTH
 
@@ -98,6 +99,28 @@ VERTEX_SETTINGS = (
             doc="service-account key (the JSON file IAM creates) the gateway mints access tokens from"),
 )
 
+# Bedrock names the model in the path: /model/anthropic.claude-3-5-sonnet-20241022-v2:0/converse.
+BEDROCK_MODELS = (ModelRule(r"/model/(?P<model>[^/]+)/[\w-]+", template="{model}"),)
+# Portkey's names (x-portkey-aws-*, aws_* in configs). None is overridable on a stored provider: the keys
+# and the region (the host) are the provider's. The STS endpoint is the operator's only (no header, no
+# config key): a caller could otherwise send a request signed with the stored keys to a host of its own.
+BEDROCK_SETTINGS = (
+    Setting("aws_access_key_id", header="aws-access-key-id", config_keys=("aws_access_key_id", "awsAccessKeyId"),
+            doc="AWS access key id"),
+    Setting("aws_secret_access_key", header="aws-secret-access-key",
+            config_keys=("aws_secret_access_key", "awsSecretAccessKey"), secret=True,
+            doc="AWS secret access key (a stored provider may hold it as its secret instead)"),
+    Setting("aws_session_token", header="aws-session-token", config_keys=("aws_session_token", "awsSessionToken"),
+            secret=True, doc="session token of temporary AWS keys"),
+    Setting("aws_region", header="aws-region", config_keys=("aws_region", "awsRegion"), required=True,
+            doc="AWS region: https://bedrock-runtime.<aws_region>.amazonaws.com"),
+    Setting("aws_role_arn", header="aws-role-arn", config_keys=("aws_role_arn", "awsRoleArn"),
+            doc="IAM role to assume (STS AssumeRole) with the keys"),
+    Setting("aws_external_id", header="aws-external-id", config_keys=("aws_external_id", "awsExternalId"),
+            doc="ExternalId the role's trust policy asks for"),
+    Setting("aws_sts_endpoint", doc="STS endpoint for AssumeRole (default https://sts.<aws_region>.amazonaws.com)"),
+)
+
 # One keyword-style entry per provider (providers/base.py ProviderSpec): an OpenAI-compatible provider
 # with static auth and no settings is an id, a base URL and its unified endpoints.
 _TABLE: tuple[ProviderSpec, ...] = (
@@ -124,6 +147,11 @@ _TABLE: tuple[ProviderSpec, ...] = (
                  settings=VERTEX_SETTINGS, models=VERTEX_MODELS,
                  docs="Gemini and Claude on Vertex AI; service-account keys become access tokens"),
     ProviderSpec(id="cohere", base_url="https://api.cohere.com/v1", unified=frozenset({"chat", "embeddings"}), adapter="cohere"),
+    # AWS Bedrock: every request SigV4-signed by its auth hook, with stored keys or a role's (bedrock/auth.py);
+    # chat over the Converse API for every model family (bedrock/converse.py).
+    ProviderSpec(id="bedrock", base_url="https://bedrock-runtime.{aws_region}.amazonaws.com", auth=BEDROCK_AUTH,
+                 unified=CHAT, adapter="bedrock.converse", settings=BEDROCK_SETTINGS, models=BEDROCK_MODELS,
+                 docs="SigV4 with access keys or an assumed role; chat over Converse (Claude, Llama, Mistral, Nova)"),
     ProviderSpec(id="mistral-ai", base_url="https://api.mistral.ai/v1", unified=CHAT_EMBED),
     ProviderSpec(id="groq", base_url="https://api.groq.com/openai/v1", unified=frozenset({"chat", "models"})),
     ProviderSpec(id="together-ai", base_url="https://api.together.xyz/v1", unified=OPENAI_ALL),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import time
 import xml.etree.ElementTree as ElementTree
 from calendar import timegm
@@ -36,6 +37,7 @@ SESSION_SECONDS = 3600
 REFRESH_MARGIN = 300
 STS_ANSWER_LIMIT = 64 * 1024
 _STS_NS = "{https://sts.amazonaws.com/doc/2011-06-15/}"
+_REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-\d{1,2}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,14 +56,23 @@ class SigV4Auth:
     async def authorize(self, request: UpstreamRequest, target: Target, transport: "Transport") -> None:
         settings = target.settings
         region = _required(settings, "aws_region")
-        credentials = await self.credentials(settings, region, transport)
+        if not _REGION.fullmatch(region):  # it is part of the host name: nothing else may ride in it
+            raise BadRequest(f"'aws_region' must be an AWS region name such as us-east-1, not {region[:40]!r}.",
+                             code="invalid_provider_setting")
+        credentials = await self.credentials(settings, region, transport, target.api_key)
         # A streamed body (a large proxied upload) cannot be hashed before it is sent: it is signed as
         # UNSIGNED-PAYLOAD, which Bedrock accepts over TLS.
         body = None if getattr(request, "stream_body", False) else (request.body or b"")
         request.headers.update(sign(request.method, request.url, request.headers, body, credentials, region, SERVICE))
 
-    async def credentials(self, settings: Mapping[str, Any], region: str, transport: "Transport") -> Credentials:
-        base = Credentials(_required(settings, "aws_access_key_id"), _required(settings, "aws_secret_access_key"),
+    async def credentials(self, settings: Mapping[str, Any], region: str, transport: "Transport",
+                          api_key: str | None = None) -> Credentials:
+        """The keys that sign: the stored (or sent) ones, or those of the role they may assume. The secret
+        access key is the ``aws_secret_access_key`` setting, else the provider's API key (a stored
+        provider's sealed secret)."""
+        secret = settings.get("aws_secret_access_key") or api_key
+        base = Credentials(_required(settings, "aws_access_key_id"),
+                           _required({"aws_secret_access_key": secret}, "aws_secret_access_key"),
                            settings.get("aws_session_token") or None)
         role = settings.get("aws_role_arn")
         if not role:
