@@ -14,6 +14,8 @@ OPENAI_KEY = "sk-test-openai"
 ANTHROPIC_KEY = "sk-ant-test-key"
 GEMINI_KEY = "gemini-test-key"
 COHERE_KEY = "cohere-test-key"
+# AWS documents this example secret; the fake Bedrock knows it (tests/test_bedrock_gateway.py).
+BEDROCK_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 
 
 @pytest.fixture(scope="session")
@@ -122,7 +124,8 @@ def data_dir_of(process: GatewayProcess) -> Path:
 
 
 SECRETS = {"REPLICATE_TOKEN": REPLICATE_TOKEN, "OPENAI_KEY": OPENAI_KEY, "ANTHROPIC_KEY": ANTHROPIC_KEY,
-           "GEMINI_KEY": GEMINI_KEY, "COHERE_KEY": COHERE_KEY, "the admin gateway key": ADMIN_KEY}
+           "GEMINI_KEY": GEMINI_KEY, "COHERE_KEY": COHERE_KEY, "BEDROCK_SECRET": BEDROCK_SECRET,
+           "the admin gateway key": ADMIN_KEY}
 # Where a secret is meant to be on disk: the admin key file `serve` writes 0600 when no key is given.
 SECRET_FILES = frozenset({"admin.key"})
 

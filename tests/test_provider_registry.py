@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import socket
 
 import httpx
@@ -41,13 +42,18 @@ def test_the_registry_has_the_providers_users_expect():
 def test_proxy_route_reaches_each_provider_with_its_auth(open_gateway, echo, provider):
     server, seen = echo
     headers = {"x-portkey-provider": provider, "x-portkey-custom-host": server.url + "/base",
-               "Authorization": "Bearer k-123", "x-portkey-azure-resource-name": "res"}
+               "Authorization": "Bearer k-123", "x-portkey-azure-resource-name": "res",
+               "x-portkey-aws-access-key-id": "AKID-123", "x-portkey-aws-secret-access-key": "k-123",
+               "x-portkey-aws-region": "us-east-1"}
     response = httpx.get(open_gateway.v1 + "/some/path?x=1", headers=headers)
     assert response.status_code == 200, response.text
     assert response.json()["path"] == "/base/some/path?x=1"
     received = seen[-1].headers
     expected = AUTH.get(provider, ("authorization", "Bearer k-123"))
-    if expected is None:
+    if provider == "bedrock":  # SigV4 in place of the key (tests/test_bedrock_gateway.py checks it is right)
+        assert received["authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKID-123/")
+        assert received["x-amz-content-sha256"] == hashlib.sha256(b"").hexdigest()
+    elif expected is None:
         assert "authorization" not in received
     else:
         name, value = expected

@@ -38,7 +38,7 @@ from tests.fakes.aws_auth import AwsAccount, KeyPair, Refused, check_signature
 MODELS = {
     "anthropic.claude-3-5-sonnet-20241022-v2:0", "us.anthropic.claude-3-5-sonnet-20241022-v2:0",
     "anthropic.claude-3-haiku-20240307-v1:0", "us.meta.llama3-2-11b-instruct-v1:0", "meta.llama3-1-8b-instruct-v1:0",
-    "mistral.mistral-large-2407-v1:0", "amazon.nova-pro-v1:0", "amazon.nova-lite-v1:0",
+    "mistral.mistral-large-2407-v1:0", "amazon.nova-pro-v1:0", "us.amazon.nova-pro-v1:0", "amazon.nova-lite-v1:0",
 }
 # Models whose Converse takes toolChoice "any" and "tool" (docs: "Call a tool with the Converse API").
 _FULL_TOOL_CHOICE = ("anthropic.", "us.anthropic.", "mistral.mistral-large", "amazon.nova", "us.amazon.nova")

@@ -180,7 +180,7 @@ class UnifiedCall:
             raw = await _read_to_translate(upstream)
             body = orjson.dumps(self.adapter.error_body(upstream.status, raw))
             return await _send_json(send, upstream, extra, body, raw[:cap])
-        if self.stream and "event-stream" in upstream.headers.get("content-type", ""):
+        if self.stream and _is_stream(upstream.headers.get("content-type", "")):
             return await self._translate_stream(send, receive, upstream, extra, cap)
         raw = await _read_to_translate(upstream)
         try:
@@ -288,6 +288,11 @@ class UnifiedCall:
         except (GatewayError, TimeoutError) as exc:
             result.error = f"the client left, and what the call started could not be stopped: {getattr(exc, 'message', None) or 'timed out'}"
         return result
+
+
+def _is_stream(content_type: str) -> bool:
+    """A streamed answer to translate: SSE, or AWS's binary event stream (Bedrock's ConverseStream)."""
+    return "event-stream" in content_type or "vnd.amazon.eventstream" in content_type
 
 
 async def _first_of(work: asyncio.Future[Any], watcher: asyncio.Future[None]) -> bool:

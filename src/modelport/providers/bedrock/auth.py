@@ -19,15 +19,12 @@ import time
 import xml.etree.ElementTree as ElementTree
 from calendar import timegm
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 from urllib.parse import urlencode, urlsplit
 
 from modelport.gateway.errors import BadRequest, BadUpstreamResponse, Forbidden
-from modelport.providers.base import Target, UpstreamRequest
+from modelport.providers.base import Target, Transport, UpstreamRequest
 from modelport.providers.bedrock.sigv4 import Credentials, sign
-
-if TYPE_CHECKING:
-    from modelport.providers.base import Transport
 
 SERVICE = "bedrock"
 STS_VERSION = "2011-06-15"
@@ -53,7 +50,7 @@ class SigV4Auth:
         self._sessions: dict[tuple[str, ...], _Session] = {}
         self._locks: dict[tuple[str, ...], asyncio.Lock] = {}
 
-    async def authorize(self, request: UpstreamRequest, target: Target, transport: "Transport") -> None:
+    async def authorize(self, request: UpstreamRequest, target: Target, transport: Transport) -> None:
         settings = target.settings
         region = _required(settings, "aws_region")
         if not _REGION.fullmatch(region):  # it is part of the host name: nothing else may ride in it
@@ -62,10 +59,10 @@ class SigV4Auth:
         credentials = await self.credentials(settings, region, transport, target.api_key)
         # A streamed body (a large proxied upload) cannot be hashed before it is sent: it is signed as
         # UNSIGNED-PAYLOAD, which Bedrock accepts over TLS.
-        body = None if getattr(request, "stream_body", False) else (request.body or b"")
+        body = None if request.stream_body else (request.body or b"")
         request.headers.update(sign(request.method, request.url, request.headers, body, credentials, region, SERVICE))
 
-    async def credentials(self, settings: Mapping[str, Any], region: str, transport: "Transport",
+    async def credentials(self, settings: Mapping[str, Any], region: str, transport: Transport,
                           api_key: str | None = None) -> Credentials:
         """The keys that sign: the stored (or sent) ones, or those of the role they may assume. The secret
         access key is the ``aws_secret_access_key`` setting, else the provider's API key (a stored
@@ -93,7 +90,7 @@ class SigV4Auth:
 
 
 async def assume_role(base: Credentials, role: str, external_id: str, region: str, endpoint: str,
-                      transport: "Transport") -> _Session:
+                      transport: Transport) -> _Session:
     form = {"Action": "AssumeRole", "Version": STS_VERSION, "RoleArn": role, "RoleSessionName": SESSION_NAME,
             "DurationSeconds": str(SESSION_SECONDS)}
     if external_id:
