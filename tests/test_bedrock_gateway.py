@@ -159,3 +159,12 @@ def test_caller_brought_keys_in_portkey_headers(gateway, fake, fake_bedrock):
     bad = httpx.post(gateway.v1 + "/chat/completions", json=body, timeout=10,
                      headers={**headers, "x-portkey-aws-region": "evil.example/#"})
     assert bad.status_code == 400 and "aws_region" in bad.json()["error"]["message"]
+
+
+def test_the_proxy_route_signs_native_requests(gateway, fake):
+    body = {"messages": [{"role": "user", "content": [{"text": "native converse"}]}], "inferenceConfig": {"maxTokens": 9}}
+    response = httpx.post(gateway.v1 + "/model/amazon.nova-pro-v1%3A0/converse", json=body, timeout=10,
+                          headers={**gateway.headers(), "x-portkey-provider": "@aws"})
+    assert response.status_code == 200, response.text
+    assert response.json()["output"]["message"]["content"] == [{"text": "You said: native converse"}]
+    assert fake.requests[-1].path == "/model/amazon.nova-pro-v1%3A0/converse"  # byte for byte, signed as sent
