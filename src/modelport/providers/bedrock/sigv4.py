@@ -53,13 +53,13 @@ def sign(method: str, url: str, headers: dict[str, str], body: bytes | None, cre
         added["x-amz-content-sha256"] = payload
     if credentials.session_token:
         added["x-amz-security-token"] = credentials.session_token
-    parts = urlsplit(url)
-    signed = _headers_to_sign(parts, headers, added)
+    host, path, query = _url_parts(url)
+    signed = _headers_to_sign(host, headers, added)
     names = ";".join(signed)
     canonical = "\n".join((
         method.upper(),
-        canonical_uri(parts.path),
-        canonical_query(parts.query),
+        path,
+        query,
         "".join(f"{name}:{value}\n" for name, value in signed.items()),
         names,
         payload,
@@ -67,7 +67,7 @@ def sign(method: str, url: str, headers: dict[str, str], body: bytes | None, cre
     scope = f"{stamp[:8]}/{region}/{service}/aws4_request"
     to_sign = f"{ALGORITHM}\n{stamp}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
     key = signing_key(credentials.secret_access_key, stamp[:8], region, service)
-    signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+    signature = hmac.digest(key, to_sign.encode(), "sha256").hex()
     added["authorization"] = (f"{ALGORITHM} Credential={credentials.access_key_id}/{scope}, "
                               f"SignedHeaders={names}, Signature={signature}")
     return added
@@ -75,10 +75,18 @@ def sign(method: str, url: str, headers: dict[str, str], body: bytes | None, cre
 
 @functools.lru_cache(maxsize=64)  # one derivation a day per key and region, not four HMACs per request
 def signing_key(secret: str, date: str, region: str, service: str) -> bytes:
-    key = hmac.new(f"AWS4{secret}".encode(), date.encode(), hashlib.sha256).digest()
+    key = hmac.digest(f"AWS4{secret}".encode(), date.encode(), "sha256")
     for part in (region, service, "aws4_request"):
-        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+        key = hmac.digest(key, part.encode(), "sha256")
     return key
+
+
+# A gateway signs the same few URLs (one per model and operation) over and over; their canonical
+# parts are worked out once. Bounded, since proxied paths are the caller's.
+@functools.lru_cache(maxsize=1024)
+def _url_parts(url: str) -> tuple[str, str, str]:
+    parts = urlsplit(url)
+    return _host(parts), canonical_uri(parts.path), canonical_query(parts.query) if parts.query else ""
 
 
 def canonical_uri(path: str) -> str:
@@ -100,8 +108,8 @@ def canonical_query(query: str) -> str:
     return "&".join(f"{name}={value}" for name, value in sorted(pairs))
 
 
-def _headers_to_sign(parts, headers: dict[str, str], added: dict[str, str]) -> dict[str, str]:
-    chosen = {"host": _host(parts)}
+def _headers_to_sign(host: str, headers: dict[str, str], added: dict[str, str]) -> dict[str, str]:
+    chosen = {"host": host}
     for name, value in headers.items():
         lower = name.lower()
         if lower == "content-type" or lower.startswith("x-amz-"):
