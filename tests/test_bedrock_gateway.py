@@ -168,3 +168,11 @@ def test_the_proxy_route_signs_native_requests(gateway, fake):
     assert response.status_code == 200, response.text
     assert response.json()["output"]["message"]["content"] == [{"text": "You said: native converse"}]
     assert fake.requests[-1].path == "/model/amazon.nova-pro-v1%3A0/converse"  # byte for byte, signed as sent
+
+
+def test_a_body_too_large_to_sign_is_refused_clearly(gateway, fake):
+    body = b'{"messages":[{"role":"user","content":[{"text":"' + b"x" * (4 * 1024 * 1024 + 10) + b'"}]}]}'
+    response = httpx.post(gateway.v1 + "/model/amazon.nova-pro-v1%3A0/converse", content=body, timeout=30,
+                          headers={**gateway.headers(), "x-portkey-provider": "@aws", "content-type": "application/json"})
+    assert response.status_code == 413 and "signed over their body" in response.json()["error"]["message"]
+    assert not fake.requests

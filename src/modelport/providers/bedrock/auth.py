@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 from urllib.parse import urlencode, urlsplit
 
-from modelport.gateway.errors import BadRequest, BadUpstreamResponse, Forbidden
+from modelport.gateway.errors import BadRequest, BadUpstreamResponse, Forbidden, PayloadTooLarge
 from modelport.providers.base import Target, Transport, UpstreamRequest
 from modelport.providers.bedrock.sigv4 import Credentials, sign
 
@@ -56,11 +56,14 @@ class SigV4Auth:
         if not _REGION.fullmatch(region):  # it is part of the host name: nothing else may ride in it
             raise BadRequest(f"'aws_region' must be an AWS region name such as us-east-1, not {region[:40]!r}.",
                              code="invalid_provider_setting")
+        if request.stream_body:
+            # A body streamed through unread (a proxied upload past the gateway's 4 MiB buffer) cannot be
+            # hashed before it is sent, and Bedrock takes only signed payloads.
+            raise PayloadTooLarge("Bedrock requests are signed over their body, and bodies over the gateway's "
+                                  "4 MiB buffer stream through unread: send a smaller body.")
         credentials = await self.credentials(settings, region, transport, target.api_key)
-        # A streamed body (a large proxied upload) cannot be hashed before it is sent: it is signed as
-        # UNSIGNED-PAYLOAD, which Bedrock accepts over TLS.
-        body = None if request.stream_body else (request.body or b"")
-        request.headers.update(sign(request.method, request.url, request.headers, body, credentials, region, SERVICE))
+        request.headers.update(sign(request.method, request.url, request.headers, request.body or b"", credentials,
+                                    region, SERVICE))
 
     async def credentials(self, settings: Mapping[str, Any], region: str, transport: Transport,
                           api_key: str | None = None) -> Credentials:
