@@ -176,3 +176,9 @@ def test_a_body_too_large_to_sign_is_refused_clearly(gateway, fake):
                           headers={**gateway.headers(), "x-portkey-provider": "@aws", "content-type": "application/json"})
     assert response.status_code == 413 and "signed over their body" in response.json()["error"]["message"]
     assert not fake.requests
+
+
+def test_the_responses_api_over_bedrock(gateway, fake):
+    response = openai_client(gateway).responses.create(model=CLAUDE, instructions="Be brief.", input="respond please")
+    assert response.output_text == "You said: respond please"
+    assert fake.requests[-1].body["system"] == [{"text": "Be brief."}]
