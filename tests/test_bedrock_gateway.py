@@ -182,3 +182,15 @@ def test_the_responses_api_over_bedrock(gateway, fake):
     response = openai_client(gateway).responses.create(model=CLAUDE, instructions="Be brief.", input="respond please")
     assert response.output_text == "You said: respond please"
     assert fake.requests[-1].body["system"] == [{"text": "Be brief."}]
+
+
+def test_keys_stored_through_the_control_plane_are_sealed_and_sign(gateway, fake, fake_bedrock):
+    created = httpx.post(gateway.v1 + "/virtual-keys", headers=gateway.headers(), timeout=10, json={
+        "name": "aws-api", "slug": "aws-api", "provider": "bedrock", "custom_host": fake_bedrock.url,
+        "awsAccessKeyId": KEY_ID, "awsSecretAccessKey": BEDROCK_SECRET, "awsRegion": "us-east-1"})
+    assert created.status_code in (200, 201), created.text
+    shown = httpx.get(gateway.v1 + "/virtual-keys/aws-api", headers=gateway.headers(), timeout=10)
+    assert shown.status_code == 200 and BEDROCK_SECRET not in shown.text and BEDROCK_SECRET[-6:] not in shown.text
+    reply = openai_client(gateway, "@aws-api").chat.completions.create(
+        model=CLAUDE, messages=[{"role": "user", "content": "sealed keys"}])
+    assert reply.choices[0].message.content == "You said: sealed keys"
