@@ -16,7 +16,6 @@ import asyncio
 import hashlib
 import re
 import time
-import xml.etree.ElementTree as ElementTree
 from calendar import timegm
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -103,6 +102,7 @@ async def assume_role(base: Credentials, role: str, external_id: str, region: st
     headers = {"content-type": "application/x-www-form-urlencoded; charset=utf-8", "accept": "text/xml"}
     headers.update(sign("POST", url, headers, body, base, region, "sts"))
     answer = await transport.fetch(UpstreamRequest("POST", url, headers, body), STS_ANSWER_LIMIT)
+    import xml.etree.ElementTree as ElementTree  # here: only a role needs it, and the CLI loads this module
     try:
         root = ElementTree.fromstring(answer.body)
     except ElementTree.ParseError:
