@@ -41,13 +41,26 @@ SEPARATORS = {"&&", "||", ";", "|"}
 
 
 def shell_lines(document: Path) -> list[str]:
-    """The lines of every shell block, continuation lines (ending in a backslash) joined."""
+    """The command lines of every shell block: continuation lines (ending in a backslash) joined, and a
+    quoted string that spans lines (a JSON body) kept in one command, as the shell reads it."""
     lines: list[str] = []
     for block in SHELL_BLOCK.findall(document.read_text()):
+        pending = ""
         for line in block.replace("\\\n", " ").splitlines():
-            if line.strip():
-                lines.append(line)
+            pending = f"{pending}\n{line}" if pending else line
+            if pending.strip() and _quotes_closed(pending):
+                lines.append(pending)
+                pending = ""
+        assert not pending, f"{document.name}: a shell block ends inside a quoted string: {pending[:80]!r}"
     return lines
+
+
+def _quotes_closed(line: str) -> bool:
+    try:
+        commands_of(line)
+    except ValueError:  # "No closing quotation": the string goes on on the next line
+        return False
+    return True
 
 
 def commands_of(line: str) -> list[list[str]]:
