@@ -127,7 +127,7 @@ class UnifiedCall:
         record.model = body.get("model") if isinstance(body.get("model"), str) else record.model
         return cls(endpoint, outbound, leaf, body)
 
-    def request(self) -> tuple[str, URL, dict[str, str], bytes | None]:
+    def request(self) -> tuple[str, URL | str, dict[str, str], bytes | None]:
         """The upstream request, without its credential (forward.py ``send_to_provider`` adds it)."""
         outbound, resolved = self.outbound, self.leaf.resolved
         if not self.translated:
@@ -157,7 +157,7 @@ class UnifiedCall:
     def adapter_headers(self, built: dict[str, str]) -> dict[str, str]:
         """An adapter's headers over the provider's defaults, with the caller's forwarded ones (no credential)."""
         spec, options = self.leaf.resolved.spec, self.outbound.options
-        headers = spec.headers_for(self.leaf.resolved.target.settings)
+        headers = dict(spec.headers_for(self.leaf.resolved.target.settings))
         headers.update({k.lower(): v for k, v in built.items()})
         forward = options.forward_headers | self.leaf.forward_headers | {h.encode() for h in spec.caller_headers}
         for name, value in options.upstream_headers:

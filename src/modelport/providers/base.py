@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, AsyncIterator, Callable, Literal, Mapping, Protocol
 from urllib.parse import unquote
 
@@ -185,7 +186,10 @@ class AuthScheme:
         return {self.header: secret}
 
     async def authorize(self, request: UpstreamRequest, target: Target, transport: Transport) -> None:
-        request.headers.update(self.headers_for(target.api_key))
+        key = target.api_key  # as headers_for, without its dict: this runs on every request
+        if key and self.kind != "none":
+            request.headers[self.header if self.kind == "header" else "authorization"] = \
+                key if self.kind == "header" else f"Bearer {key}"
 
 
 BEARER = AuthScheme("bearer")
@@ -415,6 +419,7 @@ class ProviderSpec:
     requires: tuple[str, ...] = field(init=False, repr=False, compare=False)
     setting_names: frozenset[str] = field(init=False, repr=False, compare=False)
     _upstream: tuple[tuple[str, str, str | None], ...] = field(init=False, repr=False, compare=False)
+    _defaults: Mapping[str, str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         names = [s.name for s in self.settings]
@@ -424,6 +429,9 @@ class ProviderSpec:
         object.__setattr__(self, "setting_names", frozenset(names))
         object.__setattr__(self, "_upstream", tuple((s.name, s.upstream_header, s.default)
                                                     for s in self.settings if s.upstream_header))
+        defaults = {name.lower(): value for name, value in self.default_headers.items()}
+        defaults.update({header: default for _, header, default in self._upstream if default})
+        object.__setattr__(self, "_defaults", MappingProxyType(defaults))
 
     @property
     def proxy_only(self) -> bool:
@@ -432,12 +440,14 @@ class ProviderSpec:
     def setting(self, name: str) -> Setting | None:
         return next((s for s in self.settings if s.name == name), None)
 
-    def headers_for(self, settings: Mapping[str, Any]) -> dict[str, str]:
-        """The headers every request to the provider's API starts from: the static defaults and each
-        setting's ``upstream_header`` (its value, else its default), lower-case."""
-        headers = {name.lower(): value for name, value in self.default_headers.items()} if self.default_headers else {}
-        for name, header, default in self._upstream:
-            value = settings.get(name) or default
+    def headers_for(self, settings: Mapping[str, Any]) -> Mapping[str, str]:
+        """The headers every request to the provider's API starts from (read-only: copy to change it):
+        the static defaults and each setting's ``upstream_header`` (its value, else its default)."""
+        if not settings:  # most requests: the defaults alone, built once
+            return self._defaults
+        headers = dict(self._defaults)
+        for name, header, _ in self._upstream:
+            value = settings.get(name)
             if value:
                 headers[header] = str(value)
         return headers
