@@ -292,7 +292,7 @@ def test_lists_page_by_number(admin):
         ("/virtual-keys", {"name": "x", "provider": "no-such-provider"}, "provider must be one of"),
         ("/virtual-keys", {"name": "x", "provider": "azure-openai"}, "needs resourceName"),
         ("/integrations", {"name": "x", "ai_provider_id": "openai", "configurations": {"region": "eu"}},
-         "unknown key(s) 'region'"),
+         "'region' is not a setting of provider 'openai'"),
         ("/configs", {"name": "x", "config": {"retry": {"attempts": "three"}}}, "config.retry.attempts"),
         ("/api-keys/galaxy/service", {"name": "x"}, "type"),
         ("/configs", {"name": "x"}, "config"),
@@ -343,7 +343,7 @@ def test_raw_secret_is_nowhere_after_creation(admin, control):
         admin.get("/virtual-keys", params={"page_size": 1000}),
         admin.put(f"/virtual-keys/{slug}", json={"key": OTHER_SECRET}),
         admin.post("/integrations", json={"name": "i", "ai_provider_id": "openai", "key": SECRET, "slug": integration}),
-        admin.put(f"/integrations/{integration}", json={"key": OTHER_SECRET, "configurations": {"api_version": "v"}}),
+        admin.put(f"/integrations/{integration}", json={"key": OTHER_SECRET, "configurations": {"openai_project": "v"}}),
         admin.get("/integrations", params={"page_size": 1000}),
         # failures that carry the secret in the body must not echo it
         admin.post("/virtual-keys", json={"name": "s", "provider": "openai", "key": SECRET, "slug": slug}),

@@ -72,7 +72,7 @@ def test_serve_reports_bad_settings_without_a_traceback(tmp_path):
 @pytest.mark.parametrize("declaration, says", [
     ('provider = "no-such-provider"', "provider must be one of"),
     ('provider = "azure-openai"', "provider 'azure-openai' needs settings.resource_name (or custom_host)"),
-    ('provider = "openai"\nsettings = { region = "eu" }', "settings: unknown key(s) 'region'"),
+    ('provider = "openai"\nsettings = { region = "eu" }', "settings: 'region' is not a setting of provider 'openai'"),
     ('provider = "openai"\ncustom_host = "ftp://x"', "custom_host must be an absolute http(s) URL"),
 ])
 def test_serve_refuses_declared_providers_the_api_would_refuse(tmp_path, declaration, says):

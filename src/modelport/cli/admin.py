@@ -274,7 +274,7 @@ def providers_add(args: argparse.Namespace, store: Store, out: Output) -> None:
     # The control plane's rules (control/rules.py), checked before the secret is asked for.
     if args.provider is not None:
         rules.provider_id(args.provider, "--provider")
-    settings = rules.provider_settings(dict(args.setting), "--setting")
+    settings = rules.provider_settings(dict(args.setting), "--setting", provider=args.provider)
     host = rules.stored_host(args.custom_host, "--custom-host", args.host_rules) if args.custom_host else None
     if args.provider is not None and args.integration is None:
         _require_settings(args.provider, settings, host)
@@ -311,7 +311,7 @@ def providers_update(args: argparse.Namespace, store: Store, out: Output) -> Non
     if args.setting:
         for name, value in args.setting:
             settings[name] = value or None
-        settings = changes["settings"] = rules.provider_settings(settings, "--setting")
+        settings = changes["settings"] = rules.provider_settings(settings, "--setting", provider=current.provider)
     if current.integration_slug is None:  # one on an integration takes the integration's settings
         _require_settings(current.provider, settings, host)
     if args.secret_env:

@@ -155,7 +155,7 @@ CREATED = {
 # -- virtual keys ----------------------------------------------------------------------------------
 def create_virtual_key(store: Store, request: Request) -> dict[str, Any]:
     body = request.body
-    settings = _virtual_key_settings({}, body)
+    settings = _virtual_key_settings({}, body, body["provider"])
     host = _checked_host(request, None, body.get("custom_host"))
     rules.require_settings(body["provider"], settings, host, name_of=_portkey_name)
     record = store.create_provider(
@@ -170,7 +170,7 @@ def create_virtual_key(store: Store, request: Request) -> dict[str, Any]:
 def update_virtual_key(store: Store, request: Request) -> dict[str, Any]:
     current = _existing(store, request.params["slug"], "virtual-key")
     body = request.body
-    settings = _virtual_key_settings(current.settings, body)
+    settings = _virtual_key_settings(current.settings, body, current.provider)
     host = _checked_host(request, current.custom_host, body.get("custom_host", current.custom_host))
     rules.require_settings(current.provider, settings, host, name_of=_portkey_name)
     changes = _common_changes(body)
@@ -196,20 +196,20 @@ def _portkey_name(setting: str) -> str:
     return _PORTKEY_NAME.get(setting, setting)
 
 
-def _virtual_key_settings(current: Mapping[str, Any], body: Mapping[str, Any]) -> dict[str, Any]:
+def _virtual_key_settings(current: Mapping[str, Any], body: Mapping[str, Any], provider: str) -> dict[str, Any]:
     settings = dict(current)
     for theirs, ours in VIRTUAL_KEY_SETTINGS.items():
         if theirs in body:
             settings.pop(ours, None)
             if body[theirs]:
                 settings[ours] = body[theirs]
-    return rules.provider_settings(settings, "settings")
+    return rules.provider_settings(settings, "settings", provider=provider)
 
 
 # -- integrations ----------------------------------------------------------------------------------
 def create_integration(store: Store, request: Request) -> dict[str, Any]:
     body = request.body
-    settings, host = _split_configurations(body.get("configurations") or {})
+    settings, host = _split_configurations(body.get("configurations") or {}, body["ai_provider_id"])
     host = _checked_host(request, None, host)
     rules.require_settings(body["ai_provider_id"], settings, host, name_of=_in_configurations)
     record = store.create_provider(
@@ -227,7 +227,7 @@ def update_integration(store: Store, request: Request) -> dict[str, Any]:
     if "description" in body:
         changes["note"] = body["description"]
     if "configurations" in body:
-        changes["settings"], host = _split_configurations(body["configurations"])
+        changes["settings"], host = _split_configurations(body["configurations"], current.provider)
         changes["custom_host"] = _checked_host(request, current.custom_host, host)
         rules.require_settings(current.provider, changes["settings"], changes["custom_host"],
                                name_of=_in_configurations)  # fmt: skip
@@ -244,9 +244,9 @@ def render_integration(record: StoredProvider) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _split_configurations(raw: Mapping[str, Any]) -> tuple[dict[str, Any], str | None]:
+def _split_configurations(raw: Mapping[str, Any], provider: str) -> tuple[dict[str, Any], str | None]:
     settings = {name: value for name, value in raw.items() if name != "custom_host"}
-    settings = rules.provider_settings(settings, "configurations", also=("custom_host",))
+    settings = rules.provider_settings(settings, "configurations", also=("custom_host",), provider=provider)
     host = rules.custom_host(raw["custom_host"], "configurations.custom_host") if raw.get("custom_host") else None
     return settings, host
 

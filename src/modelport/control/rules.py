@@ -37,17 +37,23 @@ def provider_id(value: Any, where: str) -> str:
     return choice(value, where, PROVIDER_IDS)
 
 
-def provider_settings(raw: Mapping[str, Any], where: str, also: Sequence[str] = ()) -> dict[str, str]:
+def provider_settings(raw: Mapping[str, Any], where: str, also: Sequence[str] = (),
+                      provider: str | None = None) -> dict[str, str]:
     """Only settings something reads: one nobody reads would look applied and not be. The one check of
     a stored provider's settings, whether they come by the API, the CLI or the config file; secret ones
     (``Setting.secret``) come back as ``SecretSetting``, which the store seals.
 
+    ``provider``: the provider they are for, whose declared settings are the only ones taken (Azure's
+    ``api_version`` on a Replicate provider would be stored and read by nothing); None only where the
+    provider is not known yet (a provider added under an integration takes the integration's).
     ``also``: other keys the caller's object may hold (and has taken out), named in the refusal.
     """
-    unknown = sorted(name for name in raw if name not in STORED_SETTINGS)
+    known = [s.name for s in PROVIDERS[provider].settings] if provider in PROVIDERS else list(STORED_SETTINGS)
+    unknown = sorted(name for name in raw if name not in known)
     if unknown:
-        raise Invalid(f"{where}: unknown key(s) {', '.join(map(shown, unknown))}; "
-                      f"known keys: {', '.join((*STORED_SETTINGS, *also))}")  # fmt: skip
+        whose = f"provider {provider!r}" if provider in PROVIDERS else "any provider"
+        takes = f"its settings: {', '.join((*known, *also))}" if known or also else "it takes none"
+        raise Invalid(f"{where}: {', '.join(map(shown, unknown))} is not a setting of {whose}; {takes}")
     settings: dict[str, str] = {}
     for name, value in raw.items():
         if value is not None and (not isinstance(value, str) or not value):

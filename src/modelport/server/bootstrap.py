@@ -98,7 +98,7 @@ def _checked_declaration(declared: DeclaredProvider) -> dict[str, Any]:
 
     try:
         rules.provider_id(declared.provider, "provider")
-        provider_settings = rules.provider_settings(dict(declared.settings), "settings")
+        provider_settings = rules.provider_settings(dict(declared.settings), "settings", provider=declared.provider)
         host = rules.custom_host(declared.custom_host, "custom_host") if declared.custom_host else None
         rules.require_settings(declared.provider, provider_settings, host, name_of=lambda name: f"settings.{name}")
     except BadRequest as exc:
