@@ -256,12 +256,11 @@ def test_an_error_inside_a_stream_ends_it_as_a_failed_response(gateway, fake_gem
     assert events[-1].response.status == "failed" and events[-1].response.error.message
 
 
-def test_a_malformed_input_and_a_provider_without_responses_are_clear_gateway_400s(gateway):
-    with pytest.raises(openai.BadRequestError, match="'input' must be a string or a non-empty list"):
+def test_a_malformed_input_is_a_clear_gateway_400(gateway):
+    # Replicate, whose chat runs in steps, serves Responses too: tests/test_replicate_responses.py.
+    with pytest.raises(openai.BadRequestError, match="'input' must be a string or a non-empty list") as raised:
         client(gateway, "@cohere-test").responses.create(model="command-r-plus", input=[])
-    # Replicate's chat runs in steps (a prediction), which Responses over chat does not translate yet.
-    with pytest.raises(openai.BadRequestError, match="provider 'replicate' does not serve /v1/responses"):
-        client(gateway, "@replicate-test").responses.create(model="x", input="hi")
+    assert raised.value.response.headers["x-portkey-gateway-exception"] == "true"
 
 
 def test_the_model_names_the_stored_provider_with_no_portkey_header(gateway, fake_gemini):

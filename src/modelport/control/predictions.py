@@ -77,7 +77,7 @@ _STEP = {
     "properties": {
         "log_id": {"type": "string"}, "created_at": {"type": "string", "format": "date-time"},
         "step": {"enum": ["create", "poll", "autopoll", "webhook received", "webhook delivery", "cancel", "list",
-                          "stream", "other"]},
+                          "stream", "chat", "images", "messages", "responses", "other"]},
         "method": _TEXT, "path": _TEXT, "status": _INTEGER, "latency_ms": _NUMBER, "key_id": _TEXT,
         "key_name": _TEXT, "error": _TEXT,
         "saw_status": {**_TEXT, "description": "The prediction's status in the body logged; null if not kept."},

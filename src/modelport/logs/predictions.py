@@ -14,6 +14,7 @@ from ..providers.replicate.paths import created_kind, listed_collection, object_
 from ..store.log_base import LogStore, PredictionFilter, clamp_limit, decode_cursor, encode_cursor, iso_ms
 
 PREDICTION_STATUSES = ("starting", "processing", "succeeded", "failed", "canceled")
+_UNIFIED = frozenset({"chat", "images", "messages", "responses"})  # endpoints whose calls run predictions
 MAX_LIFECYCLE_RECORDS = 1000  # a prediction polled more often than this shows its first ones
 
 
@@ -68,7 +69,7 @@ def _step(row: dict[str, Any], terminal_log_id: str | None) -> dict[str, Any]:
 
 def _step_name(row: dict[str, Any], metadata: dict[str, Any]) -> str:
     """What the record was, in a word, for a timeline: create, poll, autopoll, webhook received, webhook
-    delivery, cancel, list, stream, chat, images or other."""
+    delivery, cancel, list, stream, chat, images, messages, responses or other."""
     method, path = row["method"] or "", row["path"] or ""
     replicate_path = path[3:] if path.startswith("/v1/") else path
     if metadata.get("modelport_autopoll") == "true":
@@ -77,7 +78,7 @@ def _step_name(row: dict[str, Any], metadata: dict[str, Any]) -> str:
         return f"webhook {metadata['modelport_webhook']}"
     if row["endpoint"] == "stream":
         return "stream"
-    if row["endpoint"] in ("chat", "images"):  # a unified call that ran the prediction (gateway/steps.py)
+    if row["endpoint"] in _UNIFIED:  # a unified call that ran the prediction (gateway/steps.py)
         return row["endpoint"]
     if listed_collection(method, replicate_path) == "predictions":
         return "list"

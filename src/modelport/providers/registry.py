@@ -182,13 +182,8 @@ def load_adapter(module: str) -> Adapter:
 
 def serves(spec: ProviderSpec, endpoint: str) -> bool:
     """Whether the unified API serves ``endpoint`` on ``spec``: natively, or Messages/Responses over its chat
-    (Responses only over a chat adapter of one request and one response: a multi-step one, Replicate's, has
-    no Responses translation yet)."""
-    if endpoint in spec.unified:
-        return True
-    if endpoint not in OVER_CHAT or "chat" not in spec.unified:
-        return False
-    return endpoint == "messages" or not (spec.adapter and getattr(load_adapter(spec.adapter), "multi_step", False))
+    (a multi-step chat adapter, Replicate's, included)."""
+    return endpoint in spec.unified or (endpoint in OVER_CHAT and "chat" in spec.unified)
 
 
 def adapter_for(spec: ProviderSpec, endpoint: str | None = None) -> Adapter | None:
@@ -202,12 +197,13 @@ def adapter_for(spec: ProviderSpec, endpoint: str | None = None) -> Adapter | No
 def _over_chat(endpoint: str, provider: str, module: str | None) -> Adapter:
     """``endpoint`` of ``provider`` through its chat adapter (OpenAI's body as sent when it has none)."""
     from .messages_over_chat import OPENAI_CHAT, MessagesOverChat, MessagesOverStepChat
-    from .responses_over_chat import ResponsesOverChat
+    from .responses_over_chat import ResponsesOverChat, ResponsesOverStepChat
 
     chat = load_adapter(module) if module else OPENAI_CHAT
+    multi_step = getattr(chat, "multi_step", False)
     if endpoint == "responses":
-        return ResponsesOverChat(provider, chat)
-    return (MessagesOverStepChat if getattr(chat, "multi_step", False) else MessagesOverChat)(provider, chat)
+        return (ResponsesOverStepChat if multi_step else ResponsesOverChat)(provider, chat)
+    return (MessagesOverStepChat if multi_step else MessagesOverChat)(provider, chat)
 
 
 def make_policy(spec: ProviderSpec, settings: Any, store: "Store") -> ExchangePolicy | None:

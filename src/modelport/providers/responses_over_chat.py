@@ -21,12 +21,21 @@ from __future__ import annotations
 
 import secrets
 import time
-from typing import Any
+from typing import Any, AsyncIterator
 
 import orjson
 
-from modelport.providers.base import Adapter, Endpoint, Target, UnsupportedParameter, UpstreamRequest
-from modelport.providers.openai_shapes import Dropper, refuse_unsupported
+from modelport.providers.base import (
+    Adapter,
+    Endpoint,
+    Reply,
+    StepAnswer,
+    Steps,
+    Target,
+    UnsupportedParameter,
+    UpstreamRequest,
+)
+from modelport.providers.openai_shapes import Dropper, PassThroughStream, refuse_unsupported
 
 # Responses parameters with an OpenAI chat counterpart (``metadata`` is echoed on the response).
 TRANSLATED = frozenset({
@@ -72,6 +81,65 @@ class ResponsesOverChat:
 
     def _chat_body(self, request_body: dict[str, Any]) -> dict[str, Any]:
         return to_chat_request(request_body, self.provider, strict=False)
+
+
+class ResponsesOverStepChat(ResponsesOverChat):
+    """Responses over a multi-step chat adapter (Replicate's, providers/base.py ``MultiStepAdapter``): the
+    same translation, around ``begin``/``finish``. Such an adapter runs a model that has no tools and no
+    structured output (Replicate's chat drops ``tools`` and ``response_format``), so a request that needs
+    either is refused with a 400 in every compliance mode: dropping them would answer another question."""
+
+    multi_step = True
+
+    async def begin(self, endpoint: Endpoint, body: dict[str, Any], target: Target, strict: bool,
+                    steps: Steps) -> StepAnswer:
+        try:
+            chat_body = to_chat_request(body, self.provider, strict)
+        except UnsupportedParameter as exc:
+            raise UnsupportedParameter(RESPONSES_NAMES.get(exc.parameter, exc.parameter), exc.provider) from None
+        self._refuse_unhonoured(chat_body)
+        try:
+            return await self.chat.begin("chat", chat_body, target, strict, steps)  # type: ignore[attr-defined]
+        except UnsupportedParameter as exc:  # the chat adapter names its own parameter; the caller sent ours
+            raise UnsupportedParameter(RESPONSES_NAMES.get(exc.parameter, exc.parameter), exc.provider) from None
+
+    async def finish(self, endpoint: Endpoint, first: StepAnswer, body: dict[str, Any], target: Target,
+                     steps: Steps) -> Reply:
+        # A ProviderFailure passes as it is: the Responses API shares OpenAI's error shape.
+        reply = await self.chat.finish("chat", first, self._chat_body(body), target, steps)  # type: ignore[attr-defined]
+        if reply.stream is None:
+            response = to_response(orjson.loads(reply.body or b"{}"), body)
+            return Reply(reply.status, orjson.dumps(response), usage=reply.usage)
+        translated = Reply(reply.status)
+        translated.stream = self._events(reply, translated, body)
+        return translated
+
+    async def abandon(self, first: StepAnswer, target: Target, steps: Steps) -> None:
+        await self.chat.abandon(first, target, steps)  # type: ignore[attr-defined]
+
+    def _refuse_unhonoured(self, chat_body: dict[str, Any]) -> None:
+        if chat_body.get("tools"):
+            raise ValueError(f"'tools': provider '{self.provider}' runs models that cannot call tools through the "
+                             "gateway; leave 'tools' out, or use a provider with function calling.")
+        if chat_body.get("response_format"):
+            raise ValueError(f"'text.format': provider '{self.provider}' cannot hold a model to a JSON format; send "
+                             "{\"type\": \"text\"} (or leave it out), or use a provider with structured outputs.")
+
+    async def _events(self, chat: Reply, translated: Reply, body: dict[str, Any]) -> AsyncIterator[bytes]:
+        from modelport.providers.responses_stream import ResponseEvents
+
+        events = ResponseEvents(PassThroughStream(), body)
+        try:
+            async for chunk in chat.stream:  # type: ignore[union-attr]
+                out = events.feed(chunk)
+                if out:
+                    yield out
+            yield events.finish()
+        finally:
+            close = getattr(chat.stream, "aclose", None)
+            if close is not None:
+                await close()
+        translated.usage, translated.error = chat.usage or events.usage, chat.error
 
 
 # --- request: Responses -> OpenAI chat --------------------------------------------------------
