@@ -287,7 +287,7 @@ def test_the_prediction_ledger_and_its_lifecycle(store: LogStore) -> None:
     assert [s["id"] for s in store.prediction_lifecycle("p2", "log_00000002", None, limit=10)] == ["log_00000002"]
     assert [e["id"] for e in store.list_predictions(PredictionFilter(), limit=10)] == ["p2", "p1"]
     assert [e["id"] for e in store.list_predictions(PredictionFilter(), limit=10, after=(BASE_MS + 2, "p2"))] == ["p1"]
-    assert store.open_predictions(0, 10) == [("p2", "team-a", "key_a")]
+    assert store.open_predictions(0, 10, provider="replicate") == [("p2", "team-a", "key_a")]
 
 
 # -- retention and partitions ------------------------------------------------------------------------

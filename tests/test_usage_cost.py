@@ -8,17 +8,19 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from modelport.usage import (
-    Cost,
+from modelport.providers.replicate.pricing import (
     DeploymentHardware,
     PredictionRef,
-    PriceBook,
     ReplicatePricer,
-    StreamUsage,
-    Usage,
     is_terminal,
     prediction_usage,
     ref_from_path,
+)
+from modelport.usage import (
+    Cost,
+    PriceBook,
+    StreamUsage,
+    Usage,
     usage_from_body,
     usage_from_chunks,
     usage_from_sse,

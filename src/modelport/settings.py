@@ -314,7 +314,7 @@ HELP = {
     "log_queue_size": "in-memory log queue before spilling to disk",
     "log_retention_days": "days log records are kept (older ones are deleted by the writer's hourly upkeep); 0 keeps them forever",
     "pricing_file": "operator price overrides (same format as the shipped table)",
-    "replicate_pricing_file": "operator overrides of Replicate hardware, model and official prices (same format as usage/data/replicate.json)",
+    "replicate_pricing_file": "operator overrides of Replicate hardware, model and official prices (same format as providers/replicate/data/replicate.json)",
     "replicate_default_hardware": "SKU assumed for Replicate models of unknown hardware (cost is 'estimated')",
     "replicate_autopoll": "poll unpolled Replicate predictions so their cost is recorded",
     "replicate_autopoll_interval": "seconds between those polls",

@@ -26,7 +26,7 @@ import orjson
 from ..control.logs import FULL_COLUMNS, csv_chunks, epoch_ms, jsonl_chunks, status_code
 from ..control.schema import Invalid
 from ..logs import predictions as view
-from ..logs.predictions import PREDICTION_STATUSES
+from ..providers.replicate.pricing import PREDICTION_STATUSES
 from ..logs.record import new_time_ordered_id
 from ..store import LogFilter, LogStore, PredictionFilter, StoreUnavailable, open_log_store
 from ..store.log_base import MAX_LIMIT, SUMMARY_FIELDS

@@ -10,7 +10,8 @@ from typing import Any
 
 from ..gateway.errors import NotFound
 from ..logs import predictions as view
-from ..logs.predictions import MAX_LIFECYCLE_RECORDS, PREDICTION_STATUSES
+from ..logs.predictions import MAX_LIFECYCLE_RECORDS
+from ..providers.replicate.pricing import PREDICTION_STATUSES
 from ..store import PredictionFilter, Store
 from ..store.log_base import MAX_LIMIT
 from .logs import FilterQuery, instant, log_store_of

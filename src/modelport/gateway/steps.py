@@ -36,7 +36,7 @@ from .rewrite import BodyTooLarge, decode_content
 from .upstream import Upstreams
 
 STEP_ERROR_LIMIT = 64 * 1024  # what is read of a refused stream's body, for its error message
-# Of a prediction, what the log service needs to price it (usage/replicate.py): not its input (the
+# Of a prediction, what the log service needs to price it (providers/replicate/pricing.py): not its input (the
 # prompt) nor its output (the text), which the log's body settings govern, only how many outputs.
 _PRICED_FIELDS = ("id", "status", "model", "version", "deployment", "metrics")
 

@@ -35,7 +35,9 @@ async def relay_stream(gateway, scope: Scope, receive: Receive, send: Send, toke
             raise NotFound("this stream link is invalid or has expired; fetch the prediction again for a fresh one") from None
         record.trace_id, record.provider, record.slug, record.key_id = claims.get("t", ""), claims.get("p"), claims.get("s"), claims.get("k")
         record.prediction_id = claims.get("i")
-        spec = get_provider(record.provider or "replicate")
+        spec = get_provider(record.provider or "")  # every link names its provider (pipeline.py, provider_webhooks.py)
+        if spec is None:
+            raise NotFound("this stream link names no provider this gateway knows; fetch the prediction again for a fresh one")
         url = URL(claims["u"], encoded=True)
         resolved = Resolved(spec, Target(provider=spec.id, base_url=f"{url.scheme}://{url.raw_authority}"), bool(claims.get("g")))
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"] if k in _PASS]

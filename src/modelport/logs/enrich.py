@@ -1,20 +1,22 @@
 """Turn a ``LogRecord`` into a ``logs`` row: usage, cost, redaction, body caps. Runs on the writer's
-thread, off the request path, so JSON parsing of bodies never stalls the event loop.
+thread, off the request path, so JSON parsing of bodies never stalls the event loop. A record of a
+provider that runs jobs (``ProviderJobs``, providers/base.py: Replicate's predictions) is costed by that
+provider's hook, which also says what jobs it saw, for the ledger in the write transaction.
 """
 
 from __future__ import annotations
 
 import re
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from ..providers.base import ProviderJobs
 from ..usage import Cost, PriceBook, Usage, usage_from_body, usage_from_sse
 from ..usage.limits import Charge, spent
-from .lifecycle import Sighting, is_prediction_path, sightings_from
 from .record import DEGRADED_KEY, LogRecord, header_dict
 from .redaction import REDACTED, is_secret_header
 
@@ -29,10 +31,11 @@ _PATH_PART = re.compile(r"([^.\[\]]+)|\[(\*|\d+)\]")
 
 @dataclass(slots=True)
 class Prepared:
-    """A row ready to insert, and the Replicate predictions it saw (priced in the write transaction)."""
+    """A row ready to insert, and the provider jobs it saw (``ProviderJobs.seen``: settled in the write
+    transaction by its provider's hook)."""
 
     row: dict[str, Any]
-    sightings: list[Sighting] = field(default_factory=list)
+    sightings: list[Any] = field(default_factory=list)
     settlements: list[tuple[Charge, int, bool]] = field(default_factory=list)  # (reservation, delta, unpriced)
     degraded: bool = False  # already stripped to what any store takes (``degraded_row``)
     response_model: str | None = None  # the model a JSON response names (for traces, not stored)
@@ -138,7 +141,9 @@ class Enricher:
         log_bodies: bool,
         body_cap: int,
         secrets_for: Callable[[str], str | None] = lambda slug: None,
+        jobs: Mapping[str, ProviderJobs] | None = None,
     ) -> None:
+        self.jobs = jobs or {}  # provider id -> its jobs hook
         self.prices = prices
         self.redactor = redactor
         self.log_bodies = log_bodies
@@ -152,30 +157,30 @@ class Enricher:
         request_json = _json_object(record.request_body)
         stream = record.stream or "event-stream" in (record.response_content_type or "")
         response_json = None if stream else _json_value(record.response_body)
-        sightings = sightings_from(record, request_json, response_json) if record.provider == "replicate" else []
-        if sightings or is_prediction_path(record.path) or (record.endpoint == "stream" and record.prediction_id):
-            model = record.model or (sightings[0].model if sightings else None)
-            usage, cost = None, _lifecycle_cost(record, sightings)
+        jobs = self.jobs.get(record.provider or "")
+        seen = jobs.seen(record, request_json, response_json) if jobs is not None else None
+        if seen is not None:
+            model = record.model or seen.model
+            usage, cost = None, seen.cost
+            record.prediction_id = record.prediction_id or seen.job_id
         else:
             model = record.model or _model_of(request_json) or _model_of(response_json)
             usage = _usage_of(record, response_json, stream)
-            cost = self._cost(record, model, usage)
+            cost = self._cost(record, model, usage, jobs)
         record.model, record.cost_usd, record.cost_status, record.cost_reason = model, cost.usd, cost.status, _reason(cost)
-        record.prediction_id = record.prediction_id or (sightings[0].id if len(sightings) == 1 else None)
-        return Prepared(self._row(record, usage, stream), sightings, _settlements(record, cost, usage),
-                        response_model=_model_of(response_json))
+        return Prepared(self._row(record, usage, stream), seen.sightings if seen is not None else [],
+                        _settlements(record, cost, usage), response_model=_model_of(response_json))
 
-    def _cost(self, record: LogRecord, model: str | None, usage: Usage | None) -> Cost:
+    def _cost(self, record: LogRecord, model: str | None, usage: Usage | None, jobs: ProviderJobs | None) -> Cost:
         provider = record.provider or ""
         failed = record.gateway_exception or (record.status >= 400 and record.status != 499)
         if usage is None and failed:
             return Cost(0.0, "priced", basis="not billed: the request failed")
         if usage is None and record.method in _READS:
             return Cost(0.0, "priced", basis="not billed: a read")
-        if provider == "replicate":
-            if "/trainings" in record.path:
-                return Cost.unpriced("Replicate trainings are not priced by the gateway")
-            return Cost(0.0, "priced", basis="not billed: Replicate bills predictions and trainings only")
+        billed = jobs.plain_cost(record) if jobs is not None else None  # a provider that bills its jobs only
+        if billed is not None:
+            return billed
         if usage is not None and usage.reported_usd is not None:
             return self.prices.cost(provider, model or "", usage)
         if not model:
@@ -288,26 +293,6 @@ def _storable(value: Any) -> Any:
 
 def _cut(body: bytes | None, cap: int) -> bytes | None:
     return body[:cap] if body else None
-
-
-def _lifecycle_cost(record: LogRecord, sightings: list[Sighting]) -> Cost:
-    """The provisional cost of a prediction request; the write transaction prices the one row that
-    first sees a prediction end (``PredictionLedger``)."""
-    if record.gateway_exception or (record.status >= 400 and record.status != 499):
-        return Cost(0.0, "priced", basis="not billed: the request failed")
-    if not sightings:
-        if record.method in _READS and record.prediction_id:  # a signed stream relay of a known prediction
-            return Cost(0.0, "priced", basis=f"not billed: a read of prediction {record.prediction_id}, "
-                                             "priced on the log that first sees it end")
-        if record.method in _READS:
-            return Cost(0.0, "priced", basis="not billed: a read")
-        return Cost.unpriced("the prediction in the response could not be read (body not captured or cut at the cap)")
-    if sightings[0].listed:  # a list page: predictions that end in it are priced onto this row
-        return Cost(0.0, "priced", basis="not billed: a read")
-    if sightings[0].adds:  # a unified call that ran several: each adds its cost to this row once it ends
-        return Cost(0.0, "priced", basis=f"the sum of its {len(sightings)} predictions' costs, each once it ends")
-    sighting = sightings[0]
-    return Cost.unpriced(f"prediction {sighting.id} is {sighting.status}; its cost is recorded on the log that first sees it end")
 
 
 def _usage_of(record: LogRecord, response_json: Any, stream: bool) -> Usage | None:

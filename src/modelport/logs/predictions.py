@@ -1,5 +1,7 @@
-"""The prediction view: one row per Replicate prediction, read from the ``predictions`` ledger that
-``logs/lifecycle.py`` writes, with its lifecycle read back from the log records that carry its id.
+"""The prediction view: one row per provider job (Replicate's predictions), read from the ``predictions``
+ledger that the provider's jobs hook writes (providers/replicate/ledger.py), with its lifecycle read back
+from the log records that carry its id. A record's step there is named here where it is generic (autopoll,
+webhooks, streams, unified calls) and by the provider's ``step_of`` where it is its API's (create, poll...).
 
 A prediction's cost sits on one log record only (the first that saw its end), which made it look as
 if that poll had cost the money. Here the cost belongs to the prediction, and each record of the
@@ -8,13 +10,14 @@ lifecycle says what it did and what status it saw.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from ..providers.replicate.paths import created_kind, listed_collection, object_ref
+from ..providers.registry import job_steps
 from ..store.log_base import LogStore, PredictionFilter, clamp_limit, decode_cursor, encode_cursor, iso_ms
 
-PREDICTION_STATUSES = ("starting", "processing", "succeeded", "failed", "canceled")
 _UNIFIED = frozenset({"chat", "images", "messages", "responses"})  # endpoints whose calls run predictions
+StepOf = Callable[[str, str], "str | None"]  # (method, path) -> the provider's name of the step
 MAX_LIFECYCLE_RECORDS = 1000  # a prediction polled more often than this shows its first ones
 
 
@@ -39,7 +42,8 @@ def get_prediction(log_store: LogStore, prediction_id: str) -> dict[str, Any] | 
     # call that ran several): they are read by id.
     steps = log_store.prediction_lifecycle(prediction_id, entry["first_log_id"], entry["terminal_log_id"],
                                            MAX_LIFECYCLE_RECORDS + 1)
-    found["lifecycle"] = [_step(step, entry["terminal_log_id"]) for step in steps[:MAX_LIFECYCLE_RECORDS]]
+    step_of = job_steps(entry["provider"]) or _no_steps  # its records are all of the provider that runs it
+    found["lifecycle"] = [_step(step, entry["terminal_log_id"], step_of) for step in steps[:MAX_LIFECYCLE_RECORDS]]
     found["lifecycle_truncated"] = len(steps) > MAX_LIFECYCLE_RECORDS
     return found
 
@@ -56,10 +60,14 @@ def _prediction(row: dict[str, Any]) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _step(row: dict[str, Any], terminal_log_id: str | None) -> dict[str, Any]:
+def _no_steps(method: str, path: str) -> str | None:
+    return None
+
+
+def _step(row: dict[str, Any], terminal_log_id: str | None, step_of: StepOf) -> dict[str, Any]:
     metadata = row["metadata"]
     return {
-        "log_id": row["id"], "created_at": iso_ms(row["created_at"]), "step": _step_name(row, metadata),
+        "log_id": row["id"], "created_at": iso_ms(row["created_at"]), "step": _step_name(row, metadata, step_of),
         "method": row["method"], "path": row["path"], "status": row["status"], "latency_ms": row["latency_ms"],
         "key_id": row["key_id"], "key_name": row["key_name"], "error": row["error"],
         "saw_status": row["saw_status"],
@@ -67,26 +75,15 @@ def _step(row: dict[str, Any], terminal_log_id: str | None) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _step_name(row: dict[str, Any], metadata: dict[str, Any]) -> str:
+def _step_name(row: dict[str, Any], metadata: dict[str, Any], step_of: StepOf) -> str:
     """What the record was, in a word, for a timeline: create, poll, autopoll, webhook received, webhook
     delivery, cancel, list, stream, chat, images, messages, responses or other."""
-    method, path = row["method"] or "", row["path"] or ""
-    replicate_path = path[3:] if path.startswith("/v1/") else path
     if metadata.get("modelport_autopoll") == "true":
         return "autopoll"
-    if metadata.get("modelport_webhook") in ("received", "delivery"):  # the relay: Replicate's event, our relay of it
+    if metadata.get("modelport_webhook") in ("received", "delivery"):  # the relay: the provider's event, our relay of it
         return f"webhook {metadata['modelport_webhook']}"
     if row["endpoint"] == "stream":
         return "stream"
     if row["endpoint"] in _UNIFIED:  # a unified call that ran the prediction (gateway/steps.py)
         return row["endpoint"]
-    if listed_collection(method, replicate_path) == "predictions":
-        return "list"
-    if created_kind(method, replicate_path) == "prediction":
-        return "create"
-    if object_ref(replicate_path) is not None:
-        if method == "POST" and replicate_path.rstrip("/").endswith("/cancel"):
-            return "cancel"
-        if method == "GET":
-            return "poll"
-    return "other"
+    return step_of(row["method"] or "", row["path"] or "") or "other"

@@ -70,7 +70,7 @@ class LogRecord:
     cost_reason: str | None = None
     prediction_id: str | None = None
     # Replicate predictions a unified call ran (chat, images), as last seen and cut to what pricing reads
-    # (gateway/steps.py): the log service prices each once, like a proxied prediction (logs/lifecycle.py).
+    # (gateway/steps.py): the log service prices each once, like a proxied prediction (providers/replicate/ledger.py).
     predictions: list[dict[str, Any]] | None = None
     retry_count: int = 0
     last_used_index: str | None = None

@@ -24,6 +24,7 @@ spill file (the queue is FIFO), so the log service can acknowledge what it holds
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import threading
@@ -37,18 +38,12 @@ from ..settings import Settings
 from ..store import LogStore, ResolvedProvider, Store, StoreError, StoreUnavailable, open_log_store
 from ..store.counters import open_counters
 from ..store.leases import Lease, open_lease
-from ..usage import DeploymentHardware, PriceBook, ReplicatePricer
+from ..providers.base import AuthScheme, JobUpstream, ProviderJobs, Spend
+from ..providers.registry import get_provider, make_jobs, with_jobs
+from ..usage import PriceBook
 from ..usage.limits import Charge, key_budget, provider_budget, spent
+from .autopoll import AutoPoller, OpenJob
 from .enrich import Enricher, Prepared, Redactor, degraded_row, fallback_row, metrics_row
-from .lifecycle import (
-    REPLICATE_API,
-    AutoPoller,
-    DeploymentLookup,
-    OpenPrediction,
-    PredictionLedger,
-    Spend,
-    Upstream,
-)
 from .metrics import Metrics
 from .record import LogRecord, degraded
 from .spill import SpillFile, read_lines, record_to_line
@@ -74,16 +69,18 @@ FLUSH_SECONDS = 0.02
 RETRY_SECONDS = 1.0
 WRITE_BUSY_TIMEOUT = 1.0
 ADOPT_SECONDS = 1.0
-HARDWARE_LOOKUP_SECONDS = 15.0
+LOOKUP_SECONDS = 15.0
 SECRET_CACHE_SECONDS = 60.0
 AUTOPOLL_MAX_AGE_MS = 24 * 3600 * 1000
 AUTOPOLL_BATCH = 100
 
 
 class LogWriter:
-    """``store`` is the gateway's ``Store`` (stored provider secrets, for redaction and Replicate
-    lookups); ``session`` returns the pooled upstream session for operator-configured hosts. The writer
-    opens its own ``LogStore`` from ``settings``, with a short busy wait (``WRITE_BUSY_TIMEOUT``)."""
+    """``store`` is the gateway's ``Store`` (stored provider secrets, for redaction and for the lookups
+    of providers' job hooks); ``session`` returns the pooled upstream session for operator-configured
+    hosts. The writer opens its own ``LogStore`` from ``settings``, with a short busy wait
+    (``WRITE_BUSY_TIMEOUT``). Providers that run jobs (``ProviderJobs``: Replicate's predictions) are
+    reached only through their hook, found in the registry."""
 
     def __init__(self, settings: Settings, store: Store, session: Callable[[], Any], background_niceness: int = 0) -> None:
         self.settings = settings
@@ -101,8 +98,8 @@ class LogWriter:
         self._log_store: LogStore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
-        self._poller: asyncio.Task[None] | None = None
-        self._autopoll_lease: Lease | None = None
+        self._pollers: list[asyncio.Task[None]] = []
+        self._autopoll_leases: dict[str, Lease] = {}
         self._stopping = False
         self._down_until = 0.0
         self._adopt_at = 0.0
@@ -114,16 +111,19 @@ class LogWriter:
         # nothing is): the OpenTelemetry exporter's feed (logs/otel.py). It must not block.
         self.on_prepared: Callable[[LogRecord, Prepared | None], None] | None = None
         self._counters = open_counters(settings)  # budgets settle here, to the real usage
+        self._jobs: dict[str, ProviderJobs] = {}
+        for spec in with_jobs():
+            jobs = make_jobs(spec, settings, session)
+            if jobs is not None:
+                self._jobs[spec.id] = jobs
         self._enricher = Enricher(
             PriceBook.load(settings.pricing_file),
             Redactor(settings.log_redact_paths),
             log_bodies=settings.log_bodies,
             body_cap=settings.log_body_max_bytes,
             secrets_for=self._secret_of,
+            jobs=self._jobs,
         )
-        pricer = ReplicatePricer.load(settings.replicate_pricing_file, default_hardware=settings.replicate_default_hardware)
-        self._ledger = PredictionLedger(pricer, DeploymentHardware())
-        self._lookup = DeploymentLookup(session, self._ledger.hardware)
         self.metrics.gauge("modelport_log_queue_depth", lambda: len(self._queue))
         self.metrics.gauge("modelport_log_spill_pending", lambda: float(self.spill_pending))
 
@@ -160,17 +160,19 @@ class LogWriter:
         self._spill = SpillFile(self.settings.data_dir / "spill")
         await self._lanes.run(self._open)
         self._task = asyncio.create_task(self._run(), name="modelport-log-writer")
-        if self.settings.replicate_autopoll and self.settings.logging:
-            self._autopoll_lease = open_lease(self.settings, "replicate-autopoll")  # one node polls, not each
-            poller = AutoPoller(self._find_open, self._session, self.submit, self.settings.replicate_autopoll_interval)
-            self._poller = asyncio.create_task(poller.run(), name="modelport-autopoll")
+        for provider, jobs in self._jobs.items() if self.settings.logging else ():
+            if jobs.poll_interval is None:
+                continue
+            self._autopoll_leases[provider] = open_lease(self.settings, f"{provider}-autopoll")  # one node polls, not each
+            poller = AutoPoller(functools.partial(self._find_open, provider), self._session, self.submit, jobs.poll_interval)
+            self._pollers.append(asyncio.create_task(poller.run(), name=f"modelport-autopoll-{provider}"))
 
     async def stop(self) -> None:
         """Drain everything queued, and the spill files workers let go of on their way out, into the
         store (or, if it is down, the spill file), then close."""
-        if self._poller is not None:
-            self._poller.cancel()
-            await asyncio.gather(self._poller, return_exceptions=True)
+        for poller in self._pollers:
+            poller.cancel()
+        await asyncio.gather(*self._pollers, return_exceptions=True)
         self._stopping = True
         self._adopt_at = 0.0
         self._wake.set()
@@ -198,8 +200,8 @@ class LogWriter:
             self._spill.close()
         if self._log_store is not None:
             self._log_store.close()
-        if self._autopoll_lease is not None:
-            self._autopoll_lease.close()
+        for lease in self._autopoll_leases.values():
+            lease.close()
 
     # -- the writer loop --------------------------------------------------------------------------
     async def _run(self) -> None:
@@ -352,7 +354,7 @@ class LogWriter:
         """One transaction: skip ids already stored (replays), price predictions, insert rows."""
         log_store = self._log_store
         assert log_store is not None
-        self._look_up_hardware(log_store, prepared)
+        self._look_up(log_store, prepared)
         with log_store.batch() as batch:
             seen = batch.stored_ids([item.row["id"] for item in prepared])
             settle_ids = {item.row["id"] for item in prepared if item.settlements and item.row["id"] not in seen}
@@ -361,8 +363,9 @@ class LogWriter:
                 if item.row["id"] in seen:
                     continue
                 seen.add(item.row["id"])
-                for sighting in item.sightings:
-                    spend = self._ledger.apply(batch, sighting, item.row)
+                jobs = self._jobs.get(item.row["provider"]) if item.sightings else None
+                for sighting in item.sightings if jobs is not None else ():
+                    spend = jobs.settle(batch, sighting, item.row)
                     if spend is not None:
                         spends.append(spend)
                 fresh.append(item.row)
@@ -421,27 +424,37 @@ class LogWriter:
                 pass  # claimed and replayed by another worker
             spill.done(path)
 
-    # -- Replicate: hardware lookups and autopoll -------------------------------------------------
-    def _look_up_hardware(self, log_store: LogStore, prepared: list[Prepared]) -> None:
-        """Fetch, before the transaction, the hardware of deployments whose predictions end here."""
-        pairs = [(sighting, item.row["slug"]) for item in prepared for sighting in item.sightings]
-        if not pairs or self._loop is None:
+    # -- providers' jobs: lookups before pricing, and autopoll ----------------------------------
+    def _look_up(self, log_store: LogStore, prepared: list[Prepared]) -> None:
+        """Fetch, before the transaction, what providers' hooks need to price the jobs that end here
+        (Replicate: a deployment's hardware)."""
+        if self._loop is None:
             return
-        for deployment, slug in self._ledger.deployments_to_look_up(log_store, pairs):
-            upstream = self._upstream_of(slug)
-            if upstream is None:
-                continue
-            future = asyncio.run_coroutine_threadsafe(self._lookup.fetch(deployment, upstream), self._loop)
-            try:
-                future.result(timeout=HARDWARE_LOOKUP_SECONDS)
-            except (TimeoutError, asyncio.CancelledError) as exc:  # priced by the model map or default hardware
-                log.warning("deployment %s: hardware lookup failed: %s", deployment, exc)
+        for provider, jobs in self._jobs.items():
+            pairs = [(sighting, item.row["slug"]) for item in prepared if item.row["provider"] == provider
+                     for sighting in item.sightings]
+            for what, slug in jobs.lookups(log_store, pairs) if pairs else ():
+                upstream = self._upstream_of(slug, provider)
+                if upstream is None:
+                    continue
+                future = asyncio.run_coroutine_threadsafe(jobs.look_up(what, upstream), self._loop)
+                try:
+                    future.result(timeout=LOOKUP_SECONDS)
+                except (TimeoutError, asyncio.CancelledError) as exc:  # the job is priced without it
+                    log.warning("%s %s: lookup failed: %s", provider, what, exc)
 
-    def _upstream_of(self, slug: str) -> Upstream | None:
+    def _upstream_of(self, slug: str, provider_id: str) -> JobUpstream | None:
+        """The provider's API with the stored provider's own credential, when ``@slug`` is of that provider.
+        Only a static credential (``AuthScheme``: a header) is presented here; a provider whose auth hook
+        signs each request has no lookups or autopoll from the log service (the gateway's transport,
+        which runs such hooks, is the workers')."""
         provider = self._store.resolve_provider(slug)
-        if provider is None or provider.provider != "replicate" or not provider.secret:
+        spec = get_provider(provider_id)
+        if provider is None or spec is None or provider.provider != provider_id or not provider.secret:
             return None
-        return Upstream((provider.custom_host or REPLICATE_API).rstrip("/"), provider.secret)
+        if not isinstance(spec.auth, AuthScheme):
+            return None
+        return JobUpstream((provider.custom_host or spec.base_url).rstrip("/"), spec.auth.headers_for(provider.secret))
 
     def _secret_of(self, slug: str) -> str | None:
         provider = self.provider_of(slug)
@@ -459,17 +472,19 @@ class LogWriter:
         self._providers[slug] = (provider, time.monotonic() + SECRET_CACHE_SECONDS)
         return provider
 
-    async def _find_open(self) -> list[OpenPrediction]:
-        def find() -> list[OpenPrediction]:
-            assert self._log_store is not None and self._autopoll_lease is not None
-            if not self._autopoll_lease.held():
+    async def _find_open(self, provider_id: str) -> list[OpenJob]:
+        jobs = self._jobs[provider_id]
+
+        def find() -> list[OpenJob]:
+            assert self._log_store is not None
+            if not self._autopoll_leases[provider_id].held():
                 return []  # another node holds it and polls for the whole gateway
             since = time.time_ns() // 1_000_000 - AUTOPOLL_MAX_AGE_MS
             found = []
-            for prediction_id, slug, key_id in self._log_store.open_predictions(since, AUTOPOLL_BATCH):
-                upstream = self._upstream_of(slug)
+            for job_id, slug, key_id in self._log_store.open_predictions(since, AUTOPOLL_BATCH, provider=provider_id):
+                upstream = self._upstream_of(slug, provider_id)
                 if upstream is not None:
-                    found.append(OpenPrediction(prediction_id, slug, key_id, upstream))
+                    found.append(OpenJob(job_id, provider_id, slug, key_id, jobs.poll_path(job_id), upstream))
             return found
 
         return await self._lanes.run(find)

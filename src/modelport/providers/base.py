@@ -26,7 +26,7 @@ import functools
 import re
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, AsyncIterator, Callable, Literal, Mapping, Protocol
+from typing import Any, AsyncIterator, Callable, Literal, Mapping, NamedTuple, Protocol
 from urllib.parse import unquote
 
 Endpoint = Literal["chat", "completions", "embeddings", "models", "messages", "responses", "images"]
@@ -386,6 +386,68 @@ class ExchangePolicy(Protocol):
     async def screen(self, exchange: Exchange, status: int, body: bytes) -> bytes: ...
 
 
+@dataclass(slots=True)
+class JobsSeen:
+    """What one log record shows of a provider's jobs (``ProviderJobs.seen``): ``sightings`` go back to
+    ``settle`` in the write transaction (opaque to the log writer); ``cost`` is the record's own,
+    provisional until a job it saw ends; ``model`` the job's, for a record that names none; ``job_id``
+    the one job it is about (the record's ``prediction_id``), None when it saw several or none."""
+
+    sightings: list[Any]
+    cost: Any  # a usage.Cost
+    model: str | None = None
+    job_id: str | None = None
+
+
+class Spend(NamedTuple):
+    """What one ended job cost, and whose budgets (gateway key, stored provider) it counts against."""
+
+    key_id: str | None
+    slug: str | None
+    cost_usd: float | None
+    tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobUpstream:
+    """Where and how the log service reaches a provider's API for one stored provider (its own
+    credential, as the auth scheme presents it)."""
+
+    base_url: str
+    headers: Mapping[str, str]
+
+
+class ProviderJobs(Protocol):
+    """A provider's asynchronous jobs (Replicate's predictions) as the log writer meets them, so the
+    generic log layer (logs/) holds no provider knowledge. ``ProviderSpec.jobs`` names the module whose
+    ``make_jobs(settings, session)`` returns it, and whose ``step_of(method, path)`` names a record's
+    step in a job's lifecycle (the prediction view); the registry finds both (``make_jobs``, ``job_steps``).
+
+    The writer calls, for each record of the provider: ``seen`` (off the request path): the jobs the
+    record shows and its cost, or None when it touches none, priced then as any record, with
+    ``plain_cost`` for what the provider bills (None: the generic price book); before the write
+    transaction, ``lookups`` (what it must fetch to price jobs that end here: ``(what, slug)`` pairs)
+    and ``look_up`` for each, on the event loop; in the transaction, ``settle`` for each sighting, which
+    records the job's lifecycle in the ledger (``store.log_base.LogBatch``) and, on a job's first end,
+    prices it onto the row and returns what it cost. ``poll_interval`` (None: off) and ``poll_path``
+    let the writer poll jobs nobody polls (``logs/autopoll.py``), one node for the whole gateway.
+    """
+
+    poll_interval: float | None
+
+    def seen(self, record: Any, request_json: dict[str, Any] | None, response_json: Any) -> JobsSeen | None: ...
+
+    def plain_cost(self, record: Any) -> Any: ...
+
+    def lookups(self, log_store: Any, pairs: list[tuple[Any, str | None]]) -> set[tuple[str, str]]: ...
+
+    async def look_up(self, what: str, upstream: JobUpstream) -> None: ...
+
+    def settle(self, batch: Any, sighting: Any, row: dict[str, Any]) -> Spend | None: ...
+
+    def poll_path(self, job_id: str) -> str: ...
+
+
 @dataclass(frozen=True, slots=True)
 class ProviderSpec:
     """A provider as data.
@@ -400,7 +462,9 @@ class ProviderSpec:
     are static headers added to every upstream request (caller's wins); a header whose value is a setting
     is that setting's ``upstream_header`` instead. ``policy`` names the module whose
     ``make_policy(settings, store)`` returns the provider's ``ExchangePolicy`` for proxied requests (or
-    None when its settings turn it off).
+    None when its settings turn it off). ``jobs`` names the module of its ``ProviderJobs``: the log
+    writer's hook for a provider whose calls start jobs that end later and are priced then (Replicate's
+    predictions).
     """
 
     id: str
@@ -414,6 +478,7 @@ class ProviderSpec:
     caller_headers: tuple[str, ...] = ()  # client headers that always reach the provider, over adapter defaults
     models: tuple[ModelRule, ...] = MODEL_IN_BODY  # where proxied requests name their model; first match wins
     policy: str | None = None  # module under modelport.providers whose make_policy() gives its ExchangePolicy
+    jobs: str | None = None  # module under modelport.providers whose make_jobs() gives its ProviderJobs
     docs: str = ""
     # Derived once from ``settings`` (the request path reads them): see __post_init__.
     requires: tuple[str, ...] = field(init=False, repr=False, compare=False)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import importlib
 from functools import cache
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from ..gateway.rewrite import UrlRewrite
-from .base import Adapter, AuthScheme, ExchangePolicy, ModelRule, ProviderSpec, Setting
+from .base import Adapter, AuthScheme, ExchangePolicy, ModelRule, ProviderJobs, ProviderSpec, Setting
 from .bedrock.auth import AUTH as BEDROCK_AUTH
 from .vertex import BASE_URL as VERTEX_BASE_URL
 from .vertex.auth import VERTEX_AUTH
@@ -129,7 +129,7 @@ _TABLE: tuple[ProviderSpec, ...] = (
     # Its unified chat and images run predictions of the model named (providers/replicate/unified.py).
     ProviderSpec(id="replicate", base_url="https://api.replicate.com/v1", unified=frozenset({"chat", "images"}),
                  adapter="replicate.unified", rewrite=UrlRewrite(keep=("/files/",), stream_field="stream"),
-                 models=REPLICATE_MODELS, policy="replicate.policy",
+                 models=REPLICATE_MODELS, policy="replicate.policy", jobs="replicate.ledger",
                  docs="its own API on the proxy route; chat and images over its models; prices predictions; isolates keys"),
     ProviderSpec(id="openai", base_url="https://api.openai.com/v1", unified=OPENAI_ALL | {"responses"},
                  settings=(OPENAI_ORGANIZATION, OPENAI_PROJECT)),
@@ -240,3 +240,25 @@ def setting_config_keys() -> dict[str, str]:
             if found.setdefault(key, setting.name) != setting.name:
                 raise ValueError(f"config key {key!r} names two settings: {found[key]}, {setting.name} ({spec.id})")
     return found
+
+
+def make_jobs(spec: ProviderSpec, settings: Any, session: Any) -> ProviderJobs | None:
+    """The provider's ``ProviderJobs`` for the log writer (None when it starts no jobs); ``session``
+    returns the log service's pooled upstream session."""
+    return _jobs_module(spec.jobs).make_jobs(settings, session) if spec.jobs else None
+
+
+def job_steps(provider_id: str | None) -> Callable[[str, str], str | None] | None:
+    """``step_of(method, path)`` of the provider's jobs module: a record's step in a job's lifecycle."""
+    spec = PROVIDERS.get(provider_id or "")
+    return _jobs_module(spec.jobs).step_of if spec is not None and spec.jobs else None
+
+
+@cache
+def _jobs_module(module: str) -> Any:
+    return importlib.import_module(f"modelport.providers.{module}")
+
+
+def with_jobs() -> list[ProviderSpec]:
+    """The providers that start jobs (``ProviderSpec.jobs``)."""
+    return [spec for spec in PROVIDERS.values() if spec.jobs]

@@ -1,4 +1,5 @@
-"""Leases: which process of the whole gateway runs a background job (Replicate autopoll).
+"""Leases: which process of the whole gateway runs a background job (a provider's autopoll, named
+``<provider>-autopoll``: Replicate's).
 
 On the embedded store one node exists and its log service is the only process that asks, so the lease
 is always held. On PostgreSQL every node's log service asks; a session-level advisory lock on a
@@ -10,10 +11,11 @@ next ``held()``. A holder whose connection broke knows at its next ``held()`` an
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 from typing import Any, Protocol
 
-JOBS = ("replicate-autopoll",)
+JOB_NAME = re.compile(r"[a-z0-9][a-z0-9-]*-autopoll")  # the background jobs: one autopoll per provider with jobs
 # The PostgreSQL log store's partition upkeep needs none: every writer runs it, serialised by the lock its
 # batches take (store/pg_logs.py), and each step is safe to repeat.
 
@@ -74,6 +76,6 @@ class AdvisoryLease:
 
 
 def open_lease(settings: Any, job: str) -> Lease:
-    if job not in JOBS:
+    if not JOB_NAME.fullmatch(job):
         raise ValueError(f"unknown background job {job!r}")
     return AdvisoryLease(settings.database_url, job) if settings.database_url else SoleNode()

@@ -1,4 +1,9 @@
-"""The ``LogStore`` protocol: request logs, feedback, and the Replicate prediction ledger.
+"""The ``LogStore`` protocol: request logs, feedback, and the provider-jobs ledger.
+
+The ledger (table ``predictions``; "prediction" in the names below) holds one entry per job a
+provider runs asynchronously and prices when it ends: today Replicate's predictions and trainings,
+written through Replicate's ``ProviderJobs`` hook (providers/replicate/ledger.py). The store knows
+no provider: it keeps the entries, each with its ``provider``.
 
 What the log tables are used for, in terms a PostgreSQL class can implement as well as the embedded
 SQLite one (``sqlite_logs.py``): no driver types cross it, rows are plain dicts and tuples.
@@ -186,9 +191,9 @@ class LogStore(Protocol):
         """The ledger entry (``LEDGER_FIELDS``) of a prediction seen through the gateway."""
         ...
 
-    def open_predictions(self, since_ms: int, limit: int) -> list[tuple[str, str, str | None]]:
-        """``(id, slug, key_id)`` of Replicate predictions created through a stored provider since
-        ``since_ms`` that have not ended, oldest first."""
+    def open_predictions(self, since_ms: int, limit: int, *, provider: str) -> list[tuple[str, str, str | None]]:
+        """``(id, slug, key_id)`` of ``provider``'s jobs (Replicate's predictions) created through a stored
+        provider since ``since_ms`` that have not ended, oldest first."""
         ...
 
     # -- the logs API ----------------------------------------------------------------------------

@@ -68,7 +68,7 @@ MIGRATIONS: list[str] = [
         updated_at BIGINT NOT NULL
     );
     """,
-    # 2: request logs, feedback, and the Replicate prediction lifecycle (store/sqlite_logs.py, logs/lifecycle.py).
+    # 2: request logs, feedback, and the Replicate prediction lifecycle (store/sqlite_logs.py, providers/replicate/ledger.py).
     # DOUBLE PRECISION has REAL affinity in SQLite and is float8 in PostgreSQL (REAL there is float4).
     """
     CREATE TABLE logs (

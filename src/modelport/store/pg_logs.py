@@ -233,12 +233,12 @@ class PostgresLogStore(PagedLogReads):
         with self._cursor() as cursor:
             return _entry(cursor, prediction_id)
 
-    def open_predictions(self, since_ms: int, limit: int) -> list[tuple[str, str, str | None]]:
+    def open_predictions(self, since_ms: int, limit: int, *, provider: str) -> list[tuple[str, str, str | None]]:
         with self._cursor(row_factory=tuple_row) as cursor:
             rows = cursor.execute(
                 "SELECT id, slug, key_id FROM predictions WHERE terminal_at IS NULL AND slug IS NOT NULL"
-                " AND provider = 'replicate' AND created_at >= %s ORDER BY created_at, id LIMIT %s",
-                (since_ms, limit),
+                " AND provider = %s AND created_at >= %s ORDER BY created_at, id LIMIT %s",
+                (provider, since_ms, limit),
             ).fetchall()
         return [(row[0], row[1], row[2]) for row in rows]
 

@@ -138,12 +138,12 @@ class SQLiteLogStore(PagedLogReads):
         with _store_errors():
             return _entry(self._conn(), prediction_id)
 
-    def open_predictions(self, since_ms: int, limit: int) -> list[tuple[str, str, str | None]]:
+    def open_predictions(self, since_ms: int, limit: int, *, provider: str) -> list[tuple[str, str, str | None]]:
         with _store_errors():
             rows = self._conn().execute(
                 "SELECT id, slug, key_id FROM predictions WHERE terminal_at IS NULL AND slug IS NOT NULL"
-                " AND provider = 'replicate' AND created_at >= ? ORDER BY created_at LIMIT ?",
-                (since_ms, limit),
+                " AND provider = ? AND created_at >= ? ORDER BY created_at LIMIT ?",
+                (provider, since_ms, limit),
             ).fetchall()
         return [(row[0], row[1], row[2]) for row in rows]
 

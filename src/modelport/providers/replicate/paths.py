@@ -10,7 +10,8 @@ import re
 from typing import NamedTuple
 
 # Case-insensitive, in case a server on the way folds case: a guard must not be missed by "/Predictions".
-_PREDICTION_CREATE = re.compile(r"^/(?:predictions|(?:models|deployments)/[^/]+/[^/]+/predictions)/?$", re.I)
+# The one pattern of a prediction's create: by version (``/predictions``), model or deployment.
+_PREDICTION_CREATE = re.compile(r"^/(?:predictions|(models|deployments)/([^/]+)/([^/]+)/predictions)/?$", re.I)
 # POST path → the kind of object it creates.
 _CREATES = (
     (_PREDICTION_CREATE, "prediction"),
@@ -38,6 +39,16 @@ def created_kind(method: str, path: str) -> str | None:
 def is_prediction_create(path: str) -> bool:
     """A path that POSTs a new prediction (by version, model or deployment)."""
     return bool(_PREDICTION_CREATE.match(path))
+
+
+def created_model(path: str) -> tuple[str, str | None] | None:
+    """Of a prediction create's path: ``("models" | "deployments", "owner/name")``, or ``("predictions",
+    None)`` when the body names the version; None for any other path."""
+    found = _PREDICTION_CREATE.match(path)
+    if found is None:
+        return None
+    kind, owner, name = found.groups()
+    return (kind.lower(), f"{owner}/{name}") if kind else ("predictions", None)
 
 
 def object_ref(path: str) -> ObjectRef | None:

@@ -29,7 +29,7 @@ import orjson
 
 from ...gateway.errors import BadUpstreamResponse, GatewayError, UpstreamTimeout
 from ...sse import MAX_EVENT_BYTES, SSEParser
-from ...usage.replicate import is_terminal
+from .pricing import is_terminal
 from ..base import Endpoint, ProviderFailure, Reply, StepAnswer, StepRefused, Steps, Target, UpstreamRequest
 from ..openai_shapes import (
     ChunkStream,

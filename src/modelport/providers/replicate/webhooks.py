@@ -42,7 +42,7 @@ from ...gateway.errors import BadRequest, Conflict, ForbiddenHost, GatewayError,
 from ...gateway.hosts import HostRules
 from ...gateway.provider_webhooks import WEBHOOK_ROUTE
 from ...logs.record import Attempt, LogRecord
-from ...usage import is_terminal
+from .pricing import is_terminal
 from ..base import Answer, Exchange, Forward
 from .isolation import json_or_none
 
@@ -221,7 +221,7 @@ class WebhookRelay:
 
     def _record_receipt(self, inbound: "Inbound", webhook_id: str, prediction: dict[str, Any],
                         row: "WebhookRelayRow | None") -> None:
-        """The event as one more sighting of the prediction, logged like a poll (logs/lifecycle.py reads
+        """The event as one more sighting of the prediction, logged like a poll (providers/replicate/ledger.py reads
         its body), so the prediction is priced when its end arrives here, polled or not."""
         slug = inbound.target.slug
         record = LogRecord(trace_id=_trace(webhook_id), method="GET", path=f"/v1/predictions/{prediction['id']}",

@@ -26,14 +26,16 @@ from typing import Any, Literal
 
 import orjson
 
-from modelport.usage.pricing import PER_MILLION, Cost, parse_rate
-from modelport.usage.tokens import Usage
+from ...usage.pricing import PER_MILLION, Cost, parse_rate
+from ...usage.tokens import Usage
+from .paths import created_model
 
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "canceled", "aborted"})
+# The statuses the prediction view (/v1/logs/predictions, the CLI) filters on.
+PREDICTION_STATUSES = ("starting", "processing", "succeeded", "failed", "canceled")
 HardwareSource = Literal["deployment", "model map", "default"]
 
 _VERSION_ID = re.compile(r"^[0-9a-f]{64}$")
-_PREDICTIONS_PATH = re.compile(r"^(?:/v1)?/(models|deployments)/([^/]+)/([^/]+)/predictions/?$")
 
 
 def is_terminal(status: str | None) -> bool:
@@ -68,13 +70,15 @@ def ref_from_path(path: str, body: Mapping[str, Any] | None = None) -> Predictio
     ``/deployments/{o}/{n}/predictions``, or ``/predictions`` with ``version`` in the body (a version
     id, ``owner/name`` or ``owner/name:version``). ``/v1`` may lead; a query string is ignored."""
     path = path.split("?", 1)[0]
-    matched = _PREDICTIONS_PATH.match(path)
-    if matched:
-        kind, owner, name = matched.groups()
-        target = f"{owner}/{name}"
-        return PredictionRef(deployment=target) if kind == "deployments" else PredictionRef(model=target)
-    if path.rstrip("/") not in ("/predictions", "/v1/predictions"):
+    path = path[3:] if path.startswith("/v1/") else path
+    named = created_model(path)  # the one recognizer of prediction paths (paths.py)
+    if named is None:
         return None
+    kind, target = named
+    if kind == "deployments":
+        return PredictionRef(deployment=target)
+    if kind == "models":
+        return PredictionRef(model=target)
     version = _str((body or {}).get("version"))
     if version is None:
         return PredictionRef()
@@ -136,7 +140,7 @@ class ReplicatePricer:
     def load(cls, override: str | Path | None = None, *, default_hardware: str | None = None) -> ReplicatePricer:
         """Shipped ``data/replicate.json``, an operator file of the same shape on top (per-key;
         ``null`` removes a key), and an optional default-SKU setting on top of both."""
-        shipped = resources.files("modelport.usage").joinpath("data/replicate.json").read_bytes()
+        shipped = resources.files("modelport.providers.replicate").joinpath("data/replicate.json").read_bytes()
         document = _merge_documents(
             orjson.loads(shipped), orjson.loads(Path(override).read_bytes()) if override else {}
         )

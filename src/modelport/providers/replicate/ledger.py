@@ -1,4 +1,7 @@
-"""Replicate predictions as one lifecycle keyed by prediction id: create, polls, list pages, cancel.
+"""Replicate predictions as one lifecycle keyed by prediction id: create, polls, list pages, cancel,
+webhooks, streams and the unified calls that ran them. This is Replicate's ``ProviderJobs``
+(providers/base.py), the log writer's hook: the writer (logs/writer.py) calls it for Replicate's records
+and holds no Replicate knowledge itself.
 
 Cost is computed once per prediction, by the write transaction that first sees a terminal status:
 the log store's ``end_prediction`` writes the end only on an entry that has none (one conditional
@@ -12,31 +15,28 @@ read from ``GET /deployments/{owner}/{name}`` with the stored credential and cac
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import orjson
 
-from ..providers.replicate.paths import is_prediction_create, object_ref
-from ..store.log_base import LogBatch, LogStore, PredictionEnd, PredictionSeen
-from ..usage import (
-    Cost,
-    DeploymentHardware,
-    ReplicatePricer,
-    Usage,
-    is_terminal,
-    ref_from_path,
-)
-from .record import Attempt, LogRecord
+from ...store.log_base import PredictionEnd, PredictionSeen
+from ...usage import Cost, Usage
+from ..base import JobsSeen, JobUpstream, Spend
+from .paths import created_kind, is_prediction_create, listed_collection, object_ref
+from .pricing import DeploymentHardware, ReplicatePricer, is_terminal, ref_from_path
+
+if TYPE_CHECKING:
+    from ...logs.record import LogRecord
+    from ...store.log_base import LogBatch, LogStore
 
 log = logging.getLogger("modelport.logs")
 
-REPLICATE_API = "https://api.replicate.com/v1"
+_READS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
 _MISSING_HARDWARE_TTL = 60.0  # seconds before a failed deployment lookup is tried again
 
 
@@ -111,14 +111,6 @@ def _sighting(prediction: dict[str, Any], model: str | None, deployment: str | N
     return Sighting(prediction["id"], status, prediction, model or returned_model, version, deployment, listed)
 
 
-@dataclass(frozen=True, slots=True)
-class Upstream:
-    """Where and how to reach Replicate for one stored provider."""
-
-    base_url: str
-    secret: str
-
-
 class PredictionLedger:
     """The prediction ledger's rules: each sighting updates the prediction's entry, and the first
     record to see its end prices it. Runs inside the writer's batch (``LogBatch``)."""
@@ -174,15 +166,6 @@ class PredictionLedger:
         return None
 
 
-class Spend(NamedTuple):
-    """What one ended prediction cost, and whose budgets it counts against."""
-
-    key_id: str | None
-    slug: str | None
-    cost_usd: float | None
-    tokens: int
-
-
 def _set_cost(row: dict[str, Any], cost: Cost, usage: Usage | None) -> None:
     row["cost_usd"], row["cost_status"], row["cost_reason"] = cost.usd, cost.status, _reason(cost)
     if usage is not None:
@@ -221,13 +204,13 @@ class DeploymentLookup:
         self._timeout = timeout
         self._missing: dict[str, float] = {}
 
-    async def fetch(self, deployment: str, upstream: Upstream) -> str | None:
+    async def fetch(self, deployment: str, upstream: JobUpstream) -> str | None:
         if self._missing.get(deployment, 0.0) > time.monotonic():
             return None
         try:
             async with self._session().get(
                 f"{upstream.base_url}/deployments/{deployment}",
-                headers={"Authorization": f"Bearer {upstream.secret}"},
+                headers=dict(upstream.headers),
                 timeout=aiohttp.ClientTimeout(total=self._timeout),
             ) as response:
                 if response.status == 200:
@@ -241,67 +224,77 @@ class DeploymentLookup:
         return None
 
 
-@dataclass(frozen=True, slots=True)
-class OpenPrediction:
-    id: str
-    slug: str
-    key_id: str | None
-    upstream: Upstream
+def lifecycle_cost(record: LogRecord, sightings: list[Sighting]) -> Cost:
+    """The provisional cost of a prediction request; the write transaction prices the one row that
+    first sees a prediction end (``PredictionLedger``)."""
+    if record.gateway_exception or (record.status >= 400 and record.status != 499):
+        return Cost(0.0, "priced", basis="not billed: the request failed")
+    if not sightings:
+        if record.method in _READS and record.prediction_id:  # a signed stream relay of a known prediction
+            return Cost(0.0, "priced", basis=f"not billed: a read of prediction {record.prediction_id}, "
+                                             "priced on the log that first sees it end")
+        if record.method in _READS:
+            return Cost(0.0, "priced", basis="not billed: a read")
+        return Cost.unpriced("the prediction in the response could not be read (body not captured or cut at the cap)")
+    if sightings[0].listed:  # a list page: predictions that end in it are priced onto this row
+        return Cost(0.0, "priced", basis="not billed: a read")
+    if sightings[0].adds:  # a unified call that ran several: each adds its cost to this row once it ends
+        return Cost(0.0, "priced", basis=f"the sum of its {len(sightings)} predictions' costs, each once it ends")
+    sighting = sightings[0]
+    return Cost.unpriced(f"prediction {sighting.id} is {sighting.status}; its cost is recorded on the log that first sees it end")
 
 
-class AutoPoller:
-    """Polls predictions nobody polls (fire-and-forget callers), so their cost is recorded too.
-    Each poll becomes a log record like any other, tagged ``metadata.modelport_autopoll``."""
+class ReplicateJobs:
+    """Replicate's ``ProviderJobs``: its predictions, seen in records, priced by the ledger."""
 
-    def __init__(
-        self,
-        find_open: Callable[[], Awaitable[list[OpenPrediction]]],
-        session: Callable[[], aiohttp.ClientSession],
-        submit: Callable[[LogRecord], None],
-        interval: float,
-        concurrency: int = 4,
-    ) -> None:
-        self._find_open = find_open
-        self._session = session
-        self._submit = submit
-        self._interval = interval
-        self._limit = asyncio.Semaphore(concurrency)
-        self._in_flight: set[str] = set()
+    def __init__(self, pricer: ReplicatePricer, session: Callable[[], aiohttp.ClientSession],
+                 poll_interval: float | None) -> None:
+        self.ledger = PredictionLedger(pricer, DeploymentHardware())
+        self._lookup = DeploymentLookup(session, self.ledger.hardware)
+        self.poll_interval = poll_interval
 
-    async def run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            try:
-                found = await self._find_open()
-            except Exception as exc:  # a store busy or away (logs or keys): try again next round
-                log.warning("autopoll: could not list open predictions: %s", exc)
-                continue
-            await asyncio.gather(*(self._poll(p) for p in found if p.id not in self._in_flight))
+    def seen(self, record: LogRecord, request_json: dict[str, Any] | None, response_json: Any) -> JobsSeen | None:
+        sightings = sightings_from(record, request_json, response_json)
+        if not (sightings or is_prediction_path(record.path) or (record.endpoint == "stream" and record.prediction_id)):
+            return None
+        return JobsSeen(sightings, lifecycle_cost(record, sightings), sightings[0].model if sightings else None,
+                        sightings[0].id if len(sightings) == 1 else None)
 
-    async def _poll(self, prediction: OpenPrediction) -> None:
-        self._in_flight.add(prediction.id)
-        path = f"/v1/predictions/{prediction.id}"
-        record = LogRecord(trace_id=f"autopoll-{prediction.id}", method="GET", path=path, provider="replicate",
-                           slug=prediction.slug, key_id=prediction.key_id, key_name="modelport autopoll",
-                           metadata={"modelport_autopoll": "true"})
-        span = Attempt(index="autopoll", provider="replicate", slug=prediction.slug, started_at=time.time())
-        record.attempts.append(span)
-        started = time.perf_counter()
-        try:
-            async with self._limit, self._session().get(
-                f"{prediction.upstream.base_url}/predictions/{prediction.id}",
-                headers={"Authorization": f"Bearer {prediction.upstream.secret}"},
-                timeout=aiohttp.ClientTimeout(total=30),
-            ) as response:
-                body = await response.read()
-                record.status = span.status = response.status
-                record.response_bytes, record.response_body = len(body), body
-                record.response_content_type = response.headers.get("content-type", "")
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            record.status = span.status = 502
-            record.error = span.error = f"autopoll failed: {type(exc).__name__}: {exc}"
-        finally:
-            span.latency_ms = record.latency_ms = (time.perf_counter() - started) * 1000
-            record.upstream_latency_ms = span.latency_ms
-            self._in_flight.discard(prediction.id)
-        self._submit(record)
+    def plain_cost(self, record: LogRecord) -> Cost | None:
+        """Replicate bills predictions and trainings only: any other request of its API is free."""
+        if "/trainings" in record.path:
+            return Cost.unpriced("Replicate trainings are not priced by the gateway")
+        return Cost(0.0, "priced", basis="not billed: Replicate bills predictions and trainings only")
+
+    def lookups(self, log_store: LogStore, pairs: list[tuple[Sighting, str | None]]) -> set[tuple[str, str]]:
+        return self.ledger.deployments_to_look_up(log_store, pairs)
+
+    async def look_up(self, what: str, upstream: JobUpstream) -> None:
+        await self._lookup.fetch(what, upstream)
+
+    def settle(self, batch: LogBatch, sighting: Sighting, row: dict[str, Any]) -> Spend | None:
+        return self.ledger.apply(batch, sighting, row)
+
+    def poll_path(self, job_id: str) -> str:
+        return f"/predictions/{job_id}"
+
+
+def make_jobs(settings: Any, session: Callable[[], aiohttp.ClientSession]) -> ReplicateJobs:
+    pricer = ReplicatePricer.load(settings.replicate_pricing_file, default_hardware=settings.replicate_default_hardware)
+    return ReplicateJobs(pricer, session, settings.replicate_autopoll_interval if settings.replicate_autopoll else None)
+
+
+def step_of(method: str, path: str) -> str | None:
+    """A proxied record's step in a prediction's lifecycle, from its path (``/v1/...``): list, create,
+    cancel or poll; None when the path is none of those."""
+    replicate_path = path[3:] if path.startswith("/v1/") else path
+    if listed_collection(method, replicate_path) == "predictions":
+        return "list"
+    if created_kind(method, replicate_path) == "prediction":
+        return "create"
+    if object_ref(replicate_path) is not None:
+        if method == "POST" and replicate_path.rstrip("/").endswith("/cancel"):
+            return "cancel"
+        if method == "GET":
+            return "poll"
+    return None
