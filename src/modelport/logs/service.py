@@ -1,6 +1,6 @@
 """The log service: one process beside the workers of ``modelport serve`` that enriches, prices and
 stores every worker's log records (``LogWriter``: batching, spill, replay, the prediction ledger),
-runs Replicate autopoll once for the whole gateway, owns the Prometheus metrics, and exports the
+runs providers' autopoll (Replicate's) once for the whole gateway, owns the Prometheus metrics, and exports the
 OpenTelemetry spans of every request when ``otel_endpoint`` is set (logs/otel.py).
 
 Why a process and not the writer thread it replaces: enrichment (~35 µs of Python a record) and SQLite
