@@ -611,6 +611,7 @@ def test_usage_of_a_prediction_is_recorded_without_a_price():
         "cache_write_tokens": 0,
         "images": 0,
         "seconds": 2.5,
+        "characters": 0,
         "requests": 1,
         "reported_usd": None,
         "extra": None,

@@ -1,4 +1,4 @@
-"""A fake Cohere v2 API (``/v2/chat``, ``/v2/embed``), as strict as the real one about what it accepts.
+"""A fake Cohere v2 API (``/v2/chat``, ``/v2/embed``, ``/v2/rerank``), as strict as the real one about what it accepts.
 
 Bearer auth (``no api key supplied`` / ``invalid api token``), unknown fields and out-of-range values
 refused with Cohere's error shape ``{"id", "message"}``. Replies are deterministic:
@@ -7,6 +7,10 @@ refused with Cohere's error shape ``{"id", "message"}``. Replies are determinist
 - with tools (and ``tool_choice`` not ``NONE``) the first tool is called with sample arguments;
 - JSON mode gets a sample instance of ``json_schema`` (or ``{"echo": <last user text>}``);
 - otherwise ``You said: <last user text>`` (plus ``(+N images)``).
+
+Rerank (docs.cohere.com/v2/reference/rerank) scores a document by the share of the query's words it
+holds, answers ``{"id", "results": [{"index", "relevance_score"}], "meta": {"api_version", "billed_units":
+{"search_units"}}}`` (no documents: v2 does not return them) and bills a search unit per 100 documents.
 
 One token is one word. ``max_tokens`` truncates (``MAX_TOKENS``), ``stop_sequences`` cut
 (``STOP_SEQUENCE``). Streams are v2 SSE events (``message-start`` ... ``message-end``). Knobs on
@@ -70,6 +74,8 @@ _MESSAGE_FIELDS = {
     "tool": {"role", "tool_call_id", "content"},
 }
 _EMBED_FIELDS = {"model", "texts", "images", "inputs", "input_type", "embedding_types", "output_dimension", "truncate", "max_tokens"}
+_RERANK_FIELDS = {"model", "query", "documents", "top_n", "max_tokens_per_doc", "priority"}
+RERANK_MODELS = ("rerank-v3.5", "rerank-english-v3.0", "rerank-multilingual-v3.0", "rerank-v4.0-pro", "rerank-v4.0-fast")
 _INPUT_TYPES = {"search_document", "search_query", "classification", "clustering", "image"}
 _EMBEDDING_TYPES = {"float", "int8", "uint8", "binary", "ubinary", "base64"}
 _ids = itertools.count(1)
@@ -110,13 +116,15 @@ async def _handle(request: web.Request) -> web.StreamResponse:
         await asyncio.sleep(state.delay)
     if state.failures:
         return cohere_error(*state.failures.pop(0))
-    if request.method != "POST" or request.path not in ("/v2/chat", "/v2/embed"):
+    if request.method != "POST" or request.path not in ("/v2/chat", "/v2/embed", "/v2/rerank"):
         return cohere_error(404, f"route not found: {request.method} {request.path}")
     if not isinstance(body, dict):
         return cohere_error(400, "invalid request: could not parse the request body as JSON")
     try:
         if request.path == "/v2/embed":
             return web.json_response(_embed(body))
+        if request.path == "/v2/rerank":
+            return web.json_response(_rerank(body))
         _check_chat(body)
         reply = state.replies.pop(0) if state.replies else None
         if body.get("stream"):
@@ -124,6 +132,28 @@ async def _handle(request: web.Request) -> web.StreamResponse:
         return web.json_response(reply or _reply(body))
     except Invalid as exc:
         return cohere_error(exc.status, str(exc))
+
+
+# ------------------------------------------------------------------------------------- rerank
+
+
+def _rerank(body: dict[str, Any]) -> dict[str, Any]:
+    _unknown(body, _RERANK_FIELDS, "request")
+    if body.get("model") not in RERANK_MODELS:
+        raise Invalid(f"invalid request: model '{body.get('model')}' not found, make sure the model is a rerank model", 404)
+    query, documents, top_n = body.get("query"), body.get("documents"), body.get("top_n")
+    if not isinstance(query, str) or not query.strip():
+        raise Invalid("invalid request: query must not be empty")
+    if not isinstance(documents, list) or not documents or not all(isinstance(d, str) for d in documents):
+        raise Invalid("invalid request: documents must be a non-empty list of strings")
+    if top_n is not None and (not isinstance(top_n, int) or isinstance(top_n, bool) or top_n < 1):
+        raise Invalid("invalid request: top_n must be a positive integer")
+    words = set(query.lower().split())
+    scores = [len(words & set(doc.lower().split())) / len(words) for doc in documents]
+    ranked = sorted(range(len(documents)), key=lambda i: (-scores[i], i))[: top_n or len(documents)]
+    return {"id": f"fake-rerank-{next(_ids)}",
+            "results": [{"index": i, "relevance_score": round(scores[i], 6)} for i in ranked],
+            "meta": {"api_version": {"version": "2"}, "billed_units": {"search_units": -(-len(documents) // 100)}}}
 
 
 # ------------------------------------------------------------------------------------- validation

@@ -1,7 +1,8 @@
 """A fake OpenAI API, as strict as the real one about what the gateway must get right.
 
 Serves ``POST /v1/chat/completions`` (JSON and SSE), ``POST /v1/completions``, ``POST /v1/embeddings``,
-``GET /v1/models[/{id}]`` and the Responses API (``/v1/responses``, in openai_responses.py). Formats follow the API reference (platform.openai.com/docs/api-reference:
+``GET /v1/models[/{id}]``, the Responses API (``/v1/responses``, in openai_responses.py) and the audio API
+(``/v1/audio/*``, in openai_audio.py). Formats follow the API reference (platform.openai.com/docs/api-reference:
 chat/create, chat-streaming, completions, embeddings, models) and error bodies the error-codes guide:
 ``{"error": {"message", "type", "param", "code"}}``.
 
@@ -208,7 +209,8 @@ def make_openai_app(api_key: str = "sk-test-openai") -> web.Application:
         if key != api_key:
             return openai_error(401, f"Incorrect API key provided: {key[:3]}***{key[-4:]}.",
                                 code="invalid_api_key")
-        if request.method == "POST" and not isinstance(await json_body(request), dict):
+        uploads = request.content_type.startswith("multipart/form-data") and request.path.startswith("/v1/audio/")
+        if request.method == "POST" and not uploads and not isinstance(await json_body(request), dict):
             return openai_error(400, "We could not parse the JSON body of your request. (HINT: This likely means "
                                      "you aren't using your HTTP library correctly.)")
         try:
@@ -237,6 +239,9 @@ def make_openai_app(api_key: str = "sk-test-openai") -> web.Application:
     from tests.fakes.openai_responses import add_responses_routes  # it builds on this module
 
     add_responses_routes(app, state)
+    from tests.fakes.openai_audio import add_audio_routes
+
+    add_audio_routes(app, state)
     return app
 
 

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from ..logs.record import Attempt, LogRecord, Recorder
-from ..providers.base import Answer, Exchange, ExchangePolicy, Forward, ProviderSpec
+from ..providers.base import MULTIPART_ENDPOINTS, Answer, Exchange, ExchangePolicy, Forward, ProviderSpec
 from ..providers.registry import make_policy
 from ..server.http import (
     ClientDisconnected,
@@ -139,7 +139,9 @@ class Gateway:
         limit = self.settings.max_body_bytes
         if length is not None and length > limit:
             raise PayloadTooLarge(f"request body of {length} bytes exceeds the gateway limit of {limit} bytes (MODELPORT_MAX_BODY_BYTES)")
-        if (length is not None and length <= BUFFER_LIMIT) or (length is None and method in _BODYLESS) or endpoint:
+        # A unified JSON body is held (it may be translated); a large audio upload streams through as on the proxy route.
+        held_endpoint = endpoint is not None and endpoint not in MULTIPART_ENDPOINTS
+        if (length is not None and length <= BUFFER_LIMIT) or (length is None and method in _BODYLESS) or held_endpoint:
             return Outbound(method, path, query, options, await read_body(receive, limit), endpoint=endpoint)
         return Outbound(method, path, query, options, None, stream_body(receive, limit), endpoint=endpoint)
 
@@ -223,6 +225,8 @@ class _Call:
                     span.status = answer.status
                     return Outcome(leaf, answer.status, response=answer)
                 method, url, headers, body = self.unified.request()
+                if outbound.body is None and outbound.options.content_length is not None:
+                    headers["content-length"] = str(outbound.options.content_length)
             else:
                 self.unified = None
                 check_proxied_model(leaf, outbound)

@@ -15,13 +15,14 @@ import aiohttp
 import orjson
 from yarl import URL
 
+from ..forms import form_fields
 from ..logs.record import LogRecord
-from ..providers.base import Endpoint, ProviderFailure, ProviderSpec, Reply, StepAnswer, UnsupportedParameter
+from ..providers.base import MULTIPART_ENDPOINTS, Endpoint, ProviderFailure, ProviderSpec, Reply, StepAnswer, UnsupportedParameter
 from ..providers.openai_shapes import USAGE_TAIL_BYTES, usage_in_tail
 from ..providers.registry import adapter_for, serves
 from ..server.http import Headers, Receive, Send
 from ..sse import EventTooLarge
-from .errors import BadRequest, BadUpstreamResponse, GatewayError, UnsupportedEndpoint, quoted
+from .errors import BadRequest, BadUpstreamResponse, Forbidden, GatewayError, UnsupportedEndpoint, quoted
 from .forward import Outbound, proxy_headers, upstream_url
 from .respond import (WHOLE_LIMIT, ClientGone, Relayed, chunks_while_client_stays, read_at_most, relay,
                       response_headers, watch_client)
@@ -36,10 +37,17 @@ _ENDPOINTS: dict[tuple[str, str], Endpoint] = {
     ("POST", "/messages"): "messages",
     ("POST", "/responses"): "responses",
     ("POST", "/images/generations"): "images",
+    ("POST", "/audio/transcriptions"): "transcriptions",
+    ("POST", "/audio/translations"): "translations",
+    ("POST", "/audio/speech"): "speech",
+    ("POST", "/rerank"): "rerank",
 }
 # Endpoints that are a provider's own API where its unified API does not serve them: Replicate lists its
 # models at GET /models, OpenAI-compatible providers generate images at /images/generations.
 _OWN_API_UNLESS_SERVED = frozenset({"models", "images"})
+# How much of a multipart upload is searched for its text fields (the model) under an allow-list: clients
+# send them before the file (forms.py), so they sit in the first few hundred bytes.
+FORM_HEAD_BYTES = 64 * 1024
 ABANDON_TIMEOUT = 5.0  # seconds the gateway spends stopping what a call started once its client left
 
 
@@ -115,7 +123,9 @@ class UnifiedCall:
             raise UnsupportedEndpoint(f"provider '{spec.id}' does not serve /v1{outbound.path} through the unified API; its own "
                                       f"API is on the proxy route, where /v1/<path> goes to {spec.base_url}/<path>")
         body: dict[str, Any] = {}
-        if outbound.method == "POST" and (_needs_body(leaf, endpoint) or outbound.options.cache_ttl is not None):
+        if endpoint in MULTIPART_ENDPOINTS:
+            body = _form_body(outbound, leaf)
+        elif outbound.method == "POST" and (_needs_body(leaf, endpoint) or outbound.options.cache_ttl is not None):
             try:
                 parsed = orjson.loads(outbound.body or b"")
             except orjson.JSONDecodeError as exc:
@@ -132,6 +142,8 @@ class UnifiedCall:
         outbound, resolved = self.outbound, self.leaf.resolved
         if not self.translated:
             body = outbound.body if not self.leaf.override_params else orjson.dumps(self.body)
+            if body is None:  # a large upload streams through (gateway/pipeline.py ``_read``)
+                body = outbound.body_stream
             url = upstream_url(resolved.target.base_url, outbound.path, outbound.query)
             return outbound.method, url, proxy_headers(outbound.options, resolved.spec, resolved.target), body
         try:
@@ -293,6 +305,25 @@ class UnifiedCall:
 def _is_stream(content_type: str) -> bool:
     """A streamed answer to translate: SSE, or AWS's binary event stream (Bedrock's ConverseStream)."""
     return "event-stream" in content_type or "vnd.amazon.eventstream" in content_type
+
+
+def _form_body(outbound: Outbound, leaf: Leaf) -> dict[str, Any]:
+    """A multipart upload goes as sent: nothing is merged into it, and its model is read (from the head of
+    a held body) only when an allow-list needs it, which refuses an upload whose model it cannot read."""
+    if leaf.override_params:
+        raise BadRequest(f"override_params cannot be applied to /v1{outbound.path}: its body is a multipart upload, "
+                         "which the gateway passes on as sent; set the fields in the request itself",
+                         code="unsupported_parameter")
+    resolved = leaf.resolved
+    if resolved.allowed_models is None:
+        return {}
+    head = outbound.body[:FORM_HEAD_BYTES] if outbound.body is not None else b""
+    model = form_fields(head, outbound.options.content_type.decode("latin-1")).get("model")
+    if not model:
+        raise Forbidden(f"provider @{resolved.target.slug} allows only some models, and this upload does not say which "
+                        f"model it runs where the gateway reads it: a 'model' form field within its first "
+                        f"{FORM_HEAD_BYTES // 1024} KiB, in a body of at most 4 MiB")
+    return {"model": model}
 
 
 async def _first_of(work: asyncio.Future[Any], watcher: asyncio.Future[None]) -> bool:

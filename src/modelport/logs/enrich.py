@@ -17,6 +17,7 @@ import orjson
 from ..providers.base import ProviderJobs
 from ..usage import Cost, PriceBook, Usage, usage_from_body, usage_from_sse
 from ..usage.limits import Charge, spent
+from .media import AUDIO_ENDPOINTS, audio_usage, form_model, stored_request, stored_response, unreported
 from .record import DEGRADED_KEY, LogRecord, header_dict
 from .redaction import REDACTED, is_secret_header
 
@@ -164,8 +165,10 @@ class Enricher:
             usage, cost = None, seen.cost
             record.prediction_id = record.prediction_id or seen.job_id
         else:
-            model = record.model or _model_of(request_json) or _model_of(response_json)
+            model = record.model or _model_of(request_json) or form_model(record) or _model_of(response_json)
             usage = _usage_of(record, response_json, stream)
+            if record.endpoint in AUDIO_ENDPOINTS:
+                usage = audio_usage(record, request_json, response_json, usage)
             cost = self._cost(record, model, usage, jobs)
         record.model, record.cost_usd, record.cost_status, record.cost_reason = model, cost.usd, cost.status, _reason(cost)
         return Prepared(self._row(record, usage, stream), seen.sightings if seen is not None else [],
@@ -185,6 +188,8 @@ class Enricher:
             return self.prices.cost(provider, model or "", usage)
         if not model:
             return Cost.unpriced("the model is unknown")
+        if usage is None and record.endpoint in AUDIO_ENDPOINTS and self.prices.price_for(provider, model) is not None:
+            return unreported(record) or self.prices.cost(provider, model, usage)
         return self.prices.cost(provider, model, usage)
 
     def _row(self, record: LogRecord, usage: Usage | None, stream: bool) -> dict[str, Any]:
@@ -193,8 +198,8 @@ class Enricher:
         keep = self.log_bodies and record.store_bodies
         redactor, cap = self.redactor, self.body_cap
         # Redact, then cut: a whole body (an autopoll's) parses, a body cut first might not.
-        request_body = _cut(redactor.body(record.request_body, False, secrets), cap) if keep else None
-        response_body = _cut(redactor.body(record.response_body, stream, secrets), cap) if keep else None
+        request_body = _cut(redactor.body(stored_request(record, record.request_body), False, secrets), cap) if keep else None
+        response_body = _cut(redactor.body(stored_response(record, record.response_body), stream, secrets), cap) if keep else None
         reported = record.usage if usage is None else usage  # orjson writes the dataclass itself (asdict is slow)
         tokens = (usage.input_tokens, usage.output_tokens, usage.total_tokens) if usage else (None, None, None)
         request_headers = redactor.headers(record.request_headers, secrets)

@@ -13,6 +13,10 @@ Endpoint names used for the unified API (``Endpoint``):
     "responses"   POST /v1/responses         (OpenAI's Responses API; likewise through ``responses_over_chat``
                                              unless the provider has its own: OpenAI, Azure OpenAI)
     "images"      POST /v1/images/generations
+    "transcriptions" POST /v1/audio/transcriptions  (multipart/form-data, passed on as sent)
+    "translations"   POST /v1/audio/translations    (likewise)
+    "speech"      POST /v1/audio/speech          (JSON in, audio bytes out)
+    "rerank"      POST /v1/rerank                (Cohere's shape: Portkey's unified rerank)
 
 Most adapters translate one request and its response. A ``MultiStepAdapter`` runs a unified call as
 several upstream requests (Replicate: read the model's input schema, create a prediction, then stream
@@ -29,7 +33,10 @@ from types import MappingProxyType
 from typing import Any, AsyncIterator, Callable, Literal, Mapping, NamedTuple, Protocol
 from urllib.parse import unquote
 
-Endpoint = Literal["chat", "completions", "embeddings", "models", "messages", "responses", "images"]
+Endpoint = Literal["chat", "completions", "embeddings", "models", "messages", "responses", "images",
+                   "transcriptions", "translations", "speech", "rerank"]
+# Endpoints whose request is a multipart upload: never parsed as JSON, never re-encoded (gateway/unified.py).
+MULTIPART_ENDPOINTS = frozenset({"transcriptions", "translations"})
 
 
 @dataclass(frozen=True, slots=True)

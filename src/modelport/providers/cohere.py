@@ -1,10 +1,13 @@
-"""Cohere adapter: unified chat and embeddings in Cohere's v2 API.
+"""Cohere adapter: unified chat, embeddings and rerank in Cohere's v2 API.
 
     chat        POST {origin}/v2/chat     (``"stream": true`` for server-sent events)
     embeddings  POST {origin}/v2/embed
+    rerank      POST {origin}/v2/rerank   (the unified rerank is Cohere's own shape; v2 takes documents as
+                                           strings and no longer returns them, so ``return_documents``
+                                           is answered here from the request)
 
 Formats: https://docs.cohere.com/v2/reference/chat, https://docs.cohere.com/v2/docs/streaming,
-https://docs.cohere.com/v2/reference/embed. The spec's base URL is the v1 root (``/v1`` is what the
+https://docs.cohere.com/v2/reference/embed, https://docs.cohere.com/v2/reference/rerank. The spec's base URL is the v1 root (``/v1`` is what the
 proxy route forwards to), so the v2 URLs are derived from it here.
 """
 
@@ -44,6 +47,7 @@ _CHAT_PARAMETERS = frozenset({
     "tool_choice", "response_format", "user",
 })
 _EMBEDDING_PARAMETERS = frozenset({"model", "input", "dimensions", "encoding_format", "user", "input_type"})
+_RERANK_PARAMETERS = frozenset({"model", "query", "documents", "top_n", "return_documents", "max_tokens_per_doc"})
 # Parameters accepted only with values that change nothing for Cohere.
 _HARMLESS_VALUES: dict[str, tuple[Any, ...]] = {"n": (1,), "logprobs": (False,), "parallel_tool_calls": (True,)}
 _SAMPLING_FIELDS = {
@@ -73,6 +77,9 @@ class CohereAdapter:
         if endpoint == "embeddings":
             refuse_unsupported(body, _EMBEDDING_PARAMETERS, PROVIDER, strict, _HARMLESS_VALUES)
             return UpstreamRequest("POST", f"{_v2_root(target)}/embed", headers, orjson.dumps(_embed_body(body)))
+        if endpoint == "rerank":
+            refuse_unsupported(body, _RERANK_PARAMETERS, PROVIDER, strict)
+            return UpstreamRequest("POST", f"{_v2_root(target)}/rerank", headers, orjson.dumps(_rerank_body(body)))
         raise ValueError(f"Endpoint '{endpoint}' is not supported by provider '{PROVIDER}'.")
 
     def parse_response(
@@ -81,6 +88,8 @@ class CohereAdapter:
         data = orjson.loads(body)
         if endpoint == "embeddings":
             return orjson.dumps(_embedding_list(data, request_body))
+        if endpoint == "rerank":
+            return orjson.dumps(_ranked(data, request_body))
         return orjson.dumps(_completion(data, request_body))
 
     def stream_translator(self, endpoint: Endpoint, request_body: dict[str, Any]) -> CohereChatStream:
@@ -225,6 +234,39 @@ def _embed_body(body: dict[str, Any]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------- responses
+
+
+def _rerank_body(body: dict[str, Any]) -> dict[str, Any]:
+    """Portkey's unified rerank takes documents as strings or ``{"text": ...}`` objects; Cohere v2 strings."""
+    documents = body.get("documents")
+    if not isinstance(documents, list):
+        raise ValueError("'documents' must be a list of strings or objects with a 'text' string")
+    native = {"model": body.get("model"), "query": body.get("query"), "documents": [_document_text(d) for d in documents]}
+    for name in ("top_n", "max_tokens_per_doc"):
+        if body.get(name) is not None:
+            native[name] = body[name]
+    return native
+
+
+def _document_text(document: Any) -> str:
+    if isinstance(document, str):
+        return document
+    if isinstance(document, dict) and isinstance(document.get("text"), str):
+        return document["text"]
+    raise ValueError("each of 'documents' must be a string or an object with a 'text' string "
+                     "(Cohere v2 ranks text: put structured fields into it, e.g. as YAML)")
+
+
+def _ranked(data: dict[str, Any], request_body: dict[str, Any]) -> dict[str, Any]:
+    """Cohere's answer as it is, with each result's document when the caller asked for them back."""
+    if not request_body.get("return_documents"):
+        return data
+    texts = [_document_text(d) for d in request_body["documents"]]
+    for result in data.get("results") or ():
+        index = result.get("index")
+        if isinstance(index, int) and 0 <= index < len(texts):
+            result["document"] = {"text": texts[index]}
+    return data
 
 
 def _completion(data: dict[str, Any], request_body: dict[str, Any]) -> dict[str, Any]:

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 CHAT = frozenset({"chat"})
 CHAT_EMBED = frozenset({"chat", "embeddings", "models"})
 OPENAI_ALL = frozenset({"chat", "completions", "embeddings", "models"})
+# OpenAI's audio API (platform.openai.com/docs/api-reference/audio): uploads and bodies pass through as sent.
+AUDIO = frozenset({"transcriptions", "translations", "speech"})
 # Endpoints every chat provider serves through its chat adapter unless it has its own
 # (messages_over_chat.py, responses_over_chat.py).
 OVER_CHAT = frozenset({"messages", "responses"})
@@ -131,7 +133,7 @@ _TABLE: tuple[ProviderSpec, ...] = (
                  adapter="replicate.unified", rewrite=UrlRewrite(keep=("/files/",), stream_field="stream"),
                  models=REPLICATE_MODELS, policy="replicate.policy", jobs="replicate.ledger",
                  docs="its own API on the proxy route; chat and images over its models; prices predictions; isolates keys"),
-    ProviderSpec(id="openai", base_url="https://api.openai.com/v1", unified=OPENAI_ALL | {"responses"},
+    ProviderSpec(id="openai", base_url="https://api.openai.com/v1", unified=OPENAI_ALL | AUDIO | {"responses"},
                  settings=(OPENAI_ORGANIZATION, OPENAI_PROJECT)),
     ProviderSpec(id="anthropic", base_url="https://api.anthropic.com/v1", auth=X_API_KEY,
                  unified=frozenset({"chat", "messages"}), adapter="anthropic", settings=(ANTHROPIC_VERSION, ANTHROPIC_BETA),
@@ -146,15 +148,17 @@ _TABLE: tuple[ProviderSpec, ...] = (
     ProviderSpec(id="vertex-ai", base_url=VERTEX_BASE_URL, auth=VERTEX_AUTH, unified=CHAT, adapter="vertex.adapter",
                  settings=VERTEX_SETTINGS, models=VERTEX_MODELS,
                  docs="Gemini and Claude on Vertex AI; service-account keys become access tokens"),
-    ProviderSpec(id="cohere", base_url="https://api.cohere.com/v1", unified=frozenset({"chat", "embeddings"}), adapter="cohere"),
+    ProviderSpec(id="cohere", base_url="https://api.cohere.com/v1", unified=frozenset({"chat", "embeddings", "rerank"}),
+                 adapter="cohere"),
     # AWS Bedrock: every request SigV4-signed by its auth hook, with stored keys or a role's (bedrock/auth.py);
     # chat over the Converse API for every model family (bedrock/converse.py).
     ProviderSpec(id="bedrock", base_url="https://bedrock-runtime.{aws_region}.amazonaws.com", auth=BEDROCK_AUTH,
                  unified=CHAT, adapter="bedrock.converse", settings=BEDROCK_SETTINGS, models=BEDROCK_MODELS,
                  docs="SigV4 with access keys or an assumed role; chat over Converse (Claude, Llama, Mistral, Nova)"),
     ProviderSpec(id="mistral-ai", base_url="https://api.mistral.ai/v1", unified=CHAT_EMBED),
-    ProviderSpec(id="groq", base_url="https://api.groq.com/openai/v1", unified=frozenset({"chat", "models"})),
-    ProviderSpec(id="together-ai", base_url="https://api.together.xyz/v1", unified=OPENAI_ALL),
+    ProviderSpec(id="groq", base_url="https://api.groq.com/openai/v1",
+                 unified=frozenset({"chat", "models", "transcriptions", "translations"})),
+    ProviderSpec(id="together-ai", base_url="https://api.together.xyz/v1", unified=OPENAI_ALL | {"rerank"}),
     ProviderSpec(id="deepseek", base_url="https://api.deepseek.com/v1", unified=frozenset({"chat", "completions", "models"})),
     ProviderSpec(id="fireworks-ai", base_url="https://api.fireworks.ai/inference/v1", unified=OPENAI_ALL),
     ProviderSpec(id="openrouter", base_url="https://openrouter.ai/api/v1", unified=frozenset({"chat", "completions", "models"})),

@@ -1,7 +1,7 @@
 """Pricing tables shipped as data, an operator's override on top, and the cost of a request.
 
-Token rates are USD per million tokens; ``per_image``, ``per_second`` and ``per_request`` are USD per
-unit. A cost that cannot be known is ``unpriced`` with a reason, never 0: LiteLLM's silent $0 for
+Token rates are USD per million tokens (``audio_input``: audio input tokens, where a model prices them
+apart from text); ``per_image``, ``per_second``, ``per_request`` and ``per_character`` are USD per unit. A cost that cannot be known is ``unpriced`` with a reason, never 0: LiteLLM's silent $0 for
 unmapped models under-reported spend for weeks (research/peers.md, PR #35913). A known zero (a local
 Ollama model) is ``priced`` at 0.
 
@@ -96,6 +96,8 @@ class ModelPrice:
     per_image: float | None = None
     per_second: float | None = None
     per_request: float | None = None
+    per_character: float | None = None
+    audio_input: float | None = None
     tiers: tuple[PriceTier, ...] = ()
     estimate: str = ""
 
@@ -284,14 +286,19 @@ def _lines(price: ModelPrice, usage: Usage) -> list[tuple[str, float, float | No
     # A table that gives no cache rate means the provider does not discount: charge the input rate.
     cache_read_rate = _first(price.cached_input, price.input)
     cache_write_rate = _first(price.cache_write, price.input)
+    text_input = usage.input_tokens - cached - written
+    # Audio input tokens at their own rate only where the table gives one (gpt-4o-transcribe).
+    audio = min(int(usage.extra.get("audio_input_tokens", 0)), text_input) if price.audio_input is not None else 0
     lines = [
-        ("input tokens", usage.input_tokens - cached - written, price.input, PER_MILLION),
+        ("input tokens", text_input - audio, price.input, PER_MILLION),
+        ("audio input tokens", audio, price.audio_input, PER_MILLION),
         ("cached input tokens", cached, cache_read_rate, PER_MILLION),
         ("cache-write tokens", written - written_1h, cache_write_rate, PER_MILLION),
         ("1h cache-write tokens", written_1h, _first(price.cache_write_1h, cache_write_rate), PER_MILLION),
         ("output tokens", usage.output_tokens, price.output, PER_MILLION),
         ("images", usage.images, price.per_image, 1),
         ("s", usage.seconds, price.per_second, 1),
+        ("characters", usage.characters, price.per_character, 1),
     ]
     if price.per_request is not None:
         lines.append(("requests", usage.requests, price.per_request, 1))

@@ -23,6 +23,7 @@ from modelport.sse import ServerSentEvent, SSEParser
 class Usage:
     """Billable quantities of one request. ``seconds`` is audio length or Replicate ``predict_time``;
     ``requests`` counts per-request billing units (Cohere search units; 1 for a plain call);
+    ``characters`` the characters of text a speech request turned into audio (OpenAI ``tts-1``);
     ``reported_usd`` is a cost the provider itself put in the response (OpenRouter, Perplexity)."""
 
     input_tokens: int = 0
@@ -31,6 +32,7 @@ class Usage:
     cache_write_tokens: int = 0
     images: int = 0
     seconds: float = 0.0
+    characters: int = 0
     requests: int = 1
     reported_usd: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -47,7 +49,9 @@ class Usage:
         """Chat/completions/embeddings (``prompt_tokens``) and Responses API (``input_tokens``) shapes,
         plus the OpenAI-compatible variants: DeepSeek ``prompt_cache_hit_tokens``, OpenRouter
         ``cost`` and ``cache_write_tokens``, Perplexity ``cost.total_cost``, whisper ``seconds``."""
-        prompt_details = _mapping(usage.get("prompt_tokens_details") or usage.get("input_tokens_details"))
+        # Transcriptions spell it ``input_token_details`` ({"audio_tokens", "text_tokens"}).
+        prompt_details = _mapping(usage.get("prompt_tokens_details") or usage.get("input_tokens_details")
+                                  or usage.get("input_token_details"))
         output_details = _mapping(usage.get("completion_tokens_details") or usage.get("output_tokens_details"))
         cached = _int(prompt_details.get("cached_tokens")) or _int(usage.get("prompt_cache_hit_tokens"))
         extra = _nonzero(
