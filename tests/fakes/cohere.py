@@ -23,6 +23,7 @@ import asyncio
 import hashlib
 import itertools
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -148,8 +149,8 @@ def _rerank(body: dict[str, Any]) -> dict[str, Any]:
         raise Invalid("invalid request: documents must be a non-empty list of strings")
     if top_n is not None and (not isinstance(top_n, int) or isinstance(top_n, bool) or top_n < 1):
         raise Invalid("invalid request: top_n must be a positive integer")
-    words = set(query.lower().split())
-    scores = [len(words & set(doc.lower().split())) / len(words) for doc in documents]
+    words = set(re.findall(r"\w+", query.lower()))
+    scores = [len(words & set(re.findall(r"\w+", doc.lower()))) / max(len(words), 1) for doc in documents]
     ranked = sorted(range(len(documents)), key=lambda i: (-scores[i], i))[: top_n or len(documents)]
     return {"id": f"fake-rerank-{next(_ids)}",
             "results": [{"index": i, "relevance_score": round(scores[i], 6)} for i in ranked],
