@@ -155,3 +155,14 @@ def test_a_provider_without_the_endpoint_is_a_clear_400(gateway):
     with pytest.raises(BadRequestError, match="does not serve /v1/audio/speech through the unified API") as refused:
         client(gateway, "@anthropic-test").audio.speech.create(model="tts-1", voice="alloy", input="hi")
     assert refused.value.response.headers["x-portkey-gateway-exception"] == "true"
+
+
+def test_an_upload_larger_than_the_gateway_holds_streams_through_and_is_priced(gateway, fake_openai):
+    trace_id = trace()
+    audio = wav(330.0)  # 5.3 MB: more than the 4 MiB the gateway holds, so it streams as on the proxy route
+    result = client(gateway, trace_id=trace_id).audio.transcriptions.create(model="whisper-1", file=("long.wav", audio, "audio/wav"))
+    assert result.text == transcript_of(330.0)
+    assert audio in fake_openai[1].last.body
+    row = one_log(gateway, trace_id)
+    assert row["model"] == "whisper-1" and row["cost_usd"] == pytest.approx(330 * 0.0001)
+    assert "parts past them are not listed" in row["request_body"]

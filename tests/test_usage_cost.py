@@ -146,8 +146,8 @@ def test_a_snapshot_with_its_own_price_keeps_it(book):
 
 
 def test_a_variant_priced_by_its_longest_known_prefix_is_estimated(book):
-    cost = book.cost("openai", "gpt-4o-mini-transcribe", Usage(input_tokens=1000, output_tokens=100))
-    assert book.match("openai", "gpt-4o-mini-transcribe").key == "gpt-4o-mini"
+    cost = book.cost("openai", "gpt-4o-mini-search-preview", Usage(input_tokens=1000, output_tokens=100))
+    assert book.match("openai", "gpt-4o-mini-search-preview").key == "gpt-4o-mini"
     assert cost.status == "estimated"
     assert "gpt-4o-mini" in cost.reason
 

@@ -221,7 +221,9 @@ def make_openai_app(api_key: str = "sk-test-openai") -> web.Application:
     async def add_request_id(request: web.Request, response: web.StreamResponse) -> None:
         response.headers["x-request-id"] = f"req_{uuid.uuid4().hex}"
 
-    app = web.Application(middlewares=[upstream_knobs(state, _scripted_openai_error), errors_and_auth])
+    # Audio uploads may be 25 MB (platform.openai.com/docs/guides/speech-to-text); aiohttp's default is 1 MiB.
+    app = web.Application(middlewares=[upstream_knobs(state, _scripted_openai_error), errors_and_auth],
+                          client_max_size=25 * 1024 * 1024)
     expose_state(app, "openai", state)
     app.on_response_prepare.append(add_request_id)
 
