@@ -12,6 +12,7 @@ import pytest
 from openai import BadRequestError, OpenAI, PermissionDeniedError
 
 from modelport import create_headers
+from modelport.forms import form_fields
 from modelport.store import open_sqlite_store
 from tests.conftest import OPENAI_KEY
 from tests.fakes.openai_audio import BYTES_PER_CHARACTER, speech_bytes, transcript_of
@@ -166,3 +167,23 @@ def test_an_upload_larger_than_the_gateway_holds_streams_through_and_is_priced(g
     row = one_log(gateway, trace_id)
     assert row["model"] == "whisper-1" and row["cost_usd"] == pytest.approx(330 * 0.0001)
     assert "parts past them are not listed" in row["request_body"]
+
+
+def test_form_fields_are_read_only_when_whole_in_the_captured_prefix():
+    boundary = "xyz"
+    body = (b'--xyz\r\nContent-Disposition: form-data; name="model"\r\n\r\nwhisper-1\r\n'
+            b'--xyz\r\nContent-Disposition: form-data; name="prompt"\r\n\r\nlong prompt cut here')
+    assert form_fields(body, f'multipart/form-data; boundary="{boundary}"') == {"model": "whisper-1"}
+    assert form_fields(body, "application/json") == {}
+
+
+def test_streamed_speech_is_priced_from_the_tokens_it_reports(gateway):
+    trace_id = trace()
+    headers = gateway.headers(**{"x-portkey-provider": "@openai-test", "x-portkey-trace-id": trace_id})
+    body = {"model": "gpt-4o-mini-tts", "voice": "coral", "input": "hello there", "stream_format": "sse"}
+    with httpx.stream("POST", f"{gateway.v1}/audio/speech", json=body, headers=headers, timeout=20) as response:
+        events = b"".join(response.iter_bytes())
+    assert response.status_code == 200 and b"speech.audio.done" in events
+    row = one_log(gateway, trace_id)
+    assert (row["input_tokens"], row["output_tokens"]) == (2, 12)
+    assert row["cost_usd"] == pytest.approx((2 * 0.6 + 12 * 12) / 1e6)

@@ -1,6 +1,7 @@
 """A stored provider's ``allowed_models``, held on every route.
 
-The unified route reads the model from the translated body; the proxy route asks the provider's spec
+The unified route reads the model from the translated body (an audio upload: its form's ``model``
+field, read from a held body's head, else refused: ``unified._form_body``); the proxy route asks the provider's spec
 where the request names its model (``ProviderSpec.models``: Replicate's model in the path or
 ``version`` in the body, Gemini's model in the path, the body's ``model`` elsewhere). The path they see
 is the one ``paths.normalised_path`` produced, so a spelling of the same route cannot skip the check.

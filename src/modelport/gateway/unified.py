@@ -318,7 +318,7 @@ def _form_body(outbound: Outbound, leaf: Leaf) -> dict[str, Any]:
     if resolved.allowed_models is None:
         return {}
     head = outbound.body[:FORM_HEAD_BYTES] if outbound.body is not None else b""
-    model = form_fields(head, outbound.options.content_type.decode("latin-1")).get("model")
+    model = form_fields(head, outbound.options.content_type.decode("latin-1"), until_file=True).get("model")
     if not model:
         raise Forbidden(f"provider @{resolved.target.slug} allows only some models, and this upload does not say which "
                         f"model it runs where the gateway reads it: a 'model' form field within its first "
