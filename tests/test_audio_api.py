@@ -4,6 +4,7 @@ call's usage and cost in its log record (or, where the response cannot say, unpr
 from __future__ import annotations
 
 import io
+import json
 import math
 import wave
 
@@ -187,3 +188,13 @@ def test_streamed_speech_is_priced_from_the_tokens_it_reports(gateway):
     row = one_log(gateway, trace_id)
     assert (row["input_tokens"], row["output_tokens"]) == (2, 12)
     assert row["cost_usd"] == pytest.approx((2 * 0.6 + 12 * 12) / 1e6)
+
+
+def test_override_params_on_an_upload_are_refused_not_dropped(gateway, fake_openai):
+    config = {"provider": "@openai-test", "override_params": {"model": "whisper-1"}}
+    headers = {"x-portkey-api-key": gateway.admin_key, "x-portkey-config": json.dumps(config)}
+    seen = fake_openai[1].count
+    with pytest.raises(BadRequestError, match="override_params cannot be applied"):
+        OpenAI(api_key="unused", base_url=gateway.v1, max_retries=0, default_headers=headers).audio.transcriptions.create(
+            model="gpt-4o-transcribe", file=("a.wav", wav(0.2), "audio/wav"))
+    assert fake_openai[1].count == seen
