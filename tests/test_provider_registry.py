@@ -83,3 +83,12 @@ def test_the_upstream_gets_only_the_clients_own_headers_and_the_key(open_gateway
     received = {name.lower(): value for name, value in seen[-1].headers.items()}
     assert set(received) == {"host", "x-tenant", "authorization"}, received
     assert received["x-tenant"] == "t1" and received["authorization"] == "Bearer k-123"
+
+
+def test_audio_and_rerank_are_served_only_where_the_providers_api_has_them():
+    from modelport.providers.registry import serves
+
+    served = {endpoint: sorted(spec.id for spec in PROVIDERS.values() if serves(spec, endpoint))
+              for endpoint in ("transcriptions", "translations", "speech", "rerank")}
+    assert served == {"transcriptions": ["groq", "openai"], "translations": ["groq", "openai"], "speech": ["openai"],
+                      "rerank": ["cohere", "together-ai"]}  # docs/audio-and-rerank.md, the table
