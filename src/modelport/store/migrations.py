@@ -207,6 +207,34 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX webhook_receipts_by_age ON webhook_receipts (received_at);
     """,
+    # 9: an index for every filter of the logs API (issue 11), so none reads the logs table through.
+    # log_metadata: one row per top-level key of a record's metadata, the value as the filter compares it
+    # (CAST(json_extract(...) AS TEXT)); keyed by the record's time and id, so retention deletes a
+    # range and the pair index lists a key's records newest first. log_text: a contentless trigram
+    # FTS5 index of path and error (the q filter, a substring of either), rowid = the record's rowid.
+    # Both are fed by the log store's batch in the same transaction (sqlite_logs.py), not by triggers,
+    # and backfilled here from the records already stored.
+    """
+    CREATE TABLE log_metadata (
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        log_created_at BIGINT NOT NULL,
+        log_id TEXT NOT NULL,
+        PRIMARY KEY (log_created_at, log_id, key)
+    ) WITHOUT ROWID;
+    INSERT OR IGNORE INTO log_metadata (key, value, log_created_at, log_id)
+        SELECT m.key, CAST(m.value AS TEXT), logs.created_at, logs.id
+        FROM logs, json_each(CASE WHEN json_valid(logs.metadata) THEN
+                                 CASE WHEN json_type(logs.metadata) = 'object' THEN logs.metadata END END) AS m
+        WHERE m.type != 'null';
+    CREATE INDEX log_metadata_by_pair ON log_metadata (key, value, log_created_at, log_id);
+
+    CREATE VIRTUAL TABLE log_text USING fts5(path, error, content='', columnsize=0, tokenize='trigram');
+    INSERT INTO log_text (rowid, path, error) SELECT rowid, path, error FROM logs;
+
+    CREATE INDEX logs_by_slug ON logs (slug, created_at);
+    CREATE INDEX logs_by_endpoint ON logs (endpoint, created_at);
+    """,
 ]
 
 
