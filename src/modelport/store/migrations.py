@@ -213,7 +213,8 @@ MIGRATIONS: list[str] = [
     # range and the pair index lists a key's records newest first. log_text: a contentless trigram
     # FTS5 index of path and error (the q filter, a substring of either), rowid = the record's rowid.
     # Both are fed by the log store's batch in the same transaction (sqlite_logs.py), not by triggers,
-    # and backfilled here from the records already stored.
+    # and backfilled here from the records already stored. status=error reads the failed records' own
+    # time index (a partial one: few records); status=success, most records, reads logs_by_time.
     """
     CREATE TABLE log_metadata (
         key TEXT NOT NULL,
@@ -234,6 +235,7 @@ MIGRATIONS: list[str] = [
 
     CREATE INDEX logs_by_slug ON logs (slug, created_at);
     CREATE INDEX logs_by_endpoint ON logs (endpoint, created_at);
+    CREATE INDEX logs_failed_by_time ON logs (created_at, id) WHERE status >= 400;
     """,
 ]
 

@@ -11,6 +11,7 @@ sqlite3's errors stop here: ``StoreUnavailable`` for the store itself (locked, d
 from __future__ import annotations
 
 import logging
+import math
 import operator
 import sqlite3
 import threading
@@ -186,9 +187,10 @@ class SQLiteLogStore(PagedLogReads):
         return found
 
     def _page(self, filters: LogFilter, columns: str, limit: int, after: tuple[int, str] | None) -> DbRows:
-        sql, params = page_query(filters, columns, limit, after)
+        conn = self._conn()
         with _store_errors():
-            return self._conn().execute(sql, params).fetchall()
+            sql, params = page_query(filters, columns, limit, after, **_page_choices(conn, filters, limit))
+            return conn.execute(sql, params).fetchall()
 
     def analytics_rows(self, filters: LogFilter, group: str | None = None) -> Iterator[tuple[Any, ...]]:
         if group is not None and group not in ANALYTICS_GROUPS:
@@ -338,9 +340,36 @@ def _time_and_equal_clauses(filters: Any, columns: tuple[str, ...]) -> tuple[lis
     return clauses, params
 
 
-def page_query(filters: LogFilter, columns: str, limit: int, after: tuple[int, str] | None) -> tuple[str, list[Any]]:
-    """One keyset page of the logs API, newest first: the SQL and its parameters."""
-    source, clauses, params, at, log_id = _log_clauses(filters)
+def _page_choices(conn: sqlite3.Connection, filters: LogFilter, limit: int) -> dict[str, Any]:
+    """How a page reads its metadata and q filters, from how many records they match, counted up to
+    ``enough``: sqrt(limit x records). A filter matching fewer is read from its index and its rows
+    sorted; one matching more is dense enough that reading records newest first finds a page within
+    about as many records. So a page costs at most ~``enough`` rows whatever the filter (SQLite's
+    planner has no statistics for this: the gateway never runs ANALYZE)."""
+    pairs = _metadata_pairs(filters)
+    searched = bool(filters.q) and len(filters.q) >= _TRIGRAM  # type: ignore[arg-type]
+    if len(pairs) < 2 and not searched:
+        return {}
+    (records,) = conn.execute("SELECT coalesce(max(rowid) - min(rowid) + 1, 0) FROM logs").fetchone()
+    enough = max(limit, math.isqrt(limit * records))
+    choices: dict[str, Any] = {}
+    if len(pairs) > 1:  # the rarest pair leads
+        counts = [conn.execute(_COUNT_PAIR, (*pair, enough)).fetchone()[0] for pair in pairs]
+        choices["lead"] = counts.index(min(counts))
+    if searched:
+        choices["text_index"] = conn.execute(_COUNT_TEXT, (_phrase(filters.q), enough)).fetchone()[0] < enough
+    return choices
+
+
+_COUNT_PAIR = "SELECT count(*) FROM (SELECT 1 FROM log_metadata WHERE key = ? AND value = ? LIMIT ?)"
+_COUNT_TEXT = "SELECT count(*) FROM (SELECT 1 FROM log_text WHERE log_text MATCH ? LIMIT ?)"
+
+
+def page_query(filters: LogFilter, columns: str, limit: int, after: tuple[int, str] | None, lead: int = 0,
+               text_index: bool = True) -> tuple[str, list[Any]]:
+    """One keyset page of the logs API, newest first: the SQL and its parameters. ``lead``: the metadata
+    pair whose rows are read first; ``text_index``: q is looked up in ``log_text`` (else LIKE alone)."""
+    source, clauses, params, at, log_id = _log_clauses(filters, lead, text_index)
     if after is not None:
         # Same rows as (created_at < t OR (created_at = t AND id < i)), written so SQLite keeps the
         # (created_at, id) range scan even after ANALYZE (measured: 0.1 ms instead of 106 ms).
@@ -359,17 +388,26 @@ def _where(clauses: list[str]) -> str:
     return (" WHERE " + " AND ".join(clauses)) if clauses else ""
 
 
-def _log_clauses(filters: LogFilter) -> tuple[str, list[str], list[Any], str, str]:
+def _metadata_pairs(filters: LogFilter) -> list[tuple[str, str]]:
+    return [(key.replace('"', ""), str(value)) for key, value in filters.metadata.items()]
+
+
+def _phrase(q: str) -> str:
+    """q as one FTS5 phrase: with the trigram tokenizer, the records that hold it as a substring."""
+    return '"' + q.replace('"', '""') + '"'
+
+
+def _log_clauses(filters: LogFilter, lead: int = 0, text_index: bool = True) -> tuple[str, list[str], list[Any], str, str]:
     """The FROM, the conditions and their parameters, and the columns that order the rows (time, id).
 
-    Every filter has an index (migration 9). A metadata filter reads its first pair's rows from
+    Every filter has an index (migration 9). A metadata filter reads the ``lead`` pair's rows from
     ``log_metadata`` in (time, id) order and joins each record, so a page stops after ``limit`` rows
     however common the pair; further pairs are looked up per record. A trace or prediction id, a
     handful of records, leads instead when given. ``q`` takes the records whose path or error holds
-    its trigrams (``log_text``), then checks them with the LIKE that defines it, so ASCII case folding
+    it (``log_text``, trigrams), then checks them with the LIKE that defines it, so ASCII case folding
     and NULLs behave as before; a q under 3 characters has no trigram and is matched by LIKE alone.
     """
-    pairs = [(key.replace('"', ""), str(value)) for key, value in filters.metadata.items()]
+    pairs = _metadata_pairs(filters)
     by_metadata = bool(pairs) and filters.trace_id is None and filters.prediction_id is None
     source, at, log_id = "logs", "created_at", "id"
     clauses: list[str] = []
@@ -377,7 +415,7 @@ def _log_clauses(filters: LogFilter) -> tuple[str, list[str], list[Any], str, st
     if by_metadata:
         source, at, log_id = "log_metadata AS m0 CROSS JOIN logs ON logs.id = m0.log_id", "m0.log_created_at", "m0.log_id"
         clauses.append("m0.key = ? AND m0.value = ?")
-        params.extend(pairs.pop(0))
+        params.extend(pairs.pop(lead))
     if filters.since is not None:
         clauses.append(f"{at} >= ?")
         params.append(int(filters.since))
@@ -401,9 +439,9 @@ def _log_clauses(filters: LogFilter) -> tuple[str, list[str], list[Any], str, st
                        " AND m.log_id = logs.id AND m.key = ? AND m.value = ?)")
         params.extend(pair)
     if filters.q:
-        if len(filters.q) >= _TRIGRAM:
+        if text_index and len(filters.q) >= _TRIGRAM:
             clauses.append("logs.rowid IN (SELECT rowid FROM log_text WHERE log_text MATCH ?)")
-            params.append('"' + filters.q.replace('"', '""') + '"')  # one phrase: the q as a substring
+            params.append(_phrase(filters.q))
         pattern = "%" + filters.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         clauses.append("(path LIKE ? ESCAPE '\\' OR error LIKE ? ESCAPE '\\')")
         params.extend((pattern, pattern))
