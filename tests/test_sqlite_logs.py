@@ -12,7 +12,7 @@ import pytest
 
 from modelport.store.log_base import DAY_MS, SUMMARY_FIELDS, LogFilter
 from modelport.store.migrations import MIGRATIONS, apply_migrations
-from modelport.store.sqlite_logs import SQLiteLogStore, _page_choices, page_query
+from modelport.store.sqlite_logs import SQLiteLogStore, _page_choices, _trigrams, page_query
 from tests.test_log_store import log_row
 from tests.test_pg_logs import LIST_FILTERS, NOW, realistic_rows
 
@@ -133,8 +133,8 @@ def test_retention_deletes_the_side_rows_with_their_records(tmp_path: Path) -> N
     store.upkeep(NOW)
     assert [row["id"] for row in store.iter_export()] == [f"log_{n:08d}" for n in (8, 6, 4, 2, 0)]
     assert conn.execute("SELECT DISTINCT value FROM log_metadata").fetchall() == [("0",)]
-    assert conn.execute("SELECT count(*) FROM log_text WHERE log_text MATCH '\"old-1\"'").fetchone() == (0,)
-    assert conn.execute("SELECT count(*) FROM log_text WHERE log_text MATCH '\"old-0\"'").fetchone() == (5,)
+    assert conn.execute("SELECT count(*) FROM log_text WHERE log_text MATCH ?", (_trigrams("old-1"),)).fetchone() == (0,)
+    assert conn.execute("SELECT count(*) FROM log_text WHERE log_text MATCH ?", (_trigrams("old-0"),)).fetchone() == (5,)
     conn.execute("INSERT INTO log_text (log_text) VALUES ('integrity-check')")  # raises if the deletes broke it
     conn.close()
     store.close()

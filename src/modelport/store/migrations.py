@@ -209,31 +209,31 @@ MIGRATIONS: list[str] = [
     """,
     # 9: an index for every filter of the logs API (issue 11), so none reads the logs table through.
     # log_metadata: one row per top-level key of a record's metadata, the value as the filter compares it
-    # (CAST(json_extract(...) AS TEXT)); keyed by the record's time and id, so retention deletes a
-    # range and the pair index lists a key's records newest first. log_text: a contentless trigram
-    # FTS5 index of path and error (the q filter, a substring of either), rowid = the record's rowid.
-    # Both are fed by the log store's batch in the same transaction (sqlite_logs.py), not by triggers,
-    # and backfilled here from the records already stored. status=error reads the failed records' own
-    # time index (a partial one: few records); status=success, most records, reads logs_by_time.
+    # (CAST(json_extract(...) AS TEXT)); its primary key is the index, a pair's records newest first.
+    # log_text: a contentless trigram FTS5 index of path and error (the q filter, a substring of
+    # either), rowid = the record's rowid, positions not kept (detail=none: q's trigrams are looked up
+    # together, and the records found checked by the LIKE of before). Both are fed by the log store's
+    # batch in the same transaction (sqlite_logs.py), not by triggers, and backfilled here; retention
+    # derives a record's side rows from the record itself to delete them. status=error reads the
+    # failed records' own time index (a partial one: few records); status=success, most, logs_by_time.
     """
     CREATE TABLE log_metadata (
         key TEXT NOT NULL,
         value TEXT NOT NULL,
         log_created_at BIGINT NOT NULL,
         log_id TEXT NOT NULL,
-        PRIMARY KEY (log_created_at, log_id, key)
+        PRIMARY KEY (key, value, log_created_at, log_id)
     ) WITHOUT ROWID;
     INSERT OR IGNORE INTO log_metadata (key, value, log_created_at, log_id)
         SELECT m.key, CAST(m.value AS TEXT), logs.created_at, logs.id
         FROM logs, json_each(CASE WHEN json_valid(logs.metadata) THEN
                                  CASE WHEN json_type(logs.metadata) = 'object' THEN logs.metadata END END) AS m
         WHERE m.type != 'null';
-    CREATE INDEX log_metadata_by_pair ON log_metadata (key, value, log_created_at, log_id);
 
-    CREATE VIRTUAL TABLE log_text USING fts5(path, error, content='', columnsize=0, tokenize='trigram');
+    CREATE VIRTUAL TABLE log_text USING fts5(path, error, content='', columnsize=0, detail=none, tokenize='trigram');
     INSERT INTO log_text (rowid, path, error) SELECT rowid, path, error FROM logs;
 
-    CREATE INDEX logs_by_slug ON logs (slug, created_at);
+    CREATE INDEX logs_by_slug ON logs (slug, created_at) WHERE slug IS NOT NULL;
     CREATE INDEX logs_by_endpoint ON logs (endpoint, created_at);
     CREATE INDEX logs_failed_by_time ON logs (created_at, id) WHERE status >= 400;
     """,

@@ -53,12 +53,11 @@ _STEP_COLUMNS = "id, created_at, method, path, endpoint, status, latency_ms, key
 # before it: SQLite gives a new row max(rowid) + 1), in SQL, so the metadata values are exactly what
 # json_extract would read, with no per-row trigger and no JSON parsed in Python.
 _FEED_TEXT = "INSERT INTO log_text (rowid, path, error) SELECT rowid, path, error FROM logs WHERE rowid > ?"
-_FEED_METADATA = (
-    "INSERT OR IGNORE INTO log_metadata (key, value, log_created_at, log_id)"
-    " SELECT m.key, CAST(m.value AS TEXT), logs.created_at, logs.id FROM logs, json_each(CASE WHEN json_valid(logs.metadata)"
-    " THEN CASE WHEN json_type(logs.metadata) = 'object' THEN logs.metadata END END) AS m"
-    " WHERE logs.rowid > ? AND m.type != 'null'"
+_METADATA_PAIRS = (
+    "SELECT m.key, CAST(m.value AS TEXT), logs.created_at, logs.id FROM logs, json_each(CASE WHEN json_valid(logs.metadata)"
+    " THEN CASE WHEN json_type(logs.metadata) = 'object' THEN logs.metadata END END) AS m WHERE m.type != 'null' AND "
 )
+_FEED_METADATA = f"INSERT OR IGNORE INTO log_metadata (key, value, log_created_at, log_id) {_METADATA_PAIRS} logs.rowid > ?"
 _TRIGRAM = 3  # the q filter's index holds 3-character pieces: a shorter q cannot be looked up in it
 # Aliases: inside SQLiteLogStore the name ``list`` is a method, so annotations there cannot say list[...].
 Rows = list[dict[str, Any]]
@@ -126,16 +125,18 @@ class SQLiteLogStore(PagedLogReads):
 
     def _delete_chunk(self, cutoff: int) -> int:
         """Delete up to ``_RETENTION_CHUNK`` records older than ``cutoff`` and their side rows, in one
-        transaction. The text index is contentless: a row leaves it given the values it was added with."""
+        transaction. Side rows are derived from the record as they were when it was added (the text
+        index is contentless: a row leaves it given the values it was added with)."""
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            chunk = conn.execute("SELECT rowid, path, error, created_at, id FROM logs WHERE created_at < ?"
+            chunk = conn.execute("SELECT rowid, path, error FROM logs WHERE created_at < ?"
                                  " ORDER BY created_at, id LIMIT ?", (cutoff, _RETENTION_CHUNK)).fetchall()
             conn.executemany("INSERT INTO log_text (log_text, rowid, path, error) VALUES ('delete', ?, ?, ?)",
-                             (tuple(row)[:3] for row in chunk))
-            conn.executemany("DELETE FROM log_metadata WHERE log_created_at = ? AND log_id = ?",
-                             (tuple(row)[3:] for row in chunk))
+                             (tuple(row) for row in chunk))
+            conn.execute("DELETE FROM log_metadata WHERE (key, value, log_created_at, log_id) IN"
+                         f" ({_METADATA_PAIRS} logs.rowid IN (SELECT value FROM json_each(?)))",
+                         (orjson.dumps([row[0] for row in chunk]).decode(),))
             conn.executemany("DELETE FROM logs WHERE rowid = ?", ((row[0],) for row in chunk))
             conn.execute("COMMIT")
         except BaseException:
@@ -357,7 +358,7 @@ def _page_choices(conn: sqlite3.Connection, filters: LogFilter, limit: int) -> d
         counts = [conn.execute(_COUNT_PAIR, (*pair, enough)).fetchone()[0] for pair in pairs]
         choices["lead"] = counts.index(min(counts))
     if searched:
-        choices["text_index"] = conn.execute(_COUNT_TEXT, (_phrase(filters.q), enough)).fetchone()[0] < enough
+        choices["text_index"] = conn.execute(_COUNT_TEXT, (_trigrams(filters.q), enough)).fetchone()[0] < enough
     return choices
 
 
@@ -392,19 +393,21 @@ def _metadata_pairs(filters: LogFilter) -> list[tuple[str, str]]:
     return [(key.replace('"', ""), str(value)) for key, value in filters.metadata.items()]
 
 
-def _phrase(q: str) -> str:
-    """q as one FTS5 phrase: with the trigram tokenizer, the records that hold it as a substring."""
-    return '"' + q.replace('"', '""') + '"'
+def _trigrams(q: str) -> str:
+    """An FTS5 query for the records that hold every 3-character piece of q (the index keeps no
+    positions, so not necessarily in q's order: the LIKE that follows decides)."""
+    pieces = dict.fromkeys(q[i:i + _TRIGRAM] for i in range(len(q) - _TRIGRAM + 1))
+    return " AND ".join('"' + piece.replace('"', '""') + '"' for piece in pieces)
 
 
 def _log_clauses(filters: LogFilter, lead: int = 0, text_index: bool = True) -> tuple[str, list[str], list[Any], str, str]:
     """The FROM, the conditions and their parameters, and the columns that order the rows (time, id).
 
     Every filter has an index (migration 9). A metadata filter reads the ``lead`` pair's rows from
-    ``log_metadata`` in (time, id) order and joins each record, so a page stops after ``limit`` rows
+    ``log_metadata`` newest first and joins each record, so a page stops after ``limit`` rows
     however common the pair; further pairs are looked up per record. A trace or prediction id, a
     handful of records, leads instead when given. ``q`` takes the records whose path or error holds
-    it (``log_text``, trigrams), then checks them with the LIKE that defines it, so ASCII case folding
+    each trigram of it (``log_text``), then checks them with the LIKE that defines it, so ASCII case folding
     and NULLs behave as before; a q under 3 characters has no trigram and is matched by LIKE alone.
     """
     pairs = _metadata_pairs(filters)
@@ -435,13 +438,13 @@ def _log_clauses(filters: LogFilter, lead: int = 0, text_index: bool = True) -> 
         clauses.append("status = ?")
         params.append(int(filters.status))
     for pair in pairs:
-        clauses.append("EXISTS (SELECT 1 FROM log_metadata AS m WHERE m.log_created_at = logs.created_at"
-                       " AND m.log_id = logs.id AND m.key = ? AND m.value = ?)")
+        clauses.append("EXISTS (SELECT 1 FROM log_metadata AS m WHERE m.key = ? AND m.value = ?"
+                       " AND m.log_created_at = logs.created_at AND m.log_id = logs.id)")
         params.extend(pair)
     if filters.q:
         if text_index and len(filters.q) >= _TRIGRAM:
             clauses.append("logs.rowid IN (SELECT rowid FROM log_text WHERE log_text MATCH ?)")
-            params.append(_phrase(filters.q))
+            params.append(_trigrams(filters.q))
         pattern = "%" + filters.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         clauses.append("(path LIKE ? ESCAPE '\\' OR error LIKE ? ESCAPE '\\')")
         params.extend((pattern, pattern))
