@@ -438,8 +438,9 @@ def _log_clauses(filters: LogFilter, lead: int = 0, text_index: bool = True) -> 
         clauses.append("status = ?")
         params.append(int(filters.status))
     for pair in pairs:
+        # On the leading pair's columns, when it leads: checked before its record is read.
         clauses.append("EXISTS (SELECT 1 FROM log_metadata AS m WHERE m.key = ? AND m.value = ?"
-                       " AND m.log_created_at = logs.created_at AND m.log_id = logs.id)")
+                       f" AND m.log_created_at = {at} AND m.log_id = {log_id})")
         params.extend(pair)
     if filters.q:
         if text_index and len(filters.q) >= _TRIGRAM:
