@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from modelport.store import sqlite_logs
 from modelport.store.log_base import DAY_MS, SUMMARY_FIELDS, LogFilter
 from modelport.store.migrations import MIGRATIONS, apply_migrations
 from modelport.store.sqlite_logs import SQLiteLogStore, _page_choices, _trigrams, page_query
@@ -70,6 +71,11 @@ def test_every_filter_of_the_logs_api_reads_the_logs_through_an_index(filled: SQ
                          or (line.startswith("SCAN logs USING INDEX logs_by_time") and may_walk(conn, filters))]
             if scans != walks:
                 wrong[(repr(filters), after)] = lines
+    for name in ("_RECORDS", "_COUNT_PAIR", "_COUNT_TEXT"):  # what a page counts to choose how it reads
+        statement = getattr(sqlite_logs, name)
+        lines = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + statement, [None] * statement.count("?"))]
+        if any(line.startswith("SCAN logs") for line in lines):
+            wrong[name] = lines
     conn.execute("DROP TABLE IF EXISTS sqlite_stat1")
     conn.close()
     assert not wrong, "\n".join(f"{name}: {lines}" for name, lines in wrong.items())

@@ -351,7 +351,7 @@ def _page_choices(conn: sqlite3.Connection, filters: LogFilter, limit: int) -> d
     searched = bool(filters.q) and len(filters.q) >= _TRIGRAM  # type: ignore[arg-type]
     if len(pairs) < 2 and not searched:
         return {}
-    (records,) = conn.execute("SELECT coalesce(max(rowid) - min(rowid) + 1, 0) FROM logs").fetchone()
+    (records,) = conn.execute(_RECORDS).fetchone()
     enough = max(limit, math.isqrt(limit * records))
     choices: dict[str, Any] = {}
     if len(pairs) > 1:  # the rarest pair leads
@@ -362,6 +362,9 @@ def _page_choices(conn: sqlite3.Connection, filters: LogFilter, limit: int) -> d
     return choices
 
 
+# Two subqueries: SQLite reads a lone min() or max() of the rowid from the b-tree's end, but both in one
+# SELECT from every row (1.3 s at 1M records).
+_RECORDS = "SELECT coalesce((SELECT max(rowid) FROM logs) - (SELECT min(rowid) FROM logs) + 1, 0)"
 _COUNT_PAIR = "SELECT count(*) FROM (SELECT 1 FROM log_metadata WHERE key = ? AND value = ? LIMIT ?)"
 _COUNT_TEXT = "SELECT count(*) FROM (SELECT 1 FROM log_text WHERE log_text MATCH ? LIMIT ?)"
 
