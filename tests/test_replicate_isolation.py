@@ -11,6 +11,7 @@ import replicate
 
 from tests.conftest import REPLICATE_TOKEN, replicate_provider
 from tests.harness import GatewayProcess
+from tests.pg_support import MASTER_KEY, fresh_database, need_psycopg
 
 SLUG = {"x-portkey-provider": "@replicate-test"}
 NOT_FOUND = {"title": "Not found", "detail": "Not found.", "status": 404}
@@ -19,6 +20,21 @@ NOT_FOUND = {"title": "Not found", "detail": "Not found.", "status": 404}
 @pytest.fixture(autouse=True)
 def fast_polling(monkeypatch):
     monkeypatch.setenv("REPLICATE_POLL_INTERVAL", "0")
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def gateway(request, tmp_path_factory, fake_replicate):
+    """Every test of the module on each store: the owners of objects live in the store, so isolation must
+    hold the same on the embedded SQLite and on a PostgreSQL database shared by nodes."""
+    if request.param == "sqlite":
+        yield request.getfixturevalue("gateway")  # the suite's session gateway (tests/conftest.py)
+        return
+    need_psycopg()
+    with fresh_database() as url:
+        settings = {"database_url": url}
+        env = {"MODELPORT_MASTER_KEY": MASTER_KEY, "MODELPORT_SIGNING_SECRET": "isolation-test-signing-secret-0123456789"}
+        with own_gateway(tmp_path_factory, fake_replicate, "isolation-pg", settings=settings, extra_env=env) as process:
+            yield process
 
 
 def tenant(gateway, name: str) -> httpx.Client:
@@ -102,7 +118,8 @@ def test_the_official_client_pages_through_exactly_its_own_predictions(gateway, 
     _, state = fake_replicate
     mine = {create(alice, f"a{i}")["id"] for i in range(3)}
     theirs = {create(bob, f"b{i}")["id"] for i in range(3)}
-    client = replicate.Client(api_token=alice.headers["x-portkey-api-key"], base_url=gateway.url, headers=SLUG)
+    client = replicate.Client(api_token=alice.headers["x-portkey-api-key"], base_url=gateway.url,
+                              headers=dict(SLUG))  # a copy: the client adds its Authorization to the dict it is given
     before = len(pages_asked(state))
     pages = list(replicate.paginate(client.predictions.list))
     seen = [p.id for page in pages for p in page]
@@ -178,9 +195,10 @@ def test_a_stream_link_is_a_capability_only_its_owner_can_obtain(alice, bob):
     assert alice.get(f"/predictions/{prediction['id']}").json()["urls"]["stream"].startswith(link.split("/streams/")[0])
 
 
-def own_gateway(tmp_path_factory, fake_replicate, name: str, **options) -> GatewayProcess:
+def own_gateway(tmp_path_factory, fake_replicate, name: str, extra_env: dict[str, str] | None = None,
+                **options) -> GatewayProcess:
     return GatewayProcess(tmp_path_factory.mktemp(name) / "data", providers=[replicate_provider(fake_replicate[0].url)],
-                          env={"TEST_REPLICATE_TOKEN": REPLICATE_TOKEN}, **options)
+                          env={"TEST_REPLICATE_TOKEN": REPLICATE_TOKEN, **(extra_env or {})}, **options)
 
 
 @pytest.fixture(scope="module")
