@@ -98,6 +98,7 @@ class ModelPort(Contender):
     workers: int = 1
     logging: bool = True
     limits: bool = False  # a request rate limit and a budget on the caller's key, a rate limit on every provider
+    tenant: bool = False  # the caller's key is a non-admin key of its own (as with limits), with no limits on it
     otel: bool = False  # OpenTelemetry traces exported to a sink that answers 200 (the nginx upstream's /v1/traces)
     redis: bool = False  # counters (and cache) on the local Redis, under a prefix of the run's own
     postgres: bool = False  # keys, providers, configs and logs in a database of the run's own on 127.0.0.1:5432
@@ -144,6 +145,8 @@ class ModelPort(Contender):
                     workdir, port, "/health", env=env)
         if self.limits:
             self._limit_everything()
+        elif self.tenant:
+            self.key = self._admin("POST", "/v1/api-keys", {"name": "bench", "scopes": ["inference"]})["key"]
 
     def stop(self) -> None:
         super().stop()
@@ -295,6 +298,8 @@ def all_contenders(portkey_version: str | None = None,
         ModelPort("modelport-nolog", "as above with MODELPORT_LOGGING=false", logging=False),
         ModelPort("modelport-2w", "full pipeline, 2 worker processes", workers=2),
         ModelPort("modelport-otel", "full pipeline with OpenTelemetry traces to a collector that answers 200", otel=True),
+        ModelPort("modelport-tenant", "full pipeline through a non-admin key with no limits: what modelport-limits "
+                  "is measured against (tenant isolation applies to it as to modelport-limits)", tenant=True),
         ModelPort("modelport-limits", "full pipeline with a request rate limit and a cost budget on the key and a "
                   "request rate limit on the provider", limits=True),
         ModelPort("modelport-limits-redis", "as modelport-limits, with the counters on Redis (127.0.0.1:6379)",

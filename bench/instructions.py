@@ -6,7 +6,7 @@
 Drives the app in-process over ASGI (no uvicorn; logging off) with chat completions to the nginx
 upstream, under ``valgrind --tool=callgrind``, twice (``--small`` and ``--large`` requests); the
 difference divided by the difference in requests cancels start-up. Modes: ``plain`` (admin key, no
-limits), ``limits`` (a request rate limit and a cost budget on the key, a rate limit on the provider,
+limits), ``tenant`` (a non-admin key, no limits: what ``limits`` is measured against), ``limits`` (a request rate limit and a cost budget on the key, a rate limit on the provider,
 as the ``modelport-limits`` contender), ``limits-redis`` (the same with the counters on the Redis at
 127.0.0.1:6379, under a key prefix of its own, deleted after). Needs valgrind.
 """
@@ -72,10 +72,13 @@ def drive(tree: str, requests: int, mode: str, origin: str) -> None:
         key = ADMIN_KEY
         admin = {"x-portkey-api-key": ADMIN_KEY, "content-type": "application/json"}
         if mode != "plain":
-            created = {"name": "bench", "scopes": ["inference"], "rate_limits": NEVER, "usage_limits": {"credit_limit": 10**6}}
+            created = {"name": "bench", "scopes": ["inference"]}
+            if mode != "tenant":
+                created.update(rate_limits=NEVER, usage_limits={"credit_limit": 10**6})
             _, answer = await _call(app, "POST", "/v1/api-keys", admin, json.dumps(created).encode())
             key = json.loads(answer)["key"]
-            await _call(app, "PUT", "/v1/providers/bench-openai", admin, json.dumps({"rate_limits": NEVER}).encode())
+            if mode != "tenant":
+                await _call(app, "PUT", "/v1/providers/bench-openai", admin, json.dumps({"rate_limits": NEVER}).encode())
         headers = {"x-portkey-api-key": key, "x-portkey-provider": "@bench-openai", "content-type": "application/json"}
         for _ in range(requests):
             status, _ = await _call(app, "POST", "/v1/chat/completions", headers, body)

@@ -117,6 +117,7 @@ class LimitExceeded(_Refusal, RateLimited):
     def __init__(self, standing: Standing, now: float) -> None:
         rule, wait = standing.limit, max(1, math.ceil(standing.resets_at - now))
         resets = _iso(standing.resets_at)
+        self.rule = rule
         super().__init__(
             f"rate limit reached: {rule.who} allows {rule.value} requests per {WINDOW_WORDS[rule.unit]} "
             f"({rule.unit}); the window resets at {resets} (in {wait} s)",

@@ -41,6 +41,8 @@ from .limits import (
     BudgetExhausted,
     LimitExceeded,
     Limiter,
+    LimitsUnavailable,
+    Rule,
     Standing,
     TokenLimitExceeded,
     headers_for,
@@ -91,6 +93,8 @@ class Gateway:
         path = _path_after_v1(scope)
         record = LogRecord(trace_id="", method=method, path="/v1" + path)
         options: RequestOptions | None = None
+        principal: Principal | None = None
+        call: _Call | None = None
         try:
             if self.log_headers:
                 record.request_headers = scope["headers"]  # decoded by the log writer, off the request path
@@ -99,18 +103,27 @@ class Gateway:
             path = normalised_path(path)  # once: every step below routes on the same path
             principal = self.auth.authenticate(options.api_key)
             _note_principal(record, principal, options)
-            standings = await self.limiter.admit(principal.rate_limits)  # the key's limits: once per request
             outbound = await self._read(method, path, scope, receive, options)
             tree = self.planner.plan(options, principal, _model_route(options, outbound))
             self._capture_request(record, outbound)
-            call = _Call(self, scope, receive, send, outbound, record, principal, standings)
+            call = _Call(self, scope, receive, send, outbound, record, principal)
             try:
                 outcome = await execute(tree, call)
+                if call.key_pending:  # no attempt counted it (a cache hit, a failure before the upstream)
+                    try:
+                        await call.count_key()
+                    except GatewayError:
+                        outcome.release()
+                        raise
                 await call.respond(outcome)
             finally:
                 await call.release_unsettled()
+        except _KeyRefused as refused:
+            await self._fail(send, record, refused.error, options)
         except GatewayError as error:
             error.__traceback__ = None  # its frames (this one too) hold the request: no cycle to wait on
+            if call is None or call.key_pending:  # over its key's limit, the caller hears that first
+                error = await self._key_refusal(principal, error)
             await self._fail(send, record, error, options)
         except ClientDisconnected:
             record.status, record.error = 499, "the client disconnected before sending the whole request"
@@ -125,6 +138,18 @@ class Gateway:
             transport = self._transports[spec.id] = GatewayTransport(
                 self.upstreams, spec, self.settings.upstream_timeout, self.settings.allow_private_hosts)
         return transport
+
+    async def _key_refusal(self, principal: Principal | None, error: GatewayError) -> GatewayError:
+        """A request that failed before an attempt counted it, counted on its key now: the key's refusal
+        if it is over a limit, else the request's own error."""
+        if principal is None or not principal.rate_limits or isinstance(error, LimitsUnavailable):
+            return error
+        try:
+            await self.limiter.admit(principal.rate_limits)
+        except GatewayError as refusal:
+            refusal.__traceback__ = None
+            return refusal
+        return error
 
     def policy_for(self, spec: ProviderSpec) -> ExchangePolicy | None:
         """The provider's rules around proxied requests (authorize before forwarding, screen after), built once."""
@@ -165,18 +190,29 @@ class Gateway:
             await send_error(send, error, record.trace_id)
 
 
+class _KeyRefused(Exception):
+    """The key's own limit refused the request in an attempt's admission: the whole request ends there,
+    no fallback tried, as if it had been refused on arrival."""
+
+    def __init__(self, error: LimitExceeded) -> None:
+        self.error = error
+
+
 class _Call:
     """The per-request state the attempt and respond steps share; also the ``Walk`` the router drives."""
 
     __slots__ = ("gateway", "scope", "receive", "send", "outbound", "record", "principal", "unified", "cache_key",
-                 "cache_max_age", "key_standings", "provider_standings", "token_standings", "held", "public_base",
-                 "exchange")
+                 "cache_max_age", "key_pending", "key_standings", "provider_standings", "token_standings", "held",
+                 "public_base", "exchange")
 
     def __init__(self, gateway: Gateway, scope: Scope, receive: Receive, send: Send, outbound: Outbound,
-                 record: LogRecord, principal: Principal, key_standings: list[Standing]) -> None:
+                 record: LogRecord, principal: Principal) -> None:
         self.gateway, self.scope, self.receive, self.send = gateway, scope, receive, send
         self.outbound, self.record, self.principal = outbound, record, principal
-        self.key_standings = key_standings
+        # The key's limits count each request once: in the first attempt's admission, with the provider's
+        # limits and the budgets (one step, one round trip to Redis), or at the end if no attempt got there.
+        self.key_pending: tuple[Rule, ...] = principal.rate_limits
+        self.key_standings: list[Standing] = []
         self.provider_standings: list[Standing] = []  # the limits of the provider the last attempt reached
         self.token_standings: list[Standing] = []  # the token limits (key's and provider's) it holds amounts on
         self.held: list[tuple[Charge, str]] = []  # what the last attempt holds on its budgets, with their kinds
@@ -280,11 +316,12 @@ class _Call:
         return lambda status, body: policy.screen(exchange, status, body)
 
     async def _admit(self, resolved: Any) -> None:
-        """The provider's rate limits and both budgets, in one step, just before the upstream call."""
-        principal = self.principal
+        """The provider's rate limits and both budgets (and the key's limits, on the first admission), in
+        one step, just before the upstream call."""
+        principal, key_rules = self.principal, self.key_pending
         budgets = [b for b in (principal.budget, resolved.budget) if b is not None]
         budgets += principal.token_limits + resolved.token_limits
-        if not budgets and not resolved.rate_limits:
+        if not budgets and not resolved.rate_limits and not key_rules:
             return
         body = None  # proxied: nothing bounds what it may cost
         if self.unified is not None:  # the bytes may have gone unparsed (an OpenAI-compatible provider)
@@ -292,9 +329,25 @@ class _Call:
         reserves = self.gateway.reserver.amounts(
             budgets, resolved.spec.id, self.outbound.endpoint, body, len(self.outbound.body or b""),
         ) if budgets else ()  # fmt: skip
-        self.provider_standings, self.token_standings, charges = await self.gateway.limiter.admit_with_budgets(
-            resolved.rate_limits, reserves)
+        try:
+            standings, self.token_standings, charges = await self.gateway.limiter.admit_with_budgets(
+                key_rules + resolved.rate_limits, reserves)
+        except LimitExceeded as refusal:
+            if refusal.rule in key_rules:
+                self.record.attempts.pop()  # refused on the key's account: no attempt was made
+                raise _KeyRefused(refusal) from None
+            raise
+        self.key_pending = ()
+        if key_rules:
+            self.key_standings, standings = standings[:len(key_rules)], standings[len(key_rules):]
+        self.provider_standings = standings
         self.held = [(charge, budget.kind) for charge, (budget, _) in zip(charges, reserves)]
+
+    async def count_key(self) -> None:
+        """Count the request on its key's limits if no attempt's admission did (raises on a refusal)."""
+        rules, self.key_pending = self.key_pending, ()
+        if rules:
+            self.key_standings = await self.gateway.limiter.admit(rules)
 
     async def release_unsettled(self) -> None:
         if self.held:

@@ -370,9 +370,9 @@ class LogWriter:
                         spends.append(spend)
                 fresh.append(item.row)
             batch.append_logs(fresh)
-        for item in prepared:  # after the commit, once: a replayed record was settled by its first write
-            if item.row["id"] in settle_ids:
-                self._settle_budgets(item.settlements)
+        # After the commit, once (a replayed record was settled by its first write), the batch's together.
+        self._settle_budgets([settlement for item in prepared if item.row["id"] in settle_ids
+                              for settlement in item.settlements])
         for spend in spends:
             self._charge_creator(spend)
         # Counted once written (a replayed record is counted by the process that writes it).
@@ -381,11 +381,12 @@ class LogWriter:
             self.metrics.observe(row)
 
     def _settle_budgets(self, settlements: list[tuple[Charge, int, bool]]) -> None:
-        now = time.time()
-        for charge, delta, unpriced in settlements:
-            self._counters.settle(charge, delta, now)
-            if unpriced:  # admitted unreserved (MODELPORT_BUDGET_ADMIT_UNPRICED) and still of unknown cost
-                self.metrics.add("modelport_budget_unpriced_requests_total")
+        if not settlements:
+            return
+        self._counters.settle_all([(charge, delta) for charge, delta, _ in settlements], time.time())
+        unpriced = sum(1 for *_, unknown in settlements if unknown)
+        if unpriced:  # admitted unreserved (MODELPORT_BUDGET_ADMIT_UNPRICED) and still of unknown cost
+            self.metrics.add("modelport_budget_unpriced_requests_total", amount=unpriced)
 
     def _charge_creator(self, spend: Spend) -> None:
         """An ended prediction's cost, on the budgets of the key and provider that created it (it reserved

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, TypeVar
 from urllib.parse import urlsplit
 
 from .counters import CountersUnavailable
+from .resp import PinnedConnection, ReplyError, Script
 
 if TYPE_CHECKING:
     from ..settings import Settings
@@ -56,7 +57,9 @@ class RedisLink:
         options: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
         self.sync = redis.Redis.from_url(url, retry=Retry(NoBackoff(), 1, supported_errors=lost), **options)
         self.aio = redis.asyncio.Redis.from_url(url, retry=AsyncRetry(NoBackoff(), 1, supported_errors=lost), **options)
-        self._errors = (redis.RedisError, OSError, asyncio.TimeoutError)
+        # The request path's scripts: pipelined on one pinned connection (store/resp.py), redis-py for TLS.
+        self.pinned = PinnedConnection.for_url(url, timeout)
+        self._errors = (redis.RedisError, OSError, asyncio.TimeoutError, ReplyError)
         self._down_since: float | None = None
         self._cause = ""
         self._retry_at = 0.0
@@ -64,6 +67,12 @@ class RedisLink:
         self._probed_at = 0.0
         self._probe: asyncio.Task[None] | None = None
         self.outages = 0  # how many times this process saw Redis go away
+
+    def script(self, body: str) -> Callable[..., Awaitable[Any]]:
+        """An asyncio callable ``(keys=, args=)`` running the Lua script ``body``."""
+        if self.pinned is not None:
+            return Script(self.pinned, body)
+        return self.aio.register_script(body)
 
     def key(self, kind: str, name: bytes | str) -> bytes:
         return self.prefix + kind.encode() + b":" + (name.encode() if isinstance(name, str) else name)
@@ -136,6 +145,8 @@ class RedisLink:
 
     def close(self) -> None:
         self.sync.close()
+        if self.pinned is not None:
+            self.pinned.close()
 
 
 def _where(url: str) -> str:

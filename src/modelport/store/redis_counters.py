@@ -7,8 +7,10 @@ window start), expiring ``GRACE_SECONDS`` after its window ends as this node's c
 clock runs a little behind Redis's still finds its window). Settlement never takes a count below 0 and
 ignores a window that has ended.
 
-Each operation is one script, run by EVALSHA (redis-py's ``Script`` sends the body once, when Redis
-answers NOSCRIPT: first use, or after a restart or SCRIPT FLUSH). Amounts travel as ARGV strings and are
+Each operation is one script, run by EVALSHA (the body is sent once, when Redis answers NOSCRIPT: first
+use, or after a restart or SCRIPT FLUSH). A request's admission (its key's limits, its provider's, both
+budgets) is one script call, pipelined with other requests' on the process's pinned connection
+(``store/resp.py``); the log service settles a writer batch's reservations in one call. Amounts travel as ARGV strings and are
 added with INCRBY, so nano-dollar counts stay exact integers (Lua numbers are doubles).
 
 A settlement or release Redis cannot take is kept (at most ``MAX_PENDING``) and applied before the next
@@ -79,8 +81,8 @@ return counts
 class RedisCounters:
     def __init__(self, link: RedisLink) -> None:
         self.link = link
-        self._admit = link.aio.register_script(ADMIT)
-        self._settle_async = link.aio.register_script(SETTLE)
+        self._admit = link.script(ADMIT)
+        self._settle_async = link.script(SETTLE)
         self._settle_sync = link.sync.register_script(SETTLE)
         self._pending: list[tuple[Charge, int]] = []  # settlements Redis could not take yet
 
@@ -112,16 +114,25 @@ class RedisCounters:
     def settle(self, charge: Charge, delta: int, now: float) -> int:
         if charge.ends_at <= now:
             return 0  # the period is over: what it reserved went with it
-        settlements = self._pending + [(charge, delta)]
+        counts = self._settle_sync_all([(charge, delta)], now)
+        return int(counts[-1]) if counts else 0
+
+    def settle_all(self, settlements: Sequence[tuple[Charge, int]], now: float) -> None:
+        """A log writer's batch of settlements in one script call."""
+        open_ones = [(charge, delta) for charge, delta in settlements if charge.ends_at > now]
+        if open_ones:
+            self._settle_sync_all(open_ones, now)
+
+    def _settle_sync_all(self, settlements: list[tuple[Charge, int]], now: float) -> list[int]:
+        settlements = self._pending + settlements
         self._pending = []
         keys, args = self._settlement(settlements, now)
         try:
-            counts = self.link.call_sync(lambda: self._settle_sync(keys=keys, args=args))
+            return self.link.call_sync(lambda: self._settle_sync(keys=keys, args=args))
         except RedisUnavailable as exc:
             self._keep(settlements)
             log.warning("budget settlement kept until Redis answers (%d waiting): %s", len(self._pending), exc)
-            return 0
-        return int(counts[-1])
+            return []
 
     def count(self, key: bytes, now: float) -> int:
         value = self.link.call_sync(lambda: self.link.sync.get(self.link.key("counter", key.hex())))
