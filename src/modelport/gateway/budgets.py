@@ -14,17 +14,19 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from ..settings import Settings
-from ..usage.limits import Budget, reservation
+from ..usage.limits import Budget, CostBound, cost_bound, reservation
 from ..usage.pricing import PriceBook
 from .limits import BudgetUnpriced
 
 _OUTPUT_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
+_MAX_BOUNDS = 4096
 
 
 class Reserver:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._prices: PriceBook | None = None  # loaded the first time a budget needs a price
+        self._bounds: dict[tuple[str, str], CostBound | None] = {}  # per provider and model: the prices do not change
 
     def amounts(self, budgets: Sequence[Budget], provider: str, endpoint: str | None, body: dict[str, Any] | None,
                 body_bytes: int) -> list[tuple[Budget, int]]:  # fmt: skip
@@ -58,7 +60,13 @@ class Reserver:
                 return value
         return self._settings.budget_max_tokens
 
-    def _price(self, provider: str, model: str) -> Any:
+    def _price(self, provider: str, model: str) -> CostBound | None:
+        found = self._bounds.get((provider, model), False)
+        if found is not False:
+            return found  # type: ignore[return-value]
         if self._prices is None:
             self._prices = PriceBook.load(self._settings.pricing_file)
-        return self._prices.price_for(provider, model)
+        if len(self._bounds) >= _MAX_BOUNDS:  # model names come from callers: keep the table bounded
+            self._bounds.clear()
+        bound = self._bounds[(provider, model)] = cost_bound(self._prices.price_for(provider, model))
+        return bound

@@ -53,17 +53,23 @@ class Rule:
     value: int
     position: int  # index in the owner's list: two rules with one unit keep separate counters
     base: bytes = field(init=False, repr=False)  # names owner, position and unit; a window's key adds its start
+    _current: list[tuple[float, int, bytes]] = field(init=False, repr=False, compare=False)  # the last window
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "base", digest(f"{self.owner}|{self.position}|{self.unit}"))  # once per rule
+        object.__setattr__(self, "_current", [(0.0, 0, b"")])
 
     def window(self, now: float) -> tuple[int, int]:
         """Start and end (epoch seconds) of the UTC-aligned window holding ``now``."""
         return rate_window(self.unit, now)
 
     def charge(self, now: float) -> Charge:
-        start, end = self.window(now)
-        return Charge(window_key(self.base, start), self.value, end)
+        start, end, key = self._current[0]  # the window's key, named once per window rather than per request
+        if not start <= now < end:
+            start, end = self.window(now)
+            key = window_key(self.base, start)
+            self._current[0] = (start, end, key)
+        return Charge(key, self.value, end)
 
     def describe(self) -> dict[str, Any]:
         return {"type": "requests", "unit": self.unit, "value": self.value}

@@ -67,10 +67,12 @@ class Budget:
     window: str | None = None  # a token rate limit's unit (rpm, rph, rpd, rpw): answered with 429, not 412
     position: int = 0  # a token rate limit's index in its owner's rate_limits
     base: bytes = field(init=False, repr=False)
+    _current: list[tuple[float, int, bytes]] = field(init=False, repr=False, compare=False)  # the last period
 
     def __post_init__(self) -> None:
         name = f"budget|{self.owner}|{self.kind}|{self.anchor}|{self.window}|{self.position}"
         object.__setattr__(self, "base", digest(name))
+        object.__setattr__(self, "_current", [(0.0, 0, b"")])
 
     def period(self, now: float) -> tuple[int, int]:
         if self.window is not None:
@@ -86,8 +88,12 @@ class Budget:
         return aligned_window(length, now, self.anchor % length)
 
     def charge(self, now: float, amount: int) -> Charge:
-        start, end = self.period(now)
-        return Charge(window_key(self.base, start), self.limit, end, amount)
+        start, end, key = self._current[0]  # the period's key, named once per period rather than per request
+        if not start <= now < end:
+            start, end = self.period(now)
+            key = window_key(self.base, start)
+            self._current[0] = (start, end, key)
+        return Charge(key, self.limit, end, amount)
 
     def alert_charge(self, now: float) -> Charge:
         """A once-per-period flag: admitted the first time only, so one process raises the alert."""
@@ -153,21 +159,35 @@ def provider_token_limits(slug: str, stored: Any) -> tuple[Budget, ...]:
     return token_limits(f"provider:{slug}", provider_who(slug), stored)
 
 
-def reservation(kind: str, prompt_bound: int, output_bound: int, price: ModelPrice | None) -> int | None:
+class CostBound(NamedTuple):
+    """The highest rates a model's price lists (USD per million tokens), and its price per request."""
+
+    input: float
+    output: float
+    per_request: float
+
+
+def cost_bound(price: ModelPrice | None) -> CostBound | None:
+    """What bounds a request's cost under ``price``; None when nothing can (per image or second, an estimate)."""
+    if price is None or price.per_image or price.per_second or price.estimate:
+        return None
+    if price.input is None and price.output is None and not price.per_request:
+        return None
+    rates_in = [r for r in (price.input, price.cache_write, price.cache_write_1h, *(t.input for t in price.tiers)) if r]
+    rates_out = [r for r in (price.output, *(t.output for t in price.tiers)) if r]
+    return CostBound(max(rates_in, default=0.0), max(rates_out, default=0.0), price.per_request or 0.0)
+
+
+def reservation(kind: str, prompt_bound: int, output_bound: int, bound: CostBound | None) -> int | None:
     """The most a request can add to a budget; None when a cost cannot be bounded (no usable price).
 
     ``prompt_bound`` bounds the input tokens (a token is at least one byte of the request body);
     ``output_bound`` is the request's ``max_tokens`` or the default allowance."""
     if kind == "tokens":
         return prompt_bound + output_bound
-    if price is None or price.per_image or price.per_second or price.estimate:
+    if bound is None:
         return None
-    rates_in = [r for r in (price.input, price.cache_write, price.cache_write_1h, *(t.input for t in price.tiers)) if r]
-    rates_out = [r for r in (price.output, *(t.output for t in price.tiers)) if r]
-    if price.input is None and price.output is None and not price.per_request:
-        return None
-    per_token = (prompt_bound * max(rates_in, default=0.0) + output_bound * max(rates_out, default=0.0)) / PER_MILLION
-    usd = per_token + (price.per_request or 0.0)
+    usd = (prompt_bound * bound.input + output_bound * bound.output) / PER_MILLION + bound.per_request
     return math.ceil(usd * NANO_USD)
 
 
