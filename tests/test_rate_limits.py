@@ -118,3 +118,31 @@ def test_a_fallback_moves_on_from_a_provider_at_its_limit(gateway, admin, upstre
         assert answer.status_code == 200, answer.text
         seen.append(answer.headers["x-portkey-last-used-option-index"])
     assert seen == ["config.targets[0]", "config.targets[1]", "config.targets[1]"]
+
+
+def test_a_key_at_its_limit_is_refused_before_any_target_is_tried(gateway, admin, upstream, state) -> None:
+    """The key's limit is counted in the first attempt's admission (with the provider's, one step), once per
+    request however many targets it tries (invalid JSON here: the passthrough sends it, both targets answer
+    400); a refusal there ends the request with no target tried, and over the limit a request hears 429
+    rather than its own error."""
+    add_provider(admin, upstream, "first-target", rate_limits=[{"type": "requests", "unit": "rpm", "value": 100}])
+    add_provider(admin, upstream, "second-target")
+    key, key_id = add_key(admin, "two-a-minute", rate_limits=[{"type": "requests", "unit": "rpm", "value": 2}])
+    state.delay = 0
+    config = {"strategy": {"mode": "fallback"}, "targets": [{"provider": "@first-target"}, {"provider": "@second-target"}]}
+    headers = {"x-portkey-api-key": key, "x-portkey-config": json.dumps(config)}
+    away_from_a_minute_boundary()
+    invalid = httpx.post(gateway.v1 + "/chat/completions", content=b"{not json", headers=headers)
+    assert invalid.status_code == 400, invalid.text
+    admitted = httpx.post(gateway.v1 + "/chat/completions", json=CHAT, headers=headers)
+    assert admitted.status_code == 200 and admitted.headers["x-ratelimit-remaining-requests"] == "0"
+    seen = state.count
+    for body in (json.dumps(CHAT).encode(), b"{not json"):
+        refused = httpx.post(gateway.v1 + "/chat/completions", content=body, headers=headers)
+        assert refused.status_code == 429, refused.text
+        assert refused.json()["error"]["limit"]["owner"] == f"key:{key_id}"
+    assert state.count == seen  # neither target saw a refused request
+    (usage,) = admin.get(f"/api-keys/{key_id}").json()["usage"]["rate_limits"]
+    assert usage["used"] == 2
+    (provider,) = admin.get("/virtual-keys/first-target").json()["usage"]["rate_limits"]
+    assert provider["used"] == 2  # the refused requests took nothing from the provider's window
