@@ -368,14 +368,25 @@ def _label(value: str) -> str:
 def headers_for(standings: Sequence[Standing], now: float, unit: str = "requests") -> dict[str, str]:
     """OpenAI's ``x-ratelimit-*-requests`` (or ``-tokens``) headers for the tightest of the limits that
     applied: the one with the least left."""
+    return {name.decode(): value.decode() for name, value in header_pairs(standings, now, unit)}
+
+
+_HEADER_NAMES = {unit: tuple(f"x-ratelimit-{part}-{unit}".encode() for part in ("limit", "remaining", "reset"))
+                 for unit in ("requests", "tokens")}
+
+
+def header_pairs(standings: Sequence[Standing], now: float, unit: str = "requests") -> list[tuple[bytes, bytes]]:
+    """``headers_for`` as the raw header pairs a response carries."""
     if not standings:
-        return {}
-    tightest = min(standings, key=lambda s: (s.remaining, s.resets_at))
-    return {
-        f"x-ratelimit-limit-{unit}": str(tightest.value),
-        f"x-ratelimit-remaining-{unit}": str(tightest.remaining),
-        f"x-ratelimit-reset-{unit}": _duration(tightest.resets_at - now),
-    }
+        return []
+    tightest = standings[0] if len(standings) == 1 else min(standings, key=_tightness)
+    limit, remaining, reset = _HEADER_NAMES[unit]
+    return [(limit, b"%d" % tightest.value), (remaining, b"%d" % tightest.remaining),
+            (reset, _duration(tightest.resets_at - now).encode())]
+
+
+def _tightness(standing: Standing) -> tuple[int, int]:
+    return standing.remaining, standing.resets_at
 
 
 def _duration(seconds: float) -> str:

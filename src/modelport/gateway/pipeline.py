@@ -45,7 +45,7 @@ from .limits import (
     Rule,
     Standing,
     TokenLimitExceeded,
-    headers_for,
+    header_pairs,
 )
 from .paths import normalised_path
 from .resolve import TargetResolver
@@ -426,9 +426,8 @@ class _Call:
             headers.append((b"x-portkey-last-used-option-index", outcome.leaf.index.encode()))
         if self.key_standings or self.provider_standings or self.token_standings:
             now = time.time()
-            limits = {**headers_for(self.key_standings + self.provider_standings, now),
-                      **headers_for(self.token_standings, now, "tokens")}
-            headers.extend((name.encode(), value.encode()) for name, value in limits.items())
+            headers += header_pairs(self.key_standings + self.provider_standings, now)
+            headers += header_pairs(self.token_standings, now, "tokens")
         return headers
 
     def _rewriting(self, leaf: Leaf) -> Rewriting | None:

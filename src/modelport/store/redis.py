@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, TypeVar
 from urllib.parse import urlsplit
 
 from .counters import CountersUnavailable
-from .resp import PinnedConnection, ReplyError, Script
+from .resp import BlockingConnection, BlockingScript, PinnedConnection, ReplyError, Script
 
 if TYPE_CHECKING:
     from ..settings import Settings
@@ -59,6 +59,7 @@ class RedisLink:
         self.aio = redis.asyncio.Redis.from_url(url, retry=AsyncRetry(NoBackoff(), 1, supported_errors=lost), **options)
         # The request path's scripts: pipelined on one pinned connection (store/resp.py), redis-py for TLS.
         self.pinned = PinnedConnection.for_url(url, timeout)
+        self.blocking = BlockingConnection.for_url(url, timeout)  # the log service's settlements, likewise
         self._errors = (redis.RedisError, OSError, asyncio.TimeoutError, ReplyError)
         self._down_since: float | None = None
         self._cause = ""
@@ -73,6 +74,12 @@ class RedisLink:
         if self.pinned is not None:
             return Script(self.pinned, body)
         return self.aio.register_script(body)
+
+    def sync_script(self, body: str) -> Callable[..., Any]:
+        """A blocking callable ``(keys=, args=)`` running the Lua script ``body`` (for a thread)."""
+        if self.blocking is not None:
+            return BlockingScript(self.blocking, body)
+        return self.sync.register_script(body)
 
     def key(self, kind: str, name: bytes | str) -> bytes:
         return self.prefix + kind.encode() + b":" + (name.encode() if isinstance(name, str) else name)
@@ -147,6 +154,8 @@ class RedisLink:
         self.sync.close()
         if self.pinned is not None:
             self.pinned.close()
+        if self.blocking is not None:
+            self.blocking.close()
 
 
 def _where(url: str) -> str:

@@ -83,7 +83,7 @@ class RedisCounters:
         self.link = link
         self._admit = link.script(ADMIT)
         self._settle_async = link.script(SETTLE)
-        self._settle_sync = link.sync.register_script(SETTLE)
+        self._settle_sync = link.sync_script(SETTLE)
         self._pending: list[tuple[Charge, int]] = []  # settlements Redis could not take yet
 
     async def admit(self, charges: Sequence[Charge], now: float) -> Admission:

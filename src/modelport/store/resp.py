@@ -1,10 +1,11 @@
-"""A lean asyncio link to Redis for the request path's scripts: one pinned connection per process, with
-the commands of concurrent requests pipelined on it (each written as it comes, replies matched in order).
+"""A lean link to Redis for the counters' scripts: one pinned asyncio connection per process for the
+request path, with the commands of concurrent requests pipelined on it (written together once per turn
+of the event loop, replies matched in order), and one blocking socket for the log service's thread.
 
 Through redis-py's asyncio client one EVALSHA cost ~150 µs of CPU here (connection pool, retry wrapper,
 command packing, its pure-Python reply parser), more than all the rest of a limited request's admission;
-this speaks the little of RESP2 that scripts need on one ``asyncio.Protocol``, at ~20 µs. redis-py stays
-for everything else (the synchronous settlements, the cache, health pings) and for ``rediss://`` URLs.
+this speaks the little of RESP2 that scripts need, at ~30 µs. redis-py stays for everything else (the
+cache, usage reads, health pings) and for ``rediss://`` URLs (TLS).
 
 Failures raise what ``RedisLink`` already classifies: ``OSError`` (refused, lost), ``TimeoutError`` (no
 answer in time) or ``ReplyError`` (Redis answered an error). A connection that was lost is replaced by
@@ -20,8 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import socket
+import threading
 from collections import deque
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 from urllib.parse import unquote, urlsplit
 
 Arg = bytes | str | int | float
@@ -163,18 +166,16 @@ def _expire(future: asyncio.Future[Any], pipe: _Pipe, replies_before: int) -> No
         future.set_exception(TimeoutError("no answer from Redis"))
 
 
-class PinnedConnection:
-    def __init__(self, host: str, port: int, path: str | None, db: int, username: str | None,
-                 password: str | None, timeout: float) -> None:  # fmt: skip
-        self._host, self._port, self._path, self._db = host, port, path, db
-        self._username, self._password = username, password
-        self.timeout = timeout
-        self._pipe: _Pipe | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._connecting: asyncio.Task[_Pipe] | None = None
+class Address(NamedTuple):
+    host: str
+    port: int
+    path: str | None  # a unix socket
+    db: int
+    username: str | None
+    password: str | None
 
     @classmethod
-    def for_url(cls, url: str, timeout: float) -> PinnedConnection | None:
+    def of(cls, url: str) -> Address | None:
         """For ``redis://`` and ``unix://`` URLs; None for others (``rediss://``: redis-py handles TLS)."""
         parts = urlsplit(url)
         query = dict(item.split("=", 1) for item in parts.query.split("&") if "=" in item)
@@ -182,10 +183,33 @@ class PinnedConnection:
         username = unquote(parts.username) if parts.username else None
         if parts.scheme == "redis":
             db = query.get("db") or parts.path.lstrip("/") or "0"
-            return cls(parts.hostname or "localhost", parts.port or 6379, None, int(db), username, password, timeout)
+            return cls(parts.hostname or "localhost", parts.port or 6379, None, int(db), username, password)
         if parts.scheme == "unix":
-            return cls("", 0, parts.path, int(query.get("db", "0")), username, password, timeout)
+            return cls("", 0, parts.path, int(query.get("db", "0")), username, password)
         return None
+
+    def setup(self) -> list[list[Arg]]:
+        """The commands a new connection sends first."""
+        commands: list[list[Arg]] = []
+        if self.password:
+            commands.append([b"AUTH", *([self.username] if self.username else []), self.password])
+        if self.db:
+            commands.append([b"SELECT", self.db])
+        return commands
+
+
+class PinnedConnection:
+    def __init__(self, address: Address, timeout: float) -> None:
+        self._address = address
+        self.timeout = timeout
+        self._pipe: _Pipe | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._connecting: asyncio.Task[_Pipe] | None = None
+
+    @classmethod
+    def for_url(cls, url: str, timeout: float) -> PinnedConnection | None:
+        address = Address.of(url)
+        return cls(address, timeout) if address is not None else None
 
     async def execute(self, *args: Arg) -> Any:
         """Run one command. A connection found closed under it (Redis restarted since its last use) is
@@ -219,16 +243,15 @@ class PinnedConnection:
                 self._connecting = None
 
     async def _connect(self, loop: asyncio.AbstractEventLoop) -> _Pipe:
+        address = self._address
         async with asyncio.timeout(self.timeout):
-            if self._path:
-                _, pipe = await loop.create_unix_connection(_Pipe, self._path)
+            if address.path:
+                _, pipe = await loop.create_unix_connection(_Pipe, address.path)
             else:
-                _, pipe = await loop.create_connection(_Pipe, self._host, self._port)  # asyncio sets TCP_NODELAY
+                _, pipe = await loop.create_connection(_Pipe, address.host, address.port)  # asyncio sets TCP_NODELAY
             try:
-                if self._password:
-                    await pipe.send([b"AUTH", *([self._username] if self._username else []), self._password])
-                if self._db:
-                    await pipe.send([b"SELECT", self._db])
+                for command in address.setup():
+                    await pipe.send(command)
             except BaseException:
                 pipe.drop(ConnectionError("Redis refused the connection's setup"))
                 raise
@@ -262,3 +285,100 @@ class Script:
             if not str(exc).startswith("NOSCRIPT"):
                 raise
         return await self._connection.execute(b"EVAL", self._body, len(keys), *keys, *args)
+
+
+class BlockingConnection:
+    """The same for a thread (the log service's settlements): one socket, one command at a time."""
+
+    def __init__(self, address: Address, timeout: float) -> None:
+        self._address = address
+        self.timeout = timeout
+        self._socket: socket.socket | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def for_url(cls, url: str, timeout: float) -> BlockingConnection | None:
+        address = Address.of(url)
+        return cls(address, timeout) if address is not None else None
+
+    def execute(self, *args: Arg) -> Any:
+        with self._lock:
+            try:
+                return self._execute(args)
+            except ConnectionLost:  # closed since its last use (a restart): once more, on a new connection
+                return self._execute(args)
+
+    def _execute(self, args: Sequence[Arg]) -> Any:
+        sock = self._socket or self._connect()
+        try:
+            reply = self._exchange(sock, args)
+        except BaseException:
+            self.close()  # a timeout leaves a reply in flight: this connection is out of step
+            raise
+        if isinstance(reply, ReplyError):
+            raise reply
+        return reply
+
+    def _exchange(self, sock: socket.socket, args: Sequence[Arg]) -> Any:
+        try:
+            sock.sendall(encode(args))
+            buffer = b""
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise ConnectionLost("Redis closed the connection")
+                buffer += chunk
+                try:
+                    return parse(buffer, 0)[0]
+                except _Incomplete:
+                    continue
+        except socket.timeout:
+            raise TimeoutError("no answer from Redis") from None
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            raise ConnectionLost(f"connection to Redis lost ({exc})") from None
+
+    def _connect(self) -> socket.socket:
+        address = self._address
+        if address.path:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(self.timeout)
+            try:
+                sock.connect(address.path)
+            except BaseException:
+                sock.close()
+                raise
+        else:
+            sock = socket.create_connection((address.host, address.port), timeout=self.timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            for command in address.setup():
+                reply = self._exchange(sock, command)
+                if isinstance(reply, ReplyError):
+                    raise reply
+        except BaseException:
+            sock.close()
+            raise
+        self._socket = sock
+        return sock
+
+    def close(self) -> None:
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+
+
+class BlockingScript:
+    """``Script`` on a ``BlockingConnection``."""
+
+    def __init__(self, connection: BlockingConnection, body: str) -> None:
+        self._connection = connection
+        self._body = body.encode()
+        self._sha = hashlib.sha1(self._body).hexdigest().encode()
+
+    def __call__(self, keys: Sequence[bytes], args: Sequence[Arg]) -> Any:
+        try:
+            return self._connection.execute(b"EVALSHA", self._sha, len(keys), *keys, *args)
+        except ReplyError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+        return self._connection.execute(b"EVAL", self._body, len(keys), *keys, *args)
