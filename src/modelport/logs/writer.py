@@ -283,12 +283,14 @@ class LogWriter:
         only metrics and budgets take the records, here)."""
         traced = self.on_prepared
         if not self.settings.logging:
+            settlements = []
             for record in batch:
                 self.metrics.observe(metrics_row(record))
                 if record.reservations:  # nothing is stored, but a budget still needs the real usage
-                    self._settle_budgets(self._prepare(record).settlements)
+                    settlements += self._prepare(record).settlements
                 if traced is not None:
                     traced(record, None)
+            self._settle_budgets(settlements)
             return None
         prepared = []
         for position, record in enumerate(batch, 1):
