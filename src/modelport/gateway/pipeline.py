@@ -119,6 +119,7 @@ class Gateway:
             finally:
                 await call.release_unsettled()
         except _KeyRefused as refused:
+            refused.error.__traceback__ = None
             await self._fail(send, record, refused.error, options)
         except GatewayError as error:
             error.__traceback__ = None  # its frames (this one too) hold the request: no cycle to wait on
