@@ -38,6 +38,7 @@ _COUNT_AT = KEY_SIZE + 8
 _SLOT_PACK = SLOT.pack_into
 MAX_REMEMBERED = 4096
 PROBE = 64
+SETTLE_PER_LOCK = 32
 DEFAULT_SLOTS = 1 << 15  # 1 MiB: room for tens of thousands of live windows
 
 
@@ -123,14 +124,15 @@ class LocalCounters:
 
     def settle_all(self, settlements: Sequence[tuple[Charge, int]], now: float) -> None:
         open_ones = [(charge, delta) for charge, delta in settlements if charge.ends_at > now]
-        if not open_ones:
-            return
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
-        try:
-            for charge, delta in open_ones:
-                self._add(charge, delta, now)
-        finally:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        # A few dozen per lock: a worker's admission waits on it with its event loop stopped, so a whole
+        # batch under one lock (or the log service's thread preempted holding it) would stall requests.
+        for start in range(0, len(open_ones), SETTLE_PER_LOCK):
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            try:
+                for charge, delta in open_ones[start : start + SETTLE_PER_LOCK]:
+                    self._add(charge, delta, now)
+            finally:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def _add(self, charge: Charge, delta: int, now: float) -> int:
         """Under the lock: the charge's window plus ``delta``, never below 0."""
