@@ -94,3 +94,37 @@ def test_a_running_prediction_is_not_priced_yet_and_filters_stay_in_the_url(page
     page.locator("table.predictions-table td.empty", has_text="No predictions match").wait_for()
     page.click("form.filters button:has-text('Clear')")
     row(page, running["id"]).wait_for()
+
+
+def test_a_webhooks_events_and_their_relays_are_steps_of_its_lifecycle(page, gateway):  # noqa: F811
+    # Issue 13: each event Replicate posted and each delivery attempt to the caller are visible here.
+    from tests.fakes.webhook_receiver import WebhookReceiver
+
+    with WebhookReceiver() as receiver, client(gateway) as http:
+        created = http.post("/models/test/echo/predictions",
+                            json={"input": {"text": "with a webhook"}, "webhook": receiver.hook()})
+        assert created.status_code == 201, created.text
+        prediction_id = created.json()["id"]
+        view = with_steps(gateway, prediction_id, {"webhook received", "webhook delivery"})
+    sign_in(page, gateway, f"/dashboard/predictions/{prediction_id}")
+    panel = page.locator("aside.detail", has_text=prediction_id)
+    panel.wait_for()
+    shown = [s.get_attribute("data-step") for s in panel.locator("ol.lifecycle > li").all()]
+    assert shown == [step["step"] for step in view["lifecycle"]]
+    assert "webhook received" in shown and "webhook delivery" in shown
+    delivery = panel.locator('ol.lifecycle > li[data-step="webhook delivery"]').first
+    assert "200" in delivery.inner_text()  # the receiver's answer to the relay
+
+
+def with_steps(gateway, prediction_id: str, wanted: set[str], timeout: float = 20) -> dict:
+    """The prediction view once its lifecycle holds every step in ``wanted``."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    with httpx.Client(base_url=gateway.v1, headers=gateway.headers(), timeout=20) as admin:
+        while True:
+            reply = admin.get(f"/logs/predictions/{prediction_id}")
+            if reply.status_code == 200 and wanted <= {s["step"] for s in reply.json()["lifecycle"]}:
+                return reply.json()
+            assert time.monotonic() < deadline, f"{prediction_id}: {reply.status_code} {reply.text[:500]}"
+            time.sleep(0.1)

@@ -3,6 +3,9 @@ declares them, streamed or polled, its cost logged once and its ownership the ca
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
 import time
 
 import anthropic
@@ -11,6 +14,7 @@ import openai
 import pytest
 
 from tests.harness import GatewayProcess
+from tests.test_clients_replicate import NODE_DIR
 from tests.test_logging import one_log, trace
 from tests.test_replicate_cost import start_gateway
 
@@ -331,3 +335,37 @@ def test_a_prediction_failing_mid_stream_is_still_priced_for_the_time_it_ran(gat
     row = one_log(gateway, trace_id)
     assert row["prediction_id"] == state.predictions[-1].id and "out of memory" in (row["error"] or "")
     assert row["cost_usd"] == pytest.approx(2.0 * A40_LARGE) and row["cost_status"] == "priced"
+
+
+# -- the portkey-ai SDKs (issue 13: real clients, chat and images over Replicate) ---------------------
+def test_the_portkey_python_sdk_chats_and_draws_over_replicate_models(gateway, fake_replicate):
+    from portkey_ai import Portkey
+
+    _, state = fake_replicate
+    portkey = Portkey(api_key=gateway.admin_key, base_url=gateway.v1, provider="@replicate-test")
+    reply = portkey.chat.completions.create(model="test/chat", messages=[{"role": "user", "content": "portkey says hi"}],
+                                            max_tokens=2)
+    assert reply.choices[0].message.content == "portkey says"
+    assert created_inputs(state, "test/chat")["messages"] == [{"role": "user", "content": "portkey says hi"}]
+    drawn = portkey.images.generate(model="test/image", prompt="a blue circle", n=2)
+    assert len(drawn.data) == 2 and all(image.url.startswith(fake_replicate[0].url) for image in drawn.data)
+    assert state.predictions[-1].model == "test/image" and state.predictions[-1].input["prompt"] == "a blue circle"
+
+
+@pytest.mark.skipif(shutil.which("node") is None or not (NODE_DIR / "node_modules" / "portkey-ai").exists(),
+                    reason="node and tests/node/node_modules (npm ci in tests/node) are required")
+def test_the_portkey_node_sdk_chats_over_a_replicate_model(gateway, fake_replicate):
+    script = f"""
+    const {{ Portkey }} = require('portkey-ai');
+    const portkey = new Portkey({{ apiKey: {json.dumps(gateway.admin_key)}, baseURL: {json.dumps(gateway.v1)},
+                                   provider: '@replicate-test' }});
+    portkey.chat.completions.create({{ model: 'test/chat', max_tokens: 3,
+                                      messages: [{{ role: 'user', content: 'node says hello there' }}] }})
+      .then(r => console.log(JSON.stringify(r)))
+      .catch(e => {{ console.error(String(e)); process.exit(1); }});
+    """
+    result = subprocess.run(["node", "-e", script], cwd=NODE_DIR, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    reply = json.loads(result.stdout.strip().splitlines()[-1])
+    assert reply["object"] == "chat.completion" and reply["choices"][0]["message"]["content"] == "node says hello"
+    assert reply["usage"]["completion_tokens"] == 3
