@@ -35,6 +35,7 @@ from modelport.providers.openai_shapes import (
     raw_error_message,
     refuse_unsupported,
     stop_sequences,
+    text_parts,
     token_usage,
     tool_call,
 )
@@ -172,11 +173,7 @@ def _message(message: dict[str, Any]) -> dict[str, Any]:
 
 
 def _text(content: Any, role: str) -> str:
-    if content is None or isinstance(content, str):
-        return content or ""
-    if any(part.get("type") != "text" for part in content):
-        raise ValueError(f"Only text content is supported in {role} messages.")
-    return "".join(part.get("text", "") for part in content)
+    return "".join(text_parts(content, role))
 
 
 def _user_content(content: Any) -> list[dict[str, Any]]:

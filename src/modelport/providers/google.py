@@ -34,6 +34,7 @@ from modelport.providers.openai_shapes import (
     max_tokens,
     refuse_unsupported,
     stop_sequences,
+    text_parts,
     tool_arguments,
 )
 
@@ -145,7 +146,7 @@ def _contents(messages: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str,
     for message in messages:
         role = message.get("role")
         if role in ("system", "developer"):
-            system.extend({"text": text} for text in _texts(message.get("content"), role))
+            system.extend({"text": text} for text in text_parts(message.get("content"), role))
             continue
         if role == "user":
             turn, parts = "user", _user_parts(message.get("content"))
@@ -167,20 +168,6 @@ def _contents(messages: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str,
     if not contents:
         raise ValueError("Gemini needs at least one user message besides the system prompt.")
     return system, contents
-
-
-def _texts(content: Any, role: str) -> list[str]:
-    if content is None:
-        return []
-    if isinstance(content, str):
-        return [content] if content else []
-    texts = []
-    for part in content:
-        if part.get("type") != "text":
-            raise ValueError(f"Only text content is supported in {role} messages.")
-        if part.get("text"):
-            texts.append(part["text"])
-    return texts
 
 
 def _user_parts(content: Any) -> list[dict[str, Any]]:
@@ -224,7 +211,7 @@ def _media_part(url: Any, default_mime: str) -> dict[str, Any]:
 
 
 def _assistant_parts(message: dict[str, Any], tool_names: dict[str, str]) -> list[dict[str, Any]]:
-    parts: list[dict[str, Any]] = [{"text": text} for text in _texts(message.get("content"), "assistant")]
+    parts: list[dict[str, Any]] = [{"text": text} for text in text_parts(message.get("content"), "assistant")]
     for call in message.get("tool_calls") or []:
         name = (call.get("function") or {}).get("name", "")
         tool_names[call.get("id", "")] = name
@@ -242,7 +229,7 @@ def _assistant_parts(message: dict[str, Any], tool_names: dict[str, str]) -> lis
 def _function_response(name: str, content: Any) -> dict[str, Any]:
     """Gemini wants an object; a non-object result is wrapped as ``{"result": ...}``, as the
     google-genai SDK does for automatic function calling."""
-    text = content if isinstance(content, str) else "".join(_texts(content, "tool"))
+    text = content if isinstance(content, str) else "".join(text_parts(content, "tool"))
     try:
         value = orjson.loads(text)
     except orjson.JSONDecodeError:

@@ -95,6 +95,22 @@ def tool_arguments(call: Mapping[str, Any]) -> Any:
         raise ValueError(f"Tool call {call.get('id')!r} has arguments that are not JSON.") from None
 
 
+def text_parts(content: Any, role: str) -> list[str]:
+    """The texts of a message's ``content`` (a string or a list of ``text`` parts), empty ones left out,
+    for a provider that takes only text in ``role``'s messages (system, assistant, tool)."""
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [content] if content else []
+    texts = []
+    for part in content:
+        if not isinstance(part, dict) or part.get("type") != "text":
+            raise ValueError(f"Only text content is supported in {role} messages.")
+        if part.get("text"):
+            texts.append(part["text"])
+    return texts
+
+
 def embedding_texts(body: Mapping[str, Any], provider: str) -> list[str]:
     """``input`` as a list of strings; token-id inputs have no meaning to other providers' tokenizers."""
     texts = body.get("input")

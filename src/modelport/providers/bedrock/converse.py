@@ -26,6 +26,7 @@ from modelport.providers.openai_shapes import (
     max_tokens,
     refuse_unsupported,
     stop_sequences,
+    text_parts,
     tool_arguments,
 )
 
@@ -100,7 +101,7 @@ def _messages(messages: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str,
             raise ValueError("Each message must be an object.")
         role = message.get("role")
         if role in ("system", "developer"):
-            system.extend({"text": text} for text in _texts(message.get("content"), role))
+            system.extend({"text": text} for text in text_parts(message.get("content"), role))
             continue
         if role == "user":
             turn, blocks = "user", _user_blocks(message.get("content"))
@@ -119,20 +120,6 @@ def _messages(messages: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str,
     if not turns:
         raise ValueError("Bedrock needs at least one user message besides the system prompt.")
     return system, turns
-
-
-def _texts(content: Any, role: str) -> list[str]:
-    if content is None:
-        return []
-    if isinstance(content, str):
-        return [content] if content else []
-    texts = []
-    for part in content:
-        if not isinstance(part, dict) or part.get("type") != "text":
-            raise ValueError(f"Only text content is supported in {role} messages.")
-        if part.get("text"):
-            texts.append(part["text"])
-    return texts
 
 
 def _user_blocks(content: Any) -> list[dict[str, Any]]:
@@ -172,7 +159,7 @@ def _guess_type(url: str) -> str:
 
 
 def _assistant_blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
-    blocks: list[dict[str, Any]] = [{"text": text} for text in _texts(message.get("content"), "assistant")]
+    blocks: list[dict[str, Any]] = [{"text": text} for text in text_parts(message.get("content"), "assistant")]
     for call in message.get("tool_calls") or []:
         function = call.get("function") or {}
         blocks.append({"toolUse": {"toolUseId": call.get("id", ""), "name": function.get("name", ""),
@@ -183,7 +170,7 @@ def _assistant_blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
 def _tool_result(message: dict[str, Any]) -> dict[str, Any]:
     """A tool's answer: JSON as a ``json`` block when it parses to an object, else text."""
     content = message.get("content")
-    text = content if isinstance(content, str) else "".join(_texts(content, "tool"))
+    text = content if isinstance(content, str) else "".join(text_parts(content, "tool"))
     try:
         value = orjson.loads(text)
     except orjson.JSONDecodeError:
