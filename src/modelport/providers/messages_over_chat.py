@@ -15,7 +15,7 @@ results) is dropped, or refused by name under ``x-portkey-strict-open-ai-complia
 
 from __future__ import annotations
 
-from typing import Any, AsyncIterator
+from typing import Any
 
 import orjson
 
@@ -35,6 +35,7 @@ from modelport.providers.openai_shapes import (
     Dropper,
     EventsOverChat,
     PassThroughStream,
+    events_over_reply,
     json_value,
     openai_error_body,
     refuse_unsupported,
@@ -136,25 +137,12 @@ class MessagesOverStepChat(MessagesOverChat):
             message = to_message(orjson.loads(reply.body or b"{}"), body.get("model"))
             return Reply(reply.status, orjson.dumps(message), usage=reply.usage)
         translated = Reply(reply.status)
-        translated.stream = self._events(reply, translated, body.get("model"))
+        translated.stream = events_over_reply(reply, translated, MessageEvents(PassThroughStream(), body.get("model")))
         return translated
 
     async def abandon(self, first: StepAnswer, target: Target, steps: Steps) -> None:
         await self.chat.abandon(first, target, steps)  # type: ignore[attr-defined]
 
-    async def _events(self, chat: Reply, translated: Reply, model: str | None) -> AsyncIterator[bytes]:
-        events = MessageEvents(PassThroughStream(), model)
-        try:
-            async for chunk in chat.stream:  # type: ignore[union-attr]
-                out = events.feed(chunk)
-                if out:
-                    yield out
-            yield events.finish()
-        finally:
-            close = getattr(chat.stream, "aclose", None)
-            if close is not None:
-                await close()
-        translated.usage, translated.error = chat.usage or events.usage, chat.error
 
 
 def anthropic_error(kind: str, message: str) -> dict[str, Any]:

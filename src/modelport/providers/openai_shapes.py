@@ -16,7 +16,7 @@ import secrets
 import struct
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, AsyncIterator
 
 import orjson
 
@@ -388,3 +388,19 @@ class EventsOverChat:
     def _end(self) -> bytes:
         raise NotImplementedError
 
+
+async def events_over_reply(chat: Any, translated: Any, events: Any) -> AsyncIterator[bytes]:
+    """A multi-step chat adapter's streamed ``Reply`` (``chat``) as another API's events, turned by
+    ``events`` (an ``EventsOverChat`` over a ``PassThroughStream``); the chat stream is closed whatever
+    happens, and ``translated`` (the outer ``Reply``) gets the usage and error once it has ended."""
+    try:
+        async for chunk in chat.stream:
+            out = events.feed(chunk)
+            if out:
+                yield out
+        yield events.finish()
+    finally:
+        close = getattr(chat.stream, "aclose", None)
+        if close is not None:
+            await close()
+    translated.usage, translated.error = chat.usage or events.usage, chat.error

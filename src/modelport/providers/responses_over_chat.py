@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from typing import Any, AsyncIterator
+from typing import Any
 
 import orjson
 
@@ -35,7 +35,7 @@ from modelport.providers.base import (
     UnsupportedParameter,
     UpstreamRequest,
 )
-from modelport.providers.openai_shapes import Dropper, PassThroughStream, refuse_unsupported
+from modelport.providers.openai_shapes import Dropper, PassThroughStream, events_over_reply, refuse_unsupported
 
 # Responses parameters with an OpenAI chat counterpart (``metadata`` is echoed on the response).
 TRANSLATED = frozenset({
@@ -111,7 +111,9 @@ class ResponsesOverStepChat(ResponsesOverChat):
             response = to_response(orjson.loads(reply.body or b"{}"), body)
             return Reply(reply.status, orjson.dumps(response), usage=reply.usage)
         translated = Reply(reply.status)
-        translated.stream = self._events(reply, translated, body)
+        from modelport.providers.responses_stream import ResponseEvents
+
+        translated.stream = events_over_reply(reply, translated, ResponseEvents(PassThroughStream(), body))
         return translated
 
     async def abandon(self, first: StepAnswer, target: Target, steps: Steps) -> None:
@@ -125,21 +127,6 @@ class ResponsesOverStepChat(ResponsesOverChat):
             raise ValueError(f"'text.format': provider '{self.provider}' cannot hold a model to a JSON format; send "
                              "{\"type\": \"text\"} (or leave it out), or use a provider with structured outputs.")
 
-    async def _events(self, chat: Reply, translated: Reply, body: dict[str, Any]) -> AsyncIterator[bytes]:
-        from modelport.providers.responses_stream import ResponseEvents
-
-        events = ResponseEvents(PassThroughStream(), body)
-        try:
-            async for chunk in chat.stream:  # type: ignore[union-attr]
-                out = events.feed(chunk)
-                if out:
-                    yield out
-            yield events.finish()
-        finally:
-            close = getattr(chat.stream, "aclose", None)
-            if close is not None:
-                await close()
-        translated.usage, translated.error = chat.usage or events.usage, chat.error
 
 
 # --- request: Responses -> OpenAI chat --------------------------------------------------------
