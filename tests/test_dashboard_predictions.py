@@ -110,8 +110,10 @@ def test_a_webhooks_events_and_their_relays_are_steps_of_its_lifecycle(page, gat
     panel = page.locator("aside.detail", has_text=prediction_id)
     panel.wait_for()
     shown = [s.get_attribute("data-step") for s in panel.locator("ol.lifecycle > li").all()]
-    assert shown == [step["step"] for step in view["lifecycle"]]
-    assert "webhook received" in shown and "webhook delivery" in shown
+    # Later records may have landed since the API was read: the page shows at least every step it had.
+    had = [step["step"] for step in view["lifecycle"]]
+    assert all(shown.count(step) >= had.count(step) for step in had), (shown, had)
+    assert shown[0] == "create" and "webhook received" in shown and "webhook delivery" in shown
     delivery = panel.locator('ol.lifecycle > li[data-step="webhook delivery"]').first
     assert "200" in delivery.inner_text()  # the receiver's answer to the relay
 
