@@ -14,8 +14,10 @@ OPENAI_KEY = "sk-test-openai"
 ANTHROPIC_KEY = "sk-ant-test-key"
 GEMINI_KEY = "gemini-test-key"
 COHERE_KEY = "cohere-test-key"
-# AWS documents this example secret; the fake Bedrock knows it (tests/test_bedrock_gateway.py).
-BEDROCK_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+# Test AWS credentials the fake Bedrock knows: labelled as tests, shaped like no real key (a "/" and a
+# "+" kept, as real secrets carry them and the signer must not care).
+BEDROCK_KEY_ID = "MPTESTACCESSKEYID"
+BEDROCK_SECRET = "test-bedrock-secret/for+the-fake-0123456"
 
 
 @pytest.fixture(scope="session")

@@ -10,13 +10,13 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import BEDROCK_SECRET
+from tests.conftest import BEDROCK_KEY_ID, BEDROCK_SECRET
 from tests.fakes.bedrock import BEDROCK, make_bedrock_app
 from tests.fakes.server import FakeServer
 from tests.harness import GatewayProcess
 from tests.test_logging import one_log, trace
 
-KEY_ID = "AKIAIOSFODNN7EXAMPLE"
+KEY_ID = BEDROCK_KEY_ID
 ROLE = "arn:aws:iam::123456789012:role/bedrock-caller"
 CLAUDE, NOVA = "anthropic.claude-3-5-sonnet-20241022-v2:0", "us.amazon.nova-pro-v1:0"
 WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Weather for a city",

@@ -14,6 +14,7 @@ from botocore.credentials import Credentials as BotoCredentials
 
 from modelport.providers.bedrock import sigv4
 from modelport.providers.bedrock.sigv4 import Credentials
+from tests.conftest import BEDROCK_KEY_ID, BEDROCK_SECRET
 
 # aws-sig-v4-test-suite (docs.aws.amazon.com/general/latest/gr/signature-v4-test-suite.html): AWS's
 # example key, signed at 2015-08-30T12:36:00Z for us-east-1 / "service". The suite signs no
@@ -74,7 +75,7 @@ BEDROCK_CASES = [
 
 @pytest.mark.parametrize("name,url,token", BEDROCK_CASES, ids=[case[0] for case in BEDROCK_CASES])
 def test_botocore_accepts_our_signature(name, url, token):
-    credentials = Credentials("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", token)
+    credentials = Credentials(BEDROCK_KEY_ID, BEDROCK_SECRET, token)
     body = '{"messages":[{"role":"user","content":[{"text":"héllo"}]}]}'.encode()
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
     region = "us-west-2" if "us-west-2" in url else "us-east-1"

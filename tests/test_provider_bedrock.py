@@ -21,10 +21,11 @@ from modelport.providers.base import StepAnswer, Target, UpstreamRequest
 from modelport.providers.bedrock.auth import SigV4Auth
 from modelport.providers.bedrock.converse import ADAPTER
 from modelport.sse import SSEParser
+from tests.conftest import BEDROCK_KEY_ID, BEDROCK_SECRET
 from tests.fakes.bedrock import BEDROCK, BedrockState, make_bedrock_app
 from tests.fakes.server import FakeServer
 
-KEY_ID, SECRET = "AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+KEY_ID, SECRET = BEDROCK_KEY_ID, BEDROCK_SECRET
 CLAUDE, LLAMA = "anthropic.claude-3-5-sonnet-20241022-v2:0", "us.meta.llama3-2-11b-instruct-v1:0"
 ROLE = "arn:aws:iam::123456789012:role/bedrock-caller"
 WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Weather in a city",
