@@ -290,6 +290,30 @@ class MultiStepAdapter(Adapter, Protocol):
         ...
 
 
+class OverStepChat:
+    """``begin`` and ``abandon`` of another API (Messages, Responses) served over a provider's multi-step
+    chat adapter (``self.chat``): the request translated to chat by ``_chat_request``, a refused parameter
+    named as the caller's API spells it (``names``), whichever translation refused it."""
+
+    multi_step = True
+    names: Mapping[str, str] = {}
+    chat: Any
+    provider: str
+
+    def _chat_request(self, body: dict[str, Any], strict: bool) -> dict[str, Any]:
+        raise NotImplementedError
+
+    async def begin(self, endpoint: Endpoint, body: dict[str, Any], target: Target, strict: bool,
+                    steps: Steps) -> StepAnswer:
+        try:
+            return await self.chat.begin("chat", self._chat_request(body, strict), target, strict, steps)
+        except UnsupportedParameter as exc:
+            raise UnsupportedParameter(self.names.get(exc.parameter, exc.parameter), exc.provider) from None
+
+    async def abandon(self, first: StepAnswer, target: Target, steps: Steps) -> None:
+        await self.chat.abandon(first, target, steps)
+
+
 def _as_named(model: str) -> tuple[str, ...]:
     return (model,)
 

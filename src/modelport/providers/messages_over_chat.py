@@ -23,6 +23,7 @@ from modelport.providers.anthropic import STATUS_ERROR_TYPES
 from modelport.providers.base import (
     Adapter,
     Endpoint,
+    OverStepChat,
     ProviderFailure,
     Reply,
     StepAnswer,
@@ -108,22 +109,14 @@ class MessagesOverChat:
         return to_chat_request(request_body, self.provider, strict=False)
 
 
-class MessagesOverStepChat(MessagesOverChat):
+class MessagesOverStepChat(OverStepChat, MessagesOverChat):
     """Messages over a multi-step chat adapter (Replicate's, providers/base.py ``MultiStepAdapter``):
     the same translation, around ``begin``/``finish`` instead of one request and its response."""
 
-    multi_step = True
+    names = MESSAGES_NAMES
 
-    async def begin(self, endpoint: Endpoint, body: dict[str, Any], target: Target, strict: bool,
-                    steps: Steps) -> StepAnswer:
-        try:
-            chat_body = to_chat_request(body, self.provider, strict)
-        except UnsupportedParameter as exc:
-            raise UnsupportedParameter(MESSAGES_NAMES.get(exc.parameter, exc.parameter), exc.provider) from None
-        try:
-            return await self.chat.begin("chat", chat_body, target, strict, steps)  # type: ignore[attr-defined]
-        except UnsupportedParameter as exc:  # the chat adapter names its own parameter; the caller sent ours
-            raise UnsupportedParameter(MESSAGES_NAMES.get(exc.parameter, exc.parameter), exc.provider) from None
+    def _chat_request(self, body: dict[str, Any], strict: bool) -> dict[str, Any]:
+        return to_chat_request(body, self.provider, strict)
 
     async def finish(self, endpoint: Endpoint, first: StepAnswer, body: dict[str, Any], target: Target,
                      steps: Steps) -> Reply:
@@ -139,9 +132,6 @@ class MessagesOverStepChat(MessagesOverChat):
         translated = Reply(reply.status)
         translated.stream = events_over_reply(reply, translated, MessageEvents(PassThroughStream(), body.get("model")))
         return translated
-
-    async def abandon(self, first: StepAnswer, target: Target, steps: Steps) -> None:
-        await self.chat.abandon(first, target, steps)  # type: ignore[attr-defined]
 
 
 

@@ -28,6 +28,7 @@ import orjson
 from modelport.providers.base import (
     Adapter,
     Endpoint,
+    OverStepChat,
     Reply,
     StepAnswer,
     Steps,
@@ -83,25 +84,18 @@ class ResponsesOverChat:
         return to_chat_request(request_body, self.provider, strict=False)
 
 
-class ResponsesOverStepChat(ResponsesOverChat):
+class ResponsesOverStepChat(OverStepChat, ResponsesOverChat):
     """Responses over a multi-step chat adapter (Replicate's, providers/base.py ``MultiStepAdapter``): the
     same translation, around ``begin``/``finish``. Such an adapter runs a model that has no tools and no
     structured output (Replicate's chat drops ``tools`` and ``response_format``), so a request that needs
     either is refused with a 400 in every compliance mode: dropping them would answer another question."""
 
-    multi_step = True
+    names = RESPONSES_NAMES
 
-    async def begin(self, endpoint: Endpoint, body: dict[str, Any], target: Target, strict: bool,
-                    steps: Steps) -> StepAnswer:
-        try:
-            chat_body = to_chat_request(body, self.provider, strict)
-        except UnsupportedParameter as exc:
-            raise UnsupportedParameter(RESPONSES_NAMES.get(exc.parameter, exc.parameter), exc.provider) from None
+    def _chat_request(self, body: dict[str, Any], strict: bool) -> dict[str, Any]:
+        chat_body = to_chat_request(body, self.provider, strict)
         self._refuse_unhonoured(chat_body)
-        try:
-            return await self.chat.begin("chat", chat_body, target, strict, steps)  # type: ignore[attr-defined]
-        except UnsupportedParameter as exc:  # the chat adapter names its own parameter; the caller sent ours
-            raise UnsupportedParameter(RESPONSES_NAMES.get(exc.parameter, exc.parameter), exc.provider) from None
+        return chat_body
 
     async def finish(self, endpoint: Endpoint, first: StepAnswer, body: dict[str, Any], target: Target,
                      steps: Steps) -> Reply:
@@ -115,9 +109,6 @@ class ResponsesOverStepChat(ResponsesOverChat):
 
         translated.stream = events_over_reply(reply, translated, ResponseEvents(PassThroughStream(), body))
         return translated
-
-    async def abandon(self, first: StepAnswer, target: Target, steps: Steps) -> None:
-        await self.chat.abandon(first, target, steps)  # type: ignore[attr-defined]
 
     def _refuse_unhonoured(self, chat_body: dict[str, Any]) -> None:
         if chat_body.get("tools"):
