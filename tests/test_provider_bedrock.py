@@ -16,7 +16,7 @@ import orjson
 import pytest
 from yarl import URL
 
-from modelport.gateway.errors import BadRequest, Forbidden
+from modelport.errors import BadRequest, Forbidden
 from modelport.providers.base import StepAnswer, Target, UpstreamRequest
 from modelport.providers.bedrock.auth import SigV4Auth
 from modelport.providers.bedrock.converse import ADAPTER

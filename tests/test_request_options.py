@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from modelport.gateway.errors import InvalidHeader
+from modelport.errors import InvalidHeader
 from modelport.gateway.headers import RequestOptions, parse_request_options
 
 KEY = b"mp-test-key-0123456789abcdefghijklmnop"

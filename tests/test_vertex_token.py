@@ -11,7 +11,7 @@ import time
 import aiohttp
 import pytest
 
-from modelport.gateway.errors import BadRequest, Forbidden
+from modelport.errors import BadRequest, Forbidden
 from modelport.providers.base import StepAnswer, UpstreamRequest
 from modelport.providers.vertex.token import CredentialRefused, ServiceAccount, TokenCache
 from tests.fakes.server import FakeServer

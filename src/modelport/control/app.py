@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl
 import orjson
 
 from ..gateway.auth import Authenticator, Principal
-from ..gateway.errors import Conflict, GatewayError, NotFound, StoreBusy, Unauthorized
+from ..errors import Conflict, GatewayError, NotFound, StoreBusy, Unauthorized
 from ..gateway.headers import parse_request_options
 from ..gateway.hosts import HostRules
 from ..gateway.limits import Limiter

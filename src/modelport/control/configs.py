@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ..gateway.errors import NotFound
+from ..errors import NotFound
 from ..store import CONFIG_STATUSES, UNCHANGED, Config, Store
 from ..store.base import SLUG_PATTERN
 from .router import Request, Route

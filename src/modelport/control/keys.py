@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..gateway.auth import Principal
-from ..gateway.errors import Forbidden, NotFound
+from ..errors import Forbidden, NotFound
 from ..gateway.limits import key_rules
 from ..usage.limits import key_budget, key_token_limits
 from ..store import SCOPES, UNCHANGED, ApiKey, Store

@@ -23,7 +23,7 @@ from typing import Any, Iterable, Iterator, Mapping
 import orjson
 
 from ..gateway.auth import Principal
-from ..gateway.errors import Forbidden, NotFound
+from ..errors import Forbidden, NotFound
 from ..logs.analytics import BUCKET_MS, GROUP_COLUMNS, summarize
 from ..store import LogFilter, LogStore, Store
 from ..store.log_base import DETAIL_EXTRA, MAX_LIMIT, SUMMARY_FIELDS

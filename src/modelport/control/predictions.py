@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..gateway.errors import NotFound
+from ..errors import NotFound
 from ..logs import predictions as view
 from ..logs.predictions import MAX_LIFECYCLE_RECORDS
 from ..providers.replicate.pricing import PREDICTION_STATUSES

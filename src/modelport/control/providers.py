@@ -23,7 +23,7 @@ import re
 import secrets
 from typing import Any, Mapping
 
-from ..gateway.errors import Forbidden, NotFound
+from ..errors import Forbidden, NotFound
 from ..gateway.limits import provider_rules
 from ..providers.registry import all_settings
 from ..usage.limits import provider_budget, provider_token_limits

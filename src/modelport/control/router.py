@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from ..gateway.auth import Principal
-from ..gateway.errors import MethodNotAllowed, NotFound
+from ..errors import MethodNotAllowed, NotFound
 from ..gateway.hosts import HostRules
 from ..gateway.limits import Limiter
 from ..store import LogStore

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any, Callable, Mapping, Sequence
 
 from ..gateway.configs import validate_config
-from ..gateway.errors import InvalidConfig
+from ..errors import InvalidConfig
 from ..gateway.headers import metadata_problem
 from ..gateway.hosts import HostRules
 from ..providers.registry import PROVIDERS, all_settings

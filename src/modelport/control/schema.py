@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Mapping
 from urllib.parse import urlsplit
 
-from ..gateway.errors import BadRequest
+from ..errors import BadRequest
 
 Convert = Callable[[Any, str], Any]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from .errors import Forbidden
+from ..errors import Forbidden
 from .forward import Outbound
 from .resolve import Resolved
 from .routing import Leaf

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any, Hashable, Protocol
 
 from ..keys import hash_api_key
-from .errors import Forbidden, Unauthorized
+from ..errors import Forbidden, Unauthorized
 from ..usage.limits import Budget, key_budget, key_token_limits
 from .limits import Rule, key_rules
 from .store_cache import StoreCache, StoreVersion

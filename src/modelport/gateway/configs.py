@@ -16,7 +16,7 @@ import orjson
 from ..providers.registry import setting_config_keys
 from .auth import Principal
 from .conditions import regex_problem
-from .errors import InvalidConfig, quoted
+from ..errors import InvalidConfig, quoted
 from .headers import MAX_TIMEOUT_MS, RequestOptions
 from .resolve import TargetResolver
 from .routing import DEFAULT_RETRY_CODES, Branch, CachePolicy, Leaf, Node, RetryPolicy, Sticky

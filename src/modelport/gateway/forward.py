@@ -18,7 +18,7 @@ from yarl import URL
 
 from ..providers.base import ProviderSpec, Target, Transport, UpstreamRequest
 from ..server.http import ClientDisconnected
-from .errors import ForbiddenHost, GatewayError, UpstreamTimeout, UpstreamUnreachable
+from ..errors import ForbiddenHost, GatewayError, UpstreamTimeout, UpstreamUnreachable
 from .headers import RequestOptions
 from .resolve import Resolved
 from .upstream import Upstreams

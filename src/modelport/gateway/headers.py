@@ -16,7 +16,7 @@ import orjson
 
 from ..logs.record import new_time_ordered_id
 from ..providers.registry import setting_headers
-from .errors import InvalidHeader, quoted
+from ..errors import InvalidHeader, quoted
 
 PREFIX = b"x-portkey-"
 GATEWAY_KEY_PREFIX = "mp-"

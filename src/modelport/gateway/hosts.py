@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 from urllib.parse import urlsplit
 
-from .errors import ForbiddenHost, quoted
+from ..errors import ForbiddenHost, quoted
 
 _METADATA_HOSTS = frozenset({"metadata.google.internal", "metadata", "instance-data", "169.254.169.254"})
 # A last label that is a number: never a top-level domain (RFC 3696 §2), always a legacy IPv4 spelling.

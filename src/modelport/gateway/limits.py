@@ -39,7 +39,7 @@ from ..usage.limits import (
     rate_window,
     window_key,
 )
-from .errors import GatewayError, RateLimited
+from ..errors import GatewayError, RateLimited
 
 log = logging.getLogger("modelport.limits")
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from urllib.parse import unquote
 
-from .errors import BadRequest
+from ..errors import BadRequest
 
 _EMPTY_SEGMENTS = re.compile(r"/{2,}")
 # %2F (slash), %5C (backslash): servers that decode them split the segment where we did not.

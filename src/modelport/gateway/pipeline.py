@@ -32,7 +32,7 @@ from .allowed_models import check_model, check_proxied_model
 from .auth import Authenticator, Principal
 from .cache import CachedResponse, ResponseCache, cache_key, credential_scope
 from .configs import ConfigPlanner
-from .errors import BadRequest, GatewayError, PayloadTooLarge
+from ..errors import BadRequest, GatewayError, PayloadTooLarge
 from .forward import NOT_CONNECTED, Outbound, proxy_headers, send_to_provider, upstream_url
 from .budgets import Reserver
 from .headers import RequestOptions, parse_request_options

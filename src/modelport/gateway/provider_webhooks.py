@@ -17,7 +17,7 @@ from ..logs.record import LogRecord
 from ..providers.base import Target
 from ..providers.registry import get_provider
 from ..server.http import Receive, Scope, Send, read_body, send_error, send_response
-from .errors import GatewayError, MethodNotAllowed, NotFound, UnknownProvider
+from ..errors import GatewayError, MethodNotAllowed, NotFound, UnknownProvider
 from .rewrite import public_base
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ from typing import Any, Awaitable, Callable
 import aiohttp
 
 from ..server.http import Headers, Receive, Send
-from .errors import BadUpstreamResponse, GatewayError, UpstreamTimeout
+from ..errors import BadUpstreamResponse, GatewayError, UpstreamTimeout
 from .forward import release_frames
 from .rewrite import BodyTooLarge, UrlRewrite, decode_content
 

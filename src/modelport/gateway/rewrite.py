@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import orjson
 
-from .errors import BadRequest
+from ..errors import BadRequest
 
 _ID_FIELD = re.compile(rb'"id"\s*:\s*"([^"\\]+)"')
 

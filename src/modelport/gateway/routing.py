@@ -20,7 +20,7 @@ from typing import Any, Protocol, Union
 
 import orjson
 
-from .errors import BadRequest, GatewayError
+from ..errors import BadRequest, GatewayError
 from .resolve import Resolved
 
 DEFAULT_RETRY_CODES = frozenset({429, 500, 502, 503, 504})

@@ -27,7 +27,7 @@ from yarl import URL
 from ..logs.record import LogRecord
 from ..providers.base import (Answer, Exchange, ExchangePolicy, Forward, ProviderSpec, StepAnswer, StepRefused, Target,
                               Transport, UpstreamRequest)
-from .errors import BadUpstreamResponse, ForbiddenHost, GatewayError, UpstreamTimeout, UpstreamUnreachable
+from ..errors import BadUpstreamResponse, ForbiddenHost, GatewayError, UpstreamTimeout, UpstreamUnreachable
 from .hosts import check_custom_host
 from .forward import open_upstream, send_to_provider
 from .resolve import Resolved

@@ -15,7 +15,7 @@ from ..logs.record import Attempt, LogRecord
 from ..providers.base import Target
 from ..providers.registry import get_provider
 from ..server.http import Receive, Scope, Send, send_error
-from .errors import GatewayError, NotFound
+from ..errors import GatewayError, NotFound
 from .forward import open_upstream
 from .headers import new_trace_id
 from .resolve import Resolved

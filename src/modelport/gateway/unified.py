@@ -22,7 +22,7 @@ from ..providers.openai_shapes import USAGE_TAIL_BYTES, usage_in_tail
 from ..providers.registry import adapter_for, serves
 from ..server.http import Headers, Receive, Send
 from ..sse import EventTooLarge
-from .errors import BadRequest, BadUpstreamResponse, Forbidden, GatewayError, UnsupportedEndpoint, quoted
+from ..errors import BadRequest, BadUpstreamResponse, Forbidden, GatewayError, UnsupportedEndpoint, quoted
 from .forward import Outbound, proxy_headers, upstream_url
 from .respond import (WHOLE_LIMIT, ClientGone, Relayed, chunks_while_client_stays, read_at_most, relay,
                       response_headers, watch_client)

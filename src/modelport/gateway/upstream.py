@@ -15,7 +15,7 @@ from aiohttp.resolver import DefaultResolver
 from multidict import CIMultiDict
 
 from ..settings import Settings
-from .errors import ForbiddenHost, quoted
+from ..errors import ForbiddenHost, quoted
 from .hosts import is_public_address
 
 # Headers aiohttp would add when the client did not send them. Accept-Encoding above all: with

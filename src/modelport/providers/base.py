@@ -156,7 +156,7 @@ class StepAnswer:
 class Transport(Protocol):
     """The gateway's upstream transport for a ``ProviderAuth``'s own calls (a token exchange): pooled,
     SSRF-checked (private hosts only under MODELPORT_ALLOW_PRIVATE_HOSTS), timed, and failing with the
-    gateway's errors (gateway/errors.py). The request goes as given: no provider credential is added."""
+    gateway's errors (errors.py). The request goes as given: no provider credential is added."""
 
     async def fetch(self, request: UpstreamRequest, limit: int) -> StepAnswer:
         """Send ``request`` and read its whole response, up to ``limit`` bytes (a 502 past it)."""
@@ -226,7 +226,7 @@ class Steps(Protocol):
     Every request goes to the provider on the attempt's pooled session (the SSRF-guarded one for a
     caller-chosen host) with the provider's auth added, past the provider's policy when it has one
     (a create is authorized and screened as on the proxy route), and within the attempt's deadline.
-    Transport failures raise the gateway's own errors (gateway/errors.py).
+    Transport failures raise the gateway's own errors (errors.py).
     """
 
     def remaining(self) -> float:

@@ -25,7 +25,7 @@ from typing import Any
 from ..control.app import ControlPlane
 from ..dashboard.serve import PREFIX as DASHBOARD_PREFIX
 from ..dashboard.serve import serve_dashboard
-from ..gateway.errors import GatewayError, MetricsUnavailable, NotFound
+from ..errors import GatewayError, MetricsUnavailable, NotFound
 from ..gateway.headers import new_trace_id
 from ..gateway.pipeline import Gateway
 from ..gateway.provider_webhooks import WEBHOOK_ROUTE, receive_provider_webhook

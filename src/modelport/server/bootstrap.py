@@ -94,7 +94,7 @@ def sync_declared_providers(store: Store, settings: Settings) -> tuple[str, ...]
 
 def _checked_declaration(declared: DeclaredProvider) -> dict[str, Any]:
     from ..control import rules
-    from ..gateway.errors import BadRequest
+    from ..errors import BadRequest
 
     try:
         rules.provider_id(declared.provider, "provider")

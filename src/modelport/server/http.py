@@ -6,7 +6,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 
 import orjson
 
-from ..gateway.errors import GatewayError, PayloadTooLarge
+from ..errors import GatewayError, PayloadTooLarge
 from ..logs.record import new_time_ordered_id
 
 Scope = dict[str, Any]

@@ -26,7 +26,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from ..gateway.errors import GatewayError, HeadersTooLarge, RequestTimeout
+from ..errors import GatewayError, HeadersTooLarge, RequestTimeout
 from ..settings import Settings
 
 log = logging.getLogger("modelport")

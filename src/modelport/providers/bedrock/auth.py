@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 from urllib.parse import urlencode, urlsplit
 
-from modelport.gateway.errors import BadRequest, BadUpstreamResponse, Forbidden, PayloadTooLarge
+from modelport.errors import BadRequest, BadUpstreamResponse, Forbidden, PayloadTooLarge
 from modelport.providers.base import Target, Transport, UpstreamRequest
 from modelport.providers.bedrock.sigv4 import Credentials, sign
 

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from yarl import URL
 
-from ...gateway.errors import BadRequest, BadUpstreamResponse, GatewayError
+from ...errors import BadRequest, BadUpstreamResponse, GatewayError
 from ..base import Answer, Exchange
 from ..registry import get_provider
 from .paths import created_kind, is_plain, listed_collection, object_ref

@@ -27,7 +27,7 @@ from typing import Any, AsyncIterator
 
 import orjson
 
-from ...gateway.errors import BadUpstreamResponse, GatewayError, UpstreamTimeout
+from ...errors import BadUpstreamResponse, GatewayError, UpstreamTimeout
 from ...sse import MAX_EVENT_BYTES, SSEParser
 from .pricing import is_terminal
 from ..base import Endpoint, ProviderFailure, Reply, StepAnswer, StepRefused, Steps, Target, UpstreamRequest

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import orjson
 
-from ...gateway.errors import BadRequest, Conflict, ForbiddenHost, GatewayError, Unauthorized, UpstreamUnreachable
+from ...errors import BadRequest, Conflict, ForbiddenHost, GatewayError, Unauthorized, UpstreamUnreachable
 from ...gateway.hosts import HostRules
 from ...gateway.provider_webhooks import WEBHOOK_ROUTE
 from ...logs.record import Attempt, LogRecord

@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from ...gateway.errors import quoted
+from ...errors import quoted
 from .. import anthropic, google
 from ..base import Endpoint, StreamTranslator, Target, UpstreamRequest
 from ..google_responses import GeminiChatStream, to_chat_completion as gemini_completion, to_openai_error as gemini_error

@@ -8,7 +8,7 @@ access token (``Authorization: Bearer ya29...``, as Portkey takes it) is sent as
 
 from __future__ import annotations
 
-from ...gateway.errors import BadRequest
+from ...errors import BadRequest
 from ..base import Target, Transport, UpstreamRequest
 from .token import TokenCache
 

@@ -28,7 +28,7 @@ import orjson
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from ...gateway.errors import BadRequest, BadUpstreamResponse, Forbidden, Unauthorized, quoted
+from ...errors import BadRequest, BadUpstreamResponse, Forbidden, Unauthorized, quoted
 from ..base import StepAnswer, UpstreamRequest
 
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
