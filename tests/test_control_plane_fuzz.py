@@ -35,6 +35,9 @@ def control_schema(fuzzed: GatewayProcess):
 schema = schemathesis.pytest.from_fixture("control_schema")
 
 
+# schemathesis runs every operation as a subtest of this one test, so pytest's timeout covers all of them:
+# ~30 s of CPU on a quiet machine, but three to four times that while the suite shares the two cores.
+@pytest.mark.timeout(600)
 @schema.parametrize()
 def test_the_control_plane_never_fails_and_answers_in_its_published_shapes(case, fuzzed: GatewayProcess) -> None:
     case.call_and_validate(base_url=fuzzed.v1, headers=fuzzed.headers(),
