@@ -21,7 +21,7 @@ from pathlib import Path
 
 import orjson
 
-from modelport.logs.record import Attempt, LogRecord
+from modelport.log_record import Attempt, LogRecord
 from modelport.logs.writer import CATCH_UP_BATCH_SIZE, LogWriter
 from modelport.settings import Settings
 from modelport.store import open_sqlite_store

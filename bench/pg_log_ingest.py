@@ -37,7 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from log_writer import record  # noqa: E402  (bench/ is not a package)
 from pg_drivers import bench_database  # noqa: E402
 
-from modelport.logs.record import new_time_ordered_id, records_from_wire, records_to_wire  # noqa: E402
+from modelport.ids import new_time_ordered_id
+from modelport.logs.record import records_from_wire, records_to_wire  # noqa: E402
 from modelport.logs.service import BACKGROUND_NICENESS  # noqa: E402
 from modelport.logs.writer import CATCH_UP_BATCH_SIZE, LogWriter  # noqa: E402
 from modelport.settings import Settings  # noqa: E402

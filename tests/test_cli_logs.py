@@ -24,7 +24,7 @@ import orjson
 import pytest
 
 import modelport.store
-from modelport.logs.record import new_time_ordered_id
+from modelport.ids import new_time_ordered_id
 from modelport.store import SQLiteLogStore
 from modelport.store.log_base import LOG_COLUMNS, SUMMARY_FIELDS
 from modelport.store.migrations import apply_migrations

@@ -1,6 +1,6 @@
 """A request whose upstream call fails is freed when it ends, not at the garbage collector's next full
 pass: the connection errors aiohttp and asyncio raise sit in reference cycles with the frames that hold
-the request's headers, and a worker runs a full collection rarely (server/gctune.py)."""
+the request's headers, and a worker runs a full collection rarely (gctune.py)."""
 
 from __future__ import annotations
 

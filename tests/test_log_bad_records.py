@@ -14,7 +14,8 @@ import httpx
 import pytest
 from aiohttp import web
 
-from modelport.logs.record import DEGRADED_KEY, LogRecord
+from modelport.logs.record import DEGRADED_KEY
+from modelport.log_record import LogRecord
 from modelport.logs.spill import record_from_line, record_to_line
 from modelport.logs.writer import LogWriter
 from modelport.settings import Settings

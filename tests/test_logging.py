@@ -19,7 +19,8 @@ import httpx
 import pytest
 
 from modelport.logs.enrich import Enricher, Redactor
-from modelport.logs.record import Attempt, LogRecord, records_from_wire, records_to_wire
+from modelport.log_record import Attempt, LogRecord
+from modelport.logs.record import records_from_wire, records_to_wire
 from modelport.store import LogFilter, SQLiteLogStore
 from modelport.usage import PriceBook
 from tests.conftest import OPENAI_KEY, REPLICATE_TOKEN, replicate_provider, stored

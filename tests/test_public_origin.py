@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import orjson
 import pytest
 
-from modelport.gateway.rewrite import UrlRewrite
+from modelport.providers.rewrite import UrlRewrite
 from tests.conftest import REPLICATE_TOKEN, replicate_provider
 from tests.harness import GatewayProcess
 

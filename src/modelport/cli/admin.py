@@ -36,7 +36,7 @@ import orjson
 from ..control import rules
 from ..control.schema import rate_limits, usage_limits
 from ..errors import BadRequest
-from ..gateway.hosts import HostRules
+from ..hosts import HostRules
 from ..gateway.limits import Limiter, key_rules
 from ..store import PROVIDER_KINDS, SCOPES, ApiKey, Config, Page, StoredProvider, StoreError, open_store
 from ..store.base import Store

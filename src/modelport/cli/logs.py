@@ -27,7 +27,7 @@ from ..control.logs import FULL_COLUMNS, csv_chunks, epoch_ms, jsonl_chunks, sta
 from ..control.schema import Invalid
 from ..logs import predictions as view
 from ..providers.replicate.pricing import PREDICTION_STATUSES
-from ..logs.record import new_time_ordered_id
+from ..ids import new_time_ordered_id
 from ..store import LogFilter, LogStore, PredictionFilter, StoreUnavailable, open_log_store
 from ..store.log_base import MAX_LIMIT, SUMMARY_FIELDS
 from . import CommandError, existing_database, key_value, print_error, reader_went_away

@@ -22,19 +22,9 @@ import orjson
 from ..gateway.auth import Authenticator, Principal
 from ..errors import Conflict, GatewayError, NotFound, StoreBusy, Unauthorized
 from ..gateway.headers import parse_request_options
-from ..gateway.hosts import HostRules
+from ..hosts import HostRules
 from ..gateway.limits import Limiter
-from ..server.http import (
-    JSON,
-    ClientDisconnected,
-    Receive,
-    Scope,
-    Send,
-    read_body,
-    send_error,
-    send_json,
-    send_response,
-)
+from ..asgi import JSON, ClientDisconnected, Receive, Scope, Send, read_body, send_error, send_json, send_response
 from ..settings import Settings
 from ..store import Conflict as StoreConflict
 from ..store import LogStore, Store, StoreUnavailable

@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from typing import Iterator
 
-from ..server.http import Headers, Send
+from ..asgi import Headers, Send
 
 log = logging.getLogger("modelport.control")
 

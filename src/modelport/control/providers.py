@@ -13,7 +13,7 @@ portkey-ai 2.3.4 ``apis/virtual_keys.py``, ``integrations.py``, ``providers.py``
 Secrets (``key``) are accepted on create and update and never returned: only a masked hint.
 ``custom_host`` (our addition) decides where the stored secret is sent, so only an admin key may set or
 change it, and even then it must pass the SSRF rules unless the operator trusts the host
-(``trusted_hosts``); the gateway also connects to it through the SSRF-guarded session (gateway/hosts.py).
+(``trusted_hosts``); the gateway also connects to it through the SSRF-guarded session (hosts.py).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable
 
 from ..gateway.auth import Principal
 from ..errors import MethodNotAllowed, NotFound
-from ..gateway.hosts import HostRules
+from ..hosts import HostRules
 from ..gateway.limits import Limiter
 from ..store import LogStore
 from .schema import Shape

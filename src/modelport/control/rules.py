@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping, Sequence
 from ..gateway.configs import validate_config
 from ..errors import InvalidConfig
 from ..gateway.headers import metadata_problem
-from ..gateway.hosts import HostRules
+from ..hosts import HostRules
 from ..providers.registry import PROVIDERS, all_settings
 from ..store import Store
 from ..store.base import SLUG_PATTERN, SealedSetting, SecretSetting

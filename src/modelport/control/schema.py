@@ -215,7 +215,7 @@ def moment(name: str, description: str = "", *, nullable: bool = True) -> Field:
 
 
 def url(name: str, description: str = "", *, nullable: bool = True) -> Field:
-    """An absolute http(s) URL, well-formed here; where it may point is the SSRF rules' job (gateway/hosts.py)."""
+    """An absolute http(s) URL, well-formed here; where it may point is the SSRF rules' job (hosts.py)."""
 
     def convert(value: Any, where: str) -> str:
         if not isinstance(value, str):

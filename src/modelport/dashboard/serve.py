@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path, PurePosixPath
 
-from ..server.http import Headers, Receive, Scope, Send, send_response
+from ..asgi import Headers, Receive, Scope, Send, send_response
 
 PREFIX = "/dashboard"
 STATIC = Path(__file__).parent / "static"

@@ -17,11 +17,11 @@ import aiohttp
 from yarl import URL
 
 from ..providers.base import ProviderSpec, Target, Transport, UpstreamRequest
-from ..server.http import ClientDisconnected
+from ..asgi import ClientDisconnected
 from ..errors import ForbiddenHost, GatewayError, UpstreamTimeout, UpstreamUnreachable
 from .headers import RequestOptions
 from .resolve import Resolved
-from .upstream import Upstreams
+from ..transport.sessions import Upstreams
 
 NOT_CONNECTED = "upstream_connect_failed"
 AUTH_HEADERS = frozenset({"authorization", "x-api-key", "api-key", "x-goog-api-key"})
@@ -121,7 +121,7 @@ async def open_upstream(
         raise
     except (aiohttp.ClientError, OSError) as exc:
         # aiohttp's and asyncio's connection errors sit in reference cycles with the frames they passed
-        # (freed only by a full garbage collection, rare in a worker: server/gctune.py), and those frames
+        # (freed only by a full garbage collection, rare in a worker: gctune.py), and those frames
         # hold this request's headers and body: let the frames go now. 100 failed calls carrying 1 MB of
         # headers each held 112 MB.
         release_frames(exc)

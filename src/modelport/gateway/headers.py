@@ -14,7 +14,7 @@ from typing import Any, Mapping, NamedTuple
 
 import orjson
 
-from ..logs.record import new_time_ordered_id
+from ..ids import new_time_ordered_id
 from ..providers.registry import setting_headers
 from ..errors import InvalidHeader, quoted
 

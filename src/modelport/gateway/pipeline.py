@@ -9,19 +9,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ..logs.record import Attempt, LogRecord, Recorder
+from ..log_record import Attempt, LogRecord, Recorder
 from ..providers.base import MULTIPART_ENDPOINTS, Answer, Exchange, ExchangePolicy, Forward, ProviderSpec
 from ..providers.registry import make_policy
-from ..server.http import (
-    ClientDisconnected,
-    Headers,
-    Receive,
-    Scope,
-    Send,
-    read_body,
-    send_error,
-    stream_body,
-)
+from ..asgi import ClientDisconnected, Headers, Receive, Scope, Send, read_body, send_error, stream_body
 from ..settings import Settings
 from ..store.base import Store
 from ..store.counters import Counters, local_counters
@@ -36,7 +27,7 @@ from ..errors import BadRequest, GatewayError, PayloadTooLarge
 from .forward import NOT_CONNECTED, Outbound, proxy_headers, send_to_provider, upstream_url
 from .budgets import Reserver
 from .headers import RequestOptions, parse_request_options
-from .hosts import HostRules
+from ..hosts import HostRules
 from .limits import (
     BudgetExhausted,
     LimitExceeded,
@@ -50,12 +41,12 @@ from .limits import (
 from .paths import normalised_path
 from .resolve import TargetResolver
 from .respond import Relayed, Rewriting, Screen, relay
-from .rewrite import public_base
+from ..providers.rewrite import public_base
 from .routing import Leaf, Outcome, execute
 from .steps import AttemptSteps, GatewayTransport
 from .streams import StreamSigner
 from .unified import UnifiedCall, takes_unified_path, unified_endpoint
-from .upstream import Upstreams
+from ..transport.sessions import Upstreams
 
 BUFFER_LIMIT = 4 * 1024 * 1024  # bodies up to this are held (and so can be retried); larger ones stream
 _BODYLESS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})

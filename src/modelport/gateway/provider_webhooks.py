@@ -8,35 +8,16 @@ policy's answer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable
 
-import aiohttp
-
-from ..logs.record import LogRecord
-from ..providers.base import Target
-from ..providers.registry import get_provider
-from ..server.http import Receive, Scope, Send, read_body, send_error, send_response
+from ..asgi import Receive, Scope, Send, read_body, send_error, send_response
 from ..errors import GatewayError, MethodNotAllowed, NotFound, UnknownProvider
-from .rewrite import public_base
+from ..providers.base import WEBHOOK_ROUTE, Inbound
+from ..providers.registry import get_provider
+from ..providers.rewrite import public_base
 
 if TYPE_CHECKING:
     from .pipeline import Gateway
-
-WEBHOOK_ROUTE = "/v1/provider-webhooks/"
-
-
-@dataclass(frozen=True, slots=True)
-class Inbound:
-    """One event as a provider posted it, and the gateway's means to act on it."""
-
-    target: Target  # the stored provider the route names
-    headers: Mapping[str, str]  # lower-case names
-    body: bytes
-    session: Callable[[bool], aiohttp.ClientSession]  # the SSRF-guarded session when given True
-    guarded: bool  # whether the provider's own host must go through the guarded session
-    rewrite: Callable[[bytes, str | None, str], bytes]  # (body, key id, trace id): API URLs onto the gateway
-    submit: Callable[[LogRecord], None]  # a log record, as the request path submits one
 
 
 async def receive_provider_webhook(gateway: "Gateway", scope: Scope, receive: Receive, send: Send, rest: str) -> None:
@@ -66,7 +47,7 @@ async def receive_provider_webhook(gateway: "Gateway", scope: Scope, receive: Re
 
 
 def _rewriting(gateway: "Gateway", resolved: Any, gateway_base: str) -> Callable[[bytes, str | None, str], bytes]:
-    """Absolute API URLs in a relayed body rewritten as in the provider's responses (gateway/rewrite.py)."""
+    """Absolute API URLs in a relayed body rewritten as in the provider's responses (providers/rewrite.py)."""
     rule, target = resolved.spec.rewrite, resolved.target
 
     def rewrite(body: bytes, key_id: str | None, trace_id: str) -> bytes:

@@ -15,7 +15,7 @@ from ..providers.base import ProviderSpec, Target
 from ..providers.registry import PROVIDERS, get_provider
 from .auth import Principal
 from ..errors import BadRequest, Forbidden, ForbiddenHost, UnknownProvider, quoted
-from .hosts import HostRules, check_custom_host
+from ..hosts import HostRules, check_custom_host
 from ..usage.limits import Budget, provider_budget, provider_token_limits
 from .limits import Rule, provider_rules
 from .store_cache import StoreCache, StoreVersion

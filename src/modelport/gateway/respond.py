@@ -13,10 +13,10 @@ from typing import Any, Awaitable, Callable
 
 import aiohttp
 
-from ..server.http import Headers, Receive, Send
+from ..asgi import Headers, Receive, Send
 from ..errors import BadUpstreamResponse, GatewayError, UpstreamTimeout
 from .forward import release_frames
-from .rewrite import BodyTooLarge, UrlRewrite, decode_content
+from ..providers.rewrite import BodyTooLarge, UrlRewrite, decode_content
 
 ONE_PIECE_LIMIT = 1024 * 1024
 # The largest body read whole to be rewritten or screened, compressed or opened (and to be translated):

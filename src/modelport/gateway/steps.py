@@ -2,7 +2,7 @@
 
 A multi-step adapter (Replicate's chat and images) sends several requests for one call: it reads the
 model's schema, creates a prediction, then polls or streams it. None of them is a second request path:
-each goes out through ``open_upstream`` on the attempt's pooled session (gateway/upstream.py), with the
+each goes out through ``open_upstream`` on the attempt's pooled session (transport/sessions.py), with the
 provider's auth, past the provider's policy for requests to its API (the create is authorized and
 screened exactly as a proxied create: its owner recorded, its input's file URLs checked), and within
 the attempt's deadline.
@@ -24,16 +24,16 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from ..logs.record import LogRecord
+from ..log_record import LogRecord
 from ..providers.base import (Answer, Exchange, ExchangePolicy, Forward, ProviderSpec, StepAnswer, StepRefused, Target,
                               Transport, UpstreamRequest)
 from ..errors import BadUpstreamResponse, ForbiddenHost, GatewayError, UpstreamTimeout, UpstreamUnreachable
-from .hosts import check_custom_host
+from ..hosts import check_custom_host
 from .forward import open_upstream, send_to_provider
 from .resolve import Resolved
 from .respond import read_at_most
-from .rewrite import BodyTooLarge, decode_content
-from .upstream import Upstreams
+from ..providers.rewrite import BodyTooLarge, decode_content
+from ..transport.sessions import Upstreams
 
 STEP_ERROR_LIMIT = 64 * 1024  # what is read of a refused stream's body, for its error message
 # Of a prediction, what the log service needs to price it (providers/replicate/pricing.py): not its input (the

@@ -11,10 +11,10 @@ import time
 
 from yarl import URL
 
-from ..logs.record import Attempt, LogRecord
+from ..log_record import Attempt, LogRecord
 from ..providers.base import Target
 from ..providers.registry import get_provider
-from ..server.http import Receive, Scope, Send, send_error
+from ..asgi import Receive, Scope, Send, send_error
 from ..errors import GatewayError, NotFound
 from .forward import open_upstream
 from .headers import new_trace_id

@@ -16,17 +16,17 @@ import orjson
 from yarl import URL
 
 from ..forms import form_fields
-from ..logs.record import LogRecord
+from ..log_record import LogRecord
 from ..providers.base import MULTIPART_ENDPOINTS, Endpoint, ProviderFailure, ProviderSpec, Reply, StepAnswer, UnsupportedParameter
 from ..providers.openai_shapes import USAGE_TAIL_BYTES, usage_in_tail
 from ..providers.registry import adapter_for, serves
-from ..server.http import Headers, Receive, Send
+from ..asgi import Headers, Receive, Send
 from ..sse import EventTooLarge
 from ..errors import BadRequest, BadUpstreamResponse, Forbidden, GatewayError, UnsupportedEndpoint, quoted
 from .forward import Outbound, proxy_headers, upstream_url
 from .respond import (WHOLE_LIMIT, ClientGone, Relayed, chunks_while_client_stays, read_at_most, relay,
                       response_headers, watch_client)
-from .rewrite import BodyTooLarge, decode_content
+from ..providers.rewrite import BodyTooLarge, decode_content
 from .routing import Leaf
 
 _ENDPOINTS: dict[tuple[str, str], Endpoint] = {

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from ..providers.base import JobUpstream
-from .record import Attempt, LogRecord
+from ..log_record import Attempt, LogRecord
 
 log = logging.getLogger("modelport.logs")
 

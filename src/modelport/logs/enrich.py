@@ -18,7 +18,8 @@ from ..providers.base import ProviderJobs
 from ..usage import Cost, PriceBook, Usage, usage_from_body, usage_from_sse
 from ..usage.limits import Charge, spent
 from .media import AUDIO_ENDPOINTS, audio_usage, form_model, stored_request, stored_response, unreported
-from .record import DEGRADED_KEY, LogRecord, header_dict
+from .record import DEGRADED_KEY, header_dict
+from ..log_record import LogRecord
 from .redaction import REDACTED, is_secret_header
 
 # Header names whose values are credentials; plus any name containing one of _SECRET_WORDS.

@@ -41,7 +41,7 @@ from ..settings import Settings, otel_header_pairs
 from .enrich import Prepared
 from .metrics import Metrics
 from .otel_spans import SEMCONV_VERSION, SpanHost, encode_attribute, encoded_spans
-from .record import LogRecord
+from ..log_record import LogRecord
 
 log = logging.getLogger("modelport.logs")
 

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from .enrich import Prepared
-from .record import Attempt, LogRecord
+from ..log_record import Attempt, LogRecord
 
 SEMCONV_VERSION = "1.37.0"
 SPAN_KIND_SERVER, SPAN_KIND_CLIENT = 2, 3

@@ -46,8 +46,8 @@ from typing import Any
 import uvicorn.logging
 import uvloop
 
-from ..gateway.upstream import Upstreams
-from ..server.gctune import tune_for_serving
+from ..transport.sessions import Upstreams
+from ..gctune import tune_for_serving
 from ..settings import Settings
 from ..store import open_store
 from .otel import SpanExporter

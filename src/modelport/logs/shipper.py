@@ -20,7 +20,8 @@ import socket
 from collections import deque
 
 from ..settings import Settings
-from .record import LogRecord, records_from_wire, records_to_wire
+from ..log_record import LogRecord
+from .record import records_from_wire, records_to_wire
 from .service import SEND_METRICS, SHIP_RECORDS
 from .spill import SpillFile, record_to_line
 

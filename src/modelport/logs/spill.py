@@ -22,7 +22,8 @@ from typing import IO, Any
 
 import orjson
 
-from .record import Attempt, LogRecord, degraded, header_dict
+from ..log_record import Attempt, LogRecord
+from .record import degraded, header_dict
 from .redaction import redact_headers
 
 _RECORD_FIELDS = tuple(f.name for f in fields(LogRecord))

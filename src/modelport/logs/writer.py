@@ -45,7 +45,8 @@ from ..usage.limits import Charge, key_budget, provider_budget, spent
 from .autopoll import AutoPoller, OpenJob
 from .enrich import Enricher, Prepared, Redactor, degraded_row, fallback_row, metrics_row
 from .metrics import Metrics
-from .record import LogRecord, degraded
+from ..log_record import LogRecord
+from .record import degraded
 from .spill import SpillFile, read_lines, record_to_line
 
 log = logging.getLogger("modelport.logs")

@@ -30,8 +30,13 @@ import functools
 import re
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, AsyncIterator, Callable, Literal, Mapping, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Literal, Mapping, NamedTuple, Protocol
 from urllib.parse import unquote
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from ..log_record import LogRecord
 
 Endpoint = Literal["chat", "completions", "embeddings", "models", "messages", "responses", "images",
                    "transcriptions", "translations", "speech", "rerank"]
@@ -368,7 +373,7 @@ class Exchange:
 
     ``path`` is after ``/v1``, normalised (gateway/paths.py) but still percent-encoded; ``body`` is None when it streamed through
     unread (over the gateway's buffer limit). ``key_id`` is the gateway key (None without one).
-    ``public_base`` is the gateway's public ``/v1`` root as this caller reached it (gateway/rewrite.py),
+    ``public_base`` is the gateway's public ``/v1`` root as this caller reached it (providers/rewrite.py),
     for a policy that hands the provider a gateway URL; empty for providers whose URLs are not rewritten.
     """
 
@@ -415,6 +420,24 @@ class ExchangePolicy(Protocol):
     def wants_screen(self, exchange: Exchange) -> bool: ...
 
     async def screen(self, exchange: Exchange, status: int, body: bytes) -> bytes: ...
+
+
+# Where providers post webhook events: ``/v1/provider-webhooks/<provider id>/<stored provider slug>``,
+# served by gateway/provider_webhooks.py and handed to the policy's ``receive_webhook``.
+WEBHOOK_ROUTE = "/v1/provider-webhooks/"
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """One event as a provider posted it, and the gateway's means to act on it."""
+
+    target: Target  # the stored provider the route names
+    headers: Mapping[str, str]  # lower-case names
+    body: bytes
+    session: Callable[[bool], "aiohttp.ClientSession"]  # the SSRF-guarded session when given True
+    guarded: bool  # whether the provider's own host must go through the guarded session
+    rewrite: Callable[[bytes, str | None, str], bytes]  # (body, key id, trace id): API URLs onto the gateway
+    submit: Callable[["LogRecord"], None]  # a log record, as the request path submits one
 
 
 @dataclass(slots=True)
@@ -505,7 +528,7 @@ class ProviderSpec:
     adapter: str | None = None
     settings: tuple[Setting, ...] = ()
     default_headers: Mapping[str, str] = field(default_factory=dict)
-    rewrite: Any = None  # a gateway.rewrite.UrlRewrite when responses carry absolute upstream URLs
+    rewrite: Any = None  # a providers.rewrite.UrlRewrite when responses carry absolute upstream URLs
     caller_headers: tuple[str, ...] = ()  # client headers that always reach the provider, over adapter defaults
     models: tuple[ModelRule, ...] = MODEL_IN_BODY  # where proxied requests name their model; first match wins
     policy: str | None = None  # module under modelport.providers whose make_policy() gives its ExchangePolicy

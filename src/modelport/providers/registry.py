@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import importlib
 from functools import cache
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import Any, Callable, Iterator
 
-from ..gateway.rewrite import UrlRewrite
+from .rewrite import UrlRewrite
+from .records import PolicyStore
 from .base import Adapter, AuthScheme, ExchangePolicy, ModelRule, ProviderJobs, ProviderSpec, Setting
 from .bedrock.auth import AUTH as BEDROCK_AUTH
 from .vertex import BASE_URL as VERTEX_BASE_URL
 from .vertex.auth import VERTEX_AUTH
-
-if TYPE_CHECKING:
-    from ..store.base import Store
 
 CHAT = frozenset({"chat"})
 CHAT_EMBED = frozenset({"chat", "embeddings", "models"})
@@ -210,7 +208,7 @@ def _over_chat(endpoint: str, provider: str, module: str | None) -> Adapter:
     return (MessagesOverStepChat if multi_step else MessagesOverChat)(provider, chat)
 
 
-def make_policy(spec: ProviderSpec, settings: Any, store: "Store") -> ExchangePolicy | None:
+def make_policy(spec: ProviderSpec, settings: Any, store: PolicyStore) -> ExchangePolicy | None:
     """The provider's ``ExchangePolicy`` for these settings and store (None when it has none or it is off)."""
     if not spec.policy:
         return None

@@ -28,13 +28,14 @@ from ..dashboard.serve import serve_dashboard
 from ..errors import GatewayError, MetricsUnavailable, NotFound
 from ..gateway.headers import new_trace_id
 from ..gateway.pipeline import Gateway
-from ..gateway.provider_webhooks import WEBHOOK_ROUTE, receive_provider_webhook
+from ..gateway.provider_webhooks import receive_provider_webhook
+from ..providers.base import WEBHOOK_ROUTE
 from ..gateway.limits import enforced_limits, gauges
 from ..gateway.stream_relay import relay_stream
 from ..gateway.streams import STREAM_ROUTE, StreamSigner
-from ..gateway.upstream import Upstreams
+from ..transport.sessions import Upstreams
 from ..logs.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from ..logs.record import LogRecord
+from ..log_record import LogRecord
 from ..logs.shipper import LogShipper
 from ..logs.otel import SpanExporter
 from ..logs.writer import LogWriter
@@ -43,7 +44,7 @@ from ..settings import Settings
 from ..store import LogStore, Store, open_log_store, open_store
 from ..store.counters import open_counters
 from ..store.base import utc_now
-from .http import Receive, Scope, Send, send_error, send_json, send_response
+from ..asgi import Receive, Scope, Send, send_error, send_json, send_response
 from .protocol import REFUSED
 
 log = logging.getLogger("modelport")

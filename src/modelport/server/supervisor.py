@@ -25,7 +25,7 @@ import uvicorn
 
 from ..logs.service import READ_TO_EOF_SECONDS, run_log_service
 from ..settings import Settings, SettingsError
-from .gctune import tune_for_serving
+from ..gctune import tune_for_serving
 
 GRACEFUL_SHUTDOWN_SECONDS = 30
 LOG_SERVICE_READY_SECONDS = 30.0

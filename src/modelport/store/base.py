@@ -29,6 +29,8 @@ from typing import (
     TypeVar,
 )
 
+from ..providers.records import WebhookRelayRow
+
 if TYPE_CHECKING:
     from ..vault import Vault
 
@@ -210,15 +212,6 @@ class ResolvedProvider:
 
     def allows_model(self, model: str) -> bool:
         return self.allowed_models is None or model in self.allowed_models
-
-
-@dataclass(frozen=True, slots=True)
-class WebhookRelayRow:
-    """Where the caller of one prediction (or training) wants its webhook events."""
-
-    key_id: str
-    url: str
-    events: tuple[str, ...]  # of "start", "output", "logs", "completed"
 
 
 @dataclass(frozen=True, slots=True)

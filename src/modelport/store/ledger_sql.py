@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from .log_base import PredictionEnd, PredictionSeen
+from ..providers.records import PredictionEnd, PredictionSeen
 
 NOTE = """
 INSERT INTO predictions (id, provider, slug, key_id, model, version, deployment, status, created_at, first_log_id)

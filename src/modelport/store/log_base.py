@@ -38,6 +38,8 @@ from typing import Any, Protocol
 
 import orjson
 
+from ..providers.records import PredictionEnd, PredictionSeen
+
 LOG_COLUMNS = (
     "id", "trace_id", "created_at", "key_id", "key_name", "provider", "slug", "endpoint", "method", "path", "model",
     "status", "latency_ms", "upstream_latency_ms", "request_bytes", "response_bytes", "cache_status",
@@ -106,37 +108,6 @@ class PredictionFilter:
     model: str | None = None
     key_id: str | None = None
     slug: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class PredictionSeen:
-    """A prediction as one response showed it, for the ledger: the first sighting creates the entry,
-    later ones fill what it lacks and move the status until the prediction has ended."""
-
-    id: str
-    provider: str
-    slug: str | None
-    key_id: str | None
-    model: str | None
-    version: str | None
-    deployment: str | None
-    status: str | None
-    created_at: int  # epoch ms of the log record that saw it
-    log_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class PredictionEnd:
-    """What the first record to see a prediction's end writes on its entry."""
-
-    status: str
-    ended_at: int  # epoch ms of that log record
-    log_id: str
-    predict_time: float | None
-    cost_usd: float | None
-    cost_status: str
-    cost_reason: str | None
-    usage: Any  # what was billed, JSON-serialisable (``usage.Usage``, a dataclass)
 
 
 class LogBatch(Protocol):

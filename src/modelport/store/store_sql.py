@@ -23,7 +23,8 @@ from typing import Any
 
 from ..keys import generate_api_key
 from ..vault import Vault
-from .base import UNCHANGED, ApiKey, Config, Conflict, NotFound, Page, StoredProvider, WebhookRelayRow
+from ..providers.records import WebhookRelayRow
+from .base import UNCHANGED, ApiKey, Config, Conflict, NotFound, Page, StoredProvider
 from .rows import (
     Row,
     api_key_changes,

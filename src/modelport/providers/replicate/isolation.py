@@ -26,18 +26,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from yarl import URL
 
 from ...errors import BadRequest, BadUpstreamResponse, GatewayError
 from ..base import Answer, Exchange
+from ..records import PolicyStore
 from ..registry import get_provider
 from .paths import created_kind, is_plain, listed_collection, object_ref
 
-if TYPE_CHECKING:
-    from ...store.base import Store
 
 log = logging.getLogger("modelport.gateway")
 ANONYMOUS_TENANT = "anonymous"
@@ -54,7 +53,7 @@ KNOWN_OWNERS_LIMIT = 65_536
 class Isolation:
     """Replicate's isolation rules, one half of its ``ExchangePolicy`` (policy.py)."""
 
-    def __init__(self, store: "Store") -> None:
+    def __init__(self, store: PolicyStore) -> None:
         self.store = store
         self._known: dict[tuple[str, str], str] = {}
         # Owners waiting for the store, written together (group commit): each create still waits for

@@ -24,15 +24,14 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import orjson
 
-from ...store.log_base import PredictionEnd, PredictionSeen
 from ...usage import Cost, Usage
 from ..base import JobsSeen, JobUpstream, Spend
+from ..records import JobLedger, LedgerReader, PredictionEnd, PredictionSeen
 from .paths import created_kind, is_prediction_create, listed_collection, object_ref
 from .pricing import DeploymentHardware, ReplicatePricer, is_terminal, ref_from_path
 
 if TYPE_CHECKING:
-    from ...logs.record import LogRecord
-    from ...store.log_base import LogBatch, LogStore
+    from ...log_record import LogRecord
 
 log = logging.getLogger("modelport.logs")
 
@@ -119,7 +118,7 @@ class PredictionLedger:
         self.pricer = pricer
         self.hardware = hardware
 
-    def deployments_to_look_up(self, log_store: LogStore, sightings: list[tuple[Sighting, str | None]]) -> set[tuple[str, str]]:
+    def deployments_to_look_up(self, log_store: LedgerReader, sightings: list[tuple[Sighting, str | None]]) -> set[tuple[str, str]]:
         """(deployment, slug) pairs whose hardware is needed to price terminal sightings and not cached."""
         wanted = set()
         for sighting, slug in sightings:
@@ -134,7 +133,7 @@ class PredictionLedger:
                 wanted.add((deployment, known_slug))
         return wanted
 
-    def apply(self, batch: LogBatch, sighting: Sighting, row: dict[str, Any]) -> Spend | None:
+    def apply(self, batch: JobLedger, sighting: Sighting, row: dict[str, Any]) -> Spend | None:
         """Record what the sighting shows; when it is the prediction's first end, price it and return what
         its creator (key and provider) spent, for their budgets."""
         if sighting.listed:
@@ -266,13 +265,13 @@ class ReplicateJobs:
             return Cost.unpriced("Replicate trainings are not priced by the gateway")
         return Cost(0.0, "priced", basis="not billed: Replicate bills predictions and trainings only")
 
-    def lookups(self, log_store: LogStore, pairs: list[tuple[Sighting, str | None]]) -> set[tuple[str, str]]:
+    def lookups(self, log_store: LedgerReader, pairs: list[tuple[Sighting, str | None]]) -> set[tuple[str, str]]:
         return self.ledger.deployments_to_look_up(log_store, pairs)
 
     async def look_up(self, what: str, upstream: JobUpstream) -> None:
         await self._lookup.fetch(what, upstream)
 
-    def settle(self, batch: LogBatch, sighting: Sighting, row: dict[str, Any]) -> Spend | None:
+    def settle(self, batch: JobLedger, sighting: Sighting, row: dict[str, Any]) -> Spend | None:
         return self.ledger.apply(batch, sighting, row)
 
     def poll_path(self, job_id: str) -> str:

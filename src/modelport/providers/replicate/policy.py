@@ -4,23 +4,19 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
-from ...gateway.hosts import HostRules
+from ...hosts import HostRules
 from ...node_secrets import signing_key
-from ..base import Answer, Exchange, Forward
+from ..records import PolicyStore, WebhookRelayRow
+from ..base import Answer, Exchange, Forward, Inbound
 from .isolation import Isolation, json_or_none, tenant_of
 from .paths import created_kind, is_webhook_secret, listed_collection, object_ref
 from .webhooks import WebhookRelay, show_row
 
-if TYPE_CHECKING:
-    from ...gateway.provider_webhooks import Inbound
-    from ...store.base import Store, WebhookRelayRow
-
-
-def make_policy(settings: Any, store: "Store") -> "ReplicatePolicy":
+def make_policy(settings: Any, store: PolicyStore) -> "ReplicatePolicy":
     isolation = Isolation(store) if settings.replicate_isolate_predictions else None
     relay_key = signing_key(settings, "webhook-relay")
     return ReplicatePolicy(isolation, WebhookRelay(store, HostRules.from_settings(settings), relay_key))
@@ -47,7 +43,7 @@ class ReplicatePolicy:
             await self.relay.look_up_row(exchange.target.slug, ref.id)  # type: ignore[arg-type]
         return self.relay.redirect(exchange) if _runs_something(exchange) else None
 
-    async def receive_webhook(self, inbound: "Inbound") -> Answer:
+    async def receive_webhook(self, inbound: Inbound) -> Answer:
         """An event Replicate posted to the relay URL a create was given (gateway/provider_webhooks.py)."""
         return await self.relay.receive(inbound)
 
@@ -74,7 +70,7 @@ class ReplicatePolicy:
             body = await self._show_rows_in_page(exchange, body)  # already read whole for isolation
         return body
 
-    def _relay_row(self, exchange: Exchange) -> "WebhookRelayRow | None":
+    def _relay_row(self, exchange: Exchange) -> WebhookRelayRow | None:
         """The relay row of the prediction or training a poll or cancel names, if it has one: the
         response then shows the caller's webhook, not the gateway's."""
         ref = self._polled_ref(exchange)

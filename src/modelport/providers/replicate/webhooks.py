@@ -33,17 +33,17 @@ import hashlib
 import hmac
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 import orjson
 
 from ...errors import BadRequest, Conflict, ForbiddenHost, GatewayError, Unauthorized, UpstreamUnreachable
-from ...gateway.hosts import HostRules
-from ...gateway.provider_webhooks import WEBHOOK_ROUTE
-from ...logs.record import Attempt, LogRecord
+from ...hosts import HostRules
+from ...log_record import Attempt, LogRecord
 from .pricing import is_terminal
-from ..base import Answer, Exchange, Forward
+from ..records import PolicyStore, WebhookRelayRow
+from ..base import WEBHOOK_ROUTE, Answer, Exchange, Forward, Inbound
 from .isolation import json_or_none
 
 log = logging.getLogger("modelport.gateway")
@@ -63,13 +63,8 @@ DELIVERY_TIMEOUT_SECONDS = 10.0
 DELIVERY_ATTEMPTS, DELIVERY_BACKOFF_SECONDS = 5, 0.05  # 50, 100, 200, 400 ms between attempts
 RECEIVED = Answer(200, "application/json", b'{"received":true}')
 
-if TYPE_CHECKING:
-    from ...gateway.provider_webhooks import Inbound
-    from ...store.base import Store, WebhookRelayRow
-
-
 class WebhookRelay:
-    def __init__(self, store: "Store", host_rules: HostRules, relay_key: bytes) -> None:
+    def __init__(self, store: PolicyStore, host_rules: HostRules, relay_key: bytes) -> None:
         self.store = store
         self.host_rules = host_rules
         self._relay_key = hmac.new(relay_key, digestmod=hashlib.sha256)  # keyed once, copied per secret
@@ -99,7 +94,7 @@ class WebhookRelay:
         return exchange.public_base + RELAY_ROUTE + (exchange.target.slug or "")
 
     def check_url(self, url: str) -> None:
-        """The SSRF rules of custom hosts (gateway/hosts.py): at create time and again at delivery."""
+        """The SSRF rules of custom hosts (hosts.py): at create time and again at delivery."""
         try:
             self.host_rules.check_stored_host(url)
         except ForbiddenHost as refused:
@@ -113,7 +108,7 @@ class WebhookRelay:
         return "whsec_" + base64.b64encode(mac.digest()[:24]).decode()
 
     # -- events from Replicate ----------------------------------------------------------------------
-    async def receive(self, inbound: "Inbound") -> Answer:
+    async def receive(self, inbound: Inbound) -> Answer:
         webhook_id, stamp, signature = (inbound.headers.get(name) for name in
                                         ("webhook-id", "webhook-timestamp", "webhook-signature"))
         if not webhook_id or not stamp or not signature:
@@ -137,7 +132,7 @@ class WebhookRelay:
         task.add_done_callback(self._tasks.discard)
         return RECEIVED
 
-    async def _verified(self, inbound: "Inbound", webhook_id: str, stamp: str, signature: str) -> bool:
+    async def _verified(self, inbound: Inbound, webhook_id: str, stamp: str, signature: str) -> bool:
         """Checked with the cached secret, and once more with a fresh one (the account's may have been
         rotated), but not more than once a minute: this route needs no key, and a stream of forged
         events must not become a stream of requests to Replicate."""
@@ -153,7 +148,7 @@ class WebhookRelay:
         self._secrets[slug] = (secret, time.monotonic())
         return signature_matches(secret, webhook_id, stamp, inbound.body, signature)
 
-    async def _account_secret(self, inbound: "Inbound") -> str:
+    async def _account_secret(self, inbound: Inbound) -> str:
         target = inbound.target
         try:
             async with inbound.session(inbound.guarded).get(
@@ -169,13 +164,13 @@ class WebhookRelay:
                                       "Replicate to verify this event; Replicate retries the final event")
         return answer["key"]
 
-    async def _handle(self, inbound: "Inbound", webhook_id: str, prediction: dict[str, Any]) -> None:
+    async def _handle(self, inbound: Inbound, webhook_id: str, prediction: dict[str, Any]) -> None:
         try:
             await self._record_and_relay(inbound, webhook_id, prediction)
         except Exception:  # a background task: nobody else would hear of it
             log.exception("webhook %s for %s on @%s was not relayed", webhook_id, prediction["id"], inbound.target.slug)
 
-    async def _record_and_relay(self, inbound: "Inbound", webhook_id: str, prediction: dict[str, Any]) -> None:
+    async def _record_and_relay(self, inbound: Inbound, webhook_id: str, prediction: dict[str, Any]) -> None:
         slug, object_id = inbound.target.slug, prediction["id"]
         row = await self._row(slug, object_id)  # type: ignore[arg-type]
         self._record_receipt(inbound, webhook_id, prediction, row)
@@ -189,7 +184,7 @@ class WebhookRelay:
         body = inbound.rewrite(orjson.dumps(prediction), row.key_id, _trace(webhook_id))
         await self._deliver(inbound, row, webhook_id, object_id, body)
 
-    def remembered_row(self, slug: str, object_id: str, *, final_if_absent: bool = True) -> "WebhookRelayRow | None":
+    def remembered_row(self, slug: str, object_id: str, *, final_if_absent: bool = True) -> WebhookRelayRow | None:
         """The relay row of an object a caller names, from memory where it can. A row never changes;
         its absence is final too for an id the caller got from its create's response (which waited for
         the row's write), but not for one seen in a list (``final_if_absent=False``): a list may show a
@@ -211,7 +206,7 @@ class WebhookRelay:
         if (slug, object_id) not in self._rows:
             await asyncio.to_thread(self.remembered_row, slug, object_id)
 
-    async def _row(self, slug: str, object_id: str) -> "WebhookRelayRow | None":
+    async def _row(self, slug: str, object_id: str) -> WebhookRelayRow | None:
         deadline = time.monotonic() + ROW_WAIT_SECONDS
         while True:
             row = await asyncio.to_thread(self.store.webhook_of, slug, object_id)
@@ -219,8 +214,8 @@ class WebhookRelay:
                 return row
             await asyncio.sleep(ROW_WAIT_STEP)
 
-    def _record_receipt(self, inbound: "Inbound", webhook_id: str, prediction: dict[str, Any],
-                        row: "WebhookRelayRow | None") -> None:
+    def _record_receipt(self, inbound: Inbound, webhook_id: str, prediction: dict[str, Any],
+                        row: WebhookRelayRow | None) -> None:
         """The event as one more sighting of the prediction, logged like a poll (providers/replicate/ledger.py reads
         its body), so the prediction is priced when its end arrives here, polled or not."""
         slug = inbound.target.slug
@@ -232,7 +227,7 @@ class WebhookRelay:
         record.response_bytes, record.response_body = len(inbound.body), inbound.body
         inbound.submit(record)
 
-    async def _deliver(self, inbound: "Inbound", row: "WebhookRelayRow", webhook_id: str, object_id: str,
+    async def _deliver(self, inbound: Inbound, row: WebhookRelayRow, webhook_id: str, object_id: str,
                        body: bytes) -> None:
         """POST the event to the caller, retried on 5xx, connection errors and timeouts (Replicate itself
         retries only the final event), with the same webhook-id each time; a 4xx is the caller's final
@@ -251,7 +246,7 @@ class WebhookRelay:
             if status is not None and status < 500:
                 return  # delivered (2xx, 3xx) or refused for good (4xx)
 
-    async def _attempt(self, inbound: "Inbound", url: str, webhook_id: str, secret: str, body: bytes,
+    async def _attempt(self, inbound: Inbound, url: str, webhook_id: str, secret: str, body: bytes,
                        record: LogRecord) -> int | None:
         """One POST; its status, or None when it never got one (recorded as the error)."""
         stamp = str(int(time.time()))  # fresh each attempt: the caller's tolerance counts from the send
@@ -324,7 +319,7 @@ def callers_webhook(request: Any) -> tuple[str, tuple[str, ...]] | None:
     return url, tuple(event for event in EVENTS if event in events)
 
 
-def show_row(prediction: dict[str, Any], row: "WebhookRelayRow") -> None:
+def show_row(prediction: dict[str, Any], row: WebhookRelayRow) -> None:
     """Show the caller its own webhook and events where the prediction shows the gateway's."""
     if "webhook" in prediction:
         prediction["webhook"] = row.url

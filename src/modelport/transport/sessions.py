@@ -16,7 +16,7 @@ from multidict import CIMultiDict
 
 from ..settings import Settings
 from ..errors import ForbiddenHost, quoted
-from .hosts import is_public_address
+from ..hosts import is_public_address
 
 # Headers aiohttp would add when the client did not send them. Accept-Encoding above all: with
 # auto_decompress off, the client would get a compressed body it never asked for.

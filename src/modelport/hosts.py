@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 from urllib.parse import urlsplit
 
-from ..errors import ForbiddenHost, quoted
+from .errors import ForbiddenHost, quoted
 
 _METADATA_HOSTS = frozenset({"metadata.google.internal", "metadata", "instance-data", "169.254.169.254"})
 # A last label that is a number: never a top-level domain (RFC 3696 §2), always a legacy IPv4 spelling.
@@ -44,7 +44,7 @@ def check_custom_host(url: str, allow_private: bool = False) -> str:
     """Validate a caller-chosen base URL; returns it without a trailing slash.
 
     IP literals are checked here because aiohttp never calls the resolver for them; names are checked
-    by ``PublicOnlyResolver`` (gateway/upstream.py) at connect time."""
+    by ``PublicOnlyResolver`` (transport/sessions.py) at connect time."""
     if len(url) > MAX_CUSTOM_HOST:
         raise ForbiddenHost(f"custom host is {len(url):,} characters long; at most {MAX_CUSTOM_HOST:,} are accepted")
     parts = urlsplit(url)

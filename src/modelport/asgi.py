@@ -6,8 +6,8 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 
 import orjson
 
-from ..errors import GatewayError, PayloadTooLarge
-from ..logs.record import new_time_ordered_id
+from .errors import GatewayError, PayloadTooLarge
+from .ids import new_time_ordered_id
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
