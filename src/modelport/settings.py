@@ -145,17 +145,11 @@ class Settings:
 
 
 def _check_shared_database(settings: "Settings") -> None:
-    """Nodes sharing a database must seal, sign and verify alike, so none may make its own secrets."""
-    try:
-        from .store.pg_connect import check_database_url
-    except ImportError:
-        raise SettingsError("database_url needs the PostgreSQL driver: pip install 'modelport[postgres]'") from None
-    from .store.base import StoreUnavailable
-
-    try:
-        check_database_url(settings.database_url)
-    except StoreUnavailable as exc:
-        raise SettingsError(f"database_url: {exc}") from None
+    """Nodes sharing a database must seal, sign and verify alike, so none may make its own secrets. The URL
+    itself is checked as libpq reads it where it is opened (``store/pg_connect.py``): the floor imports no
+    driver."""
+    if not settings.database_url.startswith(("postgresql://", "postgres://")):
+        raise SettingsError("database_url is malformed: it must start with postgresql:// (or postgres://)")
     missing = [f"{_ENV_PREFIX}{name.upper()}" for name in ("master_key", "signing_secret") if not getattr(settings, name)]
     if missing:
         raise SettingsError(f"database_url is set, so {' and '.join(missing)} must be too, the same on every node: nodes "
@@ -164,7 +158,7 @@ def _check_shared_database(settings: "Settings") -> None:
 
 
 def _check_trusted_hosts(entries: tuple[str, ...]) -> None:
-    from .gateway.hosts import HostRules  # the one parser of host rules (imported when trusted_hosts is set)
+    from .hosts import HostRules  # the one parser of host rules (imported when trusted_hosts is set)
 
     try:
         HostRules.build(False, entries)

@@ -70,12 +70,19 @@ def open_store(settings: Any) -> Store:
     """The keys/providers/configs store the settings name: PostgreSQL at ``database_url`` (migrated, its
     hot-path reads replicated in memory), else the embedded SQLite file in ``data_dir``."""
     if settings.database_url:
-        from .postgres import open_postgres_store  # psycopg is an optional dependency
-
         # The node's own files (spill, counters, the log service's lock) still live in its data dir.
         Path(settings.data_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
-        return open_postgres_store(settings.database_url, settings.master_key)
+        return _postgres().open_postgres_store(settings.database_url, settings.master_key)
     return open_sqlite_store(settings.data_dir, settings.master_key)
+
+
+def _postgres() -> Any:
+    """The PostgreSQL store's module; psycopg is an optional dependency, so its absence is said in one line."""
+    try:
+        from . import postgres
+    except ImportError:
+        raise StoreUnavailable("database_url needs the PostgreSQL driver: pip install 'modelport[postgres]'") from None
+    return postgres
 
 
 def open_sqlite_store(data_dir: Path, master_key: str | None = None) -> SQLiteStore:
@@ -90,6 +97,7 @@ def open_log_store(settings: Any, busy_timeout: float = 5.0) -> LogStore:
     ``busy_timeout``: seconds a call waits for another writer before it raises ``StoreUnavailable``
     (SQLite). The tables exist once ``open_store`` has run on the same settings."""
     if settings.database_url:
+        _postgres()
         from .pg_logs import open_postgres_log_store
 
         return open_postgres_log_store(settings.database_url, settings.log_retention_days)
