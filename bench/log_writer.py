@@ -50,7 +50,7 @@ def record(i: int) -> LogRecord:
 async def end_to_end(data_dir: Path, count: int) -> float:
     settings = Settings.load({"data_dir": data_dir, "log_queue_size": count + 1})
     store = open_sqlite_store(settings.data_dir)
-    writer = LogWriter(settings, store, lambda: None)
+    writer = LogWriter(settings, store, None)
     await writer.start()
     records = [record(i) for i in range(count)]
     started = time.perf_counter()
@@ -68,7 +68,7 @@ async def end_to_end(data_dir: Path, count: int) -> float:
 async def store_only(data_dir: Path, count: int) -> float:
     settings = Settings.load({"data_dir": data_dir, "log_queue_size": count + 1})
     store = open_sqlite_store(settings.data_dir)
-    writer = LogWriter(settings, store, lambda: None)
+    writer = LogWriter(settings, store, None)
     await writer.start()
     prepared = [writer._prepare(record(i)) for i in range(count)]
     batches = [prepared[i:i + CATCH_UP_BATCH_SIZE] for i in range(0, count, CATCH_UP_BATCH_SIZE)]

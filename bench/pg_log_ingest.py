@@ -53,7 +53,7 @@ async def template_rows(count: int) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as data_dir:
         settings = Settings.load({"data_dir": data_dir})
         store = open_sqlite_store(settings.data_dir)
-        writer = LogWriter(settings, store, lambda: None)
+        writer = LogWriter(settings, store, None)
         rows = [writer._prepare(record(i)).row for i in range(count)]
         store.close()
     return rows
@@ -126,7 +126,7 @@ async def run_writer(url: str, rate: int, seconds: float) -> None:
         settings = Settings.load({"data_dir": data_dir, "database_url": url, "master_key": "b" * 64,
                                   "signing_secret": "s" * 32, "log_queue_size": 10_000_000})
         store = open_store(settings)
-        writer = LogWriter(settings, store, lambda: None, background_niceness=BACKGROUND_NICENESS)
+        writer = LogWriter(settings, store, None, background_niceness=BACKGROUND_NICENESS)
         await writer.start()
         frame = records_to_wire([record(i) for i in range(FRAME_RECORDS)])
         watcher = psycopg.connect(url, autocommit=True)

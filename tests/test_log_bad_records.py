@@ -145,7 +145,7 @@ def test_a_record_that_cannot_be_encoded_is_stored_degraded_and_the_records_behi
     store = open_sqlite_store(settings.data_dir)
 
     async def write() -> None:
-        writer = LogWriter(settings, store, lambda: None)
+        writer = LogWriter(settings, store, None)
         await writer.start()
         writer.submit(deep_record("bad"))
         for i in range(3):

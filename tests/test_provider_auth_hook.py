@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
+import time
 import uuid
 from pathlib import Path
 
@@ -121,6 +122,41 @@ def test_each_step_of_a_multi_step_call_is_signed(gateway, signed_replicate):
     assert state.refused == []
     steps = [(seen["path"], seen["payload"]) for seen in state.verified]
     assert steps[:2] == [("/v1/models/test/llm", "signed"), ("/v1/models/test/llm/predictions", "signed")]
+
+
+@pytest.fixture(scope="module")
+def autopolling_gateway(tmp_path_factory):
+    """As ``gateway``, with the log service polling predictions nobody polls."""
+    path = os.pathsep.join(filter(None, (str(PLUGIN), os.environ.get("PYTHONPATH"))))
+    process = GatewayProcess(tmp_path_factory.mktemp("signed-autopoll") / "data", env={"PYTHONPATH": path},
+                             settings={"require_api_key": False, "allow_private_hosts": True,
+                                       "replicate_autopoll": True, "replicate_autopoll_interval": 0.3})
+    with process:
+        yield process
+
+
+def test_the_log_services_polls_are_signed_like_the_pipelines_requests(autopolling_gateway, signed_replicate):
+    """Autopoll reaches a stored provider's API through its auth hook, as the request path does: a
+    provider that signs each request (or refreshes a token) gets its fire-and-forget jobs polled too."""
+    gateway, (server, state) = autopolling_gateway, signed_replicate
+    slug = "signed-replicate-" + uuid.uuid4().hex[:8]
+    created = httpx.post(gateway.v1 + "/integrations", headers=gateway.headers(), timeout=10, json={
+        "name": slug, "slug": slug, "ai_provider_id": "signed-replicate", "key": KEY,
+        "configurations": {"custom_host": server.url + "/v1"}})
+    assert created.status_code == 200, created.text
+    refused = len(state.refused)
+    prediction = httpx.post(gateway.v1 + "/models/test/echo/predictions", json={"input": {"text": "nobody polls me"}},
+                            headers={"x-portkey-provider": f"@{slug}"}, timeout=10)
+    assert prediction.status_code == 201, prediction.text
+    prediction_id = prediction.json()["id"]
+    deadline = time.monotonic() + 15
+    while not [seen for seen in state.verified if seen["path"] == f"/v1/predictions/{prediction_id}"]:
+        assert time.monotonic() < deadline, f"no signed poll of {prediction_id}; refused: {state.refused[refused:]}"
+        time.sleep(0.05)
+    polls = [row for row in wait_for_logs(gateway, LogFilter(prediction_id=prediction_id), 2)
+             if row["metadata"] == {"modelport_autopoll": "true"}]
+    assert polls and all(row["status"] == 200 for row in polls), polls
+    assert state.refused[refused:] == []
 
 
 # -- secret settings -------------------------------------------------------------------------------

@@ -8,8 +8,6 @@ credential replaces whatever the client sent.
 
 from __future__ import annotations
 
-import asyncio
-import traceback
 from dataclasses import dataclass
 from typing import Any, AsyncIterator
 
@@ -17,13 +15,11 @@ import aiohttp
 from yarl import URL
 
 from ..providers.base import ProviderSpec, Target, Transport, UpstreamRequest
-from ..asgi import ClientDisconnected
-from ..errors import ForbiddenHost, GatewayError, UpstreamTimeout, UpstreamUnreachable
+from ..transport.send import open_upstream
+from ..transport.sessions import Upstreams
 from .headers import RequestOptions
 from .resolve import Resolved
-from ..transport.sessions import Upstreams
 
-NOT_CONNECTED = "upstream_connect_failed"
 AUTH_HEADERS = frozenset({"authorization", "x-api-key", "api-key", "x-goog-api-key"})
 
 
@@ -89,84 +85,5 @@ async def send_to_provider(
     streamed = hasattr(body, "__aiter__")
     request = UpstreamRequest(method, text, headers, None if streamed else body, stream_body=streamed)
     await resolved.spec.auth.authorize(request, resolved.target, transport)
-    return await open_upstream(upstreams, resolved, method, url, request.headers, body, timeout)
-
-
-async def open_upstream(
-    upstreams: Upstreams,
-    resolved: Resolved,
-    method: str,
-    url: URL,
-    headers: list[tuple[str, str]] | dict[str, str],
-    body: Any,
-    timeout: float | None,
-) -> aiohttp.ClientResponse:
-    """Send the request and wait for the response head; map transport failures to gateway errors."""
-    session = upstreams.session(resolved.caller_chosen_host)
-    try:
-        request = session.request(method, url, headers=headers, data=body, allow_redirects=False,
-                                  timeout=upstreams.read_timeout)
-        if timeout is None:
-            return await request
-        async with asyncio.timeout(timeout):
-            return await request
-    except TimeoutError:
-        if timeout is None:  # aiohttp's read timeout: the upstream went silent
-            limit = upstreams.read_timeout.sock_read
-            raise UpstreamTimeout(f"{resolved.spec.id} sent nothing for {limit:g} s (MODELPORT_UPSTREAM_TIMEOUT)") from None
-        raise UpstreamTimeout(
-            f"{resolved.spec.id} did not answer within {timeout:g} s (x-portkey-request-timeout / request_timeout)"
-        ) from None
-    except GatewayError:
-        raise
-    except (aiohttp.ClientError, OSError) as exc:
-        # aiohttp's and asyncio's connection errors sit in reference cycles with the frames they passed
-        # (freed only by a full garbage collection, rare in a worker: gctune.py), and those frames
-        # hold this request's headers and body: let the frames go now. 100 failed calls carrying 1 MB of
-        # headers each held 112 MB.
-        release_frames(exc)
-        own = _own_error(exc)
-        if own is not None:  # the gateway stopped sending the body (too large, the client left): say so
-            raise own from None
-        if isinstance(exc, aiohttp.ClientConnectorError):
-            # Distinct code: the request never left, so even a non-idempotent POST may be retried.
-            raise UpstreamUnreachable(f"could not connect to {resolved.spec.id} at {url.host}:{url.port}: "
-                                      f"{_transport_failure(exc)}", code=NOT_CONNECTED) from None
-        raise UpstreamUnreachable(f"the connection to {resolved.spec.id} at {url.host} failed: {_transport_failure(exc)}") from None
-
-
-def release_frames(exc: BaseException) -> None:
-    """Clear the local variables of every frame in ``exc``'s tracebacks, its causes' included."""
-    seen: set[int] = set()
-    pending: list[BaseException | None] = [exc]
-    while pending:
-        current = pending.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        traceback.clear_frames(current.__traceback__)  # skips the frames still running (this one)
-        pending.extend((current.__cause__, current.__context__))
-
-
-def _own_error(exc: BaseException) -> Exception | None:
-    """The gateway's own exception that aiohttp wrapped: raised by the body it was sending (a streamed
-    body over MODELPORT_MAX_BODY_BYTES, a client gone mid-upload) or by the SSRF-checking resolver."""
-    for inner in (exc.__cause__, exc.__context__, getattr(exc, "os_error", None)):
-        if isinstance(inner, (GatewayError, ClientDisconnected)):
-            return inner
-    return None
-
-
-def _transport_failure(exc: BaseException) -> str:
-    """What failed, in words. aiohttp's own messages name its internals (``Connection<ConnectionKey(...)>``),
-    which tell a caller nothing; the OS's reason (``Connection refused``) does."""
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return "it closed the connection without answering"
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        reason = getattr(exc.certificate_error, "verify_message", None)
-        return f"its TLS certificate was refused{f' ({reason})' if reason else ''}"
-    if isinstance(exc, aiohttp.ClientSSLError):
-        return "the TLS handshake failed"
-    os_error = getattr(exc, "os_error", exc)
-    strerror = getattr(os_error, "strerror", None)
-    return strerror or "the connection broke"
+    return await open_upstream(upstreams, resolved.caller_chosen_host, resolved.spec.id, method, url, request.headers,
+                               body, timeout)

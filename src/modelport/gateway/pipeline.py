@@ -24,7 +24,7 @@ from .auth import Authenticator, Principal
 from .cache import CachedResponse, ResponseCache, cache_key, credential_scope
 from .configs import ConfigPlanner
 from ..errors import BadRequest, GatewayError, PayloadTooLarge
-from .forward import NOT_CONNECTED, Outbound, proxy_headers, send_to_provider, upstream_url
+from .forward import Outbound, proxy_headers, send_to_provider, upstream_url
 from .budgets import Reserver
 from .headers import RequestOptions, parse_request_options
 from ..hosts import HostRules
@@ -43,9 +43,10 @@ from .resolve import TargetResolver
 from .respond import Relayed, Rewriting, Screen, relay
 from ..providers.rewrite import public_base
 from .routing import Leaf, Outcome, execute
-from .steps import AttemptSteps, GatewayTransport
+from .steps import AttemptSteps
 from .streams import StreamSigner
 from .unified import UnifiedCall, takes_unified_path, unified_endpoint
+from ..transport.send import NOT_CONNECTED, UpstreamClient
 from ..transport.sessions import Upstreams
 
 BUFFER_LIMIT = 4 * 1024 * 1024  # bodies up to this are held (and so can be retried); larger ones stream
@@ -73,7 +74,7 @@ class Gateway:
         self.cache = ResponseCache(settings.cache_max_bytes, shared=RedisEntries(self.redis) if self.redis else None)
         self.store = store
         self._policies: dict[str, ExchangePolicy | None] = {}
-        self._transports: dict[str, GatewayTransport] = {}
+        self._transports: dict[str, UpstreamClient] = {}
         # What records keep. With logging off only the metrics read them: no headers, no bodies.
         self.log_headers = settings.logging
         self.log_body_cap = settings.log_body_max_bytes if settings.logging else 0
@@ -123,12 +124,14 @@ class Gateway:
             record.latency_ms = (time.perf_counter() - started) * 1000
             self.recorder.submit(record)
 
-    def transport_for(self, spec: ProviderSpec) -> GatewayTransport:
-        """The transport ``spec``'s ProviderAuth makes its own calls on (providers/base.py ``Transport``)."""
+    def transport_for(self, spec: ProviderSpec) -> UpstreamClient:
+        """The transport ``spec``'s ProviderAuth makes its own calls on (providers/base.py ``Transport``): the
+        SSRF-guarded side, as a caller-chosen host (their URLs come from settings a caller may set)."""
         transport = self._transports.get(spec.id)
         if transport is None:
-            transport = self._transports[spec.id] = GatewayTransport(
-                self.upstreams, spec, self.settings.upstream_timeout, self.settings.allow_private_hosts)
+            transport = self._transports[spec.id] = UpstreamClient(
+                self.upstreams, f"{spec.id}'s auth", self.settings.upstream_timeout, guarded=True,
+                allow_private=self.settings.allow_private_hosts)
         return transport
 
     async def _key_refusal(self, principal: Principal | None, error: GatewayError) -> GatewayError:

@@ -12,12 +12,15 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ..asgi import Receive, Scope, Send, read_body, send_error, send_response
 from ..errors import GatewayError, MethodNotAllowed, NotFound, UnknownProvider
-from ..providers.base import WEBHOOK_ROUTE, Inbound
+from ..providers.base import WEBHOOK_ROUTE, Inbound, ProviderApi
 from ..providers.registry import get_provider
 from ..providers.rewrite import public_base
+from ..transport.send import UpstreamClient
 
 if TYPE_CHECKING:
     from .pipeline import Gateway
+
+CALL_SECONDS = 10.0  # each call a policy makes for an event (Replicate: its account's secret, each delivery)
 
 
 async def receive_provider_webhook(gateway: "Gateway", scope: Scope, receive: Receive, send: Send, rest: str) -> None:
@@ -36,14 +39,25 @@ async def receive_provider_webhook(gateway: "Gateway", scope: Scope, receive: Re
         if resolved.spec.id != spec.id:  # type: ignore[union-attr]
             raise NotFound(f"@{slug} is not a {provider} provider")
         body = await read_body(receive, gateway.settings.max_body_bytes)
+        transport = _transports(gateway)
+        api = ProviderApi(resolved.spec, resolved.target, transport(resolved.caller_chosen_host), gateway.transport_for(resolved.spec))
         inbound = Inbound(resolved.target, {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]},
-                          body, gateway.upstreams.session, resolved.caller_chosen_host,
-                          _rewriting(gateway, resolved, public_base(gateway.settings.public_url, scope)),
+                          body, api, transport, _rewriting(gateway, resolved, public_base(gateway.settings.public_url, scope)),
                           gateway.recorder.submit)
         answer = await receiver(inbound)
         await send_response(send, answer.status, [(b"content-type", answer.content_type.encode("latin-1"))], answer.body)
     except GatewayError as error:
         await send_error(send, error, "")
+
+
+def _transports(gateway: "Gateway") -> Callable[[bool], UpstreamClient]:
+    """The relay's calls (reading the account's secret, delivering to the caller) on the pooled sessions,
+    each within ``CALL_SECONDS``; ``True`` picks the SSRF-guarded side."""
+    settings = gateway.settings
+    sides = {guarded: UpstreamClient(gateway.upstreams, "the webhook relay", CALL_SECONDS, guarded=guarded,
+                                     allow_private=settings.allow_private_hosts, timeout_name="the relay's limit")
+             for guarded in (False, True)}
+    return sides.__getitem__
 
 
 def _rewriting(gateway: "Gateway", resolved: Any, gateway_base: str) -> Callable[[bytes, str | None, str], bytes]:

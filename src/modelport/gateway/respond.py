@@ -14,8 +14,8 @@ from typing import Any, Awaitable, Callable
 import aiohttp
 
 from ..asgi import Headers, Receive, Send
-from ..errors import BadUpstreamResponse, GatewayError, UpstreamTimeout
-from .forward import release_frames
+from ..errors import BadUpstreamResponse
+from ..transport.send import STREAM_BROKE, read_at_most, read_whole
 from ..providers.rewrite import BodyTooLarge, UrlRewrite, decode_content
 
 ONE_PIECE_LIMIT = 1024 * 1024
@@ -154,44 +154,6 @@ async def _send_whole(
     return result
 
 
-async def read_whole(upstream: aiohttp.ClientResponse) -> bytes:
-    """A body whose length is known and fits what the gateway holds (the usual small answer)."""
-    try:
-        return await upstream.read()
-    except (TimeoutError, aiohttp.ClientError) as exc:
-        raise _broken_off(upstream, exc) from None
-
-
-async def read_at_most(upstream: aiohttp.ClientResponse, limit: int) -> bytes:
-    """The body, or, once it passes ``limit``, what was read so far (``limit`` + one chunk at most): the
-    caller tells which by its length."""
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async for chunk in upstream.content.iter_any():
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > limit:
-                break
-    except (TimeoutError, aiohttp.ClientError) as exc:
-        chunks.clear()
-        raise _broken_off(upstream, exc) from None
-    return b"".join(chunks)
-
-
-def _broken_off(upstream: aiohttp.ClientResponse, exc: BaseException) -> GatewayError:
-    """A body being read whole broke off before its end (the upstream reset, went silent or sent less
-    than its Content-Length). Nothing has been sent to the client yet, so it gets the upstream's fault:
-    502, or 504 when it went silent. Uncaught, it was a plain 500 and a record with status 0."""
-    # aiohttp keeps the error (and so the traceback through the reader's frame and what it read) in a
-    # cycle until a full collection: let the frames go now, as forward.py does for a failed connection.
-    release_frames(exc)
-    upstream.close()
-    if isinstance(exc, TimeoutError):  # aiohttp's sock_read timeout is one (MODELPORT_UPSTREAM_TIMEOUT)
-        return UpstreamTimeout("the provider went silent in the middle of its response (MODELPORT_UPSTREAM_TIMEOUT)")
-    return BadUpstreamResponse(f"the provider's response broke off before its end: {type(exc).__name__}")
-
-
 async def _stream(
     send: Send, receive: Receive, upstream: aiohttp.ClientResponse, headers: Headers, result: Relayed, capture_limit: int,
     prefix: bytes = b"", keep_tail: int = 0,
@@ -218,7 +180,7 @@ async def _stream(
     except ClientGone:
         result.disconnected = True
         upstream.close()  # drops the upstream connection: the provider sees the cancel
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+    except STREAM_BROKE as exc:
         # The upstream broke mid-body. The status line is gone already, so the honest signal is to end
         # the client's connection without the final chunk: the client sees a truncated response.
         result.error = f"upstream stream broke after {result.size} bytes: {type(exc).__name__}"

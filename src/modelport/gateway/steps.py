@@ -2,7 +2,7 @@
 
 A multi-step adapter (Replicate's chat and images) sends several requests for one call: it reads the
 model's schema, creates a prediction, then polls or streams it. None of them is a second request path:
-each goes out through ``open_upstream`` on the attempt's pooled session (transport/sessions.py), with the
+each goes out through ``open_upstream`` (transport/send.py) on the attempt's pooled session, with the
 provider's auth, past the provider's policy for requests to its API (the create is authorized and
 screened exactly as a proxied create: its owner recorded, its input's file URLs checked), and within
 the attempt's deadline.
@@ -24,16 +24,14 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from ..log_record import LogRecord
-from ..providers.base import (Answer, Exchange, ExchangePolicy, Forward, ProviderSpec, StepAnswer, StepRefused, Target,
-                              Transport, UpstreamRequest)
-from ..errors import BadUpstreamResponse, ForbiddenHost, GatewayError, UpstreamTimeout, UpstreamUnreachable
+from ..errors import BadUpstreamResponse, ForbiddenHost, UpstreamTimeout
 from ..hosts import check_custom_host
-from .forward import open_upstream, send_to_provider
-from .resolve import Resolved
-from .respond import read_at_most
-from ..providers.rewrite import BodyTooLarge, decode_content
+from ..log_record import LogRecord
+from ..providers.base import Answer, Exchange, ExchangePolicy, Forward, StepAnswer, StepRefused, Transport, UpstreamRequest
+from ..transport.send import open_upstream, read_at_most, whole_answer
 from ..transport.sessions import Upstreams
+from .forward import send_to_provider
+from .resolve import Resolved
 
 STEP_ERROR_LIMIT = 64 * 1024  # what is read of a refused stream's body, for its error message
 # Of a prediction, what the log service needs to price it (providers/replicate/pricing.py): not its input (the
@@ -89,13 +87,10 @@ class AttemptSteps:
         except ForbiddenHost as refused:  # only an output URL goes through the SSRF rules here
             raise BadUpstreamResponse(f"the model's output names a URL the gateway will not fetch: {refused.message}",
                                       code="output_url_refused") from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamUnreachable(f"the connection to {self.resolved.spec.id} broke while the gateway read "
-                                      f"{self._where(request)}: {type(exc).__name__}") from None
-        status, headers, raw = _whole_answer(response, raw, limit, f"{self.resolved.spec.id} answered {self._where(request)}")
+        answer = whole_answer(response, raw, limit, f"{self.resolved.spec.id} answered {self._where(request)}")
         if exchange is not None and self.policy is not None and self.policy.wants_screen(exchange):
-            raw = await self.policy.screen(exchange, status, raw)
-        return StepAnswer(status, headers, raw)
+            return StepAnswer(answer.status, answer.headers, await self.policy.screen(exchange, answer.status, answer.body))
+        return answer
 
     async def stream(self, request: UpstreamRequest) -> AsyncIterator[bytes]:
         response = await self._open(request, request.body, False, self._left(request))
@@ -132,9 +127,9 @@ class AttemptSteps:
         if url.origin() == self._api_origin and not output_url:  # the provider's API: its headers and its auth
             return await send_to_provider(self.upstreams, self.transport, self.resolved, request.method, url,
                                           self._headers_for(request.headers), body, timeout)
-        resolved = self.resolved if not output_url or self.resolved.caller_chosen_host else \
-            Resolved(self.resolved.spec, self.resolved.target, caller_chosen_host=True)
-        return await open_upstream(self.upstreams, resolved, request.method, url, request.headers, body, timeout)
+        guarded = output_url or self.resolved.caller_chosen_host
+        return await open_upstream(self.upstreams, guarded, self.resolved.spec.id, request.method, url, request.headers,
+                                   body, timeout)
 
     def _exchange(self, request: UpstreamRequest) -> Exchange | None:
         """The request as the provider's policy sees a proxied one, when it goes to the provider's API."""
@@ -160,52 +155,3 @@ class AttemptSteps:
         if request.url.startswith(self._api_root + "/"):
             return request.url[len(self._api_root):].partition("?")[0]
         return f"a URL on {URL(request.url).host}"
-
-
-class GatewayTransport:
-    """``Transport`` (providers/base.py) for one provider's ``ProviderAuth``: its background calls (a token
-    exchange) go through ``open_upstream`` on the SSRF-guarded pooled session, as a caller-chosen host
-    does (their URLs come from settings a caller may set), within the upstream timeout, with no credential
-    added and the gateway's errors on failure."""
-
-    def __init__(self, upstreams: Upstreams, spec: ProviderSpec, timeout: float, allow_private: bool) -> None:
-        self.upstreams, self.timeout, self.allow_private = upstreams, timeout, allow_private
-        self._resolved = Resolved(spec, Target(provider=spec.id, base_url=""), caller_chosen_host=True)
-
-    async def fetch(self, request: UpstreamRequest, limit: int) -> StepAnswer:
-        provider, host = self._resolved.spec.id, URL(request.url).host
-        try:
-            check_custom_host(request.url, self.allow_private)  # IP literals: aiohttp never resolves them
-            async with asyncio.timeout(self.timeout):
-                response = await open_upstream(self.upstreams, self._resolved, request.method, URL(request.url, encoded=False),
-                                               request.headers, request.body, self.timeout)
-                try:
-                    raw = await read_at_most(response, limit)
-                finally:
-                    response.release()
-        except TimeoutError:
-            raise UpstreamTimeout(f"{provider}'s auth could not call {host}: no answer within {self.timeout:g} s "
-                                  "(MODELPORT_UPSTREAM_TIMEOUT)") from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamUnreachable(f"{provider}'s auth could not call {host}: the connection broke "
-                                      f"({type(exc).__name__})") from None
-        except GatewayError as error:  # said as the auth's call, not as a request to the provider's API
-            error.message = f"{provider}'s auth could not call {host}: {error.message}"
-            raise
-        return StepAnswer(*_whole_answer(response, raw, limit, f"{host} answered {provider}'s auth"))
-
-
-def _whole_answer(response: aiohttp.ClientResponse, raw: bytes, limit: int, who: str) -> tuple[int, dict[str, str], bytes]:
-    """A response read whole (``raw``, up to one byte past ``limit``): its status, lower-cased headers and
-    body, opened if compressed; a 502 past ``limit``. ``who`` starts the message ("replicate answered ...")."""
-    if len(raw) > limit:
-        raise BadUpstreamResponse(f"{who} with more than the {limit:,} bytes the gateway reads for this step",
-                                  code="upstream_response_too_large")
-    headers = {name.lower(): value for name, value in response.headers.items()}
-    if headers.get("content-encoding"):  # none is asked for, but a caller's forwarded header might
-        try:
-            raw = decode_content(raw, headers["content-encoding"].lower(), limit) or raw
-        except BodyTooLarge:
-            raise BadUpstreamResponse(f"{who} with a body that opens to more than {limit:,} bytes",
-                                      code="upstream_response_too_large") from None
-    return response.status, headers, raw

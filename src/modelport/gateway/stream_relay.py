@@ -12,13 +12,11 @@ import time
 from yarl import URL
 
 from ..log_record import Attempt, LogRecord
-from ..providers.base import Target
 from ..providers.registry import get_provider
 from ..asgi import Receive, Scope, Send, send_error
 from ..errors import GatewayError, NotFound
-from .forward import open_upstream
+from ..transport.send import open_upstream
 from .headers import new_trace_id
-from .resolve import Resolved
 from .respond import relay
 from .streams import InvalidStreamToken
 
@@ -39,11 +37,10 @@ async def relay_stream(gateway, scope: Scope, receive: Receive, send: Send, toke
         if spec is None:
             raise NotFound("this stream link names no provider this gateway knows; fetch the prediction again for a fresh one")
         url = URL(claims["u"], encoded=True)
-        resolved = Resolved(spec, Target(provider=spec.id, base_url=f"{url.scheme}://{url.raw_authority}"), bool(claims.get("g")))
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"] if k in _PASS]
         span = Attempt(index="stream", provider=spec.id, slug=record.slug, started_at=time.time())
         record.attempts.append(span)
-        upstream = await open_upstream(gateway.upstreams, resolved, "GET", url, headers, None, None)
+        upstream = await open_upstream(gateway.upstreams, bool(claims.get("g")), spec.id, "GET", url, headers, None, None)
         span.status = upstream.status
         extra = [(b"x-portkey-trace-id", record.trace_id.encode("latin-1")), (b"x-portkey-provider", spec.id.encode())]
         cap = gateway.settings.log_body_max_bytes if gateway.settings.logging else 0

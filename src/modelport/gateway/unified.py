@@ -23,9 +23,9 @@ from ..providers.registry import adapter_for, serves
 from ..asgi import Headers, Receive, Send
 from ..sse import EventTooLarge
 from ..errors import BadRequest, BadUpstreamResponse, Forbidden, GatewayError, UnsupportedEndpoint, quoted
+from ..transport.send import STREAM_BROKE, read_at_most
 from .forward import Outbound, proxy_headers, upstream_url
-from .respond import (WHOLE_LIMIT, ClientGone, Relayed, chunks_while_client_stays, read_at_most, relay,
-                      response_headers, watch_client)
+from .respond import WHOLE_LIMIT, ClientGone, Relayed, chunks_while_client_stays, relay, response_headers, watch_client
 from ..providers.rewrite import BodyTooLarge, decode_content
 from .routing import Leaf
 
@@ -220,7 +220,7 @@ class UnifiedCall:
             result.disconnected = True
             upstream.close()
             return result
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except STREAM_BROKE as exc:
             result.error = f"upstream stream broke after {result.size} bytes: {type(exc).__name__}"
             upstream.close()
             return result
@@ -279,7 +279,7 @@ class UnifiedCall:
                 except StopAsyncIteration:
                     break
                 await _send_chunk(send, chunk, result, cap)
-        except (aiohttp.ClientError, TimeoutError, GatewayError, EventTooLarge) as exc:
+        except (*STREAM_BROKE, GatewayError, EventTooLarge) as exc:
             # The status line is gone: end without the last chunk, so the client sees a truncated stream.
             result.error = f"the provider's stream broke after {result.size} bytes: {getattr(exc, 'message', None) or type(exc).__name__}"
             return result

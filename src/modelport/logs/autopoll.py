@@ -14,12 +14,13 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-import aiohttp
-
-from ..providers.base import JobUpstream
+from ..errors import GatewayError
+from ..providers.base import ProviderApi
 from ..log_record import Attempt, LogRecord
 
 log = logging.getLogger("modelport.logs")
+POLL_SECONDS = 30.0
+POLL_READ_LIMIT = 32 * 1024 * 1024  # a prediction with its output inline; the gateway reads no more of a response
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,20 +32,18 @@ class OpenJob:
     slug: str
     key_id: str | None
     path: str
-    upstream: JobUpstream
+    upstream: ProviderApi
 
 
 class AutoPoller:
     def __init__(
         self,
         find_open: Callable[[], Awaitable[list[OpenJob]]],
-        session: Callable[[], aiohttp.ClientSession],
         submit: Callable[[LogRecord], None],
         interval: float,
         concurrency: int = 4,
     ) -> None:
         self._find_open = find_open
-        self._session = session
         self._submit = submit
         self._interval = interval
         self._limit = asyncio.Semaphore(concurrency)
@@ -69,18 +68,17 @@ class AutoPoller:
         record.attempts.append(span)
         started = time.perf_counter()
         try:
-            async with self._limit, self._session().get(
-                f"{job.upstream.base_url}{job.path}",
-                headers=dict(job.upstream.headers),
-                timeout=aiohttp.ClientTimeout(total=30),
-            ) as response:
-                body = await response.read()
-                record.status = span.status = response.status
-                record.response_bytes, record.response_body = len(body), body
-                record.response_content_type = response.headers.get("content-type", "")
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            record.status = span.status = 502
-            record.error = span.error = f"autopoll failed: {type(exc).__name__}: {exc}"
+            async with self._limit, asyncio.timeout(POLL_SECONDS):
+                answer = await job.upstream.fetch("GET", job.path, POLL_READ_LIMIT)
+            record.status = span.status = answer.status
+            record.response_bytes, record.response_body = len(answer.body), answer.body
+            record.response_content_type = answer.headers.get("content-type", "")
+        except TimeoutError:
+            record.status = span.status = 504
+            record.error = span.error = f"autopoll failed: no answer within {POLL_SECONDS:g} s"
+        except GatewayError as error:  # the transport's (connection, body) or the auth hook's refusal
+            record.status = span.status = error.status
+            record.error = span.error = f"autopoll failed: {error.message}"
         finally:
             span.latency_ms = record.latency_ms = (time.perf_counter() - started) * 1000
             record.upstream_latency_ms = span.latency_ms

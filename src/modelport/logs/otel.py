@@ -33,15 +33,18 @@ from importlib import metadata
 from typing import Any
 from urllib.parse import urlsplit
 
-import aiohttp
 import orjson
 
+from ..errors import GatewayError
 from ..providers.registry import get_provider
 from ..settings import Settings, otel_header_pairs
 from .enrich import Prepared
 from .metrics import Metrics
 from .otel_spans import SEMCONV_VERSION, SpanHost, encode_attribute, encoded_spans
 from ..log_record import LogRecord
+from ..transport.messages import UpstreamRequest
+from ..transport.send import UpstreamClient
+from ..transport.sessions import Upstreams
 
 log = logging.getLogger("modelport.logs")
 
@@ -53,22 +56,24 @@ MAX_BACKOFF_SECONDS = 30.0
 DRAIN_SECONDS = 5.0  # at shutdown, what is queued gets this long to reach the collector
 WARN_EVERY_SECONDS = 60.0
 RESPONSE_READ_LIMIT = 64 * 1024
+ANSWER_LIMIT = 1024 * 1024  # past this a collector's answer is a failed export (retried), as no answer is
 RETRYABLE = frozenset({429, 502, 503, 504})  # OTLP/HTTP: retry these, drop on any other failure status
 
 
 
 class SpanExporter:
     """``provider_of(slug)`` is the writer's cached stored-provider lookup (for ``server.address``);
-    ``session()`` the log service's pooled session for operator-configured hosts."""
+    ``upstreams`` the log service's pooled sessions: the collector is the operator's, so the trusted side."""
 
     def __init__(self, settings: Settings, metrics: Metrics, provider_of: Callable[[str], Any],
-                 session: Callable[[], aiohttp.ClientSession]) -> None:
+                 upstreams: Upstreams) -> None:
         assert settings.otel_endpoint
         self.url = settings.otel_endpoint.rstrip("/") + "/v1/traces"
         self._headers = {**otel_header_pairs(settings.otel_headers), "content-type": "application/json"}
         self._metrics = metrics
         self._provider_of = provider_of
-        self._session = session
+        self._client = UpstreamClient(upstreams, "the span exporter", settings.upstream_timeout, guarded=False,
+                                      timeout_name="the export's share of the batch interval")
         self._hosts: dict[str, SpanHost | None] = {}
         self._queue: deque[bytes] = deque()
         self._capacity = settings.otel_queue_size
@@ -82,12 +87,12 @@ class SpanExporter:
         self._warned_at = -WARN_EVERY_SECONDS
 
     @classmethod
-    def feeding_on(cls, writer: Any, session: Callable[[], aiohttp.ClientSession]) -> "SpanExporter | None":
+    def feeding_on(cls, writer: Any, upstreams: Upstreams) -> "SpanExporter | None":
         """An exporter fed by ``writer`` (a ``LogWriter``) as it enriches each record, when
         ``otel_endpoint`` is set; the caller starts it, and stops it after the writer."""
         if not writer.settings.otel_endpoint:
             return None
-        exporter = cls(writer.settings, writer.metrics, writer.provider_of, session)
+        exporter = cls(writer.settings, writer.metrics, writer.provider_of, upstreams)
         writer.on_prepared = exporter.observe
         return exporter
 
@@ -200,18 +205,17 @@ class SpanExporter:
         head, tail = self._envelope
         body = head + b",".join(batch) + tail
         try:
-            async with self._session().post(self.url, data=body, headers=self._headers,
-                                            timeout=aiohttp.ClientTimeout(total=max(timeout, 0.1))) as response:
-                status = response.status
-                answer = await response.content.read(RESPONSE_READ_LIMIT)
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            self._requeue(batch, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+            answer = await self._client.fetch(UpstreamRequest("POST", self.url, dict(self._headers), body),
+                                              ANSWER_LIMIT, timeout=max(timeout, 0.1))
+        except GatewayError as error:  # no answer, or one past the limit (the transport says which)
+            self._requeue(batch, error.message)
             return False
         except asyncio.CancelledError:  # stopping: the drain sends it, or counts it as dropped
             self._requeue(batch, None)
             raise
+        status = answer.status
         if 200 <= status < 300:
-            rejected = min(_rejected_spans(answer), len(batch))
+            rejected = min(_rejected_spans(answer.body[:RESPONSE_READ_LIMIT]), len(batch))
             self._metrics.add("modelport_otel_spans_exported_total", amount=len(batch) - rejected)
             if rejected:
                 self._drop(rejected)

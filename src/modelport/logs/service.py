@@ -121,11 +121,10 @@ class LogService:
         self._streams: set[_RecordStream] = set()
         self._store = open_store(settings)
         self._upstreams = Upstreams(settings)  # autopoll and deployment-hardware lookups
-        self._writer = LogWriter(settings, self._store, lambda: self._upstreams.session(False),
-                                 background_niceness=BACKGROUND_NICENESS)
+        self._writer = LogWriter(settings, self._store, self._upstreams, background_niceness=BACKGROUND_NICENESS)
         self._writer.on_settled = self._acknowledge
         # Traces leave from here, fed by the writer as it enriches each record (logs/otel.py).
-        self._spans = SpanExporter.feeding_on(self._writer, lambda: self._upstreams.session(False))
+        self._spans = SpanExporter.feeding_on(self._writer, self._upstreams)
 
     async def run(self, ready: Connection, parent_pid: int) -> None:
         if os.getppid() != parent_pid:

@@ -38,7 +38,8 @@ from ..settings import Settings
 from ..store import LogStore, ResolvedProvider, Store, StoreError, StoreUnavailable, open_log_store
 from ..store.counters import open_counters
 from ..store.leases import Lease, open_lease
-from ..providers.base import AuthScheme, JobUpstream, ProviderJobs, Spend
+from ..hosts import HostRules
+from ..providers.base import ProviderApi, ProviderJobs, ProviderSpec, Spend, Target
 from ..providers.registry import get_provider, make_jobs, with_jobs
 from ..usage import PriceBook
 from ..usage.limits import Charge, key_budget, provider_budget, spent
@@ -48,6 +49,8 @@ from .metrics import Metrics
 from ..log_record import LogRecord
 from .record import degraded
 from .spill import SpillFile, read_lines, record_to_line
+from ..transport.send import UpstreamClient
+from ..transport.sessions import Upstreams
 
 log = logging.getLogger("modelport.logs")
 
@@ -78,16 +81,16 @@ AUTOPOLL_BATCH = 100
 
 class LogWriter:
     """``store`` is the gateway's ``Store`` (stored provider secrets, for redaction and for the lookups
-    of providers' job hooks); ``session`` returns the pooled upstream session for operator-configured
-    hosts. The writer opens its own ``LogStore`` from ``settings``, with a short busy wait
+    of providers' job hooks); ``upstreams`` the pooled sessions their calls go out on (None: no calls,
+    so no autopoll and no lookups, as in a tool that only writes records). The writer opens its own ``LogStore`` from ``settings``, with a short busy wait
     (``WRITE_BUSY_TIMEOUT``). Providers that run jobs (``ProviderJobs``: Replicate's predictions) are
     reached only through their hook, found in the registry."""
 
-    def __init__(self, settings: Settings, store: Store, session: Callable[[], Any], background_niceness: int = 0) -> None:
+    def __init__(self, settings: Settings, store: Store, upstreams: Upstreams | None, background_niceness: int = 0) -> None:
         self.settings = settings
         self.metrics = Metrics()
         self._store = store
-        self._session = session
+        self._calls = _ProviderCalls(settings, upstreams) if upstreams is not None else None
         self._queue: deque[LogRecord] = deque()
         self._capacity = max(1, settings.log_queue_size)
         self._wake = asyncio.Event()
@@ -114,7 +117,7 @@ class LogWriter:
         self._counters = open_counters(settings)  # budgets settle here, to the real usage
         self._jobs: dict[str, ProviderJobs] = {}
         for spec in with_jobs():
-            jobs = make_jobs(spec, settings, session)
+            jobs = make_jobs(spec, settings)
             if jobs is not None:
                 self._jobs[spec.id] = jobs
         self._enricher = Enricher(
@@ -161,11 +164,11 @@ class LogWriter:
         self._spill = SpillFile(self.settings.data_dir / "spill")
         await self._lanes.run(self._open)
         self._task = asyncio.create_task(self._run(), name="modelport-log-writer")
-        for provider, jobs in self._jobs.items() if self.settings.logging else ():
+        for provider, jobs in self._jobs.items() if self.settings.logging and self._calls is not None else ():
             if jobs.poll_interval is None:
                 continue
             self._autopoll_leases[provider] = open_lease(self.settings, f"{provider}-autopoll")  # one node polls, not each
-            poller = AutoPoller(functools.partial(self._find_open, provider), self._session, self.submit, jobs.poll_interval)
+            poller = AutoPoller(functools.partial(self._find_open, provider), self.submit, jobs.poll_interval)
             self._pollers.append(asyncio.create_task(poller.run(), name=f"modelport-autopoll-{provider}"))
 
     async def stop(self) -> None:
@@ -447,18 +450,14 @@ class LogWriter:
                 except (TimeoutError, asyncio.CancelledError) as exc:  # the job is priced without it
                     log.warning("%s %s: lookup failed: %s", provider, what, exc)
 
-    def _upstream_of(self, slug: str, provider_id: str) -> JobUpstream | None:
-        """The provider's API with the stored provider's own credential, when ``@slug`` is of that provider.
-        Only a static credential (``AuthScheme``: a header) is presented here; a provider whose auth hook
-        signs each request has no lookups or autopoll from the log service (the gateway's transport,
-        which runs such hooks, is the workers')."""
+    def _upstream_of(self, slug: str, provider_id: str) -> ProviderApi | None:
+        """The provider's API with the stored provider's own credential, when ``@slug`` is of that provider:
+        its requests go through the provider's auth hook, whatever kind (a key, a signature, a token)."""
         provider = self._store.resolve_provider(slug)
         spec = get_provider(provider_id)
         if provider is None or spec is None or provider.provider != provider_id or not provider.secret:
             return None
-        if not isinstance(spec.auth, AuthScheme):
-            return None
-        return JobUpstream((provider.custom_host or spec.base_url).rstrip("/"), spec.auth.headers_for(provider.secret))
+        return self._calls.to(spec, provider) if self._calls is not None else None
 
     def _secret_of(self, slug: str) -> str | None:
         provider = self.provider_of(slug)
@@ -492,6 +491,31 @@ class LogWriter:
             return found
 
         return await self._lanes.run(find)
+
+
+class _ProviderCalls:
+    """The log service's transports to providers' APIs, built once: the trusted and the SSRF-guarded side
+    (a stored provider's ``custom_host`` goes guarded unless the operator trusts it, as on the request
+    path: gateway/resolve.py), and each provider's auth hook's own calls (guarded)."""
+
+    def __init__(self, settings: Settings, upstreams: Upstreams) -> None:
+        self._settings, self._upstreams = settings, upstreams
+        self._host_rules = HostRules.from_settings(settings)
+        self._sides = {guarded: self._client("the log service", guarded) for guarded in (False, True)}
+        self._auth: dict[str, UpstreamClient] = {}
+
+    def to(self, spec: ProviderSpec, provider: ResolvedProvider) -> ProviderApi:
+        guarded = bool(provider.custom_host) and not self._host_rules.trusts(provider.custom_host)
+        target = Target(provider=spec.id, base_url=(provider.custom_host or spec.base_url).rstrip("/"),
+                        api_key=provider.secret, settings=dict(provider.settings or {}), slug=provider.slug)
+        auth = self._auth.get(spec.id)
+        if auth is None:
+            auth = self._auth[spec.id] = self._client(f"{spec.id}'s auth", True)
+        return ProviderApi(spec, target, self._sides[guarded], auth)
+
+    def _client(self, purpose: str, guarded: bool) -> UpstreamClient:
+        return UpstreamClient(self._upstreams, purpose, self._settings.upstream_timeout, guarded=guarded,
+                              allow_private=self._settings.allow_private_hosts)
 
 
 class _Unwritten(Exception):

@@ -33,9 +33,11 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Literal, Mapping, NamedTuple, Protocol
 from urllib.parse import unquote
 
-if TYPE_CHECKING:
-    import aiohttp
+# The upstream request and response values are the transport's (transport/messages.py); adapters and
+# auth hooks name them from here, with the rest of the provider contract.
+from ..transport.messages import StepAnswer, Transport, UpstreamRequest
 
+if TYPE_CHECKING:
     from ..log_record import LogRecord
 
 Endpoint = Literal["chat", "completions", "embeddings", "models", "messages", "responses", "images",
@@ -81,21 +83,6 @@ class Target:
     api_key: str | None = None
     settings: Mapping[str, Any] = field(default_factory=dict)
     slug: str | None = None
-
-
-@dataclass(slots=True)
-class UpstreamRequest:
-    """A request to send upstream. Adapters build it without the credential; the provider's
-    ``ProviderAuth`` adds that last, seeing the request as it will be sent (gateway/forward.py
-    ``send_to_provider``). ``stream_body``: the body streams through unread (a large proxied upload),
-    so ``body`` is None although the request has one."""
-
-    method: str
-    url: str
-    headers: dict[str, str]
-    body: bytes | None
-    stream: bool = False
-    stream_body: bool = False
 
 
 class UnsupportedParameter(ValueError):
@@ -146,25 +133,6 @@ class Adapter(Protocol):
     def error_body(self, status: int, body: bytes) -> dict[str, Any]:
         """Normalise an upstream error body to ``{"error": {"message", "type", "code", ...}}`` (for the
         ``messages`` endpoint, Anthropic's ``{"type": "error", "error": {"type", "message"}}``)."""
-        ...
-
-
-@dataclass(frozen=True, slots=True)
-class StepAnswer:
-    """One step's response, read whole: status, headers (lower-case names) and body."""
-
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-
-
-class Transport(Protocol):
-    """The gateway's upstream transport for a ``ProviderAuth``'s own calls (a token exchange): pooled,
-    SSRF-checked (private hosts only under MODELPORT_ALLOW_PRIVATE_HOSTS), timed, and failing with the
-    gateway's errors (errors.py). The request goes as given: no provider credential is added."""
-
-    async def fetch(self, request: UpstreamRequest, limit: int) -> StepAnswer:
-        """Send ``request`` and read its whole response, up to ``limit`` bytes (a 502 past it)."""
         ...
 
 
@@ -434,8 +402,8 @@ class Inbound:
     target: Target  # the stored provider the route names
     headers: Mapping[str, str]  # lower-case names
     body: bytes
-    session: Callable[[bool], "aiohttp.ClientSession"]  # the SSRF-guarded session when given True
-    guarded: bool  # whether the provider's own host must go through the guarded session
+    api: "ProviderApi"  # the stored provider's API, with its auth
+    transport: Callable[[bool], Transport]  # to another host: the SSRF-guarded side when given True
     rewrite: Callable[[bytes, str | None, str], bytes]  # (body, key id, trace id): API URLs onto the gateway
     submit: Callable[["LogRecord"], None]  # a log record, as the request path submits one
 
@@ -463,18 +431,35 @@ class Spend(NamedTuple):
 
 
 @dataclass(frozen=True, slots=True)
-class JobUpstream:
-    """Where and how the log service reaches a provider's API for one stored provider (its own
-    credential, as the auth scheme presents it)."""
+class ProviderApi:
+    """How a call off the request path reaches a provider's API for one stored provider (the log
+    service's autopoll and lookups, the webhook relay's secret read): each request starts from
+    the provider's default headers and gets its credential from the provider's ``ProviderAuth`` (a key,
+    a signature, a refreshed token), as the pipeline's requests do (gateway/forward.py
+    ``send_to_provider``). ``transport`` reaches the provider's host (the SSRF-guarded side when an
+    admin, not the operator, chose it); ``auth_transport`` carries the hook's own calls (guarded)."""
 
-    base_url: str
-    headers: Mapping[str, str]
+    spec: "ProviderSpec"
+    target: Target
+    transport: Transport
+    auth_transport: Transport
+
+    @property
+    def base_url(self) -> str:
+        return self.target.base_url
+
+    async def fetch(self, method: str, path: str, limit: int) -> StepAnswer:
+        """``path`` after the API root; the whole answer up to ``limit`` bytes, or the gateway's error."""
+        headers = dict(self.spec.headers_for(self.target.settings))
+        request = UpstreamRequest(method, self.target.base_url + path, headers, None)
+        await self.spec.auth.authorize(request, self.target, self.auth_transport)
+        return await self.transport.fetch(request, limit)
 
 
 class ProviderJobs(Protocol):
     """A provider's asynchronous jobs (Replicate's predictions) as the log writer meets them, so the
     generic log layer (logs/) holds no provider knowledge. ``ProviderSpec.jobs`` names the module whose
-    ``make_jobs(settings, session)`` returns it, and whose ``step_of(method, path)`` names a record's
+    ``make_jobs(settings)`` returns it, and whose ``step_of(method, path)`` names a record's
     step in a job's lifecycle (the prediction view); the registry finds both (``make_jobs``, ``job_steps``).
 
     The writer calls, for each record of the provider: ``seen`` (off the request path): the jobs the
@@ -495,7 +480,7 @@ class ProviderJobs(Protocol):
 
     def lookups(self, log_store: Any, pairs: list[tuple[Any, str | None]]) -> set[tuple[str, str]]: ...
 
-    async def look_up(self, what: str, upstream: JobUpstream) -> None: ...
+    async def look_up(self, what: str, upstream: ProviderApi) -> None: ...
 
     def settle(self, batch: Any, sighting: Any, row: dict[str, Any]) -> Spend | None: ...
 

@@ -244,10 +244,10 @@ def setting_config_keys() -> dict[str, str]:
     return found
 
 
-def make_jobs(spec: ProviderSpec, settings: Any, session: Any) -> ProviderJobs | None:
-    """The provider's ``ProviderJobs`` for the log writer (None when it starts no jobs); ``session``
-    returns the log service's pooled upstream session."""
-    return _jobs_module(spec.jobs).make_jobs(settings, session) if spec.jobs else None
+def make_jobs(spec: ProviderSpec, settings: Any) -> ProviderJobs | None:
+    """The provider's ``ProviderJobs`` for the log writer (None when it starts no jobs); its calls to the
+    provider go through the ``ProviderApi`` the writer hands it."""
+    return _jobs_module(spec.jobs).make_jobs(settings) if spec.jobs else None
 
 
 def job_steps(provider_id: str | None) -> Callable[[str, str], str | None] | None:

@@ -215,8 +215,8 @@ class ModelPortApp:
         # The writer's thread does CPU work in this process; with CPython's default 5 ms switch interval a
         # request could wait that long for the GIL. 1 ms keeps the event loop's waits short.
         sys.setswitchinterval(0.001)
-        writer = LogWriter(self.settings, self.store, lambda: self.upstreams.session(False))
-        self.spans = SpanExporter.feeding_on(writer, lambda: self.upstreams.session(False))
+        writer = LogWriter(self.settings, self.store, self.upstreams)
+        self.spans = SpanExporter.feeding_on(writer, self.upstreams)
         return writer
 
     async def stop(self) -> None:

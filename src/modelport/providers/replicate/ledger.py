@@ -15,17 +15,17 @@ read from ``GET /deployments/{owner}/{name}`` with the stored credential and cac
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import orjson
 
+from ...errors import GatewayError
 from ...usage import Cost, Usage
-from ..base import JobsSeen, JobUpstream, Spend
+from ..base import JobsSeen, ProviderApi, Spend
 from ..records import JobLedger, LedgerReader, PredictionEnd, PredictionSeen
 from .paths import created_kind, is_prediction_create, listed_collection, object_ref
 from .pricing import DeploymentHardware, ReplicatePricer, is_terminal, ref_from_path
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("modelport.logs")
 
 _READS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
+DEPLOYMENT_READ_LIMIT = 1024 * 1024  # a deployment's JSON is a few KB
 _MISSING_HARDWARE_TTL = 60.0  # seconds before a failed deployment lookup is tried again
 
 
@@ -197,27 +198,25 @@ def _reason(cost: Cost) -> str | None:
 class DeploymentLookup:
     """Reads deployments' hardware from the Replicate API into ``hardware`` (a TTL cache)."""
 
-    def __init__(self, session: Callable[[], aiohttp.ClientSession], hardware: DeploymentHardware, timeout: float = 10.0) -> None:
-        self._session = session
+    def __init__(self, hardware: DeploymentHardware, timeout: float = 10.0) -> None:
         self.hardware = hardware
         self._timeout = timeout
         self._missing: dict[str, float] = {}
 
-    async def fetch(self, deployment: str, upstream: JobUpstream) -> str | None:
+    async def fetch(self, deployment: str, upstream: ProviderApi) -> str | None:
         if self._missing.get(deployment, 0.0) > time.monotonic():
             return None
         try:
-            async with self._session().get(
-                f"{upstream.base_url}/deployments/{deployment}",
-                headers=dict(upstream.headers),
-                timeout=aiohttp.ClientTimeout(total=self._timeout),
-            ) as response:
-                if response.status == 200:
-                    found = self.hardware.remember(orjson.loads(await response.read()))
-                    if found:
-                        return found
-                log.warning("deployment %s: hardware lookup answered %s", deployment, response.status)
-        except (TimeoutError, aiohttp.ClientError, orjson.JSONDecodeError) as exc:
+            async with asyncio.timeout(self._timeout):
+                answer = await upstream.fetch("GET", f"/deployments/{deployment}", DEPLOYMENT_READ_LIMIT)
+            if answer.status == 200:
+                found = self.hardware.remember(orjson.loads(answer.body))
+                if found:
+                    return found
+            log.warning("deployment %s: hardware lookup answered %s", deployment, answer.status)
+        except TimeoutError:
+            log.warning("deployment %s: hardware lookup failed: no answer within %g s", deployment, self._timeout)
+        except (GatewayError, orjson.JSONDecodeError) as exc:
             log.warning("deployment %s: hardware lookup failed: %s", deployment, exc)
         self._missing[deployment] = time.monotonic() + _MISSING_HARDWARE_TTL
         return None
@@ -246,10 +245,9 @@ def lifecycle_cost(record: LogRecord, sightings: list[Sighting]) -> Cost:
 class ReplicateJobs:
     """Replicate's ``ProviderJobs``: its predictions, seen in records, priced by the ledger."""
 
-    def __init__(self, pricer: ReplicatePricer, session: Callable[[], aiohttp.ClientSession],
-                 poll_interval: float | None) -> None:
+    def __init__(self, pricer: ReplicatePricer, poll_interval: float | None) -> None:
         self.ledger = PredictionLedger(pricer, DeploymentHardware())
-        self._lookup = DeploymentLookup(session, self.ledger.hardware)
+        self._lookup = DeploymentLookup(self.ledger.hardware)
         self.poll_interval = poll_interval
 
     def seen(self, record: LogRecord, request_json: dict[str, Any] | None, response_json: Any) -> JobsSeen | None:
@@ -268,7 +266,7 @@ class ReplicateJobs:
     def lookups(self, log_store: LedgerReader, pairs: list[tuple[Sighting, str | None]]) -> set[tuple[str, str]]:
         return self.ledger.deployments_to_look_up(log_store, pairs)
 
-    async def look_up(self, what: str, upstream: JobUpstream) -> None:
+    async def look_up(self, what: str, upstream: ProviderApi) -> None:
         await self._lookup.fetch(what, upstream)
 
     def settle(self, batch: JobLedger, sighting: Sighting, row: dict[str, Any]) -> Spend | None:
@@ -278,9 +276,9 @@ class ReplicateJobs:
         return f"/predictions/{job_id}"
 
 
-def make_jobs(settings: Any, session: Callable[[], aiohttp.ClientSession]) -> ReplicateJobs:
+def make_jobs(settings: Any) -> ReplicateJobs:
     pricer = ReplicatePricer.load(settings.replicate_pricing_file, default_hardware=settings.replicate_default_hardware)
-    return ReplicateJobs(pricer, session, settings.replicate_autopoll_interval if settings.replicate_autopoll else None)
+    return ReplicateJobs(pricer, settings.replicate_autopoll_interval if settings.replicate_autopoll else None)
 
 
 def step_of(method: str, path: str) -> str | None:

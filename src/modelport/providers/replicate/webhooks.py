@@ -35,7 +35,6 @@ import logging
 import time
 from typing import Any
 
-import aiohttp
 import orjson
 
 from ...errors import BadRequest, Conflict, ForbiddenHost, GatewayError, Unauthorized, UpstreamUnreachable
@@ -43,7 +42,7 @@ from ...hosts import HostRules
 from ...log_record import Attempt, LogRecord
 from .pricing import is_terminal
 from ..records import PolicyStore, WebhookRelayRow
-from ..base import WEBHOOK_ROUTE, Answer, Exchange, Forward, Inbound
+from ..base import WEBHOOK_ROUTE, Answer, Exchange, Forward, Inbound, UpstreamRequest
 from .isolation import json_or_none
 
 log = logging.getLogger("modelport.gateway")
@@ -59,7 +58,7 @@ MAX_AGE_SECONDS = 5 * 60  # Standard Webhooks' suggested tolerance; older events
 ROW_WAIT_SECONDS, ROW_WAIT_STEP = 2.0, 0.05
 SECRET_REFRESH_SECONDS = 60.0
 KNOWN_ROWS_LIMIT = 65_536
-DELIVERY_TIMEOUT_SECONDS = 10.0
+DELIVERY_READ_LIMIT = SECRET_READ_LIMIT = 1024 * 1024  # what is read of an answer; past it, a failed attempt
 DELIVERY_ATTEMPTS, DELIVERY_BACKOFF_SECONDS = 5, 0.05  # 50, 100, 200, 400 ms between attempts
 RECEIVED = Answer(200, "application/json", b'{"received":true}')
 
@@ -151,18 +150,15 @@ class WebhookRelay:
     async def _account_secret(self, inbound: Inbound) -> str:
         target = inbound.target
         try:
-            async with inbound.session(inbound.guarded).get(
-                f"{target.base_url}/webhooks/default/secret", headers={"authorization": f"Bearer {target.api_key}"},
-                timeout=aiohttp.ClientTimeout(total=DELIVERY_TIMEOUT_SECONDS),
-            ) as response:
-                answer = json_or_none(await response.read()) if response.status == 200 else None
-        except (TimeoutError, aiohttp.ClientError, ForbiddenHost) as exc:
-            log.warning("could not read the webhook secret of @%s: %s", target.slug, exc)
-            answer = None
-        if not isinstance(answer, dict) or not isinstance(answer.get("key"), str):
+            answer = await inbound.api.fetch("GET", "/webhooks/default/secret", SECRET_READ_LIMIT)
+            found = json_or_none(answer.body) if answer.status == 200 else None
+        except GatewayError as error:  # the transport's or the auth hook's, said in words
+            log.warning("could not read the webhook secret of @%s: %s", target.slug, error.message)
+            found = None
+        if not isinstance(found, dict) or not isinstance(found.get("key"), str):
             raise UpstreamUnreachable(f"the gateway could not read the webhook signing secret of @{target.slug} from "
                                       "Replicate to verify this event; Replicate retries the final event")
-        return answer["key"]
+        return found["key"]
 
     async def _handle(self, inbound: Inbound, webhook_id: str, prediction: dict[str, Any]) -> None:
         try:
@@ -255,20 +251,18 @@ class WebhookRelay:
         started = time.perf_counter()
         try:
             self.check_url(url)  # again: an address literal the rules changed on, or a name the resolver checks
-            async with inbound.session(not self.host_rules.trusts(url)).post(
-                url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=DELIVERY_TIMEOUT_SECONDS),
-                allow_redirects=False,  # a redirect would lead past the SSRF check just made
-            ) as response:
-                answer = await response.read()
-                record.status, record.response_bytes = response.status, len(answer)
-                record.response_body, record.response_content_type = answer, response.headers.get("content-type", "")
-                return response.status
+            # No redirects (the transport follows none): one would lead past the SSRF check just made.
+            answer = await inbound.transport(not self.host_rules.trusts(url)).fetch(
+                UpstreamRequest("POST", url, headers, body), DELIVERY_READ_LIMIT)
+            record.status, record.response_bytes = answer.status, len(answer.body)
+            record.response_body, record.response_content_type = answer.body, answer.headers.get("content-type", "")
+            return answer.status
         except ForbiddenHost as refused:
             record.status, record.error, record.gateway_exception = refused.status, refused.message, True
             return refused.status  # final: the rules will not change between attempts
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            record.status = 504 if isinstance(exc, TimeoutError) else 502
-            record.error = f"webhook delivery failed: {type(exc).__name__}: {exc}"
+        except GatewayError as error:  # no answer (connection, timeout): retried
+            record.status = error.status
+            record.error = f"webhook delivery failed: {error.message}"
             return None
         finally:
             record.latency_ms = record.upstream_latency_ms = (time.perf_counter() - started) * 1000
