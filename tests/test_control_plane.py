@@ -14,6 +14,7 @@ import jsonschema
 import pytest
 from openapi_spec_validator import validate as validate_openapi
 
+from modelport.control.app import RESOURCES
 from tests.conftest import REPLICATE_TOKEN
 from tests.harness import GatewayProcess
 
@@ -57,6 +58,15 @@ def error_of(response: httpx.Response, status: int) -> str:
     assert response.status_code == status, response.text
     assert response.headers["x-portkey-gateway-exception"] == "true"
     return response.json()["error"]["message"]
+
+
+def test_every_resource_in_the_route_table_reaches_the_control_plane(admin: httpx.Client) -> None:
+    """The server dispatches /v1/<resource> by the control plane's own route table (control/app.py
+    ``RESOURCES``): a path no route matches under any of them is the control plane's 404, not a request
+    for the gateway to proxy to a provider."""
+    assert {"api-keys", "virtual-keys", "integrations", "providers", "configs", "logs", "feedback"} <= RESOURCES
+    for resource in sorted(RESOURCES):
+        assert "no control-plane route" in error_of(admin.get(f"/{resource}/no/such/route/here"), 404), resource
 
 
 # -- virtual keys ------------------------------------------------------------------------------------

@@ -44,6 +44,9 @@ ROUTES: tuple[Route, ...] = (
     *predictions.ROUTES,  # before logs: /logs/{log_id} would take /logs/predictions
     *logs.ROUTES,
 )
+# The first path segments under /v1 that are the control plane's ("api-keys", "logs", ...), read off the
+# table: server/app.py dispatches these here and everything else under /v1 to the gateway.
+RESOURCES = frozenset(route.path.split("/", 2)[1] for route in ROUTES)
 
 MAX_BODY_BYTES = 1024 * 1024  # admin bodies are small; a config with many targets is a few KB
 

@@ -5,7 +5,7 @@
     /dashboard[/...]        the web dashboard (static files; it calls the /v1 APIs with an admin key)
     /v1/streams/<token>     signed provider streams (no auth; the token is the capability)
     /v1/provider-webhooks/<provider>/<slug>  webhook events from providers (no auth; the policy verifies them)
-    /v1/<control resource>  control plane (api-keys, virtual-keys, integrations, providers, configs, logs, ...)
+    /v1/<control resource>  control plane: the resources its route table names (control/app.py ``RESOURCES``)
     /v1/<anything else>     the gateway pipeline (unified API or proxy)
 
 Log records go one of two ways. Under ``modelport serve`` (``settings.log_service_address`` set) a
@@ -22,6 +22,7 @@ import os
 import sys
 from typing import Any
 
+from ..control.app import RESOURCES as CONTROL_RESOURCES
 from ..control.app import ControlPlane
 from ..dashboard.serve import PREFIX as DASHBOARD_PREFIX
 from ..dashboard.serve import serve_dashboard
@@ -51,10 +52,6 @@ log = logging.getLogger("modelport")
 
 MAX_REFUSED_PATH = 2048  # of a refused request's path, in its log record
 KEY_USE_FLUSH_SECONDS = 5.0  # how stale a key's last_used_at may be; one small write per interval
-
-CONTROL_RESOURCES = frozenset(
-    {"api-keys", "virtual-keys", "integrations", "providers", "configs", "logs", "feedback", "analytics", "admin"}
-)
 
 
 def worker_gauges() -> str:
