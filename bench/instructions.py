@@ -52,26 +52,28 @@ def drive(tree: str, requests: int, mode: str, origin: str) -> None:
     from modelport.server.app import ModelPortApp
     from modelport.server.bootstrap import bootstrap
     from modelport.settings import Settings
-    from workload import OPENAI_KEY, SCENARIOS
+    from workload import OPENAI_KEY, REPLICATE_KEY, SCENARIOS
 
     home = tempfile.mkdtemp(prefix="modelport-instructions-")
     config = Path(home) / "modelport.toml"
     config.write_text(f'[[providers]]\nslug = "bench-openai"\nprovider = "openai"\nsecret_env = "BENCH_UPSTREAM_KEY"\n'
+                      f'custom_host = "{origin}/v1"\n'
+                      f'[[providers]]\nslug = "bench-replicate"\nprovider = "replicate"\nsecret_env = "BENCH_REPLICATE_KEY"\n'
                       f'custom_host = "{origin}/v1"\n')  # fmt: skip
-    os.environ.update({"BENCH_UPSTREAM_KEY": OPENAI_KEY, "MODELPORT_LOGGING": "false"})
+    os.environ.update({"BENCH_UPSTREAM_KEY": OPENAI_KEY, "BENCH_REPLICATE_KEY": REPLICATE_KEY, "MODELPORT_LOGGING": "false"})
     prefix = f"bench-{Path(home).name}:"
     redis = {"redis_url": REDIS_URL, "redis_key_prefix": prefix, "redis_timeout": 10} if mode == "limits-redis" else {}
     settings = Settings.load({"config": config, "data_dir": home, "admin_key": ADMIN_KEY,
                               "trusted_hosts": "127.0.0.1", **redis})  # fmt: skip
     bootstrap(settings)
-    body = SCENARIOS["openai-0ms"].body
+    scenario = SCENARIOS["replicate-0ms" if mode == "replicate" else "openai-0ms"]
 
     async def run() -> None:
         app = ModelPortApp(settings)
         await app.start()
         key = ADMIN_KEY
         admin = {"x-portkey-api-key": ADMIN_KEY, "content-type": "application/json"}
-        if mode != "plain":
+        if mode not in ("plain", "replicate"):
             created = {"name": "bench", "scopes": ["inference"]}
             if mode != "tenant":
                 created.update(rate_limits=NEVER, usage_limits={"credit_limit": 10**6})
@@ -79,10 +81,12 @@ def drive(tree: str, requests: int, mode: str, origin: str) -> None:
             key = json.loads(answer)["key"]
             if mode != "tenant":
                 await _call(app, "PUT", "/v1/providers/bench-openai", admin, json.dumps({"rate_limits": NEVER}).encode())
-        headers = {"x-portkey-api-key": key, "x-portkey-provider": "@bench-openai", "content-type": "application/json"}
+        provider = "@bench-replicate" if mode == "replicate" else "@bench-openai"
+        headers = {"x-portkey-api-key": key, "x-portkey-provider": provider, "content-type": "application/json",
+                   **scenario.extra_headers}
         for _ in range(requests):
-            status, _ = await _call(app, "POST", "/v1/chat/completions", headers, body)
-            assert status == 200, status
+            status, _ = await _call(app, "POST", "/v1" + scenario.path, headers, scenario.body)
+            assert status == (201 if mode == "replicate" else 200), status
         await app.stop()
 
     try:
