@@ -40,7 +40,8 @@ async def receive_provider_webhook(gateway: "Gateway", scope: Scope, receive: Re
             raise NotFound(f"@{slug} is not a {provider} provider")
         body = await read_body(receive, gateway.settings.max_body_bytes)
         transport = _transports(gateway)
-        api = ProviderApi(resolved.spec, resolved.target, transport(resolved.caller_chosen_host), gateway.transport_for(resolved.spec))
+        api = ProviderApi(resolved.spec, resolved.target, transport(resolved.caller_chosen_host),
+                          gateway.transport_for(resolved.spec))
         inbound = Inbound(resolved.target, {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]},
                           body, api, transport, _rewriting(gateway, resolved, public_base(gateway.settings.public_url, scope)),
                           gateway.recorder.submit)

@@ -89,7 +89,8 @@ class AttemptSteps:
                                       code="output_url_refused") from None
         answer = whole_answer(response, raw, limit, f"{self.resolved.spec.id} answered {self._where(request)}")
         if exchange is not None and self.policy is not None and self.policy.wants_screen(exchange):
-            return StepAnswer(answer.status, answer.headers, await self.policy.screen(exchange, answer.status, answer.body))
+            screened = await self.policy.screen(exchange, answer.status, answer.body)
+            return StepAnswer(answer.status, answer.headers, screened)
         return answer
 
     async def stream(self, request: UpstreamRequest) -> AsyncIterator[bytes]:

@@ -82,11 +82,12 @@ AUTOPOLL_BATCH = 100
 class LogWriter:
     """``store`` is the gateway's ``Store`` (stored provider secrets, for redaction and for the lookups
     of providers' job hooks); ``upstreams`` the pooled sessions their calls go out on (None: no calls,
-    so no autopoll and no lookups, as in a tool that only writes records). The writer opens its own ``LogStore`` from ``settings``, with a short busy wait
-    (``WRITE_BUSY_TIMEOUT``). Providers that run jobs (``ProviderJobs``: Replicate's predictions) are
+    so no autopoll and no lookups, as in a tool that only writes records). The writer opens its own
+    ``LogStore`` from ``settings``, with a short busy wait (``WRITE_BUSY_TIMEOUT``). Providers that run jobs (``ProviderJobs``: Replicate's predictions) are
     reached only through their hook, found in the registry."""
 
-    def __init__(self, settings: Settings, store: Store, upstreams: Upstreams | None, background_niceness: int = 0) -> None:
+    def __init__(self, settings: Settings, store: Store, upstreams: Upstreams | None,
+                 background_niceness: int = 0) -> None:
         self.settings = settings
         self.metrics = Metrics()
         self._store = store
