@@ -1,6 +1,6 @@
 """OpenTelemetry traces: a span per request and one per upstream attempt, exported as OTLP/HTTP JSON.
 
-    writer lane (nice 19): each record once enriched ─▶ spans, encoded ─▶ deque of otel_queue_size spans
+    writer lane (nice 19): each record once enriched ─▶ spans, as OTLP/JSON text ─▶ deque of otel_queue_size spans
                                                                               │ 512 spans or 1 s
     log service event loop: one POST <otel_endpoint>/v1/traces at a time ◀───┘
          collector down / 429 / 5xx: the batch goes back to the front, retried after 1, 2, 4 … 30 s;
@@ -8,7 +8,7 @@
 
 Fed by the log service (``LogWriter.on_prepared``), which already receives every worker's records, so
 tracing adds nothing to the request path. Building and encoding the spans run on the writer's lane; the
-event loop only joins encoded spans into a request body. Nothing here waits for the collector.
+event loop only joins encoded spans into a request body and encodes it. Nothing here waits for the collector.
 
 Why no opentelemetry-sdk: its OTLP exporters need the protobuf stack (or grpc), and its span
 processors expect spans created live in the process; here they are built after the fact from a log
@@ -75,7 +75,8 @@ class SpanExporter:
         self._client = UpstreamClient(upstreams, "the span exporter", settings.upstream_timeout, guarded=False,
                                       timeout_name="the export's share of the batch interval")
         self._hosts: dict[str, SpanHost | None] = {}
-        self._queue: deque[bytes] = deque()
+        self._slug_hosts: dict[str, tuple[Any, SpanHost | None]] = {}  # by slug, with the lookup it came from
+        self._queue: deque[str] = deque()
         self._capacity = settings.otel_queue_size
         self._lock = threading.Lock()  # the writer's lane appends, the event loop takes
         self._wake_asked = False
@@ -125,10 +126,14 @@ class SpanExporter:
         provider = self._provider_of(slug) if slug is not None else None
         if provider is None:
             return None
+        known = self._slug_hosts.get(slug)
+        if known is not None and known[0] is provider:  # the writer's cached lookup, unchanged: so is its host
+            return known[1]
         spec = get_provider(provider.provider)
         base = provider.custom_host or (spec.base_url if spec is not None else "")
         if base not in self._hosts:  # a handful of distinct bases: parsed once each
             self._hosts[base] = _host_and_port(base) if base and "{" not in base else None
+        self._slug_hosts[slug] = (provider, self._hosts[base])
         return self._hosts[base]
 
     # -- the event loop ---------------------------------------------------------------------------
@@ -192,18 +197,18 @@ class SpanExporter:
             if wake_on_batch:
                 return
 
-    def _take(self) -> list[bytes]:
+    def _take(self) -> list[str]:
         with self._lock:
             queue = self._queue
             batch = [queue.popleft() for _ in range(min(BATCH_SPANS, len(queue)))]
             self._wake_asked = False
         return batch
 
-    async def _export(self, batch: list[bytes], timeout: float) -> bool:
+    async def _export(self, batch: list[str], timeout: float) -> bool:
         """POST one batch. False when the collector did not answer or asked to retry (the batch is then
         back at the front of the queue); a refusal drops the batch (resending would be refused again)."""
         head, tail = self._envelope
-        body = head + b",".join(batch) + tail
+        body = (head + ",".join(batch) + tail).encode()  # one encode a request, not one a span
         try:
             answer = await self._client.fetch(UpstreamRequest("POST", self.url, dict(self._headers), body),
                                               ANSWER_LIMIT, timeout=max(timeout, 0.1))
@@ -228,7 +233,7 @@ class SpanExporter:
         self._warn(f"the collector at {self.url} refused {len(batch)} spans with HTTP {status}; they are dropped")
         return True
 
-    def _requeue(self, batch: list[bytes], problem: str | None) -> None:
+    def _requeue(self, batch: list[str], problem: str | None) -> None:
         """Back to the front, as far as the bound allows: the oldest of the batch go first."""
         with self._lock:
             room = max(0, self._capacity - len(self._queue))
@@ -249,16 +254,18 @@ class SpanExporter:
             log.warning("OpenTelemetry: %s", message, exc_info=exc_info)
 
 
-def _envelope(service_name: str) -> tuple[bytes, bytes]:
-    """An ExportTraceServiceRequest with one resource and one scope, split where the spans go."""
+def _envelope(service_name: str) -> tuple[str, str]:
+    """An ExportTraceServiceRequest with one resource and one scope, split where the spans go: built
+    once, as the resource and the scope never change."""
     version = _version()
     resource = [encode_attribute("service.name", service_name, cached=False)]
     if version:
         resource.append(encode_attribute("service.version", version, cached=False))
-    scope = orjson.dumps({"name": "modelport", **({"version": version} if version else {})})
-    head = b'{"resourceSpans":[{"resource":{"attributes":[%s]},"scopeSpans":[{"scope":%s,"schemaUrl":%s,"spans":[' % (
-        b",".join(resource), scope, orjson.dumps(f"https://opentelemetry.io/schemas/{SEMCONV_VERSION}"))
-    return head, b"]}]}]}"
+    scope = orjson.dumps({"name": "modelport", **({"version": version} if version else {})}).decode()
+    schema = orjson.dumps(f"https://opentelemetry.io/schemas/{SEMCONV_VERSION}").decode()
+    head = f'{{"resourceSpans":[{{"resource":{{"attributes":[{",".join(resource)}]}},"scopeSpans":[{{"scope":{scope},' \
+           f'"schemaUrl":{schema},"spans":['
+    return head, "]}]}]}"
 
 
 def _version() -> str | None:
