@@ -76,8 +76,9 @@ class SpanExporter:
                                       timeout_name="the export's share of the batch interval")
         self._hosts: dict[str, SpanHost | None] = {}
         self._slug_hosts: dict[str, tuple[Any, SpanHost | None]] = {}  # by slug, with the lookup it came from
-        self._queue: deque[str] = deque()
         self._capacity = settings.otel_queue_size
+        # Requeueing a batch (extendleft) never overfills it: _requeue keeps only what fits.
+        self._queue: deque[str] = deque(maxlen=self._capacity)
         self._lock = threading.Lock()  # the writer's lane appends, the event loop takes
         self._wake_asked = False
         self._envelope = _envelope(settings.otel_service_name)
@@ -110,9 +111,7 @@ class SpanExporter:
         with self._lock:
             queue = self._queue
             overflow = len(queue) + len(encoded) - self._capacity
-            for _ in range(min(max(overflow, 0), len(queue))):
-                queue.popleft()
-            queue.extend(encoded[-self._capacity:])
+            queue.extend(encoded)  # bounded (maxlen): beyond otel_queue_size the oldest fall off the front
             wake = len(queue) >= BATCH_SPANS and not self._wake_asked
             self._wake_asked |= wake
         if overflow > 0:
