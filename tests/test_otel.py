@@ -16,7 +16,7 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import OPENAI_KEY, SECRETS, stored
+from tests.conftest import OPENAI_KEY, REPLICATE_TOKEN, SECRETS, stored
 from tests.fakes.otlp import OTLP, CollectorState, attributes, make_collector_app
 from tests.fakes.server import FakeServer
 from tests.harness import GatewayProcess, free_port
@@ -43,12 +43,13 @@ def _providers(fake_openai, fake_openai_backup) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def traced_gateway(tmp_path_factory, collector, fake_openai, fake_openai_backup) -> Iterator[GatewayProcess]:
-    env = {"TEST_OPENAI_KEY": OPENAI_KEY, "MODELPORT_OTEL_ENDPOINT": collector[0].url,
+def traced_gateway(tmp_path_factory, collector, fake_openai, fake_openai_backup, fake_replicate) -> Iterator[GatewayProcess]:
+    providers = [*_providers(fake_openai, fake_openai_backup),
+                 stored("replicate-test", "replicate", "TEST_REPLICATE_TOKEN", fake_replicate[0].url + "/v1")]
+    env = {"TEST_OPENAI_KEY": OPENAI_KEY, "TEST_REPLICATE_TOKEN": REPLICATE_TOKEN, "MODELPORT_OTEL_ENDPOINT": collector[0].url,
            "MODELPORT_OTEL_HEADERS": f"authorization=Bearer%20{COLLECTOR_TOKEN}",
            "MODELPORT_OTEL_SERVICE_NAME": "gateway-under-test"}
-    process = GatewayProcess(tmp_path_factory.mktemp("otel") / "data", providers=_providers(fake_openai, fake_openai_backup),
-                             env=env)
+    process = GatewayProcess(tmp_path_factory.mktemp("otel") / "data", providers=providers, env=env)
     with process:
         yield process
 
@@ -112,6 +113,26 @@ def test_a_chat_request_is_a_server_span_with_a_genai_client_span(traced_gateway
     assert server["scope"]["name"] == "modelport"
     headers = server_state.headers[-1]
     assert headers["authorization"] == f"Bearer {COLLECTOR_TOKEN}" and headers["content-type"] == "application/json"
+
+
+def test_a_proxied_replicate_prediction_is_a_server_span_with_a_client_span_to_replicate(traced_gateway, collector,
+                                                                                         fake_replicate):
+    trace_id = "1c8efff798038103d269b633813fc612"
+    answer = httpx.post(traced_gateway.v1 + "/models/test/echo/predictions", timeout=20, json={"input": {"text": "hi"}},
+                        headers=traced_gateway.headers(**{"x-portkey-provider": "@replicate-test", "Prefer": "wait",
+                                                          "x-portkey-trace-id": trace_id}))
+    assert answer.status_code < 300, answer.text
+    server, (attempt,) = split(spans_of_trace(collector[1], trace_id, 2))
+    assert server["name"] == "POST replicate" and attempt["name"] == "POST replicate"  # a proxied path may hold ids
+    http = attributes(server["attributes"])
+    assert http["url.path"] == "/v1/models/test/echo/predictions" and http["modelport.provider"] == "replicate"
+    assert http["http.request.method"] == "POST" and http["http.response.status_code"] == answer.status_code
+    assert http["modelport.log_id"].startswith("log_") and "status" not in server
+    client_side = attributes(attempt["attributes"])
+    assert client_side["gen_ai.provider.name"] == "replicate" and "gen_ai.operation.name" not in client_side
+    assert (client_side["server.address"], client_side["server.port"]) == ("127.0.0.1", fake_replicate[0].port)
+    assert client_side["http.response.status_code"] == answer.status_code and "status" not in attempt
+    assert attempt["parentSpanId"] == server["spanId"] and "parentSpanId" not in server
 
 
 def test_a_w3c_traceparent_names_the_trace_and_the_parent_unless_portkey_headers_do(traced_gateway, collector):
