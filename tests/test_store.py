@@ -630,3 +630,47 @@ def test_rotating_the_master_key_reseals_every_secret(store, backend) -> None:
     assert not before & after
     assert all(sealed.startswith(f"v1:{store.vault.current_key_id}:") for sealed in after)
     assert [store.resolve_provider(f"p{i}").secret for i in range(3)] == [f"sk-test-rotate-{i}" for i in range(3)]
+
+
+# -- stored Responses (store/responses.py) --------------------------------------------------------
+def _stored_response(response_id: str = "resp_1", owner: str = "key_a", expires_at: int = 2_000_000_000_000):
+    from modelport.store.responses import StoredResponse
+
+    response = {"id": response_id, "object": "response", "output": [{"type": "message", "role": "assistant",
+                                                                    "content": [{"type": "output_text", "text": "hi"}]}],
+                "z_last": 1, "a_first": 2}  # keys out of order: kept as written
+    items = [{"id": "msg_1", "type": "message", "role": "user", "content": [{"type": "input_text", "text": "\u0000 héllo"}]}]
+    return StoredResponse(response_id, owner, "anthropic", "claude-x", response, items, 1_000, expires_at)
+
+
+def test_a_stored_response_is_read_back_whole_by_its_owner_and_an_admin_only(store) -> None:
+    kept = _stored_response()
+    version = store.data_version()
+    store.keep_response(kept)
+    assert store.data_version() == version  # no hot-path cache holds these rows
+    assert store.stored_response("resp_1", "key_a", 5_000) == kept
+    assert list(store.stored_response("resp_1", None, 5_000).response) == ["id", "object", "output", "z_last", "a_first"]
+    assert store.stored_response("resp_1", "key_b", 5_000) is None  # another key's: as if unknown
+    assert store.stored_response("resp_2", None, 5_000) is None
+    store.keep_response(_stored_response(owner="key_b"))  # the same id again changes nothing
+    assert store.stored_response("resp_1", "key_a", 5_000) == kept
+
+
+def test_a_stored_response_is_deleted_by_its_owner_or_an_admin_only(store) -> None:
+    store.keep_response(_stored_response("resp_1"))
+    store.keep_response(_stored_response("resp_2"))
+    assert store.delete_stored_response("resp_1", "key_b", 5_000) is False
+    assert store.delete_stored_response("resp_1", "key_a", 5_000) is True
+    assert store.delete_stored_response("resp_1", "key_a", 5_000) is False
+    assert store.delete_stored_response("resp_2", None, 5_000) is True
+    assert store.stored_response("resp_1", None, 5_000) is None and store.stored_response("resp_2", None, 5_000) is None
+
+
+def test_an_expired_response_is_not_found_and_upkeep_deletes_it(store) -> None:
+    store.keep_response(_stored_response("resp_old", expires_at=10_000))
+    store.keep_response(_stored_response("resp_new", expires_at=20_000))
+    assert store.stored_response("resp_old", "key_a", 9_999) is not None
+    assert store.stored_response("resp_old", "key_a", 10_000) is None  # expired, though not yet deleted
+    assert store.delete_stored_response("resp_old", None, 10_000) is False
+    assert store.forget_expired_responses(15_000) == 1
+    assert store.stored_response("resp_old", None, 0) is None and store.stored_response("resp_new", None, 15_000) is not None

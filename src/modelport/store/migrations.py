@@ -237,6 +237,21 @@ MIGRATIONS: list[str] = [
     CREATE INDEX logs_by_endpoint ON logs (endpoint, created_at);
     CREATE INDEX logs_failed_by_time ON logs (created_at, id) WHERE status >= 400;
     """,
+    # 10: Responses the gateway answered for translated providers (store/responses.py), kept for
+    # previous_response_id and GET/DELETE /v1/responses/{id}; expires_at is what upkeep deletes by.
+    """
+    CREATE TABLE stored_responses (
+        id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        model TEXT,
+        response TEXT NOT NULL,
+        items TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL
+    );
+    CREATE INDEX stored_responses_by_expiry ON stored_responses (expires_at);
+    """,
 ]
 
 

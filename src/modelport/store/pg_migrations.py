@@ -284,6 +284,21 @@ MIGRATIONS: list[str] = [
     END;
     $$;
     """,
+    # 3: Responses the gateway answered for translated providers (store/responses.py). JSON as text,
+    # kept as written (a retrieved response keeps its keys' order); times in epoch ms like every table.
+    """
+    CREATE TABLE stored_responses (
+        id TEXT COLLATE "C" PRIMARY KEY,
+        owner TEXT COLLATE "C" NOT NULL,
+        provider TEXT NOT NULL,
+        model TEXT,
+        response TEXT NOT NULL,
+        items TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL
+    );
+    CREATE INDEX stored_responses_by_expiry ON stored_responses (expires_at);
+    """,
 ]
 
 

@@ -25,6 +25,7 @@ from ..keys import generate_api_key
 from ..vault import Vault
 from ..providers.records import WebhookRelayRow
 from .base import UNCHANGED, ApiKey, Config, Conflict, NotFound, Page, StoredProvider
+from .responses import ResponsesSQL
 from .rows import (
     Row,
     api_key_changes,
@@ -45,8 +46,9 @@ from .rows import (
 MAX_PAGE = 1000
 
 
-class StoreSQL:
-    """The statements of ``Store`` that read and write the database the same way on both stores."""
+class StoreSQL(ResponsesSQL):
+    """The statements of ``Store`` (and ``ResponseStore``, responses.py) that read and write the database
+    the same way on both stores."""
 
     placeholder = "?"
     for_update = ""  # appended to a SELECT whose rows the transaction will change
