@@ -36,7 +36,7 @@ def test_a_response_runs_one_prediction_and_its_cost_is_logged_once(gateway, cli
     response = client.responses.create(model="test/llm", instructions="Be brief.", input="hello there world",
                                        max_output_tokens=20, extra_headers={"x-portkey-trace-id": trace_id})
     assert response.object == "response" and response.id.startswith("resp_") and response.status == "completed"
-    assert response.output_text == "hello there world" and response.store is False
+    assert response.output_text == "hello there world" and response.store is True
     assert (response.usage.input_tokens, response.usage.output_tokens, response.usage.total_tokens) == (5, 3, 8)  # the system prompt counts
     prediction = state.predictions[-1]
     assert prediction.model == "test/llm"
@@ -70,7 +70,7 @@ def test_a_streamed_response_relays_the_predictions_output_as_text_deltas(gatewa
 @pytest.mark.parametrize("asked, named", [
     ({"tools": [WEATHER]}, "'tools'"),
     ({"text": {"format": {"type": "json_schema", "name": "x", "schema": {"type": "object"}}}}, "'text.format'"),
-    ({"previous_response_id": "resp_123"}, "'previous_response_id'"),
+    ({"conversation": "conv_123"}, "'conversation'"),  # previous_response_id: continued from the gateway's store
 ])
 def test_what_a_replicate_model_cannot_honour_is_a_400_before_any_prediction(client, fake_replicate, asked, named):
     _, state = fake_replicate
@@ -94,3 +94,14 @@ def test_a_prediction_failing_mid_stream_ends_the_stream_with_response_failed(cl
     events = list(client.responses.create(model="test/llm", input="a b c d", stream=True))
     assert [e.delta for e in events if e.type == "response.output_text.delta"][:2] == ["a", " b"]
     assert events[-1].type == "response.failed" and "the GPU fell over" in events[-1].response.error.message
+
+
+def test_a_streamed_replicate_turn_is_stored_and_continued(gateway, client, fake_replicate):
+    _, state = fake_replicate
+    events = list(client.responses.create(model="test/chat", input="a b c", stream=True))
+    final = events[-1].response
+    assert events[-1].type == "response.completed" and final.store is True
+    follow = client.responses.create(model="test/llm", input="and d", previous_response_id=final.id)
+    assert follow.previous_response_id == final.id
+    assert state.predictions[-1].input["prompt"] == f"User: a b c\n\nAssistant: {final.output_text}\n\nUser: and d\n\nAssistant:"
+    assert client.responses.retrieve(final.id).output_text == final.output_text

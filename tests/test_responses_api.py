@@ -161,7 +161,7 @@ def test_an_openai_compatible_provider_gets_the_request_as_chat(compatible):
     assert (sent["max_tokens"], sent["temperature"], sent["top_p"], sent["user"]) == (50, 0.2, 0.9, "u-7")
     assert sent["response_format"] == {"type": "json_object"} and "metadata" not in sent
     assert json.loads(response.output_text)["echo"] and response.metadata == {"team": "search"}
-    assert response.store is False  # the gateway keeps nothing it could retrieve later
+    assert response.store is True  # kept by the gateway for previous_response_id (tests/test_stored_responses.py)
 
 
 def test_a_forced_function_and_a_json_schema_reach_chat_in_its_shape(compatible):
@@ -181,15 +181,6 @@ def test_a_forced_function_and_a_json_schema_reach_chat_in_its_shape(compatible)
 def test_a_cut_short_answer_is_incomplete(compatible):
     response = compatible[0].responses.create(model="gpt-4o-mini", input="one two three four five six", max_output_tokens=3)
     assert response.status == "incomplete" and response.incomplete_details.reason == "max_output_tokens"
-
-
-@pytest.mark.parametrize("provider", TRANSLATED)
-def test_previous_response_id_is_refused_with_the_alternative_named(gateway, provider):
-    with pytest.raises(openai.BadRequestError) as refused:
-        client(gateway, provider).responses.create(model=MODELS[provider], input="and then?", previous_response_id="resp_1")
-    assert refused.value.response.headers["x-portkey-gateway-exception"] == "true"
-    message = refused.value.body["message"]
-    assert "previous_response_id" in message and "send the whole conversation in 'input'" in message
 
 
 @pytest.mark.parametrize("stateful", [{"conversation": "conv_1"}, {"prompt": {"id": "pmpt_1"}},

@@ -6,7 +6,8 @@
     │   ├── UnknownProvider           400   no such provider id or @slug
     │   ├── InvalidConfig             400   the routing config fails validation
     │   ├── UnsupportedEndpoint       400   a unified endpoint the provider does not serve
-    │   └── ForbiddenHost             400   a custom host that breaks the SSRF rules
+    │   ├── ForbiddenHost             400   a custom host that breaks the SSRF rules
+    │   └── PreviousResponseNotFound  400   previous_response_id the gateway does not hold for this key (OpenAI's shape)
     ├── Unauthorized                  401 authentication_error
     ├── Forbidden                     403 permission_error
     ├── NotFound                      404 not_found_error
@@ -82,6 +83,20 @@ class UnsupportedEndpoint(BadRequest):
 
 class ForbiddenHost(BadRequest):
     code = "forbidden_custom_host"
+
+
+class PreviousResponseNotFound(BadRequest):
+    """OpenAI's answer to an unknown, expired or deleted ``previous_response_id``, word for word (a 400 with
+    ``param``), so clients that look for its code keep working; another key's response is unknown too."""
+
+    code = "previous_response_not_found"
+
+    def __init__(self, response_id: str) -> None:
+        super().__init__(f"Previous response with id {quoted(response_id)} not found.")
+
+    def body(self) -> bytes:
+        return orjson.dumps({"error": {"message": self.message, "type": self.type, "param": "previous_response_id",
+                                       "code": self.code}})
 
 
 class Unauthorized(GatewayError):

@@ -65,6 +65,7 @@ class Settings:
     log_redact_paths: tuple[str, ...] = ()
     log_queue_size: int = 10_000
     log_retention_days: int = 0
+    responses_retention_days: int = 30  # OpenAI keeps a stored response 30 days
     pricing_file: Path | None = None
     replicate_pricing_file: Path | None = None
     replicate_default_hardware: str = "gpu-a40-large"
@@ -120,6 +121,9 @@ class Settings:
                 raise SettingsError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.log_retention_days < 0:
             raise SettingsError(f"log_retention_days must be 0 (keep forever) or a number of days, got {self.log_retention_days}")
+        if self.responses_retention_days < 1:
+            raise SettingsError("responses_retention_days must be a number of days of at least 1 (store: false keeps a "
+                                f"response out of the store), got {self.responses_retention_days}")
         for name in ("header_timeout", "body_timeout"):
             if not 0 < getattr(self, name) < float("inf"):
                 raise SettingsError(f"{name} must be a positive number of seconds, got {getattr(self, name)}")
@@ -307,6 +311,7 @@ HELP = {
     "log_redact_paths": "comma-separated JSON paths redacted in stored bodies",
     "log_queue_size": "in-memory log queue before spilling to disk",
     "log_retention_days": "days log records are kept (older ones are deleted by the writer's hourly upkeep); 0 keeps them forever",
+    "responses_retention_days": "days a Responses answer of a translated provider is kept for previous_response_id and GET /v1/responses/{id} (expired ones are deleted by the log writer's hourly upkeep)",
     "pricing_file": "operator price overrides (same format as the shipped table)",
     "replicate_pricing_file": "operator overrides of Replicate hardware, model and official prices (same format as providers/replicate/data/replicate.json)",
     "replicate_default_hardware": "SKU assumed for Replicate models of unknown hardware (cost is 'estimated')",

@@ -44,6 +44,7 @@ from .respond import Relayed, Rewriting, Screen, relay
 from ..providers.rewrite import public_base
 from .routing import Leaf, Outcome, execute
 from .steps import AttemptSteps
+from .stored_responses import StoredResponses, over_chat
 from .streams import StreamSigner
 from .unified import UnifiedCall, takes_unified_path, unified_endpoint
 from ..transport.send import NOT_CONNECTED, UpstreamClient
@@ -73,6 +74,7 @@ class Gateway:
         self.redis = open_redis(settings) if settings.redis_url else None
         self.cache = ResponseCache(settings.cache_max_bytes, shared=RedisEntries(self.redis) if self.redis else None)
         self.store = store
+        self.stored_responses = StoredResponses(store, settings)  # type: ignore[arg-type]  # both SQL stores are one
         self._policies: dict[str, ExchangePolicy | None] = {}
         self._transports: dict[str, UpstreamClient] = {}
         # What records keep. With logging off only the metrics read them: no headers, no bodies.
@@ -245,6 +247,8 @@ class _Call:
             endpoint = outbound.endpoint
             if endpoint is not None and takes_unified_path(endpoint, resolved.spec):
                 self.unified = UnifiedCall.prepare(endpoint, outbound, leaf, self.record)
+                if endpoint == "responses" and over_chat(resolved.spec):  # the gateway keeps its conversations
+                    await gateway.stored_responses.begin_turn(self.unified, self.principal)
                 check_model(resolved, self.unified.body.get("model"))
                 cached = await self._cached(leaf, endpoint)
                 if cached is not None:
@@ -260,6 +264,10 @@ class _Call:
                     headers["content-length"] = str(outbound.options.content_length)
             else:
                 self.unified = None
+                if gateway.stored_responses.answers(outbound, resolved.spec):  # a response the gateway keeps
+                    stored = await gateway.stored_responses.answer(outbound, self.principal)
+                    span.status = stored.status
+                    return Outcome(leaf, stored.status, response=_answered(stored))
                 check_proxied_model(leaf, outbound)
                 if resolved.spec.rewrite is not None:
                     self.gateway_base()  # a Host we could not write into the response: refused before anything upstream

@@ -28,6 +28,7 @@ from .forward import Outbound, proxy_headers, upstream_url
 from .respond import WHOLE_LIMIT, ClientGone, Relayed, chunks_while_client_stays, relay, response_headers, watch_client
 from ..providers.rewrite import BodyTooLarge, decode_content
 from .routing import Leaf
+from .stored_responses import Turn
 
 _ENDPOINTS: dict[tuple[str, str], Endpoint] = {
     ("POST", "/chat/completions"): "chat",
@@ -75,7 +76,7 @@ def takes_unified_path(endpoint: Endpoint, spec: ProviderSpec) -> bool:
 
 class UnifiedCall:
     __slots__ = ("endpoint", "outbound", "leaf", "body", "adapter", "stream", "translated", "native_errors", "multi_step",
-                 "steps")
+                 "steps", "turn")
 
     def __init__(self, endpoint: Endpoint, outbound: Outbound, leaf: Leaf, body: dict[str, Any]) -> None:
         self.endpoint, self.outbound, self.leaf, self.body = endpoint, outbound, leaf, body
@@ -89,6 +90,8 @@ class UnifiedCall:
         # Several upstream requests per call (providers/base.py MultiStepAdapter), each through ``steps``.
         self.multi_step = self.translated and getattr(self.adapter, "multi_step", False)
         self.steps: Any = None
+        # A Responses answer the gateway keeps (stored_responses.py), set by the attempt; None for the rest.
+        self.turn: Turn | None = None
 
     @staticmethod
     def peek_json(outbound: Outbound) -> dict[str, Any]:
@@ -201,6 +204,8 @@ class UnifiedCall:
             raise BadUpstreamResponse(f"the provider answered {upstream.status} with a body not in its API's format "
                                       f"({type(exc).__name__}), which the gateway cannot translate",
                                       code="untranslatable_response") from None
+        if self.turn is not None:
+            body = await self.turn.kept_body(body)
         return await _send_json(send, upstream, extra, body, body[:cap])
 
     async def _translate_stream(self, send: Send, receive: Receive, upstream: aiohttp.ClientResponse, extra: Headers,
@@ -215,6 +220,8 @@ class UnifiedCall:
             async for chunk in chunks_while_client_stays(upstream, watcher):
                 out = translator.feed(chunk)
                 if out:
+                    if self.turn is not None:
+                        result.error = await self.turn.keep_final(translator) or result.error
                     await _send_chunk(send, out, result, cap)
         except ClientGone:  # an endless stream was read on for as long as the provider sent it
             result.disconnected = True
@@ -230,7 +237,10 @@ class UnifiedCall:
             return result
         finally:
             watcher.cancel()
-        await _send_chunk(send, translator.finish(), result, cap)
+        out = translator.finish()
+        if self.turn is not None:
+            result.error = await self.turn.keep_final(translator) or result.error
+        await _send_chunk(send, out, result, cap)
         await send({"type": "http.response.body", "body": b""})
         result.usage = translator.usage
         return result
@@ -256,6 +266,8 @@ class UnifiedCall:
                 relayed.error = str((failure.body.get("error") or {}).get("message") or "")[:2000] or None
                 return relayed
             if reply.stream is None:
+                if self.turn is not None and reply.body and reply.status < 300:
+                    reply.body = await self.turn.kept_body(reply.body)
                 relayed = await _send_ready(send, reply.status, extra, reply.body or b"", (reply.body or b"")[:cap])
                 relayed.usage = reply.usage
                 return relayed
@@ -278,6 +290,8 @@ class UnifiedCall:
                     chunk = produced.result()
                 except StopAsyncIteration:
                     break
+                if self.turn is not None:
+                    result.error = await self.turn.keep_final(reply.events) or result.error
                 await _send_chunk(send, chunk, result, cap)
         except (*STREAM_BROKE, GatewayError, EventTooLarge) as exc:
             # The status line is gone: end without the last chunk, so the client sees a truncated stream.
@@ -288,7 +302,7 @@ class UnifiedCall:
             if close is not None:
                 await close()  # the upstream stream's connection goes now, not when it is collected
         await send({"type": "http.response.body", "body": b""})
-        result.usage, result.error = reply.usage, reply.error
+        result.usage, result.error = reply.usage, reply.error or result.error
         return result
 
     async def _abandoned(self, first: StepAnswer, result: Relayed) -> Relayed:

@@ -38,6 +38,7 @@ from ..settings import Settings
 from ..store import LogStore, ResolvedProvider, Store, StoreError, StoreUnavailable, open_log_store
 from ..store.counters import open_counters
 from ..store.leases import Lease, open_lease
+from ..store.log_base import UPKEEP_INTERVAL_SECONDS
 from ..hosts import HostRules
 from ..providers.base import ProviderApi, ProviderJobs, ProviderSpec, Spend, Target
 from ..providers.registry import get_provider, make_jobs, with_jobs
@@ -107,6 +108,7 @@ class LogWriter:
         self._autopoll_leases: dict[str, Lease] = {}
         self._stopping = False
         self._down_until = 0.0
+        self._next_response_upkeep = 0.0  # monotonic time: the first batch runs it
         self._adopt_at = 0.0
         self.queued_total = 0
         self.settled_total = 0
@@ -286,6 +288,7 @@ class LogWriter:
     def _prepare_batch(self, batch: list[LogRecord]) -> list[Prepared] | None:
         """The batch enriched, each record handed to ``on_prepared``; ``None`` with logging off (then
         only metrics and budgets take the records, here)."""
+        self._forget_expired_responses()
         traced = self.on_prepared
         if not self.settings.logging:
             settlements = []
@@ -305,6 +308,17 @@ class LogWriter:
             if position % YIELD_EVERY == 0:
                 time.sleep(0)  # hand the GIL back to the event loop: requests wait on it otherwise
         return prepared
+
+    def _forget_expired_responses(self) -> None:
+        """Hourly, with logging on or off: delete the stored Responses past ``responses_retention_days``
+        (store/responses.py; reads already ignore them). Every node's writer may run it: it is one DELETE."""
+        if time.monotonic() < self._next_response_upkeep:
+            return
+        self._next_response_upkeep = time.monotonic() + UPKEEP_INTERVAL_SECONDS
+        try:
+            self._store.forget_expired_responses(time.time_ns() // 1_000_000)
+        except StoreError as exc:
+            log.warning("expired stored responses could not be deleted (%s); retried in an hour", exc)
 
     def _store_or_spill(self, batch: list[LogRecord], prepared: list[Prepared]) -> None:
         if time.monotonic() < self._down_until:

@@ -231,13 +231,16 @@ class Steps(Protocol):
 class Reply:
     """A multi-step call's answer: a JSON ``body``, or an SSE ``stream`` relayed as it is produced.
     ``usage`` (OpenAI-shaped) and ``error`` (what failed after a stream's 200, said in the stream) are
-    read, for the log record, once the body is built or the stream has ended."""
+    read, for the log record, once the body is built or the stream has ended. ``events`` is what turns
+    a translated stream (Responses: its ``final`` response, which the gateway stores before the last
+    event is relayed)."""
 
     status: int
     body: bytes | None = None
     stream: AsyncIterator[bytes] | None = None
     usage: dict[str, Any] | None = None
     error: str | None = None
+    events: Any = None
 
 
 class MultiStepAdapter(Adapter, Protocol):

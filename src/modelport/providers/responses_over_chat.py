@@ -9,10 +9,12 @@ Formats: platform.openai.com/docs/api-reference/responses (create, the response 
 messages with input_text/input_image/input_file parts, function_call, function_call_output),
 /responses-streaming (events), guides/function-calling and guides/structured-outputs (``text.format``).
 
-The API keeps conversations at OpenAI (``store``, ``previous_response_id``, ``conversation``, stored
-``prompt`` templates). The gateway keeps no copy, so it cannot rebuild one for another provider: those
-are refused with a 400 that says to send the whole conversation in ``input``, in lenient mode too,
-since dropping them would answer a different question. Translated responses say ``"store": false``.
+The API keeps conversations (``store``, ``previous_response_id``). Here they are the gateway's: before a
+request reaches this translation, gateway/stored_responses.py has put the earlier turns' items in front
+of ``input`` (so ``input`` holds the whole conversation) and set ``store`` to whether it keeps the answer;
+the response echoes both. ``conversation`` objects and stored ``prompt`` templates live at OpenAI only:
+they are refused with a 400 that says what to send instead, in lenient mode too, since dropping them
+would answer a different question.
 What chat has no place for (hosted tools, ``reasoning``, ``truncation: auto``, reasoning items in the
 input) is dropped, or refused by name under ``x-portkey-strict-open-ai-compliance``, as for chat.
 """
@@ -41,11 +43,11 @@ from modelport.providers.openai_shapes import Dropper, PassThroughStream, events
 # Responses parameters with an OpenAI chat counterpart (``metadata`` is echoed on the response).
 TRANSLATED = frozenset({
     "model", "input", "instructions", "max_output_tokens", "temperature", "top_p", "tools", "tool_choice",
-    "parallel_tool_calls", "text", "stream", "metadata", "user",
+    "parallel_tool_calls", "text", "stream", "metadata", "user", "store", "previous_response_id",
 })
 # Values that change nothing here, accepted even under strict compliance.
 NEUTRAL: dict[str, tuple[Any, ...]] = {
-    "store": (False,), "truncation": ("disabled",), "include": ([],), "background": (False,),
+    "truncation": ("disabled",), "include": ([],), "background": (False,),
     "service_tier": ("auto", "default"), "stream_options": ({"include_obfuscation": False},),
 }
 # A chat parameter -> the Responses parameter it was made from, to name in a refusal.
@@ -107,7 +109,8 @@ class ResponsesOverStepChat(OverStepChat, ResponsesOverChat):
         translated = Reply(reply.status)
         from modelport.providers.responses_stream import ResponseEvents
 
-        translated.stream = events_over_reply(reply, translated, ResponseEvents(PassThroughStream(), body))
+        translated.events = ResponseEvents(PassThroughStream(), body)
+        translated.stream = events_over_reply(reply, translated, translated.events)
         return translated
 
     def _refuse_unhonoured(self, chat_body: dict[str, Any]) -> None:
@@ -149,11 +152,7 @@ def to_chat_request(body: dict[str, Any], provider: str, strict: bool) -> dict[s
 
 
 def _refuse_stateful(body: dict[str, Any], provider: str) -> None:
-    """What only a stored conversation can answer: refused whatever the compliance mode (see above)."""
-    if body.get("previous_response_id") is not None:
-        raise ValueError(f"'previous_response_id' needs the earlier turns, which provider '{provider}' does not keep and "
-                         f"the gateway does not store: {_RESEND}, or use a provider with its own Responses API "
-                         "(openai, azure-openai).")
+    """What only OpenAI's own store can answer: refused whatever the compliance mode (see above)."""
     if body.get("conversation") is not None:
         raise ValueError(f"'conversation' names a conversation stored at OpenAI, which provider '{provider}' cannot "
                          f"read: {_RESEND}.")
@@ -383,8 +382,8 @@ def function_call_item(id: str, call_id: str | None, name: str | None, arguments
 def response_object(body: dict[str, Any], id: str, created_at: int, status: str, output: list[dict[str, Any]],
                     usage: dict[str, Any] | None, incomplete: dict[str, Any] | None = None, model: str | None = None,
                     error: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A response as OpenAI sends it, echoing the request's settings; ``store`` is false because the
-    gateway keeps nothing (see the module docstring)."""
+    """A response as OpenAI sends it, echoing the request's settings; ``store`` is true only when the
+    gateway keeps it (it set ``store`` in the body, see the module docstring)."""
     text = body.get("text") if isinstance(body.get("text"), dict) else {}
     tools = [{"type": "function", "name": t.get("name"), "description": t.get("description"),
               "parameters": t.get("parameters"), "strict": t.get("strict", True)}
@@ -393,8 +392,9 @@ def response_object(body: dict[str, Any], id: str, created_at: int, status: str,
         "id": id, "object": "response", "created_at": created_at, "status": status, "background": False,
         "error": error, "incomplete_details": incomplete, "instructions": body.get("instructions"),
         "max_output_tokens": body.get("max_output_tokens"), "model": model or body.get("model"), "output": output,
-        "parallel_tool_calls": body.get("parallel_tool_calls", True), "previous_response_id": None,
-        "reasoning": {"effort": None, "summary": None}, "store": False, "temperature": body.get("temperature"),
+        "parallel_tool_calls": body.get("parallel_tool_calls", True),
+        "previous_response_id": body.get("previous_response_id"),
+        "reasoning": {"effort": None, "summary": None}, "store": body.get("store") is True, "temperature": body.get("temperature"),
         "text": {"format": text.get("format") or {"type": "text"}}, "tool_choice": body.get("tool_choice", "auto"),
         "tools": tools, "top_p": body.get("top_p"), "truncation": "disabled", "usage": usage,
         "user": body.get("user"), "metadata": body.get("metadata") or {},

@@ -47,6 +47,9 @@ class ResponseEvents(EventsOverChat):
         self._key: str | None = None  # "text", or "tool <chat index>" of the call being streamed
         self._pieces: list[str] = []  # its text or arguments so far, joined once it is done (not += per delta)
         self._finish: str | None = None
+        # The completed (or incomplete) response, once its last event is made: what the gateway stores
+        # before that event goes to the client (gateway/stored_responses.py).
+        self.final: dict[str, Any] | None = None
 
     def _translate(self, events: list[Any]) -> bytes:
         out = b""
@@ -155,6 +158,7 @@ class ResponseEvents(EventsOverChat):
         self._ended = True
         status, incomplete = status_of(self._finish or "stop")
         response = self._response(status, incomplete, usage=responses_usage(self._chat.usage))
+        self.final = response
         return out + self._event(f"response.{status}", {"response": response})
 
     def _fail(self, error: dict[str, Any]) -> bytes:
