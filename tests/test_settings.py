@@ -46,6 +46,7 @@ def test_declared_providers(tmp_path):
     ({"MODELPORT_REQUIRE_API_KEY": "maybe"}, "MODELPORT_REQUIRE_API_KEY"),
     ({"MODELPORT_WORKERS": "0"}, "workers must be at least 1"),
     ({"MODELPORT_PUBLIC_URL": "gateway.example.com"}, "public_url must start with http"),
+    ({"MODELPORT_RESPONSES_RETENTION_DAYS": "0"}, "responses_retention_days must be a number of days of at least 1"),
 ])
 def test_bad_values_name_the_setting(env, message):
     with pytest.raises(SettingsError, match=message.replace("(", r"\(").replace(")", r"\)")):

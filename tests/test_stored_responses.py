@@ -6,6 +6,8 @@ reaches another's. The store contract itself (both databases) is in tests/test_s
 from __future__ import annotations
 
 import json
+import sqlite3
+from contextlib import closing, contextmanager
 
 import httpx
 import openai
@@ -23,9 +25,10 @@ def clean_fakes(fake_anthropic, fake_gemini):
         state.reset()
 
 
-def other_key(gateway, name: str = "other-tenant") -> openai.OpenAI:
+def other_key(gateway, name: str = "other-tenant", **fields) -> openai.OpenAI:
     """A fresh inference-only key, as an SDK client on the Anthropic provider."""
-    answer = httpx.post(gateway.v1 + "/api-keys", headers=gateway.headers(), json={"name": name, "scopes": ["inference"]})
+    answer = httpx.post(gateway.v1 + "/api-keys", headers=gateway.headers(),
+                        json={"name": name, "scopes": ["inference"], **fields})
     assert answer.status_code == 200, answer.text
     return openai.OpenAI(api_key=answer.json()["key"], base_url=gateway.v1, max_retries=0,
                          default_headers={"x-portkey-provider": "@anthropic-test"})
@@ -103,6 +106,15 @@ def test_another_keys_response_is_unknown_to_it_and_an_admin_reads_any(gateway):
     assert client(gateway, "@anthropic-test").responses.retrieve(kept.id).id == kept.id  # the admin key
 
 
+def test_a_key_whose_bodies_are_not_kept_has_nothing_stored(gateway):
+    private = other_key(gateway, "no-bodies", log_bodies=False)
+    answer = private.responses.create(model=CLAUDE, input="keep nothing of mine")
+    assert answer.store is False
+    with pytest.raises(openai.BadRequestError) as refused:
+        private.responses.create(model=CLAUDE, input="and then?", previous_response_id=answer.id)
+    assert refused.value.code == "previous_response_not_found"
+
+
 def test_retrieve_list_input_items_and_delete(gateway):
     sdk = client(gateway, "@anthropic-test")
     first = sdk.responses.create(model=CLAUDE, input="one")
@@ -138,3 +150,28 @@ def test_a_continued_turn_is_logged_as_one_request(gateway):
                          extra_headers={"x-portkey-trace-id": trace_id})
     row = one_log(gateway, trace_id)
     assert row["status"] == 200 and row["endpoint"] == "responses" and row["error"] is None
+
+
+@contextmanager
+def responses_table_gone(gateway):
+    """The store failing under the running gateway: its table renamed away for a while."""
+    with closing(sqlite3.connect(gateway.data_dir / "modelport.db", isolation_level=None)) as db:
+        db.execute("ALTER TABLE stored_responses RENAME TO stored_responses_away")
+        try:
+            yield
+        finally:
+            db.execute("ALTER TABLE stored_responses_away RENAME TO stored_responses")
+
+
+def test_an_answer_the_store_cannot_keep_still_reaches_the_client(gateway):
+    sdk = client(gateway, "@anthropic-test")
+    trace_id = trace()
+    with responses_table_gone(gateway):
+        plain = sdk.responses.create(model=CLAUDE, input="not kept")
+        events = list(sdk.responses.create(model=CLAUDE, input="not kept either", stream=True,
+                                           extra_headers={"x-portkey-trace-id": trace_id}))
+    assert plain.output_text == "Echo: not kept" and plain.store is False  # the body says what happened
+    assert events[-1].type == "response.completed" and events[-1].response.output_text == "Echo: not kept either"
+    assert one_log(gateway, trace_id)["error"] == "the response could not be stored for previous_response_id"
+    with pytest.raises(openai.BadRequestError):
+        sdk.responses.create(model=CLAUDE, input="and then?", previous_response_id=plain.id)

@@ -37,7 +37,6 @@ from ..providers.base import Answer, ProviderSpec
 from ..providers.registry import serves
 from ..providers.responses_over_chat import new_id
 from ..settings import Settings
-from ..store.base import StoreError
 from ..store.responses import ResponseStore, StoredResponse
 
 if TYPE_CHECKING:
@@ -148,7 +147,7 @@ class Turn:
                                 now, now + self.stored_responses.retention_ms)
         try:
             await asyncio.to_thread(self.stored_responses.store.keep_response, stored)
-        except (StoreError, ValueError) as exc:
+        except Exception as exc:  # whatever the store or its driver raised (locked, away): the answer still goes
             log.warning("response %s could not be stored (%s): it cannot be continued or retrieved", stored.id, exc)
             return False
         return True
