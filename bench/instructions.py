@@ -8,7 +8,10 @@ upstream, under ``valgrind --tool=callgrind``, twice (``--small`` and ``--large`
 difference divided by the difference in requests cancels start-up. Modes: ``plain`` (admin key, no
 limits), ``tenant`` (a non-admin key, no limits: what ``limits`` is measured against), ``limits`` (a request rate limit and a cost budget on the key, a rate limit on the provider,
 as the ``modelport-limits`` contender), ``limits-redis`` (the same with the counters on the Redis at
-127.0.0.1:6379, under a key prefix of its own, deleted after). Needs valgrind.
+127.0.0.1:6379, under a key prefix of its own, deleted after), ``responses`` (``POST /v1/responses`` with
+``"store": false`` to an OpenAI-compatible provider, translated to chat: no stored state) and
+``responses-stored`` (the same without ``store``, so the gateway keeps each answer,
+gateway/stored_responses.py). Needs valgrind.
 """
 
 from __future__ import annotations
@@ -60,6 +63,9 @@ def drive(tree: str, requests: int, mode: str, origin: str) -> None:
                       f'custom_host = "{origin}/v1"\n'
                       f'[[providers]]\nslug = "bench-replicate"\nprovider = "replicate"\nsecret_env = "BENCH_REPLICATE_KEY"\n'
                       f'custom_host = "{origin}/v1"\n')  # fmt: skip
+    if mode.startswith("responses"):  # Responses over chat: the nginx upstream answers the chat completion
+        config.write_text(config.read_text() + f'[[providers]]\nslug = "bench-groq"\nprovider = "groq"\n'
+                          f'secret_env = "BENCH_UPSTREAM_KEY"\ncustom_host = "{origin}/v1"\n')  # fmt: skip
     os.environ.update({"BENCH_UPSTREAM_KEY": OPENAI_KEY, "BENCH_REPLICATE_KEY": REPLICATE_KEY, "MODELPORT_LOGGING": "false"})
     prefix = f"bench-{Path(home).name}:"
     redis = {"redis_url": REDIS_URL, "redis_key_prefix": prefix, "redis_timeout": 10} if mode == "limits-redis" else {}
@@ -73,7 +79,7 @@ def drive(tree: str, requests: int, mode: str, origin: str) -> None:
         await app.start()
         key = ADMIN_KEY
         admin = {"x-portkey-api-key": ADMIN_KEY, "content-type": "application/json"}
-        if mode not in ("plain", "replicate"):
+        if mode not in ("plain", "replicate", "responses", "responses-stored"):
             created = {"name": "bench", "scopes": ["inference"]}
             if mode != "tenant":
                 created.update(rate_limits=NEVER, usage_limits={"credit_limit": 10**6})
@@ -84,8 +90,13 @@ def drive(tree: str, requests: int, mode: str, origin: str) -> None:
         provider = "@bench-replicate" if mode == "replicate" else "@bench-openai"
         headers = {"x-portkey-api-key": key, "x-portkey-provider": provider, "content-type": "application/json",
                    **scenario.extra_headers}
+        path, payload = "/v1" + scenario.path, scenario.body
+        if mode.startswith("responses"):
+            headers["x-portkey-provider"], path = "@bench-groq", "/v1/responses"
+            asked = {"model": "gpt-4o-mini", "input": "Say hello in one short sentence."}
+            payload = json.dumps(asked if mode == "responses-stored" else {**asked, "store": False}).encode()
         for _ in range(requests):
-            status, _ = await _call(app, "POST", "/v1" + scenario.path, headers, scenario.body)
+            status, _ = await _call(app, "POST", path, headers, payload)
             assert status == (201 if mode == "replicate" else 200), status
         await app.stop()
 
