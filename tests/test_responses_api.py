@@ -222,12 +222,11 @@ def test_features_without_a_counterpart_are_dropped_or_refused_by_name(gateway, 
     lenient = client(gateway, "@anthropic-test").responses.create(**ask)
     assert "hello there" in lenient.output_text and [t["name"] for t in state.last.body["tools"]] == ["get_weather"]
     strict = client(gateway, "@anthropic-test", **{"x-portkey-strict-open-ai-compliance": "true"})
-    with pytest.raises(openai.BadRequestError, match="Parameter 'store' is not supported by provider 'anthropic'"):
-        strict.responses.create(**ask)
+    # "store": true is honoured (the gateway keeps the answer), so strict compliance passes it and names the tool.
     with pytest.raises(openai.BadRequestError, match=r"Parameter 'tools\[1\] \(web_search\)' is not supported"):
-        strict.responses.create(**{**ask, "store": False})
+        strict.responses.create(**ask)
     with pytest.raises(openai.BadRequestError, match=r"Parameter 'tools\[\]\.strict' is not supported by provider 'anthropic'"):
-        strict.responses.create(**{**ask, "store": False, "tools": [{**WEATHER, "strict": True}]})
+        strict.responses.create(**{**ask, "tools": [{**WEATHER, "strict": True}]})
 
 
 def test_provider_errors_come_back_in_openais_shape_with_the_providers_status(gateway, fake_gemini):

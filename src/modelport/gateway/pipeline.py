@@ -74,7 +74,7 @@ class Gateway:
         self.redis = open_redis(settings) if settings.redis_url else None
         self.cache = ResponseCache(settings.cache_max_bytes, shared=RedisEntries(self.redis) if self.redis else None)
         self.store = store
-        self.stored_responses = StoredResponses(store, settings)  # type: ignore[arg-type]  # both SQL stores are one
+        self.stored_responses = StoredResponses(store, settings)
         self._policies: dict[str, ExchangePolicy | None] = {}
         self._transports: dict[str, UpstreamClient] = {}
         # What records keep. With logging off only the metrics read them: no headers, no bodies.

@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("modelport.gateway")
 
 DAY_MS = 86_400_000
-_RESPONSE_PATH = re.compile(r"/responses/(resp_[A-Za-z0-9_-]{1,200})(/input_items)?")
+_RESPONSE_PATH = re.compile(r"/responses/([^/]{1,200})(/input_items)?")  # any id: the store answers for it
 _ITEM_PREFIX = {"message": "msg", "function_call": "fc", "function_call_output": "fco"}
 # OpenAI's list of input items: at most 100 a page, 20 unless asked, newest first.
 PAGE_DEFAULT, PAGE_MAX = 20, 100

@@ -30,6 +30,7 @@ from typing import (
 )
 
 from ..providers.records import WebhookRelayRow
+from .responses import ResponseStore
 
 if TYPE_CHECKING:
     from ..vault import Vault
@@ -228,8 +229,9 @@ class Config:
     updated_at: datetime
 
 
-class Store(Protocol):
-    """Keys, providers, configs and object owners. Thread-safe; every method is synchronous and short."""
+class Store(ResponseStore, Protocol):
+    """Keys, providers, configs and object owners, and the stored Responses (``ResponseStore``,
+    responses.py). Thread-safe; every method is synchronous and short."""
 
     vault: "Vault"  # seals provider secrets; ``Vault.rotate(new_key, store)`` re-seals them
 
