@@ -3,15 +3,19 @@
     python bench/instructions.py                          # this checkout: plain and limits
     python bench/instructions.py --tree /tmp/main-copy --modes plain,limits,limits-redis
 
-Drives the app in-process over ASGI (no uvicorn; logging off) with chat completions to the nginx
-upstream, under ``valgrind --tool=callgrind``, twice (``--small`` and ``--large`` requests); the
+Drives the app in-process over ASGI (no uvicorn; logging off unless ``--logging``) with chat completions
+to the nginx upstream, under ``valgrind --tool=callgrind``, twice (``--small`` and ``--large`` requests); the
 difference divided by the difference in requests cancels start-up. Modes: ``plain`` (admin key, no
 limits), ``tenant`` (a non-admin key, no limits: what ``limits`` is measured against), ``limits`` (a request rate limit and a cost budget on the key, a rate limit on the provider,
 as the ``modelport-limits`` contender), ``limits-redis`` (the same with the counters on the Redis at
 127.0.0.1:6379, under a key prefix of its own, deleted after), ``responses`` (``POST /v1/responses`` with
 ``"store": false`` to an OpenAI-compatible provider, translated to chat: no stored state) and
 ``responses-stored`` (the same without ``store``, so the gateway keeps each answer,
-gateway/stored_responses.py). Needs valgrind.
+gateway/stored_responses.py). With ``--logging`` the log writer runs in the measured process (as it does
+without a log service), so the count adds what the log service does a request under ``modelport serve``:
+enrichment, the insert and the budgets' settlement. Each count is split into the event loop's thread
+(the request path) and the others (the log writer's lanes, which settle budgets even with logging off).
+Needs valgrind.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ async def _call(app, method: str, path: str, headers: dict[str, str], payload: b
     return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
 
 
-def drive(tree: str, requests: int, mode: str, origin: str) -> None:
+def drive(tree: str, requests: int, mode: str, origin: str, logging: bool) -> None:
     """In the measured process: start the app from ``tree``, send ``requests`` chat completions."""
     sys.path.insert(0, str(Path(tree) / "src"))
     from modelport.server.app import ModelPortApp
@@ -66,7 +70,8 @@ def drive(tree: str, requests: int, mode: str, origin: str) -> None:
     if mode.startswith("responses"):  # Responses over chat: the nginx upstream answers the chat completion
         config.write_text(config.read_text() + f'[[providers]]\nslug = "bench-groq"\nprovider = "groq"\n'
                           f'secret_env = "BENCH_UPSTREAM_KEY"\ncustom_host = "{origin}/v1"\n')  # fmt: skip
-    os.environ.update({"BENCH_UPSTREAM_KEY": OPENAI_KEY, "BENCH_REPLICATE_KEY": REPLICATE_KEY, "MODELPORT_LOGGING": "false"})
+    os.environ.update({"BENCH_UPSTREAM_KEY": OPENAI_KEY, "BENCH_REPLICATE_KEY": REPLICATE_KEY,
+                       "MODELPORT_LOGGING": "true" if logging else "false"})
     prefix = f"bench-{Path(home).name}:"
     redis = {"redis_url": REDIS_URL, "redis_key_prefix": prefix, "redis_timeout": 10} if mode == "limits-redis" else {}
     settings = Settings.load({"config": config, "data_dir": home, "admin_key": ADMIN_KEY,
@@ -112,34 +117,42 @@ def drive(tree: str, requests: int, mode: str, origin: str) -> None:
                 connection.delete(*keys)
 
 
-def count(tree: str, requests: int, mode: str, origin: str, workdir: Path) -> int:
-    out = workdir / f"callgrind.{mode}.{requests}"
-    subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, __file__,
-                    "--drive", tree, str(requests), mode, origin], check=True, capture_output=True)  # fmt: skip
-    return int(re.search(r"^summary: (\d+)", out.read_text(errors="replace"), re.M).group(1))
+def count(tree: str, requests: int, mode: str, origin: str, workdir: Path, logging: bool) -> tuple[int, int]:
+    """Instructions of the whole process and of its main thread (the event loop: the request path)."""
+    out = workdir / f"callgrind.{mode}{'.logged' if logging else ''}.{requests}"
+    subprocess.run(["valgrind", "--tool=callgrind", "--dump-instr=no", "--separate-threads=yes",
+                    f"--callgrind-out-file={out}", sys.executable, __file__,
+                    "--drive", tree, str(requests), mode, origin, str(int(logging))], check=True, capture_output=True)  # fmt: skip
+    threads = sorted(workdir.glob(out.name + "-*"))  # one file a thread, -01 the main one
+    counts = [int(re.search(r"^summary: (\d+)", path.read_text(errors="replace"), re.M).group(1)) for path in threads]
+    return sum(counts), counts[0]
 
 
 def main() -> None:
     sys.path.insert(0, str(BENCH_DIR))
     if len(sys.argv) > 1 and sys.argv[1] == "--drive":
-        drive(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5])
+        drive(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6] == "1")
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--tree", default=str(BENCH_DIR.parent), help="the checkout to measure (its src/)")
     parser.add_argument("--modes", default="plain,limits")
     parser.add_argument("--small", type=int, default=100)
     parser.add_argument("--large", type=int, default=400)
+    parser.add_argument("--logging", action="store_true", help="log every request, the writer in the measured process")
     args = parser.parse_args()
-    import peers
     from upstreams import start_upstreams
 
     workdir = Path(tempfile.mkdtemp(prefix="modelport-callgrind-"))
-    upstreams = start_upstreams(workdir, peers.bare_python())
+    # The measured process runs on this interpreter, so it has aiohttp for the slow upstream too: no venv to build.
+    upstreams = start_upstreams(workdir, Path(sys.executable))
+    print(f"callgrind files in {workdir} (callgrind_annotate --inclusive=yes FILE)", file=sys.stderr)
     try:
         for mode in args.modes.split(","):
-            small = count(args.tree, args.small, mode, upstreams.fixed_origin, workdir)
-            large = count(args.tree, args.large, mode, upstreams.fixed_origin, workdir)
-            print(f"{mode:13} {(large - small) / (args.large - args.small) / 1000:8.1f}k instructions/request", flush=True)
+            small = count(args.tree, args.small, mode, upstreams.fixed_origin, workdir, args.logging)
+            large = count(args.tree, args.large, mode, upstreams.fixed_origin, workdir, args.logging)
+            total, loop = ((b - a) / (args.large - args.small) / 1000 for a, b in zip(small, large))
+            print(f"{mode:13} {total:8.1f}k instructions/request ({loop:.1f}k on the event loop's thread, "
+                  f"{total - loop:.1f}k on the others)", flush=True)
     finally:
         upstreams.stop()
 
