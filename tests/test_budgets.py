@@ -216,3 +216,22 @@ def test_a_token_rate_limit_stops_at_its_value_with_a_429(gateway, admin, upstre
     error = refused.json()["error"]
     assert error["code"] == "rate_limited" and "allows 1500 tokens per hour (rph)" in error["message"]
     assert error["limit"] == {**error["limit"], "type": "tokens", "unit": "rph", "value": 1500}
+
+
+def test_with_logging_off_budgets_still_settle_to_the_real_usage(tmp_path, upstream) -> None:
+    """Nothing is stored, yet the log service still reads each response's usage to settle its reservation."""
+    with GatewayProcess(tmp_path / "data", env={"MODELPORT_LOGGING": "false"}) as quiet, \
+            httpx.Client(base_url=quiet.v1, headers=quiet.headers(), timeout=30) as quiet_admin:
+        add_provider(quiet_admin, upstream, "unlogged-upstream")
+        key, key_id = add_key(quiet_admin, "unlogged", usage_limits={"type": "tokens", "credit_limit": 10_000})
+        request = chat(key, "unlogged-upstream")
+        answers = asyncio.run(_batch(quiet, request, 4))
+        assert [a.status_code for a in answers] == [200] * 4
+        streamed = chat(key, "unlogged-upstream", stream=True, stream_options={"include_usage": True})
+        with httpx.stream("POST", quiet.v1 + streamed["url"], headers=streamed["headers"], json=streamed["json"]) as answer:
+            events = [line for line in answer.iter_lines() if line.startswith("data: {")]
+        import json
+
+        total = sum(a.json()["usage"]["total_tokens"] for a in answers) + json.loads(events[-1][6:])["usage"]["total_tokens"]
+        settled(quiet_admin, f"/api-keys/{key_id}", total)
+        assert quiet_admin.get("/logs").json()["data"] == []  # and nothing was logged

@@ -392,6 +392,8 @@ class _Call:
         record.upstream_latency_ms = self.record.attempts[-1].latency_ms if self.record.attempts else None
         extra = self._portkey_headers(outcome)
         cap = self.gateway.log_body_cap
+        if record.reservations and not cap:  # logging off: the log service still reads the usage to settle them
+            cap = self.gateway.settings.log_body_max_bytes
         keep = max(cap, self.gateway.cache.max_entry_bytes) if self.cache_key else cap
         if isinstance(outcome.response, CachedResponse):
             relayed = await _send_cached(self.send, outcome.response, extra)
