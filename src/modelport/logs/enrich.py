@@ -153,6 +153,19 @@ class Enricher:
         self.secrets_for = secrets_for
 
     def prepare(self, record: LogRecord) -> Prepared:
+        stream, response_json, seen, usage, cost = self._priced(record)
+        return Prepared(self._row(record, usage, stream), seen.sightings if seen is not None else [],
+                        _settlements(record, cost, usage), response_model=_model_of(response_json))
+
+    def settlements(self, record: LogRecord) -> list[tuple[Charge, int, bool]]:
+        """What ``prepare`` would settle, without building the row: with logging off nothing is stored, and
+        the row (headers, redaction, JSON columns) was most of the cost of settling a budget."""
+        _, _, _, usage, cost = self._priced(record)
+        return _settlements(record, cost, usage)
+
+    def _priced(self, record: LogRecord) -> tuple[bool, Any, Any, Usage | None, Cost]:
+        """Usage and cost read into the record; also whether it streamed, its response's JSON and the
+        provider jobs it saw."""
         record.request_headers = header_dict(record.request_headers)
         record.response_headers = header_dict(record.response_headers)
         record.response_body = _decompressed(record.response_body, record.response_headers)
@@ -172,8 +185,7 @@ class Enricher:
                 usage = audio_usage(record, request_json, response_json, usage)
             cost = self._cost(record, model, usage, jobs)
         record.model, record.cost_usd, record.cost_status, record.cost_reason = model, cost.usd, cost.status, _reason(cost)
-        return Prepared(self._row(record, usage, stream), seen.sightings if seen is not None else [],
-                        _settlements(record, cost, usage), response_model=_model_of(response_json))
+        return stream, response_json, seen, usage, cost
 
     def _cost(self, record: LogRecord, model: str | None, usage: Usage | None, jobs: ProviderJobs | None) -> Cost:
         provider = record.provider or ""

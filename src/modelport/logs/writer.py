@@ -295,7 +295,7 @@ class LogWriter:
             for record in batch:
                 self.metrics.observe(metrics_row(record))
                 if record.reservations:  # nothing is stored, but a budget still needs the real usage
-                    settlements += self._prepare(record).settlements
+                    settlements += self._settlements_of(record)
                 if traced is not None:
                     traced(record, None)
             self._settle_budgets(settlements)
@@ -331,6 +331,15 @@ class LogWriter:
             self.metrics.add("modelport_log_write_failures_total")
             self._down_until = time.monotonic() + RETRY_SECONDS
             self._spill_batch(batch)
+
+    def _settlements_of(self, record: LogRecord) -> list[tuple[Charge, int, bool]]:
+        """With logging off: a record's settlements alone. One that cannot be priced keeps its reservation,
+        as an enrichment that fails does (a budget errs on the side of refusing)."""
+        try:
+            return self._enricher.settlements(record)
+        except Exception:
+            log.exception("budget settlement failed for %s: its reservation is kept", record.id)
+            return []
 
     def _prepare(self, record: LogRecord) -> Prepared:
         try:
