@@ -37,8 +37,14 @@ class Reserver:
         choices = body.get("n")
         if isinstance(choices, int) and not isinstance(choices, bool) and choices > 1:
             output *= choices  # each choice may use the whole allowance
-        model = body.get("model") if isinstance(body.get("model"), str) else ""
-        price = self._price(provider, model) if any(b.kind == "cost" for b in budgets) else None
+        model = body.get("model")
+        if not isinstance(model, str):
+            model = ""
+        price = None
+        for budget in budgets:  # a loop, not any(): a generator costs more than the lookup it guards
+            if budget.kind == "cost":
+                price = self._price(provider, model)
+                break
         reserves = []
         for budget in budgets:
             amount = reservation(budget.kind, body_bytes, output, price)

@@ -53,23 +53,25 @@ class Rule:
     value: int
     position: int  # index in the owner's list: two rules with one unit keep separate counters
     base: bytes = field(init=False, repr=False)  # names owner, position and unit; a window's key adds its start
-    _current: list[tuple[float, int, bytes]] = field(init=False, repr=False, compare=False)  # the last window
+    _current: list[tuple[float, int, Charge]] = field(init=False, repr=False, compare=False)  # the last window
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "base", digest(f"{self.owner}|{self.position}|{self.unit}"))  # once per rule
-        object.__setattr__(self, "_current", [(0.0, 0, b"")])
+        object.__setattr__(self, "_current", [(0.0, 0, Charge(b"", self.value, 0))])
 
     def window(self, now: float) -> tuple[int, int]:
         """Start and end (epoch seconds) of the UTC-aligned window holding ``now``."""
         return rate_window(self.unit, now)
 
     def charge(self, now: float) -> Charge:
-        start, end, key = self._current[0]  # the window's key, named once per window rather than per request
+        """The request's charge in the window holding ``now``: one ``Charge`` a window (a request always adds
+        1), named and built when the window starts rather than per request."""
+        start, end, charge = self._current[0]
         if not start <= now < end:
             start, end = self.window(now)
-            key = window_key(self.base, start)
-            self._current[0] = (start, end, key)
-        return Charge(key, self.value, end)
+            charge = Charge(window_key(self.base, start), self.value, end)
+            self._current[0] = (start, end, charge)
+        return charge
 
     def describe(self) -> dict[str, Any]:
         return {"type": "requests", "unit": self.unit, "value": self.value}
@@ -199,9 +201,9 @@ class Limiter:
         first that refuses."""
         now = self._clock()
         charges = [rule.charge(now) for rule in rules]
-        held = [budget.charge(now, amount) for budget, amount in reserves]
+        held = [budget.charge(now, amount) for budget, amount in reserves] if reserves else []
         try:
-            admission: Admission = await self._counters.admit(charges + held, now)
+            admission: Admission = await self._counters.admit(charges + held if held else charges, now)
         except CountersFull as exc:
             raise LimitsUnavailable(f"limits cannot be checked: {exc}; the request was refused, not "
                                     "let through unchecked") from None
@@ -220,11 +222,12 @@ class Limiter:
                 raise TokenLimitExceeded(budget, used, amount, ends_at, now)
             raise BudgetExhausted(budget, used, amount, ends_at)
         tokens = []
-        for (budget, _), used, charge in zip(reserves, admission.counts[len(rules):], held):
-            if budget.window is not None:
-                tokens.append(Standing(budget, budget.limit, used, charge.ends_at))
-            elif budget.alert_at is not None and used >= budget.alert_at:
-                await self._alert(budget, used, now)
+        if reserves:
+            for (budget, _), used, charge in zip(reserves, admission.counts[len(rules):], held):
+                if budget.window is not None:
+                    tokens.append(Standing(budget, budget.limit, used, charge.ends_at))
+                elif budget.alert_at is not None and used >= budget.alert_at:
+                    await self._alert(budget, used, now)
         return Admitted(standings, tokens, held)
 
     def _unchecked(self, cause: CountersUnavailable) -> Admitted:
@@ -379,14 +382,27 @@ def header_pairs(standings: Sequence[Standing], now: float, unit: str = "request
     """``headers_for`` as the raw header pairs a response carries."""
     if not standings:
         return []
-    tightest = standings[0] if len(standings) == 1 else min(standings, key=_tightness)
+    tightest = standings[0]
+    for standing in standings[1:]:  # the least left, then the soonest reset (a loop: min's key costs a call each)
+        left, tightest_left = max(0, standing.value - standing.count), max(0, tightest.value - tightest.count)
+        if left < tightest_left or (left == tightest_left and standing.resets_at < tightest.resets_at):
+            tightest = standing
     limit, remaining, reset = _HEADER_NAMES[unit]
-    return [(limit, b"%d" % tightest.value), (remaining, b"%d" % tightest.remaining),
-            (reset, _duration(tightest.resets_at - now).encode())]
+    left = tightest.value - tightest.count
+    return [(limit, b"%d" % tightest.value), (remaining, b"%d" % left if left > 0 else b"0"),
+            (reset, _reset_bytes(tightest.resets_at - now))]
 
 
-def _tightness(standing: Standing) -> tuple[int, int]:
-    return standing.remaining, standing.resets_at
+_last_reset: list[tuple[int, bytes]] = [(-1, b"")]  # every response of one second says the same
+
+
+def _reset_bytes(seconds: float) -> bytes:
+    whole = max(0, math.ceil(seconds))
+    last, text = _last_reset[0]
+    if whole != last:
+        text = _duration(whole).encode()
+        _last_reset[0] = (whole, text)
+    return text
 
 
 def _duration(seconds: float) -> str:

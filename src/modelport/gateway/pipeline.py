@@ -432,7 +432,8 @@ class _Call:
         if self.key_standings or self.provider_standings or self.token_standings:
             now = time.time()
             headers += header_pairs(self.key_standings + self.provider_standings, now)
-            headers += header_pairs(self.token_standings, now, "tokens")
+            if self.token_standings:
+                headers += header_pairs(self.token_standings, now, "tokens")
         return headers
 
     def _rewriting(self, leaf: Leaf) -> Rewriting | None:

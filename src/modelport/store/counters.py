@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 SLOT = struct.Struct("<16sqq")  # key, window end (epoch s), count
 KEY_SIZE = 16
 _ENDS, _COUNT = struct.Struct("<q"), struct.Struct("<q")
+_SLOT_FROM = SLOT.unpack_from
 _COUNT_AT = KEY_SIZE + 8
 _SLOT_PACK = SLOT.pack_into
 MAX_REMEMBERED = 4096
@@ -94,18 +95,24 @@ class LocalCounters:
         self._offsets: dict[bytes, int] = {}
 
     async def admit(self, charges: Sequence[Charge], now: float) -> Admission:
+        view, remembered = self._map, self._offsets
+        offsets: list[int] = []
+        counts: list[int] = []
         fcntl.flock(self._fd, fcntl.LOCK_EX)
         try:
-            offsets: list[int] = []
-            counts: list[int] = []
-            for index, charge in enumerate(charges):
-                offset, count = self._locate(charge, now, offsets)  # two new windows: two free slots
-                if count >= charge.limit or count + charge.amount > charge.limit:
-                    return Admission(index, counts + [count])
+            for key, limit, ends_at, amount in charges:
+                offset = remembered.get(key)  # the usual case, inline: the slot this process last found it in
+                slot = _SLOT_FROM(view, offset) if offset is not None else None  # key and count in one read
+                if slot is not None and slot[0] == key:
+                    count = slot[2]
+                else:
+                    offset, count = self._locate(key, now, offsets)  # two new windows: two free slots
+                if count >= limit or count + amount > limit:
+                    return Admission(len(counts), counts + [count])
                 offsets.append(offset)
-                counts.append(count + charge.amount)
+                counts.append(count + amount)
             for offset, count, charge in zip(offsets, counts, charges):
-                _SLOT_PACK(self._map, offset, charge.key, charge.ends_at, count)
+                _SLOT_PACK(view, offset, charge[0], charge[2], count)
             return Admission(None, counts)
         finally:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
@@ -136,7 +143,7 @@ class LocalCounters:
 
     def _add(self, charge: Charge, delta: int, now: float) -> int:
         """Under the lock: the charge's window plus ``delta``, never below 0."""
-        offset, count = self._locate(charge, now, [])
+        offset, count = self._locate(charge.key, now, [])
         count = max(0, count + delta)
         _SLOT_PACK(self._map, offset, charge.key, charge.ends_at, count)
         return count
@@ -152,9 +159,9 @@ class LocalCounters:
         self._map.close()
         os.close(self._fd)
 
-    def _locate(self, charge: Charge, now: float, taken: list[int]) -> tuple[int, int]:
-        """The offset of the charge's slot (its own, or a free one in its run) and its count there."""
-        key, view = charge.key, self._map
+    def _locate(self, key: bytes, now: float, taken: list[int]) -> tuple[int, int]:
+        """The offset of the key's slot (its own, or a free one in its run) and its count there."""
+        view = self._map
         offset = self._offsets.get(key)
         if offset is None or view[offset : offset + KEY_SIZE] != key:
             offset = self._find(key)

@@ -31,6 +31,7 @@ log = logging.getLogger("modelport.limits")
 
 GRACE_SECONDS = 60
 MAX_PENDING = 100_000
+MAX_NAMED = 4096
 
 # KEYS: the windows. ARGV: now, then per key: limit, amount, ends_at.
 # Returns {index of the first refused charge or -1, each charge's count (after this request if admitted)}.
@@ -85,6 +86,7 @@ class RedisCounters:
         self._settle_async = link.script(SETTLE)
         self._settle_sync = link.sync_script(SETTLE)
         self._pending: list[tuple[Charge, int]] = []  # settlements Redis could not take yet
+        self._names: dict[bytes, bytes] = {}  # a window's Redis key by its counter key: named once per window
 
     async def admit(self, charges: Sequence[Charge], now: float) -> Admission:
         if self._pending:
@@ -163,4 +165,9 @@ class RedisCounters:
         return keys, args
 
     def _key(self, charge: Charge) -> bytes:
-        return self.link.key("counter", charge.key.hex())
+        name = self._names.get(charge.key)
+        if name is None:
+            if len(self._names) >= MAX_NAMED:
+                self._names.clear()
+            name = self._names[charge.key] = self.link.key("counter", charge.key.hex())
+        return name
