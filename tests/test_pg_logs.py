@@ -139,6 +139,37 @@ def test_no_filter_of_the_logs_api_scans_the_logs_partitions(url: str) -> None:
     store.close()
 
 
+def test_upkeep_indexes_the_pending_gin_entries_of_days_that_are_over(url: str) -> None:
+    """A day over is read, not written: its GIN pending lists (what a search reads whole) go into the
+    indexes and it gets statistics; the day being written keeps its list (its inserts stay cheap)."""
+    from modelport.store.pg_partitions import partition_name
+
+    store = open_logs(url)
+    store.upkeep(NOW)
+    today = NOW // DAY_MS
+    with store.batch() as batch:
+        batch.append_logs([log_row(n, created_at=(today - 2 + n % 3) * DAY_MS + n, metadata=f'{{"run": "r{n}"}}',
+                                   error=f"upstream 429: rate limited {n}") for n in range(300)])
+
+    def pending_pages(day: int) -> int:  # moves the list it counts: each day is asked once
+        with store._connection() as conn:
+            return conn.execute(
+                "SELECT sum(gin_clean_pending_list(indexrelid)) FROM pg_index x JOIN pg_class c ON c.oid = x.indexrelid"
+                " JOIN pg_am am ON am.oid = c.relam WHERE x.indrelid = %s::regclass AND am.amname = 'gin'",
+                (partition_name(day),)).fetchone()[0]  # fmt: skip
+
+    assert pending_pages(today - 2) > 0  # what an insert leaves, before any upkeep
+    store.upkeep(NOW)
+    assert pending_pages(today - 1) == 0
+    assert pending_pages(today) > 0
+    with store._connection() as conn:
+        analyzed = {name for (name,) in conn.execute(
+            "SELECT relname FROM pg_stat_user_tables WHERE relname LIKE 'logs_p%' AND last_analyze IS NOT NULL")}
+    assert {partition_name(today - 2), partition_name(today - 1)} <= analyzed
+    assert partition_name(today) not in analyzed
+    store.close()
+
+
 def test_a_partition_another_node_dropped_is_made_again_for_a_late_record(url: str) -> None:
     import time
 

@@ -18,7 +18,8 @@ Partitions. One per UTC day, ``logs_pYYYYMMDD``, covering [day, next day) in epo
 (at open, then from ``batch()`` once an hour) creates yesterday's to ``PARTITIONS_AHEAD`` days
 ahead and drops every partition wholly older than ``retention_days``; a row outside them (a clock
 far off, a replay of old records) gets its day's partition created inside the batch, so no insert
-fails for want of one. Partition DDL runs under ``APPEND_LOCK`` too.
+fails for want of one. Partition DDL runs under ``APPEND_LOCK`` too. Each upkeep then settles the days already over
+(``pg_partitions.settle_closed``: GIN pending lists indexed, statistics for a day never analyzed).
 
 Reading: as ``sqlite_logs.py``, same filters, same order (ids are ``COLLATE "C"``, byte order as in
 SQLite), same row shapes (``log_base.summary_row`` and friends). Every filter is served by an index:
@@ -68,7 +69,14 @@ from .log_base import (
     new_feedback,
 )
 from .pg_connect import ADAPTERS, check_database_url, connection, connection_options, describe, migrate, one_line
-from .pg_partitions import PARTITIONS_AHEAD, create_partition, drop_partition, partition_days, partition_name
+from .pg_partitions import (
+    PARTITIONS_AHEAD,
+    create_partition,
+    drop_partition,
+    partition_days,
+    partition_name,
+    settle_closed,
+)
 from .pg_replica import abandon_connection
 
 log = logging.getLogger("modelport.store")
@@ -199,6 +207,20 @@ class PostgresLogStore(PagedLogReads):
                     create_partition(conn, day)
                     existing.add(day)
         self._partition_days = existing
+        self._settle_closed(today)
+
+    def _settle_closed(self, today: int) -> None:
+        """``pg_partitions.settle_closed``, outside APPEND_LOCK: batches go on meanwhile. A failure (a
+        partition another node drops at that moment) waits for the next upkeep."""
+        try:
+            with self._connection() as conn:
+                moved, analyzed = settle_closed(conn, today)
+        except StoreError as exc:
+            log.warning("settling the closed log partitions failed: %s", exc)
+            return
+        if moved or analyzed:
+            log.info("closed log partitions settled: %d pages of GIN pending lists indexed, %d partitions analyzed",
+                     moved, len(analyzed))
 
     def partitions(self) -> list[str]:
         """The names of the logs table's partitions, oldest first."""
