@@ -148,6 +148,7 @@ class PriceMatch:
     key: str
     kind: MatchKind
     price: ModelPrice
+    free: bool = False  # ``price.is_free``, decided once per cached match rather than per request
 
 
 # ``None`` is an operator's "unpriced" marker; it stops the name search like a price would.
@@ -202,7 +203,7 @@ class PriceBook:
         found = self.match(provider, model)
         if found is None:
             return Cost.unpriced(f"no price for model {provider}/{model}")
-        if found.price.is_free:
+        if found.free:
             return Cost(0.0, "priced", basis=f"{provider}/{found.key}: free")
         if usage is None:
             return Cost.unpriced(f"no usage reported for {provider}/{model}")
@@ -234,7 +235,7 @@ def _find(table: Mapping[str, ModelPrice | None], name: str) -> PriceMatch | Non
         return None
     key, kind = found
     price = table[key]
-    return PriceMatch(key, kind, price) if price is not None else None
+    return PriceMatch(key, kind, price, price.is_free) if price is not None else None
 
 
 def _find_key(table: Mapping[str, ModelPrice | None], name: str) -> tuple[str, MatchKind] | None:
@@ -284,8 +285,8 @@ def _lines(price: ModelPrice, usage: Usage) -> list[tuple[str, float, float | No
     written = min(usage.cache_write_tokens, usage.input_tokens - cached)
     written_1h = min(int(usage.extra.get("cache_write_1h_tokens", 0)), written)
     # A table that gives no cache rate means the provider does not discount: charge the input rate.
-    cache_read_rate = _first(price.cached_input, price.input)
-    cache_write_rate = _first(price.cache_write, price.input)
+    cache_read_rate = price.input if price.cached_input is None else price.cached_input
+    cache_write_rate = price.input if price.cache_write is None else price.cache_write
     text_input = usage.input_tokens - cached - written
     # Audio input tokens at their own rate only where the table gives one (gpt-4o-transcribe).
     audio = min(int(usage.extra.get("audio_input_tokens", 0)), text_input) if price.audio_input is not None else 0
@@ -294,7 +295,8 @@ def _lines(price: ModelPrice, usage: Usage) -> list[tuple[str, float, float | No
         ("audio input tokens", audio, price.audio_input, PER_MILLION),
         ("cached input tokens", cached, cache_read_rate, PER_MILLION),
         ("cache-write tokens", written - written_1h, cache_write_rate, PER_MILLION),
-        ("1h cache-write tokens", written_1h, _first(price.cache_write_1h, cache_write_rate), PER_MILLION),
+        ("1h cache-write tokens", written_1h, cache_write_rate if price.cache_write_1h is None else price.cache_write_1h,
+         PER_MILLION),
         ("output tokens", usage.output_tokens, price.output, PER_MILLION),
         ("images", usage.images, price.per_image, 1),
         ("s", usage.seconds, price.per_second, 1),
@@ -303,10 +305,6 @@ def _lines(price: ModelPrice, usage: Usage) -> list[tuple[str, float, float | No
     if price.per_request is not None:
         lines.append(("requests", usage.requests, price.per_request, 1))
     return lines
-
-
-def _first(*rates: float | None) -> float | None:
-    return next((r for r in rates if r is not None), None)
 
 
 def _amount(quantity: float) -> str:
