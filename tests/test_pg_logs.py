@@ -110,7 +110,7 @@ LIST_FILTERS = [
 
 
 def test_no_filter_of_the_logs_api_scans_the_logs_partitions(url: str) -> None:
-    from modelport.store.pg_logs import _STORED_IDS, page_query
+    from modelport.store.pg_logs import _LIFECYCLE, _STORED_IDS, page_query
 
     store = open_logs(url)
     store.upkeep(NOW)
@@ -133,6 +133,8 @@ def test_no_filter_of_the_logs_api_scans_the_logs_partitions(url: str) -> None:
                 plans[(repr(filters), after)] = plan
         ids = [row["id"] for row in rows[::40]]
         plans["stored_ids"] = "\n".join(row[0] for row in conn.execute("EXPLAIN " + _STORED_IDS, (ids,)))
+        plans["prediction_lifecycle"] = "\n".join(row[0] for row in conn.execute(
+            "EXPLAIN " + _LIFECYCLE, {"id": "pred777", "ended_on": "log_00003110", "first": "log_00003108", "limit": 200}))
     scanned = {name: [line for line in plan.splitlines() if any(f"Seq Scan on {p} " in line for p in holding_rows)]
                for name, plan in plans.items()}
     assert not any(scanned.values()), {name: lines for name, lines in scanned.items() if lines}

@@ -110,6 +110,8 @@ _LEDGER_SELECT = ", ".join(LEDGER_FIELDS)
 _STEP_SELECT = ("id, created_at, method, path, endpoint, status, latency_ms, key_id, key_name, error, metadata,"
                 " COALESCE(modelport_seen_status(response_body, %(id)s),"
                 " modelport_seen_status(request_body, %(id)s)) AS saw_status")
+_LIFECYCLE = (f"SELECT {_STEP_SELECT} FROM logs WHERE prediction_id = %(id)s OR id = %(ended_on)s OR id = %(first)s"
+              " ORDER BY created_at, id LIMIT %(limit)s")
 _ANALYTICS_FETCH = 5000
 Rows = list[dict[str, Any]]  # inside the class ``list`` is a method
 
@@ -305,8 +307,7 @@ class PostgresLogStore(PagedLogReads):
                              limit: int) -> Rows:
         with self._cursor() as cursor:
             rows = cursor.execute(
-                f"SELECT {_STEP_SELECT} FROM logs WHERE prediction_id = %(id)s OR id = %(ended_on)s OR id = %(first)s"
-                " ORDER BY created_at, id LIMIT %(limit)s",
+                _LIFECYCLE,
                 {"id": prediction_id, "ended_on": ended_on_log_id, "first": created_on_log_id, "limit": limit},
             ).fetchall()
         for step in rows:
