@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,23 +90,31 @@ class Metrics:
 
     def observe(self, row: dict[str, Any]) -> None:
         """Count one finished request from its ``logs`` row (tokens and cost are final there)."""
-        provider = row["provider"] or "none"
-        labels = (("provider", provider),)
+        self.observe_all((row,))
+
+    def observe_all(self, rows: Iterable[dict[str, Any]]) -> None:
+        """``observe`` of each row under one lock: a written batch's, on the log writer's lane."""
         with self._lock:
-            self._count("modelport_requests_total", labels + (("endpoint", row["endpoint"] or ""), ("status", str(row["status"]))))
-            kind = _error_kind(row)
-            if kind:
-                self._count("modelport_request_errors_total", labels + (("kind", kind),))
-            self._histogram("modelport_request_duration_seconds", labels, (row["latency_ms"] or 0.0) / 1000)
-            if row["upstream_latency_ms"] is not None:
-                self._histogram("modelport_upstream_duration_seconds", labels, row["upstream_latency_ms"] / 1000)
-            for direction in ("input", "output"):
-                if row[f"{direction}_tokens"]:
-                    self._count("modelport_tokens_total", labels + (("direction", direction),), row[f"{direction}_tokens"])
-            if row["cost_usd"] is not None:
-                self._count("modelport_cost_usd_total", labels, row["cost_usd"])
-            elif row["cost_status"] == "unpriced":
-                self._count("modelport_unpriced_requests_total", labels)
+            for row in rows:
+                self._observe(row)
+
+    def _observe(self, row: dict[str, Any]) -> None:
+        labels = (("provider", row["provider"] or "none"),)
+        self._count("modelport_requests_total", labels + (("endpoint", row["endpoint"] or ""), ("status", str(row["status"]))))
+        kind = _error_kind(row)
+        if kind:
+            self._count("modelport_request_errors_total", labels + (("kind", kind),))
+        self._histogram("modelport_request_duration_seconds", labels, (row["latency_ms"] or 0.0) / 1000)
+        if row["upstream_latency_ms"] is not None:
+            self._histogram("modelport_upstream_duration_seconds", labels, row["upstream_latency_ms"] / 1000)
+        if row["input_tokens"]:
+            self._count("modelport_tokens_total", labels + (("direction", "input"),), row["input_tokens"])
+        if row["output_tokens"]:
+            self._count("modelport_tokens_total", labels + (("direction", "output"),), row["output_tokens"])
+        if row["cost_usd"] is not None:
+            self._count("modelport_cost_usd_total", labels, row["cost_usd"])
+        elif row["cost_status"] == "unpriced":
+            self._count("modelport_unpriced_requests_total", labels)
 
     def _count(self, name: str, labels: Labels, amount: float = 1.0) -> None:
         key = (name, labels)

@@ -407,8 +407,7 @@ class LogWriter:
             self._charge_creator(spend)
         # Counted once written (a replayed record is counted by the process that writes it).
         self.metrics.add("modelport_log_written_records_total", amount=len(fresh))
-        for row in fresh:
-            self.metrics.observe(row)
+        self.metrics.observe_all(fresh)
 
     def _settle_budgets(self, settlements: list[tuple[Charge, int, bool]]) -> None:
         if not settlements:
