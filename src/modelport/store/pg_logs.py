@@ -26,7 +26,7 @@ SQLite), same row shapes (``log_base.summary_row`` and friends). Every filter is
 equality ones by ``(column, created_at)`` or their own, metadata by GIN ``jsonb_path_ops`` (``@>``),
 ``q`` by pg_trgm GIN indexes on path and error (``ILIKE``; a q under 3 characters has no trigram
 to look up, so its index scan reads the whole index). Slug, prediction id and error are indexed
-only where set (migration 3): most rows hold NULL there, and no filter matches a NULL.
+only where set (migration 4): most rows hold NULL there, and no filter matches a NULL.
 
 Differences a caller can see: a metadata filter matches string values (Portkey's metadata is
 strings; SQLite would also match the number 5 for "5"); ``q`` folds case beyond ASCII (SQLite's LIKE
