@@ -77,6 +77,34 @@ class LogRecord:
     reservations: list[tuple[str, int, int, int, str]] | None = None
     attempts: list[Attempt] = field(default_factory=list)  # last: the wire form relies on it
 
+    # The one filler of a record's outcome, for every route that makes one: the pipeline (gateway/pipeline.py),
+    # the stream relay (gateway/stream_relay.py) and the webhook relay (providers/replicate/webhooks.py).
+
+    def attempt(self, index: str, provider: str, slug: str | None, retry: int = 0) -> Attempt:
+        """A new span, started now, for one try against one target."""
+        span = Attempt(index=index, provider=provider, slug=slug, started_at=time.time(), retry=retry)
+        self.attempts.append(span)
+        return span
+
+    def answered(self, status: int, size: int, content_type: str, body: bytes | None, *, headers: Any = None,
+                 error: str | None = None, usage: dict[str, Any] | None = None) -> None:
+        """What the client got: ``body`` is what the log keeps of it (the capture), ``headers`` the response's
+        raw pairs when headers are logged, ``error`` what went wrong after the status was sent."""
+        self.status, self.response_bytes, self.response_content_type = status, size, content_type
+        self.stream = "event-stream" in content_type
+        self.response_body = body or None
+        if headers is not None:
+            self.response_headers = headers
+        self.error, self.usage = error, usage
+
+    def failed(self, status: int, message: str, gateway_exception: bool = True) -> None:
+        """The request ended in an error: the gateway's own (``gateway_exception``) unless said otherwise."""
+        self.status, self.error, self.gateway_exception = status, message, gateway_exception
+
+    def finished(self, started: float) -> None:
+        """The request's latency, from its ``time.perf_counter()`` start."""
+        self.latency_ms = (time.perf_counter() - started) * 1000
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         for key in ("request_body", "response_body"):

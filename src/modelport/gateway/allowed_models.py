@@ -15,7 +15,6 @@ from ..errors import Forbidden
 from .forward import Outbound
 from .resolve import Resolved
 from .routing import Leaf
-from .unified import UnifiedCall
 
 
 def check_model(resolved: Resolved, model: object) -> None:
@@ -34,7 +33,7 @@ def check_proxied_model(leaf: Leaf, outbound: Outbound) -> None:
     def body() -> Mapping[str, Any] | None:
         if outbound.body is None:
             return None  # streamed: not held, so not readable
-        return {**UnifiedCall.peek_json(outbound), **leaf.override_params}
+        return {**outbound.json.fields(), **leaf.override_params}
 
     for rule in resolved.spec.models:
         found = rule.match(outbound.method, outbound.path)

@@ -14,6 +14,7 @@ from typing import Any, AsyncIterator
 import aiohttp
 from yarl import URL
 
+from ..body_json import BodyJson
 from ..providers.base import ProviderSpec, Target, Transport, UpstreamRequest
 from ..transport.send import open_upstream
 from ..transport.sessions import Upstreams
@@ -33,8 +34,15 @@ class Outbound:
     options: RequestOptions
     body: bytes | None  # the whole body, when it was small enough to hold (and so can be replayed)
     body_stream: AsyncIterator[bytes] | None = None  # a large body, streamed once (no retries)
-    parsed: Any = None  # the JSON body, parsed at most once (see UnifiedCall.peek_json)
     endpoint: Any = None  # the unified endpoint this method and path name, if any (computed once)
+    _json: BodyJson | None = None
+
+    @property
+    def json(self) -> BodyJson:
+        """The body's JSON, decoded at most once for every step that reads it (modelport/body_json.py)."""
+        if self._json is None:
+            self._json = BodyJson(self.body)
+        return self._json
 
 
 def upstream_url(base_url: str, path: str, query: str) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ..log_record import Attempt, LogRecord, Recorder
+from ..log_record import LogRecord, Recorder
 from ..providers.base import MULTIPART_ENDPOINTS, Answer, Exchange, ExchangePolicy, Forward, ProviderSpec
 from ..providers.registry import make_policy
 from ..asgi import ClientDisconnected, Headers, Receive, Scope, Send, read_body, send_error, stream_body
@@ -18,7 +18,7 @@ from ..store.base import Store
 from ..store.counters import Counters, local_counters
 from ..store.redis import open_redis
 from ..store.redis_cache import RedisEntries
-from ..usage.limits import Charge
+from .admission import Admission, KeyRefused
 from .allowed_models import check_model, check_proxied_model
 from .auth import Authenticator, Principal
 from .cache import CachedResponse, ResponseCache, cache_key, credential_scope
@@ -28,16 +28,7 @@ from .forward import Outbound, proxy_headers, send_to_provider, upstream_url
 from .budgets import Reserver
 from .headers import RequestOptions, parse_request_options
 from ..hosts import HostRules
-from .limits import (
-    BudgetExhausted,
-    LimitExceeded,
-    Limiter,
-    LimitsUnavailable,
-    Rule,
-    Standing,
-    TokenLimitExceeded,
-    header_pairs,
-)
+from .limits import BudgetExhausted, LimitExceeded, Limiter, LimitsUnavailable, TokenLimitExceeded
 from .paths import normalised_path
 from .resolve import TargetResolver
 from .respond import Relayed, Rewriting, Screen, relay
@@ -87,8 +78,7 @@ class Gateway:
         path = _path_after_v1(scope)
         record = LogRecord(trace_id="", method=method, path="/v1" + path)
         options: RequestOptions | None = None
-        principal: Principal | None = None
-        call: _Call | None = None
+        admission: Admission | None = None
         try:
             if self.log_headers:
                 record.request_headers = scope["headers"]  # decoded by the log writer, off the request path
@@ -97,34 +87,88 @@ class Gateway:
             path = normalised_path(path)  # once: every step below routes on the same path
             principal = self.auth.authenticate(options.api_key)
             _note_principal(record, principal, options)
+            admission = Admission(self.limiter, self.reserver, principal)
             outbound = await self._read(method, path, scope, receive, options)
             tree = self.planner.plan(options, principal, _model_route(options, outbound))
             self._capture_request(record, outbound)
-            call = _Call(self, scope, receive, send, outbound, record, principal)
+            client = Client(scope, receive, send, self.settings.public_url)
             try:
-                outcome = await execute(tree, call)
-                if call.key_pending:  # no attempt counted it (a cache hit, a failure before the upstream)
+                outcome = await execute(tree, _Attempts(self, outbound, record, principal, admission, client))
+                if admission.key_pending:  # no attempt counted it (a cache hit, a failure before the upstream)
                     try:
-                        await call.count_key()
+                        await admission.count_key()
                     except GatewayError:
                         outcome.release()
                         raise
-                await call.respond(outcome)
+                await self.respond(outcome, client, record, admission)
             finally:
-                await call.release_unsettled()
-        except _KeyRefused as refused:
+                await admission.release()
+        except KeyRefused as refused:
             refused.error.__traceback__ = None
             await self._fail(send, record, refused.error, options)
         except GatewayError as error:
             error.__traceback__ = None  # its frames (this one too) hold the request: no cycle to wait on
-            if call is None or call.key_pending:  # over its key's limit, the caller hears that first
-                error = await self._key_refusal(principal, error)
+            if admission is not None and admission.key_pending:  # over its key's limit, the caller hears that first
+                error = await self._key_refusal(admission, error)
             await self._fail(send, record, error, options)
         except ClientDisconnected:
-            record.status, record.error = 499, "the client disconnected before sending the whole request"
+            record.failed(499, "the client disconnected before sending the whole request", gateway_exception=False)
         finally:
-            record.latency_ms = (time.perf_counter() - started) * 1000
+            record.finished(started)
             self.recorder.submit(record)
+
+    async def respond(self, outcome: Outcome, client: Client, record: LogRecord, admission: Admission) -> None:
+        """Step 7: answer the client from the outcome that routing chose, and note what it got."""
+        leaf = outcome.leaf
+        record.provider, record.slug = leaf.resolved.spec.id, leaf.resolved.target.slug
+        record.retry_count = -1 if outcome.retry_exhausted else outcome.retries
+        record.last_used_index = leaf.index or None
+        if outcome.error is not None:
+            raise outcome.error
+        record.reservations = admission.hand_over()  # the log service settles them to the real usage once it has read it
+        record.upstream_latency_ms = record.attempts[-1].latency_ms if record.attempts else None
+        extra = _portkey_headers(outcome, record, admission)
+        cap = self.log_body_cap
+        if record.reservations and not cap:  # logging off: the log service still reads the usage to settle them
+            cap = self.settings.log_body_max_bytes
+        keep = max(cap, self.cache.max_entry_bytes) if outcome.cache_key else cap
+        response = outcome.response
+        if isinstance(response, CachedResponse):
+            relayed = await _send_cached(client.send, response, extra)
+        elif outcome.translator is not None:
+            relayed = await outcome.translator.respond(client.send, client.receive, response, extra, keep)
+        else:
+            relayed = await relay(client.send, client.receive, response, extra, keep, self._rewriting(leaf, client, record),
+                                  self._screen(outcome))
+        outcome.release()
+        if outcome.cache_key and 200 <= relayed.status < 300 and relayed.size == len(relayed.captured) and not relayed.error:
+            content_type = relayed.content_type.encode("latin-1") or b"application/json"
+            await self.cache.put(outcome.cache_key, relayed.status, [(b"content-type", content_type)],
+                                 bytes(relayed.captured), outcome.cache_max_age)
+        if len(relayed.captured) > cap:
+            del relayed.captured[cap:]
+        relayed.fill(record, self.log_headers)
+
+    def _rewriting(self, leaf: Leaf, client: Client, record: LogRecord) -> Rewriting | None:
+        rule = leaf.resolved.spec.rewrite
+        if rule is None:
+            return None
+        gateway_base = client.gateway_base()
+        signer, guarded, trace = self.signer, leaf.resolved.caller_chosen_host, record.trace_id
+        provider, slug, key_id = leaf.resolved.spec.id, leaf.resolved.target.slug, record.key_id
+
+        def sign(url: str, prediction_id: str | None) -> str:
+            return signer.link(gateway_base, url, g=guarded, t=trace, p=provider, s=slug, k=key_id, i=prediction_id)
+
+        return Rewriting(rule, leaf.resolved.target.base_url, gateway_base, sign)
+
+    def _screen(self, outcome: Outcome) -> Screen | None:
+        """The policy's look at the response before it is relayed, when it wants one for this request."""
+        exchange = outcome.exchange
+        policy = self.policy_for(outcome.leaf.resolved.spec) if exchange is not None else None
+        if policy is None or not policy.wants_screen(exchange):
+            return None
+        return lambda status, body: policy.screen(exchange, status, body)
 
     def transport_for(self, spec: ProviderSpec) -> UpstreamClient:
         """The transport ``spec``'s ProviderAuth makes its own calls on (providers/base.py ``Transport``): the
@@ -136,13 +180,13 @@ class Gateway:
                 allow_private=self.settings.allow_private_hosts)
         return transport
 
-    async def _key_refusal(self, principal: Principal | None, error: GatewayError) -> GatewayError:
+    async def _key_refusal(self, admission: Admission, error: GatewayError) -> GatewayError:
         """A request that failed before an attempt counted it, counted on its key now: the key's refusal
         if it is over a limit, else the request's own error."""
-        if principal is None or not principal.rate_limits or isinstance(error, LimitsUnavailable):
+        if isinstance(error, LimitsUnavailable):
             return error
         try:
-            await self.limiter.admit(principal.rate_limits)
+            await admission.count_key()
         except GatewayError as refusal:
             refusal.__traceback__ = None
             return refusal
@@ -182,46 +226,41 @@ class Gateway:
     async def _fail(self, send: Send, record: LogRecord, error: GatewayError, options: RequestOptions | None) -> None:
         if not record.trace_id:
             record.trace_id = options.trace_id if options else error.trace_id
-        record.status, record.error, record.gateway_exception = error.status, error.message, True
+        record.failed(error.status, error.message)
         if record.response_bytes == 0 and not record.stream:  # nothing sent yet
             await send_error(send, error, record.trace_id)
 
 
-class _KeyRefused(Exception):
-    """The key's own limit refused the request in an attempt's admission: the whole request ends there,
-    no fallback tried, as if it had been refused on arrival."""
+class Client:
+    """The caller's end of one request: its ASGI channel, and the gateway's public ``/v1`` root as the
+    caller reached it (or as the operator set it), built (and the Host checked) at most once."""
 
-    def __init__(self, error: LimitExceeded) -> None:
-        self.error = error
+    __slots__ = ("scope", "receive", "send", "public_url", "public_base")
+
+    def __init__(self, scope: Scope, receive: Receive, send: Send, public_url: str | None) -> None:
+        self.scope, self.receive, self.send, self.public_url = scope, receive, send, public_url
+        self.public_base: str | None = None
+
+    def gateway_base(self) -> str:
+        if self.public_base is None:
+            self.public_base = public_base(self.public_url, self.scope)
+        return self.public_base
 
 
-class _Call:
-    """The per-request state the attempt and respond steps share; also the ``Walk`` the router drives."""
+class _Attempts:
+    """The ``Walk`` the router drives for one request: each attempt's outcome owns what it made (its
+    translator, the exchange its policy saw, its cache key); the limits it counts are the ``Admission``'s."""
 
-    __slots__ = ("gateway", "scope", "receive", "send", "outbound", "record", "principal", "unified", "cache_key",
-                 "cache_max_age", "key_pending", "key_standings", "provider_standings", "token_standings", "held",
-                 "public_base", "exchange")
+    __slots__ = ("gateway", "outbound", "record", "principal", "admission", "client")
 
-    def __init__(self, gateway: Gateway, scope: Scope, receive: Receive, send: Send, outbound: Outbound,
-                 record: LogRecord, principal: Principal) -> None:
-        self.gateway, self.scope, self.receive, self.send = gateway, scope, receive, send
-        self.outbound, self.record, self.principal = outbound, record, principal
-        # The key's limits count each request once: in the first attempt's admission, with the provider's
-        # limits and the budgets (one step, one round trip to Redis), or at the end if no attempt got there.
-        self.key_pending: tuple[Rule, ...] = principal.rate_limits
-        self.key_standings: list[Standing] = []
-        self.provider_standings: list[Standing] = []  # the limits of the provider the last attempt reached
-        self.token_standings: list[Standing] = []  # the token limits (key's and provider's) it holds amounts on
-        self.held: list[tuple[Charge, str]] = []  # what the last attempt holds on its budgets, with their kinds
-        self.unified: UnifiedCall | None = None
-        self.cache_key: str | None = None
-        self.cache_max_age: float | None = None
-        self.public_base: str | None = None  # built (and the Host checked) at most once per request
-        self.exchange: Exchange | None = None  # the last attempt's request, when its provider has a policy
+    def __init__(self, gateway: Gateway, outbound: Outbound, record: LogRecord, principal: Principal,
+                 admission: Admission, client: Client) -> None:  # fmt: skip
+        self.gateway, self.outbound, self.record, self.principal = gateway, outbound, record, principal
+        self.admission, self.client = admission, client
 
     def routing_context(self) -> dict[str, Any]:
-        params = UnifiedCall.peek_json(self.outbound) if self.outbound.body else {}
-        headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in self.scope["headers"]}
+        params = self.outbound.json.fields()
+        headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in self.client.scope["headers"]}
         return {"metadata": self.record.metadata, "params": params, "url": {"pathname": "/v1" + self.outbound.path},
                 "headers": headers}
 
@@ -235,226 +274,130 @@ class _Call:
         return outcome.status in _NOT_CREATED or (outcome.error is not None and outcome.error.code == NOT_CONNECTED)
 
     async def attempt(self, leaf: Leaf, retry: int) -> Outcome:
-        gateway, outbound = self.gateway, self.outbound
-        resolved = leaf.resolved
-        span = Attempt(index=leaf.index, provider=resolved.spec.id, slug=resolved.target.slug, started_at=time.time(), retry=retry)
-        self.record.attempts.append(span)
-        self.provider_standings, self.token_standings = [], []
-        await self.release_unsettled()  # a new attempt: the last one failed, and what it held goes back
-        self.exchange = None
+        gateway, outbound, resolved = self.gateway, self.outbound, leaf.resolved
+        span = self.record.attempt(leaf.index, resolved.spec.id, resolved.target.slug, retry)
+        await self.admission.next_attempt()
+        outcome = Outcome(leaf, 0)
         started = time.perf_counter()
         try:
             endpoint = outbound.endpoint
             if endpoint is not None and takes_unified_path(endpoint, resolved.spec):
-                self.unified = UnifiedCall.prepare(endpoint, outbound, leaf, self.record)
-                if endpoint == "responses" and over_chat(resolved.spec):  # the gateway keeps its conversations
-                    await gateway.stored_responses.begin_turn(self.unified, self.principal)
-                check_model(resolved, self.unified.body.get("model"))
-                cached = await self._cached(leaf, endpoint)
-                if cached is not None:
-                    span.status = cached.status
-                    return Outcome(leaf, cached.status, response=cached)
-                if self.unified.multi_step:  # its requests go through the steps, on this attempt's transport
-                    await self._admit(resolved)
-                    answer = await self.unified.begin(self._steps(leaf))
-                    span.status = answer.status
-                    return Outcome(leaf, answer.status, response=answer)
-                method, url, headers, body = self.unified.request()
-                if outbound.body is None and outbound.options.content_length is not None:
-                    headers["content-length"] = str(outbound.options.content_length)
+                request = await self._translated(leaf, endpoint, outcome)
             else:
-                self.unified = None
-                if gateway.stored_responses.answers(outbound, resolved.spec):  # a response the gateway keeps
-                    stored = await gateway.stored_responses.answer(outbound, self.principal)
-                    span.status = stored.status
-                    return Outcome(leaf, stored.status, response=_answered(stored))
-                check_proxied_model(leaf, outbound)
-                if resolved.spec.rewrite is not None:
-                    self.gateway_base()  # a Host we could not write into the response: refused before anything upstream
-                answer = await self._authorize(resolved)
-                if isinstance(answer, Answer):  # the provider's policy answers for it: nothing goes upstream
-                    span.status = answer.status
-                    return Outcome(leaf, answer.status, response=_answered(answer))
-                method, url = outbound.method, upstream_url(resolved.target.base_url, outbound.path, outbound.query)
-                headers = proxy_headers(outbound.options, resolved.spec, resolved.target)
-                body = answer.body if isinstance(answer, Forward) else UnifiedCall.proxy_body(outbound, leaf)
-                if outbound.body is None and outbound.options.content_length is not None:
-                    headers["content-length"] = str(outbound.options.content_length)
-            await self._admit(resolved)
-            timeout = outbound.options.request_timeout or leaf.timeout
-            response = await send_to_provider(gateway.upstreams, gateway.transport_for(resolved.spec), resolved, method, url,
-                                              headers, body, timeout)
-            span.status = response.status
-            return Outcome(leaf, response.status, response=response)
+                request = await self._proxied(leaf, outcome)
+            if request is not None:
+                method, url, headers, body = request
+                await self.admission.admit(resolved, outbound, outcome.translator)
+                timeout = outbound.options.request_timeout or leaf.timeout
+                outcome.response = await send_to_provider(gateway.upstreams, gateway.transport_for(resolved.spec), resolved,
+                                                          method, url, headers, body, timeout)
+                outcome.status = outcome.response.status
+            span.status = outcome.status
+        except KeyRefused:
+            self.record.attempts.pop()  # refused on the key's account: no attempt was made
+            raise
         except GatewayError as error:
             span.status, span.error = error.status, error.message
-            return Outcome(leaf, error.status, error=error)
+            outcome.status, outcome.error = error.status, error
         finally:
             span.latency_ms = (time.perf_counter() - started) * 1000
+        return outcome
 
-    def _steps(self, leaf: Leaf) -> AttemptSteps:
+    async def _translated(self, leaf: Leaf, endpoint: str, outcome: Outcome) -> tuple[str, Any, dict[str, str], Any] | None:
+        """The upstream request of a unified call, or None when the attempt is answered already (from the
+        cache, or by a multi-step call's first steps)."""
+        outbound = self.outbound
+        translator = outcome.translator = UnifiedCall.prepare(endpoint, outbound, leaf, self.record)
+        if endpoint == "responses" and over_chat(leaf.resolved.spec):  # the gateway keeps its conversations
+            await self.gateway.stored_responses.begin_turn(translator, self.principal)
+        check_model(leaf.resolved, translator.body.get("model"))
+        cached = await self._cached(leaf, endpoint, outcome)
+        if cached is not None:
+            outcome.status, outcome.response = cached.status, cached
+            return None
+        if translator.multi_step:  # its requests go through the steps, on this attempt's transport
+            await self.admission.admit(leaf.resolved, outbound, translator)
+            answer = await translator.begin(self._steps(leaf, translator))
+            outcome.status, outcome.response = answer.status, answer
+            return None
+        method, url, headers, body = translator.request()
+        if outbound.body is None and outbound.options.content_length is not None:
+            headers["content-length"] = str(outbound.options.content_length)
+        return method, url, headers, body
+
+    async def _proxied(self, leaf: Leaf, outcome: Outcome) -> tuple[str, Any, dict[str, str], Any] | None:
+        """The upstream request of a proxied call, or None when the provider's policy answers it itself."""
+        outbound, resolved, stored_responses = self.outbound, leaf.resolved, self.gateway.stored_responses
+        if stored_responses.answers(outbound, resolved.spec):  # a response the gateway keeps
+            stored = await stored_responses.answer(outbound, self.principal)
+            outcome.status, outcome.response = stored.status, _answered(stored)
+            return None
+        check_proxied_model(leaf, outbound)
+        if resolved.spec.rewrite is not None:
+            self.client.gateway_base()  # a Host we could not write into the response: refused before anything upstream
+        answer = await self._authorize(resolved, outcome)
+        if isinstance(answer, Answer):  # the provider's policy answers for it: nothing goes upstream
+            outcome.status, outcome.response = answer.status, _answered(answer)
+            return None
+        url = upstream_url(resolved.target.base_url, outbound.path, outbound.query)
+        headers = proxy_headers(outbound.options, resolved.spec, resolved.target)
+        body = answer.body if isinstance(answer, Forward) else UnifiedCall.proxy_body(outbound, leaf)
+        if outbound.body is None and outbound.options.content_length is not None:
+            headers["content-length"] = str(outbound.options.content_length)
+        return outbound.method, url, headers, body
+
+    def _steps(self, leaf: Leaf, translator: UnifiedCall) -> AttemptSteps:
         gateway, principal, resolved = self.gateway, self.principal, leaf.resolved
         timeout = self.outbound.options.request_timeout or leaf.timeout or gateway.settings.upstream_timeout
-        return AttemptSteps(gateway.upstreams, gateway.transport_for(resolved.spec), resolved, self.unified.adapter_headers,  # type: ignore[union-attr]
+        return AttemptSteps(gateway.upstreams, gateway.transport_for(resolved.spec), resolved, translator.adapter_headers,
                             gateway.policy_for(resolved.spec),
                             principal.key_id, "admin" in principal.scopes, self.record, timeout,
                             gateway.settings.allow_private_hosts)
 
-    async def _authorize(self, resolved: Any) -> Answer | Forward | None:
+    async def _authorize(self, resolved: Any, outcome: Outcome) -> Answer | Forward | None:
         """Ask the provider's policy (if it has one) about this proxied request, before it is forwarded."""
         policy = self.gateway.policy_for(resolved.spec)
         if policy is None:
             return None
         outbound, principal = self.outbound, self.principal
-        self.exchange = Exchange(outbound.method, outbound.path, outbound.query, outbound.body, resolved.target,
-                                 principal.key_id, "admin" in principal.scopes, self.public_base or "")
-        return await policy.authorize(self.exchange)
+        outcome.exchange = Exchange(outbound.method, outbound.path, outbound.query, outbound.body, resolved.target,
+                                    principal.key_id, "admin" in principal.scopes, outbound.json,
+                                    self.client.public_base or "")
+        return await policy.authorize(outcome.exchange)
 
-    def _screen(self, leaf: Leaf) -> Screen | None:
-        """The policy's look at the response before it is relayed, when it wants one for this request."""
-        exchange = self.exchange
-        policy = self.gateway.policy_for(leaf.resolved.spec) if exchange is not None else None
-        if policy is None or not policy.wants_screen(exchange):
-            return None
-        return lambda status, body: policy.screen(exchange, status, body)
-
-    async def _admit(self, resolved: Any) -> None:
-        """The provider's rate limits and both budgets (and the key's limits, on the first admission), in
-        one step, just before the upstream call."""
-        principal, key_rules = self.principal, self.key_pending
-        budgets = [b for b in (principal.budget, resolved.budget) if b is not None]
-        budgets += principal.token_limits + resolved.token_limits
-        if not budgets and not resolved.rate_limits and not key_rules:
-            return
-        body = None  # proxied: nothing bounds what it may cost
-        if self.unified is not None:  # the bytes may have gone unparsed (an OpenAI-compatible provider)
-            body = self.unified.body or UnifiedCall.peek_json(self.outbound)
-        reserves = self.gateway.reserver.amounts(
-            budgets, resolved.spec.id, self.outbound.endpoint, body, len(self.outbound.body or b""),
-        ) if budgets else ()  # fmt: skip
-        try:
-            standings, self.token_standings, charges = await self.gateway.limiter.admit_with_budgets(
-                key_rules + resolved.rate_limits, reserves)
-        except LimitExceeded as refusal:
-            if refusal.rule in key_rules:
-                self.record.attempts.pop()  # refused on the key's account: no attempt was made
-                raise _KeyRefused(refusal) from None
-            raise
-        self.key_pending = ()
-        if key_rules:
-            self.key_standings, standings = standings[:len(key_rules)], standings[len(key_rules):]
-        self.provider_standings = standings
-        self.held = [(charge, budget.kind) for charge, (budget, _) in zip(charges, reserves)]
-
-    async def count_key(self) -> None:
-        """Count the request on its key's limits if no attempt's admission did (raises on a refusal)."""
-        rules, self.key_pending = self.key_pending, ()
-        if rules:
-            self.key_standings = await self.gateway.limiter.admit(rules)
-
-    async def release_unsettled(self) -> None:
-        if self.held:
-            held, self.held = self.held, []
-            await self.gateway.limiter.release([charge for charge, _ in held])
-
-    async def _cached(self, leaf: Leaf, endpoint: str) -> CachedResponse | None:
+    async def _cached(self, leaf: Leaf, endpoint: str, outcome: Outcome) -> CachedResponse | None:
         """Look the request up in the cache when its config (or ``x-portkey-cache-ttl``) asks for one; note
         the cache status."""
-        self.cache_key = None
         options = self.outbound.options
         if leaf.cache is None and options.cache_ttl is None:
             return None
-        if endpoint not in CACHEABLE or self.unified is None or self.unified.stream:
+        if endpoint not in CACHEABLE or outcome.translator.stream:
             return None
         target, gateway = leaf.resolved.target, self.gateway
         key_id = None if gateway.settings.cache_share_across_keys else self.principal.key_id
-        self.cache_key = cache_key(provider=target.provider, credential=credential_scope(target.slug, target.api_key),
-                                   key_id=key_id, path=self.outbound.path, body=self.unified.body,
-                                   namespace=options.cache_namespace)
-        self.cache_max_age = options.cache_ttl if options.cache_ttl is not None else leaf.cache.max_age  # type: ignore[union-attr]
+        outcome.cache_key = cache_key(provider=target.provider, credential=credential_scope(target.slug, target.api_key),
+                                      key_id=key_id, path=self.outbound.path, body=outcome.translator.body,
+                                      namespace=options.cache_namespace)
+        outcome.cache_max_age = options.cache_ttl if options.cache_ttl is not None else leaf.cache.max_age  # type: ignore[union-attr]
         if options.cache_force_refresh:
             self.record.cache_status = "REFRESH"
             return None
-        hit = await gateway.cache.get(self.cache_key, self.cache_max_age)
+        hit = await gateway.cache.get(outcome.cache_key, outcome.cache_max_age)
         self.record.cache_status = "HIT" if hit is not None else "MISS"
         return hit
 
-    async def respond(self, outcome: Outcome) -> None:
-        record, leaf = self.record, outcome.leaf
-        record.provider, record.slug = leaf.resolved.spec.id, leaf.resolved.target.slug
-        record.retry_count = -1 if outcome.retry_exhausted else outcome.retries
-        record.last_used_index = leaf.index or None
-        if outcome.error is not None:
-            raise outcome.error
-        if self.held:  # the log service settles them to the real usage once it has read it
-            record.reservations = [(charge.key.hex(), *charge[1:], kind) for charge, kind in self.held]
-            self.held = []
-        record.upstream_latency_ms = self.record.attempts[-1].latency_ms if self.record.attempts else None
-        extra = self._portkey_headers(outcome)
-        cap = self.gateway.log_body_cap
-        if record.reservations and not cap:  # logging off: the log service still reads the usage to settle them
-            cap = self.gateway.settings.log_body_max_bytes
-        keep = max(cap, self.gateway.cache.max_entry_bytes) if self.cache_key else cap
-        if isinstance(outcome.response, CachedResponse):
-            relayed = await _send_cached(self.send, outcome.response, extra)
-        elif self.unified is not None:
-            relayed = await self.unified.respond(self.send, self.receive, outcome.response, extra, keep)
-        else:
-            relayed = await relay(self.send, self.receive, outcome.response, extra, keep, self._rewriting(leaf),
-                                  self._screen(leaf))
-        outcome.release()
-        if self.cache_key and 200 <= relayed.status < 300 and relayed.size == len(relayed.captured) and not relayed.error:
-            content_type = relayed.content_type.encode("latin-1") or b"application/json"
-            await self.gateway.cache.put(self.cache_key, relayed.status, [(b"content-type", content_type)],
-                                         bytes(relayed.captured), self.cache_max_age)
-        if len(relayed.captured) > cap:
-            del relayed.captured[cap:]
-        record.status = 499 if relayed.disconnected else relayed.status
-        record.response_bytes = relayed.size
-        if self.gateway.log_headers:
-            record.response_headers = relayed.headers
-        record.response_content_type = relayed.content_type
-        record.stream = "event-stream" in relayed.content_type
-        record.error = relayed.error
-        record.usage = relayed.usage
-        record.response_body = bytes(relayed.captured) or None
 
-    def _portkey_headers(self, outcome: Outcome) -> Headers:
-        record = self.record
-        headers = [
-            (b"x-portkey-trace-id", record.trace_id.encode("latin-1")),
-            (b"x-portkey-provider", outcome.leaf.resolved.spec.id.encode()),
-            (b"x-portkey-retry-attempt-count", str(record.retry_count).encode()),
-            (b"x-portkey-cache-status", record.cache_status.encode()),
-        ]
-        if outcome.leaf.index:  # only when a config routed the request
-            headers.append((b"x-portkey-last-used-option-index", outcome.leaf.index.encode()))
-        if self.key_standings or self.provider_standings or self.token_standings:
-            now = time.time()
-            headers += header_pairs(self.key_standings + self.provider_standings, now)
-            if self.token_standings:
-                headers += header_pairs(self.token_standings, now, "tokens")
-        return headers
-
-    def _rewriting(self, leaf: Leaf) -> Rewriting | None:
-        rule = leaf.resolved.spec.rewrite
-        if rule is None:
-            return None
-        gateway_base = self.gateway_base()
-        signer, guarded, trace = self.gateway.signer, leaf.resolved.caller_chosen_host, self.record.trace_id
-        slug = leaf.resolved.target.slug
-
-        def sign(url: str, prediction_id: str | None) -> str:
-            return signer.link(gateway_base, url, g=guarded, t=trace, p=leaf.resolved.spec.id, s=slug,
-                               k=self.principal.key_id, i=prediction_id)
-
-        return Rewriting(rule, leaf.resolved.target.base_url, gateway_base, sign)
-
-    def gateway_base(self) -> str:
-        """The gateway's public ``/v1`` root as the client reached it (or as the operator set it)."""
-        if self.public_base is None:
-            self.public_base = public_base(self.gateway.settings.public_url, self.scope)
-        return self.public_base
+def _portkey_headers(outcome: Outcome, record: LogRecord, admission: Admission) -> Headers:
+    headers = [
+        (b"x-portkey-trace-id", record.trace_id.encode("latin-1")),
+        (b"x-portkey-provider", outcome.leaf.resolved.spec.id.encode()),
+        (b"x-portkey-retry-attempt-count", str(record.retry_count).encode()),
+        (b"x-portkey-cache-status", record.cache_status.encode()),
+    ]
+    if outcome.leaf.index:  # only when a config routed the request
+        headers.append((b"x-portkey-last-used-option-index", outcome.leaf.index.encode()))
+    headers += admission.headers()
+    return headers
 
 
 async def _send_cached(send: Send, cached: CachedResponse, extra: Headers) -> Relayed:
@@ -476,7 +419,7 @@ def _model_route(options: RequestOptions, outbound: Outbound) -> tuple[str, str]
     """Portkey 2.x: ``"model": "@slug/model"`` names the stored provider when no header chose one."""
     if options.provider or options.virtual_key or options.config or outbound.endpoint is None or not outbound.body:
         return None
-    model = UnifiedCall.peek_json(outbound).get("model")
+    model = outbound.json.fields().get("model")
     if not isinstance(model, str) or not model.startswith("@") or "/" not in model:
         return None
     slug, _, name = model[1:].partition("/")

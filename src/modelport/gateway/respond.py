@@ -13,6 +13,7 @@ from typing import Any, Awaitable, Callable
 
 import aiohttp
 
+from ..log_record import LogRecord
 from ..asgi import Headers, Receive, Send
 from ..errors import BadUpstreamResponse
 from ..transport.send import STREAM_BROKE, read_at_most, read_whole
@@ -44,6 +45,11 @@ class Relayed:
     error: str | None = None
     usage: dict | None = None  # set where the gateway read a stream's usage (translating it, or from its tail)
     tail: bytes = b""  # a stream's last bytes, when asked for (``keep_tail``) and it outgrew ``captured``
+
+    def fill(self, record: LogRecord, log_headers: bool) -> None:
+        """The record's outcome from what the client got (``LogRecord.answered``; 499 if it left first)."""
+        record.answered(499 if self.disconnected else self.status, self.size, self.content_type, bytes(self.captured),
+                        headers=self.headers if log_headers else None, error=self.error, usage=self.usage)
 
 
 @dataclass(slots=True)

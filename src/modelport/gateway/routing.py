@@ -21,6 +21,7 @@ from typing import Any, Protocol, Union
 import orjson
 
 from ..errors import BadRequest, GatewayError
+from ..providers.base import Exchange
 from .resolve import Resolved
 
 DEFAULT_RETRY_CODES = frozenset({429, 500, 502, 503, 504})
@@ -80,7 +81,8 @@ Node = Union[Leaf, Branch]
 
 @dataclass(slots=True)
 class Outcome:
-    """The result of trying one leaf: an upstream response (still open) or a gateway error."""
+    """The result of trying one leaf: an upstream response (still open) or a gateway error, with what the
+    attempt made that answering needs (gateway/pipeline.py ``Gateway.respond`` reads only this)."""
 
     leaf: Leaf
     status: int
@@ -88,6 +90,10 @@ class Outcome:
     error: GatewayError | None = None
     retries: int = 0
     retry_exhausted: bool = False
+    translator: Any = None  # the unified call (gateway/unified.py UnifiedCall) that turns the answer back
+    exchange: Exchange | None = None  # the proxied request as its provider's policy saw it (it screens the answer)
+    cache_key: str | None = None  # where a good answer is stored, when the request asked for the cache
+    cache_max_age: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -101,7 +107,7 @@ class Outcome:
 class Walk(Protocol):
     """How to try a leaf, and whether an outcome may be retried (the pipeline knows the method:
     a proxied POST that may have created something upstream is only retried when the status proves
-    it was not, e.g. 429). The pipeline's per-request state is the walk: no extra object per request."""
+    it was not, e.g. 429)."""
 
     async def attempt(self, leaf: Leaf, retry: int) -> Outcome: ...
 

@@ -24,6 +24,7 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
+from ..body_json import BodyJson
 from ..errors import BadUpstreamResponse, ForbiddenHost, UpstreamTimeout
 from ..hosts import check_custom_host
 from ..log_record import LogRecord
@@ -137,7 +138,8 @@ class AttemptSteps:
         if self.policy is None or not request.url.startswith(self._api_root + "/"):
             return None
         path, _, query = request.url[len(self._api_root):].partition("?")
-        return Exchange(request.method, path, query, request.body, self.resolved.target, self.key_id, self.admin)
+        return Exchange(request.method, path, query, request.body, self.resolved.target, self.key_id, self.admin,
+                        BodyJson(request.body))
 
     def _left(self, request: UpstreamRequest) -> float:
         remaining = self.remaining()

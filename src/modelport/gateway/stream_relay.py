@@ -11,7 +11,7 @@ import time
 
 from yarl import URL
 
-from ..log_record import Attempt, LogRecord
+from ..log_record import LogRecord
 from ..providers.registry import get_provider
 from ..asgi import Receive, Scope, Send, send_error
 from ..errors import GatewayError, NotFound
@@ -38,22 +38,17 @@ async def relay_stream(gateway, scope: Scope, receive: Receive, send: Send, toke
             raise NotFound("this stream link names no provider this gateway knows; fetch the prediction again for a fresh one")
         url = URL(claims["u"], encoded=True)
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"] if k in _PASS]
-        span = Attempt(index="stream", provider=spec.id, slug=record.slug, started_at=time.time())
-        record.attempts.append(span)
+        span = record.attempt("stream", spec.id, record.slug)
         upstream = await open_upstream(gateway.upstreams, bool(claims.get("g")), spec.id, "GET", url, headers, None, None)
         span.status = upstream.status
         extra = [(b"x-portkey-trace-id", record.trace_id.encode("latin-1")), (b"x-portkey-provider", spec.id.encode())]
-        cap = gateway.settings.log_body_max_bytes if gateway.settings.logging else 0
-        relayed = await relay(send, receive, upstream, extra, cap)
+        relayed = await relay(send, receive, upstream, extra, gateway.log_body_cap)
         upstream.release()
-        record.status = 499 if relayed.disconnected else relayed.status
-        record.response_bytes, record.stream, record.error = relayed.size, True, relayed.error
-        record.response_body = bytes(relayed.captured) or None
-        record.response_content_type = relayed.content_type
+        relayed.fill(record, gateway.log_headers)
     except GatewayError as error:
-        record.status, record.error, record.gateway_exception = error.status, error.message, True
+        record.failed(error.status, error.message)
         record.trace_id = record.trace_id or new_trace_id()  # an invalid token names no trace: a new one
         await send_error(send, error, record.trace_id)
     finally:
-        record.latency_ms = (time.perf_counter() - started) * 1000
+        record.finished(started)
         gateway.recorder.submit(record)

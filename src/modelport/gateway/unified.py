@@ -94,22 +94,11 @@ class UnifiedCall:
         self.turn: Turn | None = None
 
     @staticmethod
-    def peek_json(outbound: Outbound) -> dict[str, Any]:
-        """The request body as a JSON object, parsed once per request ({} when it is not one)."""
-        if outbound.parsed is None:
-            try:
-                value = orjson.loads(outbound.body) if outbound.body else {}
-            except orjson.JSONDecodeError:
-                value = {}
-            outbound.parsed = value if isinstance(value, dict) else {}
-        return outbound.parsed
-
-    @staticmethod
     def proxy_body(outbound: Outbound, leaf: Leaf) -> Any:
         if outbound.body is None:
             return outbound.body_stream
         if leaf.override_params and outbound.body:
-            body = UnifiedCall.peek_json(outbound)
+            body = outbound.json.fields()
             if body:
                 return orjson.dumps({**body, **leaf.override_params})
         return outbound.body or None  # no body: no "Content-Length: 0" the client never sent on a GET
@@ -130,8 +119,8 @@ class UnifiedCall:
             body = _form_body(outbound, leaf)
         elif outbound.method == "POST" and (_needs_body(leaf, endpoint) or outbound.options.cache_ttl is not None):
             try:
-                parsed = orjson.loads(outbound.body or b"")
-            except orjson.JSONDecodeError as exc:
+                parsed = outbound.json.value()  # shared: the routing may have read it already
+            except ValueError as exc:
                 raise BadRequest(f"the request body is not valid JSON: {exc}", code="invalid_json") from None
             if not isinstance(parsed, dict):
                 raise BadRequest("the request body must be a JSON object", code="invalid_json")

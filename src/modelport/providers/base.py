@@ -33,6 +33,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Literal, Mapping, NamedTuple, Protocol
 from urllib.parse import unquote
 
+from ..body_json import BodyJson
 # The upstream request and response values are the transport's (transport/messages.py); adapters and
 # auth hooks name them from here, with the rest of the provider contract.
 from ..transport.messages import StepAnswer, Transport, UpstreamRequest
@@ -343,8 +344,9 @@ class Exchange:
     """One proxied request as a provider's policy sees it: who asks, on which account, for what.
 
     ``path`` is after ``/v1``, normalised (gateway/paths.py) but still percent-encoded; ``body`` is None when it streamed through
-    unread (over the gateway's buffer limit). ``key_id`` is the gateway key (None without one).
-    ``public_base`` is the gateway's public ``/v1`` root as this caller reached it (providers/rewrite.py),
+    unread (over the gateway's buffer limit); ``body_json`` is its JSON, decoded at most once for the gateway
+    and the policy together (modelport/body_json.py), so a policy reads it there, never from ``body``.
+    ``key_id`` is the gateway key (None without one). ``public_base`` is the gateway's public ``/v1`` root as this caller reached it (providers/rewrite.py),
     for a policy that hands the provider a gateway URL; empty for providers whose URLs are not rewritten.
     """
 
@@ -355,6 +357,7 @@ class Exchange:
     target: Target
     key_id: str | None
     admin: bool
+    body_json: BodyJson
     public_base: str = ""
 
 

@@ -167,7 +167,7 @@ class Isolation:
             raise BadRequest("this create's body is too large for the gateway to check its input for other keys' "
                              "file URLs (over 4 MiB); upload large inputs with POST /v1/files and pass the file's URL",
                              code="body_too_large_to_check")
-        request = json_or_none(exchange.body)
+        request = exchange.body_json.or_none()
         if not isinstance(request, dict):
             return  # Replicate refuses it with its own 4xx
         hosts = _account_hosts(exchange.target.base_url)

@@ -39,7 +39,7 @@ import orjson
 
 from ...errors import BadRequest, Conflict, ForbiddenHost, GatewayError, Unauthorized, UpstreamUnreachable
 from ...hosts import HostRules
-from ...log_record import Attempt, LogRecord
+from ...log_record import LogRecord
 from .pricing import is_terminal
 from ..records import PolicyStore, WebhookRelayRow
 from ..base import WEBHOOK_ROUTE, Answer, Exchange, Forward, Inbound, UpstreamRequest
@@ -74,7 +74,7 @@ class WebhookRelay:
     def redirect(self, exchange: Exchange) -> Forward | None:
         """The create's body with the caller's webhook replaced by the gateway's relay URL; None when
         it asks for no webhook (or is not the gateway's to read: no stored account, a body too large)."""
-        request = json_or_none(exchange.body) if exchange.target.slug is not None else None
+        request = exchange.body_json.or_none() if exchange.target.slug is not None else None
         if not isinstance(request, dict):
             return None
         wanted = callers_webhook(request)
@@ -218,9 +218,8 @@ class WebhookRelay:
         record = LogRecord(trace_id=_trace(webhook_id), method="GET", path=f"/v1/predictions/{prediction['id']}",
                            provider="replicate", slug=slug, key_id=row.key_id if row else None,
                            key_name="replicate webhook", metadata={"modelport_webhook": "received", "webhook_id": webhook_id})
-        record.attempts.append(Attempt(index="webhook", provider="replicate", slug=slug, started_at=time.time(), status=200))
-        record.status, record.response_content_type = 200, "application/json"
-        record.response_bytes, record.response_body = len(inbound.body), inbound.body
+        record.attempt("webhook", "replicate", slug).status = 200
+        record.answered(200, len(inbound.body), "application/json", inbound.body)
         inbound.submit(record)
 
     async def _deliver(self, inbound: Inbound, row: WebhookRelayRow, webhook_id: str, object_id: str,
@@ -254,23 +253,22 @@ class WebhookRelay:
             # No redirects (the transport follows none): one would lead past the SSRF check just made.
             answer = await inbound.transport(not self.host_rules.trusts(url)).fetch(
                 UpstreamRequest("POST", url, headers, body), DELIVERY_READ_LIMIT)
-            record.status, record.response_bytes = answer.status, len(answer.body)
-            record.response_body, record.response_content_type = answer.body, answer.headers.get("content-type", "")
+            record.answered(answer.status, len(answer.body), answer.headers.get("content-type", ""), answer.body)
             return answer.status
         except ForbiddenHost as refused:
-            record.status, record.error, record.gateway_exception = refused.status, refused.message, True
+            record.failed(refused.status, refused.message)
             return refused.status  # final: the rules will not change between attempts
         except GatewayError as error:  # no answer (connection, timeout): retried
-            record.status = error.status
-            record.error = f"webhook delivery failed: {error.message}"
+            record.failed(error.status, f"webhook delivery failed: {error.message}", gateway_exception=False)
             return None
         finally:
-            record.latency_ms = record.upstream_latency_ms = (time.perf_counter() - started) * 1000
+            record.finished(started)
+            record.upstream_latency_ms = record.latency_ms
 
     async def remember(self, exchange: Exchange, tenant: str, created: dict[str, Any]) -> bool:
         """Store where the caller wants the new object's events; put its own URL back into the response.
         True when the response was changed."""
-        wanted = callers_webhook(json_or_none(exchange.body))
+        wanted = callers_webhook(exchange.body_json.or_none())
         if wanted is None or not isinstance(created.get("id"), str):
             return False
         url, events = wanted
@@ -283,7 +281,7 @@ class WebhookRelay:
             raise GatewayError(f"Replicate created {created['id']}, but the gateway could not record where to relay "
                                "its webhook events (the store did not answer), so none will reach you; poll it "
                                "instead") from None
-        show_callers_webhook(created, json_or_none(exchange.body))
+        show_callers_webhook(created, exchange.body_json.or_none())
         return True
 
 
