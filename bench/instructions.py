@@ -120,9 +120,13 @@ def drive(tree: str, requests: int, mode: str, origin: str, logging: bool) -> No
 def count(tree: str, requests: int, mode: str, origin: str, workdir: Path, logging: bool) -> tuple[int, int]:
     """Instructions of the whole process and of its main thread (the event loop: the request path)."""
     out = workdir / f"callgrind.{mode}{'.logged' if logging else ''}.{requests}"
+    # A fixed hash seed: with a random one, start-up's dict probes differ from run to run by millions of
+    # instructions (callgrind: _Py_dict_lookup), which the two runs' difference divides into ±25k a request.
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
     subprocess.run(["valgrind", "--tool=callgrind", "--dump-instr=no", "--separate-threads=yes",
                     f"--callgrind-out-file={out}", sys.executable, __file__,
-                    "--drive", tree, str(requests), mode, origin, str(int(logging))], check=True, capture_output=True)  # fmt: skip
+                    "--drive", tree, str(requests), mode, origin, str(int(logging))], check=True, capture_output=True,
+                   env=env)  # fmt: skip
     threads = sorted(workdir.glob(out.name + "-*"))  # one file a thread, -01 the main one
     counts = [int(re.search(r"^summary: (\d+)", path.read_text(errors="replace"), re.M).group(1)) for path in threads]
     return sum(counts), counts[0]
