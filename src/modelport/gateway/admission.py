@@ -10,7 +10,7 @@ attempt fails and they go back. The limits themselves are gateway/limits.py, the
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Sequence
 
 from ..asgi import Headers
 from ..usage.limits import Charge
@@ -34,16 +34,18 @@ class Admission:
 
     def __init__(self, limiter: Limiter, reserver: Reserver, principal: Principal) -> None:
         self.limiter, self.reserver, self.principal = limiter, reserver, principal
+        # Empty tuples until an admission says otherwise: a request under no limit allocates nothing here.
         self.key_pending: tuple[Rule, ...] = principal.rate_limits  # until an admission counts them
-        self.key_standings: list[Standing] = []
-        self.provider_standings: list[Standing] = []  # the limits of the provider the last attempt reached
-        self.token_standings: list[Standing] = []  # the token limits (key's and provider's) it holds amounts on
-        self.held: list[tuple[Charge, str]] = []  # what the last attempt holds on its budgets, with their kinds
+        self.key_standings: Sequence[Standing] = ()
+        self.provider_standings: Sequence[Standing] = ()  # the limits of the provider the last attempt reached
+        self.token_standings: Sequence[Standing] = ()  # the token limits (key's and provider's) it holds amounts on
+        self.held: Sequence[tuple[Charge, str]] = ()  # what the last attempt holds on its budgets, with their kinds
 
     async def next_attempt(self) -> None:
         """A new attempt: the last one failed, and what it held goes back."""
-        self.provider_standings, self.token_standings = [], []
-        await self.release()
+        self.provider_standings = self.token_standings = ()
+        if self.held:
+            await self.release()
 
     async def admit(self, resolved: Any, outbound: Outbound, translator: Any) -> None:
         """The provider's rate limits and both budgets (and the key's limits, on the first admission), in
@@ -83,14 +85,14 @@ class Admission:
     async def release(self) -> None:
         """Give back what the last attempt holds (it failed, or the request ended before its answer)."""
         if self.held:
-            held, self.held = self.held, []
+            held, self.held = self.held, ()
             await self.limiter.release([charge for charge, _ in held])
 
     def hand_over(self) -> list[tuple[str, int, int, int, str]] | None:
         """What the answered attempt holds, as the log record carries it for the log service to settle."""
         if not self.held:
             return None
-        held, self.held = self.held, []
+        held, self.held = self.held, ()
         return [(charge.key.hex(), *charge[1:], kind) for charge, kind in held]
 
     def headers(self) -> Headers:
@@ -98,7 +100,7 @@ class Admission:
         if not (self.key_standings or self.provider_standings or self.token_standings):
             return []
         now = time.time()
-        headers = header_pairs(self.key_standings + self.provider_standings, now)
+        headers = header_pairs([*self.key_standings, *self.provider_standings], now)
         if self.token_standings:
             headers += header_pairs(self.token_standings, now, "tokens")
         return headers

@@ -102,7 +102,8 @@ class Gateway:
                         raise
                 await self.respond(outcome, client, record, admission)
             finally:
-                await admission.release()
+                if admission.held:  # the request ended before an answer took them (a failure, a client gone)
+                    await admission.release()
         except KeyRefused as refused:
             refused.error.__traceback__ = None
             await self._fail(send, record, refused.error, options)
