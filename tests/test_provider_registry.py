@@ -90,5 +90,5 @@ def test_audio_and_rerank_are_served_only_where_the_providers_api_has_them():
 
     served = {endpoint: sorted(spec.id for spec in PROVIDERS.values() if serves(spec, endpoint))
               for endpoint in ("transcriptions", "translations", "speech", "rerank")}
-    assert served == {"transcriptions": ["groq", "openai"], "translations": ["groq", "openai"], "speech": ["openai"],
-                      "rerank": ["cohere", "together-ai"]}  # docs/audio-and-rerank.md, the table
+    assert served == {"transcriptions": ["azure-openai", "groq", "openai"], "translations": ["azure-openai", "groq", "openai"],
+                      "speech": ["azure-openai", "openai"], "rerank": ["cohere", "together-ai"]}  # docs/audio-and-rerank.md

@@ -84,7 +84,9 @@ class UnifiedCall:
         self.adapter = adapter_for(spec, endpoint)
         self.stream = bool(body.get("stream"))
         # Only endpoints the provider serves go through its adapter; the rest (e.g. a native /models) pass through.
-        self.translated = self.adapter is not None and serves(spec, endpoint)
+        # ...and of those, the ones its adapter names ``sent_as_is`` (Azure's audio) go as sent, to its URL.
+        self.translated = (self.adapter is not None and serves(spec, endpoint)
+                           and endpoint not in getattr(self.adapter, "sent_as_is", ()))
         # A provider's own Messages API already answers errors the way Anthropic-native clients expect.
         self.native_errors = endpoint == "messages" and endpoint in spec.unified
         # Several upstream requests per call (providers/base.py MultiStepAdapter), each through ``steps``.
@@ -136,7 +138,10 @@ class UnifiedCall:
             body = outbound.body if not self.leaf.override_params else orjson.dumps(self.body)
             if body is None:  # a large upload streams through (gateway/pipeline.py ``_read``)
                 body = outbound.body_stream
-            url = upstream_url(resolved.target.base_url, outbound.path, outbound.query)
+            if self.adapter is not None and self.endpoint in getattr(self.adapter, "sent_as_is", ()):
+                url: URL | str = self._url_as_sent()
+            else:
+                url = upstream_url(resolved.target.base_url, outbound.path, outbound.query)
             return outbound.method, url, proxy_headers(outbound.options, resolved.spec, resolved.target), body
         try:
             built = self.adapter.build_request(self.endpoint, self.body, resolved.target, outbound.options.strict_compliance)
@@ -146,6 +151,19 @@ class UnifiedCall:
             raise BadRequest(str(exc), code="untranslatable_request") from None
         headers = self.adapter_headers(built.headers)
         return built.method, URL(built.url, encoded=False), headers, built.body
+
+    def _url_as_sent(self) -> URL:
+        """The provider's own URL for a body it takes as sent; the model read from the JSON body or, for an
+        upload, from the head of the held form (the deployment, where the provider names it by model)."""
+        model = self.body.get("model")
+        if model is None and self.endpoint in MULTIPART_ENDPOINTS and self.outbound.body is not None:
+            head = self.outbound.body[:FORM_HEAD_BYTES]
+            model = form_fields(head, self.outbound.options.content_type.decode("latin-1"), until_file=True).get("model")
+        try:
+            url = self.adapter.url_as_sent(self.endpoint, self.leaf.resolved.target, model if isinstance(model, str) else None)
+        except ValueError as exc:
+            raise BadRequest(str(exc), code="untranslatable_request") from None
+        return URL(url, encoded=False)
 
     async def begin(self, steps: Any) -> StepAnswer:
         """A multi-step call's requests up to the answer routing judges (gateway/steps.py gives ``steps``)."""

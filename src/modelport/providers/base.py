@@ -112,7 +112,12 @@ class StreamTranslator(Protocol):
 
 
 class Adapter(Protocol):
-    """Translation between the unified (OpenAI) format and one provider's native format."""
+    """Translation between the unified (OpenAI) format and one provider's native format.
+
+    An adapter may also name endpoints whose bodies the provider takes as OpenAI's, at a URL of its own
+    (``sent_as_is``: endpoint → nothing translated, the request and the answer relayed as they are, a
+    multipart upload or a binary answer included); ``url_as_sent(endpoint, target, model)`` gives that
+    URL, raising ``ValueError`` with a user-facing message when it cannot be built."""
 
     def build_request(
         self, endpoint: Endpoint, body: dict[str, Any], target: Target, strict: bool

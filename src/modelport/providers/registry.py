@@ -137,7 +137,7 @@ _TABLE: tuple[ProviderSpec, ...] = (
                  unified=frozenset({"chat", "messages"}), adapter="anthropic", settings=(ANTHROPIC_VERSION, ANTHROPIC_BETA),
                  caller_headers=("anthropic-version", "anthropic-beta")),
     ProviderSpec(id="azure-openai", base_url="https://{resource_name}.openai.azure.com/openai", auth=AZURE_KEY,
-                 unified=frozenset({"chat", "completions", "embeddings", "responses"}), adapter="azure",
+                 unified=frozenset({"chat", "completions", "embeddings", "responses", "images"}) | AUDIO, adapter="azure",
                  settings=AZURE_SETTINGS),
     ProviderSpec(id="google", base_url="https://generativelanguage.googleapis.com/v1beta", auth=GOOGLE_KEY,
                  unified=frozenset({"chat", "embeddings"}), adapter="google", models=GOOGLE_MODELS),
