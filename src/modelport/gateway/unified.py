@@ -75,18 +75,18 @@ def takes_unified_path(endpoint: Endpoint, spec: ProviderSpec) -> bool:
 
 
 class UnifiedCall:
-    __slots__ = ("endpoint", "outbound", "leaf", "body", "adapter", "stream", "translated", "native_errors", "multi_step",
-                 "steps", "turn")
+    __slots__ = ("endpoint", "outbound", "leaf", "body", "adapter", "stream", "translated", "as_sent", "native_errors",
+                 "multi_step", "steps", "turn")
 
     def __init__(self, endpoint: Endpoint, outbound: Outbound, leaf: Leaf, body: dict[str, Any]) -> None:
         self.endpoint, self.outbound, self.leaf, self.body = endpoint, outbound, leaf, body
         spec = leaf.resolved.spec
         self.adapter = adapter_for(spec, endpoint)
         self.stream = bool(body.get("stream"))
+        # Endpoints its adapter names ``sent_as_is`` (Azure's audio) go as sent, to the adapter's URL.
+        self.as_sent = self.adapter is not None and endpoint in getattr(self.adapter, "sent_as_is", ())
         # Only endpoints the provider serves go through its adapter; the rest (e.g. a native /models) pass through.
-        # ...and of those, the ones its adapter names ``sent_as_is`` (Azure's audio) go as sent, to its URL.
-        self.translated = (self.adapter is not None and serves(spec, endpoint)
-                           and endpoint not in getattr(self.adapter, "sent_as_is", ()))
+        self.translated = self.adapter is not None and not self.as_sent and serves(spec, endpoint)
         # A provider's own Messages API already answers errors the way Anthropic-native clients expect.
         self.native_errors = endpoint == "messages" and endpoint in spec.unified
         # Several upstream requests per call (providers/base.py MultiStepAdapter), each through ``steps``.
@@ -138,7 +138,7 @@ class UnifiedCall:
             body = outbound.body if not self.leaf.override_params else orjson.dumps(self.body)
             if body is None:  # a large upload streams through (gateway/pipeline.py ``_read``)
                 body = outbound.body_stream
-            if self.adapter is not None and self.endpoint in getattr(self.adapter, "sent_as_is", ()):
+            if self.as_sent:
                 url: URL | str = self._url_as_sent()
             else:
                 url = upstream_url(resolved.target.base_url, outbound.path, outbound.query)
@@ -156,9 +156,8 @@ class UnifiedCall:
         """The provider's own URL for a body it takes as sent; the model read from the JSON body or, for an
         upload, from the head of the held form (the deployment, where the provider names it by model)."""
         model = self.body.get("model")
-        if model is None and self.endpoint in MULTIPART_ENDPOINTS and self.outbound.body is not None:
-            head = self.outbound.body[:FORM_HEAD_BYTES]
-            model = form_fields(head, self.outbound.options.content_type.decode("latin-1"), until_file=True).get("model")
+        if model is None and self.endpoint in MULTIPART_ENDPOINTS:
+            model = _form_model(self.outbound)
         try:
             url = self.adapter.url_as_sent(self.endpoint, self.leaf.resolved.target, model if isinstance(model, str) else None)
         except ValueError as exc:
@@ -338,13 +337,18 @@ def _form_body(outbound: Outbound, leaf: Leaf) -> dict[str, Any]:
     resolved = leaf.resolved
     if resolved.allowed_models is None:
         return {}
-    head = outbound.body[:FORM_HEAD_BYTES] if outbound.body is not None else b""
-    model = form_fields(head, outbound.options.content_type.decode("latin-1"), until_file=True).get("model")
+    model = _form_model(outbound)
     if not model:
         raise Forbidden(f"provider @{resolved.target.slug} allows only some models, and this upload does not say which "
                         f"model it runs where the gateway reads it: a 'model' form field within its first "
                         f"{FORM_HEAD_BYTES // 1024} KiB, in a body of at most 4 MiB")
     return {"model": model}
+
+
+def _form_model(outbound: Outbound) -> str | None:
+    """An upload's ``model`` form field, read from the head of the held body (None when not there)."""
+    head = outbound.body[:FORM_HEAD_BYTES] if outbound.body is not None else b""
+    return form_fields(head, outbound.options.content_type.decode("latin-1"), until_file=True).get("model")
 
 
 async def _first_of(work: asyncio.Future[Any], watcher: asyncio.Future[None]) -> bool:
